@@ -1,0 +1,3 @@
+fn main() {
+    println!("rclaude-server: not yet implemented");
+}

@@ -1,0 +1,351 @@
+//! The provider abstraction: sandbox lifecycle (`Provider`) and work inside one (`Sandbox`).
+//!
+//! Providers differ only in lifecycle and in how they reach the sandbox; everything after the
+//! lifecycle (exec, files, git-bundle sync, live sync) goes through a [`Sandbox`] handle.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::Stream;
+use serde::{Deserialize, Serialize};
+
+pub use crate::envd::proto::EntryInfo;
+
+/// What a provider's sandboxes can and cannot do; `status` reports these.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Pause keeps memory, so running processes survive a pause.
+    pub pause_keeps_memory: bool,
+    /// The file system survives pause/resume.
+    pub persistent_disk: bool,
+    /// The provider pauses an idle sandbox on its own after `timeout`.
+    pub auto_pause: bool,
+    /// Interactive terminals (PTY) are available.
+    pub pty: bool,
+}
+
+/// Everything needed to create a sandbox.
+#[derive(Debug, Clone, Default)]
+pub struct SandboxSpec {
+    /// Human-readable name (the repository's directory name).
+    pub name: String,
+    /// Image or template; provider-specific meaning.
+    pub image: Option<String>,
+    pub cpu: Option<u32>,
+    pub memory_mb: Option<u32>,
+    /// Idle lifetime before the provider pauses (or stops) the sandbox.
+    pub timeout: Option<Duration>,
+    pub auto_pause: bool,
+    /// Where the repository lives inside the sandbox (providers may override, e.g. local).
+    pub workdir: String,
+    /// Plain environment for every process (not secrets: those are passed per exec).
+    pub env: BTreeMap<String, String>,
+    /// Labels stored with the sandbox (repository, branch, session id).
+    pub metadata: BTreeMap<String, String>,
+    /// Local provider: process isolation.
+    pub isolation: crate::config::Isolation,
+}
+
+/// Lifecycle state as the provider reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SandboxState {
+    Running,
+    Paused,
+    /// Provider-specific state we do not model (shown verbatim).
+    Other(String),
+}
+
+impl std::fmt::Display for SandboxState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SandboxState::Running => f.write_str("running"),
+            SandboxState::Paused => f.write_str("paused"),
+            SandboxState::Other(s) => f.write_str(s),
+        }
+    }
+}
+
+/// A sandbox as listed by its provider.
+#[derive(Debug, Clone, Serialize)]
+pub struct SandboxInfo {
+    pub id: String,
+    pub provider: String,
+    pub state: SandboxState,
+    /// Absolute path of the repository inside the sandbox.
+    pub workdir: String,
+    pub metadata: BTreeMap<String, String>,
+    /// RFC 3339 creation time when known.
+    pub started_at: Option<String>,
+    /// RFC 3339 time at which the provider will pause/stop it, when known.
+    pub end_at: Option<String>,
+}
+
+/// How to start a process.
+#[derive(Debug, Clone)]
+pub enum Command {
+    /// A shell command line; the sandbox picks the shell (`bash -c` or `bash -l -c`).
+    Shell(String),
+    /// A program and its arguments, no shell.
+    Argv(Vec<String>),
+}
+
+/// A process to run in the sandbox.
+#[derive(Debug, Clone)]
+pub struct ExecRequest {
+    pub command: Command,
+    /// Working directory; `None` = the sandbox's workdir.
+    pub cwd: Option<String>,
+    pub env: BTreeMap<String, String>,
+    /// Bytes written to stdin before it is closed; `None` = stdin closed at start.
+    pub stdin: Option<Bytes>,
+    /// Kill the process after this long.
+    pub timeout: Option<Duration>,
+    /// A tag to find the process again (detached runs).
+    pub tag: Option<String>,
+}
+
+impl ExecRequest {
+    /// A shell command with no env, cwd = workdir, stdin closed, no timeout.
+    pub fn shell(cmd: impl Into<String>) -> Self {
+        ExecRequest {
+            command: Command::Shell(cmd.into()),
+            cwd: None,
+            env: BTreeMap::new(),
+            stdin: None,
+            timeout: None,
+            tag: None,
+        }
+    }
+
+    /// A program with arguments, no shell.
+    pub fn argv<I, S>(args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        ExecRequest {
+            command: Command::Argv(args.into_iter().map(Into::into).collect()),
+            ..ExecRequest::shell("")
+        }
+    }
+
+    pub fn cwd(mut self, cwd: impl Into<String>) -> Self {
+        self.cwd = Some(cwd.into());
+        self
+    }
+
+    pub fn env(mut self, env: BTreeMap<String, String>) -> Self {
+        self.env.extend(env);
+        self
+    }
+
+    pub fn stdin(mut self, data: impl Into<Bytes>) -> Self {
+        self.stdin = Some(data.into());
+        self
+    }
+
+    pub fn timeout(mut self, t: Option<Duration>) -> Self {
+        self.timeout = t;
+        self
+    }
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExitStatus {
+    /// Exit code; `-1` when killed by a signal.
+    pub code: i32,
+    /// Provider's status text, e.g. `exit status 1` or `signal: killed`.
+    pub status: String,
+}
+
+impl ExitStatus {
+    pub fn success(&self) -> bool {
+        self.code == 0
+    }
+
+    /// Exit code suitable for this process: the remote code, or 128+signal, or 1.
+    pub fn shell_code(&self) -> i32 {
+        if self.code >= 0 {
+            return self.code;
+        }
+        match self.status.strip_prefix("signal: ") {
+            Some("killed") => 128 + 9,
+            Some("terminated") => 128 + 15,
+            Some("interrupt") => 128 + 2,
+            Some("hangup") => 128 + 1,
+            _ => 1,
+        }
+    }
+}
+
+/// One event of a running process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecEvent {
+    Started { pid: u32 },
+    Stdout(Bytes),
+    Stderr(Bytes),
+    Exited(ExitStatus),
+}
+
+/// Stream of process events; ends after `Exited` (or an error).
+pub type ExecStream = Pin<Box<dyn Stream<Item = Result<ExecEvent, SandboxError>> + Send>>;
+
+/// Collected output of a finished process.
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub status: ExitStatus,
+}
+
+impl Output {
+    pub fn stdout_str(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+    pub fn stderr_str(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+}
+
+/// A file to write in the sandbox.
+#[derive(Debug, Clone)]
+pub struct FileUpload {
+    /// Absolute path in the sandbox.
+    pub path: String,
+    pub contents: Bytes,
+}
+
+/// Progress callback: bytes transferred so far.
+pub type Progress = Arc<dyn Fn(u64) + Send + Sync>;
+
+/// Errors talking to a sandbox.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("cannot reach the sandbox at {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("the sandbox rejected the access token ({0})")]
+    Unauthenticated(String),
+    #[error("not found in the sandbox: {0}")]
+    NotFound(String),
+    #[error("invalid request: {0}")]
+    InvalidArgument(String),
+    #[error("already exists in the sandbox: {0}")]
+    AlreadyExists(String),
+    #[error("timed out: {0}")]
+    Timeout(String),
+    #[error("sandbox error ({code}): {message}")]
+    Remote { code: String, message: String },
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    #[error("not supported by this provider: {0}")]
+    Unsupported(String),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl SandboxError {
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        SandboxError::Io { context: context.into(), source }
+    }
+}
+
+/// Errors from a provider's lifecycle API.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    #[error("sandbox {0} no longer exists")]
+    NotFound(String),
+    #[error("{provider} API error ({status}): {message}{}", hint.as_deref().map(|h| format!("\n  hint: {h}")).unwrap_or_default())]
+    Api { provider: String, status: u16, message: String, hint: Option<String> },
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+}
+
+/// A sandbox's lifecycle, behind one trait for every cloud.
+#[async_trait]
+pub trait Provider: Send + Sync {
+    /// Short name as written in `.rclaude.toml` (`local`, `e2b`, ...).
+    fn name(&self) -> &'static str;
+    fn capabilities(&self) -> Capabilities;
+    /// Create a new sandbox; it is running when this returns.
+    async fn create(&self, spec: &SandboxSpec) -> Result<SandboxInfo, ProviderError>;
+    /// Connect to a sandbox, resuming it when paused.
+    async fn connect(&self, id: &str) -> Result<Arc<dyn Sandbox>, ProviderError>;
+    /// Current state, `None` when the sandbox no longer exists.
+    async fn info(&self, id: &str) -> Result<Option<SandboxInfo>, ProviderError>;
+    /// Pause: stop compute, keep the files.
+    async fn pause(&self, id: &str) -> Result<(), ProviderError>;
+    /// Destroy the sandbox and its files.
+    async fn kill(&self, id: &str) -> Result<(), ProviderError>;
+    /// Sandboxes created by rclaude on this provider/account.
+    async fn list(&self) -> Result<Vec<SandboxInfo>, ProviderError>;
+}
+
+/// Work inside one sandbox: processes and files.
+#[async_trait]
+pub trait Sandbox: Send + Sync {
+    fn id(&self) -> &str;
+    /// Absolute path of the repository inside the sandbox.
+    fn workdir(&self) -> &str;
+    /// Start a process and stream its events.
+    async fn exec(&self, req: ExecRequest) -> Result<ExecStream, SandboxError>;
+    /// Send a signal (`SIGTERM` or `SIGKILL`) to a process.
+    async fn kill_process(&self, pid: u32, force: bool) -> Result<(), SandboxError>;
+    /// Write several small files in one request (atomically each).
+    async fn write_files(&self, files: Vec<FileUpload>) -> Result<(), SandboxError>;
+    /// Stream a local file to `remote_path`.
+    async fn upload(&self, local: &Path, remote_path: &str, progress: Option<Progress>)
+    -> Result<u64, SandboxError>;
+    /// Stream `remote_path` into a local file.
+    async fn download(&self, remote_path: &str, local: &Path, progress: Option<Progress>)
+    -> Result<u64, SandboxError>;
+    /// Read a whole (small) file.
+    async fn read_file(&self, path: &str) -> Result<Bytes, SandboxError>;
+    /// Remove a file or directory (recursively); a missing path is not an error.
+    async fn remove(&self, path: &str) -> Result<(), SandboxError>;
+    /// File metadata, `None` when missing.
+    async fn stat(&self, path: &str) -> Result<Option<EntryInfo>, SandboxError>;
+    /// Create a directory and its parents; `false` when it already existed.
+    async fn make_dir(&self, path: &str) -> Result<bool, SandboxError>;
+    /// Rename a file or directory.
+    async fn rename(&self, from: &str, to: &str) -> Result<(), SandboxError>;
+}
+
+/// Run a process to completion and collect its output.
+pub async fn run(sandbox: &dyn Sandbox, req: ExecRequest) -> Result<Output, SandboxError> {
+    use futures::StreamExt;
+    let mut stream = sandbox.exec(req).await?;
+    let mut out = Output {
+        stdout: Vec::new(),
+        stderr: Vec::new(),
+        status: ExitStatus { code: -1, status: String::new() },
+    };
+    let mut exited = false;
+    while let Some(ev) = stream.next().await {
+        match ev? {
+            ExecEvent::Started { .. } => {}
+            ExecEvent::Stdout(b) => out.stdout.extend_from_slice(&b),
+            ExecEvent::Stderr(b) => out.stderr.extend_from_slice(&b),
+            ExecEvent::Exited(s) => {
+                out.status = s;
+                exited = true;
+            }
+        }
+    }
+    if !exited {
+        return Err(SandboxError::Protocol("process stream ended without an exit status".into()));
+    }
+    Ok(out)
+}
