@@ -1,1 +1,153 @@
-pub fn main() -> i32 { 0 }
+//! The `rclaude` command line: argument parsing and dispatch, one file per subcommand.
+
+mod agent;
+mod context;
+mod down;
+mod exec;
+mod init;
+mod pause;
+mod pull;
+mod resume;
+mod run;
+mod schema;
+mod status;
+mod stream;
+mod sync;
+mod up;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::error::{CliError, ErrorKind};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0      success
+  N      exec, run, setup: a command in the sandbox failed with exit code N (passed
+         through as is; 128+S when it was killed by signal S)
+  64     usage error (bad arguments)
+  65     sync refused or failed (it would lose work, or a bundle is corrupt)
+  69     sandbox, provider or agent unavailable, or the sandbox is gone
+  70     internal error
+  74     local I/O error
+  77     authentication failed (API key or token)
+  78     not in a git repository, or .rclaude.toml missing or invalid
+  130    interrupted (Ctrl-C)";
+
+/// Run Claude Code and your tasks in a persistent remote sandbox for this repository.
+///
+/// rclaude keeps one sandbox per repository. `rclaude up` creates or resumes it and syncs your
+/// work tree into it with git bundles (your index, stash and refs are never touched);
+/// `exec` and `run` run work there with live output and the remote exit code; `pull` brings
+/// the sandbox's commits and edits back as a local branch.
+#[derive(Debug, Parser)]
+#[command(name = "rclaude", version, about, long_about, after_help = EXIT_CODES)]
+#[command(after_long_help = concat!(
+    "Examples:\n",
+    "  rclaude init                 write a starter .rclaude.toml for this repository\n",
+    "  rclaude up                   create or resume the sandbox, sync, run setup\n",
+    "  rclaude run test             run the `test` task (and its dependencies) remotely\n",
+    "  rclaude exec -- ls -la       run any command in the sandbox\n",
+    "  rclaude pull                 bring the sandbox's work back as branch rclaude/<branch>\n",
+    "  rclaude down --yes           destroy the sandbox\n\n",
+))]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command accepts.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GlobalArgs {
+    /// Run as if started in DIR (like `git -C`).
+    #[arg(short = 'C', long = "dir", global = true, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Only print warnings, errors and command output.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    Init(init::Args),
+    Up(up::Args),
+    Sync(sync::Args),
+    Pull(pull::Args),
+    Exec(exec::Args),
+    Run(run::Args),
+    Status(status::Args),
+    Pause(pause::Args),
+    Resume(resume::Args),
+    Down(down::Args),
+    Schema(schema::Args),
+    Agent(agent::Args),
+}
+
+/// Entry point of the `rclaude` binary; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
+                _ => ErrorKind::Usage.exit_code(),
+            };
+            let _ = e.print();
+            return code;
+        }
+    };
+    init_logging(&cli.command);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ErrorKind::Internal.exit_code();
+        }
+    };
+    let result = runtime.block_on(dispatch(cli));
+    // Don't wait for stray blocking tasks (e.g. a stdin reader) on the way out.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            report_error(&e);
+            e.code()
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<i32, CliError> {
+    let g = cli.global;
+    match cli.command {
+        Command::Init(a) => init::run(&g, a).await,
+        Command::Up(a) => up::run(&g, a).await,
+        Command::Sync(a) => sync::run(&g, a).await,
+        Command::Pull(a) => pull::run(&g, a).await,
+        Command::Exec(a) => exec::run(&g, a).await,
+        Command::Run(a) => run::run(&g, a).await,
+        Command::Status(a) => status::run(&g, a).await,
+        Command::Pause(a) => pause::run(&g, a).await,
+        Command::Resume(a) => resume::run(&g, a).await,
+        Command::Down(a) => down::run(&g, a).await,
+        Command::Schema(a) => schema::run(&g, a).await,
+        Command::Agent(a) => agent::run(&g, a).await,
+    }
+}
+
+fn report_error(e: &CliError) {
+    eprintln!("error: {}", e.message);
+    if let Some(h) = &e.hint {
+        eprintln!("  hint: {h}");
+    }
+}
+
+fn init_logging(command: &Command) {
+    use tracing_subscriber::EnvFilter;
+    // The agent logs at info by default (its log file is the sandbox's diagnostics); the CLI is quiet.
+    let default = if matches!(command, Command::Agent(_)) { "info" } else { "warn" };
+    let filter = EnvFilter::try_from_env("RCLAUDE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+}

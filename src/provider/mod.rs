@@ -16,6 +16,20 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::envd::proto::EntryInfo;
 
+pub mod local;
+
+/// The provider named in `.rclaude.toml`.
+pub fn for_kind(kind: crate::config::ProviderKind) -> Result<Box<dyn Provider>, ProviderError> {
+    use crate::config::ProviderKind;
+    match kind {
+        ProviderKind::Local => Ok(Box::new(local::LocalProvider::new())),
+        other => Err(ProviderError::Config(format!(
+            "provider \"{}\" is not available in this build yet; use provider = \"local\"",
+            other.as_str()
+        ))),
+    }
+}
+
 /// What a provider's sandboxes can and cannot do; `status` reports these.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
 pub struct Capabilities {

@@ -1,0 +1,82 @@
+//! What most commands need: the repository, its config, its session record and provider.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::GlobalArgs;
+use crate::config::Config;
+use crate::error::{CliError, CliResult};
+use crate::provider::{Provider, Sandbox};
+use crate::session::{Repo, SessionRecord, SessionStore};
+use crate::ui::Ui;
+
+/// A command's view of the repository it runs in.
+pub struct Ctx {
+    pub ui: Ui,
+    pub repo: Repo,
+    pub config: Config,
+    pub store: SessionStore,
+}
+
+impl Ctx {
+    /// Discover the repository and load `.rclaude.toml` (required).
+    pub fn load(g: &GlobalArgs) -> CliResult<Ctx> {
+        let ui = Ui::detect(g.quiet);
+        let repo = Repo::discover(&start_dir(g)?)?;
+        let path = repo.config_path();
+        let config = Config::load(&path)?;
+        let store = SessionStore::for_repo(&repo);
+        Ok(Ctx { ui, repo, config, store })
+    }
+
+    /// The provider named in the config.
+    pub fn provider(&self) -> CliResult<Box<dyn Provider>> {
+        Ok(crate::provider::for_kind(self.config.sandbox.provider)?)
+    }
+
+    /// The provider that owns an existing session (which may differ from the config's).
+    pub fn provider_for(&self, record: &SessionRecord) -> CliResult<Box<dyn Provider>> {
+        let kind = match record.provider.as_str() {
+            "local" => crate::config::ProviderKind::Local,
+            "e2b" => crate::config::ProviderKind::E2b,
+            "daytona" => crate::config::ProviderKind::Daytona,
+            "northflank" => crate::config::ProviderKind::Northflank,
+            other => return Err(CliError::internal(format!("session record names unknown provider {other:?}"))),
+        };
+        Ok(crate::provider::for_kind(kind)?)
+    }
+
+    /// The session record, or an error telling the user to run `rclaude up`.
+    pub fn require_session(&self) -> CliResult<SessionRecord> {
+        self.store.load()?.ok_or_else(|| {
+            CliError::unavailable(format!("no sandbox for {}", self.repo.root.display()))
+                .hint("`rclaude up` creates one and syncs this repository into it")
+        })
+    }
+
+    /// Connect to the session's sandbox (resuming it if paused).
+    pub async fn connect(&self, record: &SessionRecord) -> CliResult<Arc<dyn Sandbox>> {
+        let provider = self.provider_for(record)?;
+        Ok(provider.connect(&record.sandbox_id).await?)
+    }
+
+    /// Environment for every command run in the sandbox: `[env]`, resolved `[secrets]`, and
+    /// rclaude's own variables. Secret values come from this process's environment only.
+    pub fn exec_env(&self, record: &SessionRecord) -> CliResult<BTreeMap<String, String>> {
+        let mut env = self.config.env.clone();
+        env.extend(self.config.resolve_secrets(|name| std::env::var(name).ok())?);
+        env.insert("RCLAUDE".into(), "1".into());
+        env.insert("RCLAUDE_SESSION".into(), record.session_id.clone());
+        env.insert("RCLAUDE_REPO".into(), self.repo.name.clone());
+        Ok(env)
+    }
+}
+
+/// `-C DIR` or the current directory.
+pub fn start_dir(g: &GlobalArgs) -> CliResult<PathBuf> {
+    match &g.dir {
+        Some(d) => Ok(d.clone()),
+        None => std::env::current_dir().map_err(|e| CliError::io("reading the current directory", e)),
+    }
+}

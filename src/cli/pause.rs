@@ -1,0 +1,28 @@
+//! `rclaude pause`: stop the sandbox's compute, keep its files.
+
+use super::GlobalArgs;
+use super::context::Ctx;
+use crate::error::CliResult;
+
+/// Pause the sandbox: processes stop (or are frozen, where the provider keeps memory), files stay.
+///
+/// Paused time is not billed. `rclaude resume` (or any command that needs the sandbox) resumes it.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  rclaude pause\n  rclaude resume")]
+pub struct Args {}
+
+pub async fn run(g: &GlobalArgs, _args: Args) -> CliResult {
+    let ctx = Ctx::load(g)?;
+    let _lock = ctx.store.lock()?;
+    let record = ctx.require_session()?;
+    let provider = ctx.provider_for(&record)?;
+    let step = ctx.ui.step("Pausing sandbox");
+    match provider.pause(&record.sandbox_id).await {
+        Ok(()) => step.done(Some(&record.sandbox_id)),
+        Err(e) => {
+            step.fail(None);
+            return Err(e.into());
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,85 @@
+//! `rclaude sync`: push the work tree into the sandbox now.
+
+use super::GlobalArgs;
+use super::context::Ctx;
+use crate::error::{CliError, CliResult};
+use crate::gitsync::{self, PushOptions, PushReport, SyncProgress, SyncState};
+use crate::provider::Sandbox;
+use crate::session::SessionRecord;
+use crate::ui::{Step, format_bytes};
+
+/// Sync your work tree into the sandbox (what `up` does, without setup).
+///
+/// Your commits travel as a git bundle holding only what the sandbox lacks; uncommitted and
+/// untracked (not ignored) files travel as a snapshot commit made through a temporary index, so
+/// your index, stash, refs and work tree are never touched. Edits made in the sandbox since the
+/// last sync are never discarded: they are committed to `refs/rclaude/saved/<time>` on both sides
+/// first, and rclaude tells you how to look at them.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  rclaude sync\n  rclaude sync --full     # resend everything, e.g. after a history rewrite")]
+pub struct Args {
+    /// Send a full bundle instead of only what the sandbox lacks.
+    #[arg(long)]
+    pub full: bool,
+}
+
+pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
+    let ctx = Ctx::load(g)?;
+    let _lock = ctx.store.lock()?;
+    let mut record = ctx.require_session()?;
+    let sandbox = ctx.connect(&record).await?;
+    let report = push_with(&ctx, &mut record, &*sandbox, args.full).await?;
+    record.sync = Some(serde_json::to_value(&report.state).map_err(|e| CliError::internal(e.to_string()))?);
+    ctx.store.save(&record)?;
+    Ok(0)
+}
+
+/// Push with the config's ignore rules, showing progress; reports saved sandbox edits.
+pub async fn push(ctx: &Ctx, record: &SessionRecord, sandbox: &dyn Sandbox) -> CliResult<PushReport> {
+    push_with(ctx, record, sandbox, false).await
+}
+
+async fn push_with(ctx: &Ctx, record: &SessionRecord, sandbox: &dyn Sandbox, full: bool) -> CliResult<PushReport> {
+    let state: Option<SyncState> = record.sync.as_ref().and_then(|v| serde_json::from_value(v.clone()).ok());
+    let opts = PushOptions {
+        extra_ignores: ctx.config.sync.ignore.clone(),
+        force_full: full,
+        submodules: ctx.config.sync.submodules,
+    };
+    let step = ctx.ui.step("Syncing work tree");
+    let progress = StepProgress(&step);
+    let result = gitsync::push(&ctx.repo.root, sandbox, state.as_ref(), &opts, &progress).await;
+    match result {
+        Ok(report) => {
+            let detail = if report.skipped_nothing_new {
+                "up to date".to_string()
+            } else {
+                format!("{} objects, {}", report.objects, format_bytes(report.sent_bytes))
+            };
+            step.done(Some(&detail));
+            if let Some(saved) = &report.saved {
+                ctx.ui.warn(saved.describe());
+            }
+            Ok(report)
+        }
+        Err(e) => {
+            step.fail(None);
+            Err(e.into())
+        }
+    }
+}
+
+/// Shows sync progress on a step's spinner.
+pub struct StepProgress<'a>(pub &'a Step);
+
+impl SyncProgress for StepProgress<'_> {
+    fn stage(&self, name: &str) {
+        self.0.set_message(name.to_string());
+    }
+    fn objects(&self, done: u64, total: u64) {
+        self.0.set_objects(done, total);
+    }
+    fn bytes(&self, done: u64, total: Option<u64>) {
+        self.0.set_bytes(done, total);
+    }
+}

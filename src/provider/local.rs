@@ -1,0 +1,370 @@
+//! The local provider (the embedded default): a sandbox is a directory on this machine served by
+//! a detached `rclaude agent` on a random loopback port with a random token.
+//!
+//! Layout of `$XDG_DATA_HOME/rclaude/sandboxes/<id>/`:
+//! `sandbox.json` (identity and metadata), `agent.token` (0600), `agent.json` (pid and port while
+//! running), `agent.log`, and `root/` — the agent's confinement root, holding `home/` and
+//! `workspace/` (the repository). Pause stops the agent and its processes (files stay), resume
+//! starts it again, kill removes the directory.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use super::{Capabilities, Provider, ProviderError, Sandbox, SandboxInfo, SandboxSpec, SandboxState};
+use crate::config::Isolation;
+use crate::envd::client::EnvdClient;
+use crate::envd::sandbox::EnvdSandbox;
+
+/// How long `resume` waits for a freshly started agent.
+const AGENT_START_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// `sandbox.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SandboxFile {
+    id: String,
+    name: String,
+    created_at: String,
+    metadata: BTreeMap<String, String>,
+    isolation: Isolation,
+}
+
+/// `agent.json`, written by `rclaude agent --state-file` once it listens.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AgentState {
+    pub pid: u32,
+    pub port: u16,
+}
+
+/// Sandboxes on this machine.
+#[derive(Debug, Clone)]
+pub struct LocalProvider {
+    base: PathBuf,
+}
+
+impl Default for LocalProvider {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LocalProvider {
+    /// Sandboxes under `$XDG_DATA_HOME/rclaude/sandboxes`.
+    pub fn new() -> Self {
+        LocalProvider { base: crate::dirs::data_dir().join("sandboxes") }
+    }
+
+    fn dir(&self, id: &str) -> Result<PathBuf, ProviderError> {
+        if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return Err(ProviderError::Config(format!("invalid local sandbox id {id:?}")));
+        }
+        Ok(self.base.join(id))
+    }
+
+    fn read_sandbox(&self, id: &str) -> Result<Option<(PathBuf, SandboxFile)>, ProviderError> {
+        let dir = self.dir(id)?;
+        match std::fs::read(dir.join("sandbox.json")) {
+            Ok(b) => {
+                let f = serde_json::from_slice(&b)
+                    .map_err(|e| ProviderError::Config(format!("{}: {e}", dir.join("sandbox.json").display())))?;
+                Ok(Some((dir, f)))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err(format!("reading {}", dir.display()), e)),
+        }
+    }
+
+    /// The running agent of a sandbox, if it answers with our token.
+    async fn running_agent(&self, dir: &Path) -> Option<(AgentState, EnvdClient)> {
+        let state: AgentState = serde_json::from_slice(&std::fs::read(dir.join("agent.json")).ok()?).ok()?;
+        let token = std::fs::read_to_string(dir.join("agent.token")).ok()?;
+        let client = EnvdClient::new(format!("http://127.0.0.1:{}", state.port), Some(token.trim().to_string()), Default::default());
+        client.health().await.ok()?;
+        Some((state, client))
+    }
+
+    /// Start the sandbox's agent as a detached process and wait until it answers.
+    async fn start_agent(&self, dir: &Path, file: &SandboxFile) -> Result<EnvdClient, ProviderError> {
+        let root = dir.join("root");
+        let home = root.join("home");
+        let workspace = root.join("workspace");
+        let token = std::fs::read_to_string(dir.join("agent.token"))
+            .map_err(|e| io_err(format!("reading {}", dir.join("agent.token").display()), e))?;
+        let state_file = dir.join("agent.json");
+        let _ = std::fs::remove_file(&state_file);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("agent.log"))
+            .map_err(|e| io_err(format!("opening {}", dir.join("agent.log").display()), e))?;
+        let exe = agent_binary()?;
+        let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
+        let local_bin = home.join(".local/bin");
+        let mut cmd = std::process::Command::new(&exe);
+        cmd.arg("agent")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--root")
+            .arg(&root)
+            .arg("--home")
+            .arg(&home)
+            .arg("--workdir")
+            .arg(&workspace)
+            .arg("--token-file")
+            .arg(dir.join("agent.token"))
+            .arg("--state-file")
+            .arg(&state_file)
+            .arg("--isolation")
+            .arg(isolation_arg(file.isolation))
+            .arg("--env")
+            .arg(format!("PATH={}:{path}", local_bin.display()))
+            .arg("--env")
+            .arg(format!("NPM_CONFIG_PREFIX={}", home.join(".local").display()))
+            .arg("--env")
+            .arg(format!("RCLAUDE_SANDBOX_ID={}", file.id))
+            .env_remove("RCLAUDE_AGENT_TOKEN")
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().map_err(|e| io_err("duplicating log handle", e))?)
+            .stderr(log);
+        detach(&mut cmd);
+        let mut child = cmd.spawn().map_err(|e| io_err(format!("starting {} agent", exe.display()), e))?;
+        let deadline = Instant::now() + AGENT_START_TIMEOUT;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                let tail = log_tail(&dir.join("agent.log"));
+                return Err(ProviderError::Sandbox(crate::provider::SandboxError::Unreachable {
+                    url: format!("local sandbox {}", file.id),
+                    reason: format!("the agent exited at start ({status}); its log ends with:\n{tail}"),
+                }));
+            }
+            if let Ok(bytes) = std::fs::read(&state_file)
+                && let Ok(state) = serde_json::from_slice::<AgentState>(&bytes)
+            {
+                let client =
+                    EnvdClient::new(format!("http://127.0.0.1:{}", state.port), Some(token.trim().to_string()), Default::default());
+                if client.health().await.is_ok() {
+                    // The agent is detached: let it outlive us without leaving a zombie behind.
+                    std::thread::spawn(move || {
+                        let _ = child.wait();
+                    });
+                    return Ok(client);
+                }
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return Err(ProviderError::Sandbox(crate::provider::SandboxError::Timeout(format!(
+                    "the local agent for sandbox {} did not start within {}s (log: {})",
+                    file.id,
+                    AGENT_START_TIMEOUT.as_secs(),
+                    dir.join("agent.log").display()
+                ))));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn info_from(&self, dir: &Path, file: &SandboxFile, running: bool) -> SandboxInfo {
+        SandboxInfo {
+            id: file.id.clone(),
+            provider: "local".into(),
+            state: if running { SandboxState::Running } else { SandboxState::Paused },
+            workdir: dir.join("root/workspace").to_string_lossy().into_owned(),
+            metadata: file.metadata.clone(),
+            started_at: Some(file.created_at.clone()),
+            end_at: None,
+        }
+    }
+
+    /// Stop the agent (it kills its processes on SIGTERM); SIGKILL after a grace period.
+    async fn stop_agent(&self, dir: &Path) {
+        let Ok(bytes) = std::fs::read(dir.join("agent.json")) else { return };
+        let Ok(state) = serde_json::from_slice::<AgentState>(&bytes) else { return };
+        if self.running_agent(dir).await.is_none() {
+            let _ = std::fs::remove_file(dir.join("agent.json"));
+            return;
+        }
+        let pid = state.pid as libc::pid_t;
+        // SAFETY: plain kill(2) on a pid we started and verified answers with our token.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline && process_alive(pid) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if process_alive(pid) {
+            // SAFETY: as above.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        let _ = std::fs::remove_file(dir.join("agent.json"));
+    }
+}
+
+#[async_trait]
+impl Provider for LocalProvider {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities { pause_keeps_memory: false, persistent_disk: true, auto_pause: false, pty: true }
+    }
+
+    async fn create(&self, spec: &SandboxSpec) -> Result<SandboxInfo, ProviderError> {
+        let id = format!("local-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let dir = self.dir(&id)?;
+        for sub in ["root/home", "root/workspace"] {
+            std::fs::create_dir_all(dir.join(sub)).map_err(|e| io_err(format!("creating {}", dir.join(sub).display()), e))?;
+        }
+        let token = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+        write_private(&dir.join("agent.token"), token.as_bytes())?;
+        let file = SandboxFile {
+            id: id.clone(),
+            name: spec.name.clone(),
+            created_at: crate::time::now_rfc3339(),
+            metadata: spec.metadata.clone(),
+            isolation: spec.isolation,
+        };
+        let json = serde_json::to_vec_pretty(&file).map_err(|e| ProviderError::Config(e.to_string()))?;
+        std::fs::write(dir.join("sandbox.json"), json).map_err(|e| io_err(format!("writing {}", dir.display()), e))?;
+        if let Err(e) = self.start_agent(&dir, &file).await {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e);
+        }
+        Ok(self.info_from(&dir, &file, true))
+    }
+
+    async fn connect(&self, id: &str) -> Result<Arc<dyn Sandbox>, ProviderError> {
+        let (dir, file) = self.read_sandbox(id)?.ok_or_else(|| ProviderError::NotFound(id.to_string()))?;
+        let client = match self.running_agent(&dir).await {
+            Some((_, client)) => client,
+            None => self.start_agent(&dir, &file).await?,
+        };
+        let workdir = dir.join("root/workspace").to_string_lossy().into_owned();
+        Ok(Arc::new(EnvdSandbox::new(client, id.to_string(), workdir, false)))
+    }
+
+    async fn info(&self, id: &str) -> Result<Option<SandboxInfo>, ProviderError> {
+        let Some((dir, file)) = self.read_sandbox(id)? else { return Ok(None) };
+        let running = self.running_agent(&dir).await.is_some();
+        Ok(Some(self.info_from(&dir, &file, running)))
+    }
+
+    async fn pause(&self, id: &str) -> Result<(), ProviderError> {
+        let (dir, _) = self.read_sandbox(id)?.ok_or_else(|| ProviderError::NotFound(id.to_string()))?;
+        self.stop_agent(&dir).await;
+        Ok(())
+    }
+
+    async fn kill(&self, id: &str) -> Result<(), ProviderError> {
+        let Some((dir, _)) = self.read_sandbox(id)? else { return Err(ProviderError::NotFound(id.to_string())) };
+        self.stop_agent(&dir).await;
+        make_removable(&dir);
+        std::fs::remove_dir_all(&dir).map_err(|e| io_err(format!("removing {}", dir.display()), e))?;
+        Ok(())
+    }
+
+    async fn list(&self) -> Result<Vec<SandboxInfo>, ProviderError> {
+        let mut out = Vec::new();
+        let entries = match std::fs::read_dir(&self.base) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(io_err(format!("listing {}", self.base.display()), e)),
+        };
+        for entry in entries.flatten() {
+            let id = entry.file_name().to_string_lossy().into_owned();
+            if let Ok(Some(info)) = self.info(&id).await {
+                out.push(info);
+            }
+        }
+        out.sort_by(|a, b| a.started_at.cmp(&b.started_at));
+        Ok(out)
+    }
+}
+
+fn isolation_arg(i: Isolation) -> &'static str {
+    match i {
+        Isolation::Auto => "auto",
+        Isolation::Bwrap => "bwrap",
+        Isolation::None => "none",
+    }
+}
+
+/// The binary that runs `agent`: this executable, or `RCLAUDE_AGENT_BIN`.
+fn agent_binary() -> Result<PathBuf, ProviderError> {
+    if let Some(p) = std::env::var_os("RCLAUDE_AGENT_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    std::env::current_exe().map_err(|e| io_err("locating the rclaude executable", e))
+}
+
+/// Start the child in its own session so it survives the CLI and its terminal.
+fn detach(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setsid is async-signal-safe and only affects the child.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+fn process_alive(pid: libc::pid_t) -> bool {
+    // SAFETY: signal 0 only checks for existence.
+    let alive = unsafe { libc::kill(pid, 0) } == 0;
+    if !alive {
+        return false;
+    }
+    // A zombie (exited, not yet reaped by its parent) counts as gone.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
+        Err(_) => true,
+    }
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ProviderError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| io_err(format!("creating {}", path.display()), e))?;
+    f.write_all(bytes).map_err(|e| io_err(format!("writing {}", path.display()), e))
+}
+
+/// Read-only directories (e.g. Go's module cache) would stop `remove_dir_all`.
+fn make_removable(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        if let Ok(meta) = std::fs::symlink_metadata(&d)
+            && meta.is_dir()
+        {
+            let mut perm = meta.permissions();
+            if perm.mode() & 0o700 != 0o700 {
+                perm.set_mode(perm.mode() | 0o700);
+                let _ = std::fs::set_permissions(&d, perm);
+            }
+            if let Ok(entries) = std::fs::read_dir(&d) {
+                stack.extend(entries.flatten().map(|e| e.path()));
+            }
+        }
+    }
+}
+
+fn log_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(10)..].join("\n")
+}
+
+fn io_err(context: impl Into<String>, e: std::io::Error) -> ProviderError {
+    ProviderError::Sandbox(crate::provider::SandboxError::io(context, e))
+}

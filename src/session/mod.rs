@@ -1,0 +1,106 @@
+//! This machine's record of a repository's sandbox: which provider and sandbox, the session id,
+//! what was last synced, and a lock so concurrent `rclaude` calls in one repository don't race.
+
+mod lock;
+mod repo;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use lock::RepoLock;
+pub use repo::Repo;
+
+use crate::error::{CliError, CliResult};
+
+/// Format version of [`SessionRecord`] files.
+pub const RECORD_VERSION: u32 = 1;
+
+/// What this machine knows about a repository's sandbox.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionRecord {
+    pub version: u32,
+    /// The repository's work tree on this machine.
+    pub repo_root: PathBuf,
+    /// Provider name (`local`, `e2b`, ...).
+    pub provider: String,
+    pub sandbox_id: String,
+    /// rclaude's session id (also the server's, when reporting).
+    pub session_id: String,
+    /// Absolute path of the repository inside the sandbox.
+    pub workdir: String,
+    /// RFC 3339.
+    pub created_at: String,
+    /// Hash of the `[setup]` lines last run successfully in this sandbox.
+    #[serde(default)]
+    pub setup_hash: Option<String>,
+    /// What the last sync left in the sandbox (opaque to everything but `gitsync`).
+    #[serde(default)]
+    pub sync: Option<serde_json::Value>,
+    /// Claude Code's conversation id in this sandbox (`claude --continue`).
+    #[serde(default)]
+    pub claude_session: Option<String>,
+}
+
+/// Reads and writes session records for one repository.
+#[derive(Debug, Clone)]
+pub struct SessionStore {
+    path: PathBuf,
+    lock_path: PathBuf,
+}
+
+impl SessionStore {
+    /// The store for `repo` under the state directory.
+    pub fn for_repo(repo: &Repo) -> SessionStore {
+        let dir = crate::dirs::state_dir().join("repos");
+        SessionStore { path: dir.join(format!("{}.json", repo.key)), lock_path: dir.join(format!("{}.lock", repo.key)) }
+    }
+
+    /// Path of the record file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The current record, if any.
+    pub fn load(&self) -> CliResult<Option<SessionRecord>> {
+        match std::fs::read(&self.path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+                CliError::internal(format!("session record {} is unreadable: {e}", self.path.display()))
+                    .hint("delete that file to forget the sandbox (the sandbox itself is kept)")
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(CliError::io(format!("reading {}", self.path.display()), e)),
+        }
+    }
+
+    /// Write the record atomically (temp file + rename).
+    pub fn save(&self, record: &SessionRecord) -> CliResult<()> {
+        let json = serde_json::to_vec_pretty(record).map_err(|e| CliError::internal(e.to_string()))?;
+        write_atomic(&self.path, &json)
+    }
+
+    /// Forget the record.
+    pub fn remove(&self) -> CliResult<()> {
+        match std::fs::remove_file(&self.path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(CliError::io(format!("removing {}", self.path.display()), e)),
+        }
+    }
+
+    /// Take the repository's lock (waits for other rclaude commands in the same repository).
+    pub fn lock(&self) -> CliResult<RepoLock> {
+        RepoLock::acquire(&self.lock_path)
+    }
+}
+
+/// Write `bytes` to `path` atomically, creating parent directories.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> CliResult<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| CliError::io(format!("creating {}", dir.display()), e))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| CliError::io(format!("writing in {}", dir.display()), e))?;
+    tmp.write_all(bytes).and_then(|_| tmp.as_file().sync_all()).map_err(|e| CliError::io(format!("writing {}", path.display()), e))?;
+    tmp.persist(path).map_err(|e| CliError::io(format!("writing {}", path.display()), e.error))?;
+    Ok(())
+}

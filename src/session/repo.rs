@@ -1,0 +1,49 @@
+//! The local git repository a command runs in.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::error::{CliError, CliResult};
+
+/// A repository on this machine.
+#[derive(Debug, Clone)]
+pub struct Repo {
+    /// Top of the work tree (canonical).
+    pub root: PathBuf,
+    /// Short stable key derived from `root`, naming its session record.
+    pub key: String,
+    /// Directory name, used to name the sandbox.
+    pub name: String,
+}
+
+impl Repo {
+    /// Find the repository containing `start`.
+    pub fn discover(start: &Path) -> CliResult<Repo> {
+        let repo = git2::Repository::discover(start).map_err(|_| {
+            CliError::config(format!("{} is not inside a git repository", start.display()))
+                .hint("run rclaude inside a git work tree (`git init` creates one)")
+        })?;
+        let workdir = repo.workdir().ok_or_else(|| {
+            CliError::config(format!("{} is a bare repository", repo.path().display()))
+                .hint("rclaude needs a work tree to sync")
+        })?;
+        let root = workdir.canonicalize().map_err(|e| CliError::io(format!("resolving {}", workdir.display()), e))?;
+        let key = hex::encode(&Sha256::digest(root.to_string_lossy().as_bytes())[..8]);
+        let name = root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "repo".into());
+        Ok(Repo { root, key, name })
+    }
+
+    /// The current branch name, `None` when detached.
+    pub fn branch(&self) -> Option<String> {
+        let repo = git2::Repository::open(&self.root).ok()?;
+        let head = repo.find_reference("HEAD").ok()?;
+        let target = head.symbolic_target()?;
+        target.strip_prefix("refs/heads/").map(str::to_string)
+    }
+
+    /// Path of `.rclaude.toml` at the top of the work tree.
+    pub fn config_path(&self) -> PathBuf {
+        self.root.join(crate::config::CONFIG_FILE)
+    }
+}

@@ -1,0 +1,310 @@
+//! The real `rclaude` binary on real repositories with the local provider: up, exec, run,
+//! status, pause/resume, down.
+
+mod common;
+
+use common::TestRepo;
+
+const BASIC: &str = r#"
+[sandbox]
+provider = "local"
+
+[env]
+GREETING = "hi"
+
+[tasks.prepare]
+run = "echo prepared > prepared.txt"
+
+[tasks.build]
+run = ["echo building", "test -f prepared.txt && echo built > built.txt"]
+depends = ["prepare"]
+
+[tasks.test]
+run = "cat built.txt && echo tested"
+depends = ["build", "prepare"]
+
+[tasks.broken]
+run = ["echo before-failure", "exit 3", "echo never-printed"]
+depends = ["prepare"]
+
+[tasks.after-broken]
+run = "echo should-not-run"
+depends = ["broken"]
+"#;
+
+fn repo() -> TestRepo {
+    let t = TestRepo::new(BASIC);
+    t.write("src/main.txt", "hello from the laptop\n");
+    t.commit_all("initial");
+    t
+}
+
+#[test]
+fn up_copies_the_repository_and_exec_streams_output_and_exit_code() {
+    let t = repo();
+    t.write("untracked.txt", "not committed yet\n");
+    let up = t.ok(&["up"]);
+    assert!(up.stderr().contains("is up"), "{}", up.all());
+
+    let r = t.ok(&["exec", "--", "cat src/main.txt untracked.txt"]);
+    assert_eq!(r.stdout(), "hello from the laptop\nnot committed yet\n");
+
+    let r = t.rclaude(&["exec", "--", "echo to-out; echo to-err >&2; exit 7"]);
+    assert_eq!(r.code(), 7, "{}", r.all());
+    assert_eq!(r.stdout(), "to-out\n");
+    assert!(r.stderr().contains("to-err"), "{}", r.all());
+
+    // [env] is set; several arguments are quoted, not re-split.
+    let r = t.ok(&["exec", "--", "printf", "%s|", "$GREETING", "a b"]);
+    assert_eq!(r.stdout(), "$GREETING|a b|");
+    let r = t.ok(&["exec", "--", "echo $GREETING"]);
+    assert_eq!(r.stdout(), "hi\n");
+}
+
+#[test]
+fn exec_runs_in_the_matching_subdirectory() {
+    let t = repo();
+    let mut c = t.cmd(&["exec", "--", "cat main.txt"]);
+    c.current_dir(t.path().join("src"));
+    let out = c.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello from the laptop\n");
+}
+
+#[test]
+fn run_executes_dependencies_once_in_order() {
+    let t = repo();
+    let r = t.ok(&["run", "test"]);
+    assert_eq!(r.stdout(), "building\nbuilt\ntested\n", "{}", r.all());
+    let err = r.stderr();
+    let p = err.find("prepare:").expect("prepare ran");
+    let b = err.find("build: echo building").expect("build ran");
+    let t_ = err.find("test: cat built.txt").expect("test ran");
+    assert!(p < b && b < t_, "order wrong:\n{err}");
+    assert_eq!(err.matches("▶ prepare:").count(), 1, "prepare must run once:\n{err}");
+}
+
+#[test]
+fn run_stops_at_the_first_failure_with_its_exit_code() {
+    let t = repo();
+    let r = t.rclaude(&["run", "after-broken"]);
+    assert_eq!(r.code(), 3, "{}", r.all());
+    assert!(r.stdout().contains("before-failure"));
+    assert!(!r.stdout().contains("never-printed"), "{}", r.all());
+    assert!(!r.stdout().contains("should-not-run"), "{}", r.all());
+    assert!(r.stderr().contains("task broken failed"), "{}", r.all());
+}
+
+#[test]
+fn run_without_a_task_lists_tasks_and_unknown_task_is_a_usage_error() {
+    let t = repo();
+    let r = t.ok(&["run"]);
+    for name in ["prepare", "build", "test", "broken"] {
+        assert!(r.stdout().contains(name), "{}", r.all());
+    }
+    let r = t.rclaude(&["run", "nope"]);
+    assert_eq!(r.code(), 64, "{}", r.all());
+    assert!(r.stderr().contains("nope"), "{}", r.all());
+}
+
+#[test]
+fn run_appends_extra_arguments_to_the_last_command() {
+    let t = TestRepo::new("[tasks.say]\nrun = \"echo said\"\n");
+    t.commit_all("init");
+    let r = t.ok(&["run", "say", "--", "it's", "two words"]);
+    assert_eq!(r.stdout(), "said it's two words\n");
+}
+
+#[test]
+fn pause_and_resume_keep_files_and_status_reports_state() {
+    let t = repo();
+    t.ok(&["up"]);
+    t.ok(&["exec", "--", "echo kept > $HOME/state.txt"]);
+    let s = t.ok(&["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&s.stdout()).unwrap();
+    assert_eq!(v["state"], "running");
+    assert_eq!(v["provider"], "local");
+
+    t.ok(&["pause"]);
+    let s = t.ok(&["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&s.stdout()).unwrap();
+    assert_eq!(v["state"], "paused", "{}", s.all());
+
+    t.ok(&["resume"]);
+    let r = t.ok(&["exec", "--no-sync", "--", "cat $HOME/state.txt"]);
+    assert_eq!(r.stdout(), "kept\n");
+}
+
+#[test]
+fn pause_stops_running_processes() {
+    let t = repo();
+    t.ok(&["up"]);
+    // A background process that would keep writing if it survived the pause.
+    t.ok(&["exec", "--", "nohup sh -c 'while true; do date +%s%N >> $HOME/ticks; sleep 0.05; done' >/dev/null 2>&1 &"]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    t.ok(&["pause"]);
+    let dir = std::fs::read_dir(t.sandboxes_dir()).unwrap().next().unwrap().unwrap().path();
+    let ticks = dir.join("root/home/ticks");
+    let before = std::fs::read_to_string(&ticks).unwrap_or_default().lines().count();
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let after = std::fs::read_to_string(&ticks).unwrap_or_default().lines().count();
+    assert!(before > 0, "the background process never ran");
+    assert_eq!(before, after, "a process kept running after pause");
+}
+
+#[test]
+fn down_removes_the_sandbox() {
+    let t = repo();
+    t.ok(&["up"]);
+    assert_eq!(std::fs::read_dir(t.sandboxes_dir()).unwrap().count(), 1);
+    t.ok(&["down", "--yes"]);
+    assert_eq!(std::fs::read_dir(t.sandboxes_dir()).unwrap().count(), 0);
+    let s = t.ok(&["status"]);
+    assert!(s.stdout().contains("No sandbox"), "{}", s.all());
+}
+
+#[test]
+fn down_without_yes_refuses_when_not_interactive() {
+    let t = repo();
+    t.ok(&["up"]);
+    let r = t.rclaude(&["down"]);
+    assert_eq!(r.code(), 64, "{}", r.all());
+    assert!(r.stderr().contains("--yes"), "{}", r.all());
+    assert_eq!(std::fs::read_dir(t.sandboxes_dir()).unwrap().count(), 1);
+}
+
+#[test]
+fn a_sandbox_removed_behind_our_back_is_reported_as_gone() {
+    let t = repo();
+    t.ok(&["up"]);
+    t.ok(&["pause"]);
+    let dir = std::fs::read_dir(t.sandboxes_dir()).unwrap().next().unwrap().unwrap().path();
+    std::fs::remove_dir_all(dir).unwrap();
+    let r = t.rclaude(&["exec", "--", "true"]);
+    assert_eq!(r.code(), 69, "{}", r.all());
+    assert!(r.stderr().contains("no longer exists"), "{}", r.all());
+    assert!(r.stderr().contains("rclaude up"), "{}", r.all());
+    // `up` recovers by creating a new one.
+    t.ok(&["up"]);
+    t.ok(&["exec", "--", "test -f src/main.txt"]);
+}
+
+#[test]
+fn an_agent_that_cannot_start_is_a_clear_unavailable_error() {
+    let t = repo();
+    let mut c = t.cmd(&["up"]);
+    c.env("RCLAUDE_AGENT_BIN", "/bin/false");
+    let out = c.output().unwrap();
+    assert_eq!(out.status.code(), Some(69), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("agent"), "{err}");
+}
+
+#[test]
+fn an_agent_killed_behind_our_back_is_restarted() {
+    let t = repo();
+    t.ok(&["up"]);
+    let dir = std::fs::read_dir(t.sandboxes_dir()).unwrap().next().unwrap().unwrap().path();
+    let state: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("agent.json")).unwrap()).unwrap();
+    let pid = state["pid"].as_i64().unwrap() as i32;
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let r = t.ok(&["exec", "--", "echo back"]);
+    assert_eq!(r.stdout(), "back\n");
+}
+
+#[test]
+fn errors_outside_a_repository_and_without_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(common::bin())
+        .args(["up"])
+        .current_dir(dir.path())
+        .env("RCLAUDE_HOME", home.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not inside a git repository"));
+
+    let t = TestRepo::new("");
+    std::fs::remove_file(t.path().join(".rclaude.toml")).unwrap();
+    let r = t.rclaude(&["up"]);
+    assert_eq!(r.code(), 78, "{}", r.all());
+    assert!(r.stderr().contains("rclaude init"), "{}", r.all());
+}
+
+#[test]
+fn bad_configs_name_file_line_column_and_key() {
+    let cases: &[(&str, &[&str])] = &[
+        ("[sandbox]\nprovider = \"local\"\ncolour = \"blue\"\n", &[".rclaude.toml:3:1", "sandbox.colour", "provider"]),
+        ("[sandbox]\nprovider = \"moon\"\n", &[".rclaude.toml:2:12", "sandbox.provider", "local", "e2b"]),
+        ("[sandbox]\ntimeout = \"5 parsecs\"\n", &[".rclaude.toml:2:11", "sandbox.timeout", "1h30m"]),
+        ("[sandbox]\ncpu = \"two\"\n", &[".rclaude.toml:2:7", "sandbox.cpu"]),
+        ("[tasks.a]\nrun = \"x\"\ndepends = [\"missing\"]\n", &[".rclaude.toml:3:12", "tasks.a.depends", "missing"]),
+        ("[tasks.a]\nrun = \"x\"\ndepends = [\"b\"]\n[tasks.b]\nrun = \"y\"\ndepends = [\"a\"]\n", &["cycle", "a", "b"]),
+    ];
+    for (config, needles) in cases {
+        let t = TestRepo::new(config);
+        let r = t.rclaude(&["up"]);
+        assert_eq!(r.code(), 78, "config {config:?}: {}", r.all());
+        for n in *needles {
+            assert!(r.stderr().contains(n), "config {config:?}: expected {n:?} in:\n{}", r.stderr());
+        }
+        assert!(!t.sandboxes_dir().exists(), "a sandbox was created despite a bad config");
+    }
+}
+
+#[test]
+fn init_writes_a_starter_and_refuses_to_overwrite() {
+    let t = TestRepo::new("");
+    std::fs::remove_file(t.path().join(".rclaude.toml")).unwrap();
+    t.write("Cargo.toml", "[package]\nname = \"x\"\nversion = \"0.1.0\"\n");
+    t.ok(&["init"]);
+    let text = t.read(".rclaude.toml");
+    assert!(text.contains("cargo test"), "{text}");
+    let r = t.rclaude(&["init"]);
+    assert_ne!(r.code(), 0);
+    assert!(r.stderr().contains("--force"), "{}", r.all());
+    t.ok(&["init", "--force"]);
+    // The starter is a valid config: `run` lists its tasks.
+    let r = t.ok(&["run"]);
+    assert!(r.stdout().contains("test"), "{}", r.all());
+}
+
+#[test]
+fn secrets_come_from_the_local_environment_and_missing_ones_are_named() {
+    let t = TestRepo::new("[secrets]\nAPI_TOKEN = { from_env = \"MY_LOCAL_TOKEN\" }\n");
+    t.commit_all("init");
+    let r = t.rclaude(&["exec", "--", "echo $API_TOKEN"]);
+    assert_eq!(r.code(), 78, "{}", r.all());
+    assert!(r.stderr().contains("MY_LOCAL_TOKEN"), "{}", r.all());
+
+    let out = t.cmd(&["exec", "--", "echo ${#API_TOKEN}"]).env("MY_LOCAL_TOKEN", "s3cr3t-value").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "12\n");
+    // The value is never written to rclaude's own files.
+    for entry in walk(t.home.path()) {
+        if entry.is_file() {
+            let bytes = std::fs::read(&entry).unwrap();
+            assert!(!String::from_utf8_lossy(&bytes).contains("s3cr3t-value"), "secret found in {}", entry.display());
+        }
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        if let Ok(rd) = std::fs::read_dir(&d) {
+            for e in rd.flatten() {
+                let p = e.path();
+                if p.is_dir() && !p.is_symlink() {
+                    stack.push(p);
+                } else {
+                    out.push(p);
+                }
+            }
+        }
+    }
+    out
+}

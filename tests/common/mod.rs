@@ -1,0 +1,119 @@
+//! Test harness: a real temporary git repository, a private RCLAUDE_HOME, and the real binary.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Path of the `rclaude` binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_rclaude")
+}
+
+/// A git identity for every git process the tests start (CI machines may have none).
+pub fn git_env(cmd: &mut Command) -> &mut Command {
+    cmd.env("GIT_AUTHOR_NAME", "Test Author")
+        .env("GIT_AUTHOR_EMAIL", "author@example.com")
+        .env("GIT_COMMITTER_NAME", "Test Committer")
+        .env("GIT_COMMITTER_EMAIL", "committer@example.com")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+}
+
+/// A temporary repository with its own rclaude home; its sandbox is destroyed on drop.
+pub struct TestRepo {
+    pub home: tempfile::TempDir,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestRepo {
+    /// An empty repository on branch `main` with `.rclaude.toml` = `config`.
+    pub fn new(config: &str) -> TestRepo {
+        let t = TestRepo { home: tempfile::tempdir().unwrap(), dir: tempfile::tempdir().unwrap() };
+        t.git(&["init", "-q", "-b", "main"]);
+        t.write(".rclaude.toml", config);
+        t
+    }
+
+    /// Root of the work tree.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn write(&self, rel: &str, contents: &str) {
+        let p = self.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, contents).unwrap();
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.path().join(rel)).unwrap()
+    }
+
+    /// Run git in the repository; panics on failure; returns stdout.
+    pub fn git(&self, args: &[&str]) -> String {
+        let out = git_env(Command::new("git").args(args).current_dir(self.path())).output().unwrap();
+        assert!(out.status.success(), "git {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// `git add -A && git commit`.
+    pub fn commit_all(&self, msg: &str) {
+        self.git(&["add", "-A"]);
+        self.git(&["commit", "-q", "-m", msg]);
+    }
+
+    /// The `rclaude` command, set up to run in this repository with a private home.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin());
+        c.args(args)
+            .current_dir(self.path())
+            .env("RCLAUDE_HOME", self.home.path())
+            .env("CI", "true")
+            .env_remove("RCLAUDE_AGENT_BIN")
+            .env_remove("RCLAUDE_TOKEN");
+        git_env(&mut c);
+        c
+    }
+
+    /// Run `rclaude ARGS` and return its output.
+    pub fn rclaude(&self, args: &[&str]) -> Run {
+        Run(self.cmd(args).output().unwrap())
+    }
+
+    /// Run `rclaude ARGS`, asserting success.
+    pub fn ok(&self, args: &[&str]) -> Run {
+        let r = self.rclaude(args);
+        assert_eq!(r.code(), 0, "rclaude {args:?} failed:\n{}", r.all());
+        r
+    }
+
+    /// The local sandboxes directory of this test's home.
+    pub fn sandboxes_dir(&self) -> PathBuf {
+        self.home.path().join("data/sandboxes")
+    }
+}
+
+impl Drop for TestRepo {
+    fn drop(&mut self) {
+        let _ = self.cmd(&["down", "--yes", "--discard"]).output();
+    }
+}
+
+/// A finished `rclaude` run.
+pub struct Run(pub Output);
+
+impl Run {
+    pub fn code(&self) -> i32 {
+        self.0.status.code().unwrap_or(-1)
+    }
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.0.stdout).into_owned()
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.0.stderr).into_owned()
+    }
+    /// stdout and stderr, for failure messages.
+    pub fn all(&self) -> String {
+        format!("--- stdout\n{}--- stderr\n{}", self.stdout(), self.stderr())
+    }
+}
