@@ -1,6 +1,113 @@
 //! `.rclaude.toml`: types, loading with precise errors, validation, schema and starter file.
+//!
+//! [`Config::load`] / [`Config::parse`] give either a fully validated [`Config`] or a
+//! [`ConfigError`] whose first line reads `file:line:col: error in KEY: message`.
+//!
+//! Decisions worth knowing:
+//! - `provider = "northflank"` without `sandbox.project` is accepted here: the project may come
+//!   from `NORTHFLANK_PROJECT_ID`, so the Northflank provider checks that one of them is set.
+//! - Only the first problem (the earliest in the file) is reported.
 pub mod duration;
+mod error;
+pub mod init;
 pub mod model;
+mod parse;
+mod plan;
+pub mod schema;
+mod validate;
 
-pub use duration::HumanDuration;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+pub use duration::{DurationError, HumanDuration};
+pub use error::{ConfigError, Diagnostic, ErrorKind};
 pub use model::*;
+pub use validate::{GIT_HOOKS, is_env_name, is_task_name};
+
+/// The configuration file name, at the repository root.
+pub const CONFIG_FILE: &str = ".rclaude.toml";
+
+impl Config {
+    /// Read, parse and validate a configuration file. A missing file is
+    /// [`ConfigError::NotFound`] (its message suggests `rclaude init`).
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                ConfigError::NotFound {
+                    path: path.to_path_buf(),
+                }
+            } else {
+                ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                }
+            }
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parse and validate configuration text; `path` is only used in error messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        parse::parse(text, path)
+    }
+
+    /// The tasks `rclaude run NAME` runs: dependencies first (depth-first, in `depends` order),
+    /// each once, `name` last. Unknown names are [`ConfigError::UnknownTask`] (listing the
+    /// defined tasks); cycles (only possible in configs not built by `parse`) are
+    /// [`ConfigError::DependencyCycle`].
+    pub fn task_plan(&self, name: &str) -> Result<Vec<String>, ConfigError> {
+        plan::task_plan(&self.tasks, name)
+    }
+
+    /// Hex SHA-256 of the `[setup] run` lines, in order. Only the lines count: changing `[env]`
+    /// or secrets does not re-run setup.
+    pub fn setup_hash(&self) -> String {
+        let mut h = Sha256::new();
+        h.update(b"rclaude-setup-v1\0");
+        for line in self.setup.run.lines() {
+            h.update((line.len() as u64).to_le_bytes());
+            h.update(line.as_bytes());
+        }
+        hex::encode(h.finalize())
+    }
+
+    /// Hex SHA-256 of the whole effective configuration (defaults filled in), stable across
+    /// formatting, comments and key order. Secret values are not part of the config, so never
+    /// part of the hash.
+    pub fn hash(&self) -> String {
+        let json = serde_json::to_vec(self).expect("a Config always serializes to JSON");
+        let mut h = Sha256::new();
+        h.update(b"rclaude-config-v1\0");
+        h.update(&json);
+        hex::encode(h.finalize())
+    }
+
+    /// Read every secret's value with `lookup` (normally the local environment). A required
+    /// secret whose variable is unset is [`ConfigError::MissingSecret`] (naming the secret and
+    /// the variable, never a value); an optional one is left out. An empty value counts as set.
+    pub fn resolve_secrets(
+        &self,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<BTreeMap<String, String>, ConfigError> {
+        let mut out = BTreeMap::new();
+        for (name, spec) in &self.secrets {
+            match lookup(&spec.from_env) {
+                Some(value) => {
+                    out.insert(name.clone(), value);
+                }
+                None if spec.required => {
+                    return Err(ConfigError::MissingSecret {
+                        name: name.clone(),
+                        var: spec.from_env.clone(),
+                    });
+                }
+                None => {}
+            }
+        }
+        Ok(out)
+    }
+}
+#[cfg(test)]
+mod tests;

@@ -2,8 +2,11 @@
 
 use std::collections::BTreeMap;
 
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+use std::fmt;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
 use toml::Spanned;
 
 use super::duration::HumanDuration;
@@ -18,9 +21,11 @@ pub struct Config {
     pub sandbox: SandboxConfig,
     /// Plain environment variables for every command in the sandbox (committed, not secret).
     #[serde(default)]
+    #[schemars(schema_with = "crate::config::schema::env_map_schema")]
     pub env: BTreeMap<String, String>,
     /// Secrets by name: values are read from the local environment when needed, never stored.
     #[serde(default)]
+    #[schemars(schema_with = "crate::config::schema::secrets_schema")]
     pub secrets: BTreeMap<String, SecretSpec>,
     /// Commands run once per sandbox, and again when these lines change.
     #[serde(default)]
@@ -31,12 +36,13 @@ pub struct Config {
     /// What the git-bundle and live sync copy.
     #[serde(default)]
     pub sync: SyncConfig,
-    /// Named tasks for `rclaude run NAME`.
+    /// Named tasks for `rclaude run NAME` (names: letters, digits, `_`, `.`, `-`).
     #[serde(default)]
+    #[schemars(schema_with = "crate::config::schema::tasks_schema")]
     pub tasks: BTreeMap<String, TaskConfig>,
     /// Git hook name → tasks run remotely by that hook (`rclaude hooks install`).
     #[serde(default)]
-    #[schemars(with = "BTreeMap<String, Vec<String>>")]
+    #[schemars(schema_with = "crate::config::schema::hooks_schema")]
     pub hooks: BTreeMap<String, Vec<Spanned<String>>>,
     /// Claude Code in the sandbox.
     #[serde(default)]
@@ -44,7 +50,7 @@ pub struct Config {
 }
 
 /// Which cloud runs the sandbox.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ProviderKind {
     /// A directory on this machine served by `rclaude agent` (the default).
@@ -59,6 +65,15 @@ pub enum ProviderKind {
 }
 
 impl ProviderKind {
+    /// Every provider, in documentation order.
+    pub const ALL: [ProviderKind; 4] = [
+        ProviderKind::Local,
+        ProviderKind::E2b,
+        ProviderKind::Daytona,
+        ProviderKind::Northflank,
+    ];
+
+    /// The name used in `.rclaude.toml`.
     pub fn as_str(self) -> &'static str {
         match self {
             ProviderKind::Local => "local",
@@ -70,7 +85,7 @@ impl ProviderKind {
 }
 
 /// Local provider process isolation.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Isolation {
     /// bubblewrap when installed, otherwise none (with a notice).
@@ -81,6 +96,60 @@ pub enum Isolation {
     /// Plain processes on the host.
     None,
 }
+
+impl Isolation {
+    /// Every mode, in documentation order.
+    pub const ALL: [Isolation; 3] = [Isolation::Auto, Isolation::Bwrap, Isolation::None];
+
+    /// The name used in `.rclaude.toml`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Isolation::Auto => "auto",
+            Isolation::Bwrap => "bwrap",
+            Isolation::None => "none",
+        }
+    }
+}
+
+/// Deserialize a unit enum from its lowercase name, listing the valid names on error.
+macro_rules! name_enum_deserialize {
+    ($ty:ident) => {
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl de::Visitor<'_> for V {
+                    type Value = $ty;
+                    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                        let names: Vec<String> = $ty::ALL
+                            .iter()
+                            .map(|v| format!("\"{}\"", v.as_str()))
+                            .collect();
+                        write!(f, "one of {}", names.join(", "))
+                    }
+                    fn visit_str<E: de::Error>(self, v: &str) -> Result<$ty, E> {
+                        $ty::ALL
+                            .into_iter()
+                            .find(|k| k.as_str() == v)
+                            .ok_or_else(|| {
+                                const NAMES: &[&str] = &$ty::NAMES;
+                                E::unknown_variant(v, NAMES)
+                            })
+                    }
+                }
+                d.deserialize_str(V)
+            }
+        }
+    };
+}
+
+impl ProviderKind {
+    const NAMES: [&'static str; 4] = ["local", "e2b", "daytona", "northflank"];
+}
+impl Isolation {
+    const NAMES: [&'static str; 3] = ["auto", "bwrap", "none"];
+}
+name_enum_deserialize!(ProviderKind);
+name_enum_deserialize!(Isolation);
 
 /// `[sandbox]`.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -94,9 +163,11 @@ pub struct SandboxConfig {
     pub image: Option<String>,
     /// vCPUs, where the provider lets you choose.
     #[serde(default)]
+    #[schemars(range(min = 1))]
     pub cpu: Option<u32>,
     /// Memory in MiB, where the provider lets you choose.
     #[serde(default)]
+    #[schemars(range(min = 1))]
     pub memory_mb: Option<u32>,
     /// Idle lifetime before the sandbox is paused (e.g. "30m", "1h").
     #[serde(default = "default_timeout")]
@@ -110,7 +181,8 @@ pub struct SandboxConfig {
     /// Local provider: `auto`, `bwrap` or `none`.
     #[serde(default)]
     pub isolation: Isolation,
-    /// Northflank project id.
+    /// Northflank project id. May be left out here and given as `NORTHFLANK_PROJECT_ID` instead:
+    /// the Northflank provider checks that one of the two is set.
     #[serde(default)]
     pub project: Option<String>,
 }
@@ -142,14 +214,118 @@ fn default_workdir() -> String {
 }
 
 /// A secret: `NAME = "LOCAL_VAR"` or `NAME = { from_env = "LOCAL_VAR", required = false }`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SecretSpec {
     /// Local environment variable holding the value.
     pub from_env: String,
     /// Fail when the variable is unset (default true).
-    #[serde(default = "default_true")]
     pub required: bool,
 }
+
+impl<'de> Deserialize<'de> for SecretSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        const FIELDS: &[&str] = &["from_env", "required"];
+        struct V;
+        impl<'de> de::Visitor<'de> for V {
+            type Value = SecretSpec;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(
+                    "a local environment variable name (\"LOCAL_VAR\") or a table \
+                     { from_env = \"LOCAL_VAR\", required = false }",
+                )
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<SecretSpec, E> {
+                Ok(SecretSpec {
+                    from_env: v.to_string(),
+                    required: true,
+                })
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<SecretSpec, A::Error> {
+                let mut from_env: Option<String> = None;
+                let mut required: Option<bool> = None;
+                while let Some(key) = map.next_key::<SecretField>()? {
+                    match key {
+                        SecretField::FromEnv if from_env.is_none() => {
+                            from_env = Some(map.next_value()?)
+                        }
+                        SecretField::Required if required.is_none() => {
+                            required = Some(map.next_value()?)
+                        }
+                        SecretField::FromEnv => return Err(de::Error::duplicate_field("from_env")),
+                        SecretField::Required => {
+                            return Err(de::Error::duplicate_field("required"));
+                        }
+                    }
+                }
+                Ok(SecretSpec {
+                    from_env: from_env.ok_or_else(|| de::Error::missing_field("from_env"))?,
+                    required: required.unwrap_or(true),
+                })
+            }
+        }
+        enum SecretField {
+            FromEnv,
+            Required,
+        }
+        impl<'de> Deserialize<'de> for SecretField {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct K;
+                impl de::Visitor<'_> for K {
+                    type Value = SecretField;
+                    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                        f.write_str("`from_env` or `required`")
+                    }
+                    fn visit_str<E: de::Error>(self, v: &str) -> Result<SecretField, E> {
+                        match v {
+                            "from_env" => Ok(SecretField::FromEnv),
+                            "required" => Ok(SecretField::Required),
+                            _ => Err(E::unknown_field(v, FIELDS)),
+                        }
+                    }
+                }
+                d.deserialize_identifier(K)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl JsonSchema for SecretSpec {
+    fn schema_name() -> Cow<'static, str> {
+        "SecretSpec".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "A secret: the name of the local environment variable holding its value (\"LOCAL_VAR\"), or a table { from_env = \"LOCAL_VAR\", required = false }. Values are read when needed and never stored.",
+            "anyOf": [
+                { "type": "string", "pattern": ENV_NAME_PATTERN },
+                {
+                    "type": "object",
+                    "properties": {
+                        "from_env": {
+                            "description": "Local environment variable holding the value.",
+                            "type": "string",
+                            "pattern": ENV_NAME_PATTERN
+                        },
+                        "required": {
+                            "description": "Fail when the variable is unset (default true); when false a missing variable is skipped.",
+                            "type": "boolean",
+                            "default": true
+                        }
+                    },
+                    "required": ["from_env"],
+                    "additionalProperties": false
+                }
+            ]
+        })
+    }
+}
+
+/// Environment variable names: `[A-Za-z_][A-Za-z0-9_]*`.
+pub const ENV_NAME_PATTERN: &str = "^[A-Za-z_][A-Za-z0-9_]*$";
+/// Task names: `[A-Za-z0-9_.-]+`.
+pub const TASK_NAME_PATTERN: &str = "^[A-Za-z0-9_.-]+$";
 
 /// `run = "cmd"` or `run = ["cmd1", "cmd2"]`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
@@ -161,14 +337,86 @@ pub struct CommandList {
 }
 
 /// One string or a list of strings.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(untagged)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum StringOrList {
+    /// `run = "cmd"`.
     One(String),
+    /// `run = ["cmd1", "cmd2"]`.
     Many(Vec<String>),
+    /// Not given.
     #[default]
-    #[serde(skip)]
     Empty,
+}
+
+impl Serialize for StringOrList {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            StringOrList::One(v) => s.serialize_str(v),
+            StringOrList::Many(v) => v.serialize(s),
+            StringOrList::Empty => s.collect_seq(std::iter::empty::<&str>()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for StringOrList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> de::Visitor<'de> for V {
+            type Value = StringOrList;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a command string or an array of command strings")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<StringOrList, E> {
+                Ok(StringOrList::One(v.to_string()))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<StringOrList, A::Error> {
+                let mut out = Vec::new();
+                while let Some(line) = seq.next_element::<CommandLine>()? {
+                    out.push(line.0);
+                }
+                Ok(StringOrList::Many(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// One element of a command array (only for its error message).
+struct CommandLine(String);
+
+impl<'de> Deserialize<'de> for CommandLine {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl de::Visitor<'_> for V {
+            type Value = CommandLine;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a command string")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<CommandLine, E> {
+                Ok(CommandLine(v.to_string()))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl JsonSchema for StringOrList {
+    fn schema_name() -> Cow<'static, str> {
+        "StringOrList".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "A shell command line, or an array of them run in order (the first failure stops).",
+            "anyOf": [
+                { "type": "string" },
+                { "type": "array", "items": { "type": "string" } }
+            ]
+        })
+    }
 }
 
 impl StringOrList {
@@ -195,8 +443,13 @@ pub struct SyncConfig {
     /// Local branch `rclaude pull` writes; `{branch}` and `{session}` are replaced.
     #[serde(default = "default_pull_branch")]
     pub pull_branch: String,
-    /// Live sync halts when one cycle would delete more than this share of the files (percent).
-    #[serde(default = "default_max_delete_percent")]
+    /// Live sync halts when one cycle would delete more than this share of the files (percent,
+    /// 1 to 100).
+    #[serde(
+        default = "default_max_delete_percent",
+        deserialize_with = "deserialize_percent"
+    )]
+    #[schemars(with = "u8", range(min = 1, max = 100))]
     pub max_delete_percent: u8,
     /// ...but only for trees with more than this many files.
     #[serde(default = "default_max_delete_min_files")]
@@ -222,6 +475,29 @@ impl Default for SyncConfig {
 fn default_pull_branch() -> String {
     "rclaude/{branch}".to_string()
 }
+/// A percentage from 1 to 100 (a plain `u8` would accept 0..=255 with a confusing message).
+fn deserialize_percent<'de, D: Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
+    struct V;
+    impl de::Visitor<'_> for V {
+        type Value = u8;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a percentage from 1 to 100")
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<u8, E> {
+            match u8::try_from(v) {
+                Ok(p) if (1..=100).contains(&p) => Ok(p),
+                _ => Err(E::custom(format!(
+                    "{v} is out of range: use a percentage from 1 to 100"
+                ))),
+            }
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<u8, E> {
+            self.visit_i64(i64::try_from(v).unwrap_or(i64::MAX))
+        }
+    }
+    d.deserialize_u8(V)
+}
+
 fn default_max_delete_percent() -> u8 {
     50
 }
@@ -233,7 +509,7 @@ fn default_max_delete_min_files() -> u32 {
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TaskConfig {
-    /// Shell command line(s), run in order in the sandbox.
+    /// Shell command line(s), run in order in the sandbox (required, not empty).
     pub run: StringOrList,
     /// One-line description shown by `rclaude run`.
     #[serde(default)]
@@ -244,8 +520,9 @@ pub struct TaskConfig {
     pub depends: Vec<Spanned<String>>,
     /// Extra environment for this task.
     #[serde(default)]
+    #[schemars(schema_with = "crate::config::schema::env_map_schema")]
     pub env: BTreeMap<String, String>,
-    /// Working directory relative to the repository root.
+    /// Working directory relative to the repository root (no `..`, not absolute).
     #[serde(default)]
     pub cwd: Option<String>,
     /// Kill the task after this long (e.g. "10m").
@@ -284,4 +561,32 @@ impl Default for ClaudeConfig {
 
 fn default_permission_mode() -> String {
     "bypassPermissions".to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enum_names_agree_with_serde_and_the_schema() {
+        for (i, p) in ProviderKind::ALL.into_iter().enumerate() {
+            assert_eq!(ProviderKind::NAMES[i], p.as_str());
+            assert_eq!(serde_json::to_value(p).unwrap(), p.as_str());
+        }
+        for (i, m) in Isolation::ALL.into_iter().enumerate() {
+            assert_eq!(Isolation::NAMES[i], m.as_str());
+            assert_eq!(serde_json::to_value(m).unwrap(), m.as_str());
+        }
+    }
+
+    #[test]
+    fn string_or_list_serializes_every_form() {
+        let v = |s: StringOrList| serde_json::to_value(s).unwrap();
+        assert_eq!(v(StringOrList::One("a".into())), "a");
+        assert_eq!(
+            v(StringOrList::Many(vec!["a".into()])),
+            serde_json::json!(["a"])
+        );
+        assert_eq!(v(StringOrList::Empty), serde_json::json!([]));
+    }
 }
