@@ -1,5 +1,6 @@
 //! rclaude: run Claude Code and project tasks in a persistent remote sandbox for a repository,
 //! with the work tree synced by git bundles and results coming back as git.
+pub mod agent;
 pub mod cli;
 pub mod config;
 pub mod envd;
