@@ -1,1 +1,406 @@
-//! HTTP client for the envd protocol.
+//! HTTP client for the envd protocol (E2B sandboxes and `rclaude agent` alike): Connect-RPC with
+//! the JSON codec over HTTP/1.1, plus the `/files` endpoints. Errors map to [`SandboxError`].
+
+use std::path::Path;
+use std::pin::Pin;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::ACCESS_TOKEN_HEADER;
+use super::connect::{
+    CONTENT_TYPE_STREAM, CONTENT_TYPE_UNARY, Code, ConnectError, EndStreamMessage, EnvelopeDecoder, encode_json,
+};
+use super::proto::{
+    B64, Empty, EntryInfo, EntryResponse, HttpError, ListDirRequest, ListDirResponse, ListResponse, MoveRequest,
+    PathRequest, ProcessEvent, ProcessInfo, ProcessInput, ProcessSelector, Pty, PtySize, SelectRequest,
+    SendInputRequest, SendSignalRequest, Signal, StartRequest, StartResponse, UpdateRequest, WrittenFile,
+};
+use crate::provider::{Progress, SandboxError};
+
+/// Events of a started or re-attached process; ends after the `end` event (or an error).
+pub type ProcessStream = Pin<Box<dyn Stream<Item = Result<ProcessEvent, SandboxError>> + Send>>;
+
+/// A downloaded file's bytes, as they arrive.
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, SandboxError>> + Send>>;
+
+/// Keepalive interval asked of the server on process streams, in seconds.
+const KEEPALIVE_SECS: &str = "30";
+
+/// Client of one envd endpoint.
+#[derive(Clone)]
+pub struct EnvdClient {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+    headers: HeaderMap,
+}
+
+impl std::fmt::Debug for EnvdClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnvdClient").field("base", &self.base).field("token", &self.token.as_ref().map(|_| "<redacted>")).finish()
+    }
+}
+
+/// Map a Connect error to a sandbox error.
+pub fn connect_error(e: ConnectError) -> SandboxError {
+    match e.code {
+        Code::NotFound => SandboxError::NotFound(e.message),
+        Code::Unauthenticated => SandboxError::Unauthenticated(e.message),
+        Code::InvalidArgument => SandboxError::InvalidArgument(e.message),
+        Code::AlreadyExists => SandboxError::AlreadyExists(e.message),
+        Code::DeadlineExceeded | Code::Canceled => SandboxError::Timeout(e.message),
+        code => SandboxError::Remote { code: code.as_str().into(), message: e.message },
+    }
+}
+
+/// Map a plain HTTP error status (envd's `/files` or a proxy in front) to a sandbox error.
+pub fn http_error(status: u16, message: String) -> SandboxError {
+    match status {
+        400 => SandboxError::InvalidArgument(message),
+        401 => SandboxError::Unauthenticated(message),
+        404 => SandboxError::NotFound(message),
+        409 => SandboxError::AlreadyExists(message),
+        408 | 504 => SandboxError::Timeout(message),
+        _ => SandboxError::Remote { code: status.to_string(), message },
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        let t = inner.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        src = inner.source();
+    }
+    s
+}
+
+impl EnvdClient {
+    /// A client for `base_url` (e.g. `http://127.0.0.1:49983`). `extra_headers` go on every
+    /// request (E2B routing: `E2b-Sandbox-Id`, `E2b-Sandbox-Port`).
+    pub fn new(base_url: impl Into<String>, access_token: Option<String>, extra_headers: HeaderMap) -> Result<Self, SandboxError> {
+        let base = base_url.into().trim_end_matches('/').to_string();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(SandboxError::InvalidArgument(format!("envd URL {base:?} must start with http:// or https://")));
+        }
+        if let Some(t) = &access_token {
+            HeaderValue::from_str(t)
+                .map_err(|_| SandboxError::InvalidArgument("the access token contains characters not allowed in a header".into()))?;
+        }
+        let http = reqwest::Client::builder()
+            .http1_only()
+            .connect_timeout(Duration::from_secs(10))
+            .user_agent(concat!("rclaude/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| SandboxError::Protocol(format!("cannot build the HTTP client: {}", error_chain(&e))))?;
+        Ok(EnvdClient { http, base, token: access_token, headers: extra_headers })
+    }
+
+    /// The envd base URL.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    fn request(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
+        let mut rb = self.http.request(method, url).headers(self.headers.clone());
+        if let Some(t) = &self.token {
+            rb = rb.header(HeaderName::from_static(ACCESS_TOKEN_HEADER), t);
+        }
+        rb
+    }
+
+    fn transport(&self, url: &str, e: reqwest::Error) -> SandboxError {
+        if e.is_timeout() {
+            SandboxError::Timeout(format!("{url}: {}", error_chain(&e)))
+        } else {
+            SandboxError::Unreachable { url: url.to_string(), reason: error_chain(&e) }
+        }
+    }
+
+    async fn send(&self, rb: reqwest::RequestBuilder, url: &str) -> Result<reqwest::Response, SandboxError> {
+        rb.send().await.map_err(|e| self.transport(url, e))
+    }
+
+    /// Turn a non-success response into an error, from a Connect or envd JSON body when present.
+    async fn failure(resp: reqwest::Response) -> SandboxError {
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        if let Ok(ce) = serde_json::from_str::<ConnectError>(&text) {
+            return connect_error(ce);
+        }
+        if let Ok(he) = serde_json::from_str::<HttpError>(&text) {
+            return http_error(status, he.message);
+        }
+        let msg = if text.trim().is_empty() { format!("HTTP {status}") } else { format!("HTTP {status}: {}", text.trim()) };
+        if status == 404 { SandboxError::Remote { code: Code::from_http_status(404).as_str().into(), message: msg } } else { http_error(status, msg) }
+    }
+
+    async fn unary<Req: Serialize, Resp: DeserializeOwned>(&self, procedure: &str, req: &Req) -> Result<Resp, SandboxError> {
+        let url = self.url(procedure);
+        let rb = self
+            .request(reqwest::Method::POST, &url)
+            .header(CONTENT_TYPE, CONTENT_TYPE_UNARY)
+            .header("connect-protocol-version", "1")
+            .body(serde_json::to_vec(req).expect("protocol messages serialize"));
+        let resp = self.send(rb, &url).await?;
+        if !resp.status().is_success() {
+            return Err(Self::failure(resp).await);
+        }
+        let body = resp.bytes().await.map_err(|e| self.transport(&url, e))?;
+        serde_json::from_slice(&body).map_err(|e| SandboxError::Protocol(format!("{procedure}: invalid response: {e}")))
+    }
+
+    async fn server_stream<Req: Serialize>(
+        &self,
+        procedure: &str,
+        req: &Req,
+        timeout: Option<Duration>,
+    ) -> Result<ProcessStream, SandboxError> {
+        let url = self.url(procedure);
+        let mut rb = self
+            .request(reqwest::Method::POST, &url)
+            .header(CONTENT_TYPE, CONTENT_TYPE_STREAM)
+            .header("connect-protocol-version", "1")
+            .header("keepalive-ping-interval", KEEPALIVE_SECS)
+            .body(encode_json(req));
+        if let Some(t) = timeout {
+            rb = rb.header("connect-timeout-ms", t.as_millis().max(1).to_string());
+        }
+        let resp = self.send(rb, &url).await?;
+        if !resp.status().is_success() {
+            return Err(Self::failure(resp).await);
+        }
+        let ct = resp.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        if !ct.starts_with(CONTENT_TYPE_STREAM) {
+            return Err(SandboxError::Protocol(format!("{procedure}: unexpected content type {ct:?}")));
+        }
+        Ok(decode_events(resp, procedure.to_string()))
+    }
+
+    /// `GET /health`.
+    pub async fn health(&self) -> Result<(), SandboxError> {
+        let url = self.url("/health");
+        let resp = self.send(self.request(reqwest::Method::GET, &url), &url).await?;
+        if resp.status().is_success() { Ok(()) } else { Err(Self::failure(resp).await) }
+    }
+
+    /// Start a process; `timeout` (Connect-Timeout-Ms) bounds its lifetime.
+    pub async fn start(&self, req: &StartRequest, timeout: Option<Duration>) -> Result<ProcessStream, SandboxError> {
+        self.server_stream("/process.Process/Start", req, timeout).await
+    }
+
+    /// Re-attach to a process: start event, live output, end.
+    pub async fn connect(&self, process: ProcessSelector) -> Result<ProcessStream, SandboxError> {
+        self.server_stream("/process.Process/Connect", &SelectRequest { process }, None).await
+    }
+
+    /// Running processes.
+    pub async fn list(&self) -> Result<Vec<ProcessInfo>, SandboxError> {
+        let r: ListResponse = self.unary("/process.Process/List", &Empty {}).await?;
+        Ok(r.processes)
+    }
+
+    pub async fn send_signal(&self, process: ProcessSelector, signal: Signal) -> Result<(), SandboxError> {
+        let _: Empty = self.unary("/process.Process/SendSignal", &SendSignalRequest { process, signal }).await?;
+        Ok(())
+    }
+
+    pub async fn send_input(&self, process: ProcessSelector, input: ProcessInput) -> Result<(), SandboxError> {
+        let _: Empty = self.unary("/process.Process/SendInput", &SendInputRequest { process, input }).await?;
+        Ok(())
+    }
+
+    /// Write `data` to stdin in chunks of at most 64 KiB.
+    pub async fn send_stdin(&self, process: ProcessSelector, data: &[u8]) -> Result<(), SandboxError> {
+        for chunk in data.chunks(64 * 1024) {
+            self.send_input(process.clone(), ProcessInput::Stdin(B64(Bytes::copy_from_slice(chunk)))).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn close_stdin(&self, process: ProcessSelector) -> Result<(), SandboxError> {
+        let _: Empty = self.unary("/process.Process/CloseStdin", &SelectRequest { process }).await?;
+        Ok(())
+    }
+
+    /// Resize a PTY.
+    pub async fn update_pty(&self, process: ProcessSelector, size: PtySize) -> Result<(), SandboxError> {
+        let _: Empty = self.unary("/process.Process/Update", &UpdateRequest { process, pty: Some(Pty { size }) }).await?;
+        Ok(())
+    }
+
+    pub async fn stat(&self, path: &str) -> Result<EntryInfo, SandboxError> {
+        let r: EntryResponse = self.unary("/filesystem.Filesystem/Stat", &PathRequest { path: path.into() }).await?;
+        Ok(r.entry)
+    }
+
+    /// Entries below `path`, `depth` levels deep (0 means 1).
+    pub async fn list_dir(&self, path: &str, depth: u32) -> Result<Vec<EntryInfo>, SandboxError> {
+        let r: ListDirResponse =
+            self.unary("/filesystem.Filesystem/ListDir", &ListDirRequest { path: path.into(), depth }).await?;
+        Ok(r.entries)
+    }
+
+    pub async fn make_dir(&self, path: &str) -> Result<EntryInfo, SandboxError> {
+        let r: EntryResponse = self.unary("/filesystem.Filesystem/MakeDir", &PathRequest { path: path.into() }).await?;
+        Ok(r.entry)
+    }
+
+    pub async fn move_(&self, source: &str, destination: &str) -> Result<EntryInfo, SandboxError> {
+        let req = MoveRequest { source: source.into(), destination: destination.into() };
+        let r: EntryResponse = self.unary("/filesystem.Filesystem/Move", &req).await?;
+        Ok(r.entry)
+    }
+
+    pub async fn remove(&self, path: &str) -> Result<(), SandboxError> {
+        let _: Empty = self.unary("/filesystem.Filesystem/Remove", &PathRequest { path: path.into() }).await?;
+        Ok(())
+    }
+
+    /// Write several files in one multipart request (each written atomically by the server).
+    pub async fn write_files(&self, files: Vec<(String, Bytes)>) -> Result<Vec<WrittenFile>, SandboxError> {
+        if files.is_empty() {
+            return Ok(Vec::new());
+        }
+        for (p, _) in &files {
+            if p.contains(['"', '\r', '\n']) {
+                return Err(SandboxError::InvalidArgument(format!("path {p:?} contains a quote or line break")));
+            }
+        }
+        let mut form = reqwest::multipart::Form::new().percent_encode_noop();
+        for (path, data) in files {
+            let len = data.len() as u64;
+            let part = reqwest::multipart::Part::stream_with_length(reqwest::Body::from(data), len)
+                .file_name(path)
+                .mime_str("application/octet-stream")
+                .expect("valid mime");
+            form = form.part("file", part);
+        }
+        let url = self.url("/files");
+        let resp = self.send(self.request(reqwest::Method::POST, &url).multipart(form), &url).await?;
+        self.written(resp, &url).await
+    }
+
+    async fn written(&self, resp: reqwest::Response, url: &str) -> Result<Vec<WrittenFile>, SandboxError> {
+        if !resp.status().is_success() {
+            return Err(Self::failure(resp).await);
+        }
+        let body = resp.bytes().await.map_err(|e| self.transport(url, e))?;
+        serde_json::from_slice(&body).map_err(|e| SandboxError::Protocol(format!("POST /files: invalid response: {e}")))
+    }
+
+    /// Stream a local file to `path` (octet-stream body, never held in memory). Returns bytes sent.
+    pub async fn upload_stream(&self, path: &str, local: &Path, progress: Option<Progress>) -> Result<u64, SandboxError> {
+        let file = tokio::fs::File::open(local)
+            .await
+            .map_err(|e| SandboxError::io(format!("cannot open {}", local.display()), e))?;
+        let size = file
+            .metadata()
+            .await
+            .map_err(|e| SandboxError::io(format!("cannot stat {}", local.display()), e))?
+            .len();
+        let mut sent = 0u64;
+        let body = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024).map(move |chunk| {
+            if let Ok(c) = &chunk {
+                sent += c.len() as u64;
+                if let Some(p) = &progress {
+                    p(sent);
+                }
+            }
+            chunk
+        });
+        let url = self.url("/files");
+        let rb = self
+            .request(reqwest::Method::POST, &url)
+            .query(&[("path", path)])
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .header(CONTENT_LENGTH, size)
+            .body(reqwest::Body::wrap_stream(body));
+        let resp = self.send(rb, &url).await?;
+        self.written(resp, &url).await?;
+        Ok(size)
+    }
+
+    /// Stream a file's bytes.
+    pub async fn download(&self, path: &str) -> Result<ByteStream, SandboxError> {
+        let url = self.url("/files");
+        let rb = self.request(reqwest::Method::GET, &url).query(&[("path", path)]);
+        let resp = self.send(rb, &url).await?;
+        if !resp.status().is_success() {
+            return Err(Self::failure(resp).await);
+        }
+        let stream = resp
+            .bytes_stream()
+            .map(move |r| r.map_err(|e| SandboxError::Protocol(format!("download interrupted: {}", error_chain(&e)))));
+        Ok(Box::pin(stream))
+    }
+
+    /// Read a whole file.
+    pub async fn read(&self, path: &str) -> Result<Bytes, SandboxError> {
+        let mut s = self.download(path).await?;
+        let mut out = bytes::BytesMut::new();
+        while let Some(chunk) = s.next().await {
+            out.extend_from_slice(&chunk?);
+        }
+        Ok(out.freeze())
+    }
+}
+
+struct DecodeState {
+    body: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    dec: EnvelopeDecoder,
+    done: bool,
+    procedure: String,
+}
+
+/// Decode a server stream of `{event}` messages ending with the end-of-stream frame.
+fn decode_events(resp: reqwest::Response, procedure: String) -> ProcessStream {
+    let st = DecodeState { body: Box::pin(resp.bytes_stream()), dec: EnvelopeDecoder::new(), done: false, procedure };
+    let s = futures::stream::unfold(st, |mut st| async move {
+        if st.done {
+            return None;
+        }
+        loop {
+            let fail = |st: &mut DecodeState, msg: String| {
+                st.done = true;
+                Err(SandboxError::Protocol(format!("{}: {msg}", st.procedure)))
+            };
+            match st.dec.next_envelope() {
+                Err(e) => return Some((fail(&mut st, e.to_string()), st)),
+                Ok(Some(env)) if env.is_end() => {
+                    st.done = true;
+                    return match serde_json::from_slice::<EndStreamMessage>(&env.payload) {
+                        Ok(EndStreamMessage { error: None, .. }) => None,
+                        Ok(EndStreamMessage { error: Some(e), .. }) => Some((Err(connect_error(e)), st)),
+                        Err(e) => Some((fail(&mut st, format!("invalid end-of-stream message: {e}")), st)),
+                    };
+                }
+                Ok(Some(env)) => {
+                    return match serde_json::from_slice::<StartResponse>(&env.payload) {
+                        Ok(r) => Some((Ok(r.event), st)),
+                        Err(e) => Some((fail(&mut st, format!("invalid event: {e}")), st)),
+                    };
+                }
+                Ok(None) => match st.body.next().await {
+                    Some(Ok(chunk)) => st.dec.push(&chunk),
+                    Some(Err(e)) => return Some((fail(&mut st, format!("stream interrupted: {}", error_chain(&e))), st)),
+                    None => return Some((fail(&mut st, "the stream ended without an end-of-stream message".into()), st)),
+                },
+            }
+        }
+    });
+    Box::pin(s)
+}

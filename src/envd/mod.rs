@@ -7,6 +7,7 @@
 pub mod client;
 pub mod connect;
 pub mod proto;
+pub mod sandbox;
 
 /// Header carrying the sandbox access token.
 pub const ACCESS_TOKEN_HEADER: &str = "x-access-token";

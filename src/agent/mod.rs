@@ -1,0 +1,212 @@
+//! `rclaude agent`: the sandbox side. An HTTP/1.1 server that speaks the subset of E2B's envd
+//! protocol rclaude needs (and that E2B's own SDK accepts): `/health`, `/files`, and the
+//! `process.Process` and `filesystem.Filesystem` Connect services, confined to one directory.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), rclaude::agent::AgentError> {
+//! use rclaude::agent::{AgentOptions, bind};
+//! let mut opts = AgentOptions::new("/srv/sandbox".into());
+//! opts.token = Some("secret".into());
+//! let agent = bind(opts).await?;
+//! println!("listening on {}", agent.local_addr());
+//! agent.serve(async { let _ = tokio::signal::ctrl_c().await; }).await
+//! # }
+//! ```
+
+mod auth;
+mod fdio;
+mod files;
+mod filesystem;
+mod isolation;
+pub mod paths;
+mod process;
+mod pty;
+mod rpc;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+pub use auth::sign as sign_file_url;
+pub use isolation::Launcher;
+
+use crate::config::Isolation;
+use crate::envd::ENVD_PORT;
+use crate::envd::proto::HttpError;
+
+/// How the agent is run.
+#[derive(Debug, Clone)]
+pub struct AgentOptions {
+    /// Address to listen on (default `127.0.0.1:49983`; port 0 picks a free one).
+    pub listen: SocketAddr,
+    /// The sandbox root: every path is confined to it; it must exist.
+    pub root: PathBuf,
+    /// Access token required in `X-Access-Token`. `None` = no authentication (debug only).
+    pub token: Option<String>,
+    /// `HOME` of processes and target of `~` (default: the root). Must be inside the root.
+    pub home: Option<PathBuf>,
+    /// Default cwd of processes and base of relative paths (default: home). Inside the root.
+    pub workdir: Option<PathBuf>,
+    /// Environment added to every process (after PATH/HOME/USER/LOGNAME/E2B_SANDBOX).
+    pub env: BTreeMap<String, String>,
+    /// Process isolation (bubblewrap).
+    pub isolation: Isolation,
+    /// Keepalive interval on process streams when the client does not ask for one.
+    pub keepalive_default: Duration,
+}
+
+impl AgentOptions {
+    /// Defaults for a root directory: loopback on envd's port, no token, no isolation choice.
+    pub fn new(root: PathBuf) -> Self {
+        AgentOptions {
+            listen: SocketAddr::from(([127, 0, 0, 1], ENVD_PORT)),
+            root,
+            token: None,
+            home: None,
+            workdir: None,
+            env: BTreeMap::new(),
+            isolation: Isolation::Auto,
+            keepalive_default: Duration::from_secs(90),
+        }
+    }
+}
+
+/// Errors starting or running the agent.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid sandbox directories: {0}")]
+    Root(#[from] paths::PathError),
+    #[error("process isolation unavailable: {0} (use isolation = \"none\" to run without it)")]
+    Isolation(String),
+    #[error("the access token is empty; set a token or run without authentication explicitly")]
+    EmptyToken,
+    #[error("agent server failed: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+/// Shared state of the request handlers.
+pub(crate) struct AgentState {
+    auth: auth::Auth,
+    conf: Arc<paths::Confinement>,
+    processes: Arc<process::Processes>,
+}
+
+/// A bound, not yet serving agent.
+pub struct Agent {
+    listener: tokio::net::TcpListener,
+    local_addr: SocketAddr,
+    state: Arc<AgentState>,
+    launcher: Launcher,
+}
+
+/// Validate options, pick the process launcher and bind the listener.
+pub async fn bind(opts: AgentOptions) -> Result<Agent, AgentError> {
+    if opts.token.as_deref() == Some("") {
+        return Err(AgentError::EmptyToken);
+    }
+    let conf = Arc::new(paths::Confinement::new(&opts.root, opts.home.as_deref(), opts.workdir.as_deref())?);
+    let isolation = opts.isolation;
+    let launcher = tokio::task::spawn_blocking(move || isolation::select(isolation))
+        .await
+        .map_err(|e| AgentError::Isolation(e.to_string()))?
+        .map_err(AgentError::Isolation)?;
+    let listener =
+        tokio::net::TcpListener::bind(opts.listen).await.map_err(|source| AgentError::Bind { addr: opts.listen, source })?;
+    let local_addr = listener.local_addr().map_err(|source| AgentError::Bind { addr: opts.listen, source })?;
+    if opts.token.is_none() {
+        tracing::warn!("agent on {local_addr} accepts requests without an access token (no-auth mode)");
+    }
+    let processes = Arc::new(process::Processes::new(conf.clone(), launcher.clone(), &opts.env, opts.keepalive_default));
+    let state = Arc::new(AgentState { auth: auth::Auth::new(opts.token), conf, processes });
+    Ok(Agent { listener, local_addr, state, launcher })
+}
+
+/// How long in-flight requests may take to finish after shutdown before they are dropped.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+impl Agent {
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The canonical sandbox root.
+    pub fn root(&self) -> &std::path::Path {
+        self.state.conf.root()
+    }
+
+    /// How processes are launched (bubblewrap or plain).
+    pub fn launcher(&self) -> &Launcher {
+        &self.launcher
+    }
+
+    /// Serve until `shutdown` resolves; then kill every process group still running, let
+    /// in-flight requests finish (for at most a few seconds) and return.
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), AgentError> {
+        let state = self.state.clone();
+        let app = router(self.state);
+        let stop = tokio_util::sync::CancellationToken::new();
+        let stopped = stop.clone();
+        let server = axum::serve(self.listener, app).with_graceful_shutdown(async move { stopped.cancelled().await });
+        let mut server = std::pin::pin!(server.into_future());
+        tokio::select! {
+            r = &mut server => return r.map_err(AgentError::Serve),
+            _ = shutdown => {}
+        }
+        tracing::info!("agent shutting down; killing {} running process(es)", state.processes.running());
+        state.processes.kill_all();
+        stop.cancel();
+        match tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await {
+            Ok(r) => r.map_err(AgentError::Serve),
+            Err(_) => Ok(()),
+        }
+    }
+}
+
+fn router(state: Arc<AgentState>) -> Router {
+    Router::new()
+        .route("/health", get(|| async { StatusCode::NO_CONTENT }))
+        .route("/envs", get(envs))
+        .route("/files", get(files::download).post(files::upload))
+        .route("/process.Process/{method}", post(process_rpc))
+        .route("/filesystem.Filesystem/{method}", post(filesystem_rpc))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token))
+        .layer(DefaultBodyLimit::disable())
+        .with_state(state)
+}
+
+async fn envs() -> Response {
+    // Per-process defaults are not secret, but they are the caller's to know: return an empty
+    // map rather than the agent's own environment.
+    axum::Json(BTreeMap::<String, String>::new()).into_response()
+}
+
+async fn process_rpc(State(state): State<Arc<AgentState>>, Path(method): Path<String>, headers: HeaderMap, body: Body) -> Response {
+    state.processes.clone().handle(&method, headers, body).await
+}
+
+async fn filesystem_rpc(State(state): State<Arc<AgentState>>, Path(method): Path<String>, headers: HeaderMap, body: Body) -> Response {
+    filesystem::handle(state.conf.clone(), &method, headers, body).await
+}
+
+async fn not_found(uri: axum::http::Uri) -> Response {
+    let body = HttpError { code: 404, message: format!("no such endpoint: {}", uri.path()) };
+    (StatusCode::NOT_FOUND, axum::Json(body)).into_response()
+}

@@ -1,0 +1,181 @@
+//! [`Sandbox`] over the envd protocol: used for E2B sandboxes and for the local agent.
+
+use std::path::Path;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::io::AsyncWriteExt;
+
+use super::client::EnvdClient;
+use super::proto::{DataEvent, EntryInfo, ProcessConfig, ProcessEvent, ProcessSelector, Signal, StartRequest};
+use crate::provider::{
+    Command, ExecEvent, ExecRequest, ExecStream, ExitStatus, FileUpload, Progress, Sandbox, SandboxError,
+};
+
+/// A sandbox reached through an envd endpoint.
+#[derive(Debug, Clone)]
+pub struct EnvdSandbox {
+    client: EnvdClient,
+    id: String,
+    workdir: String,
+    login_shell: bool,
+}
+
+impl EnvdSandbox {
+    /// `login_shell`: run shell commands as `bash -l -c` (as E2B's SDK does) instead of `bash -c`.
+    pub fn new(client: EnvdClient, id: impl Into<String>, workdir: impl Into<String>, login_shell: bool) -> Self {
+        EnvdSandbox { client, id: id.into(), workdir: workdir.into(), login_shell }
+    }
+
+    /// The underlying protocol client (PTY, re-attach, process list).
+    pub fn client(&self) -> &EnvdClient {
+        &self.client
+    }
+
+    fn start_request(&self, req: &ExecRequest) -> Result<StartRequest, SandboxError> {
+        let (cmd, args) = match &req.command {
+            Command::Shell(s) => {
+                let mut args = Vec::new();
+                if self.login_shell {
+                    args.push("-l".to_string());
+                }
+                args.push("-c".to_string());
+                args.push(s.clone());
+                ("/bin/bash".to_string(), args)
+            }
+            Command::Argv(argv) => {
+                let (first, rest) =
+                    argv.split_first().ok_or_else(|| SandboxError::InvalidArgument("empty command".into()))?;
+                (first.clone(), rest.to_vec())
+            }
+        };
+        Ok(StartRequest {
+            process: ProcessConfig {
+                cmd,
+                args,
+                envs: req.env.clone(),
+                cwd: Some(req.cwd.clone().unwrap_or_else(|| self.workdir.clone())),
+            },
+            pty: None,
+            tag: req.tag.clone(),
+            stdin: Some(req.stdin.is_some()),
+        })
+    }
+}
+
+fn map_event(ev: ProcessEvent) -> Option<ExecEvent> {
+    match ev {
+        ProcessEvent::Start(s) => Some(ExecEvent::Started { pid: s.pid }),
+        ProcessEvent::Data(DataEvent::Stdout(b) | DataEvent::Pty(b)) => Some(ExecEvent::Stdout(b.0)),
+        ProcessEvent::Data(DataEvent::Stderr(b)) => Some(ExecEvent::Stderr(b.0)),
+        ProcessEvent::End(e) => Some(ExecEvent::Exited(ExitStatus { code: e.exit_code, status: e.status })),
+        ProcessEvent::Keepalive(_) => None,
+    }
+}
+
+#[async_trait]
+impl Sandbox for EnvdSandbox {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn workdir(&self) -> &str {
+        &self.workdir
+    }
+
+    async fn exec(&self, req: ExecRequest) -> Result<ExecStream, SandboxError> {
+        let start = self.start_request(&req)?;
+        let mut events = self.client.start(&start, req.timeout).await?;
+        let pid = match events.next().await {
+            Some(Ok(ProcessEvent::Start(s))) => s.pid,
+            Some(Ok(other)) => return Err(SandboxError::Protocol(format!("the first process event was not `start`: {other:?}"))),
+            Some(Err(e)) => return Err(e),
+            None => return Err(SandboxError::Protocol("the process stream ended before the start event".into())),
+        };
+        if let Some(data) = req.stdin {
+            // Feed stdin concurrently, so a process that writes before it reads cannot deadlock
+            // against a caller that has not started consuming output yet.
+            let client = self.client.clone();
+            tokio::spawn(async move {
+                let sel = ProcessSelector::Pid(pid);
+                let r = async {
+                    client.send_stdin(sel.clone(), &data).await?;
+                    client.close_stdin(sel).await
+                };
+                if let Err(e) = r.await {
+                    tracing::debug!(pid, "feeding stdin stopped: {e}");
+                }
+            });
+        }
+        let first = futures::stream::once(async move { Ok(ExecEvent::Started { pid }) });
+        let rest = events.filter_map(|r| async move { r.map(map_event).transpose() });
+        Ok(Box::pin(first.chain(rest)))
+    }
+
+    async fn kill_process(&self, pid: u32, force: bool) -> Result<(), SandboxError> {
+        let sig = if force { Signal::Sigkill } else { Signal::Sigterm };
+        self.client.send_signal(ProcessSelector::Pid(pid), sig).await
+    }
+
+    async fn write_files(&self, files: Vec<FileUpload>) -> Result<(), SandboxError> {
+        self.client.write_files(files.into_iter().map(|f| (f.path, f.contents)).collect()).await.map(|_| ())
+    }
+
+    async fn upload(&self, local: &Path, remote_path: &str, progress: Option<Progress>) -> Result<u64, SandboxError> {
+        self.client.upload_stream(remote_path, local, progress).await
+    }
+
+    async fn download(&self, remote_path: &str, local: &Path, progress: Option<Progress>) -> Result<u64, SandboxError> {
+        let mut stream = self.client.download(remote_path).await?;
+        let dir = local.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        tokio::fs::create_dir_all(dir).await.map_err(|e| SandboxError::io(format!("cannot create {}", dir.display()), e))?;
+        let tmp = tempfile::Builder::new()
+            .prefix(".rclaude-download-")
+            .tempfile_in(dir)
+            .map_err(|e| SandboxError::io(format!("cannot create a temporary file in {}", dir.display()), e))?;
+        let std_file = tmp.as_file().try_clone().map_err(|e| SandboxError::io("cannot open the temporary file", e))?;
+        let mut file = tokio::fs::File::from_std(std_file);
+        let mut total = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk: Bytes = chunk?;
+            file.write_all(&chunk).await.map_err(|e| SandboxError::io(format!("cannot write {}", local.display()), e))?;
+            total += chunk.len() as u64;
+            if let Some(p) = &progress {
+                p(total);
+            }
+        }
+        file.flush().await.map_err(|e| SandboxError::io(format!("cannot write {}", local.display()), e))?;
+        drop(file);
+        tmp.persist(local).map_err(|e| SandboxError::io(format!("cannot move the download to {}", local.display()), e.error))?;
+        Ok(total)
+    }
+
+    async fn read_file(&self, path: &str) -> Result<Bytes, SandboxError> {
+        self.client.read(path).await
+    }
+
+    async fn remove(&self, path: &str) -> Result<(), SandboxError> {
+        self.client.remove(path).await
+    }
+
+    async fn stat(&self, path: &str) -> Result<Option<EntryInfo>, SandboxError> {
+        match self.client.stat(path).await {
+            Ok(e) => Ok(Some(e)),
+            Err(SandboxError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn make_dir(&self, path: &str) -> Result<bool, SandboxError> {
+        match self.client.make_dir(path).await {
+            Ok(_) => Ok(true),
+            Err(SandboxError::AlreadyExists(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn rename(&self, from: &str, to: &str) -> Result<(), SandboxError> {
+        self.client.move_(from, to).await.map(|_| ())
+    }
+}
