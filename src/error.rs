@@ -69,12 +69,22 @@ pub struct CliError {
 
 impl CliError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        CliError { kind, message: message.into(), hint: None, exit_code: None }
+        CliError {
+            kind,
+            message: message.into(),
+            hint: None,
+            exit_code: None,
+        }
     }
 
     /// A command in the sandbox failed: exit with its code.
     pub fn remote_failure(message: impl Into<String>, code: i32) -> Self {
-        CliError { kind: ErrorKind::Unavailable, message: message.into(), hint: None, exit_code: Some(code) }
+        CliError {
+            kind: ErrorKind::Unavailable,
+            message: message.into(),
+            hint: None,
+            exit_code: Some(code),
+        }
     }
 
     /// The exit code for this error.
@@ -130,8 +140,9 @@ impl From<crate::provider::SandboxError> for CliError {
     fn from(e: crate::provider::SandboxError) -> Self {
         use crate::provider::SandboxError as E;
         match &e {
-            E::Unreachable { .. } => CliError::unavailable(e.to_string())
-                .hint("check the sandbox with `rclaude status`; `rclaude resume` restarts a paused one"),
+            E::Unreachable { .. } => CliError::unavailable(e.to_string()).hint(
+                "check the sandbox with `rclaude status`; `rclaude resume` restarts a paused one",
+            ),
             E::Unauthenticated(_) => CliError::auth(e.to_string())
                 .hint("the sandbox's access token changed; `rclaude resume` reconnects"),
             E::Io { .. } => CliError::new(ErrorKind::Io, e.to_string()),
@@ -147,7 +158,9 @@ impl From<crate::provider::ProviderError> for CliError {
         match e {
             E::NotFound(id) => CliError::unavailable(format!("sandbox {id} no longer exists"))
                 .hint("`rclaude up` creates a new one and syncs your work tree into it"),
-            E::Api { status: 401 | 403, .. } => CliError::auth(e.to_string()),
+            E::Api {
+                status: 401 | 403, ..
+            } => CliError::auth(e.to_string()),
             E::Api { .. } => CliError::unavailable(e.to_string()),
             E::Config(m) => CliError::config(m),
             E::Sandbox(s) => s.into(),

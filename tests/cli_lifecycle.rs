@@ -67,8 +67,15 @@ fn exec_runs_in_the_matching_subdirectory() {
     let mut c = t.cmd(&["exec", "--", "cat main.txt"]);
     c.current_dir(t.path().join("src"));
     let out = c.output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello from the laptop\n");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hello from the laptop\n"
+    );
 }
 
 #[test]
@@ -81,7 +88,11 @@ fn run_executes_dependencies_once_in_order() {
     let b = err.find("build: echo building").expect("build ran");
     let t_ = err.find("test: cat built.txt").expect("test ran");
     assert!(p < b && b < t_, "order wrong:\n{err}");
-    assert_eq!(err.matches("▶ prepare:").count(), 1, "prepare must run once:\n{err}");
+    assert_eq!(
+        err.matches("▶ prepare:").count(),
+        1,
+        "prepare must run once:\n{err}"
+    );
 }
 
 #[test]
@@ -143,11 +154,22 @@ fn pause_stops_running_processes() {
     t.ok(&["exec", "--", "nohup sh -c 'while true; do date +%s%N >> $HOME/ticks; sleep 0.05; done' >/dev/null 2>&1 &"]);
     std::thread::sleep(std::time::Duration::from_millis(300));
     t.ok(&["pause"]);
-    let dir = std::fs::read_dir(t.sandboxes_dir()).unwrap().next().unwrap().unwrap().path();
+    let dir = std::fs::read_dir(t.sandboxes_dir())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     let ticks = dir.join("root/home/ticks");
-    let before = std::fs::read_to_string(&ticks).unwrap_or_default().lines().count();
+    let before = std::fs::read_to_string(&ticks)
+        .unwrap_or_default()
+        .lines()
+        .count();
     std::thread::sleep(std::time::Duration::from_millis(400));
-    let after = std::fs::read_to_string(&ticks).unwrap_or_default().lines().count();
+    let after = std::fs::read_to_string(&ticks)
+        .unwrap_or_default()
+        .lines()
+        .count();
     assert!(before > 0, "the background process never ran");
     assert_eq!(before, after, "a process kept running after pause");
 }
@@ -178,7 +200,12 @@ fn a_sandbox_removed_behind_our_back_is_reported_as_gone() {
     let t = repo();
     t.ok(&["up"]);
     t.ok(&["pause"]);
-    let dir = std::fs::read_dir(t.sandboxes_dir()).unwrap().next().unwrap().unwrap().path();
+    let dir = std::fs::read_dir(t.sandboxes_dir())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     std::fs::remove_dir_all(dir).unwrap();
     let r = t.rclaude(&["exec", "--", "true"]);
     assert_eq!(r.code(), 69, "{}", r.all());
@@ -195,7 +222,12 @@ fn an_agent_that_cannot_start_is_a_clear_unavailable_error() {
     let mut c = t.cmd(&["up"]);
     c.env("RCLAUDE_AGENT_BIN", "/bin/false");
     let out = c.output().unwrap();
-    assert_eq!(out.status.code(), Some(69), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(69),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("agent"), "{err}");
 }
@@ -204,8 +236,14 @@ fn an_agent_that_cannot_start_is_a_clear_unavailable_error() {
 fn an_agent_killed_behind_our_back_is_restarted() {
     let t = repo();
     t.ok(&["up"]);
-    let dir = std::fs::read_dir(t.sandboxes_dir()).unwrap().next().unwrap().unwrap().path();
-    let state: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("agent.json")).unwrap()).unwrap();
+    let dir = std::fs::read_dir(t.sandboxes_dir())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("agent.json")).unwrap()).unwrap();
     let pid = state["pid"].as_i64().unwrap() as i32;
     unsafe { libc::kill(pid, libc::SIGKILL) };
     std::thread::sleep(std::time::Duration::from_millis(100));
@@ -236,21 +274,46 @@ fn errors_outside_a_repository_and_without_config() {
 #[test]
 fn bad_configs_name_file_line_column_and_key() {
     let cases: &[(&str, &[&str])] = &[
-        ("[sandbox]\nprovider = \"local\"\ncolour = \"blue\"\n", &[".rclaude.toml:3:1", "sandbox.colour", "provider"]),
-        ("[sandbox]\nprovider = \"moon\"\n", &[".rclaude.toml:2:12", "sandbox.provider", "local", "e2b"]),
-        ("[sandbox]\ntimeout = \"5 parsecs\"\n", &[".rclaude.toml:2:11", "sandbox.timeout", "1h30m"]),
-        ("[sandbox]\ncpu = \"two\"\n", &[".rclaude.toml:2:7", "sandbox.cpu"]),
-        ("[tasks.a]\nrun = \"x\"\ndepends = [\"missing\"]\n", &[".rclaude.toml:3:12", "tasks.a.depends", "missing"]),
-        ("[tasks.a]\nrun = \"x\"\ndepends = [\"b\"]\n[tasks.b]\nrun = \"y\"\ndepends = [\"a\"]\n", &["cycle", "a", "b"]),
+        (
+            "[sandbox]\nprovider = \"local\"\ncolour = \"blue\"\n",
+            &[".rclaude.toml:3:1", "sandbox.colour", "provider"],
+        ),
+        (
+            "[sandbox]\nprovider = \"moon\"\n",
+            &[".rclaude.toml:2:12", "sandbox.provider", "local", "e2b"],
+        ),
+        (
+            "[sandbox]\ntimeout = \"5 parsecs\"\n",
+            &[".rclaude.toml:2:11", "sandbox.timeout", "1h30m"],
+        ),
+        (
+            "[sandbox]\ncpu = \"two\"\n",
+            &[".rclaude.toml:2:7", "sandbox.cpu"],
+        ),
+        (
+            "[tasks.a]\nrun = \"x\"\ndepends = [\"missing\"]\n",
+            &[".rclaude.toml:3:12", "tasks.a.depends", "missing"],
+        ),
+        (
+            "[tasks.a]\nrun = \"x\"\ndepends = [\"b\"]\n[tasks.b]\nrun = \"y\"\ndepends = [\"a\"]\n",
+            &["cycle", "a", "b"],
+        ),
     ];
     for (config, needles) in cases {
         let t = TestRepo::new(config);
         let r = t.rclaude(&["up"]);
         assert_eq!(r.code(), 78, "config {config:?}: {}", r.all());
         for n in *needles {
-            assert!(r.stderr().contains(n), "config {config:?}: expected {n:?} in:\n{}", r.stderr());
+            assert!(
+                r.stderr().contains(n),
+                "config {config:?}: expected {n:?} in:\n{}",
+                r.stderr()
+            );
         }
-        assert!(!t.sandboxes_dir().exists(), "a sandbox was created despite a bad config");
+        assert!(
+            !t.sandboxes_dir().exists(),
+            "a sandbox was created despite a bad config"
+        );
     }
 }
 
@@ -258,7 +321,10 @@ fn bad_configs_name_file_line_column_and_key() {
 fn init_writes_a_starter_and_refuses_to_overwrite() {
     let t = TestRepo::new("");
     std::fs::remove_file(t.path().join(".rclaude.toml")).unwrap();
-    t.write("Cargo.toml", "[package]\nname = \"x\"\nversion = \"0.1.0\"\n");
+    t.write(
+        "Cargo.toml",
+        "[package]\nname = \"x\"\nversion = \"0.1.0\"\n",
+    );
     t.ok(&["init"]);
     let text = t.read(".rclaude.toml");
     assert!(text.contains("cargo test"), "{text}");
@@ -279,14 +345,26 @@ fn secrets_come_from_the_local_environment_and_missing_ones_are_named() {
     assert_eq!(r.code(), 78, "{}", r.all());
     assert!(r.stderr().contains("MY_LOCAL_TOKEN"), "{}", r.all());
 
-    let out = t.cmd(&["exec", "--", "echo ${#API_TOKEN}"]).env("MY_LOCAL_TOKEN", "s3cr3t-value").output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = t
+        .cmd(&["exec", "--", "echo ${#API_TOKEN}"])
+        .env("MY_LOCAL_TOKEN", "s3cr3t-value")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "12\n");
     // The value is never written to rclaude's own files.
     for entry in walk(t.home.path()) {
         if entry.is_file() {
             let bytes = std::fs::read(&entry).unwrap();
-            assert!(!String::from_utf8_lossy(&bytes).contains("s3cr3t-value"), "secret found in {}", entry.display());
+            assert!(
+                !String::from_utf8_lossy(&bytes).contains("s3cr3t-value"),
+                "secret found in {}",
+                entry.display()
+            );
         }
     }
 }

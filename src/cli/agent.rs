@@ -15,7 +15,9 @@ use crate::error::{CliError, CliResult};
 /// file system RPCs and `/files` upload/download. Every request must carry the access token in
 /// `X-Access-Token`; paths outside `--root` (including through symlinks) are refused.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:\n  RCLAUDE_AGENT_TOKEN=$(openssl rand -hex 32) rclaude agent --root /srv/sandbox\n  rclaude agent --listen 0.0.0.0:49983 --root /srv/sandbox --token-file /etc/rclaude/token\n  rclaude agent --root /tmp/box --no-auth     # debugging only: anyone on this host can use it")]
+#[command(
+    after_help = "Examples:\n  RCLAUDE_AGENT_TOKEN=$(openssl rand -hex 32) rclaude agent --root /srv/sandbox\n  rclaude agent --listen 0.0.0.0:49983 --root /srv/sandbox --token-file /etc/rclaude/token\n  rclaude agent --root /tmp/box --no-auth     # debugging only: anyone on this host can use it"
+)]
 pub struct Args {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:49983", value_name = "ADDR")]
@@ -55,22 +57,30 @@ pub enum IsolationArg {
 
 pub async fn run(_g: &GlobalArgs, args: Args) -> CliResult {
     let token = if args.no_auth {
-        eprintln!("warning: --no-auth: any local process can run commands and read files in {}", args.root.display());
+        eprintln!(
+            "warning: --no-auth: any local process can run commands and read files in {}",
+            args.root.display()
+        );
         None
     } else if let Some(f) = &args.token_file {
-        let t = std::fs::read_to_string(f).map_err(|e| CliError::io(format!("reading token file {}", f.display()), e))?;
+        let t = std::fs::read_to_string(f)
+            .map_err(|e| CliError::io(format!("reading token file {}", f.display()), e))?;
         Some(t.trim().to_string())
     } else if let Ok(t) = std::env::var("RCLAUDE_AGENT_TOKEN") {
         Some(t.trim().to_string())
     } else {
-        return Err(CliError::usage("the agent needs an access token")
-            .hint("set RCLAUDE_AGENT_TOKEN or pass --token-file FILE (or --no-auth for debugging)"));
+        return Err(CliError::usage("the agent needs an access token").hint(
+            "set RCLAUDE_AGENT_TOKEN or pass --token-file FILE (or --no-auth for debugging)",
+        ));
     };
     if token.as_deref() == Some("") {
         return Err(CliError::usage("the access token is empty"));
     }
     let env: BTreeMap<String, String> = super::exec::parse_env_pairs(&args.env)?;
-    let root = args.root.canonicalize().map_err(|e| CliError::io(format!("sandbox root {}", args.root.display()), e))?;
+    let root = args
+        .root
+        .canonicalize()
+        .map_err(|e| CliError::io(format!("sandbox root {}", args.root.display()), e))?;
     let opts = AgentOptions {
         listen: args.listen,
         root,
@@ -83,16 +93,24 @@ pub async fn run(_g: &GlobalArgs, args: Args) -> CliResult {
             IsolationArg::Bwrap => Isolation::Bwrap,
             IsolationArg::None => Isolation::None,
         },
-        ..AgentOptions::default()
+        ..AgentOptions::new(PathBuf::new())
     };
-    let agent = bind(opts).await.map_err(|e| CliError::unavailable(e.to_string()))?;
+    let agent = bind(opts)
+        .await
+        .map_err(|e| CliError::unavailable(e.to_string()))?;
     let addr = agent.local_addr();
     if let Some(f) = &args.state_file {
-        let state = crate::provider::local::AgentState { pid: std::process::id(), port: addr.port() };
+        let state = crate::provider::local::AgentState {
+            pid: std::process::id(),
+            port: addr.port(),
+        };
         crate::session::write_atomic(f, &serde_json::to_vec(&state).unwrap_or_default())?;
     }
     tracing::info!(%addr, "rclaude agent listening");
-    agent.serve(shutdown_signal()).await.map_err(|e| CliError::internal(e.to_string()))?;
+    agent
+        .serve(shutdown_signal())
+        .await
+        .map_err(|e| CliError::internal(e.to_string()))?;
     Ok(0)
 }
 

@@ -27,7 +27,12 @@ impl Ctx {
         let path = repo.config_path();
         let config = Config::load(&path)?;
         let store = SessionStore::for_repo(&repo);
-        Ok(Ctx { ui, repo, config, store })
+        Ok(Ctx {
+            ui,
+            repo,
+            config,
+            store,
+        })
     }
 
     /// The provider named in the config.
@@ -42,7 +47,11 @@ impl Ctx {
             "e2b" => crate::config::ProviderKind::E2b,
             "daytona" => crate::config::ProviderKind::Daytona,
             "northflank" => crate::config::ProviderKind::Northflank,
-            other => return Err(CliError::internal(format!("session record names unknown provider {other:?}"))),
+            other => {
+                return Err(CliError::internal(format!(
+                    "session record names unknown provider {other:?}"
+                )));
+            }
         };
         Ok(crate::provider::for_kind(kind)?)
     }
@@ -65,7 +74,10 @@ impl Ctx {
     /// rclaude's own variables. Secret values come from this process's environment only.
     pub fn exec_env(&self, record: &SessionRecord) -> CliResult<BTreeMap<String, String>> {
         let mut env = self.config.env.clone();
-        env.extend(self.config.resolve_secrets(|name| std::env::var(name).ok())?);
+        env.extend(
+            self.config
+                .resolve_secrets(|name| std::env::var(name).ok())?,
+        );
         env.insert("RCLAUDE".into(), "1".into());
         env.insert("RCLAUDE_SESSION".into(), record.session_id.clone());
         env.insert("RCLAUDE_REPO".into(), self.repo.name.clone());
@@ -77,6 +89,8 @@ impl Ctx {
 pub fn start_dir(g: &GlobalArgs) -> CliResult<PathBuf> {
     match &g.dir {
         Some(d) => Ok(d.clone()),
-        None => std::env::current_dir().map_err(|e| CliError::io("reading the current directory", e)),
+        None => {
+            std::env::current_dir().map_err(|e| CliError::io("reading the current directory", e))
+        }
     }
 }

@@ -26,10 +26,18 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
     let ctx = Ctx::load(g)?;
     let _lock = ctx.store.lock()?;
     let Some(record) = ctx.store.load()? else {
-        ctx.ui.info(format!("No sandbox for {}; nothing to do.", ctx.repo.root.display()));
+        ctx.ui.info(format!(
+            "No sandbox for {}; nothing to do.",
+            ctx.repo.root.display()
+        ));
         return Ok(0);
     };
-    if !args.yes && !confirm(&format!("Destroy sandbox {} ({}) and all its files?", record.sandbox_id, record.provider))? {
+    if !args.yes
+        && !confirm(&format!(
+            "Destroy sandbox {} ({}) and all its files?",
+            record.sandbox_id, record.provider
+        ))?
+    {
         ctx.ui.info("Kept the sandbox.");
         return Ok(1);
     }
@@ -39,7 +47,9 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
     }
     let step = ctx.ui.step("Destroying sandbox");
     match provider.kill(&record.sandbox_id).await {
-        Ok(()) | Err(crate::provider::ProviderError::NotFound(_)) => step.done(Some(&record.sandbox_id)),
+        Ok(()) | Err(crate::provider::ProviderError::NotFound(_)) => {
+            step.done(Some(&record.sandbox_id))
+        }
         Err(e) => {
             step.fail(None);
             return Err(e.into());
@@ -52,12 +62,17 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
 /// Ask a yes/no question on the terminal; refuse when not interactive.
 pub fn confirm(question: &str) -> CliResult<bool> {
     if !std::io::stdin().is_terminal() {
-        return Err(CliError::usage(format!("{question} Refusing to answer for you in a non-interactive session"))
-            .hint("pass --yes to confirm"));
+        return Err(CliError::usage(format!(
+            "{question} Refusing to answer for you in a non-interactive session"
+        ))
+        .hint("pass --yes to confirm"));
     }
     eprint!("{question} [y/N] ");
     let _ = std::io::stderr().flush();
     let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line).map_err(|e| CliError::io("reading the answer", e))?;
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| CliError::io("reading the answer", e))?;
     Ok(matches!(line.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
 }

@@ -17,7 +17,9 @@ use crate::provider::ExecRequest;
 /// A single argument is a shell command line (pipes and `&&` work); several arguments are quoted
 /// and run as one command. `[env]` and `[secrets]` from .rclaude.toml are set.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:\n  rclaude exec -- cargo test -p core\n  rclaude exec -- 'ls | wc -l'\n  rclaude exec -e RUST_LOG=debug --timeout 10m -- ./scripts/check.sh")]
+#[command(
+    after_help = "Examples:\n  rclaude exec -- cargo test -p core\n  rclaude exec -- 'ls | wc -l'\n  rclaude exec -e RUST_LOG=debug --timeout 10m -- ./scripts/check.sh"
+)]
 pub struct Args {
     /// Don't sync the work tree first.
     #[arg(long)]
@@ -40,11 +42,22 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
     let ctx = Ctx::load(g)?;
     let env_extra = parse_env_pairs(&args.env)?;
     let timeout = args.timeout.as_deref().map(parse_duration).transpose()?;
-    let live = bring_up(&ctx, UpOptions { sync: !args.no_sync, setup: true, create_if_gone: false }).await?;
+    let live = bring_up(
+        &ctx,
+        UpOptions {
+            sync: !args.no_sync,
+            setup: true,
+            create_if_gone: false,
+        },
+    )
+    .await?;
     let cwd = remote_cwd(&ctx, &live.record.workdir, args.cwd.as_deref(), g)?;
     let mut env = ctx.exec_env(&live.record)?;
     env.extend(env_extra);
-    let req = ExecRequest::shell(command_line(&args.command)).cwd(cwd).env(env).timeout(timeout);
+    let req = ExecRequest::shell(command_line(&args.command))
+        .cwd(cwd)
+        .env(env)
+        .timeout(timeout);
     let status = run_streamed(&*live.sandbox, req, Sink::Terminal).await?;
     Ok(status.shell_code())
 }
@@ -53,13 +66,20 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
 pub fn command_line(args: &[String]) -> String {
     match args {
         [one] => one.clone(),
-        many => many.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" "),
+        many => many
+            .iter()
+            .map(|a| shell_quote(a))
+            .collect::<Vec<_>>()
+            .join(" "),
     }
 }
 
 /// Quote for POSIX sh when needed.
 pub fn shell_quote(s: &str) -> String {
-    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%^".contains(c)) {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%^".contains(c))
+    {
         s.to_string()
     } else {
         format!("'{}'", s.replace('\'', r"'\''"))
@@ -73,8 +93,13 @@ pub fn parse_env_pairs(pairs: &[String]) -> CliResult<BTreeMap<String, String>> 
         let (k, v) = p
             .split_once('=')
             .ok_or_else(|| CliError::usage(format!("--env {p:?} is not KEY=VALUE")))?;
-        if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || k.starts_with(|c: char| c.is_ascii_digit()) {
-            return Err(CliError::usage(format!("--env {p:?}: {k:?} is not a valid variable name")));
+        if k.is_empty()
+            || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            || k.starts_with(|c: char| c.is_ascii_digit())
+        {
+            return Err(CliError::usage(format!(
+                "--env {p:?}: {k:?} is not a valid variable name"
+            )));
         }
         out.insert(k.to_string(), v.to_string());
     }
@@ -93,17 +118,30 @@ fn remote_cwd(ctx: &Ctx, workdir: &str, cwd: Option<&str>, g: &GlobalArgs) -> Cl
     let rel = match cwd {
         Some(c) => {
             let p = std::path::Path::new(c);
-            if p.is_absolute() || p.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
-                return Err(CliError::usage(format!("--cwd {c:?} must be relative to the repository root, without `..`")));
+            if p.is_absolute()
+                || p.components()
+                    .any(|c| matches!(c, std::path::Component::ParentDir))
+            {
+                return Err(CliError::usage(format!(
+                    "--cwd {c:?} must be relative to the repository root, without `..`"
+                )));
             }
             c.trim_end_matches('/').to_string()
         }
         None => {
-            let here = super::context::start_dir(g)?.canonicalize().unwrap_or_default();
-            here.strip_prefix(&ctx.repo.root).map(|r| r.to_string_lossy().into_owned()).unwrap_or_default()
+            let here = super::context::start_dir(g)?
+                .canonicalize()
+                .unwrap_or_default();
+            here.strip_prefix(&ctx.repo.root)
+                .map(|r| r.to_string_lossy().into_owned())
+                .unwrap_or_default()
         }
     };
-    Ok(if rel.is_empty() || rel == "." { workdir.to_string() } else { format!("{workdir}/{rel}") })
+    Ok(if rel.is_empty() || rel == "." {
+        workdir.to_string()
+    } else {
+        format!("{workdir}/{rel}")
+    })
 }
 
 #[cfg(test)]
@@ -113,14 +151,23 @@ mod tests {
     #[test]
     fn quotes_only_when_needed() {
         assert_eq!(command_line(&["ls | wc -l".into()]), "ls | wc -l");
-        assert_eq!(command_line(&["echo".into(), "a b".into(), "it's".into()]), r"echo 'a b' 'it'\''s'");
-        assert_eq!(command_line(&["cargo".into(), "test".into(), "-p".into(), "x".into()]), "cargo test -p x");
+        assert_eq!(
+            command_line(&["echo".into(), "a b".into(), "it's".into()]),
+            r"echo 'a b' 'it'\''s'"
+        );
+        assert_eq!(
+            command_line(&["cargo".into(), "test".into(), "-p".into(), "x".into()]),
+            "cargo test -p x"
+        );
         assert_eq!(shell_quote(""), "''");
     }
 
     #[test]
     fn env_pairs_are_validated() {
-        assert_eq!(parse_env_pairs(&["A=1".into(), "B_2=x=y".into()]).unwrap()["B_2"], "x=y");
+        assert_eq!(
+            parse_env_pairs(&["A=1".into(), "B_2=x=y".into()]).unwrap()["B_2"],
+            "x=y"
+        );
         assert!(parse_env_pairs(&["1A=1".into()]).is_err());
         assert!(parse_env_pairs(&["novalue".into()]).is_err());
     }

@@ -22,6 +22,9 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
     let ui = Ui::detect(g.quiet);
     let repo = Repo::discover(&start_dir(g)?)?;
     let path = crate::config::init::write_starter(&repo.root, args.force)?;
-    ui.info(format!("Wrote {}. Edit it, commit it, then run `rclaude up`.", path.display()));
+    ui.info(format!(
+        "Wrote {}. Edit it, commit it, then run `rclaude up`.",
+        path.display()
+    ));
     Ok(0)
 }

@@ -100,7 +100,10 @@ pub fn main() -> i32 {
         }
     };
     init_logging(&cli.command);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -147,7 +150,15 @@ fn report_error(e: &CliError) {
 fn init_logging(command: &Command) {
     use tracing_subscriber::EnvFilter;
     // The agent logs at info by default (its log file is the sandbox's diagnostics); the CLI is quiet.
-    let default = if matches!(command, Command::Agent(_)) { "info" } else { "warn" };
+    let default = if matches!(command, Command::Agent(_)) {
+        "info"
+    } else {
+        "warn"
+    };
     let filter = EnvFilter::try_from_env("RCLAUDE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
 }

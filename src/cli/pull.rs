@@ -13,7 +13,9 @@ use crate::session::SessionRecord;
 /// when it cannot lose local work (fast-forward of an unchanged tree, or a clean merge into a
 /// clean tree) and explains otherwise.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:\n  rclaude pull\n  rclaude pull --apply\n  rclaude pull --branch review/agent-work\n  rclaude pull --ref refs/rclaude/saved/20261124T101500Z")]
+#[command(
+    after_help = "Examples:\n  rclaude pull\n  rclaude pull --apply\n  rclaude pull --branch review/agent-work\n  rclaude pull --ref refs/rclaude/saved/20261124T101500Z"
+)]
 pub struct Args {
     /// Also bring the result into your checked-out branch and work tree (only when safe).
     #[arg(long)]
@@ -30,17 +32,41 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
     let ctx = Ctx::load(g)?;
     let _lock = ctx.store.lock()?;
     let record = ctx.require_session()?;
-    let template = args.branch.clone().unwrap_or_else(|| ctx.config.sync.pull_branch.clone());
-    let report = pull(&ctx, &record, template, args.apply, args.sandbox_ref.clone()).await?;
+    let template = args
+        .branch
+        .clone()
+        .unwrap_or_else(|| ctx.config.sync.pull_branch.clone());
+    let report = pull(
+        &ctx,
+        &record,
+        template,
+        args.apply,
+        args.sandbox_ref.clone(),
+    )
+    .await?;
     print_report(&ctx, &report);
     Ok(0)
 }
 
 /// Pull into a local branch; shared by `pull` and `down`.
-pub async fn pull(ctx: &Ctx, record: &SessionRecord, branch_template: String, apply: bool, sandbox_ref: Option<String>) -> CliResult<PullReport> {
+pub async fn pull(
+    ctx: &Ctx,
+    record: &SessionRecord,
+    branch_template: String,
+    apply: bool,
+    sandbox_ref: Option<String>,
+) -> CliResult<PullReport> {
     let sandbox = ctx.connect(record).await?;
-    let state: Option<SyncState> = record.sync.as_ref().and_then(|v| serde_json::from_value(v.clone()).ok());
-    let opts = PullOptions { branch_template, session: record.session_id.clone(), apply, sandbox_ref };
+    let state: Option<SyncState> = record
+        .sync
+        .as_ref()
+        .and_then(|v| serde_json::from_value(v.clone()).ok());
+    let opts = PullOptions {
+        branch_template,
+        session: record.session_id.clone(),
+        apply,
+        sandbox_ref,
+    };
     let step = ctx.ui.step("Pulling sandbox work");
     let progress = StepProgress(&step);
     match gitsync::pull(&ctx.repo.root, &*sandbox, state.as_ref(), &opts, &progress).await {
@@ -67,10 +93,16 @@ pub async fn rescue_before_destroy(ctx: &Ctx, record: &SessionRecord) -> CliResu
     match pull(ctx, record, template, false, None).await {
         Ok(r) if r.is_empty() => Ok(()),
         Ok(r) => {
-            ctx.ui.warn(format!("the sandbox had work not on this machine; it is now branch {}", r.branch));
+            ctx.ui.warn(format!(
+                "the sandbox had work not on this machine; it is now branch {}",
+                r.branch
+            ));
             Ok(())
         }
-        Err(e) => Err(CliError::sync(format!("could not bring the sandbox's work back before destroying it: {}", e.message))
-            .hint("fix the problem and retry, or `rclaude down --discard` to destroy it anyway")),
+        Err(e) => Err(CliError::sync(format!(
+            "could not bring the sandbox's work back before destroying it: {}",
+            e.message
+        ))
+        .hint("fix the problem and retry, or `rclaude down --discard` to destroy it anyway")),
     }
 }

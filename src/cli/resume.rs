@@ -9,13 +9,26 @@ use crate::error::CliResult;
 ///
 /// Unlike `up`, this does not sync your work tree (use `rclaude sync` or `up` for that).
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:\n  rclaude resume\n  rclaude resume && rclaude exec -- git status")]
+#[command(
+    after_help = "Examples:\n  rclaude resume\n  rclaude resume && rclaude exec -- git status"
+)]
 pub struct Args {}
 
 pub async fn run(g: &GlobalArgs, _args: Args) -> CliResult {
     let ctx = Ctx::load(g)?;
     ctx.require_session()?;
-    let live = bring_up(&ctx, UpOptions { sync: false, setup: false, create_if_gone: false }).await?;
-    ctx.ui.info(format!("Sandbox {} is running; the repository is at {}", live.record.sandbox_id, live.record.workdir));
+    let live = bring_up(
+        &ctx,
+        UpOptions {
+            sync: false,
+            setup: false,
+            create_if_gone: false,
+        },
+    )
+    .await?;
+    ctx.ui.info(format!(
+        "Sandbox {} is running; the repository is at {}",
+        live.record.sandbox_id, live.record.workdir
+    ));
     Ok(0)
 }

@@ -19,9 +19,16 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
     let ctx = Ctx::load(g)?;
     let Some(record) = ctx.store.load()? else {
         if args.json {
-            println!("{}", json!({ "repository": ctx.repo.root, "sandbox": null }));
+            println!(
+                "{}",
+                json!({ "repository": ctx.repo.root, "sandbox": null })
+            );
         } else {
-            println!("No sandbox for {}.\n`rclaude up` creates one on provider \"{}\".", ctx.repo.root.display(), ctx.config.sandbox.provider.as_str());
+            println!(
+                "No sandbox for {}.\n`rclaude up` creates one on provider \"{}\".",
+                ctx.repo.root.display(),
+                ctx.config.sandbox.provider.as_str()
+            );
         }
         return Ok(0);
     };
@@ -50,9 +57,15 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
         return Ok(0);
     }
     println!("Repository  {}", ctx.repo.root.display());
-    println!("Sandbox     {} on {} — {state}", record.sandbox_id, record.provider);
+    println!(
+        "Sandbox     {} on {} — {state}",
+        record.sandbox_id, record.provider
+    );
     println!("Workdir     {}", record.workdir);
-    println!("Session     {} (created {})", record.session_id, record.created_at);
+    println!(
+        "Session     {} (created {})",
+        record.session_id, record.created_at
+    );
     if let Some(end) = info.as_ref().and_then(|i| i.end_at.clone()) {
         println!("Pauses at   {end}");
     }
@@ -72,7 +85,9 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
         println!("Note        {}", notes.join("; "));
     }
     if state == "gone" {
-        println!("\nThe sandbox no longer exists; `rclaude up` creates a new one and syncs your work tree.");
+        println!(
+            "\nThe sandbox no longer exists; `rclaude up` creates a new one and syncs your work tree."
+        );
     }
     Ok(0)
 }

@@ -19,7 +19,11 @@ pub enum Sink<'a> {
 ///
 /// Ctrl-C sends SIGTERM to the remote process; a second Ctrl-C sends SIGKILL and gives up
 /// waiting (exit 130).
-pub async fn run_streamed(sandbox: &dyn Sandbox, req: ExecRequest, mut sink: Sink<'_>) -> CliResult<ExitStatus> {
+pub async fn run_streamed(
+    sandbox: &dyn Sandbox,
+    req: ExecRequest,
+    mut sink: Sink<'_>,
+) -> CliResult<ExitStatus> {
     let mut events = sandbox.exec(req).await?;
     let mut pid = None;
     let mut interrupts = 0u32;

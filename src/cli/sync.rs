@@ -16,7 +16,9 @@ use crate::ui::{Step, format_bytes};
 /// last sync are never discarded: they are committed to `refs/rclaude/saved/<time>` on both sides
 /// first, and rclaude tells you how to look at them.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:\n  rclaude sync\n  rclaude sync --full     # resend everything, e.g. after a history rewrite")]
+#[command(
+    after_help = "Examples:\n  rclaude sync\n  rclaude sync --full     # resend everything, e.g. after a history rewrite"
+)]
 pub struct Args {
     /// Send a full bundle instead of only what the sandbox lacks.
     #[arg(long)]
@@ -29,18 +31,31 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
     let mut record = ctx.require_session()?;
     let sandbox = ctx.connect(&record).await?;
     let report = push_with(&ctx, &mut record, &*sandbox, args.full).await?;
-    record.sync = Some(serde_json::to_value(&report.state).map_err(|e| CliError::internal(e.to_string()))?);
+    record.sync =
+        Some(serde_json::to_value(&report.state).map_err(|e| CliError::internal(e.to_string()))?);
     ctx.store.save(&record)?;
     Ok(0)
 }
 
 /// Push with the config's ignore rules, showing progress; reports saved sandbox edits.
-pub async fn push(ctx: &Ctx, record: &SessionRecord, sandbox: &dyn Sandbox) -> CliResult<PushReport> {
+pub async fn push(
+    ctx: &Ctx,
+    record: &SessionRecord,
+    sandbox: &dyn Sandbox,
+) -> CliResult<PushReport> {
     push_with(ctx, record, sandbox, false).await
 }
 
-async fn push_with(ctx: &Ctx, record: &SessionRecord, sandbox: &dyn Sandbox, full: bool) -> CliResult<PushReport> {
-    let state: Option<SyncState> = record.sync.as_ref().and_then(|v| serde_json::from_value(v.clone()).ok());
+async fn push_with(
+    ctx: &Ctx,
+    record: &SessionRecord,
+    sandbox: &dyn Sandbox,
+    full: bool,
+) -> CliResult<PushReport> {
+    let state: Option<SyncState> = record
+        .sync
+        .as_ref()
+        .and_then(|v| serde_json::from_value(v.clone()).ok());
     let opts = PushOptions {
         extra_ignores: ctx.config.sync.ignore.clone(),
         force_full: full,
@@ -54,7 +69,11 @@ async fn push_with(ctx: &Ctx, record: &SessionRecord, sandbox: &dyn Sandbox, ful
             let detail = if report.skipped_nothing_new {
                 "up to date".to_string()
             } else {
-                format!("{} objects, {}", report.objects, format_bytes(report.sent_bytes))
+                format!(
+                    "{} objects, {}",
+                    report.objects,
+                    format_bytes(report.sent_bytes)
+                )
             };
             step.done(Some(&detail));
             if let Some(saved) = &report.saved {

@@ -16,7 +16,9 @@ use crate::session::SessionRecord;
 /// `[setup]` once and `[start]`. Later calls resume a paused sandbox, send only what changed,
 /// re-run `[setup]` only when its lines changed, and run `[start]` again.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:\n  rclaude up\n  rclaude up --no-setup\n  rclaude -C ../other-repo up --quiet")]
+#[command(
+    after_help = "Examples:\n  rclaude up\n  rclaude up --no-setup\n  rclaude -C ../other-repo up --quiet"
+)]
 pub struct Args {
     /// Skip `[setup]` even when its lines changed.
     #[arg(long)]
@@ -42,7 +44,15 @@ pub struct Live {
 
 pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
     let ctx = Ctx::load(g)?;
-    let live = bring_up(&ctx, UpOptions { sync: true, setup: !args.no_setup, create_if_gone: true }).await?;
+    let live = bring_up(
+        &ctx,
+        UpOptions {
+            sync: true,
+            setup: !args.no_setup,
+            create_if_gone: true,
+        },
+    )
+    .await?;
     ctx.ui.info(format!(
         "Sandbox {} ({}) is up; the repository is at {}",
         live.record.sandbox_id, live.record.provider, live.record.workdir
@@ -68,23 +78,33 @@ pub async fn bring_up(ctx: &Ctx, opts: UpOptions) -> CliResult<Live> {
     let provider = ctx.provider()?;
 
     // 1. Find, resume or create.
-    let mut fresh = false;
+    let fresh;
     let (mut record, sandbox) = match existing {
         Some(rec) => {
             let info = provider.info(&rec.sandbox_id).await?;
             match info {
                 None if opts.create_if_gone => {
-                    ctx.ui.warn(format!("sandbox {} no longer exists; creating a new one", rec.sandbox_id));
+                    ctx.ui.warn(format!(
+                        "sandbox {} no longer exists; creating a new one",
+                        rec.sandbox_id
+                    ));
                     fresh = true;
                     create(ctx, &*provider).await?
                 }
                 None => {
-                    return Err(CliError::unavailable(format!("sandbox {} no longer exists", rec.sandbox_id))
-                        .hint("`rclaude up` creates a new one and syncs your work tree into it"));
+                    return Err(CliError::unavailable(format!(
+                        "sandbox {} no longer exists",
+                        rec.sandbox_id
+                    ))
+                    .hint("`rclaude up` creates a new one and syncs your work tree into it"));
                 }
                 Some(info) => {
                     let paused = info.state != SandboxState::Running;
-                    let step = ctx.ui.step(if paused { "Resuming sandbox" } else { "Connecting to sandbox" });
+                    let step = ctx.ui.step(if paused {
+                        "Resuming sandbox"
+                    } else {
+                        "Connecting to sandbox"
+                    });
                     let sandbox = match provider.connect(&rec.sandbox_id).await {
                         Ok(s) => s,
                         Err(e) => {
@@ -114,17 +134,30 @@ pub async fn bring_up(ctx: &Ctx, opts: UpOptions) -> CliResult<Live> {
         run_setup(ctx, &mut record, &*sandbox).await?;
     }
     if fresh {
-        run_lines(ctx, &record, &*sandbox, "start", &ctx.config.start.run.lines()).await?;
+        run_lines(
+            ctx,
+            &record,
+            &*sandbox,
+            "start",
+            &ctx.config.start.run.lines(),
+        )
+        .await?;
     }
     Ok(Live { record, sandbox })
 }
 
-async fn create(ctx: &Ctx, provider: &dyn crate::provider::Provider) -> CliResult<(SessionRecord, Arc<dyn Sandbox>)> {
+async fn create(
+    ctx: &Ctx,
+    provider: &dyn crate::provider::Provider,
+) -> CliResult<(SessionRecord, Arc<dyn Sandbox>)> {
     let cfg = &ctx.config.sandbox;
     let session_id = uuid::Uuid::new_v4().to_string();
     let mut metadata = std::collections::BTreeMap::new();
     metadata.insert("rclaude.repo".to_string(), ctx.repo.name.clone());
-    metadata.insert("rclaude.branch".to_string(), ctx.repo.branch().unwrap_or_default());
+    metadata.insert(
+        "rclaude.branch".to_string(),
+        ctx.repo.branch().unwrap_or_default(),
+    );
     metadata.insert("rclaude.session".to_string(), session_id.clone());
     let spec = SandboxSpec {
         name: ctx.repo.name.clone(),
@@ -166,9 +199,14 @@ async fn create(ctx: &Ctx, provider: &dyn crate::provider::Provider) -> CliResul
 }
 
 /// Push the work tree into the sandbox and record the new sync state.
-pub async fn sync_into(ctx: &Ctx, record: &mut SessionRecord, sandbox: &dyn Sandbox) -> CliResult<()> {
+pub async fn sync_into(
+    ctx: &Ctx,
+    record: &mut SessionRecord,
+    sandbox: &dyn Sandbox,
+) -> CliResult<()> {
     let report = super::sync::push(ctx, record, sandbox).await?;
-    record.sync = Some(serde_json::to_value(&report.state).map_err(|e| CliError::internal(e.to_string()))?);
+    record.sync =
+        Some(serde_json::to_value(&report.state).map_err(|e| CliError::internal(e.to_string()))?);
     ctx.store.save(record)?;
     Ok(())
 }
@@ -188,12 +226,16 @@ async fn run_setup(ctx: &Ctx, record: &mut SessionRecord, sandbox: &dyn Sandbox)
     }
     if !lines.is_empty() {
         if recorded.is_some() {
-            ctx.ui.info("[setup] changed since it last ran in this sandbox; running it again");
+            ctx.ui
+                .info("[setup] changed since it last ran in this sandbox; running it again");
         }
         run_lines(ctx, record, sandbox, "setup", &lines).await?;
     }
     sandbox
-        .write_files(vec![crate::provider::FileUpload { path: marker, contents: hash.clone().into() }])
+        .write_files(vec![crate::provider::FileUpload {
+            path: marker,
+            contents: hash.clone().into(),
+        }])
         .await?;
     record.setup_hash = Some(hash);
     ctx.store.save(record)?;
@@ -201,24 +243,38 @@ async fn run_setup(ctx: &Ctx, record: &mut SessionRecord, sandbox: &dyn Sandbox)
 }
 
 /// Run `[setup]`/`[start]` lines in order, streaming output; the first failure stops.
-async fn run_lines(ctx: &Ctx, record: &SessionRecord, sandbox: &dyn Sandbox, section: &str, lines: &[String]) -> CliResult<()> {
+async fn run_lines(
+    ctx: &Ctx,
+    record: &SessionRecord,
+    sandbox: &dyn Sandbox,
+    section: &str,
+    lines: &[String],
+) -> CliResult<()> {
     if lines.is_empty() {
         return Ok(());
     }
     let env = ctx.exec_env(record)?;
     for (i, line) in lines.iter().enumerate() {
         let step = ctx.ui.streaming_step(format!("[{section}] {line}"));
-        let req = ExecRequest::shell(line.clone()).cwd(record.workdir.clone()).env(env.clone());
+        let req = ExecRequest::shell(line.clone())
+            .cwd(record.workdir.clone())
+            .env(env.clone());
         let result = run_streamed(sandbox, req, Sink::Terminal).await;
         match result {
             Ok(s) if s.success() => step.done(None),
             Ok(s) => {
                 step.fail(Some(&s.status));
                 return Err(CliError::remote_failure(
-                    format!("[{section}] line {} failed with exit code {}: {line}", i + 1, s.shell_code()),
+                    format!(
+                        "[{section}] line {} failed with exit code {}: {line}",
+                        i + 1,
+                        s.shell_code()
+                    ),
                     s.shell_code(),
                 )
-                .hint(format!("fix the command in .rclaude.toml [{section}], then run `rclaude up` again")));
+                .hint(format!(
+                    "fix the command in .rclaude.toml [{section}], then run `rclaude up` again"
+                )));
             }
             Err(e) => {
                 step.fail(None);

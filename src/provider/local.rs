@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::{Capabilities, Provider, ProviderError, Sandbox, SandboxInfo, SandboxSpec, SandboxState};
+use super::{
+    Capabilities, Provider, ProviderError, Sandbox, SandboxInfo, SandboxSpec, SandboxState,
+};
 use crate::config::Isolation;
 use crate::envd::client::EnvdClient;
 use crate::envd::sandbox::EnvdSandbox;
@@ -55,12 +57,16 @@ impl Default for LocalProvider {
 impl LocalProvider {
     /// Sandboxes under `$XDG_DATA_HOME/rclaude/sandboxes`.
     pub fn new() -> Self {
-        LocalProvider { base: crate::dirs::data_dir().join("sandboxes") }
+        LocalProvider {
+            base: crate::dirs::data_dir().join("sandboxes"),
+        }
     }
 
     fn dir(&self, id: &str) -> Result<PathBuf, ProviderError> {
         if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-            return Err(ProviderError::Config(format!("invalid local sandbox id {id:?}")));
+            return Err(ProviderError::Config(format!(
+                "invalid local sandbox id {id:?}"
+            )));
         }
         Ok(self.base.join(id))
     }
@@ -69,8 +75,9 @@ impl LocalProvider {
         let dir = self.dir(id)?;
         match std::fs::read(dir.join("sandbox.json")) {
             Ok(b) => {
-                let f = serde_json::from_slice(&b)
-                    .map_err(|e| ProviderError::Config(format!("{}: {e}", dir.join("sandbox.json").display())))?;
+                let f = serde_json::from_slice(&b).map_err(|e| {
+                    ProviderError::Config(format!("{}: {e}", dir.join("sandbox.json").display()))
+                })?;
                 Ok(Some((dir, f)))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -80,15 +87,25 @@ impl LocalProvider {
 
     /// The running agent of a sandbox, if it answers with our token.
     async fn running_agent(&self, dir: &Path) -> Option<(AgentState, EnvdClient)> {
-        let state: AgentState = serde_json::from_slice(&std::fs::read(dir.join("agent.json")).ok()?).ok()?;
+        let state: AgentState =
+            serde_json::from_slice(&std::fs::read(dir.join("agent.json")).ok()?).ok()?;
         let token = std::fs::read_to_string(dir.join("agent.token")).ok()?;
-        let client = EnvdClient::new(format!("http://127.0.0.1:{}", state.port), Some(token.trim().to_string()), Default::default());
+        let client = EnvdClient::new(
+            format!("http://127.0.0.1:{}", state.port),
+            Some(token.trim().to_string()),
+            Default::default(),
+        )
+        .ok()?;
         client.health().await.ok()?;
         Some((state, client))
     }
 
     /// Start the sandbox's agent as a detached process and wait until it answers.
-    async fn start_agent(&self, dir: &Path, file: &SandboxFile) -> Result<EnvdClient, ProviderError> {
+    async fn start_agent(
+        &self,
+        dir: &Path,
+        file: &SandboxFile,
+    ) -> Result<EnvdClient, ProviderError> {
         let root = dir.join("root");
         let home = root.join("home");
         let workspace = root.join("workspace");
@@ -123,29 +140,44 @@ impl LocalProvider {
             .arg("--env")
             .arg(format!("PATH={}:{path}", local_bin.display()))
             .arg("--env")
-            .arg(format!("NPM_CONFIG_PREFIX={}", home.join(".local").display()))
+            .arg(format!(
+                "NPM_CONFIG_PREFIX={}",
+                home.join(".local").display()
+            ))
             .arg("--env")
             .arg(format!("RCLAUDE_SANDBOX_ID={}", file.id))
             .env_remove("RCLAUDE_AGENT_TOKEN")
             .stdin(std::process::Stdio::null())
-            .stdout(log.try_clone().map_err(|e| io_err("duplicating log handle", e))?)
+            .stdout(
+                log.try_clone()
+                    .map_err(|e| io_err("duplicating log handle", e))?,
+            )
             .stderr(log);
         detach(&mut cmd);
-        let mut child = cmd.spawn().map_err(|e| io_err(format!("starting {} agent", exe.display()), e))?;
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| io_err(format!("starting {} agent", exe.display()), e))?;
         let deadline = Instant::now() + AGENT_START_TIMEOUT;
         loop {
             if let Ok(Some(status)) = child.try_wait() {
                 let tail = log_tail(&dir.join("agent.log"));
-                return Err(ProviderError::Sandbox(crate::provider::SandboxError::Unreachable {
-                    url: format!("local sandbox {}", file.id),
-                    reason: format!("the agent exited at start ({status}); its log ends with:\n{tail}"),
-                }));
+                return Err(ProviderError::Sandbox(
+                    crate::provider::SandboxError::Unreachable {
+                        url: format!("local sandbox {}", file.id),
+                        reason: format!(
+                            "the agent exited at start ({status}); its log ends with:\n{tail}"
+                        ),
+                    },
+                ));
             }
             if let Ok(bytes) = std::fs::read(&state_file)
                 && let Ok(state) = serde_json::from_slice::<AgentState>(&bytes)
             {
-                let client =
-                    EnvdClient::new(format!("http://127.0.0.1:{}", state.port), Some(token.trim().to_string()), Default::default());
+                let client = EnvdClient::new(
+                    format!("http://127.0.0.1:{}", state.port),
+                    Some(token.trim().to_string()),
+                    Default::default(),
+                )?;
                 if client.health().await.is_ok() {
                     // The agent is detached: let it outlive us without leaving a zombie behind.
                     std::thread::spawn(move || {
@@ -156,12 +188,14 @@ impl LocalProvider {
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                return Err(ProviderError::Sandbox(crate::provider::SandboxError::Timeout(format!(
-                    "the local agent for sandbox {} did not start within {}s (log: {})",
-                    file.id,
-                    AGENT_START_TIMEOUT.as_secs(),
-                    dir.join("agent.log").display()
-                ))));
+                return Err(ProviderError::Sandbox(
+                    crate::provider::SandboxError::Timeout(format!(
+                        "the local agent for sandbox {} did not start within {}s (log: {})",
+                        file.id,
+                        AGENT_START_TIMEOUT.as_secs(),
+                        dir.join("agent.log").display()
+                    )),
+                ));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -171,7 +205,11 @@ impl LocalProvider {
         SandboxInfo {
             id: file.id.clone(),
             provider: "local".into(),
-            state: if running { SandboxState::Running } else { SandboxState::Paused },
+            state: if running {
+                SandboxState::Running
+            } else {
+                SandboxState::Paused
+            },
             workdir: dir.join("root/workspace").to_string_lossy().into_owned(),
             metadata: file.metadata.clone(),
             started_at: Some(file.created_at.clone()),
@@ -181,8 +219,12 @@ impl LocalProvider {
 
     /// Stop the agent (it kills its processes on SIGTERM); SIGKILL after a grace period.
     async fn stop_agent(&self, dir: &Path) {
-        let Ok(bytes) = std::fs::read(dir.join("agent.json")) else { return };
-        let Ok(state) = serde_json::from_slice::<AgentState>(&bytes) else { return };
+        let Ok(bytes) = std::fs::read(dir.join("agent.json")) else {
+            return;
+        };
+        let Ok(state) = serde_json::from_slice::<AgentState>(&bytes) else {
+            return;
+        };
         if self.running_agent(dir).await.is_none() {
             let _ = std::fs::remove_file(dir.join("agent.json"));
             return;
@@ -209,16 +251,26 @@ impl Provider for LocalProvider {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { pause_keeps_memory: false, persistent_disk: true, auto_pause: false, pty: true }
+        Capabilities {
+            pause_keeps_memory: false,
+            persistent_disk: true,
+            auto_pause: false,
+            pty: true,
+        }
     }
 
     async fn create(&self, spec: &SandboxSpec) -> Result<SandboxInfo, ProviderError> {
         let id = format!("local-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let dir = self.dir(&id)?;
         for sub in ["root/home", "root/workspace"] {
-            std::fs::create_dir_all(dir.join(sub)).map_err(|e| io_err(format!("creating {}", dir.join(sub).display()), e))?;
+            std::fs::create_dir_all(dir.join(sub))
+                .map_err(|e| io_err(format!("creating {}", dir.join(sub).display()), e))?;
         }
-        let token = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+        let token = format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
         write_private(&dir.join("agent.token"), token.as_bytes())?;
         let file = SandboxFile {
             id: id.clone(),
@@ -227,8 +279,10 @@ impl Provider for LocalProvider {
             metadata: spec.metadata.clone(),
             isolation: spec.isolation,
         };
-        let json = serde_json::to_vec_pretty(&file).map_err(|e| ProviderError::Config(e.to_string()))?;
-        std::fs::write(dir.join("sandbox.json"), json).map_err(|e| io_err(format!("writing {}", dir.display()), e))?;
+        let json =
+            serde_json::to_vec_pretty(&file).map_err(|e| ProviderError::Config(e.to_string()))?;
+        std::fs::write(dir.join("sandbox.json"), json)
+            .map_err(|e| io_err(format!("writing {}", dir.display()), e))?;
         if let Err(e) = self.start_agent(&dir, &file).await {
             let _ = std::fs::remove_dir_all(&dir);
             return Err(e);
@@ -237,32 +291,46 @@ impl Provider for LocalProvider {
     }
 
     async fn connect(&self, id: &str) -> Result<Arc<dyn Sandbox>, ProviderError> {
-        let (dir, file) = self.read_sandbox(id)?.ok_or_else(|| ProviderError::NotFound(id.to_string()))?;
+        let (dir, file) = self
+            .read_sandbox(id)?
+            .ok_or_else(|| ProviderError::NotFound(id.to_string()))?;
         let client = match self.running_agent(&dir).await {
             Some((_, client)) => client,
             None => self.start_agent(&dir, &file).await?,
         };
         let workdir = dir.join("root/workspace").to_string_lossy().into_owned();
-        Ok(Arc::new(EnvdSandbox::new(client, id.to_string(), workdir, false)))
+        Ok(Arc::new(EnvdSandbox::new(
+            client,
+            id.to_string(),
+            workdir,
+            false,
+        )))
     }
 
     async fn info(&self, id: &str) -> Result<Option<SandboxInfo>, ProviderError> {
-        let Some((dir, file)) = self.read_sandbox(id)? else { return Ok(None) };
+        let Some((dir, file)) = self.read_sandbox(id)? else {
+            return Ok(None);
+        };
         let running = self.running_agent(&dir).await.is_some();
         Ok(Some(self.info_from(&dir, &file, running)))
     }
 
     async fn pause(&self, id: &str) -> Result<(), ProviderError> {
-        let (dir, _) = self.read_sandbox(id)?.ok_or_else(|| ProviderError::NotFound(id.to_string()))?;
+        let (dir, _) = self
+            .read_sandbox(id)?
+            .ok_or_else(|| ProviderError::NotFound(id.to_string()))?;
         self.stop_agent(&dir).await;
         Ok(())
     }
 
     async fn kill(&self, id: &str) -> Result<(), ProviderError> {
-        let Some((dir, _)) = self.read_sandbox(id)? else { return Err(ProviderError::NotFound(id.to_string())) };
+        let Some((dir, _)) = self.read_sandbox(id)? else {
+            return Err(ProviderError::NotFound(id.to_string()));
+        };
         self.stop_agent(&dir).await;
         make_removable(&dir);
-        std::fs::remove_dir_all(&dir).map_err(|e| io_err(format!("removing {}", dir.display()), e))?;
+        std::fs::remove_dir_all(&dir)
+            .map_err(|e| io_err(format!("removing {}", dir.display()), e))?;
         Ok(())
     }
 
@@ -322,7 +390,12 @@ fn process_alive(pid: libc::pid_t) -> bool {
     }
     // A zombie (exited, not yet reaped by its parent) counts as gone.
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
         Err(_) => true,
     }
 }
@@ -336,7 +409,8 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ProviderError> {
         .mode(0o600)
         .open(path)
         .map_err(|e| io_err(format!("creating {}", path.display()), e))?;
-    f.write_all(bytes).map_err(|e| io_err(format!("writing {}", path.display()), e))
+    f.write_all(bytes)
+        .map_err(|e| io_err(format!("writing {}", path.display()), e))
 }
 
 /// Read-only directories (e.g. Go's module cache) would stop `remove_dir_all`.

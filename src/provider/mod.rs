@@ -270,7 +270,10 @@ pub enum SandboxError {
 
 impl SandboxError {
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        SandboxError::Io { context: context.into(), source }
+        SandboxError::Io {
+            context: context.into(),
+            source,
+        }
     }
 }
 
@@ -280,7 +283,12 @@ pub enum ProviderError {
     #[error("sandbox {0} no longer exists")]
     NotFound(String),
     #[error("{provider} API error ({status}): {message}{}", hint.as_deref().map(|h| format!("\n  hint: {h}")).unwrap_or_default())]
-    Api { provider: String, status: u16, message: String, hint: Option<String> },
+    Api {
+        provider: String,
+        status: u16,
+        message: String,
+        hint: Option<String>,
+    },
     #[error("{0}")]
     Config(String),
     #[error(transparent)]
@@ -320,11 +328,19 @@ pub trait Sandbox: Send + Sync {
     /// Write several small files in one request (atomically each).
     async fn write_files(&self, files: Vec<FileUpload>) -> Result<(), SandboxError>;
     /// Stream a local file to `remote_path`.
-    async fn upload(&self, local: &Path, remote_path: &str, progress: Option<Progress>)
-    -> Result<u64, SandboxError>;
+    async fn upload(
+        &self,
+        local: &Path,
+        remote_path: &str,
+        progress: Option<Progress>,
+    ) -> Result<u64, SandboxError>;
     /// Stream `remote_path` into a local file.
-    async fn download(&self, remote_path: &str, local: &Path, progress: Option<Progress>)
-    -> Result<u64, SandboxError>;
+    async fn download(
+        &self,
+        remote_path: &str,
+        local: &Path,
+        progress: Option<Progress>,
+    ) -> Result<u64, SandboxError>;
     /// Read a whole (small) file.
     async fn read_file(&self, path: &str) -> Result<Bytes, SandboxError>;
     /// Remove a file or directory (recursively); a missing path is not an error.
@@ -344,7 +360,10 @@ pub async fn run(sandbox: &dyn Sandbox, req: ExecRequest) -> Result<Output, Sand
     let mut out = Output {
         stdout: Vec::new(),
         stderr: Vec::new(),
-        status: ExitStatus { code: -1, status: String::new() },
+        status: ExitStatus {
+            code: -1,
+            status: String::new(),
+        },
     };
     let mut exited = false;
     while let Some(ev) = stream.next().await {
@@ -359,7 +378,9 @@ pub async fn run(sandbox: &dyn Sandbox, req: ExecRequest) -> Result<Output, Sand
         }
     }
     if !exited {
-        return Err(SandboxError::Protocol("process stream ended without an exit status".into()));
+        return Err(SandboxError::Protocol(
+            "process stream ended without an exit status".into(),
+        ));
     }
     Ok(out)
 }

@@ -16,7 +16,8 @@ impl RepoLock {
     /// Block until the lock at `path` is ours.
     pub fn acquire(path: &Path) -> CliResult<RepoLock> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| CliError::io(format!("creating {}", dir.display()), e))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| CliError::io(format!("creating {}", dir.display()), e))?;
         }
         let file = std::fs::OpenOptions::new()
             .create(true)
@@ -31,7 +32,10 @@ impl RepoLock {
             // SAFETY: as above.
             let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
             if rc != 0 {
-                return Err(CliError::io(format!("locking {}", path.display()), std::io::Error::last_os_error()));
+                return Err(CliError::io(
+                    format!("locking {}", path.display()),
+                    std::io::Error::last_os_error(),
+                ));
             }
         }
         Ok(RepoLock { _file: file })

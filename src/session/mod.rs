@@ -53,7 +53,10 @@ impl SessionStore {
     /// The store for `repo` under the state directory.
     pub fn for_repo(repo: &Repo) -> SessionStore {
         let dir = crate::dirs::state_dir().join("repos");
-        SessionStore { path: dir.join(format!("{}.json", repo.key)), lock_path: dir.join(format!("{}.lock", repo.key)) }
+        SessionStore {
+            path: dir.join(format!("{}.json", repo.key)),
+            lock_path: dir.join(format!("{}.lock", repo.key)),
+        }
     }
 
     /// Path of the record file.
@@ -65,8 +68,11 @@ impl SessionStore {
     pub fn load(&self) -> CliResult<Option<SessionRecord>> {
         match std::fs::read(&self.path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-                CliError::internal(format!("session record {} is unreadable: {e}", self.path.display()))
-                    .hint("delete that file to forget the sandbox (the sandbox itself is kept)")
+                CliError::internal(format!(
+                    "session record {} is unreadable: {e}",
+                    self.path.display()
+                ))
+                .hint("delete that file to forget the sandbox (the sandbox itself is kept)")
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(CliError::io(format!("reading {}", self.path.display()), e)),
@@ -75,7 +81,8 @@ impl SessionStore {
 
     /// Write the record atomically (temp file + rename).
     pub fn save(&self, record: &SessionRecord) -> CliResult<()> {
-        let json = serde_json::to_vec_pretty(record).map_err(|e| CliError::internal(e.to_string()))?;
+        let json =
+            serde_json::to_vec_pretty(record).map_err(|e| CliError::internal(e.to_string()))?;
         write_atomic(&self.path, &json)
     }
 
@@ -98,9 +105,14 @@ impl SessionStore {
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> CliResult<()> {
     use std::io::Write;
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| CliError::io(format!("creating {}", dir.display()), e))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| CliError::io(format!("writing in {}", dir.display()), e))?;
-    tmp.write_all(bytes).and_then(|_| tmp.as_file().sync_all()).map_err(|e| CliError::io(format!("writing {}", path.display()), e))?;
-    tmp.persist(path).map_err(|e| CliError::io(format!("writing {}", path.display()), e.error))?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| CliError::io(format!("creating {}", dir.display()), e))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .map_err(|e| CliError::io(format!("writing in {}", dir.display()), e))?;
+    tmp.write_all(bytes)
+        .and_then(|_| tmp.as_file().sync_all())
+        .map_err(|e| CliError::io(format!("writing {}", path.display()), e))?;
+    tmp.persist(path)
+        .map_err(|e| CliError::io(format!("writing {}", path.display()), e.error))?;
     Ok(())
 }

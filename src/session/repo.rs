@@ -21,16 +21,24 @@ impl Repo {
     /// Find the repository containing `start`.
     pub fn discover(start: &Path) -> CliResult<Repo> {
         let repo = git2::Repository::discover(start).map_err(|_| {
-            CliError::config(format!("{} is not inside a git repository", start.display()))
-                .hint("run rclaude inside a git work tree (`git init` creates one)")
+            CliError::config(format!(
+                "{} is not inside a git repository",
+                start.display()
+            ))
+            .hint("run rclaude inside a git work tree (`git init` creates one)")
         })?;
         let workdir = repo.workdir().ok_or_else(|| {
             CliError::config(format!("{} is a bare repository", repo.path().display()))
                 .hint("rclaude needs a work tree to sync")
         })?;
-        let root = workdir.canonicalize().map_err(|e| CliError::io(format!("resolving {}", workdir.display()), e))?;
+        let root = workdir
+            .canonicalize()
+            .map_err(|e| CliError::io(format!("resolving {}", workdir.display()), e))?;
         let key = hex::encode(&Sha256::digest(root.to_string_lossy().as_bytes())[..8]);
-        let name = root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "repo".into());
+        let name = root
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "repo".into());
         Ok(Repo { root, key, name })
     }
 
@@ -38,7 +46,7 @@ impl Repo {
     pub fn branch(&self) -> Option<String> {
         let repo = git2::Repository::open(&self.root).ok()?;
         let head = repo.find_reference("HEAD").ok()?;
-        let target = head.symbolic_target()?;
+        let target = head.symbolic_target().ok()??;
         target.strip_prefix("refs/heads/").map(str::to_string)
     }
 

@@ -28,7 +28,9 @@ pub struct Ui {
 impl Ui {
     /// Pick the mode from `--quiet`, the terminal and the `CI` variable.
     pub fn detect(quiet: bool) -> Ui {
-        let ci = std::env::var("CI").map(|v| !v.is_empty() && v != "false" && v != "0").unwrap_or(false);
+        let ci = std::env::var("CI")
+            .map(|v| !v.is_empty() && v != "false" && v != "0")
+            .unwrap_or(false);
         let mode = if quiet {
             Mode::Quiet
         } else if ci || !std::io::stderr().is_terminal() {
@@ -50,7 +52,14 @@ impl Ui {
         if self.mode != Mode::Quiet {
             eprintln!("▶ {message}");
         }
-        Step::start(if self.mode == Mode::Fancy { Mode::Plain } else { self.mode }, message)
+        Step::start(
+            if self.mode == Mode::Fancy {
+                Mode::Plain
+            } else {
+                self.mode
+            },
+            message,
+        )
     }
 
     /// An informational line (hidden with `--quiet`).

@@ -28,7 +28,12 @@ impl Step {
             pb.enable_steady_tick(Duration::from_millis(100));
             pb
         });
-        Step { mode, message, started: Instant::now(), bar }
+        Step {
+            mode,
+            message,
+            started: Instant::now(),
+            bar,
+        }
     }
 
     /// Replace the message shown next to the spinner.

@@ -28,7 +28,10 @@ pub struct TestRepo {
 impl TestRepo {
     /// An empty repository on branch `main` with `.rclaude.toml` = `config`.
     pub fn new(config: &str) -> TestRepo {
-        let t = TestRepo { home: tempfile::tempdir().unwrap(), dir: tempfile::tempdir().unwrap() };
+        let t = TestRepo {
+            home: tempfile::tempdir().unwrap(),
+            dir: tempfile::tempdir().unwrap(),
+        };
         t.git(&["init", "-q", "-b", "main"]);
         t.write(".rclaude.toml", config);
         t
@@ -51,8 +54,14 @@ impl TestRepo {
 
     /// Run git in the repository; panics on failure; returns stdout.
     pub fn git(&self, args: &[&str]) -> String {
-        let out = git_env(Command::new("git").args(args).current_dir(self.path())).output().unwrap();
-        assert!(out.status.success(), "git {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        let out = git_env(Command::new("git").args(args).current_dir(self.path()))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     }
 
