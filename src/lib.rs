@@ -8,6 +8,7 @@ pub mod envd;
 pub mod error;
 pub mod gitsync;
 pub mod provider;
+pub mod report;
 pub mod session;
 pub mod time;
 pub mod ui;

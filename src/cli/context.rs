@@ -8,6 +8,7 @@ use super::GlobalArgs;
 use crate::config::Config;
 use crate::error::{CliError, CliResult};
 use crate::provider::{Provider, Sandbox};
+use crate::report::{Reporter, SessionFacts};
 use crate::session::{Repo, SessionRecord, SessionStore};
 use crate::ui::Ui;
 
@@ -17,6 +18,7 @@ pub struct Ctx {
     pub repo: Repo,
     pub config: Config,
     pub store: SessionStore,
+    pub reporter: Reporter,
 }
 
 impl Ctx {
@@ -27,12 +29,7 @@ impl Ctx {
         let path = repo.config_path();
         let config = Config::load(&path)?;
         let store = SessionStore::for_repo(&repo);
-        Ok(Ctx {
-            ui,
-            repo,
-            config,
-            store,
-        })
+        Ok(Ctx { ui, repo, config, store, reporter: Reporter::from_env() })
     }
 
     /// The provider named in the config.
@@ -82,6 +79,17 @@ impl Ctx {
         env.insert("RCLAUDE_SESSION".into(), record.session_id.clone());
         env.insert("RCLAUDE_REPO".into(), self.repo.name.clone());
         Ok(env)
+    }
+}
+
+impl Ctx {
+    /// What the server records about a new session.
+    pub fn session_facts(&self) -> SessionFacts {
+        SessionFacts {
+            repository: self.repo.display_name(),
+            branch: self.repo.branch().unwrap_or_else(|| "HEAD".into()),
+            config_hash: self.config.hash(),
+        }
     }
 }
 

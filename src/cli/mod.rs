@@ -5,6 +5,8 @@ mod context;
 mod down;
 mod exec;
 mod init;
+mod login;
+mod logs;
 mod pause;
 mod pull;
 mod resume;
@@ -14,6 +16,7 @@ mod status;
 mod stream;
 mod sync;
 mod up;
+mod usage;
 
 use std::path::PathBuf;
 
@@ -82,6 +85,10 @@ pub enum Command {
     Pause(pause::Args),
     Resume(resume::Args),
     Down(down::Args),
+    Login(login::LoginArgs),
+    Logout(login::LogoutArgs),
+    Usage(usage::Args),
+    Logs(logs::Args),
     Schema(schema::Args),
     Agent(agent::Args),
 }
@@ -135,6 +142,10 @@ async fn dispatch(cli: Cli) -> Result<i32, CliError> {
         Command::Pause(a) => pause::run(&g, a).await,
         Command::Resume(a) => resume::run(&g, a).await,
         Command::Down(a) => down::run(&g, a).await,
+        Command::Login(a) => login::login(&g, a).await,
+        Command::Logout(a) => login::logout(&g, a).await,
+        Command::Usage(a) => usage::run(&g, a).await,
+        Command::Logs(a) => logs::run(&g, a).await,
         Command::Schema(a) => schema::run(&g, a).await,
         Command::Agent(a) => agent::run(&g, a).await,
     }

@@ -18,7 +18,11 @@ pub async fn run(g: &GlobalArgs, _args: Args) -> CliResult {
     let provider = ctx.provider_for(&record)?;
     let step = ctx.ui.step("Pausing sandbox");
     match provider.pause(&record.sandbox_id).await {
-        Ok(()) => step.done(Some(&record.sandbox_id)),
+        Ok(()) => {
+            step.done(Some(&record.sandbox_id));
+            ctx.reporter.event(&record, "paused", serde_json::json!({}));
+            ctx.reporter.flush().await;
+        }
         Err(e) => {
             step.fail(None);
             return Err(e.into());

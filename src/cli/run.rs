@@ -2,6 +2,8 @@
 
 use std::time::{Duration, Instant};
 
+use serde_json::json;
+
 use super::GlobalArgs;
 use super::context::Ctx;
 use super::exec::shell_quote;
@@ -50,6 +52,7 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
     )
     .await?;
     let base_env = ctx.exec_env(&live.record)?;
+    let _heartbeats = ctx.reporter.heartbeats(&live.record);
     let started = Instant::now();
     for name in &plan {
         let t = &ctx.config.tasks[name];
@@ -70,6 +73,7 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
         env.extend(t.env.clone());
         env.insert("RCLAUDE_TASK".into(), name.clone());
         let task_start = Instant::now();
+        ctx.reporter.event(&live.record, "task_started", json!({ "task": name }));
         let deadline = t.timeout.map(|d| task_start + d.0);
         for line in &lines {
             let step = ctx.ui.streaming_step(format!("{name}: {line}"));
@@ -97,10 +101,12 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
                 };
                 step.fail(Some(&why));
                 ctx.ui.warn(format!("task {name} failed ({why}); stopping"));
+                finished(&ctx, &live.record, name, status.shell_code(), task_start).await;
                 return Ok(status.shell_code());
             }
             step.done(None);
         }
+        finished(&ctx, &live.record, name, 0, task_start).await;
         if lines.len() > 1 {
             ctx.ui.info(format!(
                 "✓ task {name} ({})",
@@ -116,6 +122,13 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
         ));
     }
     Ok(0)
+}
+
+/// Report a finished task to the server (queued; delivered now if possible).
+async fn finished(ctx: &Ctx, record: &crate::session::SessionRecord, task: &str, code: i32, started: Instant) {
+    let ms = started.elapsed().as_millis() as u64;
+    ctx.reporter.event(record, "task_finished", json!({ "task": task, "exit_code": code, "duration_ms": ms }));
+    ctx.reporter.flush().await;
 }
 
 fn list_tasks(ctx: &Ctx) {

@@ -113,6 +113,9 @@ pub async fn bring_up(ctx: &Ctx, opts: UpOptions) -> CliResult<Live> {
                         }
                     };
                     step.done(Some(&rec.sandbox_id));
+                    if paused {
+                        ctx.reporter.event(&rec, "resumed", serde_json::json!({}));
+                    }
                     fresh = paused;
                     (rec, sandbox)
                 }
@@ -143,6 +146,7 @@ pub async fn bring_up(ctx: &Ctx, opts: UpOptions) -> CliResult<Live> {
         )
         .await?;
     }
+    ctx.reporter.flush().await;
     Ok(Live { record, sandbox })
 }
 
@@ -194,6 +198,9 @@ async fn create(
     };
     // Record it at once: a failure later must not orphan the sandbox.
     ctx.store.save(&record)?;
+    ctx.reporter.session_created(&record, &ctx.session_facts());
+    ctx.reporter.event(&record, "created", serde_json::json!({}));
+    ctx.reporter.event(&record, "started", serde_json::json!({}));
     let sandbox = provider.connect(&info.id).await?;
     Ok((record, sandbox))
 }

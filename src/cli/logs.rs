@@ -1,0 +1,96 @@
+//! `rclaude logs [-f]`: a session's events from the server, optionally followed live.
+
+use futures::StreamExt;
+use serde_json::Value;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+use super::GlobalArgs;
+use super::context::Ctx;
+use super::login::server_error;
+use crate::error::{CliError, CliResult};
+use crate::report::{Credentials, ServerClient};
+
+/// Show this repository's session events (created, started, task results, ...) from the server.
+///
+/// With `-f`, keep following new events live over WebSocket until Ctrl-C.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  rclaude logs\n  rclaude logs -f\n  rclaude logs --session 7c0e... --json")]
+pub struct Args {
+    /// Follow new events live.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Session id (default: this repository's).
+    #[arg(long, value_name = "ID")]
+    pub session: Option<String>,
+    /// One JSON object per event on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
+    let creds = Credentials::load()
+        .map_err(|e| CliError::config(e.to_string()))?
+        .ok_or_else(|| CliError::auth("not logged in to an rclaude server").hint("`rclaude login --server URL`"))?;
+    let session = match args.session {
+        Some(s) => s,
+        None => Ctx::load(g)?.require_session()?.session_id,
+    };
+    let reporter = crate::report::Reporter::from_env();
+    reporter.flush().await;
+    let client = ServerClient::new(&creds).map_err(|e| CliError::internal(e.to_string()))?;
+    let detail = client.session(&session).await.map_err(server_error)?;
+    let mut last_seq = None;
+    for ev in detail["events"].as_array().into_iter().flatten() {
+        print_event(ev, args.json);
+        last_seq = ev["seq"].as_i64().or(last_seq);
+    }
+    if !args.follow {
+        return Ok(0);
+    }
+    let url = client.events_url(Some(&session), last_seq);
+    let mut req = url.clone().into_client_request().map_err(|e| CliError::internal(e.to_string()))?;
+    req.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", client.token()).parse().map_err(|_| CliError::auth("the token is not a valid header value"))?,
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .map_err(|e| CliError::unavailable(format!("cannot follow events at {url}: {e}")))?;
+    loop {
+        tokio::select! {
+            msg = ws.next() => match msg {
+                Some(Ok(Message::Text(t))) => {
+                    if let Ok(v) = serde_json::from_str::<Value>(&t) {
+                        print_event(&v["event"], args.json);
+                    }
+                }
+                Some(Ok(Message::Close(_))) | None => return Ok(0),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(CliError::unavailable(format!("event stream broke: {e}"))),
+            },
+            _ = tokio::signal::ctrl_c() => return Ok(0),
+        }
+    }
+}
+
+fn print_event(ev: &Value, json: bool) {
+    if json {
+        println!("{ev}");
+        return;
+    }
+    let at = ev["created_at"].as_str().unwrap_or("");
+    let kind = ev["type"].as_str().unwrap_or("?");
+    let data = &ev["data"];
+    let detail = match kind {
+        "task_started" => format!("{}", data["task"].as_str().unwrap_or("")),
+        "task_finished" => format!(
+            "{} exit {} in {} ms",
+            data["task"].as_str().unwrap_or(""),
+            data["exit_code"].as_i64().map(|c| c.to_string()).unwrap_or_default(),
+            data["duration_ms"].as_i64().unwrap_or(0)
+        ),
+        _ => data.get("message").and_then(|m| m.as_str()).unwrap_or("").to_string(),
+    };
+    println!("{at}  {kind:<14} {detail}");
+}

@@ -1,0 +1,131 @@
+//! HTTP client for rclaude-server's `/v1` API.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::Credentials;
+
+/// Errors talking to the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot reach the rclaude server at {server}: {reason}")]
+    Unreachable { server: String, reason: String },
+    #[error("the rclaude server rejected the token: {0}")]
+    Unauthorized(String),
+    #[error("not found on the rclaude server: {0}")]
+    NotFound(String),
+    #[error("the rclaude server refused the request ({status}, {code}): {message}")]
+    Rejected { status: u16, code: String, message: String },
+    #[error("unexpected answer from the rclaude server: {0}")]
+    Protocol(String),
+}
+
+impl ServerError {
+    /// True when retrying later may succeed (network trouble, server errors).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ServerError::Unreachable { .. } | ServerError::Protocol(_) => true,
+            ServerError::Rejected { status, .. } => *status >= 500 || *status == 429,
+            _ => false,
+        }
+    }
+}
+
+/// A client bound to one server and token.
+#[derive(Debug, Clone)]
+pub struct ServerClient {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl ServerClient {
+    pub fn new(c: &Credentials) -> Result<ServerClient, ServerError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(3))
+            .timeout(Duration::from_secs(15))
+            .user_agent(concat!("rclaude/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ServerError::Protocol(e.to_string()))?;
+        Ok(ServerClient { base: c.server.clone(), token: c.token.clone(), http })
+    }
+
+    /// The server's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// The token (for the WebSocket handshake).
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<Value, ServerError> {
+        let resp = req.bearer_auth(&self.token).send().await.map_err(|e| ServerError::Unreachable {
+            server: self.base.clone(),
+            reason: e.to_string(),
+        })?;
+        let status = resp.status().as_u16();
+        let body = resp.bytes().await.map_err(|e| ServerError::Unreachable { server: self.base.clone(), reason: e.to_string() })?;
+        let value: Value = if body.is_empty() { Value::Null } else { serde_json::from_slice(&body).unwrap_or(Value::Null) };
+        if (200..300).contains(&status) {
+            return Ok(value);
+        }
+        let code = value["error"]["code"].as_str().unwrap_or("error").to_string();
+        let message = value["error"]["message"].as_str().map(str::to_string).unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+        Err(match status {
+            401 | 403 => ServerError::Unauthorized(message),
+            404 => ServerError::NotFound(message),
+            _ => ServerError::Rejected { status, code, message },
+        })
+    }
+
+    /// `GET /v1/me`: who the token belongs to.
+    pub async fn me(&self) -> Result<Value, ServerError> {
+        self.send(self.http.get(format!("{}/v1/me", self.base))).await
+    }
+
+    /// `POST /v1/sessions` (idempotent when `body.id` is set).
+    pub async fn create_session(&self, body: &Value) -> Result<Value, ServerError> {
+        self.send(self.http.post(format!("{}/v1/sessions", self.base)).json(body)).await
+    }
+
+    /// `POST /v1/sessions/{id}/events`.
+    pub async fn post_event(&self, session: &str, kind: &str, key: &str, data: &Value) -> Result<Value, ServerError> {
+        let body = json!({ "type": kind, "idempotency_key": key, "data": data });
+        self.send(self.http.post(format!("{}/v1/sessions/{session}/events", self.base)).json(&body)).await
+    }
+
+    /// `GET /v1/sessions/{id}`: the session and its events.
+    pub async fn session(&self, session: &str) -> Result<Value, ServerError> {
+        self.send(self.http.get(format!("{}/v1/sessions/{session}", self.base))).await
+    }
+
+    /// `GET /v1/usage?from&to` (dates `YYYY-MM-DD`).
+    pub async fn usage(&self, from: &str, to: &str) -> Result<Value, ServerError> {
+        self.send(self.http.get(format!("{}/v1/usage", self.base)).query(&[("from", from), ("to", to)])).await
+    }
+
+    /// `GET /v1/invoices/{YYYY-MM}`.
+    pub async fn invoice(&self, month: &str) -> Result<Value, ServerError> {
+        self.send(self.http.get(format!("{}/v1/invoices/{month}", self.base))).await
+    }
+
+    /// WebSocket URL of a session's live events (or the account's, with `None`).
+    pub fn events_url(&self, session: Option<&str>, since_seq: Option<i64>) -> String {
+        let ws = if let Some(rest) = self.base.strip_prefix("https://") {
+            format!("wss://{rest}")
+        } else {
+            format!("ws://{}", self.base.trim_start_matches("http://"))
+        };
+        let path = match session {
+            Some(s) => format!("/v1/sessions/{s}/events"),
+            None => "/v1/events".to_string(),
+        };
+        match since_seq {
+            Some(n) => format!("{ws}{path}?since_seq={n}"),
+            None => format!("{ws}{path}"),
+        }
+    }
+}
