@@ -197,6 +197,24 @@ async fn exec_reports_output_exit_codes_and_signals() {
 }
 
 #[tokio::test]
+async fn a_background_child_holding_the_pipe_does_not_delay_the_end() {
+    let a = TestAgent::start().await;
+    let client = a.client();
+    let req = sh("sleep 600 & echo bg=$!");
+    let run = client.start(&req, None);
+    let r = tokio::time::timeout(Duration::from_secs(60), async {
+        collect(run.await.unwrap()).await
+    })
+    .await
+    .expect("the end event waited for the background child");
+    let out = String::from_utf8_lossy(&r.stdout).to_string();
+    assert_eq!(r.end.unwrap().exit_code, 0);
+    let bg: i32 = out.trim().strip_prefix("bg=").unwrap().parse().unwrap();
+    // SAFETY: plain kill of the test's own grandchild.
+    unsafe { libc::kill(bg, libc::SIGKILL) };
+}
+
+#[tokio::test]
 async fn missing_program_is_an_invalid_argument_in_the_end_frame() {
     let a = TestAgent::start().await;
     let req = StartRequest {
@@ -330,6 +348,16 @@ async fn env_and_cwd() {
         out.stdout_str(),
         format!("bar baz|agent|true|{root}\n{root}/work\n")
     );
+    let envs: Value = reqwest::Client::new()
+        .get(format!("{}/envs", a.url))
+        .header("x-access-token", TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(envs, json!({"FROM_AGENT": "agent"}));
 
     // Relative cwd resolves against the workdir; the default cwd (none given) is the workdir.
     let mut req = sh("pwd");
@@ -1074,6 +1102,32 @@ async fn bwrap_confines_writes_to_the_root() {
         std::fs::read_to_string(root_dir.path().join("ok")).unwrap(),
         "inside\n"
     );
+    // A root under /tmp (which bubblewrap replaces with a private tmpfs) is still the real one.
+    let tmp_root = tempfile::tempdir().unwrap();
+    let in_tmp = TestAgent::start_in(tmp_root.path(), |o| o.isolation = Isolation::Bwrap).await;
+    let r = collect(
+        in_tmp
+            .client()
+            .start(
+                &sh("echo shared > f; cat /tmp/../etc/hostname >/dev/null"),
+                None,
+            )
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        r.end.unwrap().exit_code,
+        0,
+        "{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(tmp_root.path().join("f")).unwrap(),
+        "shared\n"
+    );
+    in_tmp.shutdown().await;
+
     // PTYs and signals work through bwrap too.
     let mut req = sh("tty");
     req.pty = Some(Pty::default());

@@ -105,6 +105,7 @@ pub(crate) struct AgentState {
     auth: auth::Auth,
     conf: Arc<paths::Confinement>,
     processes: Arc<process::Processes>,
+    env: BTreeMap<String, String>,
 }
 
 /// A bound, not yet serving agent.
@@ -155,6 +156,7 @@ pub async fn bind(opts: AgentOptions) -> Result<Agent, AgentError> {
         auth: auth::Auth::new(opts.token),
         conf,
         processes,
+        env: opts.env,
     });
     Ok(Agent {
         listener,
@@ -229,10 +231,9 @@ fn router(state: Arc<AgentState>) -> Router {
         .with_state(state)
 }
 
-async fn envs() -> Response {
-    // Per-process defaults are not secret, but they are the caller's to know: return an empty
-    // map rather than the agent's own environment.
-    axum::Json(BTreeMap::<String, String>::new()).into_response()
+/// `GET /envs`: the default environment added to every process (the options' `env`).
+async fn envs(State(state): State<Arc<AgentState>>) -> Response {
+    axum::Json(state.env.clone()).into_response()
 }
 
 async fn process_rpc(

@@ -178,14 +178,17 @@ impl EnvdClient {
         if let Ok(he) = serde_json::from_str::<HttpError>(&text) {
             return http_error(status, he.message);
         }
-        let msg = if text.trim().is_empty() {
+        let text: String = text.trim().chars().take(300).collect();
+        let msg = if text.is_empty() {
             format!("HTTP {status}")
         } else {
-            format!("HTTP {status}: {}", text.trim())
+            format!("HTTP {status}: {text}")
         };
         if status == 404 {
+            // A bare 404 means the endpoint itself is missing (wrong URL, proxy, old agent), not
+            // a missing file: callers must not read it as "not found in the sandbox".
             SandboxError::Remote {
-                code: Code::from_http_status(404).as_str().into(),
+                code: Code::Unimplemented.as_str().into(),
                 message: msg,
             }
         } else {
