@@ -26,7 +26,9 @@ pub struct Auth {
 
 impl std::fmt::Debug for Auth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Auth").field("token", &self.token.as_ref().map(|_| "<redacted>")).finish()
+        f.debug_struct("Auth")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
     }
 }
 
@@ -37,7 +39,9 @@ impl Auth {
 
     /// Check the `X-Access-Token` header. `Err` carries the reason (never the token).
     pub fn check_header(&self, headers: &HeaderMap) -> Result<(), &'static str> {
-        let Some(expected) = &self.token else { return Ok(()) };
+        let Some(expected) = &self.token else {
+            return Ok(());
+        };
         let Some(got) = headers.get(ACCESS_TOKEN_HEADER) else {
             return Err("missing X-Access-Token header");
         };
@@ -58,13 +62,17 @@ impl Auth {
         signature: &str,
         expiration: Option<&str>,
     ) -> Result<(), String> {
-        let Some(token) = &self.token else { return Ok(()) };
+        let Some(token) = &self.token else {
+            return Ok(());
+        };
         let expected = sign(path, op, user, token, expiration);
         if !bool::from(signature.as_bytes().ct_eq(expected.as_bytes())) {
             return Err("invalid signature".into());
         }
         if let Some(exp) = expiration {
-            let exp: i64 = exp.parse().map_err(|_| format!("invalid signature_expiration {exp:?}"))?;
+            let exp: i64 = exp
+                .parse()
+                .map_err(|_| format!("invalid signature_expiration {exp:?}"))?;
             if exp < time::OffsetDateTime::now_utc().unix_timestamp() {
                 return Err("signature has expired".into());
             }
@@ -81,7 +89,10 @@ pub fn sign(path: &str, op: &str, user: &str, token: &str, expiration: Option<&s
         text.push_str(e);
     }
     let digest = Sha256::digest(text.as_bytes());
-    format!("v1_{}", base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest))
+    format!(
+        "v1_{}",
+        base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest)
+    )
 }
 
 fn is_rpc_path(path: &str) -> bool {
@@ -89,19 +100,35 @@ fn is_rpc_path(path: &str) -> bool {
 }
 
 /// Middleware: refuse unauthenticated requests with envd's error shapes.
-pub async fn require_token(State(state): State<Arc<AgentState>>, req: Request, next: Next) -> Response {
+pub async fn require_token(
+    State(state): State<Arc<AgentState>>,
+    req: Request,
+    next: Next,
+) -> Response {
     let reason = match state.auth.check_header(req.headers()) {
         Ok(()) => return next.run(req).await,
         Err(reason) => reason,
     };
     let path = req.uri().path().to_string();
     if path == "/files" && req.headers().get(ACCESS_TOKEN_HEADER).is_none() {
-        let q: HashMap<String, String> = Query::try_from_uri(req.uri()).map(|q| q.0).unwrap_or_default();
+        let q: HashMap<String, String> = Query::try_from_uri(req.uri())
+            .map(|q| q.0)
+            .unwrap_or_default();
         if let Some(sig) = q.get("signature") {
-            let op = if req.method() == Method::GET { "read" } else { "write" };
+            let op = if req.method() == Method::GET {
+                "read"
+            } else {
+                "write"
+            };
             let user = q.get("username").map(String::as_str).unwrap_or("");
             let file = q.get("path").map(String::as_str).unwrap_or("");
-            return match state.auth.check_signature(file, op, user, sig, q.get("signature_expiration").map(String::as_str)) {
+            return match state.auth.check_signature(
+                file,
+                op,
+                user,
+                sig,
+                q.get("signature_expiration").map(String::as_str),
+            ) {
                 Ok(()) => next.run(req).await,
                 Err(why) => http_unauthorized(&why),
             };
@@ -115,7 +142,10 @@ pub async fn require_token(State(state): State<Arc<AgentState>>, req: Request, n
 }
 
 fn http_unauthorized(message: &str) -> Response {
-    let body = HttpError { code: 401, message: message.to_string() };
+    let body = HttpError {
+        code: 401,
+        message: message.to_string(),
+    };
     (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response()
 }
 
@@ -145,9 +175,16 @@ mod tests {
         assert!(a.check_signature("/b", "read", "", &sig, None).is_err());
         assert!(a.check_signature("/a", "write", "", &sig, None).is_err());
         let past = sign("/a", "read", "", "tok", Some("1000"));
-        assert_eq!(a.check_signature("/a", "read", "", &past, Some("1000")).unwrap_err(), "signature has expired");
+        assert_eq!(
+            a.check_signature("/a", "read", "", &past, Some("1000"))
+                .unwrap_err(),
+            "signature has expired"
+        );
         let future = (time::OffsetDateTime::now_utc().unix_timestamp() + 600).to_string();
         let ok = sign("/a", "read", "", "tok", Some(&future));
-        assert!(a.check_signature("/a", "read", "", &ok, Some(&future)).is_ok());
+        assert!(
+            a.check_signature("/a", "read", "", &ok, Some(&future))
+                .is_ok()
+        );
     }
 }

@@ -47,7 +47,13 @@ impl NbFd {
 
     fn raw_read(&self, buf: &mut [u8]) -> io::Result<usize> {
         // SAFETY: buf is valid for writes of buf.len() bytes.
-        let n = unsafe { libc::read(self.fd.get_ref().as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        let n = unsafe {
+            libc::read(
+                self.fd.get_ref().as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
         if n < 0 {
             let e = io::Error::last_os_error();
             if self.eio_is_eof && e.raw_os_error() == Some(libc::EIO) {
@@ -87,8 +93,18 @@ impl NbFd {
             let mut guard = self.fd.writable().await?;
             let r = guard.try_io(|inner| {
                 // SAFETY: data is valid for reads of data.len() bytes.
-                let n = unsafe { libc::write(inner.get_ref().as_raw_fd(), data.as_ptr().cast(), data.len()) };
-                if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }
+                let n = unsafe {
+                    libc::write(
+                        inner.get_ref().as_raw_fd(),
+                        data.as_ptr().cast(),
+                        data.len(),
+                    )
+                };
+                if n < 0 {
+                    Err(io::Error::last_os_error())
+                } else {
+                    Ok(n as usize)
+                }
             });
             match r {
                 Ok(Ok(n)) => data = &data[n..],

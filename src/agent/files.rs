@@ -36,7 +36,10 @@ pub struct HttpFail(pub StatusCode, pub String);
 
 impl IntoResponse for HttpFail {
     fn into_response(self) -> Response {
-        let body = HttpError { code: self.0.as_u16(), message: self.1 };
+        let body = HttpError {
+            code: self.0.as_u16(),
+            message: self.1,
+        };
         (self.0, axum::Json(body)).into_response()
     }
 }
@@ -52,49 +55,89 @@ fn io_fail(path: &Path, e: io::Error) -> HttpFail {
         _ if e.raw_os_error() == Some(libc::ENOSPC) || e.raw_os_error() == Some(libc::EDQUOT) => {
             StatusCode::INSUFFICIENT_STORAGE
         }
-        _ if e.raw_os_error() == Some(libc::EISDIR) || e.raw_os_error() == Some(libc::ENOTDIR) => StatusCode::BAD_REQUEST,
+        _ if e.raw_os_error() == Some(libc::EISDIR) || e.raw_os_error() == Some(libc::ENOTDIR) => {
+            StatusCode::BAD_REQUEST
+        }
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     HttpFail(status, format!("{}: {e}", path.display()))
 }
 
 /// `GET /files?path=`: stream a file.
-pub async fn download(State(state): State<Arc<AgentState>>, Query(q): Query<FilesQuery>, headers: HeaderMap) -> Response {
+pub async fn download(
+    State(state): State<Arc<AgentState>>,
+    Query(q): Query<FilesQuery>,
+    headers: HeaderMap,
+) -> Response {
     match download_inner(&state, q, &headers).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
 }
 
-async fn download_inner(state: &AgentState, q: FilesQuery, headers: &HeaderMap) -> Result<Response, HttpFail> {
-    let raw = q.path.ok_or_else(|| bad("the path query parameter is required"))?;
-    let path = state.conf.resolve(&raw, Follow::Yes).map_err(|e| bad(e.to_string()))?;
-    let meta = tokio::fs::metadata(&path).await.map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound => HttpFail(StatusCode::NOT_FOUND, format!("file {} not found", path.display())),
-        _ => io_fail(&path, e),
-    })?;
+async fn download_inner(
+    state: &AgentState,
+    q: FilesQuery,
+    headers: &HeaderMap,
+) -> Result<Response, HttpFail> {
+    let raw = q
+        .path
+        .ok_or_else(|| bad("the path query parameter is required"))?;
+    let path = state
+        .conf
+        .resolve(&raw, Follow::Yes)
+        .map_err(|e| bad(e.to_string()))?;
+    let meta = tokio::fs::metadata(&path)
+        .await
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => HttpFail(
+                StatusCode::NOT_FOUND,
+                format!("file {} not found", path.display()),
+            ),
+            _ => io_fail(&path, e),
+        })?;
     if meta.is_dir() {
         return Err(bad(format!("path {} is a directory", path.display())));
     }
     let size = meta.len();
-    let mut file = tokio::fs::File::open(&path).await.map_err(|e| io_fail(&path, e))?;
-    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok()).map(|r| parse_range(r, size));
+    let mut file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|e| io_fail(&path, e))?;
+    let range = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .map(|r| parse_range(r, size));
     let (status, start, len) = match range {
         None | Some(Range::Ignore) => (StatusCode::OK, 0, size),
         Some(Range::Unsatisfiable) => {
-            let mut r = HttpFail(StatusCode::RANGE_NOT_SATISFIABLE, format!("range not satisfiable for {size} bytes")).into_response();
-            r.headers_mut().insert(header::CONTENT_RANGE, HeaderValue::from_str(&format!("bytes */{size}")).unwrap());
+            let mut r = HttpFail(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                format!("range not satisfiable for {size} bytes"),
+            )
+            .into_response();
+            r.headers_mut().insert(
+                header::CONTENT_RANGE,
+                HeaderValue::from_str(&format!("bytes */{size}")).unwrap(),
+            );
             return Ok(r);
         }
         Some(Range::Bytes(a, b)) => (StatusCode::PARTIAL_CONTENT, a, b - a + 1),
     };
     if start > 0 {
-        file.seek(io::SeekFrom::Start(start)).await.map_err(|e| io_fail(&path, e))?;
+        file.seek(io::SeekFrom::Start(start))
+            .await
+            .map_err(|e| io_fail(&path, e))?;
     }
-    let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(file.take(len), 64 * 1024));
+    let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
+        file.take(len),
+        64 * 1024,
+    ));
     let mut resp = (status, body).into_response();
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     if status == StatusCode::PARTIAL_CONTENT {
@@ -114,11 +157,15 @@ enum Range {
 }
 
 fn parse_range(v: &str, size: u64) -> Range {
-    let Some(spec) = v.trim().strip_prefix("bytes=") else { return Range::Ignore };
+    let Some(spec) = v.trim().strip_prefix("bytes=") else {
+        return Range::Ignore;
+    };
     if spec.contains(',') {
         return Range::Ignore;
     }
-    let Some((a, b)) = spec.split_once('-') else { return Range::Ignore };
+    let Some((a, b)) = spec.split_once('-') else {
+        return Range::Ignore;
+    };
     let (a, b) = (a.trim(), b.trim());
     let parsed = match (a.is_empty(), b.is_empty()) {
         (true, true) => return Range::Ignore,
@@ -128,8 +175,12 @@ fn parse_range(v: &str, size: u64) -> Range {
             Err(_) => return Range::Ignore,
         },
         (false, _) => {
-            let Ok(start) = a.parse::<u64>() else { return Range::Ignore };
-            let end = if b.is_empty() { size.saturating_sub(1) } else {
+            let Ok(start) = a.parse::<u64>() else {
+                return Range::Ignore;
+            };
+            let end = if b.is_empty() {
+                size.saturating_sub(1)
+            } else {
                 match b.parse::<u64>() {
                     Ok(e) if e >= start => e.min(size.saturating_sub(1)),
                     _ => return Range::Ignore,
@@ -145,27 +196,55 @@ fn parse_range(v: &str, size: u64) -> Range {
 }
 
 /// `POST /files`: write one or more files.
-pub async fn upload(State(state): State<Arc<AgentState>>, Query(q): Query<FilesQuery>, req: Request) -> Response {
+pub async fn upload(
+    State(state): State<Arc<AgentState>>,
+    Query(q): Query<FilesQuery>,
+    req: Request,
+) -> Response {
     match upload_inner(&state, q, req).await {
         Ok(written) => (StatusCode::OK, axum::Json(written)).into_response(),
         Err(e) => e.into_response(),
     }
 }
 
-async fn upload_inner(state: &AgentState, q: FilesQuery, req: Request) -> Result<Vec<WrittenFile>, HttpFail> {
+async fn upload_inner(
+    state: &AgentState,
+    q: FilesQuery,
+    req: Request,
+) -> Result<Vec<WrittenFile>, HttpFail> {
     let headers = req.headers().clone();
-    match headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).map(str::trim) {
+    match headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+    {
         None | Some("") | Some("identity") => {}
         Some(other) => {
-            return Err(bad(format!("Content-Encoding {other} is not supported by this agent; send the body uncompressed")));
+            return Err(bad(format!(
+                "Content-Encoding {other} is not supported by this agent; send the body uncompressed"
+            )));
         }
     }
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-    let media = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let media = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     let body = req.into_body().into_data_stream();
     if media == "application/octet-stream" {
-        let raw = q.path.ok_or_else(|| bad("the path query parameter is required for an application/octet-stream upload"))?;
-        let dest = state.conf.resolve(&raw, Follow::Yes).map_err(|e| bad(e.to_string()))?;
+        let raw = q.path.ok_or_else(|| {
+            bad("the path query parameter is required for an application/octet-stream upload")
+        })?;
+        let dest = state
+            .conf
+            .resolve(&raw, Follow::Yes)
+            .map_err(|e| bad(e.to_string()))?;
         write_atomic(&dest, body).await?;
         return Ok(vec![written(&dest)]);
     }
@@ -174,7 +253,8 @@ async fn upload_inner(state: &AgentState, q: FilesQuery, req: Request) -> Result
             "unsupported content type {content_type:?}: expected multipart/form-data or application/octet-stream"
         )));
     }
-    let boundary = multer::parse_boundary(&content_type).map_err(|e| bad(format!("invalid multipart body: {e}")))?;
+    let boundary = multer::parse_boundary(&content_type)
+        .map_err(|e| bad(format!("invalid multipart body: {e}")))?;
     let mut multipart = multer::Multipart::new(body, boundary);
     let mut out = Vec::new();
     let mut seen = HashSet::new();
@@ -190,9 +270,16 @@ async fn upload_inner(state: &AgentState, q: FilesQuery, req: Request) -> Result
         let raw = match (&q.path, field.file_name()) {
             (Some(p), _) => p.clone(),
             (None, Some(f)) if !f.is_empty() => f.to_string(),
-            _ => return Err(bad("a `file` part has no filename and no path query parameter was given")),
+            _ => {
+                return Err(bad(
+                    "a `file` part has no filename and no path query parameter was given",
+                ));
+            }
         };
-        let dest = state.conf.resolve(&raw, Follow::Yes).map_err(|e| bad(e.to_string()))?;
+        let dest = state
+            .conf
+            .resolve(&raw, Follow::Yes)
+            .map_err(|e| bad(e.to_string()))?;
         if !seen.insert(dest.clone()) {
             return Err(bad(format!(
                 "you cannot upload multiple files to the same path '{}' in one upload request",
@@ -208,7 +295,10 @@ async fn upload_inner(state: &AgentState, q: FilesQuery, req: Request) -> Result
 fn written(dest: &Path) -> WrittenFile {
     WrittenFile {
         path: dest.display().to_string(),
-        name: dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        name: dest
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
         kind: "file".into(),
     }
 }
@@ -219,19 +309,32 @@ where
     S: Stream<Item = Result<Bytes, E>>,
     E: std::fmt::Display,
 {
-    let parent: PathBuf = dest.parent().ok_or_else(|| bad("cannot write to /"))?.to_path_buf();
-    tokio::fs::create_dir_all(&parent).await.map_err(|e| io_fail(&parent, e))?;
+    let parent: PathBuf = dest
+        .parent()
+        .ok_or_else(|| bad("cannot write to /"))?
+        .to_path_buf();
+    tokio::fs::create_dir_all(&parent)
+        .await
+        .map_err(|e| io_fail(&parent, e))?;
     let mode = match tokio::fs::metadata(dest).await {
         Ok(m) if m.is_dir() => return Err(bad(format!("path {} is a directory", dest.display()))),
         Ok(m) => m.permissions().mode() & 0o7777,
         Err(_) => 0o644,
     };
     let p2 = parent.clone();
-    let tmp = tokio::task::spawn_blocking(move || tempfile::Builder::new().prefix(".rclaude-upload-").tempfile_in(&p2))
-        .await
-        .map_err(|e| HttpFail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .map_err(|e| io_fail(&parent, e))?;
-    let mut file = tokio::fs::File::from_std(tmp.as_file().try_clone().map_err(|e| io_fail(tmp.path(), e))?);
+    let tmp = tokio::task::spawn_blocking(move || {
+        tempfile::Builder::new()
+            .prefix(".rclaude-upload-")
+            .tempfile_in(&p2)
+    })
+    .await
+    .map_err(|e| HttpFail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    .map_err(|e| io_fail(&parent, e))?;
+    let mut file = tokio::fs::File::from_std(
+        tmp.as_file()
+            .try_clone()
+            .map_err(|e| io_fail(tmp.path(), e))?,
+    );
     let mut total = 0u64;
     let mut chunks = std::pin::pin!(chunks);
     while let Some(chunk) = chunks.next().await {
@@ -244,7 +347,8 @@ where
     drop(file);
     let dest = dest.to_path_buf();
     tokio::task::spawn_blocking(move || -> Result<(), HttpFail> {
-        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(mode)).map_err(|e| io_fail(tmp.path(), e))?;
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(mode))
+            .map_err(|e| io_fail(tmp.path(), e))?;
         tmp.persist(&dest).map_err(|e| io_fail(&dest, e.error))?;
         if let Ok(d) = std::fs::File::open(&parent) {
             let _ = d.sync_all();

@@ -25,7 +25,9 @@ pub fn select(isolation: Isolation) -> Result<Launcher, String> {
         Isolation::Auto => match probe() {
             Ok(p) => Ok(Launcher::Bwrap(p)),
             Err(why) => {
-                tracing::info!("process isolation: none ({why}); install bubblewrap to confine sandbox processes");
+                tracing::info!(
+                    "process isolation: none ({why}); install bubblewrap to confine sandbox processes"
+                );
                 Ok(Launcher::Plain)
             }
         },
@@ -34,10 +36,14 @@ pub fn select(isolation: Isolation) -> Result<Launcher, String> {
 
 fn find_on_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| {
-        use std::os::unix::fs::PermissionsExt;
-        p.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
-    })
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| {
+            use std::os::unix::fs::PermissionsExt;
+            p.metadata()
+                .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+                .unwrap_or(false)
+        })
 }
 
 /// Find bubblewrap and check that it can create the sandbox we use (user namespaces may be off).
@@ -50,12 +56,19 @@ fn probe() -> Result<PathBuf, String> {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    let out = cmd.output().map_err(|e| format!("cannot run {}: {e}", bwrap.display()))?;
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", bwrap.display()))?;
     if out.status.success() {
         Ok(bwrap)
     } else {
         let err = String::from_utf8_lossy(&out.stderr);
-        Err(format!("{} does not work here ({}): {}", bwrap.display(), out.status, err.trim()))
+        Err(format!(
+            "{} does not work here ({}): {}",
+            bwrap.display(),
+            out.status,
+            err.trim()
+        ))
     }
 }
 
@@ -70,7 +83,15 @@ fn base_args(cwd: &Path) -> Vec<std::ffi::OsString> {
             v.push(a.into());
         }
     }
-    for a in ["--proc", "/proc", "--tmpfs", "/tmp", "--unshare-pid", "--die-with-parent", "--chdir"] {
+    for a in [
+        "--proc",
+        "/proc",
+        "--tmpfs",
+        "/tmp",
+        "--unshare-pid",
+        "--die-with-parent",
+        "--chdir",
+    ] {
         v.push(a.into());
     }
     v.push(cwd.into());
@@ -79,7 +100,13 @@ fn base_args(cwd: &Path) -> Vec<std::ffi::OsString> {
 
 impl Launcher {
     /// Build the command that runs `program args` in `cwd` with `root` writable.
-    pub fn command(&self, root: &Path, cwd: &Path, program: &str, args: &[String]) -> tokio::process::Command {
+    pub fn command(
+        &self,
+        root: &Path,
+        cwd: &Path,
+        program: &str,
+        args: &[String],
+    ) -> tokio::process::Command {
         match self {
             Launcher::Plain => {
                 let mut c = tokio::process::Command::new(program);
@@ -91,8 +118,19 @@ impl Launcher {
                 let mut args_v = base_args(cwd);
                 // Insert the writable root bind before --chdir.
                 let at = args_v.len() - 2;
-                args_v.splice(at..at, ["--bind".into(), root.as_os_str().to_owned(), root.as_os_str().to_owned()]);
-                c.args(args_v).arg("--").arg(program).args(args).current_dir(cwd);
+                args_v.splice(
+                    at..at,
+                    [
+                        "--bind".into(),
+                        root.as_os_str().to_owned(),
+                        root.as_os_str().to_owned(),
+                    ],
+                );
+                c.args(args_v)
+                    .arg("--")
+                    .arg(program)
+                    .args(args)
+                    .current_dir(cwd);
                 c
             }
         }

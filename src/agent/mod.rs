@@ -105,6 +105,7 @@ pub(crate) struct AgentState {
     auth: auth::Auth,
     conf: Arc<paths::Confinement>,
     processes: Arc<process::Processes>,
+    env: BTreeMap<String, String>,
 }
 
 /// A bound, not yet serving agent.
@@ -120,21 +121,49 @@ pub async fn bind(opts: AgentOptions) -> Result<Agent, AgentError> {
     if opts.token.as_deref() == Some("") {
         return Err(AgentError::EmptyToken);
     }
-    let conf = Arc::new(paths::Confinement::new(&opts.root, opts.home.as_deref(), opts.workdir.as_deref())?);
+    let conf = Arc::new(paths::Confinement::new(
+        &opts.root,
+        opts.home.as_deref(),
+        opts.workdir.as_deref(),
+    )?);
     let isolation = opts.isolation;
     let launcher = tokio::task::spawn_blocking(move || isolation::select(isolation))
         .await
         .map_err(|e| AgentError::Isolation(e.to_string()))?
         .map_err(AgentError::Isolation)?;
-    let listener =
-        tokio::net::TcpListener::bind(opts.listen).await.map_err(|source| AgentError::Bind { addr: opts.listen, source })?;
-    let local_addr = listener.local_addr().map_err(|source| AgentError::Bind { addr: opts.listen, source })?;
+    let listener = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .map_err(|source| AgentError::Bind {
+            addr: opts.listen,
+            source,
+        })?;
+    let local_addr = listener.local_addr().map_err(|source| AgentError::Bind {
+        addr: opts.listen,
+        source,
+    })?;
     if opts.token.is_none() {
-        tracing::warn!("agent on {local_addr} accepts requests without an access token (no-auth mode)");
+        tracing::warn!(
+            "agent on {local_addr} accepts requests without an access token (no-auth mode)"
+        );
     }
-    let processes = Arc::new(process::Processes::new(conf.clone(), launcher.clone(), &opts.env, opts.keepalive_default));
-    let state = Arc::new(AgentState { auth: auth::Auth::new(opts.token), conf, processes });
-    Ok(Agent { listener, local_addr, state, launcher })
+    let processes = Arc::new(process::Processes::new(
+        conf.clone(),
+        launcher.clone(),
+        &opts.env,
+        opts.keepalive_default,
+    ));
+    let state = Arc::new(AgentState {
+        auth: auth::Auth::new(opts.token),
+        conf,
+        processes,
+        env: opts.env,
+    });
+    Ok(Agent {
+        listener,
+        local_addr,
+        state,
+        launcher,
+    })
 }
 
 /// How long in-flight requests may take to finish after shutdown before they are dropped.
@@ -158,18 +187,25 @@ impl Agent {
 
     /// Serve until `shutdown` resolves; then kill every process group still running, let
     /// in-flight requests finish (for at most a few seconds) and return.
-    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), AgentError> {
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), AgentError> {
         let state = self.state.clone();
         let app = router(self.state);
         let stop = tokio_util::sync::CancellationToken::new();
         let stopped = stop.clone();
-        let server = axum::serve(self.listener, app).with_graceful_shutdown(async move { stopped.cancelled().await });
+        let server = axum::serve(self.listener, app)
+            .with_graceful_shutdown(async move { stopped.cancelled().await });
         let mut server = std::pin::pin!(server.into_future());
         tokio::select! {
             r = &mut server => return r.map_err(AgentError::Serve),
             _ = shutdown => {}
         }
-        tracing::info!("agent shutting down; killing {} running process(es)", state.processes.running());
+        tracing::info!(
+            "agent shutting down; killing {} running process(es)",
+            state.processes.running()
+        );
         state.processes.kill_all();
         stop.cancel();
         match tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await {
@@ -187,26 +223,41 @@ fn router(state: Arc<AgentState>) -> Router {
         .route("/process.Process/{method}", post(process_rpc))
         .route("/filesystem.Filesystem/{method}", post(filesystem_rpc))
         .fallback(not_found)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ))
         .layer(DefaultBodyLimit::disable())
         .with_state(state)
 }
 
-async fn envs() -> Response {
-    // Per-process defaults are not secret, but they are the caller's to know: return an empty
-    // map rather than the agent's own environment.
-    axum::Json(BTreeMap::<String, String>::new()).into_response()
+/// `GET /envs`: the default environment added to every process (the options' `env`).
+async fn envs(State(state): State<Arc<AgentState>>) -> Response {
+    axum::Json(state.env.clone()).into_response()
 }
 
-async fn process_rpc(State(state): State<Arc<AgentState>>, Path(method): Path<String>, headers: HeaderMap, body: Body) -> Response {
+async fn process_rpc(
+    State(state): State<Arc<AgentState>>,
+    Path(method): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     state.processes.clone().handle(&method, headers, body).await
 }
 
-async fn filesystem_rpc(State(state): State<Arc<AgentState>>, Path(method): Path<String>, headers: HeaderMap, body: Body) -> Response {
+async fn filesystem_rpc(
+    State(state): State<Arc<AgentState>>,
+    Path(method): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     filesystem::handle(state.conf.clone(), &method, headers, body).await
 }
 
 async fn not_found(uri: axum::http::Uri) -> Response {
-    let body = HttpError { code: 404, message: format!("no such endpoint: {}", uri.path()) };
+    let body = HttpError {
+        code: 404,
+        message: format!("no such endpoint: {}", uri.path()),
+    };
     (StatusCode::NOT_FOUND, axum::Json(body)).into_response()
 }

@@ -25,7 +25,11 @@ pub enum PathError {
     #[error("path {path} escapes the sandbox root {root}")]
     Escapes { path: String, root: String },
     #[error("path {path} resolves through a symlink to {target}, outside the sandbox root {root}")]
-    SymlinkEscapes { path: String, target: String, root: String },
+    SymlinkEscapes {
+        path: String,
+        target: String,
+        root: String,
+    },
     #[error("invalid path {path:?}: {reason}")]
     Invalid { path: String, reason: String },
     #[error("cannot resolve {path}: {source}")]
@@ -60,9 +64,15 @@ pub struct Confinement {
 
 impl Confinement {
     /// `root` must exist; `home` and `workdir` (absolute, or relative to `root`) must lie inside it.
-    pub fn new(root: &Path, home: Option<&Path>, workdir: Option<&Path>) -> Result<Self, PathError> {
-        let canonical = std::fs::canonicalize(root)
-            .map_err(|source| PathError::Io { path: root.display().to_string(), source })?;
+    pub fn new(
+        root: &Path,
+        home: Option<&Path>,
+        workdir: Option<&Path>,
+    ) -> Result<Self, PathError> {
+        let canonical = std::fs::canonicalize(root).map_err(|source| PathError::Io {
+            path: root.display().to_string(),
+            source,
+        })?;
         if !canonical.is_dir() {
             return Err(PathError::Invalid {
                 path: root.display().to_string(),
@@ -75,7 +85,12 @@ impl Confinement {
             normalize(&std::env::current_dir().unwrap_or_default().join(root))
         };
         let alias = spelled.filter(|s| *s != canonical);
-        let mut c = Confinement { root: canonical.clone(), alias, home: canonical.clone(), workdir: canonical };
+        let mut c = Confinement {
+            root: canonical.clone(),
+            alias,
+            home: canonical.clone(),
+            workdir: canonical,
+        };
         if let Some(h) = home {
             c.home = c.resolve_under_root(h)?;
         }
@@ -87,7 +102,11 @@ impl Confinement {
     }
 
     fn resolve_under_root(&self, p: &Path) -> Result<PathBuf, PathError> {
-        let joined = if p.is_absolute() { p.to_path_buf() } else { self.root.join(p) };
+        let joined = if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.root.join(p)
+        };
         self.resolve(&joined.to_string_lossy(), Follow::Yes)
     }
 
@@ -107,7 +126,10 @@ impl Confinement {
     /// that the result stays inside the root. Does not touch the file system.
     pub fn lexical(&self, path: &str) -> Result<PathBuf, PathError> {
         if path.contains('\0') {
-            return Err(PathError::Invalid { path: path.escape_debug().to_string(), reason: "contains a NUL byte".into() });
+            return Err(PathError::Invalid {
+                path: path.escape_debug().to_string(),
+                reason: "contains a NUL byte".into(),
+            });
         }
         let expanded: PathBuf = if path == "~" {
             self.home.clone()
@@ -129,7 +151,11 @@ impl Confinement {
         if normalized.starts_with(&self.root) {
             return Ok(normalized);
         }
-        if let Some(rest) = self.alias.as_ref().and_then(|a| normalized.strip_prefix(a).ok()) {
+        if let Some(rest) = self
+            .alias
+            .as_ref()
+            .and_then(|a| normalized.strip_prefix(a).ok())
+        {
             return Ok(self.root.join(rest));
         }
         Err(self.escapes(&normalized.display().to_string()))
@@ -139,8 +165,10 @@ impl Confinement {
     /// the result again. Missing trailing components are allowed (for creating files).
     pub fn resolve(&self, path: &str, follow: Follow) -> Result<PathBuf, PathError> {
         let lexical = self.lexical(path)?;
-        let resolved = resolve_symlinks(&lexical, follow)
-            .map_err(|source| PathError::Io { path: lexical.display().to_string(), source })?;
+        let resolved = resolve_symlinks(&lexical, follow).map_err(|source| PathError::Io {
+            path: lexical.display().to_string(),
+            source,
+        })?;
         if resolved.starts_with(&self.root) {
             Ok(resolved)
         } else {
@@ -158,7 +186,10 @@ impl Confinement {
     }
 
     fn escapes(&self, path: &str) -> PathError {
-        PathError::Escapes { path: path.into(), root: self.root.display().to_string() }
+        PathError::Escapes {
+            path: path.into(),
+            root: self.root.display().to_string(),
+        }
     }
 }
 
@@ -210,7 +241,10 @@ fn resolve_symlinks(path: &Path, follow: Follow) -> io::Result<PathBuf> {
             Ok(m) if m.file_type().is_symlink() && (!last || follow == Follow::Yes) => {
                 hops += 1;
                 if hops > MAX_SYMLINKS {
-                    return Err(io::Error::other(format!("too many levels of symbolic links at {}", candidate.display())));
+                    return Err(io::Error::other(format!(
+                        "too many levels of symbolic links at {}",
+                        candidate.display()
+                    )));
                 }
                 let target = std::fs::read_link(&candidate)?;
                 if target.is_absolute() {
@@ -225,7 +259,10 @@ fn resolve_symlinks(path: &Path, follow: Follow) -> io::Result<PathBuf> {
                 }
             }
             Ok(_) => resolved = candidate,
-            Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR) => {
+            Err(e)
+                if e.kind() == io::ErrorKind::NotFound
+                    || e.raw_os_error() == Some(libc::ENOTDIR) =>
+            {
                 missing = true;
                 resolved = candidate;
             }
@@ -254,8 +291,13 @@ mod tests {
         std::fs::create_dir_all(root.join("home/work")).unwrap();
         std::fs::create_dir_all(&outside).unwrap();
         std::fs::write(outside.join("secret"), "s").unwrap();
-        let c = Confinement::new(&root, Some(Path::new("home")), Some(Path::new("home/work"))).unwrap();
-        Fixture { _dir: dir, outside, c }
+        let c =
+            Confinement::new(&root, Some(Path::new("home")), Some(Path::new("home/work"))).unwrap();
+        Fixture {
+            _dir: dir,
+            outside,
+            c,
+        }
     }
 
     #[test]
@@ -267,17 +309,33 @@ mod tests {
         assert_eq!(f.c.lexical("~").unwrap(), root.join("home"));
         assert_eq!(f.c.lexical("~/x").unwrap(), root.join("home/x"));
         assert_eq!(f.c.lexical("./a/../b").unwrap(), root.join("home/work/b"));
-        assert_eq!(f.c.lexical(&format!("{}/x", root.display())).unwrap(), root.join("x"));
-        assert!(matches!(f.c.lexical("~bob/x"), Err(PathError::Invalid { .. })));
+        assert_eq!(
+            f.c.lexical(&format!("{}/x", root.display())).unwrap(),
+            root.join("x")
+        );
+        assert!(matches!(
+            f.c.lexical("~bob/x"),
+            Err(PathError::Invalid { .. })
+        ));
     }
 
     #[test]
     fn dotdot_and_absolute_paths_outside_root_are_refused() {
         let f = fixture();
-        for p in ["../../..", "../../../etc/passwd", "/etc/passwd", "/", "~/../../x", "/../../.."] {
+        for p in [
+            "../../..",
+            "../../../etc/passwd",
+            "/etc/passwd",
+            "/",
+            "~/../../x",
+            "/../../..",
+        ] {
             let err = f.c.lexical(p).unwrap_err();
             assert!(matches!(err, PathError::Escapes { .. }), "{p}: {err}");
-            assert!(err.to_string().contains("escapes the sandbox root"), "{err}");
+            assert!(
+                err.to_string().contains("escapes the sandbox root"),
+                "{err}"
+            );
         }
         // Climbing out and back in is fine: only the result matters.
         let root = f.c.root().to_path_buf();
@@ -292,7 +350,10 @@ mod tests {
         symlink(f.c.root(), base.join("alias")).unwrap();
         let c = Confinement::new(&base.join("alias"), None, None).unwrap();
         assert_eq!(c.root(), f.c.root());
-        assert_eq!(c.lexical(&format!("{}/alias/f", base.display())).unwrap(), f.c.root().join("f"));
+        assert_eq!(
+            c.lexical(&format!("{}/alias/f", base.display())).unwrap(),
+            f.c.root().join("f")
+        );
     }
 
     #[test]
@@ -301,18 +362,37 @@ mod tests {
         let root = f.c.root().to_path_buf();
         symlink(f.outside.join("secret"), root.join("home/work/evil")).unwrap();
         symlink(&f.outside, root.join("home/work/evildir")).unwrap();
-        symlink("../../../outside/nothing-yet", root.join("home/work/dangling")).unwrap();
+        symlink(
+            "../../../outside/nothing-yet",
+            root.join("home/work/dangling"),
+        )
+        .unwrap();
 
         let err = f.c.resolve("evil", Follow::Yes).unwrap_err();
         assert!(matches!(err, PathError::SymlinkEscapes { .. }), "{err}");
-        assert!(err.to_string().contains("outside the sandbox root"), "{err}");
+        assert!(
+            err.to_string().contains("outside the sandbox root"),
+            "{err}"
+        );
         assert!(f.c.resolve("evildir/secret", Follow::Yes).is_err());
-        assert!(f.c.resolve("evildir/secret", Follow::No).is_err(), "intermediate links are always followed");
+        assert!(
+            f.c.resolve("evildir/secret", Follow::No).is_err(),
+            "intermediate links are always followed"
+        );
         assert!(f.c.resolve("evildir/new-file", Follow::Yes).is_err());
-        assert!(f.c.resolve("dangling", Follow::Yes).is_err(), "a dangling link must not let writes out");
+        assert!(
+            f.c.resolve("dangling", Follow::Yes).is_err(),
+            "a dangling link must not let writes out"
+        );
 
-        assert_eq!(f.c.resolve("evil", Follow::No).unwrap(), root.join("home/work/evil"));
-        assert_eq!(f.c.resolve("dangling", Follow::No).unwrap(), root.join("home/work/dangling"));
+        assert_eq!(
+            f.c.resolve("evil", Follow::No).unwrap(),
+            root.join("home/work/evil")
+        );
+        assert_eq!(
+            f.c.resolve("dangling", Follow::No).unwrap(),
+            root.join("home/work/dangling")
+        );
     }
 
     #[test]
@@ -323,10 +403,23 @@ mod tests {
         std::fs::write(root.join("data/f"), "x").unwrap();
         symlink("../../data", root.join("home/work/d")).unwrap();
         symlink(root.join("data/f"), root.join("abs-link")).unwrap();
-        assert_eq!(f.c.resolve("d/f", Follow::Yes).unwrap(), root.join("data/f"));
-        assert_eq!(f.c.resolve("d/new/deeper", Follow::Yes).unwrap(), root.join("data/new/deeper"));
-        assert_eq!(f.c.resolve(&format!("{}/abs-link", root.display()), Follow::Yes).unwrap(), root.join("data/f"));
-        assert_eq!(f.c.resolve("missing/x/../y", Follow::Yes).unwrap(), root.join("home/work/missing/y"));
+        assert_eq!(
+            f.c.resolve("d/f", Follow::Yes).unwrap(),
+            root.join("data/f")
+        );
+        assert_eq!(
+            f.c.resolve("d/new/deeper", Follow::Yes).unwrap(),
+            root.join("data/new/deeper")
+        );
+        assert_eq!(
+            f.c.resolve(&format!("{}/abs-link", root.display()), Follow::Yes)
+                .unwrap(),
+            root.join("data/f")
+        );
+        assert_eq!(
+            f.c.resolve("missing/x/../y", Follow::Yes).unwrap(),
+            root.join("home/work/missing/y")
+        );
     }
 
     #[test]
@@ -335,7 +428,10 @@ mod tests {
         let root = f.c.root().to_path_buf();
         symlink("b", root.join("a")).unwrap();
         symlink("a", root.join("b")).unwrap();
-        assert!(matches!(f.c.resolve(&format!("{}/a", root.display()), Follow::Yes), Err(PathError::Io { .. })));
+        assert!(matches!(
+            f.c.resolve(&format!("{}/a", root.display()), Follow::Yes),
+            Err(PathError::Io { .. })
+        ));
     }
 
     #[test]

@@ -25,9 +25,9 @@ use super::pty;
 use super::rpc::{self, RpcResult, err};
 use crate::envd::connect::{CONTENT_TYPE_STREAM, CONTENT_TYPE_UNARY, Code, ConnectError};
 use crate::envd::proto::{
-    B64, DataEvent, Empty, EndEvent, ListResponse, ProcessEvent, ProcessInfo, ProcessInput, ProcessSelector,
-    SelectRequest, SendInputRequest, SendSignalRequest, Signal, StartEvent, StartRequest, StartResponse,
-    StreamInputEvent, StreamInputRequest, UpdateRequest,
+    B64, DataEvent, Empty, EndEvent, ListResponse, ProcessEvent, ProcessInfo, ProcessInput,
+    ProcessSelector, SelectRequest, SendInputRequest, SendSignalRequest, Signal, StartEvent,
+    StartRequest, StartResponse, StreamInputEvent, StreamInputRequest, UpdateRequest,
 };
 
 /// Largest stdout/stderr chunk per event (as envd).
@@ -41,6 +41,9 @@ const STREAM_BUFFER: usize = 16;
 /// Bound on what is drained from a pipe after the process exited (background children may keep
 /// writing to an inherited pipe forever).
 const MAX_DRAIN_READS: usize = 64;
+
+/// One output of a process: its descriptor, how chunks become events, and the chunk size.
+type Output = (Arc<NbFd>, fn(Bytes) -> DataEvent, usize);
 
 /// Where a process's input goes.
 enum Input {
@@ -110,9 +113,17 @@ impl Proc {
 
     fn signal(&self, sig: libc::c_int) -> RpcResult<()> {
         if !self.is_running() {
-            return Err(err(Code::NotFound, format!("process with pid {} has already exited", self.pid())));
+            return Err(err(
+                Code::NotFound,
+                format!("process with pid {} has already exited", self.pid()),
+            ));
         }
-        signal_group(self.pid(), sig).map_err(|e| err(Code::Internal, format!("cannot signal process {}: {e}", self.pid())))
+        signal_group(self.pid(), sig).map_err(|e| {
+            err(
+                Code::Internal,
+                format!("cannot signal process {}: {e}", self.pid()),
+            )
+        })
     }
 }
 
@@ -167,13 +178,22 @@ pub fn end_event(status: std::process::ExitStatus) -> EndEvent {
     let (exit_code, exited, text) = match (status.code(), status.signal()) {
         (Some(c), _) => (c, true, format!("exit status {c}")),
         (None, Some(s)) => {
-            let core = if status.core_dumped() { " (core dumped)" } else { "" };
+            let core = if status.core_dumped() {
+                " (core dumped)"
+            } else {
+                ""
+            };
             (-1, false, format!("signal: {}{core}", signal_text(s)))
         }
         (None, None) => (-1, false, "unknown exit status".into()),
     };
     let error = (exit_code != 0).then(|| text.clone());
-    EndEvent { exit_code, exited, status: text, error }
+    EndEvent {
+        exit_code,
+        exited,
+        status: text,
+        error,
+    }
 }
 
 /// All processes of the agent.
@@ -193,7 +213,9 @@ impl Processes {
         keepalive_default: Duration,
     ) -> Self {
         let mut base_env = BTreeMap::new();
-        let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+        let path = std::env::var("PATH").unwrap_or_else(|_| {
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()
+        });
         base_env.insert("PATH".into(), path);
         base_env.insert("HOME".into(), conf.home().display().to_string());
         let user = current_user();
@@ -201,7 +223,13 @@ impl Processes {
         base_env.insert("LOGNAME".into(), user);
         base_env.insert("E2B_SANDBOX".into(), "true".into());
         base_env.extend(extra_env.iter().map(|(k, v)| (k.clone(), v.clone())));
-        Processes { procs: Mutex::new(HashMap::new()), conf, launcher, base_env, keepalive_default }
+        Processes {
+            procs: Mutex::new(HashMap::new()),
+            conf,
+            launcher,
+            base_env,
+            keepalive_default,
+        }
     }
 
     /// Kill every process group the agent started that is still running.
@@ -214,7 +242,12 @@ impl Processes {
 
     /// Number of processes still running.
     pub fn running(&self) -> usize {
-        self.procs.lock().unwrap().values().filter(|p| p.is_running()).count()
+        self.procs
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|p| p.is_running())
+            .count()
     }
 
     fn find(&self, sel: &ProcessSelector) -> RpcResult<Arc<Proc>> {
@@ -228,8 +261,12 @@ impl Processes {
                 .cloned(),
         };
         found.ok_or_else(|| match sel {
-            ProcessSelector::Pid(pid) => err(Code::NotFound, format!("process with pid {pid} not found")),
-            ProcessSelector::Tag(tag) => err(Code::NotFound, format!("process with tag {tag} not found")),
+            ProcessSelector::Pid(pid) => {
+                err(Code::NotFound, format!("process with pid {pid} not found"))
+            }
+            ProcessSelector::Tag(tag) => {
+                err(Code::NotFound, format!("process with tag {tag} not found"))
+            }
         })
     }
 
@@ -238,12 +275,19 @@ impl Processes {
         if p.is_running() {
             Ok(p)
         } else {
-            Err(err(Code::NotFound, format!("process with pid {} has already exited", p.pid())))
+            Err(err(
+                Code::NotFound,
+                format!("process with pid {} has already exited", p.pid()),
+            ))
         }
     }
 
     /// Spawn a process. The returned receiver is already attached, so no output is missed.
-    pub fn spawn(self: &Arc<Self>, req: StartRequest, timeout: Option<Duration>) -> RpcResult<(Arc<Proc>, mpsc::Receiver<DataEvent>)> {
+    pub fn spawn(
+        self: &Arc<Self>,
+        req: StartRequest,
+        timeout: Option<Duration>,
+    ) -> RpcResult<(Arc<Proc>, mpsc::Receiver<DataEvent>)> {
         let cfg = &req.process;
         if cfg.cmd.is_empty() {
             return Err(err(Code::InvalidArgument, "process.cmd is empty"));
@@ -253,23 +297,40 @@ impl Processes {
             .resolve(cfg.cwd.as_deref().unwrap_or(""), Follow::Yes)
             .map_err(|e| err(Code::InvalidArgument, format!("invalid cwd: {e}")))?;
         if !cwd.is_dir() {
-            return Err(err(Code::InvalidArgument, format!("cwd '{}' does not exist", cwd.display())));
+            return Err(err(
+                Code::InvalidArgument,
+                format!("cwd '{}' does not exist", cwd.display()),
+            ));
         }
-        let mut cmd = self.launcher.command(self.conf.root(), &cwd, &cfg.cmd, &cfg.args);
-        cmd.env_clear().envs(&self.base_env).envs(&cfg.envs).kill_on_drop(false);
+        let mut cmd = self
+            .launcher
+            .command(self.conf.root(), &cwd, &cfg.cmd, &cfg.args);
+        cmd.env_clear()
+            .envs(&self.base_env)
+            .envs(&cfg.envs)
+            .kill_on_drop(false);
 
         let spawn_err = |e: std::io::Error| {
-            err(Code::InvalidArgument, format!("error starting process '{}': {e}", command_line(&cfg.cmd, &cfg.args)))
+            err(
+                Code::InvalidArgument,
+                format!(
+                    "error starting process '{}': {e}",
+                    command_line(&cfg.cmd, &cfg.args)
+                ),
+            )
         };
-        let io_err = |e: std::io::Error| err(Code::Internal, format!("cannot set up process I/O: {e}"));
+        let io_err =
+            |e: std::io::Error| err(Code::Internal, format!("cannot set up process I/O: {e}"));
 
-        let mut outputs: Vec<(Arc<NbFd>, fn(Bytes) -> DataEvent, usize)> = Vec::new();
+        let mut outputs: Vec<Output> = Vec::new();
         let input;
         let child;
         if let Some(p) = req.pty {
             let (master, slave) = pty::open(p.size).map_err(io_err)?;
             let dup = |fd: &OwnedFd| fd.try_clone().map(Stdio::from).map_err(io_err);
-            cmd.stdin(dup(&slave)?).stdout(dup(&slave)?).stderr(dup(&slave)?);
+            cmd.stdin(dup(&slave)?)
+                .stdout(dup(&slave)?)
+                .stderr(dup(&slave)?);
             // SAFETY: child_setup only makes async-signal-safe calls.
             unsafe { cmd.pre_exec(pty::child_setup) };
             child = cmd.spawn().map_err(spawn_err)?;
@@ -281,7 +342,9 @@ impl Processes {
         } else {
             let (out_r, out_w) = fdio::pipe().map_err(io_err)?;
             let (err_r, err_w) = fdio::pipe().map_err(io_err)?;
-            cmd.stdout(Stdio::from(out_w)).stderr(Stdio::from(err_w)).process_group(0);
+            cmd.stdout(Stdio::from(out_w))
+                .stderr(Stdio::from(err_w))
+                .process_group(0);
             let stdin_w = if req.stdin != Some(false) {
                 let (in_r, in_w) = fdio::pipe().map_err(io_err)?;
                 cmd.stdin(Stdio::from(in_r));
@@ -293,15 +356,31 @@ impl Processes {
             child = cmd.spawn().map_err(spawn_err)?;
             drop(cmd);
             input = match stdin_w {
-                Some(w) => Input::Pipe(tokio::sync::Mutex::new(Some(NbFd::new(w, false).map_err(io_err)?))),
+                Some(w) => Input::Pipe(tokio::sync::Mutex::new(Some(
+                    NbFd::new(w, false).map_err(io_err)?,
+                ))),
                 None => Input::Closed,
             };
-            outputs.push((Arc::new(NbFd::new(out_r, false).map_err(io_err)?), |b| DataEvent::Stdout(B64(b)), STD_CHUNK));
-            outputs.push((Arc::new(NbFd::new(err_r, false).map_err(io_err)?), |b| DataEvent::Stderr(B64(b)), STD_CHUNK));
+            outputs.push((
+                Arc::new(NbFd::new(out_r, false).map_err(io_err)?),
+                |b| DataEvent::Stdout(B64(b)),
+                STD_CHUNK,
+            ));
+            outputs.push((
+                Arc::new(NbFd::new(err_r, false).map_err(io_err)?),
+                |b| DataEvent::Stderr(B64(b)),
+                STD_CHUNK,
+            ));
         }
-        let pid = child.id().ok_or_else(|| err(Code::Internal, "the process exited before it got a pid"))?;
+        let pid = child
+            .id()
+            .ok_or_else(|| err(Code::Internal, "the process exited before it got a pid"))?;
         let proc = Arc::new(Proc {
-            info: ProcessInfo { config: req.process.clone(), pid, tag: req.tag.clone() },
+            info: ProcessInfo {
+                config: req.process.clone(),
+                pid,
+                tag: req.tag.clone(),
+            },
             started: Instant::now(),
             input,
             subs: Mutex::new(Subscribers::default()),
@@ -313,7 +392,15 @@ impl Processes {
         let (exited_tx, exited_rx) = watch::channel(false);
         let readers: Vec<_> = outputs
             .into_iter()
-            .map(|(fd, make, chunk)| tokio::spawn(pump_output(proc.clone(), fd, make, chunk, exited_rx.clone())))
+            .map(|(fd, make, chunk)| {
+                tokio::spawn(pump_output(
+                    proc.clone(),
+                    fd,
+                    make,
+                    chunk,
+                    exited_rx.clone(),
+                ))
+            })
             .collect();
         if let Some(t) = timeout.filter(|t| !t.is_zero()) {
             let mut exited = exited_rx.clone();
@@ -341,7 +428,12 @@ impl Processes {
             }
             let end = match status {
                 Ok(s) => end_event(s),
-                Err(e) => EndEvent { exit_code: -1, exited: false, status: format!("wait failed: {e}"), error: Some(e.to_string()) },
+                Err(e) => EndEvent {
+                    exit_code: -1,
+                    exited: false,
+                    status: format!("wait failed: {e}"),
+                    error: Some(e.to_string()),
+                },
             };
             tracing::debug!(pid, status = %end.status, "process ended");
             waited.finish(end);
@@ -384,7 +476,9 @@ impl Processes {
             Err(e) => return rpc::error_response(&e),
         };
         match method {
-            "List" => rpc::unary_response(rpc::decode_unary::<Empty>(&headers, &body).map(|_| self.list())),
+            "List" => rpc::unary_response(
+                rpc::decode_unary::<Empty>(&headers, &body).map(|_| self.list()),
+            ),
             "SendInput" => {
                 let r = async {
                     let req: SendInputRequest = rpc::decode_unary(&headers, &body)?;
@@ -392,7 +486,11 @@ impl Processes {
                 };
                 rpc::unary_response(r.await.map(|_| Empty {}))
             }
-            "SendSignal" => rpc::unary_response(rpc::decode_unary(&headers, &body).and_then(|r| self.send_signal(r)).map(|_| Empty {})),
+            "SendSignal" => rpc::unary_response(
+                rpc::decode_unary(&headers, &body)
+                    .and_then(|r| self.send_signal(r))
+                    .map(|_| Empty {}),
+            ),
             "CloseStdin" => {
                 let r = async {
                     let req: SelectRequest = rpc::decode_unary(&headers, &body)?;
@@ -400,7 +498,11 @@ impl Processes {
                 };
                 rpc::unary_response(r.await.map(|_| Empty {}))
             }
-            _ => rpc::unary_response(rpc::decode_unary(&headers, &body).and_then(|r| self.update(r)).map(|_| Empty {})),
+            _ => rpc::unary_response(
+                rpc::decode_unary(&headers, &body)
+                    .and_then(|r| self.update(r))
+                    .map(|_| Empty {}),
+            ),
         }
     }
 
@@ -409,10 +511,18 @@ impl Processes {
             Ok(r) => r,
             Err(e) => return rpc::stream_error(e),
         };
-        let timeout = match headers.get("connect-timeout-ms").map(|v| v.to_str().map(|s| s.trim().parse::<u64>())) {
+        let timeout = match headers
+            .get("connect-timeout-ms")
+            .map(|v| v.to_str().map(|s| s.trim().parse::<u64>()))
+        {
             None => None,
             Some(Ok(Ok(ms))) => Some(Duration::from_millis(ms)),
-            Some(_) => return rpc::stream_error(err(Code::InvalidArgument, "invalid Connect-Timeout-Ms header")),
+            Some(_) => {
+                return rpc::stream_error(err(
+                    Code::InvalidArgument,
+                    "invalid Connect-Timeout-Ms header",
+                ));
+            }
         };
         let (proc, rx) = match self.spawn(req, timeout) {
             Ok(x) => x,
@@ -440,25 +550,41 @@ impl Processes {
 
     async fn stream_input(&self, body: Body) -> RpcResult<Empty> {
         let mut reader = rpc::EnvelopeReader::new(body);
-        let first: StreamInputRequest =
-            reader.next().await?.ok_or_else(|| err(Code::InvalidArgument, "StreamInput: empty request stream"))?;
+        let first: StreamInputRequest = reader
+            .next()
+            .await?
+            .ok_or_else(|| err(Code::InvalidArgument, "StreamInput: empty request stream"))?;
         let StreamInputEvent::Start(start) = first.event else {
-            return Err(err(Code::InvalidArgument, "StreamInput: the first message must be `start`"));
+            return Err(err(
+                Code::InvalidArgument,
+                "StreamInput: the first message must be `start`",
+            ));
         };
         let proc = self.find_running(&start.process)?;
         while let Some(msg) = reader.next::<StreamInputRequest>().await? {
             match msg.event {
                 StreamInputEvent::Data(d) => write_input(&proc, d.input).await?,
                 StreamInputEvent::Keepalive(_) => {}
-                StreamInputEvent::Start(_) => return Err(err(Code::InvalidArgument, "StreamInput: `start` sent twice")),
+                StreamInputEvent::Start(_) => {
+                    return Err(err(
+                        Code::InvalidArgument,
+                        "StreamInput: `start` sent twice",
+                    ));
+                }
             }
         }
         Ok(Empty {})
     }
 
     fn list(&self) -> ListResponse {
-        let mut processes: Vec<ProcessInfo> =
-            self.procs.lock().unwrap().values().filter(|p| p.is_running()).map(|p| p.info.clone()).collect();
+        let mut processes: Vec<ProcessInfo> = self
+            .procs
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|p| p.is_running())
+            .map(|p| p.info.clone())
+            .collect();
         processes.sort_by_key(|p| p.pid);
         ListResponse { processes }
     }
@@ -472,7 +598,12 @@ impl Processes {
         let sig = match req.signal {
             Signal::Sigterm => libc::SIGTERM,
             Signal::Sigkill => libc::SIGKILL,
-            Signal::Unspecified => return Err(err(Code::InvalidArgument, "signal is unspecified; use SIGNAL_SIGTERM or SIGNAL_SIGKILL")),
+            Signal::Unspecified => {
+                return Err(err(
+                    Code::InvalidArgument,
+                    "signal is unspecified; use SIGNAL_SIGTERM or SIGNAL_SIGKILL",
+                ));
+            }
         };
         self.find_running(&req.process)?.signal(sig)
     }
@@ -480,7 +611,10 @@ impl Processes {
     async fn close_stdin(&self, sel: &ProcessSelector) -> RpcResult<()> {
         let proc = self.find_running(sel)?;
         match &proc.input {
-            Input::Pty(_) => Err(err(Code::FailedPrecondition, "cannot close stdin of a PTY process: send Ctrl+D (0x04) instead")),
+            Input::Pty(_) => Err(err(
+                Code::FailedPrecondition,
+                "cannot close stdin of a PTY process: send Ctrl+D (0x04) instead",
+            )),
             Input::Closed => Ok(()),
             Input::Pipe(stdin) => {
                 stdin.lock().await.take();
@@ -493,27 +627,46 @@ impl Processes {
         let proc = self.find_running(&req.process)?;
         let Some(p) = req.pty else { return Ok(()) };
         match &proc.input {
-            Input::Pty(master) => pty::resize(master.raw(), p.size).map_err(|e| err(Code::Internal, format!("cannot resize the terminal: {e}"))),
-            _ => Err(err(Code::FailedPrecondition, format!("process {} has no terminal to resize", proc.pid()))),
+            Input::Pty(master) => pty::resize(master.raw(), p.size)
+                .map_err(|e| err(Code::Internal, format!("cannot resize the terminal: {e}"))),
+            _ => Err(err(
+                Code::FailedPrecondition,
+                format!("process {} has no terminal to resize", proc.pid()),
+            )),
         }
     }
 }
 
 async fn write_input(proc: &Proc, input: ProcessInput) -> RpcResult<()> {
-    let write_err = |e: std::io::Error| err(Code::Internal, format!("error writing to process {}: {e}", proc.pid()));
+    let write_err = |e: std::io::Error| {
+        err(
+            Code::Internal,
+            format!("error writing to process {}: {e}", proc.pid()),
+        )
+    };
     match (&proc.input, input) {
-        (Input::Pty(master), ProcessInput::Pty(B64(data))) => master.write_all(&data).await.map_err(write_err),
-        (Input::Pty(_), ProcessInput::Stdin(_)) => {
-            Err(err(Code::FailedPrecondition, "the process has a terminal: send input as `pty`, not `stdin`"))
+        (Input::Pty(master), ProcessInput::Pty(B64(data))) => {
+            master.write_all(&data).await.map_err(write_err)
         }
-        (_, ProcessInput::Pty(_)) => Err(err(Code::FailedPrecondition, "the process has no terminal: send input as `stdin`")),
-        (Input::Closed, ProcessInput::Stdin(_)) => {
-            Err(err(Code::FailedPrecondition, "stdin was not enabled for this process (start it with stdin: true)"))
-        }
+        (Input::Pty(_), ProcessInput::Stdin(_)) => Err(err(
+            Code::FailedPrecondition,
+            "the process has a terminal: send input as `pty`, not `stdin`",
+        )),
+        (_, ProcessInput::Pty(_)) => Err(err(
+            Code::FailedPrecondition,
+            "the process has no terminal: send input as `stdin`",
+        )),
+        (Input::Closed, ProcessInput::Stdin(_)) => Err(err(
+            Code::FailedPrecondition,
+            "stdin was not enabled for this process (start it with stdin: true)",
+        )),
         (Input::Pipe(stdin), ProcessInput::Stdin(B64(data))) => {
             let guard = stdin.lock().await;
             let Some(w) = guard.as_ref() else {
-                return Err(err(Code::FailedPrecondition, "stdin of this process is already closed"));
+                return Err(err(
+                    Code::FailedPrecondition,
+                    "stdin of this process is already closed",
+                ));
             };
             w.write_all(&data).await.map_err(write_err)
         }
@@ -522,7 +675,13 @@ async fn write_input(proc: &Proc, input: ProcessInput) -> RpcResult<()> {
 
 /// Read one output of a process and publish it until EOF, or until the process exited and the
 /// pipe holds nothing more.
-async fn pump_output(proc: Arc<Proc>, fd: Arc<NbFd>, make: fn(Bytes) -> DataEvent, chunk: usize, mut exited: watch::Receiver<bool>) {
+async fn pump_output(
+    proc: Arc<Proc>,
+    fd: Arc<NbFd>,
+    make: fn(Bytes) -> DataEvent,
+    chunk: usize,
+    mut exited: watch::Receiver<bool>,
+) {
     let mut buf = vec![0u8; chunk];
     let mut draining = false;
     let mut drained = 0;
@@ -553,9 +712,17 @@ async fn pump_output(proc: Arc<Proc>, fd: Arc<NbFd>, make: fn(Bytes) -> DataEven
 }
 
 /// Serve one Start/Connect stream: start, output and keepalives, end, end-of-stream.
-async fn stream_events(sender: rpc::StreamSender, proc: Arc<Proc>, mut rx: mpsc::Receiver<DataEvent>, keepalive: Duration) {
+async fn stream_events(
+    sender: rpc::StreamSender,
+    proc: Arc<Proc>,
+    mut rx: mpsc::Receiver<DataEvent>,
+    keepalive: Duration,
+) {
     let ev = |event| StartResponse { event };
-    if !sender.send(&ev(ProcessEvent::Start(StartEvent { pid: proc.pid() }))).await {
+    if !sender
+        .send(&ev(ProcessEvent::Start(StartEvent { pid: proc.pid() })))
+        .await
+    {
         return;
     }
     loop {
@@ -579,12 +746,22 @@ async fn stream_events(sender: rpc::StreamSender, proc: Arc<Proc>, mut rx: mpsc:
                 sender.finish(None).await;
             }
         }
-        None => sender.finish(Some(ConnectError::new(Code::Internal, "output ended before the process did"))).await,
+        None => {
+            sender
+                .finish(Some(ConnectError::new(
+                    Code::Internal,
+                    "output ended before the process did",
+                )))
+                .await
+        }
     }
 }
 
 fn command_line(cmd: &str, args: &[String]) -> String {
-    std::iter::once(cmd).chain(args.iter().map(String::as_str)).collect::<Vec<_>>().join(" ")
+    std::iter::once(cmd)
+        .chain(args.iter().map(String::as_str))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn current_user() -> String {
@@ -595,7 +772,9 @@ fn current_user() -> String {
     unsafe {
         let pw = libc::getpwuid(libc::getuid());
         if !pw.is_null() && !(*pw).pw_name.is_null() {
-            return std::ffi::CStr::from_ptr((*pw).pw_name).to_string_lossy().into_owned();
+            return std::ffi::CStr::from_ptr((*pw).pw_name)
+                .to_string_lossy()
+                .into_owned();
         }
     }
     "user".into()
@@ -608,10 +787,28 @@ mod tests {
     #[test]
     fn end_events_match_envd_texts() {
         let ok = end_event(std::process::ExitStatus::from_raw(0));
-        assert_eq!((ok.exit_code, ok.exited, ok.status.as_str(), ok.error.as_deref()), (0, true, "exit status 0", None));
+        assert_eq!(
+            (
+                ok.exit_code,
+                ok.exited,
+                ok.status.as_str(),
+                ok.error.as_deref()
+            ),
+            (0, true, "exit status 0", None)
+        );
         let three = end_event(std::process::ExitStatus::from_raw(3 << 8));
-        assert_eq!((three.exit_code, three.status.as_str(), three.error.as_deref()), (3, "exit status 3", Some("exit status 3")));
+        assert_eq!(
+            (
+                three.exit_code,
+                three.status.as_str(),
+                three.error.as_deref()
+            ),
+            (3, "exit status 3", Some("exit status 3"))
+        );
         let killed = end_event(std::process::ExitStatus::from_raw(libc::SIGKILL));
-        assert_eq!((killed.exit_code, killed.exited, killed.status.as_str()), (-1, false, "signal: killed"));
+        assert_eq!(
+            (killed.exit_code, killed.exited, killed.status.as_str()),
+            (-1, false, "signal: killed")
+        );
     }
 }

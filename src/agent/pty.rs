@@ -7,8 +7,19 @@ use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use crate::envd::proto::PtySize;
 
 fn winsize(size: PtySize) -> libc::winsize {
-    let clamp = |v: u32, default: u16| if v == 0 { default } else { v.min(u16::MAX as u32) as u16 };
-    libc::winsize { ws_row: clamp(size.rows, 24), ws_col: clamp(size.cols, 80), ws_xpixel: 0, ws_ypixel: 0 }
+    let clamp = |v: u32, default: u16| {
+        if v == 0 {
+            default
+        } else {
+            v.min(u16::MAX as u32) as u16
+        }
+    };
+    libc::winsize {
+        ws_row: clamp(size.rows, 24),
+        ws_col: clamp(size.cols, 80),
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    }
 }
 
 /// Open a PTY pair of the given size: `(master, slave)`, both close-on-exec.
@@ -17,7 +28,15 @@ pub fn open(size: PtySize) -> io::Result<(OwnedFd, OwnedFd)> {
     let mut slave: libc::c_int = -1;
     let ws = winsize(size);
     // SAFETY: openpty writes two fds; name and termios may be null.
-    let rc = unsafe { libc::openpty(&mut master, &mut slave, std::ptr::null_mut(), std::ptr::null(), &ws) };
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            &ws,
+        )
+    };
     if rc < 0 {
         return Err(io::Error::last_os_error());
     }

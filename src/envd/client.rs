@@ -13,12 +13,14 @@ use serde::de::DeserializeOwned;
 
 use super::ACCESS_TOKEN_HEADER;
 use super::connect::{
-    CONTENT_TYPE_STREAM, CONTENT_TYPE_UNARY, Code, ConnectError, EndStreamMessage, EnvelopeDecoder, encode_json,
+    CONTENT_TYPE_STREAM, CONTENT_TYPE_UNARY, Code, ConnectError, EndStreamMessage, EnvelopeDecoder,
+    encode_json,
 };
 use super::proto::{
-    B64, Empty, EntryInfo, EntryResponse, HttpError, ListDirRequest, ListDirResponse, ListResponse, MoveRequest,
-    PathRequest, ProcessEvent, ProcessInfo, ProcessInput, ProcessSelector, Pty, PtySize, SelectRequest,
-    SendInputRequest, SendSignalRequest, Signal, StartRequest, StartResponse, UpdateRequest, WrittenFile,
+    B64, Empty, EntryInfo, EntryResponse, HttpError, ListDirRequest, ListDirResponse, ListResponse,
+    MoveRequest, PathRequest, ProcessEvent, ProcessInfo, ProcessInput, ProcessSelector, Pty,
+    PtySize, SelectRequest, SendInputRequest, SendSignalRequest, Signal, StartRequest,
+    StartResponse, UpdateRequest, WrittenFile,
 };
 use crate::provider::{Progress, SandboxError};
 
@@ -42,7 +44,10 @@ pub struct EnvdClient {
 
 impl std::fmt::Debug for EnvdClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EnvdClient").field("base", &self.base).field("token", &self.token.as_ref().map(|_| "<redacted>")).finish()
+        f.debug_struct("EnvdClient")
+            .field("base", &self.base)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
     }
 }
 
@@ -54,7 +59,10 @@ pub fn connect_error(e: ConnectError) -> SandboxError {
         Code::InvalidArgument => SandboxError::InvalidArgument(e.message),
         Code::AlreadyExists => SandboxError::AlreadyExists(e.message),
         Code::DeadlineExceeded | Code::Canceled => SandboxError::Timeout(e.message),
-        code => SandboxError::Remote { code: code.as_str().into(), message: e.message },
+        code => SandboxError::Remote {
+            code: code.as_str().into(),
+            message: e.message,
+        },
     }
 }
 
@@ -66,7 +74,10 @@ pub fn http_error(status: u16, message: String) -> SandboxError {
         404 => SandboxError::NotFound(message),
         409 => SandboxError::AlreadyExists(message),
         408 | 504 => SandboxError::Timeout(message),
-        _ => SandboxError::Remote { code: status.to_string(), message },
+        _ => SandboxError::Remote {
+            code: status.to_string(),
+            message,
+        },
     }
 }
 
@@ -87,22 +98,38 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 impl EnvdClient {
     /// A client for `base_url` (e.g. `http://127.0.0.1:49983`). `extra_headers` go on every
     /// request (E2B routing: `E2b-Sandbox-Id`, `E2b-Sandbox-Port`).
-    pub fn new(base_url: impl Into<String>, access_token: Option<String>, extra_headers: HeaderMap) -> Result<Self, SandboxError> {
+    pub fn new(
+        base_url: impl Into<String>,
+        access_token: Option<String>,
+        extra_headers: HeaderMap,
+    ) -> Result<Self, SandboxError> {
         let base = base_url.into().trim_end_matches('/').to_string();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(SandboxError::InvalidArgument(format!("envd URL {base:?} must start with http:// or https://")));
+            return Err(SandboxError::InvalidArgument(format!(
+                "envd URL {base:?} must start with http:// or https://"
+            )));
         }
         if let Some(t) = &access_token {
-            HeaderValue::from_str(t)
-                .map_err(|_| SandboxError::InvalidArgument("the access token contains characters not allowed in a header".into()))?;
+            HeaderValue::from_str(t).map_err(|_| {
+                SandboxError::InvalidArgument(
+                    "the access token contains characters not allowed in a header".into(),
+                )
+            })?;
         }
         let http = reqwest::Client::builder()
             .http1_only()
             .connect_timeout(Duration::from_secs(10))
             .user_agent(concat!("rclaude/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| SandboxError::Protocol(format!("cannot build the HTTP client: {}", error_chain(&e))))?;
-        Ok(EnvdClient { http, base, token: access_token, headers: extra_headers })
+            .map_err(|e| {
+                SandboxError::Protocol(format!("cannot build the HTTP client: {}", error_chain(&e)))
+            })?;
+        Ok(EnvdClient {
+            http,
+            base,
+            token: access_token,
+            headers: extra_headers,
+        })
     }
 
     /// The envd base URL.
@@ -126,11 +153,18 @@ impl EnvdClient {
         if e.is_timeout() {
             SandboxError::Timeout(format!("{url}: {}", error_chain(&e)))
         } else {
-            SandboxError::Unreachable { url: url.to_string(), reason: error_chain(&e) }
+            SandboxError::Unreachable {
+                url: url.to_string(),
+                reason: error_chain(&e),
+            }
         }
     }
 
-    async fn send(&self, rb: reqwest::RequestBuilder, url: &str) -> Result<reqwest::Response, SandboxError> {
+    async fn send(
+        &self,
+        rb: reqwest::RequestBuilder,
+        url: &str,
+    ) -> Result<reqwest::Response, SandboxError> {
         rb.send().await.map_err(|e| self.transport(url, e))
     }
 
@@ -144,11 +178,29 @@ impl EnvdClient {
         if let Ok(he) = serde_json::from_str::<HttpError>(&text) {
             return http_error(status, he.message);
         }
-        let msg = if text.trim().is_empty() { format!("HTTP {status}") } else { format!("HTTP {status}: {}", text.trim()) };
-        if status == 404 { SandboxError::Remote { code: Code::from_http_status(404).as_str().into(), message: msg } } else { http_error(status, msg) }
+        let text: String = text.trim().chars().take(300).collect();
+        let msg = if text.is_empty() {
+            format!("HTTP {status}")
+        } else {
+            format!("HTTP {status}: {text}")
+        };
+        if status == 404 {
+            // A bare 404 means the endpoint itself is missing (wrong URL, proxy, old agent), not
+            // a missing file: callers must not read it as "not found in the sandbox".
+            SandboxError::Remote {
+                code: Code::Unimplemented.as_str().into(),
+                message: msg,
+            }
+        } else {
+            http_error(status, msg)
+        }
     }
 
-    async fn unary<Req: Serialize, Resp: DeserializeOwned>(&self, procedure: &str, req: &Req) -> Result<Resp, SandboxError> {
+    async fn unary<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        procedure: &str,
+        req: &Req,
+    ) -> Result<Resp, SandboxError> {
         let url = self.url(procedure);
         let rb = self
             .request(reqwest::Method::POST, &url)
@@ -160,7 +212,8 @@ impl EnvdClient {
             return Err(Self::failure(resp).await);
         }
         let body = resp.bytes().await.map_err(|e| self.transport(&url, e))?;
-        serde_json::from_slice(&body).map_err(|e| SandboxError::Protocol(format!("{procedure}: invalid response: {e}")))
+        serde_json::from_slice(&body)
+            .map_err(|e| SandboxError::Protocol(format!("{procedure}: invalid response: {e}")))
     }
 
     async fn server_stream<Req: Serialize>(
@@ -183,9 +236,16 @@ impl EnvdClient {
         if !resp.status().is_success() {
             return Err(Self::failure(resp).await);
         }
-        let ct = resp.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        let ct = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
         if !ct.starts_with(CONTENT_TYPE_STREAM) {
-            return Err(SandboxError::Protocol(format!("{procedure}: unexpected content type {ct:?}")));
+            return Err(SandboxError::Protocol(format!(
+                "{procedure}: unexpected content type {ct:?}"
+            )));
         }
         Ok(decode_events(resp, procedure.to_string()))
     }
@@ -193,18 +253,30 @@ impl EnvdClient {
     /// `GET /health`.
     pub async fn health(&self) -> Result<(), SandboxError> {
         let url = self.url("/health");
-        let resp = self.send(self.request(reqwest::Method::GET, &url), &url).await?;
-        if resp.status().is_success() { Ok(()) } else { Err(Self::failure(resp).await) }
+        let resp = self
+            .send(self.request(reqwest::Method::GET, &url), &url)
+            .await?;
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(Self::failure(resp).await)
+        }
     }
 
     /// Start a process; `timeout` (Connect-Timeout-Ms) bounds its lifetime.
-    pub async fn start(&self, req: &StartRequest, timeout: Option<Duration>) -> Result<ProcessStream, SandboxError> {
-        self.server_stream("/process.Process/Start", req, timeout).await
+    pub async fn start(
+        &self,
+        req: &StartRequest,
+        timeout: Option<Duration>,
+    ) -> Result<ProcessStream, SandboxError> {
+        self.server_stream("/process.Process/Start", req, timeout)
+            .await
     }
 
     /// Re-attach to a process: start event, live output, end.
     pub async fn connect(&self, process: ProcessSelector) -> Result<ProcessStream, SandboxError> {
-        self.server_stream("/process.Process/Connect", &SelectRequest { process }, None).await
+        self.server_stream("/process.Process/Connect", &SelectRequest { process }, None)
+            .await
     }
 
     /// Running processes.
@@ -213,71 +285,141 @@ impl EnvdClient {
         Ok(r.processes)
     }
 
-    pub async fn send_signal(&self, process: ProcessSelector, signal: Signal) -> Result<(), SandboxError> {
-        let _: Empty = self.unary("/process.Process/SendSignal", &SendSignalRequest { process, signal }).await?;
+    pub async fn send_signal(
+        &self,
+        process: ProcessSelector,
+        signal: Signal,
+    ) -> Result<(), SandboxError> {
+        let _: Empty = self
+            .unary(
+                "/process.Process/SendSignal",
+                &SendSignalRequest { process, signal },
+            )
+            .await?;
         Ok(())
     }
 
-    pub async fn send_input(&self, process: ProcessSelector, input: ProcessInput) -> Result<(), SandboxError> {
-        let _: Empty = self.unary("/process.Process/SendInput", &SendInputRequest { process, input }).await?;
+    pub async fn send_input(
+        &self,
+        process: ProcessSelector,
+        input: ProcessInput,
+    ) -> Result<(), SandboxError> {
+        let _: Empty = self
+            .unary(
+                "/process.Process/SendInput",
+                &SendInputRequest { process, input },
+            )
+            .await?;
         Ok(())
     }
 
     /// Write `data` to stdin in chunks of at most 64 KiB.
-    pub async fn send_stdin(&self, process: ProcessSelector, data: &[u8]) -> Result<(), SandboxError> {
+    pub async fn send_stdin(
+        &self,
+        process: ProcessSelector,
+        data: &[u8],
+    ) -> Result<(), SandboxError> {
         for chunk in data.chunks(64 * 1024) {
-            self.send_input(process.clone(), ProcessInput::Stdin(B64(Bytes::copy_from_slice(chunk)))).await?;
+            self.send_input(
+                process.clone(),
+                ProcessInput::Stdin(B64(Bytes::copy_from_slice(chunk))),
+            )
+            .await?;
         }
         Ok(())
     }
 
     pub async fn close_stdin(&self, process: ProcessSelector) -> Result<(), SandboxError> {
-        let _: Empty = self.unary("/process.Process/CloseStdin", &SelectRequest { process }).await?;
+        let _: Empty = self
+            .unary("/process.Process/CloseStdin", &SelectRequest { process })
+            .await?;
         Ok(())
     }
 
     /// Resize a PTY.
-    pub async fn update_pty(&self, process: ProcessSelector, size: PtySize) -> Result<(), SandboxError> {
-        let _: Empty = self.unary("/process.Process/Update", &UpdateRequest { process, pty: Some(Pty { size }) }).await?;
+    pub async fn update_pty(
+        &self,
+        process: ProcessSelector,
+        size: PtySize,
+    ) -> Result<(), SandboxError> {
+        let _: Empty = self
+            .unary(
+                "/process.Process/Update",
+                &UpdateRequest {
+                    process,
+                    pty: Some(Pty { size }),
+                },
+            )
+            .await?;
         Ok(())
     }
 
     pub async fn stat(&self, path: &str) -> Result<EntryInfo, SandboxError> {
-        let r: EntryResponse = self.unary("/filesystem.Filesystem/Stat", &PathRequest { path: path.into() }).await?;
+        let r: EntryResponse = self
+            .unary(
+                "/filesystem.Filesystem/Stat",
+                &PathRequest { path: path.into() },
+            )
+            .await?;
         Ok(r.entry)
     }
 
     /// Entries below `path`, `depth` levels deep (0 means 1).
     pub async fn list_dir(&self, path: &str, depth: u32) -> Result<Vec<EntryInfo>, SandboxError> {
-        let r: ListDirResponse =
-            self.unary("/filesystem.Filesystem/ListDir", &ListDirRequest { path: path.into(), depth }).await?;
+        let r: ListDirResponse = self
+            .unary(
+                "/filesystem.Filesystem/ListDir",
+                &ListDirRequest {
+                    path: path.into(),
+                    depth,
+                },
+            )
+            .await?;
         Ok(r.entries)
     }
 
     pub async fn make_dir(&self, path: &str) -> Result<EntryInfo, SandboxError> {
-        let r: EntryResponse = self.unary("/filesystem.Filesystem/MakeDir", &PathRequest { path: path.into() }).await?;
+        let r: EntryResponse = self
+            .unary(
+                "/filesystem.Filesystem/MakeDir",
+                &PathRequest { path: path.into() },
+            )
+            .await?;
         Ok(r.entry)
     }
 
     pub async fn move_(&self, source: &str, destination: &str) -> Result<EntryInfo, SandboxError> {
-        let req = MoveRequest { source: source.into(), destination: destination.into() };
+        let req = MoveRequest {
+            source: source.into(),
+            destination: destination.into(),
+        };
         let r: EntryResponse = self.unary("/filesystem.Filesystem/Move", &req).await?;
         Ok(r.entry)
     }
 
     pub async fn remove(&self, path: &str) -> Result<(), SandboxError> {
-        let _: Empty = self.unary("/filesystem.Filesystem/Remove", &PathRequest { path: path.into() }).await?;
+        let _: Empty = self
+            .unary(
+                "/filesystem.Filesystem/Remove",
+                &PathRequest { path: path.into() },
+            )
+            .await?;
         Ok(())
     }
 
     /// Write several files in one multipart request (each written atomically by the server).
-    pub async fn write_files(&self, files: Vec<(String, Bytes)>) -> Result<Vec<WrittenFile>, SandboxError> {
+    pub async fn write_files(
+        &self,
+        files: Vec<(String, Bytes)>,
+    ) -> Result<Vec<WrittenFile>, SandboxError> {
         if files.is_empty() {
             return Ok(Vec::new());
         }
         for (p, _) in &files {
             if p.contains(['"', '\r', '\n']) {
-                return Err(SandboxError::InvalidArgument(format!("path {p:?} contains a quote or line break")));
+                return Err(SandboxError::InvalidArgument(format!(
+                    "path {p:?} contains a quote or line break"
+                )));
             }
         }
         let mut form = reqwest::multipart::Form::new().percent_encode_noop();
@@ -290,20 +432,35 @@ impl EnvdClient {
             form = form.part("file", part);
         }
         let url = self.url("/files");
-        let resp = self.send(self.request(reqwest::Method::POST, &url).multipart(form), &url).await?;
+        let resp = self
+            .send(
+                self.request(reqwest::Method::POST, &url).multipart(form),
+                &url,
+            )
+            .await?;
         self.written(resp, &url).await
     }
 
-    async fn written(&self, resp: reqwest::Response, url: &str) -> Result<Vec<WrittenFile>, SandboxError> {
+    async fn written(
+        &self,
+        resp: reqwest::Response,
+        url: &str,
+    ) -> Result<Vec<WrittenFile>, SandboxError> {
         if !resp.status().is_success() {
             return Err(Self::failure(resp).await);
         }
         let body = resp.bytes().await.map_err(|e| self.transport(url, e))?;
-        serde_json::from_slice(&body).map_err(|e| SandboxError::Protocol(format!("POST /files: invalid response: {e}")))
+        serde_json::from_slice(&body)
+            .map_err(|e| SandboxError::Protocol(format!("POST /files: invalid response: {e}")))
     }
 
     /// Stream a local file to `path` (octet-stream body, never held in memory). Returns bytes sent.
-    pub async fn upload_stream(&self, path: &str, local: &Path, progress: Option<Progress>) -> Result<u64, SandboxError> {
+    pub async fn upload_stream(
+        &self,
+        path: &str,
+        local: &Path,
+        progress: Option<Progress>,
+    ) -> Result<u64, SandboxError> {
         let file = tokio::fs::File::open(local)
             .await
             .map_err(|e| SandboxError::io(format!("cannot open {}", local.display()), e))?;
@@ -313,15 +470,16 @@ impl EnvdClient {
             .map_err(|e| SandboxError::io(format!("cannot stat {}", local.display()), e))?
             .len();
         let mut sent = 0u64;
-        let body = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024).map(move |chunk| {
-            if let Ok(c) = &chunk {
-                sent += c.len() as u64;
-                if let Some(p) = &progress {
-                    p(sent);
+        let body =
+            tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024).map(move |chunk| {
+                if let Ok(c) = &chunk {
+                    sent += c.len() as u64;
+                    if let Some(p) = &progress {
+                        p(sent);
+                    }
                 }
-            }
-            chunk
-        });
+                chunk
+            });
         let url = self.url("/files");
         let rb = self
             .request(reqwest::Method::POST, &url)
@@ -337,14 +495,18 @@ impl EnvdClient {
     /// Stream a file's bytes.
     pub async fn download(&self, path: &str) -> Result<ByteStream, SandboxError> {
         let url = self.url("/files");
-        let rb = self.request(reqwest::Method::GET, &url).query(&[("path", path)]);
+        let rb = self
+            .request(reqwest::Method::GET, &url)
+            .query(&[("path", path)]);
         let resp = self.send(rb, &url).await?;
         if !resp.status().is_success() {
             return Err(Self::failure(resp).await);
         }
-        let stream = resp
-            .bytes_stream()
-            .map(move |r| r.map_err(|e| SandboxError::Protocol(format!("download interrupted: {}", error_chain(&e)))));
+        let stream = resp.bytes_stream().map(move |r| {
+            r.map_err(|e| {
+                SandboxError::Protocol(format!("download interrupted: {}", error_chain(&e)))
+            })
+        });
         Ok(Box::pin(stream))
     }
 
@@ -368,7 +530,12 @@ struct DecodeState {
 
 /// Decode a server stream of `{event}` messages ending with the end-of-stream frame.
 fn decode_events(resp: reqwest::Response, procedure: String) -> ProcessStream {
-    let st = DecodeState { body: Box::pin(resp.bytes_stream()), dec: EnvelopeDecoder::new(), done: false, procedure };
+    let st = DecodeState {
+        body: Box::pin(resp.bytes_stream()),
+        dec: EnvelopeDecoder::new(),
+        done: false,
+        procedure,
+    };
     let s = futures::stream::unfold(st, |mut st| async move {
         if st.done {
             return None;
@@ -384,8 +551,13 @@ fn decode_events(resp: reqwest::Response, procedure: String) -> ProcessStream {
                     st.done = true;
                     return match serde_json::from_slice::<EndStreamMessage>(&env.payload) {
                         Ok(EndStreamMessage { error: None, .. }) => None,
-                        Ok(EndStreamMessage { error: Some(e), .. }) => Some((Err(connect_error(e)), st)),
-                        Err(e) => Some((fail(&mut st, format!("invalid end-of-stream message: {e}")), st)),
+                        Ok(EndStreamMessage { error: Some(e), .. }) => {
+                            Some((Err(connect_error(e)), st))
+                        }
+                        Err(e) => Some((
+                            fail(&mut st, format!("invalid end-of-stream message: {e}")),
+                            st,
+                        )),
                     };
                 }
                 Ok(Some(env)) => {
@@ -396,8 +568,21 @@ fn decode_events(resp: reqwest::Response, procedure: String) -> ProcessStream {
                 }
                 Ok(None) => match st.body.next().await {
                     Some(Ok(chunk)) => st.dec.push(&chunk),
-                    Some(Err(e)) => return Some((fail(&mut st, format!("stream interrupted: {}", error_chain(&e))), st)),
-                    None => return Some((fail(&mut st, "the stream ended without an end-of-stream message".into()), st)),
+                    Some(Err(e)) => {
+                        return Some((
+                            fail(&mut st, format!("stream interrupted: {}", error_chain(&e))),
+                            st,
+                        ));
+                    }
+                    None => {
+                        return Some((
+                            fail(
+                                &mut st,
+                                "the stream ended without an end-of-stream message".into(),
+                            ),
+                            st,
+                        ));
+                    }
                 },
             }
         }

@@ -265,8 +265,10 @@ pub struct StreamInputData {
     pub input: ProcessInput,
 }
 
-/// `process.StreamInputRequest`.
+/// `process.StreamInputRequest`. Its oneof sits directly in the message, so the JSON form is
+/// `{"start":{...}}` / `{"data":{...}}` / `{"keepalive":{}}` (no `event` wrapper).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct StreamInputRequest {
     pub event: StreamInputEvent,
 }
@@ -453,6 +455,16 @@ mod tests {
         assert_eq!((e.file_type, e.size.0, e.is_symlink), (FileType::File, 12, true));
         assert_eq!(serde_json::to_value(e).unwrap()["size"], "12");
         assert!(serde_json::from_str::<SendSignalRequest>(r#"{"process":{"pid":4},"signal":"SIGHUP"}"#).is_err());
+    }
+
+    #[test]
+    fn stream_input_oneof_is_not_wrapped() {
+        let r: StreamInputRequest = serde_json::from_str(r#"{"start":{"process":{"pid":7}}}"#).unwrap();
+        assert_eq!(r.event, StreamInputEvent::Start(SelectRequest { process: ProcessSelector::Pid(7) }));
+        let d = StreamInputRequest {
+            event: StreamInputEvent::Data(StreamInputData { input: ProcessInput::Stdin(B64(Bytes::from_static(b"hi"))) }),
+        };
+        assert_eq!(serde_json::to_string(&d).unwrap(), r#"{"data":{"input":{"stdin":"aGk="}}}"#);
     }
 
     #[test]

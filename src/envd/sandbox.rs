@@ -8,9 +8,12 @@ use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 
 use super::client::EnvdClient;
-use super::proto::{DataEvent, EntryInfo, ProcessConfig, ProcessEvent, ProcessSelector, Signal, StartRequest};
+use super::proto::{
+    DataEvent, EntryInfo, ProcessConfig, ProcessEvent, ProcessSelector, Signal, StartRequest,
+};
 use crate::provider::{
-    Command, ExecEvent, ExecRequest, ExecStream, ExitStatus, FileUpload, Progress, Sandbox, SandboxError,
+    Command, ExecEvent, ExecRequest, ExecStream, ExitStatus, FileUpload, Progress, Sandbox,
+    SandboxError,
 };
 
 /// A sandbox reached through an envd endpoint.
@@ -24,8 +27,18 @@ pub struct EnvdSandbox {
 
 impl EnvdSandbox {
     /// `login_shell`: run shell commands as `bash -l -c` (as E2B's SDK does) instead of `bash -c`.
-    pub fn new(client: EnvdClient, id: impl Into<String>, workdir: impl Into<String>, login_shell: bool) -> Self {
-        EnvdSandbox { client, id: id.into(), workdir: workdir.into(), login_shell }
+    pub fn new(
+        client: EnvdClient,
+        id: impl Into<String>,
+        workdir: impl Into<String>,
+        login_shell: bool,
+    ) -> Self {
+        EnvdSandbox {
+            client,
+            id: id.into(),
+            workdir: workdir.into(),
+            login_shell,
+        }
     }
 
     /// The underlying protocol client (PTY, re-attach, process list).
@@ -45,8 +58,9 @@ impl EnvdSandbox {
                 ("/bin/bash".to_string(), args)
             }
             Command::Argv(argv) => {
-                let (first, rest) =
-                    argv.split_first().ok_or_else(|| SandboxError::InvalidArgument("empty command".into()))?;
+                let (first, rest) = argv
+                    .split_first()
+                    .ok_or_else(|| SandboxError::InvalidArgument("empty command".into()))?;
                 (first.clone(), rest.to_vec())
             }
         };
@@ -67,9 +81,14 @@ impl EnvdSandbox {
 fn map_event(ev: ProcessEvent) -> Option<ExecEvent> {
     match ev {
         ProcessEvent::Start(s) => Some(ExecEvent::Started { pid: s.pid }),
-        ProcessEvent::Data(DataEvent::Stdout(b) | DataEvent::Pty(b)) => Some(ExecEvent::Stdout(b.0)),
+        ProcessEvent::Data(DataEvent::Stdout(b) | DataEvent::Pty(b)) => {
+            Some(ExecEvent::Stdout(b.0))
+        }
         ProcessEvent::Data(DataEvent::Stderr(b)) => Some(ExecEvent::Stderr(b.0)),
-        ProcessEvent::End(e) => Some(ExecEvent::Exited(ExitStatus { code: e.exit_code, status: e.status })),
+        ProcessEvent::End(e) => Some(ExecEvent::Exited(ExitStatus {
+            code: e.exit_code,
+            status: e.status,
+        })),
         ProcessEvent::Keepalive(_) => None,
     }
 }
@@ -89,9 +108,17 @@ impl Sandbox for EnvdSandbox {
         let mut events = self.client.start(&start, req.timeout).await?;
         let pid = match events.next().await {
             Some(Ok(ProcessEvent::Start(s))) => s.pid,
-            Some(Ok(other)) => return Err(SandboxError::Protocol(format!("the first process event was not `start`: {other:?}"))),
+            Some(Ok(other)) => {
+                return Err(SandboxError::Protocol(format!(
+                    "the first process event was not `start`: {other:?}"
+                )));
+            }
             Some(Err(e)) => return Err(e),
-            None => return Err(SandboxError::Protocol("the process stream ended before the start event".into())),
+            None => {
+                return Err(SandboxError::Protocol(
+                    "the process stream ended before the start event".into(),
+                ));
+            }
         };
         if let Some(data) = req.stdin {
             // Feed stdin concurrently, so a process that writes before it reads cannot deadlock
@@ -114,40 +141,83 @@ impl Sandbox for EnvdSandbox {
     }
 
     async fn kill_process(&self, pid: u32, force: bool) -> Result<(), SandboxError> {
-        let sig = if force { Signal::Sigkill } else { Signal::Sigterm };
-        self.client.send_signal(ProcessSelector::Pid(pid), sig).await
+        let sig = if force {
+            Signal::Sigkill
+        } else {
+            Signal::Sigterm
+        };
+        self.client
+            .send_signal(ProcessSelector::Pid(pid), sig)
+            .await
     }
 
     async fn write_files(&self, files: Vec<FileUpload>) -> Result<(), SandboxError> {
-        self.client.write_files(files.into_iter().map(|f| (f.path, f.contents)).collect()).await.map(|_| ())
+        self.client
+            .write_files(files.into_iter().map(|f| (f.path, f.contents)).collect())
+            .await
+            .map(|_| ())
     }
 
-    async fn upload(&self, local: &Path, remote_path: &str, progress: Option<Progress>) -> Result<u64, SandboxError> {
-        self.client.upload_stream(remote_path, local, progress).await
+    async fn upload(
+        &self,
+        local: &Path,
+        remote_path: &str,
+        progress: Option<Progress>,
+    ) -> Result<u64, SandboxError> {
+        self.client
+            .upload_stream(remote_path, local, progress)
+            .await
     }
 
-    async fn download(&self, remote_path: &str, local: &Path, progress: Option<Progress>) -> Result<u64, SandboxError> {
+    async fn download(
+        &self,
+        remote_path: &str,
+        local: &Path,
+        progress: Option<Progress>,
+    ) -> Result<u64, SandboxError> {
         let mut stream = self.client.download(remote_path).await?;
-        let dir = local.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        tokio::fs::create_dir_all(dir).await.map_err(|e| SandboxError::io(format!("cannot create {}", dir.display()), e))?;
+        let dir = local
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        tokio::fs::create_dir_all(dir)
+            .await
+            .map_err(|e| SandboxError::io(format!("cannot create {}", dir.display()), e))?;
         let tmp = tempfile::Builder::new()
             .prefix(".rclaude-download-")
             .tempfile_in(dir)
-            .map_err(|e| SandboxError::io(format!("cannot create a temporary file in {}", dir.display()), e))?;
-        let std_file = tmp.as_file().try_clone().map_err(|e| SandboxError::io("cannot open the temporary file", e))?;
+            .map_err(|e| {
+                SandboxError::io(
+                    format!("cannot create a temporary file in {}", dir.display()),
+                    e,
+                )
+            })?;
+        let std_file = tmp
+            .as_file()
+            .try_clone()
+            .map_err(|e| SandboxError::io("cannot open the temporary file", e))?;
         let mut file = tokio::fs::File::from_std(std_file);
         let mut total = 0u64;
         while let Some(chunk) = stream.next().await {
             let chunk: Bytes = chunk?;
-            file.write_all(&chunk).await.map_err(|e| SandboxError::io(format!("cannot write {}", local.display()), e))?;
+            file.write_all(&chunk)
+                .await
+                .map_err(|e| SandboxError::io(format!("cannot write {}", local.display()), e))?;
             total += chunk.len() as u64;
             if let Some(p) = &progress {
                 p(total);
             }
         }
-        file.flush().await.map_err(|e| SandboxError::io(format!("cannot write {}", local.display()), e))?;
+        file.flush()
+            .await
+            .map_err(|e| SandboxError::io(format!("cannot write {}", local.display()), e))?;
         drop(file);
-        tmp.persist(local).map_err(|e| SandboxError::io(format!("cannot move the download to {}", local.display()), e.error))?;
+        tmp.persist(local).map_err(|e| {
+            SandboxError::io(
+                format!("cannot move the download to {}", local.display()),
+                e.error,
+            )
+        })?;
         Ok(total)
     }
 

@@ -51,7 +51,15 @@ impl TestAgent {
         let task = tokio::spawn(agent.serve(async move {
             let _ = rx.await;
         }));
-        TestAgent { addr, url: format!("http://{addr}"), root, token, stop: Some(tx), task: Some(task), _dir: None }
+        TestAgent {
+            addr,
+            url: format!("http://{addr}"),
+            root,
+            token,
+            stop: Some(tx),
+            task: Some(task),
+            _dir: None,
+        }
     }
 
     pub fn client(&self) -> EnvdClient {
