@@ -1,6 +1,9 @@
 //! Process isolation for the local provider: with bubblewrap, sandbox processes see the host
-//! read-only except the sandbox root (plus private `/tmp`, `/dev` and `/proc`, and a private PID
-//! namespace); the network is shared.
+//! read-only except the sandbox root (plus private `/tmp` and `/dev`); the network is shared.
+//!
+//! There is deliberately no private PID namespace per process: as on E2B, a command may leave
+//! background processes running after it exits (`server &`). They stay in the command's process
+//! group, which the agent kills on shutdown (and so on `rclaude pause`).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -88,7 +91,6 @@ fn base_args(cwd: &Path) -> Vec<std::ffi::OsString> {
         "/proc",
         "--tmpfs",
         "/tmp",
-        "--unshare-pid",
         "--die-with-parent",
         "--chdir",
     ] {

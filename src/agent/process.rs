@@ -199,6 +199,9 @@ pub fn end_event(status: std::process::ExitStatus) -> EndEvent {
 /// All processes of the agent.
 pub struct Processes {
     procs: Mutex<HashMap<u32, Arc<Proc>>>,
+    /// Every process group started, including those whose leader exited: background children
+    /// may live on in them until the agent shuts down.
+    groups: Mutex<std::collections::HashSet<u32>>,
     conf: Arc<Confinement>,
     launcher: Launcher,
     base_env: BTreeMap<String, String>,
@@ -225,6 +228,7 @@ impl Processes {
         base_env.extend(extra_env.iter().map(|(k, v)| (k.clone(), v.clone())));
         Processes {
             procs: Mutex::new(HashMap::new()),
+            groups: Mutex::new(std::collections::HashSet::new()),
             conf,
             launcher,
             base_env,
@@ -232,12 +236,20 @@ impl Processes {
         }
     }
 
-    /// Kill every process group the agent started that is still running.
+    /// Kill every process group the agent started, with whatever is left in it.
     pub fn kill_all(&self) {
-        let procs: Vec<_> = self.procs.lock().unwrap().values().cloned().collect();
-        for p in procs.iter().filter(|p| p.is_running()) {
-            let _ = signal_group(p.pid(), libc::SIGKILL);
+        let groups: Vec<u32> = self.groups.lock().unwrap().drain().collect();
+        for g in groups {
+            let _ = signal_group(g, libc::SIGKILL);
         }
+    }
+
+    /// Remember a new process group; forget groups that have emptied.
+    fn track_group(&self, pgid: u32) {
+        let mut groups = self.groups.lock().unwrap();
+        // SAFETY: signal 0 only checks whether the group still has members.
+        groups.retain(|g| unsafe { libc::kill(-(*g as libc::pid_t), 0) } == 0);
+        groups.insert(pgid);
     }
 
     /// Number of processes still running.
@@ -387,6 +399,7 @@ impl Processes {
         });
         let rx = proc.subscribe();
         self.procs.lock().unwrap().insert(pid, proc.clone());
+        self.track_group(pid);
         tracing::debug!(pid, cmd = %cfg.cmd, "process started");
 
         let (exited_tx, exited_rx) = watch::channel(false);
