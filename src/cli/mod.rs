@@ -5,6 +5,7 @@ mod context;
 mod down;
 mod exec;
 mod init;
+mod ls;
 mod pause;
 mod pull;
 mod resume;
@@ -82,6 +83,7 @@ pub enum Command {
     Pause(pause::Args),
     Resume(resume::Args),
     Down(down::Args),
+    Ls(ls::Args),
     Schema(schema::Args),
     Agent(agent::Args),
 }
@@ -135,6 +137,7 @@ async fn dispatch(cli: Cli) -> Result<i32, CliError> {
         Command::Pause(a) => pause::run(&g, a).await,
         Command::Resume(a) => resume::run(&g, a).await,
         Command::Down(a) => down::run(&g, a).await,
+        Command::Ls(a) => ls::run(&g, a).await,
         Command::Schema(a) => schema::run(&g, a).await,
         Command::Agent(a) => agent::run(&g, a).await,
     }
