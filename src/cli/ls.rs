@@ -19,7 +19,9 @@ use crate::session::{Repo, SessionStore};
 /// `local`. For E2B this lists every rclaude sandbox of the API key's team, running and
 /// paused, across all pages.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:\n  rclaude ls\n  rclaude ls --provider e2b\n  rclaude ls --json | jq '.[] | select(.state == \"paused\") | .id'")]
+#[command(
+    after_help = "Examples:\n  rclaude ls\n  rclaude ls --provider e2b\n  rclaude ls --json | jq '.[] | select(.state == \"paused\") | .id'"
+)]
 pub struct Args {
     /// Print JSON on stdout.
     #[arg(long)]
@@ -30,10 +32,16 @@ pub struct Args {
 }
 
 fn parse_kind(s: &str) -> Result<ProviderKind, String> {
-    ProviderKind::ALL.into_iter().find(|k| k.as_str() == s).ok_or_else(|| {
-        let names: Vec<&str> = ProviderKind::ALL.iter().map(|k| k.as_str()).collect();
-        format!("unknown provider {s:?}; expected one of {}", names.join(", "))
-    })
+    ProviderKind::ALL
+        .into_iter()
+        .find(|k| k.as_str() == s)
+        .ok_or_else(|| {
+            let names: Vec<&str> = ProviderKind::ALL.iter().map(|k| k.as_str()).collect();
+            format!(
+                "unknown provider {s:?}; expected one of {}",
+                names.join(", ")
+            )
+        })
 }
 
 pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
@@ -75,7 +83,8 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
                 })
             })
             .collect();
-        let text = serde_json::to_string_pretty(&items).map_err(|e| CliError::internal(e.to_string()))?;
+        let text =
+            serde_json::to_string_pretty(&items).map_err(|e| CliError::internal(e.to_string()))?;
         println!("{text}");
         return Ok(0);
     }
@@ -88,12 +97,26 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
         .iter()
         .map(|s| {
             [
-                if is_current(s) { "*".into() } else { " ".into() },
+                if is_current(s) {
+                    "*".into()
+                } else {
+                    " ".into()
+                },
                 s.id.clone(),
                 s.state.to_string(),
-                s.metadata.get("rclaude.repo").cloned().unwrap_or_else(|| "-".into()),
-                s.metadata.get("rclaude.branch").cloned().filter(|b| !b.is_empty()).unwrap_or_else(|| "-".into()),
-                s.started_at.as_deref().map(short_time).unwrap_or_else(|| "-".into()),
+                s.metadata
+                    .get("rclaude.repo")
+                    .cloned()
+                    .unwrap_or_else(|| "-".into()),
+                s.metadata
+                    .get("rclaude.branch")
+                    .cloned()
+                    .filter(|b| !b.is_empty())
+                    .unwrap_or_else(|| "-".into()),
+                s.started_at
+                    .as_deref()
+                    .map(short_time)
+                    .unwrap_or_else(|| "-".into()),
                 ends(s, now),
             ]
         })
@@ -106,7 +129,11 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
         }
     }
     for row in std::iter::once(&header).chain(&rows) {
-        let line: Vec<String> = row.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
         println!("{}", line.join("  ").trim_end());
     }
     if current.is_some() {
@@ -120,7 +147,14 @@ fn short_time(rfc: &str) -> String {
     match OffsetDateTime::parse(rfc, &Rfc3339) {
         Ok(t) => {
             let t = t.to_offset(time::UtcOffset::UTC);
-            format!("{:04}-{:02}-{:02} {:02}:{:02}", t.year(), t.month() as u8, t.day(), t.hour(), t.minute())
+            format!(
+                "{:04}-{:02}-{:02} {:02}:{:02}",
+                t.year(),
+                t.month() as u8,
+                t.day(),
+                t.hour(),
+                t.minute()
+            )
         }
         Err(_) => rfc.to_string(),
     }
@@ -131,7 +165,11 @@ fn ends(s: &SandboxInfo, now: OffsetDateTime) -> String {
     if s.state != SandboxState::Running {
         return "-".into();
     }
-    let Some(end) = s.end_at.as_deref().and_then(|e| OffsetDateTime::parse(e, &Rfc3339).ok()) else {
+    let Some(end) = s
+        .end_at
+        .as_deref()
+        .and_then(|e| OffsetDateTime::parse(e, &Rfc3339).ok())
+    else {
         return "-".into();
     };
     let left = end - now;

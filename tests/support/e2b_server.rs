@@ -64,7 +64,10 @@ impl Default for FakeOptions {
         FakeOptions {
             shared_root: None,
             max_timeout: 24 * 3600,
-            templates: vec![("rki5dems9wqfm4r03t7g".into(), "base".into()), ("x0k1code7tmpl8id9sbx".into(), "code-interpreter-v1".into())],
+            templates: vec![
+                ("rki5dems9wqfm4r03t7g".into(), "base".into()),
+                ("x0k1code7tmpl8id9sbx".into(), "code-interpreter-v1".into()),
+            ],
         }
     }
 }
@@ -93,7 +96,11 @@ pub struct Injection {
 impl Injection {
     /// `status` with E2B's error body.
     pub fn error(status: u16, message: &str) -> Self {
-        Injection { status, headers: Vec::new(), body: json!({ "code": status, "message": message }) }
+        Injection {
+            status,
+            headers: Vec::new(),
+            body: json!({ "code": status, "message": message }),
+        }
     }
 
     pub fn header(mut self, name: &str, value: &str) -> Self {
@@ -217,7 +224,12 @@ impl FakeE2b {
             .no_proxy()
             .build()
             .unwrap();
-        let shared = Arc::new(Shared { opts, base, http, state: Mutex::new(FakeState::default()) });
+        let shared = Arc::new(Shared {
+            opts,
+            base,
+            http,
+            state: Mutex::new(FakeState::default()),
+        });
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
@@ -226,7 +238,11 @@ impl FakeE2b {
         let thread = std::thread::Builder::new()
             .name("fake-e2b".into())
             .spawn(move || {
-                let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .unwrap();
                 rt.block_on(async move {
                     let listener = tokio::net::TcpListener::from_std(listener).unwrap();
                     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
@@ -237,17 +253,35 @@ impl FakeE2b {
                 rt.shutdown_timeout(Duration::from_secs(2));
             })
             .unwrap();
-        FakeE2b { addr, url: format!("http://{addr}"), shared, stop: Some(stop_tx), thread: Some(thread), _dir: dir }
+        FakeE2b {
+            addr,
+            url: format!("http://{addr}"),
+            shared,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+            _dir: dir,
+        }
     }
 
     /// The variables that point rclaude (or E2B's SDK) at this fake.
     pub fn env(&self) -> Vec<(&'static str, String)> {
-        vec![("E2B_API_KEY", API_KEY.into()), ("E2B_API_URL", self.url.clone()), ("E2B_SANDBOX_URL", self.url.clone())]
+        vec![
+            ("E2B_API_KEY", API_KEY.into()),
+            ("E2B_API_URL", self.url.clone()),
+            ("E2B_SANDBOX_URL", self.url.clone()),
+        ]
     }
 
     /// Answer the next requests to `route` with these responses, in order.
     pub fn inject(&self, route: Route, responses: impl IntoIterator<Item = Injection>) {
-        self.shared.state.lock().unwrap().injections.entry(route).or_default().extend(responses);
+        self.shared
+            .state
+            .lock()
+            .unwrap()
+            .injections
+            .entry(route)
+            .or_default()
+            .extend(responses);
     }
 
     /// Every API request so far.
@@ -257,7 +291,10 @@ impl FakeE2b {
 
     /// API requests with this method whose path is `path`.
     pub fn requests_to(&self, method: &str, path: &str) -> Vec<Recorded> {
-        self.requests().into_iter().filter(|r| r.method == method && r.path == path).collect()
+        self.requests()
+            .into_iter()
+            .filter(|r| r.method == method && r.path == path)
+            .collect()
     }
 
     /// Every envd request routed so far.
@@ -266,11 +303,24 @@ impl FakeE2b {
     }
 
     pub fn sandbox(&self, id: &str) -> Option<SandboxView> {
-        self.shared.state.lock().unwrap().sandboxes.get(id).map(view)
+        self.shared
+            .state
+            .lock()
+            .unwrap()
+            .sandboxes
+            .get(id)
+            .map(view)
     }
 
     pub fn sandboxes(&self) -> Vec<SandboxView> {
-        self.shared.state.lock().unwrap().sandboxes.values().map(view).collect()
+        self.shared
+            .state
+            .lock()
+            .unwrap()
+            .sandboxes
+            .values()
+            .map(view)
+            .collect()
     }
 
     /// Let the sandbox's timeout elapse now: the next request pauses or kills it.
@@ -290,7 +340,10 @@ impl Drop for FakeE2b {
     fn drop(&mut self) {
         let agents: Vec<AgentProc> = {
             let mut st = self.shared.state.lock().unwrap();
-            st.sandboxes.values_mut().filter_map(|s| s.agent.take()).collect()
+            st.sandboxes
+                .values_mut()
+                .filter_map(|s| s.agent.take())
+                .collect()
         };
         for a in agents {
             stop_agent(a);
@@ -344,13 +397,25 @@ fn router(shared: Arc<Shared>) -> Router {
 /// is the API, recorded and subject to injected responses.
 async fn edge(State(shared): St, req: Request, next: Next) -> Response {
     let headers = req.headers();
-    let id_header = headers.get("e2b-sandbox-id").and_then(|v| v.to_str().ok()).map(str::to_string);
-    let port_header = headers.get("e2b-sandbox-port").and_then(|v| v.to_str().ok()).map(str::to_string);
-    let host = headers.get("host").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let id_header = headers
+        .get("e2b-sandbox-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let port_header = headers
+        .get("e2b-sandbox-port")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let host = headers
+        .get("host")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     match (id_header, port_header) {
         (Some(id), Some(port)) => return envd_proxy(shared, id, &port, "headers", req).await,
         (Some(_), None) | (None, Some(_)) => {
-            return error(400, "E2b-Sandbox-Id and E2b-Sandbox-Port must be sent together");
+            return error(
+                400,
+                "E2b-Sandbox-Id and E2b-Sandbox-Port must be sent together",
+            );
         }
         (None, None) => {}
     }
@@ -359,7 +424,9 @@ async fn edge(State(shared): St, req: Request, next: Next) -> Response {
     }
     reap(&shared).await;
     let (parts, body) = req.into_parts();
-    let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
     let route = route_of(&parts.method, parts.uri.path());
     let mut recorded = Recorded {
         method: parts.method.to_string(),
@@ -368,23 +435,46 @@ async fn edge(State(shared): St, req: Request, next: Next) -> Response {
         headers: parts
             .headers
             .iter()
-            .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect(),
         body: serde_json::from_slice(&bytes).ok(),
         status: 0,
     };
-    let injected = route.and_then(|r| shared.state.lock().unwrap().injections.get_mut(&r).and_then(VecDeque::pop_front));
+    let injected = route.and_then(|r| {
+        shared
+            .state
+            .lock()
+            .unwrap()
+            .injections
+            .get_mut(&r)
+            .and_then(VecDeque::pop_front)
+    });
     let resp = match injected {
         Some(inj) => {
-            let mut resp = (StatusCode::from_u16(inj.status).unwrap(), axum::Json(inj.body)).into_response();
+            let mut resp = (
+                StatusCode::from_u16(inj.status).unwrap(),
+                axum::Json(inj.body),
+            )
+                .into_response();
             for (k, v) in inj.headers {
-                resp.headers_mut().insert(HeaderName::try_from(k).unwrap(), HeaderValue::try_from(v).unwrap());
+                resp.headers_mut().insert(
+                    HeaderName::try_from(k).unwrap(),
+                    HeaderValue::try_from(v).unwrap(),
+                );
             }
             resp
         }
         None => match check_api_key(&parts.headers, parts.uri.path()) {
-            Err(resp) => resp,
-            Ok(()) => next.run(Request::from_parts(parts, Body::from(bytes))).await,
+            Err(r) => r.into_response(),
+            Ok(()) => {
+                next.run(Request::from_parts(parts, Body::from(bytes)))
+                    .await
+            }
         },
     };
     recorded.status = resp.status().as_u16();
@@ -418,45 +508,91 @@ fn host_route(host: &str) -> Option<(String, String)> {
     (port.parse::<u16>().is_ok() && !id.is_empty()).then(|| (port.to_string(), id.to_string()))
 }
 
-fn check_api_key(headers: &HeaderMap, path: &str) -> Result<(), Response> {
+fn check_api_key(headers: &HeaderMap, path: &str) -> Result<(), Reject> {
     if path == "/health" {
         return Ok(());
     }
     match headers.get("x-api-key") {
-        None => Err(error(401, "authorization header is missing")),
+        None => Err(reject(401, "authorization header is missing")),
         Some(k) if k.as_bytes() == API_KEY.as_bytes() => Ok(()),
-        Some(_) => Err(error(401, "Invalid API key, please visit https://e2b.dev/docs to get your API key")),
+        Some(_) => Err(reject(
+            401,
+            "Invalid API key, please visit https://e2b.dev/docs to get your API key",
+        )),
     }
 }
 
+/// A refused request: E2B's error body with this status.
+struct Reject(u16, String);
+
+impl IntoResponse for Reject {
+    fn into_response(self) -> Response {
+        error(self.0, &self.1)
+    }
+}
+
+fn reject(status: u16, message: &str) -> Reject {
+    Reject(status, message.to_string())
+}
+
 fn error(status: u16, message: &str) -> Response {
-    (StatusCode::from_u16(status).unwrap(), axum::Json(json!({ "code": status, "message": message }))).into_response()
+    (
+        StatusCode::from_u16(status).unwrap(),
+        axum::Json(json!({ "code": status, "message": message })),
+    )
+        .into_response()
 }
 
 // ---------------------------------------------------------------------------------------------
 // Request validation (E2B's OpenAPI schema)
 
 /// A JSON object body; `None` when absent and not `required`.
-fn json_body(headers: &HeaderMap, bytes: &Bytes, required: bool) -> Result<Option<Map<String, Value>>, Response> {
+fn json_body(
+    headers: &HeaderMap,
+    bytes: &Bytes,
+    required: bool,
+) -> Result<Option<Map<String, Value>>, Reject> {
     if bytes.is_empty() {
-        return if required { Err(error(400, "request body has an error: value is required but missing")) } else { Ok(None) };
+        return if required {
+            Err(reject(
+                400,
+                "request body has an error: value is required but missing",
+            ))
+        } else {
+            Ok(None)
+        };
     }
-    let ct = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let ct = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     if !ct.starts_with("application/json") {
-        return Err(error(400, &format!("request body has an error: header Content-Type has unexpected value: {ct:?}")));
+        return Err(reject(
+            400,
+            &format!("request body has an error: header Content-Type has unexpected value: {ct:?}"),
+        ));
     }
     match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(m)) => Ok(Some(m)),
-        Ok(_) => Err(error(400, "request body has an error: doesn't match schema: value must be an object")),
-        Err(e) => Err(error(400, &format!("request body has an error: failed to decode request body: {e}"))),
+        Ok(_) => Err(reject(
+            400,
+            "request body has an error: doesn't match schema: value must be an object",
+        )),
+        Err(e) => Err(reject(
+            400,
+            &format!("request body has an error: failed to decode request body: {e}"),
+        )),
     }
 }
 
-fn schema_error(field: &str, what: &str) -> Response {
-    error(400, &format!("request body has an error: doesn't match schema: Error at \"/{field}\": {what}"))
+fn schema_error(field: &str, what: &str) -> Reject {
+    reject(
+        400,
+        &format!("request body has an error: doesn't match schema: Error at \"/{field}\": {what}"),
+    )
 }
 
-fn opt_bool(m: &Map<String, Value>, field: &str) -> Result<Option<bool>, Response> {
+fn opt_bool(m: &Map<String, Value>, field: &str) -> Result<Option<bool>, Reject> {
     match m.get(field) {
         None => Ok(None),
         Some(Value::Bool(b)) => Ok(Some(*b)),
@@ -464,15 +600,23 @@ fn opt_bool(m: &Map<String, Value>, field: &str) -> Result<Option<bool>, Respons
     }
 }
 
-fn opt_int(m: &Map<String, Value>, field: &str, min: i64, max: i64) -> Result<Option<i64>, Response> {
+fn opt_int(m: &Map<String, Value>, field: &str, min: i64, max: i64) -> Result<Option<i64>, Reject> {
     match m.get(field) {
         None => Ok(None),
         Some(Value::Number(n)) => {
-            let Some(v) = n.as_i64() else { return Err(schema_error(field, "value must be an integer")) };
+            let Some(v) = n.as_i64() else {
+                return Err(schema_error(field, "value must be an integer"));
+            };
             if v < min {
-                Err(schema_error(field, &format!("number must be at least {min}")))
+                Err(schema_error(
+                    field,
+                    &format!("number must be at least {min}"),
+                ))
             } else if v > max {
-                Err(schema_error(field, &format!("number must be at most {max}")))
+                Err(schema_error(
+                    field,
+                    &format!("number must be at most {max}"),
+                ))
             } else {
                 Ok(Some(v))
             }
@@ -481,14 +625,17 @@ fn opt_int(m: &Map<String, Value>, field: &str, min: i64, max: i64) -> Result<Op
     }
 }
 
-fn opt_string_map(m: &Map<String, Value>, field: &str) -> Result<BTreeMap<String, String>, Response> {
+fn opt_string_map(m: &Map<String, Value>, field: &str) -> Result<BTreeMap<String, String>, Reject> {
     match m.get(field) {
         None | Some(Value::Null) => Ok(BTreeMap::new()),
         Some(Value::Object(o)) => o
             .iter()
             .map(|(k, v)| match v {
                 Value::String(s) => Ok((k.clone(), s.clone())),
-                _ => Err(schema_error(&format!("{field}/{k}"), "value must be a string")),
+                _ => Err(schema_error(
+                    &format!("{field}/{k}"),
+                    "value must be a string",
+                )),
             })
             .collect(),
         Some(_) => Err(schema_error(field, "value must be an object")),
@@ -496,32 +643,54 @@ fn opt_string_map(m: &Map<String, Value>, field: &str) -> Result<BTreeMap<String
 }
 
 fn timeout_limit_error(max: i64) -> Response {
-    error(400, &format!("Timeout cannot be greater than {} hours", max / 3600))
+    error(
+        400,
+        &format!("Timeout cannot be greater than {} hours", max / 3600),
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
 // Handlers
 
 async fn create(State(shared): St, headers: HeaderMap, body: Bytes) -> Response {
-    let key = match headers.get("idempotency-key").map(|v| v.to_str().unwrap_or("\u{0}").to_string()) {
-        Some(k) if k.is_empty() || k.len() > 255 || !k.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') => {
-            return error(400, "parameter \"Idempotency-Key\" in header has an error: string doesn't match the regular expression \"^[a-z0-9-]{1,255}$\"");
+    let key = match headers
+        .get("idempotency-key")
+        .map(|v| v.to_str().unwrap_or("\u{0}").to_string())
+    {
+        Some(k)
+            if k.is_empty()
+                || k.len() > 255
+                || !k
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') =>
+        {
+            return error(
+                400,
+                "parameter \"Idempotency-Key\" in header has an error: string doesn't match the regular expression \"^[a-z0-9-]{1,255}$\"",
+            );
         }
         k => k,
     };
     let m = match json_body(&headers, &body, true) {
         Ok(m) => m.unwrap(),
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let template = match m.get("templateID") {
         Some(Value::String(s)) if !s.is_empty() => s.clone(),
-        Some(Value::String(_)) => return schema_error("templateID", "minimum string length is 1"),
-        Some(_) => return schema_error("templateID", "value must be a string"),
-        None => return error(400, "request body has an error: doesn't match schema: property \"templateID\" is missing"),
+        Some(Value::String(_)) => {
+            return schema_error("templateID", "minimum string length is 1").into_response();
+        }
+        Some(_) => return schema_error("templateID", "value must be a string").into_response(),
+        None => {
+            return error(
+                400,
+                "request body has an error: doesn't match schema: property \"templateID\" is missing",
+            );
+        }
     };
     let timeout = match opt_int(&m, "timeout", 1, i32::MAX as i64) {
         Ok(t) => t.unwrap_or(300),
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let checks = (|| {
         let auto_pause = opt_bool(&m, "autoPause")?.unwrap_or(false);
@@ -530,7 +699,12 @@ async fn create(State(shared): St, headers: HeaderMap, body: Bytes) -> Response 
         if let Some(v) = m.get("autoResume") {
             match v {
                 Value::Object(o) if matches!(o.get("enabled"), Some(Value::Bool(_))) => {}
-                _ => return Err(schema_error("autoResume", "property \"enabled\" is missing or not a boolean")),
+                _ => {
+                    return Err(schema_error(
+                        "autoResume",
+                        "property \"enabled\" is missing or not a boolean",
+                    ));
+                }
             }
         }
         if let Some(v) = m.get("network")
@@ -544,7 +718,7 @@ async fn create(State(shared): St, headers: HeaderMap, body: Bytes) -> Response 
     })();
     let (auto_pause, metadata, env_vars) = match checks {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     if timeout > shared.opts.max_timeout {
         return timeout_limit_error(shared.opts.max_timeout);
@@ -558,7 +732,11 @@ async fn create(State(shared): St, headers: HeaderMap, body: Bytes) -> Response 
         return error(404, &format!("template '{template}' not found"));
     };
     let id = random_id(20);
-    let token = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+    let token = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
     let root = match &shared.opts.shared_root {
         Some(r) => r.clone(),
         None => shared.base.join("sandboxes").join(&id),
@@ -600,7 +778,12 @@ async fn create(State(shared): St, headers: HeaderMap, body: Bytes) -> Response 
     }
     let body = sandbox_json(&id, &template_id, &alias, &token);
     if let Some(k) = key {
-        shared.state.lock().unwrap().idempotency.insert(k, body.clone());
+        shared
+            .state
+            .lock()
+            .unwrap()
+            .idempotency
+            .insert(k, body.clone());
     }
     (StatusCode::CREATED, axum::Json(body)).into_response()
 }
@@ -611,7 +794,10 @@ fn resolve_template(opts: &FakeOptions, name: &str) -> Option<(String, String)> 
     if tag != "default" {
         return None;
     }
-    opts.templates.iter().find(|(id, alias)| id == name || alias == name).cloned()
+    opts.templates
+        .iter()
+        .find(|(id, alias)| id == name || alias == name)
+        .cloned()
 }
 
 fn sandbox_json(id: &str, template_id: &str, alias: &str, token: &str) -> Value {
@@ -628,7 +814,8 @@ fn sandbox_json(id: &str, template_id: &str, alias: &str, token: &str) -> Value 
 }
 
 fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339).unwrap()
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
 }
 
 fn listed_json(s: &Sbx, detail: bool) -> Value {
@@ -660,7 +847,10 @@ fn listed_json(s: &Sbx, detail: bool) -> Value {
 }
 
 fn not_found(id: &str) -> Response {
-    error(404, &format!("sandbox \"{id}\" doesn't exist or you don't have access to it"))
+    error(
+        404,
+        &format!("sandbox \"{id}\" doesn't exist or you don't have access to it"),
+    )
 }
 
 async fn list(State(shared): St, uri: Uri) -> Response {
@@ -677,13 +867,28 @@ async fn list(State(shared): St, uri: Uri) -> Response {
         match k.as_str() {
             "limit" => match v.parse::<i64>() {
                 Ok(n) if (1..=100).contains(&n) => limit = n,
-                Ok(_) => return error(400, "parameter \"limit\" in query has an error: number must be between 1 and 100"),
-                Err(_) => return error(400, "parameter \"limit\" in query has an error: value must be an integer"),
+                Ok(_) => {
+                    return error(
+                        400,
+                        "parameter \"limit\" in query has an error: number must be between 1 and 100",
+                    );
+                }
+                Err(_) => {
+                    return error(
+                        400,
+                        "parameter \"limit\" in query has an error: value must be an integer",
+                    );
+                }
             },
             "state" => {
                 for s in v.split(',') {
                     if s != "running" && s != "paused" {
-                        return error(400, &format!("parameter \"state\" in query has an error: value {s:?} is not one of the allowed values [\"running\",\"paused\"]"));
+                        return error(
+                            400,
+                            &format!(
+                                "parameter \"state\" in query has an error: value {s:?} is not one of the allowed values [\"running\",\"paused\"]"
+                            ),
+                        );
                     }
                     states.get_or_insert_with(Vec::new).push(s.to_string());
                 }
@@ -705,7 +910,12 @@ async fn list(State(shared): St, uri: Uri) -> Response {
             "order" => match v.as_str() {
                 "asc" => ascending = true,
                 "desc" => ascending = false,
-                _ => return error(400, "parameter \"order\" in query has an error: value is not one of the allowed values [\"asc\",\"desc\"]"),
+                _ => {
+                    return error(
+                        400,
+                        "parameter \"order\" in query has an error: value is not one of the allowed values [\"asc\",\"desc\"]",
+                    );
+                }
             },
             _ => {}
         }
@@ -716,7 +926,9 @@ async fn list(State(shared): St, uri: Uri) -> Response {
         .values()
         .filter(|s| {
             let state = if s.paused { "paused" } else { "running" };
-            states.as_ref().is_none_or(|ss| ss.iter().any(|x| x == state))
+            states
+                .as_ref()
+                .is_none_or(|ss| ss.iter().any(|x| x == state))
         })
         .filter(|s| filter.iter().all(|(k, v)| s.metadata.get(k) == Some(v)))
         .collect();
@@ -726,7 +938,13 @@ async fn list(State(shared): St, uri: Uri) -> Response {
         matching.reverse();
     }
     if let Some(cursor) = &next {
-        matching.retain(|s| if ascending { key(s) > *cursor } else { key(s) < *cursor });
+        matching.retain(|s| {
+            if ascending {
+                key(s) > *cursor
+            } else {
+                key(s) < *cursor
+            }
+        });
     }
     let page: Vec<&Sbx> = matching.iter().take(limit as usize).copied().collect();
     let body: Vec<Value> = page.iter().map(|s| listed_json(s, false)).collect();
@@ -735,7 +953,10 @@ async fn list(State(shared): St, uri: Uri) -> Response {
         && let Some(last) = page.last()
     {
         let (nanos, id) = key(last);
-        resp.headers_mut().insert("x-next-token", HeaderValue::from_str(&hex_encode(&format!("{nanos}:{id}"))).unwrap());
+        resp.headers_mut().insert(
+            "x-next-token",
+            HeaderValue::from_str(&hex_encode(&format!("{nanos}:{id}"))).unwrap(),
+        );
     }
     resp
 }
@@ -748,7 +969,10 @@ fn decode_cursor(token: &str) -> Option<(i128, String)> {
     if token.len() % 2 != 0 {
         return None;
     }
-    let bytes: Option<Vec<u8>> = (0..token.len()).step_by(2).map(|i| u8::from_str_radix(token.get(i..i + 2)?, 16).ok()).collect();
+    let bytes: Option<Vec<u8>> = (0..token.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(token.get(i..i + 2)?, 16).ok())
+        .collect();
     let text = String::from_utf8(bytes?).ok()?;
     let (nanos, id) = text.split_once(':')?;
     Some((nanos.parse().ok()?, id.to_string()))
@@ -763,27 +987,42 @@ async fn detail(State(shared): St, UrlPath(id): UrlPath<String>) -> Response {
 }
 
 async fn kill(State(shared): St, UrlPath(id): UrlPath<String>) -> Response {
-    let Some(lock) = lifecycle_of(&shared, &id) else { return not_found(&id) };
+    let Some(lock) = lifecycle_of(&shared, &id) else {
+        return not_found(&id);
+    };
     let _guard = lock.lock().await;
-    let Some(sbx) = shared.state.lock().unwrap().sandboxes.remove(&id) else { return not_found(&id) };
+    let Some(sbx) = shared.state.lock().unwrap().sandboxes.remove(&id) else {
+        return not_found(&id);
+    };
     destroy(&shared, sbx).await;
     StatusCode::NO_CONTENT.into_response()
 }
 
-async fn pause(State(shared): St, UrlPath(id): UrlPath<String>, headers: HeaderMap, body: Bytes) -> Response {
+async fn pause(
+    State(shared): St,
+    UrlPath(id): UrlPath<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let m = match json_body(&headers, &body, false) {
         Ok(m) => m.unwrap_or_default(),
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
-    let memory = match opt_bool(&m, "memory").and_then(|mem| opt_bool(&m, "requireHealthyGuest").map(|_| mem)) {
+    let memory = match opt_bool(&m, "memory")
+        .and_then(|mem| opt_bool(&m, "requireHealthyGuest").map(|_| mem))
+    {
         Ok(mem) => mem.unwrap_or(true),
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
-    let Some(lock) = lifecycle_of(&shared, &id) else { return not_found(&id) };
+    let Some(lock) = lifecycle_of(&shared, &id) else {
+        return not_found(&id);
+    };
     let _guard = lock.lock().await;
     let agent = {
         let mut st = shared.state.lock().unwrap();
-        let Some(s) = st.sandboxes.get_mut(&id) else { return not_found(&id) };
+        let Some(s) = st.sandboxes.get_mut(&id) else {
+            return not_found(&id);
+        };
         if s.paused {
             return error(409, &format!("Sandbox \"{id}\" is already paused"));
         }
@@ -797,25 +1036,36 @@ async fn pause(State(shared): St, UrlPath(id): UrlPath<String>, headers: HeaderM
     StatusCode::NO_CONTENT.into_response()
 }
 
-async fn connect(State(shared): St, UrlPath(id): UrlPath<String>, headers: HeaderMap, body: Bytes) -> Response {
+async fn connect(
+    State(shared): St,
+    UrlPath(id): UrlPath<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let m = match json_body(&headers, &body, false) {
         Ok(m) => m.unwrap_or_default(),
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
-    let timeout = match opt_int(&m, "timeout", 0, i32::MAX as i64).and_then(|t| opt_bool(&m, "memory").map(|_| t)) {
+    let timeout = match opt_int(&m, "timeout", 0, i32::MAX as i64)
+        .and_then(|t| opt_bool(&m, "memory").map(|_| t))
+    {
         Ok(t) => t.unwrap_or(300),
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     if timeout > shared.opts.max_timeout {
         return timeout_limit_error(shared.opts.max_timeout);
     }
-    let Some(lock) = lifecycle_of(&shared, &id) else { return not_found(&id) };
+    let Some(lock) = lifecycle_of(&shared, &id) else {
+        return not_found(&id);
+    };
     let _guard = lock.lock().await;
     let now = OffsetDateTime::now_utc();
     let wanted_end = now + Duration::from_secs(timeout as u64);
     let start = {
         let mut st = shared.state.lock().unwrap();
-        let Some(s) = st.sandboxes.get_mut(&id) else { return not_found(&id) };
+        let Some(s) = st.sandboxes.get_mut(&id) else {
+            return not_found(&id);
+        };
         if !s.paused {
             // Connecting to a running sandbox only ever extends it.
             if wanted_end > s.end_at {
@@ -830,7 +1080,9 @@ async fn connect(State(shared): St, UrlPath(id): UrlPath<String>, headers: Heade
     match start_agent(&shared, &id, &root, &token, &env).await {
         Ok(agent) => {
             let mut st = shared.state.lock().unwrap();
-            let Some(s) = st.sandboxes.get_mut(&id) else { return not_found(&id) };
+            let Some(s) = st.sandboxes.get_mut(&id) else {
+                return not_found(&id);
+            };
             s.agent = Some(agent);
             s.paused = false;
             s.end_at = wanted_end;
@@ -841,15 +1093,25 @@ async fn connect(State(shared): St, UrlPath(id): UrlPath<String>, headers: Heade
     }
 }
 
-async fn set_timeout(State(shared): St, UrlPath(id): UrlPath<String>, headers: HeaderMap, body: Bytes) -> Response {
+async fn set_timeout(
+    State(shared): St,
+    UrlPath(id): UrlPath<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let m = match json_body(&headers, &body, true) {
         Ok(m) => m.unwrap(),
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let timeout = match opt_int(&m, "timeout", 0, i32::MAX as i64) {
         Ok(Some(t)) => t,
-        Ok(None) => return error(400, "request body has an error: doesn't match schema: property \"timeout\" is missing"),
-        Err(r) => return r,
+        Ok(None) => {
+            return error(
+                400,
+                "request body has an error: doesn't match schema: property \"timeout\" is missing",
+            );
+        }
+        Err(r) => return r.into_response(),
     };
     if timeout > shared.opts.max_timeout {
         return timeout_limit_error(shared.opts.max_timeout);
@@ -865,14 +1127,19 @@ async fn set_timeout(State(shared): St, UrlPath(id): UrlPath<String>, headers: H
     }
 }
 
-async fn refresh(State(shared): St, UrlPath(id): UrlPath<String>, headers: HeaderMap, body: Bytes) -> Response {
+async fn refresh(
+    State(shared): St,
+    UrlPath(id): UrlPath<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let m = match json_body(&headers, &body, false) {
         Ok(m) => m.unwrap_or_default(),
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let duration = match opt_int(&m, "duration", 0, 3600) {
         Ok(d) => d.unwrap_or(0),
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let mut st = shared.state.lock().unwrap();
     match st.sandboxes.get_mut(&id) {
@@ -891,7 +1158,13 @@ async fn refresh(State(shared): St, UrlPath(id): UrlPath<String>, headers: Heade
 // Sandboxes: agents, expiry, destruction
 
 fn lifecycle_of(shared: &Shared, id: &str) -> Option<Arc<tokio::sync::Mutex<()>>> {
-    shared.state.lock().unwrap().sandboxes.get(id).map(|s| s.lifecycle.clone())
+    shared
+        .state
+        .lock()
+        .unwrap()
+        .sandboxes
+        .get(id)
+        .map(|s| s.lifecycle.clone())
 }
 
 /// Apply elapsed timeouts: pause (autoPause) or kill.
@@ -962,7 +1235,13 @@ async fn destroy(shared: &Arc<Shared>, mut sbx: Sbx) {
 }
 
 /// Start `rclaude agent` for a sandbox and wait until it answers with the sandbox's token.
-async fn start_agent(shared: &Shared, id: &str, root: &Path, token: &str, env: &BTreeMap<String, String>) -> Result<AgentProc, String> {
+async fn start_agent(
+    shared: &Shared,
+    id: &str,
+    root: &Path,
+    token: &str,
+    env: &BTreeMap<String, String>,
+) -> Result<AgentProc, String> {
     let dir = shared.base.join("agents").join(id);
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let token_file = dir.join("token");
@@ -981,7 +1260,11 @@ async fn start_agent(shared: &Shared, id: &str, root: &Path, token: &str, env: &
     let state_file = dir.join("agent.json");
     let _ = std::fs::remove_file(&state_file);
     std::fs::create_dir_all(root.join("home/user")).map_err(|e| e.to_string())?;
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("agent.log")).map_err(|e| e.to_string())?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("agent.log"))
+        .map_err(|e| e.to_string())?;
     let home = root.join("home/user");
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_rclaude"));
     cmd.arg("agent")
@@ -1007,7 +1290,9 @@ async fn start_agent(shared: &Shared, id: &str, root: &Path, token: &str, env: &
     for (k, v) in env {
         cmd.arg("--env").arg(format!("{k}={v}"));
     }
-    let mut child = cmd.spawn().map_err(|e| format!("cannot start the agent: {e}"))?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start the agent: {e}"))?;
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         if let Ok(Some(status)) = child.try_wait() {
@@ -1026,7 +1311,10 @@ async fn start_agent(shared: &Shared, id: &str, root: &Path, token: &str, env: &
                 .await
                 .is_ok_and(|r| r.status().is_success());
             if ok {
-                return Ok(AgentProc { child, port: port as u16 });
+                return Ok(AgentProc {
+                    child,
+                    port: port as u16,
+                });
             }
         }
         if std::time::Instant::now() > deadline {
@@ -1087,44 +1375,83 @@ fn random_id(len: usize) -> String {
 // ---------------------------------------------------------------------------------------------
 // The envd edge
 
-const HOP_BY_HOP: [&str; 8] = ["connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade"];
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
 
-async fn envd_proxy(shared: Arc<Shared>, id: String, port: &str, routed_by: &'static str, req: Request) -> Response {
+async fn envd_proxy(
+    shared: Arc<Shared>,
+    id: String,
+    port: &str,
+    routed_by: &'static str,
+    req: Request,
+) -> Response {
     reap(&shared).await;
     let path = req.uri().path().to_string();
     let had_access_token = req.headers().contains_key("x-access-token");
     let record = |status: u16| {
-        shared.state.lock().unwrap().envd_requests.push(EnvdRecorded {
-            sandbox: id.clone(),
-            path: path.clone(),
-            routed_by,
-            had_access_token,
-            status,
-        });
+        shared
+            .state
+            .lock()
+            .unwrap()
+            .envd_requests
+            .push(EnvdRecorded {
+                sandbox: id.clone(),
+                path: path.clone(),
+                routed_by,
+                had_access_token,
+                status,
+            });
     };
     if port.parse::<u16>() != Ok(ENVD_PORT) {
         record(502);
-        return error(502, &format!("The sandbox {id} is running but port {port} is not open"));
+        return error(
+            502,
+            &format!("The sandbox {id} is running but port {port} is not open"),
+        );
     }
     let target = {
         let st = shared.state.lock().unwrap();
         match st.sandboxes.get(&id) {
             None => Err(format!("The sandbox {id} was not found")),
             Some(s) if s.paused => Err(format!("The sandbox {id} is paused")),
-            Some(s) => s.agent.as_ref().map(|a| a.port).ok_or_else(|| format!("The sandbox {id} is not running")),
+            Some(s) => s
+                .agent
+                .as_ref()
+                .map(|a| a.port)
+                .ok_or_else(|| format!("The sandbox {id} is not running")),
         }
     };
     let agent_port = match target {
         Ok(p) => p,
         Err(msg) => {
             record(502);
-            return (StatusCode::BAD_GATEWAY, axum::Json(json!({ "code": 502, "message": msg, "sandboxId": id }))).into_response();
+            return (
+                StatusCode::BAD_GATEWAY,
+                axum::Json(json!({ "code": 502, "message": msg, "sandboxId": id })),
+            )
+                .into_response();
         }
     };
     let (parts, body) = req.into_parts();
-    let pq = parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into());
-    let mut rb = shared.http.request(parts.method.clone(), format!("http://127.0.0.1:{agent_port}{pq}"));
-    let has_body = parts.headers.contains_key("content-length") || parts.headers.contains_key("transfer-encoding");
+    let pq = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "/".into());
+    let mut rb = shared.http.request(
+        parts.method.clone(),
+        format!("http://127.0.0.1:{agent_port}{pq}"),
+    );
+    let has_body = parts.headers.contains_key("content-length")
+        || parts.headers.contains_key("transfer-encoding");
     for (k, v) in parts.headers.iter() {
         if k == "host" || HOP_BY_HOP.contains(&k.as_str()) {
             continue;
@@ -1148,5 +1475,8 @@ async fn envd_proxy(shared: Arc<Shared>, id: String, port: &str, routed_by: &'st
             resp = resp.header(k.clone(), v.clone());
         }
     }
-    resp.body(Body::from_stream(upstream.bytes_stream().map_err(std::io::Error::other))).unwrap()
+    resp.body(Body::from_stream(
+        upstream.bytes_stream().map_err(std::io::Error::other),
+    ))
+    .unwrap()
 }

@@ -37,7 +37,11 @@ pub fn is_e2b_owned(domain: &str) -> bool {
 }
 
 /// The envd address of `sandbox_id`; `domain` is the one the API returned for it, if any.
-pub fn envd_address(settings: &E2bSettings, sandbox_id: &str, domain: Option<&str>) -> Result<EnvdAddress, ProviderError> {
+pub fn envd_address(
+    settings: &E2bSettings,
+    sandbox_id: &str,
+    domain: Option<&str>,
+) -> Result<EnvdAddress, ProviderError> {
     check_sandbox_id(sandbox_id)?;
     let domain = domain.filter(|d| !d.is_empty()).unwrap_or(&settings.domain);
     let base_url = if let Some(url) = &settings.sandbox_url {
@@ -54,13 +58,25 @@ pub fn envd_address(settings: &E2bSettings, sandbox_id: &str, domain: Option<&st
         HeaderName::from_static(SANDBOX_ID_HEADER),
         HeaderValue::from_str(sandbox_id).expect("checked sandbox id"),
     );
-    headers.insert(HeaderName::from_static(SANDBOX_PORT_HEADER), HeaderValue::from(ENVD_PORT));
-    Ok(EnvdAddress { base_url, headers, send_token: !settings.debug })
+    headers.insert(
+        HeaderName::from_static(SANDBOX_PORT_HEADER),
+        HeaderValue::from(ENVD_PORT),
+    );
+    Ok(EnvdAddress {
+        base_url,
+        headers,
+        send_token: !settings.debug,
+    })
 }
 
 /// Sandbox ids go into URL paths and host names: letters, digits, `-` and `_` only.
 pub fn check_sandbox_id(id: &str) -> Result<(), ProviderError> {
-    if id.is_empty() || id.len() > 128 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+    if id.is_empty()
+        || id.len() > 128
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
         return Err(ProviderError::Config(format!(
             "invalid E2B sandbox id {id:?}: expected letters, digits, '-' or '_'"
         )));

@@ -90,7 +90,10 @@ impl Reply {
         let text = String::from_utf8_lossy(&self.body);
         let text = text.trim();
         if text.is_empty() {
-            self.status.canonical_reason().unwrap_or("error").to_string()
+            self.status
+                .canonical_reason()
+                .unwrap_or("error")
+                .to_string()
         } else {
             text.chars().take(500).collect()
         }
@@ -98,7 +101,9 @@ impl Reply {
 
     /// E2B's machine-readable `error_code`, when present.
     pub fn error_code(&self) -> Option<String> {
-        serde_json::from_slice::<ErrorBody>(&self.body).ok().and_then(|e| e.error_code)
+        serde_json::from_slice::<ErrorBody>(&self.body)
+            .ok()
+            .and_then(|e| e.error_code)
     }
 }
 
@@ -120,7 +125,13 @@ pub struct Call<'a> {
 
 impl<'a> Call<'a> {
     pub fn new(method: Method, path: impl Into<String>) -> Self {
-        Call { method, path: path.into(), query: Vec::new(), body: None, idempotency_key: None }
+        Call {
+            method,
+            path: path.into(),
+            query: Vec::new(),
+            body: None,
+            idempotency_key: None,
+        }
     }
     pub fn json(mut self, body: impl Serialize) -> Self {
         self.body = Some(serde_json::to_value(body).expect("request bodies serialize"));
@@ -140,7 +151,9 @@ impl Api {
             .user_agent(concat!("rclaude/", env!("CARGO_PKG_VERSION")))
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| ProviderError::Config(format!("cannot build the HTTP client for E2B: {e}")))?;
+            .map_err(|e| {
+                ProviderError::Config(format!("cannot build the HTTP client for E2B: {e}"))
+            })?;
         Ok(Api { http, settings })
     }
 
@@ -159,7 +172,9 @@ impl Api {
                 rb = rb.query(&call.query);
             }
             if let Some(body) = &call.body {
-                rb = rb.header(CONTENT_TYPE, "application/json").body(body.to_string());
+                rb = rb
+                    .header(CONTENT_TYPE, "application/json")
+                    .body(body.to_string());
             }
             if let Some(key) = &call.idempotency_key {
                 rb = rb.header("idempotency-key", key);
@@ -175,7 +190,11 @@ impl Api {
                 }
                 Err(e) => {
                     return Err(ProviderError::Sandbox(if e.is_timeout() {
-                        SandboxError::Timeout(format!("E2B API {} {url}: {}", call.method, chain(&e)))
+                        SandboxError::Timeout(format!(
+                            "E2B API {} {url}: {}",
+                            call.method,
+                            chain(&e)
+                        ))
                     } else {
                         SandboxError::Unreachable {
                             url: url.clone(),
@@ -205,7 +224,11 @@ impl Api {
                 }
             }
             tracing::debug!(method = %call.method, %url, %status, "E2B API reply");
-            return Ok(Reply { status, headers, body });
+            return Ok(Reply {
+                status,
+                headers,
+                body,
+            });
         }
     }
 }

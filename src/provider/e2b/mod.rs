@@ -28,10 +28,13 @@ pub use address::{EnvdAddress, envd_address};
 pub use retry::RetryPolicy;
 pub use settings::E2bSettings;
 
-use api::{Api, Call, NewSandbox, Reply, SandboxDetail, SandboxHandle};
-use super::{Capabilities, Provider, ProviderError, Sandbox, SandboxError, SandboxInfo, SandboxSpec, SandboxState};
+use super::{
+    Capabilities, Provider, ProviderError, Sandbox, SandboxError, SandboxInfo, SandboxSpec,
+    SandboxState,
+};
 use crate::envd::client::EnvdClient;
 use crate::envd::sandbox::EnvdSandbox;
+use api::{Api, Call, NewSandbox, Reply, SandboxDetail, SandboxHandle};
 
 /// Metadata key marking a sandbox as rclaude's (value `"true"`); `list` filters on it.
 pub const MANAGED_KEY: &str = "rclaude.managed";
@@ -55,7 +58,9 @@ pub struct E2bProvider {
 
 impl std::fmt::Debug for E2bProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("E2bProvider").field("settings", &self.settings).finish()
+        f.debug_struct("E2bProvider")
+            .field("settings", &self.settings)
+            .finish()
     }
 }
 
@@ -70,7 +75,10 @@ impl E2bProvider {
     /// A provider with explicit settings.
     pub fn new(settings: E2bSettings) -> Result<Self, ProviderError> {
         let settings = Arc::new(settings);
-        Ok(E2bProvider { api: Api::new(settings.clone())?, settings })
+        Ok(E2bProvider {
+            api: Api::new(settings.clone())?,
+            settings,
+        })
     }
 
     /// A provider configured from `E2B_API_KEY`, `E2B_DOMAIN`, `E2B_API_URL`, `E2B_SANDBOX_URL`,
@@ -88,7 +96,8 @@ impl E2bProvider {
     pub async fn keep_alive(&self, id: &str, lifetime: Duration) -> Result<(), ProviderError> {
         address::check_sandbox_id(id)?;
         let secs = lifetime.as_secs().max(1);
-        let call = Call::new(Method::POST, format!("/sandboxes/{id}/timeout")).json(serde_json::json!({ "timeout": secs }));
+        let call = Call::new(Method::POST, format!("/sandboxes/{id}/timeout"))
+            .json(serde_json::json!({ "timeout": secs }));
         let reply = self.api.send(call).await?;
         match reply.status.as_u16() {
             200..=299 => Ok(()),
@@ -114,11 +123,23 @@ impl E2bProvider {
     }
 
     /// One page of rclaude's sandboxes (running and paused) and the cursor of the next.
-    pub async fn list_page(&self, next: Option<&str>) -> Result<(Vec<SandboxInfo>, Option<String>), ProviderError> {
+    pub async fn list_page(
+        &self,
+        next: Option<&str>,
+    ) -> Result<(Vec<SandboxInfo>, Option<String>), ProviderError> {
         let mut call = Call::new(Method::GET, "/v2/sandboxes")
-            .query("metadata", format!("{}={}", urlencode(MANAGED_KEY), urlencode("true")))
+            .query(
+                "metadata",
+                format!("{}={}", urlencode(MANAGED_KEY), urlencode("true")),
+            )
             .query("state", "running,paused")
-            .query("limit", self.settings.page_size.clamp(1, settings::MAX_PAGE_SIZE).to_string());
+            .query(
+                "limit",
+                self.settings
+                    .page_size
+                    .clamp(1, settings::MAX_PAGE_SIZE)
+                    .to_string(),
+            );
         if let Some(token) = next {
             call = call.query("nextToken", token);
         }
@@ -139,7 +160,10 @@ impl E2bProvider {
     /// `GET /sandboxes/{id}`; `None` when E2B no longer knows it.
     async fn detail(&self, id: &str) -> Result<Option<SandboxDetail>, ProviderError> {
         address::check_sandbox_id(id)?;
-        let reply = self.api.send(Call::new(Method::GET, format!("/sandboxes/{id}"))).await?;
+        let reply = self
+            .api
+            .send(Call::new(Method::GET, format!("/sandboxes/{id}")))
+            .await?;
         match reply.status.as_u16() {
             200 => Ok(Some(reply.json("GET /sandboxes/{id}")?)),
             404 => Ok(None),
@@ -158,8 +182,13 @@ impl E2bProvider {
                 404 => return Err(ProviderError::NotFound(id.into())),
                 // Its agent did not answer when it was paused: the memory snapshot is unusable,
                 // so boot again from the disk (E2B's documented recovery).
-                _ if attempt == 0 && reply.error_code().as_deref() == Some("envd_unresponsive_at_pause") => {
-                    tracing::warn!(sandbox = id, "E2B could not restore the sandbox's memory; resuming from its disk");
+                _ if attempt == 0
+                    && reply.error_code().as_deref() == Some("envd_unresponsive_at_pause") =>
+                {
+                    tracing::warn!(
+                        sandbox = id,
+                        "E2B could not restore the sandbox's memory; resuming from its disk"
+                    );
                     body["memory"] = serde_json::Value::Bool(false);
                 }
                 _ => return Err(api_error(&reply, Op::Sandbox { id })),
@@ -168,7 +197,12 @@ impl E2bProvider {
         unreachable!("the loop returns on its second attempt")
     }
 
-    fn envd_client(&self, id: &str, token: Option<String>, domain: Option<&str>) -> Result<EnvdClient, ProviderError> {
+    fn envd_client(
+        &self,
+        id: &str,
+        token: Option<String>,
+        domain: Option<&str>,
+    ) -> Result<EnvdClient, ProviderError> {
         let addr = envd_address(&self.settings, id, domain)?;
         let token = if addr.send_token { token } else { None };
         Ok(EnvdClient::new(addr.base_url, token, addr.headers)?)
@@ -182,15 +216,30 @@ impl Provider for E2bProvider {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { pause_keeps_memory: true, persistent_disk: true, auto_pause: true, pty: true }
+        Capabilities {
+            pause_keeps_memory: true,
+            persistent_disk: true,
+            auto_pause: true,
+            pty: true,
+        }
     }
 
     async fn create(&self, spec: &SandboxSpec) -> Result<SandboxInfo, ProviderError> {
         if spec.cpu.is_some() || spec.memory_mb.is_some() {
-            tracing::warn!("E2B sizes sandboxes by template: `cpu` and `memory_mb` are ignored (build a template with the sizes you need)");
+            tracing::warn!(
+                "E2B sizes sandboxes by template: `cpu` and `memory_mb` are ignored (build a template with the sizes you need)"
+            );
         }
-        let template = spec.image.as_deref().map(str::trim).filter(|t| !t.is_empty()).unwrap_or(settings::DEFAULT_TEMPLATE);
-        let timeout = spec.timeout.map(|d| d.as_secs().max(1)).unwrap_or(DEFAULT_TIMEOUT_SECS);
+        let template = spec
+            .image
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .unwrap_or(settings::DEFAULT_TEMPLATE);
+        let timeout = spec
+            .timeout
+            .map(|d| d.as_secs().max(1))
+            .unwrap_or(DEFAULT_TIMEOUT_SECS);
         let mut metadata = spec.metadata.clone();
         metadata.insert(MANAGED_KEY.into(), "true".into());
         metadata.insert(WORKDIR_KEY.into(), spec.workdir.clone());
@@ -215,7 +264,11 @@ impl Provider for E2bProvider {
         // Templates have /home/user but not the repository's directory: make it now, so commands
         // can run there before the first sync. A failure here must not leave a paid sandbox behind.
         let prepared = async {
-            let client = self.envd_client(&id, handle.envd_access_token.clone(), handle.domain.as_deref())?;
+            let client = self.envd_client(
+                &id,
+                handle.envd_access_token.clone(),
+                handle.domain.as_deref(),
+            )?;
             match client.make_dir(&spec.workdir).await {
                 Ok(_) | Err(SandboxError::AlreadyExists(_)) => Ok(()),
                 Err(e) => Err(ProviderError::Sandbox(e)),
@@ -227,7 +280,9 @@ impl Provider for E2bProvider {
             }
             return Err(e);
         }
-        let now = time::OffsetDateTime::now_utc().replace_nanosecond(0).unwrap_or_else(|_| time::OffsetDateTime::now_utc());
+        let now = time::OffsetDateTime::now_utc()
+            .replace_nanosecond(0)
+            .unwrap_or_else(|_| time::OffsetDateTime::now_utc());
         let end = now + Duration::from_secs(timeout);
         Ok(SandboxInfo {
             id,
@@ -241,15 +296,30 @@ impl Provider for E2bProvider {
     }
 
     async fn connect(&self, id: &str) -> Result<Arc<dyn Sandbox>, ProviderError> {
-        let detail = self.detail(id).await?.ok_or_else(|| ProviderError::NotFound(id.into()))?;
+        let detail = self
+            .detail(id)
+            .await?
+            .ok_or_else(|| ProviderError::NotFound(id.into()))?;
         let metadata = detail.metadata.clone().unwrap_or_default();
-        let timeout = metadata.get(TIMEOUT_KEY).and_then(|t| t.parse::<u64>().ok()).filter(|t| *t > 0).unwrap_or(DEFAULT_TIMEOUT_SECS);
-        let workdir = metadata.get(WORKDIR_KEY).cloned().unwrap_or_else(|| FALLBACK_WORKDIR.into());
+        let timeout = metadata
+            .get(TIMEOUT_KEY)
+            .and_then(|t| t.parse::<u64>().ok())
+            .filter(|t| *t > 0)
+            .unwrap_or(DEFAULT_TIMEOUT_SECS);
+        let workdir = metadata
+            .get(WORKDIR_KEY)
+            .cloned()
+            .unwrap_or_else(|| FALLBACK_WORKDIR.into());
         let handle = self.connect_api(id, timeout).await?;
         let token = handle.envd_access_token.or(detail.envd_access_token);
         let domain = handle.domain.or(detail.domain);
         let client = self.envd_client(id, token, domain.as_deref())?;
-        Ok(Arc::new(EnvdSandbox::new(client, id.to_string(), workdir, true)))
+        Ok(Arc::new(EnvdSandbox::new(
+            client,
+            id.to_string(),
+            workdir,
+            true,
+        )))
     }
 
     async fn info(&self, id: &str) -> Result<Option<SandboxInfo>, ProviderError> {
@@ -262,7 +332,10 @@ impl Provider for E2bProvider {
 
     async fn kill(&self, id: &str) -> Result<(), ProviderError> {
         address::check_sandbox_id(id)?;
-        let reply = self.api.send(Call::new(Method::DELETE, format!("/sandboxes/{id}"))).await?;
+        let reply = self
+            .api
+            .send(Call::new(Method::DELETE, format!("/sandboxes/{id}")))
+            .await?;
         match reply.status.as_u16() {
             200..=299 => Ok(()),
             404 => Err(ProviderError::NotFound(id.into())),
@@ -297,14 +370,26 @@ fn info_from(d: SandboxDetail) -> SandboxInfo {
         other => SandboxState::Other(other.to_string()),
     };
     let metadata = d.metadata.unwrap_or_default();
-    let workdir = metadata.get(WORKDIR_KEY).cloned().unwrap_or_else(|| FALLBACK_WORKDIR.into());
+    let workdir = metadata
+        .get(WORKDIR_KEY)
+        .cloned()
+        .unwrap_or_else(|| FALLBACK_WORKDIR.into());
     // A paused sandbox has no deadline (E2B keeps it until it is killed).
     let end_at = (state == SandboxState::Running).then_some(d.end_at);
-    SandboxInfo { id: d.sandbox_id, provider: "e2b".into(), state, workdir, metadata, started_at: Some(d.started_at), end_at }
+    SandboxInfo {
+        id: d.sandbox_id,
+        provider: "e2b".into(),
+        state,
+        workdir,
+        metadata,
+        started_at: Some(d.started_at),
+        end_at,
+    }
 }
 
 fn rfc3339(t: time::OffsetDateTime) -> Option<String> {
-    t.format(&time::format_description::well_known::Rfc3339).ok()
+    t.format(&time::format_description::well_known::Rfc3339)
+        .ok()
 }
 
 /// Percent-encode everything but RFC 3986 unreserved characters (E2B's metadata filter wants
@@ -350,7 +435,12 @@ fn api_error(reply: &Reply, op: Op<'_>) -> ProviderError {
         (500..=599, _) => Some("E2B had a server problem (retried where E2B allows it); try again in a minute".into()),
         _ => None,
     };
-    ProviderError::Api { provider: "e2b".into(), status, message, hint }
+    ProviderError::Api {
+        provider: "e2b".into(),
+        status,
+        message,
+        hint,
+    }
 }
 
 #[cfg(test)]
@@ -371,7 +461,10 @@ mod tests {
             started_at: "2026-01-01T00:00:00Z".into(),
             end_at: "2026-01-01T01:00:00Z".into(),
             state: "paused".into(),
-            metadata: Some(BTreeMap::from([(WORKDIR_KEY.to_string(), "/w".to_string())])),
+            metadata: Some(BTreeMap::from([(
+                WORKDIR_KEY.to_string(),
+                "/w".to_string(),
+            )])),
             envd_access_token: None,
             domain: None,
         };
@@ -379,7 +472,10 @@ mod tests {
         assert_eq!(i.state, SandboxState::Paused);
         assert_eq!(i.end_at, None);
         assert_eq!(i.workdir, "/w");
-        let i = info_from(SandboxDetail { state: "running".into(), ..d });
+        let i = info_from(SandboxDetail {
+            state: "running".into(),
+            ..d
+        });
         assert_eq!(i.end_at.as_deref(), Some("2026-01-01T01:00:00Z"));
     }
 }

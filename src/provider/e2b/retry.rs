@@ -59,14 +59,21 @@ pub fn parse_retry_after(value: &str, now: OffsetDateTime) -> Option<Duration> {
     }
     let at = OffsetDateTime::parse(value, &time::format_description::well_known::Rfc2822).ok()?;
     let delta = at - now;
-    Some(if delta.is_negative() { Duration::ZERO } else { delta.unsigned_abs() })
+    Some(if delta.is_negative() {
+        Duration::ZERO
+    } else {
+        delta.unsigned_abs()
+    })
 }
 
 impl RetryPolicy {
     /// Backoff before retry number `attempt` (0-based): `initial · 2^attempt`, capped, with the
     /// upper half jittered so concurrent clients spread out.
     pub fn backoff(&self, attempt: u32) -> Duration {
-        let base = self.initial_backoff.saturating_mul(1u32 << attempt.min(20)).min(self.max_backoff);
+        let base = self
+            .initial_backoff
+            .saturating_mul(1u32 << attempt.min(20))
+            .min(self.max_backoff);
         base.mul_f64(0.5 + 0.5 * unit_random())
     }
 
@@ -119,9 +126,18 @@ mod tests {
         let now = datetime!(2026-03-01 12:00:00 UTC);
         assert_eq!(parse_retry_after("0", now), Some(Duration::ZERO));
         assert_eq!(parse_retry_after(" 7 ", now), Some(Duration::from_secs(7)));
-        assert_eq!(parse_retry_after("1.5", now), Some(Duration::from_millis(1500)));
-        assert_eq!(parse_retry_after("Sun, 01 Mar 2026 12:00:30 GMT", now), Some(Duration::from_secs(30)));
-        assert_eq!(parse_retry_after("Sun, 01 Mar 2026 11:00:00 GMT", now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("1.5", now),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 01 Mar 2026 12:00:30 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 01 Mar 2026 11:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
         assert_eq!(parse_retry_after("soon", now), None);
         assert_eq!(parse_retry_after("-1", now), None);
     }
@@ -131,8 +147,13 @@ mod tests {
         let p = RetryPolicy::default();
         for attempt in 0..12 {
             let d = p.backoff(attempt);
-            let base = Duration::from_millis(100).saturating_mul(1 << attempt).min(Duration::from_secs(10));
-            assert!(d >= base / 2 && d <= base, "attempt {attempt}: {d:?} vs {base:?}");
+            let base = Duration::from_millis(100)
+                .saturating_mul(1 << attempt)
+                .min(Duration::from_secs(10));
+            assert!(
+                d >= base / 2 && d <= base,
+                "attempt {attempt}: {d:?} vs {base:?}"
+            );
         }
     }
 
@@ -140,7 +161,10 @@ mod tests {
     fn retry_after_beyond_the_cap_is_not_waited_for() {
         let p = RetryPolicy::default();
         let mut h = HeaderMap::new();
-        h.insert(reqwest::header::RETRY_AFTER, HeaderValue::from_static("3600"));
+        h.insert(
+            reqwest::header::RETRY_AFTER,
+            HeaderValue::from_static("3600"),
+        );
         assert_eq!(p.wait_for(&h, 0), None);
         h.insert(reqwest::header::RETRY_AFTER, HeaderValue::from_static("2"));
         assert_eq!(p.wait_for(&h, 0), Some(Duration::from_secs(2)));

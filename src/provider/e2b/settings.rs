@@ -78,7 +78,11 @@ impl E2bSettings {
     /// (required), `E2B_DOMAIN`, `E2B_API_URL`, `E2B_SANDBOX_URL`, `E2B_DEBUG`,
     /// `E2B_CONNECTION_RETRIES`. Empty values count as unset.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ProviderError> {
-        let get = |name: &str| lookup(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
         let api_key = get("E2B_API_KEY").ok_or_else(|| {
             ProviderError::Config(format!(
                 "E2B_API_KEY is not set: the e2b provider needs an API key.\n  hint: create one at \
@@ -93,7 +97,10 @@ impl E2bSettings {
         let mut s = E2bSettings::new(api_key);
         s.debug = get("E2B_DEBUG").is_some_and(|v| v.eq_ignore_ascii_case("true"));
         if let Some(domain) = get("E2B_DOMAIN") {
-            if domain.contains("://") || domain.contains('/') || domain.contains(char::is_whitespace) {
+            if domain.contains("://")
+                || domain.contains('/')
+                || domain.contains(char::is_whitespace)
+            {
                 return Err(ProviderError::Config(format!(
                     "E2B_DOMAIN={domain:?} must be a bare domain such as \"e2b.app\" (no scheme, no path)"
                 )));
@@ -109,9 +116,12 @@ impl E2bSettings {
             s.sandbox_url = Some(check_url("E2B_SANDBOX_URL", url)?);
         }
         if let Some(n) = get("E2B_CONNECTION_RETRIES") {
-            s.retry.connection_retries = n.parse::<u32>().ok().filter(|n| *n <= 100).ok_or_else(|| {
-                ProviderError::Config(format!("E2B_CONNECTION_RETRIES={n:?} must be a whole number from 0 to 100"))
-            })?;
+            s.retry.connection_retries =
+                n.parse::<u32>().ok().filter(|n| *n <= 100).ok_or_else(|| {
+                    ProviderError::Config(format!(
+                        "E2B_CONNECTION_RETRIES={n:?} must be a whole number from 0 to 100"
+                    ))
+                })?;
         }
         Ok(s)
     }
@@ -119,7 +129,9 @@ impl E2bSettings {
 
 fn check_url(var: &str, url: String) -> Result<String, ProviderError> {
     let url = url.trim_end_matches('/').to_string();
-    let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"));
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"));
     match rest {
         Some(host) if !host.is_empty() && !host.contains(char::is_whitespace) => Ok(url),
         _ => Err(ProviderError::Config(format!(
@@ -134,14 +146,20 @@ mod tests {
     use std::collections::HashMap;
 
     fn from(vars: &[(&str, &str)]) -> Result<E2bSettings, ProviderError> {
-        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         E2bSettings::from_lookup(|k| map.get(k).cloned())
     }
 
     #[test]
     fn missing_key_is_a_config_error_naming_the_variable() {
         let e = from(&[]).unwrap_err();
-        assert!(matches!(&e, ProviderError::Config(m) if m.contains("E2B_API_KEY") && m.contains(API_KEY_URL)), "{e}");
+        assert!(
+            matches!(&e, ProviderError::Config(m) if m.contains("E2B_API_KEY") && m.contains(API_KEY_URL)),
+            "{e}"
+        );
         assert!(from(&[("E2B_API_KEY", "  ")]).is_err());
     }
 
