@@ -299,3 +299,47 @@ fn an_unknown_template_is_explained() {
     assert!(t.fake.sandboxes().is_empty());
     assert!(t.ok(&["status"]).stdout().contains("No sandbox"));
 }
+
+#[test]
+fn ls_lists_local_sandboxes_too() {
+    let repo = TestRepo::new("[sandbox]\nprovider = \"local\"\n");
+    repo.write("README.md", "x\n");
+    repo.commit_all("initial");
+    let empty = repo.ok(&["ls"]);
+    assert!(
+        empty
+            .stdout()
+            .contains("No rclaude sandboxes on provider \"local\""),
+        "{}",
+        empty.all()
+    );
+    repo.ok(&["up"]);
+    let listed: Value = serde_json::from_str(&repo.ok(&["ls", "--json"]).stdout()).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed[0]["provider"], "local");
+    assert_eq!(listed[0]["state"], "running");
+    assert_eq!(listed[0]["current"], true);
+    let table = repo.ok(&["ls"]).stdout();
+    let id = listed[0]["id"].as_str().unwrap();
+    assert!(
+        table.lines().any(|l| l.starts_with('*') && l.contains(id)),
+        "{table}"
+    );
+    // Outside any repository, --provider picks the provider and nothing is marked.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let r = Run(repo
+        .cmd(&[
+            "-C",
+            elsewhere.path().to_str().unwrap(),
+            "ls",
+            "--provider",
+            "local",
+            "--json",
+        ])
+        .output()
+        .unwrap());
+    assert_eq!(r.code(), 0, "{}", r.all());
+    let listed: Value = serde_json::from_str(&r.stdout()).unwrap();
+    assert_eq!(listed[0]["current"], false);
+    repo.ok(&["down", "--yes"]);
+}
