@@ -89,6 +89,14 @@ impl T {
     }
 }
 
+impl Drop for T {
+    /// Destroy a sandbox a failed test left behind while the fake is still up (the repository's
+    /// own clean-up runs without the E2B variables).
+    fn drop(&mut self) {
+        let _ = self.cmd(&["down", "--yes", "--discard"]).output();
+    }
+}
+
 #[test]
 fn up_run_pause_resume_exec_pull_down() {
     let t = setup("", TASKS);
