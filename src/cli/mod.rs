@@ -7,6 +7,7 @@ mod exec;
 mod init;
 mod login;
 mod logs;
+mod ls;
 mod pause;
 mod pull;
 mod resume;
@@ -89,6 +90,7 @@ pub enum Command {
     Logout(login::LogoutArgs),
     Usage(usage::Args),
     Logs(logs::Args),
+    Ls(ls::Args),
     Schema(schema::Args),
     Agent(agent::Args),
 }
@@ -146,6 +148,7 @@ async fn dispatch(cli: Cli) -> Result<i32, CliError> {
         Command::Logout(a) => login::logout(&g, a).await,
         Command::Usage(a) => usage::run(&g, a).await,
         Command::Logs(a) => logs::run(&g, a).await,
+        Command::Ls(a) => ls::run(&g, a).await,
         Command::Schema(a) => schema::run(&g, a).await,
         Command::Agent(a) => agent::run(&g, a).await,
     }

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::envd::proto::EntryInfo;
 
+pub mod e2b;
 pub mod local;
 
 /// The provider named in `.rclaude.toml`.
@@ -23,6 +24,7 @@ pub fn for_kind(kind: crate::config::ProviderKind) -> Result<Box<dyn Provider>, 
     use crate::config::ProviderKind;
     match kind {
         ProviderKind::Local => Ok(Box::new(local::LocalProvider::new())),
+        ProviderKind::E2b => Ok(Box::new(e2b::E2bProvider::from_env()?)),
         other => Err(ProviderError::Config(format!(
             "provider \"{}\" is not available in this build yet; use provider = \"local\"",
             other.as_str()

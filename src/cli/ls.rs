@@ -1,0 +1,212 @@
+//! `rclaude ls`: the sandboxes rclaude made on a provider (for E2B: on this API key's team).
+
+use std::time::Duration;
+
+use serde_json::json;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::GlobalArgs;
+use super::context::start_dir;
+use crate::config::{Config, ProviderKind};
+use crate::error::{CliError, CliResult};
+use crate::provider::{SandboxInfo, SandboxState};
+use crate::session::{Repo, SessionStore};
+
+/// List the sandboxes rclaude made on a provider, this repository's marked with `*`.
+///
+/// The provider is `--provider`, else the one in this repository's .rclaude.toml, else
+/// `local`. For E2B this lists every rclaude sandbox of the API key's team, running and
+/// paused, across all pages.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  rclaude ls\n  rclaude ls --provider e2b\n  rclaude ls --json | jq '.[] | select(.state == \"paused\") | .id'"
+)]
+pub struct Args {
+    /// Print JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Provider to list: local, e2b, daytona or northflank.
+    #[arg(long, value_name = "NAME", value_parser = parse_kind)]
+    pub provider: Option<ProviderKind>,
+}
+
+fn parse_kind(s: &str) -> Result<ProviderKind, String> {
+    ProviderKind::ALL
+        .into_iter()
+        .find(|k| k.as_str() == s)
+        .ok_or_else(|| {
+            let names: Vec<&str> = ProviderKind::ALL.iter().map(|k| k.as_str()).collect();
+            format!(
+                "unknown provider {s:?}; expected one of {}",
+                names.join(", ")
+            )
+        })
+}
+
+pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
+    let repo = Repo::discover(&start_dir(g)?).ok();
+    let config = match &repo {
+        Some(r) if r.config_path().exists() => Some(Config::load(&r.config_path())?),
+        _ => None,
+    };
+    let kind = args
+        .provider
+        .or(config.as_ref().map(|c| c.sandbox.provider))
+        .unwrap_or_default();
+    let current = match &repo {
+        Some(r) => SessionStore::for_repo(r)
+            .load()?
+            .filter(|rec| rec.provider == kind.as_str())
+            .map(|rec| rec.sandbox_id),
+        None => None,
+    };
+    let provider = crate::provider::for_kind(kind)?;
+    let mut sandboxes = provider.list().await?;
+    sandboxes.sort_by(|a, b| b.started_at.cmp(&a.started_at));
+    let is_current = |s: &SandboxInfo| current.as_deref() == Some(s.id.as_str());
+    if args.json {
+        let items: Vec<_> = sandboxes
+            .iter()
+            .map(|s| {
+                json!({
+                    "id": s.id,
+                    "provider": s.provider,
+                    "state": s.state.to_string(),
+                    "repo": s.metadata.get("rclaude.repo"),
+                    "branch": s.metadata.get("rclaude.branch"),
+                    "session": s.metadata.get("rclaude.session"),
+                    "workdir": s.workdir,
+                    "started_at": s.started_at,
+                    "end_at": s.end_at,
+                    "current": is_current(s),
+                })
+            })
+            .collect();
+        let text =
+            serde_json::to_string_pretty(&items).map_err(|e| CliError::internal(e.to_string()))?;
+        println!("{text}");
+        return Ok(0);
+    }
+    if sandboxes.is_empty() {
+        println!("No rclaude sandboxes on provider \"{}\".", kind.as_str());
+        return Ok(0);
+    }
+    let now = OffsetDateTime::now_utc();
+    let rows: Vec<[String; 7]> = sandboxes
+        .iter()
+        .map(|s| {
+            [
+                if is_current(s) {
+                    "*".into()
+                } else {
+                    " ".into()
+                },
+                s.id.clone(),
+                s.state.to_string(),
+                s.metadata
+                    .get("rclaude.repo")
+                    .cloned()
+                    .unwrap_or_else(|| "-".into()),
+                s.metadata
+                    .get("rclaude.branch")
+                    .cloned()
+                    .filter(|b| !b.is_empty())
+                    .unwrap_or_else(|| "-".into()),
+                s.started_at
+                    .as_deref()
+                    .map(short_time)
+                    .unwrap_or_else(|| "-".into()),
+                ends(s, now),
+            ]
+        })
+        .collect();
+    let header = ["", "ID", "STATE", "REPO", "BRANCH", "STARTED", "ENDS"].map(String::from);
+    let mut widths = [0usize; 7];
+    for row in std::iter::once(&header).chain(&rows) {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for row in std::iter::once(&header).chain(&rows) {
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", line.join("  ").trim_end());
+    }
+    if current.is_some() {
+        println!("\n* this repository's sandbox");
+    }
+    Ok(0)
+}
+
+/// `2026-03-01 12:00` (UTC) from RFC 3339; the input unchanged when it does not parse.
+fn short_time(rfc: &str) -> String {
+    match OffsetDateTime::parse(rfc, &Rfc3339) {
+        Ok(t) => {
+            let t = t.to_offset(time::UtcOffset::UTC);
+            format!(
+                "{:04}-{:02}-{:02} {:02}:{:02}",
+                t.year(),
+                t.month() as u8,
+                t.day(),
+                t.hour(),
+                t.minute()
+            )
+        }
+        Err(_) => rfc.to_string(),
+    }
+}
+
+/// When a running sandbox times out: `in 42m`; `-` otherwise.
+fn ends(s: &SandboxInfo, now: OffsetDateTime) -> String {
+    if s.state != SandboxState::Running {
+        return "-".into();
+    }
+    let Some(end) = s
+        .end_at
+        .as_deref()
+        .and_then(|e| OffsetDateTime::parse(e, &Rfc3339).ok())
+    else {
+        return "-".into();
+    };
+    let left = end - now;
+    if left.is_negative() {
+        return "now".into();
+    }
+    format!("in {}", human(left.unsigned_abs()))
+}
+
+/// `45s`, `12m`, `3h05m`, `2d04h`.
+fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m", s / 60),
+        3600..86400 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d{:02}h", s / 86400, s % 86400 / 3600),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_times_are_short() {
+        assert_eq!(human(Duration::from_secs(45)), "45s");
+        assert_eq!(human(Duration::from_secs(725)), "12m");
+        assert_eq!(human(Duration::from_secs(3 * 3600 + 5 * 60)), "3h05m");
+        assert_eq!(human(Duration::from_secs(2 * 86400 + 4 * 3600)), "2d04h");
+        assert_eq!(short_time("2026-03-01T12:34:56.789Z"), "2026-03-01 12:34");
+        assert_eq!(short_time("garbage"), "garbage");
+    }
+
+    #[test]
+    fn provider_names_parse() {
+        assert_eq!(parse_kind("e2b").unwrap(), ProviderKind::E2b);
+        assert!(parse_kind("aws").unwrap_err().contains("local, e2b"));
+    }
+}

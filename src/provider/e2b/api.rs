@@ -1,0 +1,248 @@
+//! E2B's control-plane REST API: JSON over HTTPS with `X-API-KEY`, the SDK's retry policy, and
+//! the wire types of the endpoints rclaude uses.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use reqwest::header::{CONTENT_TYPE, HeaderMap};
+use reqwest::{Method, StatusCode};
+use serde::{Deserialize, Serialize};
+
+use super::retry::is_retryable;
+use super::settings::E2bSettings;
+use crate::provider::{ProviderError, SandboxError};
+
+/// `POST /v2/sandboxes` body (NewSandboxV2).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewSandbox {
+    #[serde(rename = "templateID")]
+    pub template_id: String,
+    /// Seconds until the sandbox is paused (autoPause) or killed.
+    pub timeout: u64,
+    pub auto_pause: bool,
+    pub metadata: BTreeMap<String, String>,
+    pub env_vars: BTreeMap<String, String>,
+}
+
+/// `Sandbox`: what create and connect return.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SandboxHandle {
+    #[serde(rename = "sandboxID")]
+    pub sandbox_id: String,
+    #[serde(default)]
+    pub envd_access_token: Option<String>,
+    #[serde(default)]
+    pub domain: Option<String>,
+}
+
+/// `ListedSandbox` / `SandboxDetail` (the detail adds the token and domain).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SandboxDetail {
+    #[serde(rename = "sandboxID")]
+    pub sandbox_id: String,
+    pub started_at: String,
+    pub end_at: String,
+    pub state: String,
+    #[serde(default)]
+    pub metadata: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub envd_access_token: Option<String>,
+    #[serde(default)]
+    pub domain: Option<String>,
+}
+
+/// E2B's error body.
+#[derive(Debug, Clone, Deserialize)]
+struct ErrorBody {
+    message: String,
+    #[serde(default)]
+    error_code: Option<String>,
+}
+
+/// A response after retries: any status.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    /// Decode a success body.
+    pub fn json<T: serde::de::DeserializeOwned>(&self, what: &str) -> Result<T, ProviderError> {
+        serde_json::from_slice(&self.body).map_err(|e| ProviderError::Api {
+            provider: "e2b".into(),
+            status: self.status.as_u16(),
+            message: format!("unexpected response to {what}: {e}"),
+            hint: Some("the E2B API changed or a proxy answered instead; retry, or report it with RCLAUDE_LOG=debug output".into()),
+        })
+    }
+
+    /// E2B's `message`, or the body text, or the status line.
+    pub fn message(&self) -> String {
+        if let Ok(e) = serde_json::from_slice::<ErrorBody>(&self.body) {
+            return e.message;
+        }
+        let text = String::from_utf8_lossy(&self.body);
+        let text = text.trim();
+        if text.is_empty() {
+            self.status
+                .canonical_reason()
+                .unwrap_or("error")
+                .to_string()
+        } else {
+            text.chars().take(500).collect()
+        }
+    }
+
+    /// E2B's machine-readable `error_code`, when present.
+    pub fn error_code(&self) -> Option<String> {
+        serde_json::from_slice::<ErrorBody>(&self.body)
+            .ok()
+            .and_then(|e| e.error_code)
+    }
+}
+
+/// The REST client.
+#[derive(Clone)]
+pub struct Api {
+    http: reqwest::Client,
+    settings: Arc<E2bSettings>,
+}
+
+/// One request to send (and maybe resend).
+pub struct Call<'a> {
+    pub method: Method,
+    pub path: String,
+    pub query: Vec<(&'a str, String)>,
+    pub body: Option<serde_json::Value>,
+    pub idempotency_key: Option<String>,
+}
+
+impl<'a> Call<'a> {
+    pub fn new(method: Method, path: impl Into<String>) -> Self {
+        Call {
+            method,
+            path: path.into(),
+            query: Vec::new(),
+            body: None,
+            idempotency_key: None,
+        }
+    }
+    pub fn json(mut self, body: impl Serialize) -> Self {
+        self.body = Some(serde_json::to_value(body).expect("request bodies serialize"));
+        self
+    }
+    pub fn query(mut self, key: &'a str, value: impl Into<String>) -> Self {
+        self.query.push((key, value.into()));
+        self
+    }
+}
+
+impl Api {
+    pub fn new(settings: Arc<E2bSettings>) -> Result<Self, ProviderError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .timeout(settings.request_timeout)
+            .user_agent(concat!("rclaude/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| {
+                ProviderError::Config(format!("cannot build the HTTP client for E2B: {e}"))
+            })?;
+        Ok(Api { http, settings })
+    }
+
+    /// Send `call`, retrying connection failures and retryable statuses per the policy.
+    pub async fn send(&self, call: Call<'_>) -> Result<Reply, ProviderError> {
+        let url = format!("{}{}", self.settings.api_url, call.path);
+        let policy = self.settings.retry;
+        let (mut conn_failures, mut status_retries) = (0u32, 0u32);
+        loop {
+            let mut rb = self
+                .http
+                .request(call.method.clone(), &url)
+                .header("x-api-key", &self.settings.api_key)
+                .header(reqwest::header::ACCEPT, "application/json");
+            if !call.query.is_empty() {
+                rb = rb.query(&call.query);
+            }
+            if let Some(body) = &call.body {
+                rb = rb
+                    .header(CONTENT_TYPE, "application/json")
+                    .body(body.to_string());
+            }
+            if let Some(key) = &call.idempotency_key {
+                rb = rb.header("idempotency-key", key);
+            }
+            let resp = match rb.send().await {
+                Ok(r) => r,
+                Err(e) if e.is_connect() && conn_failures < policy.connection_retries => {
+                    let wait = policy.backoff(conn_failures);
+                    conn_failures += 1;
+                    tracing::debug!(%url, attempt = conn_failures, ?wait, "E2B API unreachable; retrying: {}", chain(&e));
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+                Err(e) => {
+                    return Err(ProviderError::Sandbox(if e.is_timeout() {
+                        SandboxError::Timeout(format!(
+                            "E2B API {} {url}: {}",
+                            call.method,
+                            chain(&e)
+                        ))
+                    } else {
+                        SandboxError::Unreachable {
+                            url: url.clone(),
+                            reason: format!(
+                                "{} (after {} attempt(s); check your network, E2B_DOMAIN or E2B_API_URL)",
+                                chain(&e),
+                                conn_failures + 1
+                            ),
+                        }
+                    }));
+                }
+            };
+            let status = resp.status();
+            let headers = resp.headers().clone();
+            let body = resp.bytes().await.map_err(|e| {
+                ProviderError::Sandbox(SandboxError::Unreachable {
+                    url: url.clone(),
+                    reason: format!("reading the response failed: {}", chain(&e)),
+                })
+            })?;
+            if is_retryable(status.as_u16(), &headers) && status_retries < policy.status_retries {
+                if let Some(wait) = policy.wait_for(&headers, status_retries) {
+                    status_retries += 1;
+                    tracing::debug!(%url, %status, attempt = status_retries, ?wait, "E2B API asked to retry");
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+            }
+            tracing::debug!(method = %call.method, %url, %status, "E2B API reply");
+            return Ok(Reply {
+                status,
+                headers,
+                body,
+            });
+        }
+    }
+}
+
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        let t = inner.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        src = inner.source();
+    }
+    s
+}

@@ -1,0 +1,353 @@
+//! The real `rclaude` binary with `provider = "e2b"` against a local E2B
+//! (`support/e2b_server.rs`), pointed at it with E2B's own override variables (`E2B_API_URL`,
+//! `E2B_SANDBOX_URL`): up → run → ls → pause → status → resume → exec → pull → down.
+
+mod common;
+#[path = "support/e2b_server.rs"]
+mod e2b_server;
+
+use common::{Run, TestRepo};
+use e2b_server::{FakeE2b, FakeOptions};
+use serde_json::Value;
+
+/// A repository configured for E2B, a fake E2B whose sandboxes keep their files in `vm`
+/// (like a VM's disk), and the workdir inside it.
+struct T {
+    repo: TestRepo,
+    fake: FakeE2b,
+    workdir: String,
+    _vm: tempfile::TempDir,
+}
+
+fn setup(extra_sandbox: &str, rest: &str) -> T {
+    let vm = tempfile::tempdir().unwrap();
+    let root = vm.path().canonicalize().unwrap();
+    let workdir = format!("{}/home/user/repo", root.display());
+    let fake = FakeE2b::start_with(FakeOptions {
+        shared_root: Some(root),
+        ..FakeOptions::default()
+    });
+    let config = format!(
+        "[sandbox]\nprovider = \"e2b\"\nimage = \"base\"\ntimeout = \"30m\"\nworkdir = \"{workdir}\"\n{extra_sandbox}\n{rest}"
+    );
+    let repo = TestRepo::new(&config);
+    repo.write("README.md", "hello from the laptop\n");
+    repo.commit_all("initial");
+    T {
+        repo,
+        fake,
+        workdir,
+        _vm: vm,
+    }
+}
+
+const TASKS: &str = r#"
+[env]
+GREETING = "hi"
+
+[tasks.build]
+run = [
+  "echo from-sandbox > built.txt",
+  "if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then git add built.txt && git -c user.name=Sandbox -c user.email=sandbox@example.com commit -qm sandbox-commit; fi",
+  "echo built $GREETING",
+]
+"#;
+
+impl T {
+    fn cmd(&self, args: &[&str]) -> std::process::Command {
+        let mut c = self.repo.cmd(args);
+        for var in [
+            "E2B_DOMAIN",
+            "E2B_DEBUG",
+            "E2B_CONNECTION_RETRIES",
+            "E2B_API_KEY",
+        ] {
+            c.env_remove(var);
+        }
+        c.envs(self.fake.env());
+        c
+    }
+
+    fn rc(&self, args: &[&str]) -> Run {
+        Run(self.cmd(args).output().unwrap())
+    }
+
+    fn ok(&self, args: &[&str]) -> Run {
+        let r = self.rc(args);
+        assert_eq!(r.code(), 0, "rclaude {args:?} failed:\n{}", r.all());
+        r
+    }
+
+    fn status(&self) -> Value {
+        serde_json::from_str(&self.ok(&["status", "--json"]).stdout()).unwrap()
+    }
+
+    fn only_sandbox(&self) -> e2b_server::SandboxView {
+        let all = self.fake.sandboxes();
+        assert_eq!(all.len(), 1, "{all:?}");
+        all.into_iter().next().unwrap()
+    }
+}
+
+impl Drop for T {
+    /// Destroy a sandbox a failed test left behind while the fake is still up (the repository's
+    /// own clean-up runs without the E2B variables).
+    fn drop(&mut self) {
+        let _ = self.cmd(&["down", "--yes", "--discard"]).output();
+    }
+}
+
+#[test]
+fn up_run_pause_resume_exec_pull_down() {
+    let t = setup("", TASKS);
+
+    // up: creates the sandbox with rclaude's metadata and syncs the work tree into the workdir.
+    let up = t.ok(&["up"]);
+    let sbx = t.only_sandbox();
+    assert!(up.stderr().contains(&sbx.id), "{}", up.all());
+    let repo_name = t
+        .repo
+        .path()
+        .canonicalize()
+        .unwrap()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert_eq!(sbx.metadata.get("rclaude.repo"), Some(&repo_name));
+    assert_eq!(
+        sbx.metadata.get("rclaude.branch").map(String::as_str),
+        Some("main")
+    );
+    assert_eq!(
+        sbx.metadata.get("rclaude.managed").map(String::as_str),
+        Some("true")
+    );
+    assert_eq!(sbx.template_id, "rki5dems9wqfm4r03t7g");
+    assert!(
+        sbx.auto_pause,
+        "auto_pause defaults to true in .rclaude.toml"
+    );
+    let status = t.status();
+    assert_eq!(status["provider"], "e2b");
+    assert_eq!(status["sandbox"], sbx.id.as_str());
+    assert_eq!(status["state"], "running");
+    assert_eq!(status["workdir"], t.workdir.as_str());
+    assert_eq!(
+        sbx.metadata.get("rclaude.session").map(String::as_str),
+        status["session"].as_str()
+    );
+    assert!(status["end_at"].is_string(), "time left is known: {status}");
+    assert_eq!(status["capabilities"]["pause_keeps_memory"], true);
+    assert_eq!(
+        std::fs::read_to_string(format!("{}/README.md", t.workdir)).unwrap(),
+        "hello from the laptop\n"
+    );
+
+    // run: the task runs in the sandbox, with [env].
+    let r = t.ok(&["run", "build"]);
+    assert!(r.stdout().contains("built hi"), "{}", r.all());
+    assert!(std::path::Path::new(&format!("{}/built.txt", t.workdir)).exists());
+
+    // ls: the account's rclaude sandboxes, this repository's marked.
+    let ls = t.ok(&["ls"]);
+    assert!(
+        ls.stdout().lines().any(|l| l.starts_with('*')
+            && l.contains(&sbx.id)
+            && l.contains("running")
+            && l.contains(&repo_name)),
+        "{}",
+        ls.all()
+    );
+    let listed: Value = serde_json::from_str(&t.ok(&["ls", "--json"]).stdout()).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(listed[0]["id"], sbx.id.as_str());
+    assert_eq!(listed[0]["current"], true);
+    assert_eq!(listed[0]["branch"], "main");
+
+    // pause: the agent stops, files stay, status says paused.
+    t.ok(&["pause"]);
+    let paused = t.only_sandbox();
+    assert_eq!(paused.state, "paused");
+    assert_eq!(paused.agent_pid, None);
+    let status = t.status();
+    assert_eq!(status["state"], "paused");
+    assert!(status["end_at"].is_null(), "{status}");
+
+    // resume: connect resumes it (201).
+    t.ok(&["resume"]);
+    assert_eq!(t.only_sandbox().state, "running");
+    let connects = t
+        .fake
+        .requests_to("POST", &format!("/v2/sandboxes/{}/connect", sbx.id));
+    assert!(connects.iter().any(|r| r.status == 201), "{connects:?}");
+    assert!(
+        connects
+            .iter()
+            .all(|r| r.body.as_ref().unwrap()["timeout"] == 1800),
+        "the config's timeout is kept"
+    );
+
+    // exec: the file the task made survived the pause.
+    let r = t.ok(&["exec", "--", "cat built.txt && echo $GREETING"]);
+    assert_eq!(r.stdout(), "from-sandbox\nhi\n");
+    let r = t.rc(&["exec", "--", "exit 7"]);
+    assert_eq!(r.code(), 7, "{}", r.all());
+
+    // pull: with the git-bundle sync the sandbox's commit comes back as rclaude/main; with the
+    // plain-copy placeholder there is nothing to bring back, and pull says so by succeeding.
+    let pull = t.ok(&["pull"]);
+    let branches = t.repo.git(&["branch", "--list", "rclaude/*"]);
+    if !branches.trim().is_empty() {
+        let log = t.repo.git(&["log", "--format=%s", "rclaude/main"]);
+        assert!(log.contains("sandbox-commit"), "{log}\n{}", pull.all());
+        let file = t.repo.git(&["show", "rclaude/main:built.txt"]);
+        assert_eq!(file, "from-sandbox\n");
+    }
+
+    // down: the sandbox is killed and its disk removed.
+    t.ok(&["down", "--yes"]);
+    assert!(t.fake.sandboxes().is_empty());
+    assert_eq!(
+        t.fake
+            .requests_to("DELETE", &format!("/sandboxes/{}", sbx.id))
+            .len(),
+        1
+    );
+    assert!(!std::path::Path::new(&format!("{}/README.md", t.workdir)).exists());
+    assert!(t.ok(&["status"]).stdout().contains("No sandbox"));
+    let ls = t.ok(&["ls", "--provider", "e2b"]);
+    assert!(ls.stdout().contains("No rclaude sandboxes"), "{}", ls.all());
+}
+
+#[test]
+fn an_expired_sandbox_is_replaced_and_resynced() {
+    let t = setup("auto_pause = false", TASKS);
+    t.ok(&["up"]);
+    let first = t.only_sandbox();
+    assert!(!first.auto_pause);
+    t.fake.expire(&first.id);
+
+    let status = t.status();
+    assert_eq!(
+        status["state"], "gone",
+        "E2B killed it at its timeout: {status}"
+    );
+    // Commands that need the sandbox say what happened and what to do.
+    let r = t.rc(&["exec", "--no-sync", "--", "true"]);
+    assert_eq!(r.code(), 69, "{}", r.all());
+    assert!(r.stderr().contains("rclaude up"), "{}", r.all());
+
+    let up = t.ok(&["up"]);
+    assert!(up.stderr().contains("no longer exists"), "{}", up.all());
+    let second = t.only_sandbox();
+    assert_ne!(second.id, first.id);
+    assert_eq!(
+        std::fs::read_to_string(format!("{}/README.md", t.workdir)).unwrap(),
+        "hello from the laptop\n",
+        "re-synced"
+    );
+    assert_eq!(t.status()["sandbox"], second.id.as_str());
+    t.ok(&["down", "--yes"]);
+}
+
+#[test]
+fn an_auto_paused_sandbox_is_resumed_by_the_next_command() {
+    let t = setup("", TASKS);
+    t.ok(&["up"]);
+    let sbx = t.only_sandbox();
+    t.ok(&["exec", "--", "echo kept > note.txt"]);
+    t.fake.expire(&sbx.id);
+    assert_eq!(t.status()["state"], "paused");
+    let r = t.ok(&["exec", "--no-sync", "--", "cat note.txt"]);
+    assert_eq!(r.stdout(), "kept\n");
+    assert_eq!(t.only_sandbox().state, "running");
+    t.ok(&["down", "--yes"]);
+}
+
+#[test]
+fn api_key_problems_are_explained() {
+    let t = setup("", "");
+    let r = Run(t.cmd(&["up"]).env_remove("E2B_API_KEY").output().unwrap());
+    assert_eq!(r.code(), 78, "{}", r.all());
+    assert!(r.stderr().contains("E2B_API_KEY is not set"), "{}", r.all());
+
+    let r = Run(t
+        .cmd(&["up"])
+        .env("E2B_API_KEY", "e2b_revoked")
+        .output()
+        .unwrap());
+    assert_eq!(r.code(), 77, "{}", r.all());
+    assert!(
+        r.stderr().contains("Invalid API key") && r.stderr().contains("hint:"),
+        "{}",
+        r.all()
+    );
+    assert!(!r.all().contains("e2b_revoked"), "the key is never printed");
+    assert!(t.fake.sandboxes().is_empty());
+}
+
+#[test]
+fn an_unknown_template_is_explained() {
+    let t = setup("", "");
+    t.repo.write(
+        ".rclaude.toml",
+        &t.repo
+            .read(".rclaude.toml")
+            .replace("image = \"base\"", "image = \"my-missing-template\""),
+    );
+    let r = t.rc(&["up"]);
+    assert_eq!(r.code(), 69, "{}", r.all());
+    assert!(
+        r.stderr()
+            .contains("template \"my-missing-template\" does not exist"),
+        "{}",
+        r.all()
+    );
+    assert!(t.fake.sandboxes().is_empty());
+    assert!(t.ok(&["status"]).stdout().contains("No sandbox"));
+}
+
+#[test]
+fn ls_lists_local_sandboxes_too() {
+    let repo = TestRepo::new("[sandbox]\nprovider = \"local\"\n");
+    repo.write("README.md", "x\n");
+    repo.commit_all("initial");
+    let empty = repo.ok(&["ls"]);
+    assert!(
+        empty
+            .stdout()
+            .contains("No rclaude sandboxes on provider \"local\""),
+        "{}",
+        empty.all()
+    );
+    repo.ok(&["up"]);
+    let listed: Value = serde_json::from_str(&repo.ok(&["ls", "--json"]).stdout()).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed[0]["provider"], "local");
+    assert_eq!(listed[0]["state"], "running");
+    assert_eq!(listed[0]["current"], true);
+    let table = repo.ok(&["ls"]).stdout();
+    let id = listed[0]["id"].as_str().unwrap();
+    assert!(
+        table.lines().any(|l| l.starts_with('*') && l.contains(id)),
+        "{table}"
+    );
+    // Outside any repository, --provider picks the provider and nothing is marked.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let r = Run(repo
+        .cmd(&[
+            "-C",
+            elsewhere.path().to_str().unwrap(),
+            "ls",
+            "--provider",
+            "local",
+            "--json",
+        ])
+        .output()
+        .unwrap());
+    assert_eq!(r.code(), 0, "{}", r.all());
+    let listed: Value = serde_json::from_str(&r.stdout()).unwrap();
+    assert_eq!(listed[0]["current"], false);
+    repo.ok(&["down", "--yes"]);
+}

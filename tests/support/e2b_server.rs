@@ -1,0 +1,1482 @@
+//! A local stand-in for E2B: its control-plane REST API for the endpoints rclaude uses, validated
+//! the way E2B's OpenAPI spec and API validate them, plus E2B's envd edge, routing sandbox
+//! traffic to one real `rclaude agent` process per sandbox.
+//!
+//! - REST on `http://127.0.0.1:<port>`: `POST/GET /v2/sandboxes`, `GET/DELETE /sandboxes/{id}`,
+//!   `POST /sandboxes/{id}/pause|timeout|refreshes`, `POST /v2/sandboxes/{id}/connect`,
+//!   `GET /health`. `X-API-KEY` is required ([`API_KEY`]); errors are E2B's
+//!   `{"code": <status>, "message": "..."}`.
+//! - envd on the same address: a request carrying `E2b-Sandbox-Id` + `E2b-Sandbox-Port` (E2B's
+//!   header-routed form), or whose `Host` is `<port>-<sandboxID>.<domain>` (the host form), is
+//!   proxied, streaming both ways, to that sandbox's agent. Point rclaude (or E2B's SDK) at it
+//!   with the SDK's own override variables: `E2B_API_URL=<url>` and `E2B_SANDBOX_URL=<url>`
+//!   ([`FakeE2b::env`]).
+//! - Sandboxes: each is an `rclaude agent` (the binary under test) with a random access token
+//!   (`envdAccessToken`), HOME `<root>/home/user`. Its root is `<base>/sandboxes/<id>` — or, with
+//!   [`FakeOptions::shared_root`], one fixed directory for every sandbox of this fake, so a test
+//!   can name a workdir inside it before the sandbox exists (use one sandbox at a time then).
+//!   Pause stops the agent (files stay), connect on a paused sandbox starts it again (201),
+//!   kill stops it and deletes the root (or empties the shared one). A sandbox whose `endAt`
+//!   has passed is paused (`autoPause`) or killed on the next request; [`FakeE2b::expire`]
+//!   makes that happen now.
+//! - Tests can queue canned responses per route ([`FakeE2b::inject`]) and read every API request
+//!   back ([`FakeE2b::requests`]).
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path as UrlPath, Query, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures::TryStreamExt;
+use serde_json::{Map, Value, json};
+use time::OffsetDateTime;
+
+/// The API key the fake accepts.
+pub const API_KEY: &str = "e2b_0123456789abcdef0123456789abcdef01234567";
+/// The envd version the fake reports.
+pub const ENVD_VERSION: &str = "0.6.13";
+/// envd's port inside a sandbox.
+pub const ENVD_PORT: u16 = 49983;
+
+/// How the fake behaves.
+#[derive(Debug, Clone)]
+pub struct FakeOptions {
+    /// One root directory for every sandbox (see the module docs).
+    pub shared_root: Option<PathBuf>,
+    /// The team's longest allowed timeout in seconds (Pro: 24 h).
+    pub max_timeout: i64,
+    /// Templates: (template id, name). Sandboxes may name either, or `name:default`, or
+    /// `<team>/name`.
+    pub templates: Vec<(String, String)>,
+}
+
+impl Default for FakeOptions {
+    fn default() -> Self {
+        FakeOptions {
+            shared_root: None,
+            max_timeout: 24 * 3600,
+            templates: vec![
+                ("rki5dems9wqfm4r03t7g".into(), "base".into()),
+                ("x0k1code7tmpl8id9sbx".into(), "code-interpreter-v1".into()),
+            ],
+        }
+    }
+}
+
+/// The endpoints a response can be injected into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Route {
+    Create,
+    List,
+    Get,
+    Kill,
+    Pause,
+    Connect,
+    Timeout,
+    Refresh,
+}
+
+/// A canned response.
+#[derive(Debug, Clone)]
+pub struct Injection {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Value,
+}
+
+impl Injection {
+    /// `status` with E2B's error body.
+    pub fn error(status: u16, message: &str) -> Self {
+        Injection {
+            status,
+            headers: Vec::new(),
+            body: json!({ "code": status, "message": message }),
+        }
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    pub fn body(mut self, body: Value) -> Self {
+        self.body = body;
+        self
+    }
+}
+
+/// One API request as the fake received it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    pub query: Option<String>,
+    pub headers: HashMap<String, String>,
+    pub body: Option<Value>,
+    /// What the fake answered.
+    pub status: u16,
+}
+
+/// One envd request as the edge routed it.
+#[derive(Debug, Clone)]
+pub struct EnvdRecorded {
+    pub sandbox: String,
+    pub path: String,
+    pub routed_by: &'static str,
+    pub had_access_token: bool,
+    pub status: u16,
+}
+
+/// A sandbox as the fake sees it.
+#[derive(Debug, Clone)]
+pub struct SandboxView {
+    pub id: String,
+    pub template_id: String,
+    pub state: String,
+    pub metadata: BTreeMap<String, String>,
+    pub env_vars: BTreeMap<String, String>,
+    pub auto_pause: bool,
+    pub started_at: OffsetDateTime,
+    pub end_at: OffsetDateTime,
+    pub root: PathBuf,
+    pub agent_pid: Option<u32>,
+    pub token: String,
+    /// Whether the last pause kept memory.
+    pub paused_with_memory: Option<bool>,
+}
+
+/// The running fake; dropping it stops every sandbox and the server.
+pub struct FakeE2b {
+    pub addr: SocketAddr,
+    pub url: String,
+    shared: Arc<Shared>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+struct Shared {
+    opts: FakeOptions,
+    base: PathBuf,
+    http: reqwest::Client,
+    state: Mutex<FakeState>,
+}
+
+#[derive(Default)]
+struct FakeState {
+    sandboxes: BTreeMap<String, Sbx>,
+    idempotency: HashMap<String, Value>,
+    injections: HashMap<Route, VecDeque<Injection>>,
+    requests: Vec<Recorded>,
+    envd_requests: Vec<EnvdRecorded>,
+}
+
+struct Sbx {
+    id: String,
+    template_id: String,
+    alias: String,
+    started_at: OffsetDateTime,
+    end_at: OffsetDateTime,
+    metadata: BTreeMap<String, String>,
+    env_vars: BTreeMap<String, String>,
+    auto_pause: bool,
+    paused: bool,
+    paused_with_memory: Option<bool>,
+    token: String,
+    root: PathBuf,
+    agent: Option<AgentProc>,
+    /// Serializes lifecycle changes (start/stop of the agent) of this sandbox.
+    lifecycle: Arc<tokio::sync::Mutex<()>>,
+}
+
+struct AgentProc {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl FakeE2b {
+    /// A fake with default options.
+    pub fn start() -> FakeE2b {
+        Self::start_with(FakeOptions::default())
+    }
+
+    pub fn start_with(opts: FakeOptions) -> FakeE2b {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().canonicalize().unwrap();
+        for sub in ["sandboxes", "agents"] {
+            std::fs::create_dir_all(base.join(sub)).unwrap();
+        }
+        if let Some(root) = &opts.shared_root {
+            std::fs::create_dir_all(root).unwrap();
+        }
+        let http = reqwest::Client::builder()
+            .http1_only()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .build()
+            .unwrap();
+        let shared = Arc::new(Shared {
+            opts,
+            base,
+            http,
+            state: Mutex::new(FakeState::default()),
+        });
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let app = router(shared.clone());
+        let thread = std::thread::Builder::new()
+            .name("fake-e2b".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async move {
+                    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+                        let _ = stop_rx.await;
+                    });
+                    let _ = server.await;
+                });
+                rt.shutdown_timeout(Duration::from_secs(2));
+            })
+            .unwrap();
+        FakeE2b {
+            addr,
+            url: format!("http://{addr}"),
+            shared,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+            _dir: dir,
+        }
+    }
+
+    /// The variables that point rclaude (or E2B's SDK) at this fake.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("E2B_API_KEY", API_KEY.into()),
+            ("E2B_API_URL", self.url.clone()),
+            ("E2B_SANDBOX_URL", self.url.clone()),
+        ]
+    }
+
+    /// Answer the next requests to `route` with these responses, in order.
+    pub fn inject(&self, route: Route, responses: impl IntoIterator<Item = Injection>) {
+        self.shared
+            .state
+            .lock()
+            .unwrap()
+            .injections
+            .entry(route)
+            .or_default()
+            .extend(responses);
+    }
+
+    /// Every API request so far.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.shared.state.lock().unwrap().requests.clone()
+    }
+
+    /// API requests with this method whose path is `path`.
+    pub fn requests_to(&self, method: &str, path: &str) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.method == method && r.path == path)
+            .collect()
+    }
+
+    /// Every envd request routed so far.
+    pub fn envd_requests(&self) -> Vec<EnvdRecorded> {
+        self.shared.state.lock().unwrap().envd_requests.clone()
+    }
+
+    pub fn sandbox(&self, id: &str) -> Option<SandboxView> {
+        self.shared
+            .state
+            .lock()
+            .unwrap()
+            .sandboxes
+            .get(id)
+            .map(view)
+    }
+
+    pub fn sandboxes(&self) -> Vec<SandboxView> {
+        self.shared
+            .state
+            .lock()
+            .unwrap()
+            .sandboxes
+            .values()
+            .map(view)
+            .collect()
+    }
+
+    /// Let the sandbox's timeout elapse now: the next request pauses or kills it.
+    pub fn expire(&self, id: &str) {
+        let mut st = self.shared.state.lock().unwrap();
+        let sbx = st.sandboxes.get_mut(id).expect("unknown sandbox");
+        sbx.end_at = OffsetDateTime::now_utc() - Duration::from_secs(1);
+    }
+
+    /// The directory a sandbox's files live in.
+    pub fn sandbox_root(&self, id: &str) -> PathBuf {
+        self.sandbox(id).expect("unknown sandbox").root
+    }
+}
+
+impl Drop for FakeE2b {
+    fn drop(&mut self) {
+        let agents: Vec<AgentProc> = {
+            let mut st = self.shared.state.lock().unwrap();
+            st.sandboxes
+                .values_mut()
+                .filter_map(|s| s.agent.take())
+                .collect()
+        };
+        for a in agents {
+            stop_agent(a);
+        }
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn view(s: &Sbx) -> SandboxView {
+    SandboxView {
+        id: s.id.clone(),
+        template_id: s.template_id.clone(),
+        state: if s.paused { "paused" } else { "running" }.into(),
+        metadata: s.metadata.clone(),
+        env_vars: s.env_vars.clone(),
+        auto_pause: s.auto_pause,
+        started_at: s.started_at,
+        end_at: s.end_at,
+        root: s.root.clone(),
+        agent_pid: s.agent.as_ref().map(|a| a.child.id()),
+        token: s.token.clone(),
+        paused_with_memory: s.paused_with_memory,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Routing
+
+type St = State<Arc<Shared>>;
+
+fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/health", get(|| async { StatusCode::NO_CONTENT }))
+        .route("/v2/sandboxes", post(create).get(list))
+        .route("/sandboxes/{id}", get(detail).delete(kill))
+        .route("/sandboxes/{id}/pause", post(pause))
+        .route("/sandboxes/{id}/timeout", post(set_timeout))
+        .route("/sandboxes/{id}/refreshes", post(refresh))
+        .route("/v2/sandboxes/{id}/connect", post(connect))
+        .fallback(|uri: Uri| async move { error(404, &format!("no route for {}", uri.path())) })
+        .layer(axum::middleware::from_fn_with_state(shared.clone(), edge))
+        .with_state(shared)
+}
+
+/// E2B's edge: envd traffic (by routing headers or host name) goes to the sandbox; the rest
+/// is the API, recorded and subject to injected responses.
+async fn edge(State(shared): St, req: Request, next: Next) -> Response {
+    let headers = req.headers();
+    let id_header = headers
+        .get("e2b-sandbox-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let port_header = headers
+        .get("e2b-sandbox-port")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let host = headers
+        .get("host")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    match (id_header, port_header) {
+        (Some(id), Some(port)) => return envd_proxy(shared, id, &port, "headers", req).await,
+        (Some(_), None) | (None, Some(_)) => {
+            return error(
+                400,
+                "E2b-Sandbox-Id and E2b-Sandbox-Port must be sent together",
+            );
+        }
+        (None, None) => {}
+    }
+    if let Some((port, id)) = host.as_deref().and_then(host_route) {
+        return envd_proxy(shared, id, &port, "host", req).await;
+    }
+    reap(&shared).await;
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let route = route_of(&parts.method, parts.uri.path());
+    let mut recorded = Recorded {
+        method: parts.method.to_string(),
+        path: parts.uri.path().to_string(),
+        query: parts.uri.query().map(str::to_string),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body: serde_json::from_slice(&bytes).ok(),
+        status: 0,
+    };
+    let injected = route.and_then(|r| {
+        shared
+            .state
+            .lock()
+            .unwrap()
+            .injections
+            .get_mut(&r)
+            .and_then(VecDeque::pop_front)
+    });
+    let resp = match injected {
+        Some(inj) => {
+            let mut resp = (
+                StatusCode::from_u16(inj.status).unwrap(),
+                axum::Json(inj.body),
+            )
+                .into_response();
+            for (k, v) in inj.headers {
+                resp.headers_mut().insert(
+                    HeaderName::try_from(k).unwrap(),
+                    HeaderValue::try_from(v).unwrap(),
+                );
+            }
+            resp
+        }
+        None => match check_api_key(&parts.headers, parts.uri.path()) {
+            Err(r) => r.into_response(),
+            Ok(()) => {
+                next.run(Request::from_parts(parts, Body::from(bytes)))
+                    .await
+            }
+        },
+    };
+    recorded.status = resp.status().as_u16();
+    shared.state.lock().unwrap().requests.push(recorded);
+    resp
+}
+
+fn route_of(method: &Method, path: &str) -> Option<Route> {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    Some(match (method.as_str(), parts.as_slice()) {
+        ("POST", ["v2", "sandboxes"]) => Route::Create,
+        ("GET", ["v2", "sandboxes"]) => Route::List,
+        ("GET", ["sandboxes", _]) => Route::Get,
+        ("DELETE", ["sandboxes", _]) => Route::Kill,
+        ("POST", ["sandboxes", _, "pause"]) => Route::Pause,
+        ("POST", ["sandboxes", _, "timeout"]) => Route::Timeout,
+        ("POST", ["sandboxes", _, "refreshes"]) => Route::Refresh,
+        ("POST", ["v2", "sandboxes", _, "connect"]) => Route::Connect,
+        _ => return None,
+    })
+}
+
+/// `<port>-<sandboxID>.<domain>` → (port, id).
+fn host_route(host: &str) -> Option<(String, String)> {
+    let name = host.split(':').next()?;
+    let (first, rest) = name.split_once('.')?;
+    if rest.is_empty() {
+        return None;
+    }
+    let (port, id) = first.split_once('-')?;
+    (port.parse::<u16>().is_ok() && !id.is_empty()).then(|| (port.to_string(), id.to_string()))
+}
+
+fn check_api_key(headers: &HeaderMap, path: &str) -> Result<(), Reject> {
+    if path == "/health" {
+        return Ok(());
+    }
+    match headers.get("x-api-key") {
+        None => Err(reject(401, "authorization header is missing")),
+        Some(k) if k.as_bytes() == API_KEY.as_bytes() => Ok(()),
+        Some(_) => Err(reject(
+            401,
+            "Invalid API key, please visit https://e2b.dev/docs to get your API key",
+        )),
+    }
+}
+
+/// A refused request: E2B's error body with this status.
+struct Reject(u16, String);
+
+impl IntoResponse for Reject {
+    fn into_response(self) -> Response {
+        error(self.0, &self.1)
+    }
+}
+
+fn reject(status: u16, message: &str) -> Reject {
+    Reject(status, message.to_string())
+}
+
+fn error(status: u16, message: &str) -> Response {
+    (
+        StatusCode::from_u16(status).unwrap(),
+        axum::Json(json!({ "code": status, "message": message })),
+    )
+        .into_response()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Request validation (E2B's OpenAPI schema)
+
+/// A JSON object body; `None` when absent and not `required`.
+fn json_body(
+    headers: &HeaderMap,
+    bytes: &Bytes,
+    required: bool,
+) -> Result<Option<Map<String, Value>>, Reject> {
+    if bytes.is_empty() {
+        return if required {
+            Err(reject(
+                400,
+                "request body has an error: value is required but missing",
+            ))
+        } else {
+            Ok(None)
+        };
+    }
+    let ct = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !ct.starts_with("application/json") {
+        return Err(reject(
+            400,
+            &format!("request body has an error: header Content-Type has unexpected value: {ct:?}"),
+        ));
+    }
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(m)) => Ok(Some(m)),
+        Ok(_) => Err(reject(
+            400,
+            "request body has an error: doesn't match schema: value must be an object",
+        )),
+        Err(e) => Err(reject(
+            400,
+            &format!("request body has an error: failed to decode request body: {e}"),
+        )),
+    }
+}
+
+fn schema_error(field: &str, what: &str) -> Reject {
+    reject(
+        400,
+        &format!("request body has an error: doesn't match schema: Error at \"/{field}\": {what}"),
+    )
+}
+
+fn opt_bool(m: &Map<String, Value>, field: &str) -> Result<Option<bool>, Reject> {
+    match m.get(field) {
+        None => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(_) => Err(schema_error(field, "value must be a boolean")),
+    }
+}
+
+fn opt_int(m: &Map<String, Value>, field: &str, min: i64, max: i64) -> Result<Option<i64>, Reject> {
+    match m.get(field) {
+        None => Ok(None),
+        Some(Value::Number(n)) => {
+            let Some(v) = n.as_i64() else {
+                return Err(schema_error(field, "value must be an integer"));
+            };
+            if v < min {
+                Err(schema_error(
+                    field,
+                    &format!("number must be at least {min}"),
+                ))
+            } else if v > max {
+                Err(schema_error(
+                    field,
+                    &format!("number must be at most {max}"),
+                ))
+            } else {
+                Ok(Some(v))
+            }
+        }
+        Some(_) => Err(schema_error(field, "value must be an integer")),
+    }
+}
+
+fn opt_string_map(m: &Map<String, Value>, field: &str) -> Result<BTreeMap<String, String>, Reject> {
+    match m.get(field) {
+        None | Some(Value::Null) => Ok(BTreeMap::new()),
+        Some(Value::Object(o)) => o
+            .iter()
+            .map(|(k, v)| match v {
+                Value::String(s) => Ok((k.clone(), s.clone())),
+                _ => Err(schema_error(
+                    &format!("{field}/{k}"),
+                    "value must be a string",
+                )),
+            })
+            .collect(),
+        Some(_) => Err(schema_error(field, "value must be an object")),
+    }
+}
+
+fn timeout_limit_error(max: i64) -> Response {
+    error(
+        400,
+        &format!("Timeout cannot be greater than {} hours", max / 3600),
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Handlers
+
+async fn create(State(shared): St, headers: HeaderMap, body: Bytes) -> Response {
+    let key = match headers
+        .get("idempotency-key")
+        .map(|v| v.to_str().unwrap_or("\u{0}").to_string())
+    {
+        Some(k)
+            if k.is_empty()
+                || k.len() > 255
+                || !k
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') =>
+        {
+            return error(
+                400,
+                "parameter \"Idempotency-Key\" in header has an error: string doesn't match the regular expression \"^[a-z0-9-]{1,255}$\"",
+            );
+        }
+        k => k,
+    };
+    let m = match json_body(&headers, &body, true) {
+        Ok(m) => m.unwrap(),
+        Err(r) => return r.into_response(),
+    };
+    let template = match m.get("templateID") {
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        Some(Value::String(_)) => {
+            return schema_error("templateID", "minimum string length is 1").into_response();
+        }
+        Some(_) => return schema_error("templateID", "value must be a string").into_response(),
+        None => {
+            return error(
+                400,
+                "request body has an error: doesn't match schema: property \"templateID\" is missing",
+            );
+        }
+    };
+    let timeout = match opt_int(&m, "timeout", 1, i32::MAX as i64) {
+        Ok(t) => t.unwrap_or(300),
+        Err(r) => return r.into_response(),
+    };
+    let checks = (|| {
+        let auto_pause = opt_bool(&m, "autoPause")?.unwrap_or(false);
+        opt_bool(&m, "autoPauseMemory")?;
+        opt_bool(&m, "allow_internet_access")?;
+        if let Some(v) = m.get("autoResume") {
+            match v {
+                Value::Object(o) if matches!(o.get("enabled"), Some(Value::Bool(_))) => {}
+                _ => {
+                    return Err(schema_error(
+                        "autoResume",
+                        "property \"enabled\" is missing or not a boolean",
+                    ));
+                }
+            }
+        }
+        if let Some(v) = m.get("network")
+            && !v.is_object()
+        {
+            return Err(schema_error("network", "value must be an object"));
+        }
+        let metadata = opt_string_map(&m, "metadata")?;
+        let env_vars = opt_string_map(&m, "envVars")?;
+        Ok((auto_pause, metadata, env_vars))
+    })();
+    let (auto_pause, metadata, env_vars) = match checks {
+        Ok(v) => v,
+        Err(r) => return r.into_response(),
+    };
+    if timeout > shared.opts.max_timeout {
+        return timeout_limit_error(shared.opts.max_timeout);
+    }
+    if let Some(k) = &key
+        && let Some(previous) = shared.state.lock().unwrap().idempotency.get(k).cloned()
+    {
+        return (StatusCode::CREATED, axum::Json(previous)).into_response();
+    }
+    let Some((template_id, alias)) = resolve_template(&shared.opts, &template) else {
+        return error(404, &format!("template '{template}' not found"));
+    };
+    let id = random_id(20);
+    let token = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let root = match &shared.opts.shared_root {
+        Some(r) => r.clone(),
+        None => shared.base.join("sandboxes").join(&id),
+    };
+    std::fs::create_dir_all(root.join("home/user")).unwrap();
+    let root = root.canonicalize().unwrap();
+    let now = OffsetDateTime::now_utc();
+    let lifecycle = Arc::new(tokio::sync::Mutex::new(()));
+    let _guard = lifecycle.clone().lock_owned().await;
+    shared.state.lock().unwrap().sandboxes.insert(
+        id.clone(),
+        Sbx {
+            id: id.clone(),
+            template_id: template_id.clone(),
+            alias: alias.clone(),
+            started_at: now,
+            end_at: now + Duration::from_secs(timeout as u64),
+            metadata,
+            env_vars: env_vars.clone(),
+            auto_pause,
+            paused: false,
+            paused_with_memory: None,
+            token: token.clone(),
+            root: root.clone(),
+            agent: None,
+            lifecycle,
+        },
+    );
+    match start_agent(&shared, &id, &root, &token, &env_vars).await {
+        Ok(agent) => {
+            if let Some(s) = shared.state.lock().unwrap().sandboxes.get_mut(&id) {
+                s.agent = Some(agent);
+            }
+        }
+        Err(e) => {
+            shared.state.lock().unwrap().sandboxes.remove(&id);
+            return error(500, &format!("failed to start the sandbox: {e}"));
+        }
+    }
+    let body = sandbox_json(&id, &template_id, &alias, &token);
+    if let Some(k) = key {
+        shared
+            .state
+            .lock()
+            .unwrap()
+            .idempotency
+            .insert(k, body.clone());
+    }
+    (StatusCode::CREATED, axum::Json(body)).into_response()
+}
+
+fn resolve_template(opts: &FakeOptions, name: &str) -> Option<(String, String)> {
+    let name = name.rsplit_once('/').map(|(_, n)| n).unwrap_or(name);
+    let (name, tag) = name.split_once(':').unwrap_or((name, "default"));
+    if tag != "default" {
+        return None;
+    }
+    opts.templates
+        .iter()
+        .find(|(id, alias)| id == name || alias == name)
+        .cloned()
+}
+
+fn sandbox_json(id: &str, template_id: &str, alias: &str, token: &str) -> Value {
+    json!({
+        "templateID": template_id,
+        "sandboxID": id,
+        "alias": alias,
+        "clientID": "6532622b",
+        "envdVersion": ENVD_VERSION,
+        "envdAccessToken": token,
+        "trafficAccessToken": null,
+        "domain": null,
+    })
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
+fn listed_json(s: &Sbx, detail: bool) -> Value {
+    let mut v = json!({
+        "templateID": s.template_id,
+        "alias": s.alias,
+        "sandboxID": s.id,
+        "clientID": "6532622b",
+        "startedAt": rfc3339(s.started_at),
+        "endAt": rfc3339(s.end_at),
+        "cpuCount": 2,
+        "memoryMB": 512,
+        "diskSizeMB": 5120,
+        "state": if s.paused { "paused" } else { "running" },
+        "envdVersion": ENVD_VERSION,
+        "metadata": s.metadata,
+    });
+    if detail {
+        let m = v.as_object_mut().unwrap();
+        m.insert("envdAccessToken".into(), json!(s.token));
+        m.insert("domain".into(), Value::Null);
+        m.insert("allowInternetAccess".into(), Value::Null);
+        m.insert(
+            "lifecycle".into(),
+            json!({ "autoResume": false, "onTimeout": if s.auto_pause { "pause" } else { "kill" } }),
+        );
+    }
+    v
+}
+
+fn not_found(id: &str) -> Response {
+    error(
+        404,
+        &format!("sandbox \"{id}\" doesn't exist or you don't have access to it"),
+    )
+}
+
+async fn list(State(shared): St, uri: Uri) -> Response {
+    let params: Vec<(String, String)> = match Query::<Vec<(String, String)>>::try_from_uri(&uri) {
+        Ok(q) => q.0,
+        Err(e) => return error(400, &format!("invalid query: {e}")),
+    };
+    let mut limit = 100i64;
+    let mut states: Option<Vec<String>> = None;
+    let mut filter: Vec<(String, String)> = Vec::new();
+    let mut next: Option<(i128, String)> = None;
+    let mut ascending = false;
+    for (k, v) in &params {
+        match k.as_str() {
+            "limit" => match v.parse::<i64>() {
+                Ok(n) if (1..=100).contains(&n) => limit = n,
+                Ok(_) => {
+                    return error(
+                        400,
+                        "parameter \"limit\" in query has an error: number must be between 1 and 100",
+                    );
+                }
+                Err(_) => {
+                    return error(
+                        400,
+                        "parameter \"limit\" in query has an error: value must be an integer",
+                    );
+                }
+            },
+            "state" => {
+                for s in v.split(',') {
+                    if s != "running" && s != "paused" {
+                        return error(
+                            400,
+                            &format!(
+                                "parameter \"state\" in query has an error: value {s:?} is not one of the allowed values [\"running\",\"paused\"]"
+                            ),
+                        );
+                    }
+                    states.get_or_insert_with(Vec::new).push(s.to_string());
+                }
+            }
+            "metadata" => {
+                let inner: Uri = match format!("/?{v}").parse() {
+                    Ok(u) => u,
+                    Err(_) => return error(400, "error parsing metadata: not a URL-encoded query"),
+                };
+                match Query::<Vec<(String, String)>>::try_from_uri(&inner) {
+                    Ok(q) if q.0.iter().all(|(k, _)| !k.is_empty()) => filter.extend(q.0),
+                    _ => return error(400, "error parsing metadata: not a URL-encoded query"),
+                }
+            }
+            "nextToken" => match decode_cursor(v) {
+                Some(c) => next = Some(c),
+                None => return error(400, "invalid next token"),
+            },
+            "order" => match v.as_str() {
+                "asc" => ascending = true,
+                "desc" => ascending = false,
+                _ => {
+                    return error(
+                        400,
+                        "parameter \"order\" in query has an error: value is not one of the allowed values [\"asc\",\"desc\"]",
+                    );
+                }
+            },
+            _ => {}
+        }
+    }
+    let st = shared.state.lock().unwrap();
+    let mut matching: Vec<&Sbx> = st
+        .sandboxes
+        .values()
+        .filter(|s| {
+            let state = if s.paused { "paused" } else { "running" };
+            states
+                .as_ref()
+                .is_none_or(|ss| ss.iter().any(|x| x == state))
+        })
+        .filter(|s| filter.iter().all(|(k, v)| s.metadata.get(k) == Some(v)))
+        .collect();
+    let key = |s: &Sbx| (s.started_at.unix_timestamp_nanos(), s.id.clone());
+    matching.sort_by_key(|s| key(s));
+    if !ascending {
+        matching.reverse();
+    }
+    if let Some(cursor) = &next {
+        matching.retain(|s| {
+            if ascending {
+                key(s) > *cursor
+            } else {
+                key(s) < *cursor
+            }
+        });
+    }
+    let page: Vec<&Sbx> = matching.iter().take(limit as usize).copied().collect();
+    let body: Vec<Value> = page.iter().map(|s| listed_json(s, false)).collect();
+    let mut resp = (StatusCode::OK, axum::Json(body)).into_response();
+    if matching.len() > page.len()
+        && let Some(last) = page.last()
+    {
+        let (nanos, id) = key(last);
+        resp.headers_mut().insert(
+            "x-next-token",
+            HeaderValue::from_str(&hex_encode(&format!("{nanos}:{id}"))).unwrap(),
+        );
+    }
+    resp
+}
+
+fn hex_encode(s: &str) -> String {
+    s.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+fn decode_cursor(token: &str) -> Option<(i128, String)> {
+    if token.len() % 2 != 0 {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = (0..token.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(token.get(i..i + 2)?, 16).ok())
+        .collect();
+    let text = String::from_utf8(bytes?).ok()?;
+    let (nanos, id) = text.split_once(':')?;
+    Some((nanos.parse().ok()?, id.to_string()))
+}
+
+async fn detail(State(shared): St, UrlPath(id): UrlPath<String>) -> Response {
+    let st = shared.state.lock().unwrap();
+    match st.sandboxes.get(&id) {
+        Some(s) => (StatusCode::OK, axum::Json(listed_json(s, true))).into_response(),
+        None => not_found(&id),
+    }
+}
+
+async fn kill(State(shared): St, UrlPath(id): UrlPath<String>) -> Response {
+    let Some(lock) = lifecycle_of(&shared, &id) else {
+        return not_found(&id);
+    };
+    let _guard = lock.lock().await;
+    let Some(sbx) = shared.state.lock().unwrap().sandboxes.remove(&id) else {
+        return not_found(&id);
+    };
+    destroy(&shared, sbx).await;
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn pause(
+    State(shared): St,
+    UrlPath(id): UrlPath<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let m = match json_body(&headers, &body, false) {
+        Ok(m) => m.unwrap_or_default(),
+        Err(r) => return r.into_response(),
+    };
+    let memory = match opt_bool(&m, "memory")
+        .and_then(|mem| opt_bool(&m, "requireHealthyGuest").map(|_| mem))
+    {
+        Ok(mem) => mem.unwrap_or(true),
+        Err(r) => return r.into_response(),
+    };
+    let Some(lock) = lifecycle_of(&shared, &id) else {
+        return not_found(&id);
+    };
+    let _guard = lock.lock().await;
+    let agent = {
+        let mut st = shared.state.lock().unwrap();
+        let Some(s) = st.sandboxes.get_mut(&id) else {
+            return not_found(&id);
+        };
+        if s.paused {
+            return error(409, &format!("Sandbox \"{id}\" is already paused"));
+        }
+        s.paused = true;
+        s.paused_with_memory = Some(memory);
+        s.agent.take()
+    };
+    if let Some(a) = agent {
+        let _ = tokio::task::spawn_blocking(move || stop_agent(a)).await;
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn connect(
+    State(shared): St,
+    UrlPath(id): UrlPath<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let m = match json_body(&headers, &body, false) {
+        Ok(m) => m.unwrap_or_default(),
+        Err(r) => return r.into_response(),
+    };
+    let timeout = match opt_int(&m, "timeout", 0, i32::MAX as i64)
+        .and_then(|t| opt_bool(&m, "memory").map(|_| t))
+    {
+        Ok(t) => t.unwrap_or(300),
+        Err(r) => return r.into_response(),
+    };
+    if timeout > shared.opts.max_timeout {
+        return timeout_limit_error(shared.opts.max_timeout);
+    }
+    let Some(lock) = lifecycle_of(&shared, &id) else {
+        return not_found(&id);
+    };
+    let _guard = lock.lock().await;
+    let now = OffsetDateTime::now_utc();
+    let wanted_end = now + Duration::from_secs(timeout as u64);
+    let start = {
+        let mut st = shared.state.lock().unwrap();
+        let Some(s) = st.sandboxes.get_mut(&id) else {
+            return not_found(&id);
+        };
+        if !s.paused {
+            // Connecting to a running sandbox only ever extends it.
+            if wanted_end > s.end_at {
+                s.end_at = wanted_end;
+            }
+            let body = sandbox_json(&s.id, &s.template_id, &s.alias, &s.token);
+            return (StatusCode::OK, axum::Json(body)).into_response();
+        }
+        (s.root.clone(), s.token.clone(), s.env_vars.clone())
+    };
+    let (root, token, env) = start;
+    match start_agent(&shared, &id, &root, &token, &env).await {
+        Ok(agent) => {
+            let mut st = shared.state.lock().unwrap();
+            let Some(s) = st.sandboxes.get_mut(&id) else {
+                return not_found(&id);
+            };
+            s.agent = Some(agent);
+            s.paused = false;
+            s.end_at = wanted_end;
+            let body = sandbox_json(&s.id, &s.template_id, &s.alias, &s.token);
+            (StatusCode::CREATED, axum::Json(body)).into_response()
+        }
+        Err(e) => error(500, &format!("failed to resume the sandbox: {e}")),
+    }
+}
+
+async fn set_timeout(
+    State(shared): St,
+    UrlPath(id): UrlPath<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let m = match json_body(&headers, &body, true) {
+        Ok(m) => m.unwrap(),
+        Err(r) => return r.into_response(),
+    };
+    let timeout = match opt_int(&m, "timeout", 0, i32::MAX as i64) {
+        Ok(Some(t)) => t,
+        Ok(None) => {
+            return error(
+                400,
+                "request body has an error: doesn't match schema: property \"timeout\" is missing",
+            );
+        }
+        Err(r) => return r.into_response(),
+    };
+    if timeout > shared.opts.max_timeout {
+        return timeout_limit_error(shared.opts.max_timeout);
+    }
+    let mut st = shared.state.lock().unwrap();
+    match st.sandboxes.get_mut(&id) {
+        // Like E2B, only running sandboxes have a timeout to set.
+        Some(s) if !s.paused => {
+            s.end_at = OffsetDateTime::now_utc() + Duration::from_secs(timeout as u64);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        _ => not_found(&id),
+    }
+}
+
+async fn refresh(
+    State(shared): St,
+    UrlPath(id): UrlPath<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let m = match json_body(&headers, &body, false) {
+        Ok(m) => m.unwrap_or_default(),
+        Err(r) => return r.into_response(),
+    };
+    let duration = match opt_int(&m, "duration", 0, 3600) {
+        Ok(d) => d.unwrap_or(0),
+        Err(r) => return r.into_response(),
+    };
+    let mut st = shared.state.lock().unwrap();
+    match st.sandboxes.get_mut(&id) {
+        Some(s) if !s.paused => {
+            let end = OffsetDateTime::now_utc() + Duration::from_secs(duration as u64);
+            if end > s.end_at {
+                s.end_at = end;
+            }
+            StatusCode::NO_CONTENT.into_response()
+        }
+        _ => not_found(&id),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sandboxes: agents, expiry, destruction
+
+fn lifecycle_of(shared: &Shared, id: &str) -> Option<Arc<tokio::sync::Mutex<()>>> {
+    shared
+        .state
+        .lock()
+        .unwrap()
+        .sandboxes
+        .get(id)
+        .map(|s| s.lifecycle.clone())
+}
+
+/// Apply elapsed timeouts: pause (autoPause) or kill.
+async fn reap(shared: &Arc<Shared>) {
+    let now = OffsetDateTime::now_utc();
+    let due: Vec<(String, Arc<tokio::sync::Mutex<()>>)> = shared
+        .state
+        .lock()
+        .unwrap()
+        .sandboxes
+        .values()
+        .filter(|s| !s.paused && s.end_at <= now)
+        .map(|s| (s.id.clone(), s.lifecycle.clone()))
+        .collect();
+    for (id, lock) in due {
+        let _guard = lock.lock().await;
+        let action = {
+            let mut st = shared.state.lock().unwrap();
+            match st.sandboxes.get_mut(&id) {
+                Some(s) if !s.paused && s.end_at <= now => {
+                    if s.auto_pause {
+                        s.paused = true;
+                        s.paused_with_memory = Some(true);
+                        s.agent.take().map(Ok)
+                    } else {
+                        st.sandboxes.remove(&id).map(Err)
+                    }
+                }
+                _ => None,
+            }
+        };
+        match action {
+            Some(Ok(agent)) => {
+                let _ = tokio::task::spawn_blocking(move || stop_agent(agent)).await;
+            }
+            Some(Err(sbx)) => destroy(shared, sbx).await,
+            None => {}
+        }
+    }
+}
+
+/// Stop the agent and delete the sandbox's files.
+async fn destroy(shared: &Arc<Shared>, mut sbx: Sbx) {
+    let agent = sbx.agent.take();
+    let root = sbx.root.clone();
+    let is_shared = shared.opts.shared_root.is_some();
+    let _ = tokio::task::spawn_blocking(move || {
+        if let Some(a) = agent {
+            stop_agent(a);
+        }
+        make_removable(&root);
+        if is_shared {
+            if let Ok(entries) = std::fs::read_dir(&root) {
+                for e in entries.flatten() {
+                    let p = e.path();
+                    if p.is_dir() && !p.is_symlink() {
+                        let _ = std::fs::remove_dir_all(&p);
+                    } else {
+                        let _ = std::fs::remove_file(&p);
+                    }
+                }
+            }
+        } else {
+            let _ = std::fs::remove_dir_all(&root);
+        }
+    })
+    .await;
+}
+
+/// Start `rclaude agent` for a sandbox and wait until it answers with the sandbox's token.
+async fn start_agent(
+    shared: &Shared,
+    id: &str,
+    root: &Path,
+    token: &str,
+    env: &BTreeMap<String, String>,
+) -> Result<AgentProc, String> {
+    let dir = shared.base.join("agents").join(id);
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let token_file = dir.join("token");
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .mode(0o600)
+            .open(&token_file)
+            .map_err(|e| e.to_string())?;
+        f.write_all(token.as_bytes()).map_err(|e| e.to_string())?;
+    }
+    let state_file = dir.join("agent.json");
+    let _ = std::fs::remove_file(&state_file);
+    std::fs::create_dir_all(root.join("home/user")).map_err(|e| e.to_string())?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("agent.log"))
+        .map_err(|e| e.to_string())?;
+    let home = root.join("home/user");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_rclaude"));
+    cmd.arg("agent")
+        .args(["--listen", "127.0.0.1:0", "--isolation", "none"])
+        .arg("--root")
+        .arg(root)
+        .arg("--home")
+        .arg(&home)
+        .arg("--workdir")
+        .arg(&home)
+        .arg("--token-file")
+        .arg(&token_file)
+        .arg("--state-file")
+        .arg(&state_file)
+        .arg("--env")
+        .arg("E2B_SANDBOX=true")
+        .arg("--env")
+        .arg(format!("E2B_SANDBOX_ID={id}"))
+        .env_remove("RCLAUDE_AGENT_TOKEN")
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log);
+    for (k, v) in env {
+        cmd.arg("--env").arg(format!("{k}={v}"));
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start the agent: {e}"))?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            let log = std::fs::read_to_string(dir.join("agent.log")).unwrap_or_default();
+            return Err(format!("the agent exited ({status}): {log}"));
+        }
+        if let Ok(bytes) = std::fs::read(&state_file)
+            && let Ok(v) = serde_json::from_slice::<Value>(&bytes)
+            && let Some(port) = v.get("port").and_then(Value::as_u64)
+        {
+            let ok = shared
+                .http
+                .get(format!("http://127.0.0.1:{port}/health"))
+                .header("x-access-token", token)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ok {
+                return Ok(AgentProc {
+                    child,
+                    port: port as u16,
+                });
+            }
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err("the agent did not start within 20 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// SIGTERM (the agent kills its processes), SIGKILL after 5 s, and reap.
+fn stop_agent(mut a: AgentProc) {
+    let pid = a.child.id() as libc::pid_t;
+    // SAFETY: kill(2) on a child we spawned and have not reaped yet.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        if let Ok(Some(_)) = a.child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = a.child.kill();
+    let _ = a.child.wait();
+}
+
+fn make_removable(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        if let Ok(meta) = std::fs::symlink_metadata(&d)
+            && meta.is_dir()
+        {
+            let mut perm = meta.permissions();
+            if perm.mode() & 0o700 != 0o700 {
+                perm.set_mode(perm.mode() | 0o700);
+                let _ = std::fs::set_permissions(&d, perm);
+            }
+            if let Ok(entries) = std::fs::read_dir(&d) {
+                stack.extend(entries.flatten().map(|e| e.path()));
+            }
+        }
+    }
+}
+
+fn random_id(len: usize) -> String {
+    let mut s = String::new();
+    while s.len() < len {
+        s.push_str(&uuid::Uuid::new_v4().simple().to_string());
+    }
+    // E2B ids are lowercase letters and digits; start with a letter like E2B's do.
+    let mut s: String = s.chars().take(len).collect();
+    s.replace_range(0..1, "i");
+    s
+}
+
+// ---------------------------------------------------------------------------------------------
+// The envd edge
+
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+async fn envd_proxy(
+    shared: Arc<Shared>,
+    id: String,
+    port: &str,
+    routed_by: &'static str,
+    req: Request,
+) -> Response {
+    reap(&shared).await;
+    let path = req.uri().path().to_string();
+    let had_access_token = req.headers().contains_key("x-access-token");
+    let record = |status: u16| {
+        shared
+            .state
+            .lock()
+            .unwrap()
+            .envd_requests
+            .push(EnvdRecorded {
+                sandbox: id.clone(),
+                path: path.clone(),
+                routed_by,
+                had_access_token,
+                status,
+            });
+    };
+    if port.parse::<u16>() != Ok(ENVD_PORT) {
+        record(502);
+        return error(
+            502,
+            &format!("The sandbox {id} is running but port {port} is not open"),
+        );
+    }
+    let target = {
+        let st = shared.state.lock().unwrap();
+        match st.sandboxes.get(&id) {
+            None => Err(format!("The sandbox {id} was not found")),
+            Some(s) if s.paused => Err(format!("The sandbox {id} is paused")),
+            Some(s) => s
+                .agent
+                .as_ref()
+                .map(|a| a.port)
+                .ok_or_else(|| format!("The sandbox {id} is not running")),
+        }
+    };
+    let agent_port = match target {
+        Ok(p) => p,
+        Err(msg) => {
+            record(502);
+            return (
+                StatusCode::BAD_GATEWAY,
+                axum::Json(json!({ "code": 502, "message": msg, "sandboxId": id })),
+            )
+                .into_response();
+        }
+    };
+    let (parts, body) = req.into_parts();
+    let pq = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "/".into());
+    let mut rb = shared.http.request(
+        parts.method.clone(),
+        format!("http://127.0.0.1:{agent_port}{pq}"),
+    );
+    let has_body = parts.headers.contains_key("content-length")
+        || parts.headers.contains_key("transfer-encoding");
+    for (k, v) in parts.headers.iter() {
+        if k == "host" || HOP_BY_HOP.contains(&k.as_str()) {
+            continue;
+        }
+        rb = rb.header(k.clone(), v.clone());
+    }
+    if has_body {
+        rb = rb.body(reqwest::Body::wrap_stream(body.into_data_stream()));
+    }
+    let upstream = match rb.send().await {
+        Ok(r) => r,
+        Err(e) => {
+            record(502);
+            return error(502, &format!("The sandbox {id} did not answer: {e}"));
+        }
+    };
+    record(upstream.status().as_u16());
+    let mut resp = Response::builder().status(upstream.status().as_u16());
+    for (k, v) in upstream.headers() {
+        if !HOP_BY_HOP.contains(&k.as_str()) {
+            resp = resp.header(k.clone(), v.clone());
+        }
+    }
+    resp.body(Body::from_stream(
+        upstream.bytes_stream().map_err(std::io::Error::other),
+    ))
+    .unwrap()
+}
