@@ -58,7 +58,7 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
         .cwd(cwd)
         .env(env)
         .timeout(timeout);
-    let _heartbeats = ctx.reporter.heartbeats(&live.record);
+
     let status = run_streamed(&*live.sandbox, req, Sink::Terminal).await?;
     Ok(status.shell_code())
 }

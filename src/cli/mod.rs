@@ -1,6 +1,7 @@
 //! The `rclaude` command line: argument parsing and dispatch, one file per subcommand.
 
 mod agent;
+mod alive;
 mod context;
 mod down;
 mod exec;

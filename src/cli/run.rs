@@ -52,7 +52,7 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
     )
     .await?;
     let base_env = ctx.exec_env(&live.record)?;
-    let _heartbeats = ctx.reporter.heartbeats(&live.record);
+
     let started = Instant::now();
     for name in &plan {
         let t = &ctx.config.tasks[name];

@@ -40,6 +40,8 @@ pub struct UpOptions {
 pub struct Live {
     pub record: SessionRecord,
     pub sandbox: Arc<dyn Sandbox>,
+    /// Heartbeats and timeout extensions while the command runs.
+    pub _alive: super::alive::AliveGuard,
 }
 
 pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
@@ -147,7 +149,8 @@ pub async fn bring_up(ctx: &Ctx, opts: UpOptions) -> CliResult<Live> {
         .await?;
     }
     ctx.reporter.flush().await;
-    Ok(Live { record, sandbox })
+    let alive = super::alive::keep_alive(ctx, &record);
+    Ok(Live { record, sandbox, _alive: alive })
 }
 
 async fn create(

@@ -315,6 +315,10 @@ pub trait Provider: Send + Sync {
     async fn kill(&self, id: &str) -> Result<(), ProviderError>;
     /// Sandboxes created by rclaude on this provider/account.
     async fn list(&self) -> Result<Vec<SandboxInfo>, ProviderError>;
+    /// Keep a running sandbox from being paused for `lifetime` more (while a session is active).
+    async fn keep_alive(&self, _id: &str, _lifetime: Duration) -> Result<(), ProviderError> {
+        Ok(())
+    }
 }
 
 /// Work inside one sandbox: processes and files.

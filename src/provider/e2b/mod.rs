@@ -361,6 +361,10 @@ impl Provider for E2bProvider {
             hint: Some("retry; if it persists, report it".into()),
         })
     }
+
+    async fn keep_alive(&self, id: &str, lifetime: Duration) -> Result<(), ProviderError> {
+        E2bProvider::keep_alive(self, id, lifetime).await
+    }
 }
 
 fn info_from(d: SandboxDetail) -> SandboxInfo {
