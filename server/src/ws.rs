@@ -4,7 +4,7 @@
 //! accepts `?since_seq=N`: it first replays the stored events with `seq > N`, then streams live
 //! ones; it subscribes before reading the database and skips `seq` it has already sent, so there
 //! is no gap and no duplicate. If it ever sees a gap (a lagging subscriber), it fills it from the
-//! database. Without `since_seq` it streams only events after the connection.
+//! database. Without `since_seq` it streams the events stored after the handshake.
 //!
 //! A plain `GET /v1/sessions/{id}/events` (no upgrade) answers the stored events as JSON
 //! (`{"events": [Event]}`, `?since_seq=&limit=`), for clients that poll.
@@ -20,6 +20,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
+use tokio::sync::broadcast::Receiver;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::app::AppState;
@@ -86,6 +87,9 @@ pub async fn session_events(
     MaybeWs(ws): MaybeWs,
 ) -> Result<Response, ApiError> {
     let sid = session_path_id(&id)?;
+    // Subscribe before reading the database (and before answering 101): nothing committed after
+    // the read can be missed.
+    let rx = state.hub.subscribe();
     let session = state
         .store
         .get_session(&p.account_id, &sid, 0)
@@ -107,13 +111,14 @@ pub async fn session_events(
             .await?;
         return Ok(Json(json!({ "events": events })).into_response());
     };
-    let since = q.since_seq;
-    let fallback_last = session.last_seq;
+    // Live only: start after the last event stored when the handshake was answered.
+    let start = q.since_seq.unwrap_or(session.last_seq);
+    let replay = q.since_seq.is_some();
     Ok(ws
         .on_upgrade(move |socket| async move {
             let _guard = state.sockets.enter();
             state.metrics.ws_connections.fetch_add(1, Ordering::Relaxed);
-            session_socket(&state, socket, p, sid, since, fallback_last).await;
+            session_socket(&state, socket, rx, p, sid, start, replay).await;
             state.metrics.ws_connections.fetch_sub(1, Ordering::Relaxed);
         })
         .into_response())
@@ -133,11 +138,12 @@ pub async fn account_events(
             "/v1/events is a WebSocket: connect with `Upgrade: websocket`",
         ));
     };
+    let rx = state.hub.subscribe();
     Ok(ws
         .on_upgrade(move |socket| async move {
             let _guard = state.sockets.enter();
             state.metrics.ws_connections.fetch_add(1, Ordering::Relaxed);
-            account_socket(&state, socket, p).await;
+            account_socket(&state, socket, rx, p).await;
             state.metrics.ws_connections.fetch_sub(1, Ordering::Relaxed);
         })
         .into_response())
@@ -199,22 +205,15 @@ async fn backfill(
 async fn session_socket(
     state: &AppState,
     mut socket: WebSocket,
+    mut rx: Receiver<Arc<LiveEvent>>,
     p: Principal,
     sid: String,
-    since: Option<i64>,
-    fallback_last: i64,
+    start: i64,
+    replay: bool,
 ) {
-    // Subscribe before reading the database: nothing committed after the read can be missed.
-    let mut rx = state.hub.subscribe();
     let mut shutdown = state.shutdown.clone();
-    let mut last = match since {
-        Some(s) => s,
-        None => match state.store.get_session(&p.account_id, &sid, 0).await {
-            Ok(Some(s)) => s.last_seq,
-            _ => fallback_last,
-        },
-    };
-    if since.is_some() {
+    let mut last = start;
+    if replay {
         match backfill(state, &mut socket, &p, &sid, &mut last, None).await {
             Ok(Step::Continue) => {}
             Ok(Step::Stop) => return,
@@ -271,8 +270,12 @@ async fn session_socket(
     }
 }
 
-async fn account_socket(state: &AppState, mut socket: WebSocket, p: Principal) {
-    let mut rx = state.hub.subscribe();
+async fn account_socket(
+    state: &AppState,
+    mut socket: WebSocket,
+    mut rx: Receiver<Arc<LiveEvent>>,
+    p: Principal,
+) {
     let mut shutdown = state.shutdown.clone();
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
