@@ -4,6 +4,7 @@
 //! unchanged on SQLite and PostgreSQL through `sqlx::Any`. Only `TEXT` and `BIGINT` columns are
 //! used, so decoding is `String` / `i64` on both engines.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -355,10 +356,9 @@ impl Store {
             .session_in(&mut tx, account_id, &new.id, now_s)
             .await?
             .ok_or(StoreError::NotFound)?;
-        let live = live_event(account_id, &event, &session);
-        self.notify_in_tx(&mut tx, &live, &event.id).await?;
         tx.commit().await?;
-        self.publish_after_commit(live);
+        let live = live_event(account_id, &event, &session);
+        self.announce(&mut conn, live, &event.id).await;
         drop(conn);
         Ok((session, true))
     }
@@ -452,6 +452,19 @@ impl Store {
         Ok((sessions, next))
     }
 
+    /// `last_seq` of every session of an account that can still receive events (not stopped).
+    pub async fn live_session_seqs(&self, account_id: &str) -> Result<HashMap<String, i64>> {
+        let rows = sqlx::query(
+            "SELECT id, last_seq FROM sessions WHERE account_id = $1 AND state <> 'stopped'",
+        )
+        .bind(account_id)
+        .fetch_all(&self.db.read)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+
     /// Events of a session with `seq > since_seq`, in order, at most `limit`.
     pub async fn list_events(
         &self,
@@ -485,67 +498,68 @@ impl Store {
         let mut conn = self.db.write.acquire().await?;
         let mut tx = conn.begin().await?;
         // Write first: takes the session's row lock (PostgreSQL) so events of one session are
-        // serialised, and reserves the next sequence number.
+        // serialised, reserves the next sequence number, and reads the session.
         let row = sqlx::query(
             "UPDATE sessions SET last_seq = last_seq + 1 WHERE id = $1 AND account_id = $2 \
-             RETURNING state, last_seen_s, active_since_s, last_seq, repository_id, updated_at_ms",
+             RETURNING id, (SELECT r.name FROM repositories r WHERE r.id = sessions.repository_id), \
+             branch, provider, sandbox_id, config_hash, state, created_at_ms, updated_at_ms, \
+             last_seen_s, active_since_s, active_closed_s, last_seq, account_id, repository_id",
         )
         .bind(session_id)
         .bind(account_id)
         .fetch_optional(&mut *tx)
         .await?
         .ok_or(StoreError::NotFound)?;
-        let state: String = row.try_get(0)?;
-        let meter = Meter {
-            state: State::parse(&state).unwrap_or(State::Stopped),
-            last_seen_s: row.try_get(1)?,
-            active_since_s: row.try_get(2)?,
-        };
-        let seq: i64 = row.try_get(3)?;
-        let repository_id: String = row.try_get(4)?;
-        let updated_at_ms: i64 = row.try_get(5)?;
+        let mut sr = SessionRow::from_row(&row)?;
+        let repository_id: String = row.try_get(14)?;
 
-        let existing = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {EVENT_COLS} FROM session_events WHERE session_id = $1 AND idempotency_key = $2"
-        )))
-        .bind(session_id)
-        .bind(&new.idempotency_key)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(existing) = existing {
+        if sr.meter().state == State::Stopped {
+            // Nothing more is accepted, but a retry of an earlier event is still answered.
+            let existing = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {EVENT_COLS} FROM session_events WHERE session_id = $1 AND idempotency_key = $2"
+            )))
+            .bind(session_id)
+            .bind(&new.idempotency_key)
+            .fetch_optional(&mut *tx)
+            .await?;
             tx.rollback().await?;
             drop(conn);
-            let event = event_from_row(&existing)?;
-            if event.kind != new.kind.as_str() || event.data != new.data {
-                return Err(StoreError::Conflict(format!(
-                    "idempotency key `{}` was already used for a different event (seq {}, type {})",
-                    new.idempotency_key, event.seq, event.kind
-                )));
-            }
-            let session = self
-                .get_session(account_id, session_id, now_ms.div_euclid(1000))
-                .await?
-                .ok_or(StoreError::NotFound)?;
-            return Ok(Appended {
-                event,
-                session,
-                created: false,
-            });
+            return match existing {
+                Some(row) => {
+                    self.duplicate(account_id, session_id, new, &row, now_ms)
+                        .await
+                }
+                None => Err(TransitionError::Stopped.into()),
+            };
         }
 
         // Server time, never before the session's previous event.
-        let now_ms = now_ms.max(updated_at_ms);
+        let now_ms = now_ms.max(sr.updated_at_ms);
         let now_s = now_ms.div_euclid(1000);
-        let tr = metering::apply(meter, new.kind, now_s, self.prices.heartbeat_grace_s)?;
+        let tr = metering::apply(sr.meter(), new.kind, now_s, self.prices.heartbeat_grace_s)?;
         let event = Event {
             id: uuid::Uuid::new_v4().to_string(),
             session_id: session_id.to_string(),
             kind: new.kind.as_str().to_string(),
             data: new.data.clone(),
             created_at: model::rfc3339_ms(now_ms),
-            seq,
+            seq: sr.last_seq,
         };
-        insert_event(&mut tx, &event, account_id, &new.idempotency_key, now_ms).await?;
+        if !insert_event(&mut tx, &event, account_id, &new.idempotency_key, now_ms).await? {
+            // The idempotency key is known: answer the stored event, change nothing.
+            tx.rollback().await?;
+            drop(conn);
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {EVENT_COLS} FROM session_events WHERE session_id = $1 AND idempotency_key = $2"
+            )))
+            .bind(session_id)
+            .bind(&new.idempotency_key)
+            .fetch_one(&self.db.read)
+            .await?;
+            return self
+                .duplicate(account_id, session_id, new, &row, now_ms)
+                .await;
+        }
         let closed_s = match tr.closed {
             Some((start, end)) => {
                 sqlx::query(
@@ -579,14 +593,15 @@ impl Store {
         .bind(session_id)
         .execute(&mut *tx)
         .await?;
-        let session = self
-            .session_in(&mut tx, account_id, session_id, now_s)
-            .await?
-            .ok_or(StoreError::NotFound)?;
-        let live = live_event(account_id, &event, &session);
-        self.notify_in_tx(&mut tx, &live, &event.id).await?;
         tx.commit().await?;
-        self.publish_after_commit(live);
+        sr.state = tr.meter.state.as_str().to_string();
+        sr.updated_at_ms = now_ms;
+        sr.last_seen_s = tr.meter.last_seen_s;
+        sr.active_since_s = tr.meter.active_since_s;
+        sr.active_closed_s += closed_s;
+        let session = sr.to_session(&self.prices, now_s);
+        let live = live_event(account_id, &event, &session);
+        self.announce(&mut conn, live, &event.id).await;
         drop(conn);
         Ok(Appended {
             event,
@@ -595,28 +610,56 @@ impl Store {
         })
     }
 
-    /// PostgreSQL: queue the notification; it is delivered at commit, in commit order.
-    async fn notify_in_tx(
+    /// Answers a retried event: the stored one, if it is the same event.
+    async fn duplicate(
         &self,
-        conn: &mut sqlx::AnyConnection,
-        live: &LiveEvent,
-        event_id: &str,
-    ) -> Result<()> {
-        if self.db.engine == Engine::Postgres {
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(CHANNEL)
-                .bind(Notice::payload(live, event_id))
-                .execute(&mut *conn)
-                .await?;
+        account_id: &str,
+        session_id: &str,
+        new: &NewEvent,
+        row: &AnyRow,
+        now_ms: i64,
+    ) -> Result<Appended> {
+        let event = event_from_row(row)?;
+        if event.kind != new.kind.as_str() || event.data != new.data {
+            return Err(StoreError::Conflict(format!(
+                "idempotency key `{}` was already used for a different event (seq {}, type {})",
+                new.idempotency_key, event.seq, event.kind
+            )));
         }
-        Ok(())
+        let session = self
+            .get_session(account_id, session_id, now_ms.div_euclid(1000))
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        Ok(Appended {
+            event,
+            session,
+            created: false,
+        })
     }
 
-    /// SQLite: publish in-process. Called while the single writer connection is still held, so
-    /// the publish order is the commit order.
-    fn publish_after_commit(&self, live: LiveEvent) {
-        if self.db.engine == Engine::Sqlite {
-            self.hub.publish(live);
+    /// Announces a committed event to live subscribers, right after commit, while the writer
+    /// connection is still held.
+    ///
+    /// SQLite: in-process publish; the single writer connection makes the publish order the
+    /// commit order. PostgreSQL: `pg_notify` as its own statement after the commit (inside the
+    /// transaction it would hold PostgreSQL's global notify lock across the commit's fsync and
+    /// serialise every commit in the database). Notifications of concurrent writers to one
+    /// session may then arrive out of order; subscribers keep per-session sequence numbers and
+    /// fill gaps from the database, so they still deliver every event once, in order. A failed
+    /// NOTIFY is logged; subscribers recover the event with the session's next one.
+    async fn announce(&self, conn: &mut sqlx::AnyConnection, live: LiveEvent, event_id: &str) {
+        match self.db.engine {
+            Engine::Sqlite => self.hub.publish(live),
+            Engine::Postgres => {
+                let r = sqlx::query("SELECT pg_notify($1, $2)")
+                    .bind(CHANNEL)
+                    .bind(Notice::payload(&live, event_id))
+                    .execute(&mut *conn)
+                    .await;
+                if let Err(e) = r {
+                    tracing::error!(error = %e, event_id, "NOTIFY failed; live subscribers catch up on the next event");
+                }
+            }
         }
     }
 
@@ -740,45 +783,90 @@ impl Store {
     }
 
     fn session_from_row(&self, r: &AnyRow, now_s: i64) -> Result<Session> {
-        let state: String = r.try_get(6)?;
-        let meter = Meter {
-            state: State::parse(&state).unwrap_or(State::Stopped),
-            last_seen_s: r.try_get(9)?,
-            active_since_s: r.try_get(10)?,
-        };
-        let closed: i64 = r.try_get(11)?;
-        let open = metering::effective_end(&meter, now_s, self.prices.heartbeat_grace_s)
-            .map(|(a, b)| b - a)
-            .unwrap_or(0);
-        let active_seconds = closed + open;
-        Ok(Session {
+        Ok(SessionRow::from_row(r)?.to_session(&self.prices, now_s))
+    }
+}
+
+/// A session row as stored (columns in `session_select!` order).
+struct SessionRow {
+    id: String,
+    repository: String,
+    branch: String,
+    provider: String,
+    sandbox_id: Option<String>,
+    config_hash: Option<String>,
+    state: String,
+    created_at_ms: i64,
+    updated_at_ms: i64,
+    last_seen_s: i64,
+    active_since_s: Option<i64>,
+    active_closed_s: i64,
+    last_seq: i64,
+}
+
+impl SessionRow {
+    fn from_row(r: &AnyRow) -> Result<SessionRow> {
+        Ok(SessionRow {
             id: r.try_get(0)?,
             repository: r.try_get(1)?,
             branch: r.try_get(2)?,
             provider: r.try_get(3)?,
             sandbox_id: r.try_get(4)?,
             config_hash: r.try_get(5)?,
-            state,
-            created_at: model::rfc3339_ms(r.try_get(7)?),
-            updated_at: model::rfc3339_ms(r.try_get(8)?),
-            last_seen_at: model::rfc3339_s(meter.last_seen_s),
-            active_seconds,
-            cost_micros: crate::billing::active_amount(active_seconds, self.prices.hour_micros),
+            state: r.try_get(6)?,
+            created_at_ms: r.try_get(7)?,
+            updated_at_ms: r.try_get(8)?,
+            last_seen_s: r.try_get(9)?,
+            active_since_s: r.try_get(10)?,
+            active_closed_s: r.try_get(11)?,
             last_seq: r.try_get(12)?,
         })
     }
+
+    fn meter(&self) -> Meter {
+        Meter {
+            state: State::parse(&self.state).unwrap_or(State::Stopped),
+            last_seen_s: self.last_seen_s,
+            active_since_s: self.active_since_s,
+        }
+    }
+
+    /// The API view at `now_s` (the open interval cut at last sign of life + grace).
+    fn to_session(&self, prices: &Prices, now_s: i64) -> Session {
+        let open = metering::effective_end(&self.meter(), now_s, prices.heartbeat_grace_s)
+            .map(|(a, b)| b - a)
+            .unwrap_or(0);
+        let active_seconds = self.active_closed_s + open;
+        Session {
+            id: self.id.clone(),
+            repository: self.repository.clone(),
+            branch: self.branch.clone(),
+            provider: self.provider.clone(),
+            sandbox_id: self.sandbox_id.clone(),
+            config_hash: self.config_hash.clone(),
+            state: self.state.clone(),
+            created_at: model::rfc3339_ms(self.created_at_ms),
+            updated_at: model::rfc3339_ms(self.updated_at_ms),
+            last_seen_at: model::rfc3339_s(self.last_seen_s),
+            active_seconds,
+            cost_micros: crate::billing::active_amount(active_seconds, prices.hour_micros),
+            last_seq: self.last_seq,
+        }
+    }
 }
 
+/// Inserts an event; false when its idempotency key is already stored for the session.
 async fn insert_event(
     conn: &mut sqlx::AnyConnection,
     event: &Event,
     account_id: &str,
     key: &str,
     now_ms: i64,
-) -> Result<()> {
-    sqlx::query(
+) -> Result<bool> {
+    let res = sqlx::query(
         "INSERT INTO session_events (id, session_id, account_id, seq, type, data, \
-         idempotency_key, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+         idempotency_key, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+         ON CONFLICT (session_id, idempotency_key) DO NOTHING",
     )
     .bind(&event.id)
     .bind(&event.session_id)
@@ -790,7 +878,7 @@ async fn insert_event(
     .bind(now_ms)
     .execute(&mut *conn)
     .await?;
-    Ok(())
+    Ok(res.rows_affected() == 1)
 }
 
 fn live_event(account_id: &str, event: &Event, session: &Session) -> LiveEvent {

@@ -6,9 +6,13 @@
 //! is no gap and no duplicate. If it ever sees a gap (a lagging subscriber), it fills it from the
 //! database. Without `since_seq` it streams the events stored after the handshake.
 //!
+//! The account socket keeps the same per-session bookkeeping (starting from each open session's
+//! `last_seq` at the handshake), so it too delivers every event once, in order per session.
+//!
 //! A plain `GET /v1/sessions/{id}/events` (no upgrade) answers the stored events as JSON
 //! (`{"events": [Event]}`, `?since_seq=&limit=`), for clients that poll.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -138,12 +142,15 @@ pub async fn account_events(
             "/v1/events is a WebSocket: connect with `Upgrade: websocket`",
         ));
     };
+    // Subscribe, then note where each open session stands: later events are exactly those with
+    // a higher seq (sessions created later start at 0).
     let rx = state.hub.subscribe();
+    let seen = state.store.live_session_seqs(&p.account_id).await?;
     Ok(ws
         .on_upgrade(move |socket| async move {
             let _guard = state.sockets.enter();
             state.metrics.ws_connections.fetch_add(1, Ordering::Relaxed);
-            account_socket(&state, socket, rx, p).await;
+            account_socket(&state, socket, rx, p, seen).await;
             state.metrics.ws_connections.fetch_sub(1, Ordering::Relaxed);
         })
         .into_response())
@@ -275,6 +282,7 @@ async fn account_socket(
     mut socket: WebSocket,
     mut rx: Receiver<Arc<LiveEvent>>,
     p: Principal,
+    mut seen: HashMap<String, i64>,
 ) {
     let mut shutdown = state.shutdown.clone();
     let mut ping = tokio::time::interval(PING_EVERY);
@@ -288,6 +296,18 @@ async fn account_socket(
                         if ev.account_id != p.account_id {
                             continue;
                         }
+                        let mut last = seen.get(&ev.session_id).copied().unwrap_or(0);
+                        if ev.seq <= last {
+                            continue;
+                        }
+                        if ev.seq > last + 1 {
+                            match backfill(state, &mut socket, &p, &ev.session_id, &mut last, Some(ev.seq)).await {
+                                Ok(Step::Continue) => {}
+                                Ok(Step::Stop) => return,
+                                Err(e) => return close_with_error(socket, &e).await,
+                            }
+                        }
+                        seen.insert(ev.session_id.clone(), ev.seq);
                         if let Step::Stop = send_text(state, &mut socket, &ev.message).await {
                             return;
                         }

@@ -87,9 +87,7 @@ async fn auth_and_isolation(db: TestDb) {
     assert_eq!(kinds, ["created", "started"]);
 
     // Tokens: create (shown once), list by prefix, use, revoke, refused afterwards.
-    let (s, v) = a
-        .post("/v1/tokens", json!({"name": "laptop"}))
-        .await;
+    let (s, v) = a.post("/v1/tokens", json!({"name": "laptop"})).await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     let secret = v["secret"].as_str().unwrap().to_string();
     let prefix = v["token"]["prefix"].as_str().unwrap().to_string();
@@ -123,7 +121,10 @@ async fn auth_and_isolation(db: TestDb) {
     let (ok, out, _) = admin(&db, &["list-tokens", "alice"]).await;
     assert!(ok);
     assert!(out.contains(&alice[..12]) && out.contains(&prefix), "{out}");
-    assert!(!out.contains(&alice) && !out.contains(&secret), "secret in list-tokens");
+    assert!(
+        !out.contains(&alice) && !out.contains(&secret),
+        "secret in list-tokens"
+    );
     let (ok, out, _) = admin(&db, &["create-token", "bob", "--name", "ci"]).await;
     assert!(ok);
     let bob2 = out.lines().last().unwrap().trim().to_string();
@@ -159,7 +160,9 @@ async fn bad_input_is_explained(db: TestDb) {
             .body(body)
             .send()
     };
-    let r = raw("{\"type\": \"started\",", "application/json").await.unwrap();
+    let r = raw("{\"type\": \"started\",", "application/json")
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let v: Value = r.json().await.unwrap();
     assert_eq!(code(&v), "invalid_json");
@@ -176,34 +179,75 @@ async fn bad_input_is_explained(db: TestDb) {
     let cases = [
         (json!({"type": 7, "idempotency_key": "k"}), "`type`"),
         (json!({"type": "started"}), "idempotency_key"),
-        (json!({"type": "exploded", "idempotency_key": "k"}), "exploded"),
-        (json!({"type": "started", "idempotency_key": "k", "colour": 1}), "colour"),
-        (json!({"type": "heartbeat", "idempotency_key": "k", "data": {"exit_code": "zero"}}), "data.exit_code"),
-        (json!({"type": "task_finished", "idempotency_key": "k", "data": {"task": "t"}}), "data.exit_code"),
-        (json!({"type": "heartbeat", "idempotency_key": "has space"}), "idempotency_key"),
+        (
+            json!({"type": "exploded", "idempotency_key": "k"}),
+            "exploded",
+        ),
+        (
+            json!({"type": "started", "idempotency_key": "k", "colour": 1}),
+            "colour",
+        ),
+        (
+            json!({"type": "heartbeat", "idempotency_key": "k", "data": {"exit_code": "zero"}}),
+            "data.exit_code",
+        ),
+        (
+            json!({"type": "task_finished", "idempotency_key": "k", "data": {"task": "t"}}),
+            "data.exit_code",
+        ),
+        (
+            json!({"type": "heartbeat", "idempotency_key": "has space"}),
+            "idempotency_key",
+        ),
     ];
     for (body, needle) in cases {
-        let (s, v) = c.post(&format!("/v1/sessions/{sid}/events"), body.clone()).await;
+        let (s, v) = c
+            .post(&format!("/v1/sessions/{sid}/events"), body.clone())
+            .await;
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body} → {v}");
         assert_eq!(code(&v), "invalid_request");
-        assert!(message(&v).contains(needle), "{body}: `{}` lacks {needle}", message(&v));
+        assert!(
+            message(&v).contains(needle),
+            "{body}: `{}` lacks {needle}",
+            message(&v)
+        );
     }
     let session_cases = [
         (json!({"repository": "r", "branch": "main"}), "provider"),
-        (json!({"repository": "", "branch": "main", "provider": "local"}), "repository"),
-        (json!({"repository": "r", "branch": "main", "provider": "Local Box"}), "provider"),
-        (json!({"repository": "r", "branch": 3, "provider": "local"}), "branch"),
-        (json!({"repository": "r", "branch": "m", "provider": "local", "config_hash": "xyz"}), "config_hash"),
-        (json!({"repository": "r", "branch": "m", "provider": "local", "id": "nope"}), "UUID"),
+        (
+            json!({"repository": "", "branch": "main", "provider": "local"}),
+            "repository",
+        ),
+        (
+            json!({"repository": "r", "branch": "main", "provider": "Local Box"}),
+            "provider",
+        ),
+        (
+            json!({"repository": "r", "branch": 3, "provider": "local"}),
+            "branch",
+        ),
+        (
+            json!({"repository": "r", "branch": "m", "provider": "local", "config_hash": "xyz"}),
+            "config_hash",
+        ),
+        (
+            json!({"repository": "r", "branch": "m", "provider": "local", "id": "nope"}),
+            "UUID",
+        ),
     ];
     for (body, needle) in session_cases {
         let (s, v) = c.post("/v1/sessions", body.clone()).await;
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body} → {v}");
-        assert!(message(&v).contains(needle), "{body}: `{}` lacks {needle}", message(&v));
+        assert!(
+            message(&v).contains(needle),
+            "{body}: `{}` lacks {needle}",
+            message(&v)
+        );
     }
 
     // Too large.
-    let big = json!({"type": "heartbeat", "idempotency_key": "k", "data": {"message": "x".repeat(4000)}});
+    let big =
+        json!({"type": "heartbeat", "idempotency_key": "k", "data": {"message": "x".repeat(4000)}});
     let (s, v) = c.post(&format!("/v1/sessions/{sid}/events"), big).await;
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
     assert_eq!(code(&v), "payload_too_large");
@@ -237,14 +281,24 @@ async fn bad_input_is_explained(db: TestDb) {
     ] {
         let (s, v) = c.get(path).await;
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{path} → {v}");
-        assert!(message(&v).contains(needle), "{path}: `{}` lacks {needle}", message(&v));
+        assert!(
+            message(&v).contains(needle),
+            "{path}: `{}` lacks {needle}",
+            message(&v)
+        );
     }
     let (s, v) = c.get("/v1/nothing-here").await;
     assert_eq!((s, code(&v)), (StatusCode::NOT_FOUND, "route_not_found"));
     let (s, v) = c.send(Method::PUT, "/v1/sessions", None, None).await;
-    assert_eq!((s, code(&v)), (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"));
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
+    );
     let (s, v) = c.get("/v1/events").await;
-    assert_eq!((s, code(&v)), (StatusCode::UPGRADE_REQUIRED, "websocket_required"));
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::UPGRADE_REQUIRED, "websocket_required")
+    );
     assert!(server.terminate().await);
 }
 
@@ -254,7 +308,11 @@ async fn operational_endpoints(db: TestDb) {
     let c = server.client(&tok);
     let http = reqwest::Client::new();
 
-    let r = http.get(format!("{}/healthz", server.base)).send().await.unwrap();
+    let r = http
+        .get(format!("{}/healthz", server.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["status"], "ok");
@@ -262,14 +320,25 @@ async fn operational_endpoints(db: TestDb) {
     let sid = c.new_session("github.com/acme/app", None).await;
     c.event(&sid, "started", None).await;
 
-    let r = http.get(format!("{}/metrics", server.base)).send().await.unwrap();
+    let r = http
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
     let text = r.text().await.unwrap();
     assert!(text.contains("rclaude_events_appended_total 1"), "{text}");
     assert!(text.contains("rclaude_sessions_created_total 1"), "{text}");
     assert!(
-        text.contains("rclaude_http_requests_total{method=\"POST\",route=\"/v1/sessions\",status=\"201\"} 1"),
+        text.contains(
+            "rclaude_http_requests_total{method=\"POST\",route=\"/v1/sessions\",status=\"201\"} 1"
+        ),
         "{text}"
     );
 
@@ -307,7 +376,13 @@ async fn operational_endpoints(db: TestDb) {
         }
     }
     // And with a token, the authenticated GETs answer 200.
-    for path in ["/v1/me", "/v1/tokens", "/v1/sessions", "/v1/usage", "/v1/invoices/2025-01"] {
+    for path in [
+        "/v1/me",
+        "/v1/tokens",
+        "/v1/sessions",
+        "/v1/usage",
+        "/v1/invoices/2025-01",
+    ] {
         assert_eq!(c.get(path).await.0, StatusCode::OK, "{path}");
     }
 
@@ -325,12 +400,10 @@ async fn operational_endpoints(db: TestDb) {
 
     if db.engine == Engine::Sqlite {
         // The SQLite file was created on first start, in WAL mode.
-        let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
-            "sqlite://{}",
-            db.url
-        ))
-        .await
-        .unwrap();
+        let mut conn =
+            <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!("sqlite://{}", db.url))
+                .await
+                .unwrap();
         let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
             .fetch_one(&mut conn)
             .await
@@ -339,4 +412,8 @@ async fn operational_endpoints(db: TestDb) {
     }
 }
 
-both_engines!(auth_and_isolation, bad_input_is_explained, operational_endpoints);
+both_engines!(
+    auth_and_isolation,
+    bad_input_is_explained,
+    operational_endpoints
+);

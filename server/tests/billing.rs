@@ -73,19 +73,27 @@ async fn month_boundary_pause_resume(db: TestDb) {
     let _s2 = c.new_session(LIB, Some("2025-02-10T08:00:00Z")).await;
 
     // Feb invoice while February is still running (Feb 12, 01:00).
-    let (s, feb) = c.get_at("/v1/invoices/2025-02", "2025-02-12T01:00:00Z").await;
+    let (s, feb) = c
+        .get_at("/v1/invoices/2025-02", "2025-02-12T01:00:00Z")
+        .await;
     assert_eq!(s, StatusCode::OK, "{feb}");
     assert_eq!(feb["status"], "open");
     // Active: 1800 + 4507 + 3 × 2 = 6313 s; 6313 × 100000 / 3600 = 175361.11 → 175361.
     // (Rounding each interval would give 50000 + 125194 + 3 × 56 = 175362.)
     let l = line(&feb, "active", APP);
-    assert_eq!((l["quantity"].as_i64(), l["unit"].as_str()), (Some(6313), Some("second")));
+    assert_eq!(
+        (l["quantity"].as_i64(), l["unit"].as_str()),
+        (Some(6313), Some("second"))
+    );
     assert_eq!(l["unit_price_micros"], 100_000);
     assert_eq!(l["price_unit"], "hour");
     assert_eq!(l["amount_micros"], 175_361);
     // Storage APP: Feb 1 only → 5000000 / 28 = 178571.43 → 178571.
     let l = line(&feb, "storage", APP);
-    assert_eq!((l["quantity"].as_i64(), l["unit"].as_str()), (Some(1), Some("day")));
+    assert_eq!(
+        (l["quantity"].as_i64(), l["unit"].as_str()),
+        (Some(1), Some("day"))
+    );
     assert_eq!(l["amount_micros"], 178_571);
     // Storage LIB so far: Feb 10, 11, 12 → 3 × 5000000 / 28 = 535714.29 → 535714.
     assert_eq!(line(&feb, "storage", LIB)["quantity"], 3);
@@ -150,7 +158,12 @@ async fn month_boundary_pause_resume(db: TestDb) {
     // Prices come from the server's configuration: $0.36/h and $3.10/month on the same data.
     let server = Server::start(
         &db,
-        &["--price-hour-usd", "0.36", "--price-storage-month-usd", "3.10"],
+        &[
+            "--price-hour-usd",
+            "0.36",
+            "--price-storage-month-usd",
+            "3.10",
+        ],
     )
     .await;
     let c = server.client(&tok);
@@ -184,12 +197,16 @@ async fn crashed_client_stops_billing(db: TestDb) {
     assert_eq!(s["active_seconds"], 780);
     assert_eq!(s["cost_micros"], 21_667); // 780 × 100000 / 3600 = 21666.67
     assert_eq!(session("2025-03-10T18:00:00Z").await["active_seconds"], 780);
-    let (_, inv) = c.get_at("/v1/invoices/2025-03", "2025-03-10T18:00:00Z").await;
+    let (_, inv) = c
+        .get_at("/v1/invoices/2025-03", "2025-03-10T18:00:00Z")
+        .await;
     assert_eq!(line(&inv, "active", APP)["quantity"], 780);
     // The client comes back at 18:00 and stops two minutes later: the gap is not billed.
     at(&c, &sid, "heartbeat", "2025-03-10T18:00:00Z").await;
     at(&c, &sid, "stopped", "2025-03-10T18:02:00Z").await;
-    let (_, inv) = c.get_at("/v1/invoices/2025-03", "2025-04-02T00:00:00Z").await;
+    let (_, inv) = c
+        .get_at("/v1/invoices/2025-03", "2025-04-02T00:00:00Z")
+        .await;
     assert_eq!(inv["status"], "final");
     assert_eq!(line(&inv, "active", APP)["quantity"], 900);
     assert_eq!(line(&inv, "active", APP)["amount_micros"], 25_000);
@@ -197,7 +214,10 @@ async fn crashed_client_stops_billing(db: TestDb) {
     assert_eq!(line(&inv, "storage", APP)["amount_micros"], 161_290);
     assert_eq!(inv["total_micros"], 186_290);
     let (_, u) = c
-        .get_at("/v1/usage?from=2025-03-10&to=2025-03-10", "2025-04-02T00:00:00Z")
+        .get_at(
+            "/v1/usage?from=2025-03-10&to=2025-03-10",
+            "2025-04-02T00:00:00Z",
+        )
         .await;
     assert_eq!(u["days"][0]["active_seconds"], 900);
     assert!(server.terminate().await);

@@ -25,7 +25,8 @@ async fn idempotent_events(db: TestDb) {
     assert_eq!(v1["event"]["seq"], 2);
 
     // Sixteen concurrent retries of one new key: one 201, fifteen 200, one stored event.
-    let body = json!({"type": "task_started", "idempotency_key": "task-1", "data": {"task": "test"}});
+    let body =
+        json!({"type": "task_started", "idempotency_key": "task-1", "data": {"task": "test"}});
     let mut handles = Vec::new();
     for _ in 0..16 {
         let (c, path, body) = (c.clone(), path.clone(), body.clone());
@@ -47,7 +48,10 @@ async fn idempotent_events(db: TestDb) {
 
     // The same key with a different event is refused.
     let (s, v) = c
-        .post(&path, json!({"type": "paused", "idempotency_key": "start-1"}))
+        .post(
+            &path,
+            json!({"type": "paused", "idempotency_key": "start-1"}),
+        )
         .await;
     assert_eq!(s, StatusCode::CONFLICT, "{v}");
     assert_eq!(v["error"]["code"], "idempotency_key_reused");
@@ -57,8 +61,11 @@ async fn idempotent_events(db: TestDb) {
     for i in 0..40 {
         let (c, path) = (c.clone(), path.clone());
         handles.push(tokio::spawn(async move {
-            c.post(&path, json!({"type": "heartbeat", "idempotency_key": format!("hb-{i}")}))
-                .await
+            c.post(
+                &path,
+                json!({"type": "heartbeat", "idempotency_key": format!("hb-{i}")}),
+            )
+            .await
         }));
     }
     let mut seqs = BTreeSet::new();
@@ -82,7 +89,10 @@ async fn idempotent_events(db: TestDb) {
     assert_eq!(c.post(&path, stop.clone()).await.0, StatusCode::CREATED);
     assert_eq!(c.post(&path, stop).await.0, StatusCode::OK);
     let (s, v) = c
-        .post(&path, json!({"type": "heartbeat", "idempotency_key": "late"}))
+        .post(
+            &path,
+            json!({"type": "heartbeat", "idempotency_key": "late"}),
+        )
         .await;
     assert_eq!(s, StatusCode::CONFLICT);
     assert_eq!(v["error"]["code"], "session_stopped");
@@ -139,7 +149,11 @@ async fn sessions_create_list_filter(db: TestDb) {
     // A few more sessions in two repositories and two providers, at increasing times.
     let mut ids = vec![id.clone()];
     for i in 0..6 {
-        let repo = if i % 2 == 0 { "github.com/acme/lib" } else { "github.com/acme/app" };
+        let repo = if i % 2 == 0 {
+            "github.com/acme/lib"
+        } else {
+            "github.com/acme/app"
+        };
         let provider = if i < 3 { "local" } else { "e2b" };
         let (s, v) = c
             .post_at(
@@ -169,7 +183,10 @@ async fn sessions_create_list_filter(db: TestDb) {
             .map(|s| s["id"].as_str().unwrap().to_string())
             .collect()
     };
-    assert_eq!(ids_of(&list("?repository=github.com/acme/lib").await).len(), 3);
+    assert_eq!(
+        ids_of(&list("?repository=github.com/acme/lib").await).len(),
+        3
+    );
     assert_eq!(ids_of(&list("?provider=e2b").await).len(), 3);
     assert_eq!(ids_of(&list("?state=running").await), vec![ids[1].clone()]);
     assert_eq!(
@@ -204,20 +221,28 @@ async fn server_crash_mid_session(db: TestDb) {
     let tok = create_account(&db, "alice").await;
     let server = Server::start(&db, &[]).await;
     let c = server.client(&tok);
-    let sid = c.new_session("github.com/acme/app", Some("2031-05-01T10:00:00Z")).await;
+    let sid = c
+        .new_session("github.com/acme/app", Some("2031-05-01T10:00:00Z"))
+        .await;
     c.event(&sid, "started", Some("2031-05-01T10:00:00Z")).await;
-    c.event(&sid, "heartbeat", Some("2031-05-01T10:04:00Z")).await;
+    c.event(&sid, "heartbeat", Some("2031-05-01T10:04:00Z"))
+        .await;
     server.crash().await;
 
     let server = Server::start(&db, &[]).await;
     let c = server.client(&tok);
-    let (_, v) = c.get_at(&format!("/v1/sessions/{sid}"), "2031-05-01T10:06:00Z").await;
+    let (_, v) = c
+        .get_at(&format!("/v1/sessions/{sid}"), "2031-05-01T10:06:00Z")
+        .await;
     assert_eq!(v["session"]["state"], "running");
     assert_eq!(v["events"].as_array().unwrap().len(), 3);
     assert_eq!(v["session"]["active_seconds"], 360);
-    c.event(&sid, "heartbeat", Some("2031-05-01T10:08:00Z")).await;
+    c.event(&sid, "heartbeat", Some("2031-05-01T10:08:00Z"))
+        .await;
     c.event(&sid, "stopped", Some("2031-05-01T10:10:00Z")).await;
-    let (_, v) = c.get_at(&format!("/v1/sessions/{sid}"), "2031-05-02T00:00:00Z").await;
+    let (_, v) = c
+        .get_at(&format!("/v1/sessions/{sid}"), "2031-05-02T00:00:00Z")
+        .await;
     assert_eq!(v["session"]["active_seconds"], 600);
     assert_eq!(v["session"]["cost_micros"], 16_667); // 600 × 100000 / 3600 = 16666.67
     assert!(server.terminate().await);

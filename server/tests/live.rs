@@ -11,7 +11,9 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 fn seq(msg: &Value) -> i64 {
-    msg["event"]["seq"].as_i64().unwrap_or_else(|| panic!("no seq in {msg}"))
+    msg["event"]["seq"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no seq in {msg}"))
 }
 
 async fn websocket_delivery(db: TestDb) {
@@ -29,9 +31,12 @@ async fn websocket_delivery(db: TestDb) {
     let mut live = ws_connect(&server.addr, &format!("/v1/sessions/{s1}/events"), &alice)
         .await
         .expect("session socket");
-    let mut replay =
-        ws_connect_query(&server.addr, &format!("/v1/sessions/{s1}/events?since_seq=0"), &alice)
-            .await;
+    let mut replay = ws_connect_query(
+        &server.addr,
+        &format!("/v1/sessions/{s1}/events?since_seq=0"),
+        &alice,
+    )
+    .await;
     let mut account = ws_connect(&server.addr, "/v1/events", &alice)
         .await
         .expect("account socket");
@@ -59,12 +64,23 @@ async fn websocket_delivery(db: TestDb) {
         let m = ws_next(&mut replay).await;
         assert_eq!(seq(&m), n);
         let m = ws_next(&mut account).await;
-        assert_eq!((m["event"]["session_id"].as_str(), seq(&m)), (Some(s1.as_str()), n));
+        assert_eq!(
+            (m["event"]["session_id"].as_str(), seq(&m)),
+            (Some(s1.as_str()), n)
+        );
     }
     // The retry of an event is not pushed again.
     let key = json!({"type": "heartbeat", "idempotency_key": "once"});
-    assert_eq!(a.post(&format!("/v1/sessions/{s1}/events"), key.clone()).await.0, 201);
-    assert_eq!(a.post(&format!("/v1/sessions/{s1}/events"), key).await.0, 200);
+    assert_eq!(
+        a.post(&format!("/v1/sessions/{s1}/events"), key.clone())
+            .await
+            .0,
+        201
+    );
+    assert_eq!(
+        a.post(&format!("/v1/sessions/{s1}/events"), key).await.0,
+        200
+    );
     assert_eq!(seq(&ws_next(&mut live).await), 22);
     a.event(&s1, "paused", None).await;
     let m = ws_next(&mut live).await;
@@ -85,10 +101,13 @@ async fn websocket_delivery(db: TestDb) {
             }
         })
     };
-    let mut catching_up =
-        ws_connect(&server.addr, &format!("/v1/sessions/{s1}/events?since_seq=10"), &alice)
-            .await
-            .unwrap();
+    let mut catching_up = ws_connect(
+        &server.addr,
+        &format!("/v1/sessions/{s1}/events?since_seq=10"),
+        &alice,
+    )
+    .await
+    .unwrap();
     writer.await.unwrap();
     for n in 11..=83 {
         assert_eq!(seq(&ws_next(&mut catching_up).await), n);

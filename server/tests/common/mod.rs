@@ -55,7 +55,9 @@ impl TestDb {
                     Ok(c) => c,
                     Err(e) => {
                         if std::env::var("RCLAUDE_SKIP_PG").as_deref() == Ok("1") {
-                            eprintln!("skipping PostgreSQL test: {admin} unreachable ({e}) and RCLAUDE_SKIP_PG=1");
+                            eprintln!(
+                                "skipping PostgreSQL test: {admin} unreachable ({e}) and RCLAUDE_SKIP_PG=1"
+                            );
                             return None;
                         }
                         panic!(
@@ -172,11 +174,7 @@ impl Server {
                 std::fs::read_to_string(&log).unwrap_or_default()
             );
         };
-        let base = line
-            .rsplit(' ')
-            .next()
-            .expect("listening line")
-            .to_string();
+        let base = line.rsplit(' ').next().expect("listening line").to_string();
         assert!(base.starts_with("http://"), "unexpected first line: {line}");
         let addr = base.trim_start_matches("http://").to_string();
         Server {
@@ -263,7 +261,8 @@ impl Client {
     }
 
     pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        self.send(reqwest::Method::POST, path, Some(body), None).await
+        self.send(reqwest::Method::POST, path, Some(body), None)
+            .await
     }
 
     pub async fn post_at(&self, path: &str, body: Value, at: &str) -> (StatusCode, Value) {
@@ -289,7 +288,13 @@ impl Client {
         self.event_with(session, kind, json!({}), at).await
     }
 
-    pub async fn event_with(&self, session: &str, kind: &str, data: Value, at: Option<&str>) -> Value {
+    pub async fn event_with(
+        &self,
+        session: &str,
+        kind: &str,
+        data: Value,
+        at: Option<&str>,
+    ) -> Value {
         let body = json!({
             "type": kind,
             "idempotency_key": uuid::Uuid::new_v4().to_string(),
@@ -308,9 +313,8 @@ impl Client {
     }
 }
 
-pub type Ws = tokio_tungstenite::WebSocketStream<
-    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
->;
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Opens a WebSocket with the bearer header; `Err(status)` if the handshake is refused.
 pub async fn ws_connect(server_addr: &str, path: &str, token: &str) -> Result<Ws, u16> {
