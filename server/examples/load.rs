@@ -233,7 +233,7 @@ async fn bench(args: &Args, engine: &str, url: &str) -> anyhow::Result<String> {
             while Instant::now() < deadline {
                 n += 1;
                 let body = json!({"type": "heartbeat", "idempotency_key": uuid::Uuid::new_v4().to_string()});
-                let attempts = if n % 10 == 0 { 2 } else { 1 };
+                let attempts = if n.is_multiple_of(10) { 2 } else { 1 };
                 for attempt in 0..attempts {
                     let t0 = Instant::now();
                     let r = http.post(&url).bearer_auth(&token).json(&body).send().await;

@@ -138,7 +138,12 @@ pub async fn track(State(state): State<AppState>, mut req: Request, next: Next) 
     let slot = AccountSlot::default();
     req.extensions_mut().insert(slot.clone());
     let start = Instant::now();
-    let method = req.method().to_string();
+    // Known methods only, so a client cannot mint label values.
+    let method = match req.method().as_str() {
+        m @ ("GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD" | "OPTIONS") => m,
+        _ => "OTHER",
+    }
+    .to_string();
     let route = req
         .extensions()
         .get::<MatchedPath>()

@@ -152,6 +152,20 @@ impl Store {
         })
     }
 
+    /// The account with this id.
+    pub async fn account_by_id(&self, id: &str) -> Result<Account> {
+        let row = sqlx::query("SELECT id, name, created_at_ms FROM accounts WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.db.read)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        Ok(Account {
+            id: row.try_get(0)?,
+            name: row.try_get(1)?,
+            created_at: model::rfc3339_ms(row.try_get(2)?),
+        })
+    }
+
     /// Finds an account by name or id.
     pub async fn find_account(&self, name_or_id: &str) -> Result<Account> {
         let row = sqlx::query(

@@ -412,8 +412,78 @@ async fn operational_endpoints(db: TestDb) {
     }
 }
 
+/// A request stuck behind a database lock is answered 503 `timeout` at the deadline, and the
+/// server recovers once the lock is gone.
+async fn request_deadline(db: TestDb) {
+    let tok = create_account(&db, "alice").await;
+    let server = Server::start(&db, &["--request-timeout", "1s"]).await;
+    let c = server.client(&tok);
+    let sid = c.new_session("github.com/acme/app", None).await;
+
+    // Another client of the database takes the write lock and sits on it.
+    let blocker: Box<dyn std::any::Any> = match db.engine {
+        Engine::Sqlite => {
+            let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
+                "sqlite://{}",
+                db.url
+            ))
+            .await
+            .unwrap();
+            sqlx::query("BEGIN IMMEDIATE")
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            Box::new(conn)
+        }
+        Engine::Postgres => {
+            let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
+                .await
+                .unwrap();
+            sqlx::query("BEGIN").execute(&mut conn).await.unwrap();
+            sqlx::query("LOCK TABLE sessions IN ACCESS EXCLUSIVE MODE")
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            Box::new(conn)
+        }
+    };
+    let (s, v) = c
+        .post(
+            &format!("/v1/sessions/{sid}/events"),
+            json!({"type": "started", "idempotency_key": "k1"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert_eq!(code(&v), "timeout");
+    assert!(message(&v).contains("1s"), "{v}");
+    drop(blocker); // closing the connection releases the lock
+
+    // The same event, retried, is stored exactly once.
+    let mut stored = None;
+    for _ in 0..50 {
+        let (s, v) = c
+            .post(
+                &format!("/v1/sessions/{sid}/events"),
+                json!({"type": "started", "idempotency_key": "k1"}),
+            )
+            .await;
+        if s == StatusCode::CREATED || s == StatusCode::OK {
+            stored = Some(v);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let v = stored.expect("the server recovers after the lock is released");
+    assert_eq!(v["event"]["seq"], 2);
+    let (_, v) = c.get(&format!("/v1/sessions/{sid}")).await;
+    assert_eq!(v["events"].as_array().unwrap().len(), 2);
+    assert_eq!(v["session"]["state"], "running");
+    assert!(server.terminate().await);
+}
+
 both_engines!(
     auth_and_isolation,
     bad_input_is_explained,
-    operational_endpoints
+    operational_endpoints,
+    request_deadline
 );

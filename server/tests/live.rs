@@ -86,6 +86,22 @@ async fn websocket_delivery(db: TestDb) {
     let m = ws_next(&mut live).await;
     assert_eq!((seq(&m), m["event"]["type"].as_str()), (23, Some("paused")));
     assert_eq!(m["session"]["state"], "paused");
+    // A large event (bigger than a NOTIFY payload) arrives whole.
+    let log = "x".repeat(12_000);
+    a.event_with(
+        &s1,
+        "task_finished",
+        json!({"task": "test", "exit_code": 1, "duration_ms": 42, "log": log}),
+        None,
+    )
+    .await;
+    let m = ws_next(&mut live).await;
+    assert_eq!(seq(&m), 24);
+    assert_eq!(
+        m["event"]["data"]["log"].as_str().map(str::len),
+        Some(12_000)
+    );
+    assert_eq!(m["event"]["data"]["exit_code"], 1);
     ws_quiet(&mut live, Duration::from_millis(300)).await;
     ws_close(live).await;
     ws_close(replay).await;
@@ -109,7 +125,7 @@ async fn websocket_delivery(db: TestDb) {
     .await
     .unwrap();
     writer.await.unwrap();
-    for n in 11..=83 {
+    for n in 11..=84 {
         assert_eq!(seq(&ws_next(&mut catching_up).await), n);
     }
     ws_quiet(&mut catching_up, Duration::from_millis(300)).await;

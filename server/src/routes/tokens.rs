@@ -15,7 +15,7 @@ use crate::validate;
 
 /// `GET /v1/me` → `{"account": Account, "token": {"id", "prefix"}}`.
 pub async fn me(State(state): State<AppState>, Auth(p): Auth) -> Result<Json<Value>, ApiError> {
-    let account = state.store.find_account(&p.account_id).await?;
+    let account = state.store.account_by_id(&p.account_id).await?;
     Ok(Json(json!({
         "account": account,
         "token": { "id": p.token_id, "prefix": p.token_prefix },
