@@ -127,6 +127,21 @@ where
         let bytes = bytes::Bytes::from_request(req, state)
             .await
             .map_err(body_rejection)?;
+        // Every body of this API is a JSON object: say so plainly instead of serde's wording.
+        match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+            None => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_json",
+                    "the body is empty; send a JSON object",
+                ));
+            }
+            Some(b'{') => {}
+            Some(b'[' | b'"' | b't' | b'f' | b'n' | b'-' | b'0'..=b'9') => {
+                return Err(ApiError::invalid("the body must be a JSON object"));
+            }
+            Some(_) => {}
+        }
         parse_json(&bytes).map(ApiJson)
     }
 }
@@ -202,6 +217,26 @@ fn body_rejection(r: BytesRejection) -> ApiError {
             "bad_request",
             format!("cannot read the request body: {}", r.body_text()),
         )
+    }
+}
+
+/// Path parameter extractor with JSON errors (a segment that is not valid UTF-8 is a 404: no such
+/// resource can exist).
+#[derive(Debug, Clone)]
+pub struct ApiPath<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| ApiPath(p.0))
+            .map_err(|e| ApiError::not_found(format!("no such resource: {}", e.body_text())))
     }
 }
 

@@ -18,8 +18,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::Json;
+use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
-use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -29,7 +29,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::app::AppState;
 use crate::auth::Auth;
-use crate::error::{ApiError, ApiQuery};
+use crate::error::{ApiError, ApiPath, ApiQuery};
 use crate::events::LiveEvent;
 use crate::routes::sessions::session_path_id;
 use crate::storage::Principal;
@@ -86,7 +86,7 @@ pub struct AccountEventsQuery {
 pub async fn session_events(
     State(state): State<AppState>,
     Auth(p): Auth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<SessionEventsQuery>,
     MaybeWs(ws): MaybeWs,
 ) -> Result<Response, ApiError> {

@@ -168,6 +168,17 @@ async fn bad_input_is_explained(db: TestDb) {
     assert_eq!(code(&v), "invalid_json");
     assert!(message(&v).contains("not valid JSON"), "{v}");
 
+    let r = raw("", "application/json").await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let v: Value = r.json().await.unwrap();
+    assert!(message(&v).contains("empty"), "{v}");
+    let r = raw("[{\"type\": \"started\"}]", "application/json")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let v: Value = r.json().await.unwrap();
+    assert!(message(&v).contains("JSON object"), "{v}");
+
     let r = raw("type=started", "application/x-www-form-urlencoded")
         .await
         .unwrap();
@@ -259,6 +270,8 @@ async fn bad_input_is_explained(db: TestDb) {
     assert!(message(&v).contains(&ghost.to_string()), "{v}");
     let (s, _) = c.get("/v1/sessions/not-a-uuid").await;
     assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, v) = c.get("/v1/sessions/%FF").await;
+    assert_eq!((s, code(&v)), (StatusCode::NOT_FOUND, "not_found"), "{v}");
     let (s, v) = c
         .post(
             &format!("/v1/sessions/{ghost}/events"),

@@ -1,14 +1,14 @@
 //! `GET /v1/usage` and `GET /v1/invoices/{YYYY-MM}`.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde::Deserialize;
 
 use crate::app::AppState;
 use crate::auth::Auth;
 use crate::billing::{self, Invoice, Month, Usage};
 use crate::clock::Now;
-use crate::error::{ApiError, ApiQuery};
+use crate::error::{ApiError, ApiPath, ApiQuery};
 use crate::validate;
 
 /// Query of `GET /v1/usage`.
@@ -76,7 +76,7 @@ pub async fn invoice(
     State(state): State<AppState>,
     Auth(p): Auth,
     now: Now,
-    Path(month): Path<String>,
+    ApiPath(month): ApiPath<String>,
 ) -> Result<Json<Invoice>, ApiError> {
     let m = Month::parse(&month).ok_or_else(|| {
         ApiError::invalid(format!(

@@ -3,7 +3,7 @@
 use std::sync::atomic::Ordering;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::app::AppState;
 use crate::auth::Auth;
 use crate::clock::Now;
-use crate::error::{ApiError, ApiJson, ApiQuery};
+use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::model::STATES;
 use crate::storage::{NewEvent, NewSession, SessionFilter, StoreError};
 use crate::validate;
@@ -145,7 +145,7 @@ pub async fn get_one(
     State(state): State<AppState>,
     Auth(p): Auth,
     now: Now,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     let sid = session_path_id(&id)?;
     let session = state
@@ -182,7 +182,7 @@ pub async fn append_event(
     State(state): State<AppState>,
     Auth(p): Auth,
     now: Now,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<AppendEvent>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let sid = session_path_id(&id)?;

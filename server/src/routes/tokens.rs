@@ -1,7 +1,7 @@
 //! `/v1/me` and `/v1/tokens`.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::app::AppState;
 use crate::auth::{self, Auth};
 use crate::clock::Now;
-use crate::error::{ApiError, ApiJsonOrEmpty};
+use crate::error::{ApiError, ApiJsonOrEmpty, ApiPath};
 use crate::storage::StoreError;
 use crate::validate;
 
@@ -57,7 +57,7 @@ pub async fn revoke(
     State(state): State<AppState>,
     Auth(p): Auth,
     now: Now,
-    Path(key): Path<String>,
+    ApiPath(key): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     match state
         .store
