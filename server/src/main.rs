@@ -1,3 +1,5 @@
-fn main() {
-    println!("rclaude-server: not yet implemented");
+//! `rclaude-server`: see `rclaude-server --help` and docs/server.md.
+
+fn main() -> std::process::ExitCode {
+    rclaude_server::cli::main()
 }

@@ -1,0 +1,369 @@
+//! Load benchmark (not a test): N concurrent clients post session events to a real
+//! `rclaude-server` process for a fixed time, on SQLite and on PostgreSQL; reports events per
+//! second and latency percentiles, then checks in the database that every acknowledged event was
+//! stored exactly once (and that a live account-wide WebSocket saw each one once).
+//!
+//! ```text
+//! cargo build --release -p rclaude-server --bin rclaude-server --example load
+//! target/release/examples/load [--engine sqlite|postgres|both] [--clients 64] [--seconds 10]
+//! ```
+//!
+//! Each client owns one session and posts `heartbeat` events with fresh idempotency keys; every
+//! tenth event is immediately retried with the same key (a client retry), which must be answered
+//! 200 and not stored again. PostgreSQL: a fresh database on `RCLAUDE_TEST_PG_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`), dropped afterwards.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use futures::StreamExt;
+use serde_json::{Value, json};
+use sqlx::{Connection, Row};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+
+struct Args {
+    engines: Vec<&'static str>,
+    clients: usize,
+    seconds: u64,
+    bin: PathBuf,
+}
+
+fn parse_args() -> anyhow::Result<Args> {
+    let mut engines = vec!["sqlite", "postgres"];
+    let mut clients = 64;
+    let mut seconds = 10;
+    let mut bin = std::env::current_exe()?
+        .parent()
+        .and_then(|p| p.parent())
+        .context("executable directory")?
+        .join("rclaude-server");
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        let mut val = || it.next().with_context(|| format!("{a} needs a value"));
+        match a.as_str() {
+            "--engine" => {
+                engines = match val()?.as_str() {
+                    "sqlite" => vec!["sqlite"],
+                    "postgres" => vec!["postgres"],
+                    "both" => vec!["sqlite", "postgres"],
+                    other => bail!("--engine {other}: use sqlite, postgres or both"),
+                }
+            }
+            "--clients" => clients = val()?.parse().context("--clients")?,
+            "--seconds" => seconds = val()?.parse().context("--seconds")?,
+            "--server-bin" => bin = PathBuf::from(val()?),
+            other => bail!("unknown argument {other}"),
+        }
+    }
+    if !(1..=1024).contains(&clients) || !(1..=600).contains(&seconds) {
+        bail!("--clients must be 1..=1024 and --seconds 1..=600");
+    }
+    if !bin.exists() {
+        bail!(
+            "{} not found: build it first with `cargo build --release -p rclaude-server --bin rclaude-server`, or pass --server-bin",
+            bin.display()
+        );
+    }
+    Ok(Args {
+        engines,
+        clients,
+        seconds,
+        bin,
+    })
+}
+
+#[derive(Default)]
+struct ClientStats {
+    latencies_us: Vec<u64>,
+    stored: u64,
+    retried_ok: u64,
+    errors: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = parse_args()?;
+    println!(
+        "load: {} clients × {} s per engine, server {}",
+        args.clients,
+        args.seconds,
+        args.bin.display()
+    );
+    let mut rows = Vec::new();
+    for engine in &args.engines {
+        rows.push(run_engine(&args, engine).await?);
+    }
+    println!(
+        "\n| engine | clients | seconds | events stored | events/s | p50 ms | p90 ms | p99 ms | max ms | retries answered 200 | errors | DB count check | live WebSocket check |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for r in rows {
+        println!("{r}");
+    }
+    Ok(())
+}
+
+async fn run_engine(args: &Args, engine: &str) -> anyhow::Result<String> {
+    let dir = tempfile::tempdir()?;
+    let (url, pg) = match engine {
+        "sqlite" => (dir.path().join("bench.db").display().to_string(), None),
+        _ => {
+            let admin = std::env::var("RCLAUDE_TEST_PG_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+            let name = format!("rclaude_bench_{}", uuid::Uuid::new_v4().simple());
+            let mut c = sqlx::PgConnection::connect(&admin)
+                .await
+                .with_context(|| format!("PostgreSQL at {admin}"))?;
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .execute(&mut c)
+                .await?;
+            let mut u = url::Url::parse(&admin)?;
+            u.set_path(&format!("/{name}"));
+            (u.to_string(), Some((admin, name)))
+        }
+    };
+    let result = bench(args, engine, &url).await;
+    if let Some((admin, name)) = pg {
+        let mut c = sqlx::PgConnection::connect(&admin).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .execute(&mut c)
+        .await?;
+    }
+    result
+}
+
+async fn bench(args: &Args, engine: &str, url: &str) -> anyhow::Result<String> {
+    let out = Command::new(&args.bin)
+        .args(["--database-url", url, "admin", "create-account", "bench"])
+        .output()
+        .await?;
+    if !out.status.success() {
+        bail!("create-account: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let token = String::from_utf8(out.stdout)?
+        .lines()
+        .last()
+        .context("token line")?
+        .trim()
+        .to_string();
+
+    let mut server = Command::new(&args.bin)
+        .args(["serve", "--listen", "127.0.0.1:0", "--database-url", url])
+        .args(["--db-max-connections", "16"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut lines = BufReader::new(server.stdout.take().context("stdout")?).lines();
+    let first = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+        .await??
+        .context("server did not start")?;
+    let base = first.rsplit(' ').next().context("address")?.to_string();
+    let addr = base.trim_start_matches("http://").to_string();
+
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.clients)
+        .build()?;
+    let mut sessions = Vec::new();
+    for i in 0..args.clients {
+        let v: Value = http
+            .post(format!("{base}/v1/sessions"))
+            .bearer_auth(&token)
+            .json(&json!({"repository": format!("bench/repo-{}", i % 8), "branch": "main", "provider": "local"}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        sessions.push(v["session"]["id"].as_str().context("id")?.to_string());
+    }
+
+    // A live consumer of the account stream, counting events per session.
+    let mut req = format!("ws://{addr}/v1/events").into_client_request()?;
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse()?);
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await?;
+    let stop_ws = Arc::new(AtomicBool::new(false));
+    let ws_task = {
+        let stop = stop_ws.clone();
+        tokio::spawn(async move {
+            let mut seen: HashMap<String, Vec<i64>> = HashMap::new();
+            let mut error = None;
+            while !stop.load(Ordering::Relaxed) {
+                match tokio::time::timeout(Duration::from_millis(500), ws.next()).await {
+                    Ok(Some(Ok(Message::Text(t)))) => {
+                        let v: Value = serde_json::from_str(t.as_str()).unwrap_or(Value::Null);
+                        if let Some(e) = v.get("error") {
+                            error = Some(e.to_string());
+                            break;
+                        }
+                        let sid = v["event"]["session_id"].as_str().unwrap_or("").to_string();
+                        seen.entry(sid)
+                            .or_default()
+                            .push(v["event"]["seq"].as_i64().unwrap_or(-1));
+                    }
+                    Ok(Some(Ok(_))) => {}
+                    Ok(_) => break,
+                    Err(_) => {}
+                }
+            }
+            (seen, error)
+        })
+    };
+
+    let deadline = Instant::now() + Duration::from_secs(args.seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for sid in sessions.clone() {
+        let (http, base, token) = (http.clone(), base.clone(), token.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut st = ClientStats::default();
+            let url = format!("{base}/v1/sessions/{sid}/events");
+            let mut n = 0u64;
+            while Instant::now() < deadline {
+                n += 1;
+                let body = json!({"type": "heartbeat", "idempotency_key": uuid::Uuid::new_v4().to_string()});
+                let attempts = if n.is_multiple_of(10) { 2 } else { 1 };
+                for attempt in 0..attempts {
+                    let t0 = Instant::now();
+                    let r = http.post(&url).bearer_auth(&token).json(&body).send().await;
+                    let status = match r {
+                        Ok(r) => {
+                            let s = r.status().as_u16();
+                            let _ = r.bytes().await;
+                            s
+                        }
+                        Err(_) => 0,
+                    };
+                    st.latencies_us.push(t0.elapsed().as_micros() as u64);
+                    match (status, attempt) {
+                        (201, 0) => st.stored += 1,
+                        (200, 1) => st.retried_ok += 1,
+                        _ => st.errors += 1,
+                    }
+                }
+            }
+            st
+        }));
+    }
+    let mut all = ClientStats::default();
+    for t in tasks {
+        let st = t.await?;
+        all.latencies_us.extend(st.latencies_us);
+        all.stored += st.stored;
+        all.retried_ok += st.retried_ok;
+        all.errors += st.errors;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+
+    // Count check in the database: created events + acknowledged ones, per-session seq 1..=n.
+    sqlx::any::install_default_drivers();
+    let db_url = if engine == "sqlite" {
+        format!("sqlite://{url}")
+    } else {
+        url.to_string()
+    };
+    let mut conn = sqlx::AnyConnection::connect(&db_url).await?;
+    let rows = sqlx::query(
+        "SELECT session_id, COUNT(*), MIN(seq), MAX(seq), COUNT(DISTINCT seq) FROM session_events GROUP BY session_id",
+    )
+    .fetch_all(&mut conn)
+    .await?;
+    let mut db_total = 0i64;
+    let mut contiguous = true;
+    let mut db_counts: HashMap<String, i64> = HashMap::new();
+    for r in &rows {
+        let (sid, n, lo, hi, distinct): (String, i64, i64, i64, i64) = (
+            r.try_get(0)?,
+            r.try_get(1)?,
+            r.try_get(2)?,
+            r.try_get(3)?,
+            r.try_get(4)?,
+        );
+        db_total += n;
+        contiguous &= lo == 1 && hi == n && distinct == n;
+        db_counts.insert(sid, n);
+    }
+    let expected = all.stored as i64 + sessions.len() as i64;
+    let db_ok = db_total == expected && contiguous;
+    let db_check = format!(
+        "{} ({} stored = {} acknowledged + {} created{})",
+        if db_ok { "ok" } else { "MISMATCH" },
+        db_total,
+        all.stored,
+        sessions.len(),
+        if contiguous {
+            ", seq contiguous"
+        } else {
+            ", seq GAPS"
+        }
+    );
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop_ws.store(true, Ordering::Relaxed);
+    let (seen, ws_error) = ws_task.await?;
+    let mut ws_total = 0usize;
+    let mut ws_ok = ws_error.is_none();
+    for sid in &sessions {
+        let got = seen.get(sid).cloned().unwrap_or_default();
+        ws_total += got.len();
+        let want = (db_counts.get(sid).copied().unwrap_or(1) - 1) as usize; // minus `created`
+        let in_order = got.windows(2).all(|w| w[1] == w[0] + 1);
+        ws_ok &= got.len() == want && in_order;
+    }
+    let ws_check = match ws_error {
+        Some(e) => format!("closed: {e}"),
+        None => format!(
+            "{} ({ws_total} received, each once, in order per session)",
+            if ws_ok { "ok" } else { "MISMATCH" }
+        ),
+    };
+
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.id().context("pid")?.to_string()])
+        .status()
+        .await;
+    let _ = tokio::time::timeout(Duration::from_secs(30), server.wait()).await;
+
+    let mut lat = all.latencies_us;
+    lat.sort_unstable();
+    let pct = |p: f64| -> f64 {
+        if lat.is_empty() {
+            return 0.0;
+        }
+        let i = ((lat.len() as f64 - 1.0) * p).round() as usize;
+        lat[i] as f64 / 1000.0
+    };
+    let stored_per_s = all.stored as f64 / elapsed;
+    println!(
+        "{engine}: {} events stored in {elapsed:.1}s = {stored_per_s:.0}/s (requests incl. retries: {}), p50 {:.2} ms, p99 {:.2} ms, errors {}; db: {db_check}; ws: {ws_check}",
+        all.stored,
+        lat.len(),
+        pct(0.5),
+        pct(0.99),
+        all.errors
+    );
+    Ok(format!(
+        "| {engine} | {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {db_check} | {ws_check} |",
+        args.clients,
+        args.seconds,
+        all.stored,
+        stored_per_s,
+        pct(0.5),
+        pct(0.9),
+        pct(0.99),
+        pct(1.0),
+        all.retried_ok,
+        all.errors
+    ))
+}

@@ -1,0 +1,133 @@
+//! `rclaude-server admin …`: accounts and tokens, straight in the database.
+
+use std::io::Write;
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+
+use crate::auth;
+use crate::clock::Now;
+use crate::config::ServerConfig;
+use crate::db;
+use crate::events::Hub;
+use crate::storage::{Store, StoreError};
+use crate::validate;
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create an account and its first API token (printed alone on the last line).
+    CreateAccount {
+        /// Account name (unique).
+        name: String,
+        /// Name of the first token.
+        #[arg(long, default_value = "default")]
+        token_name: String,
+    },
+    /// Create another API token for an account (printed alone on the last line).
+    CreateToken {
+        /// Account name or id.
+        account: String,
+        /// A label for the token.
+        #[arg(long, default_value = "admin")]
+        name: String,
+    },
+    /// List an account's tokens (prefixes only; secrets are never stored).
+    ListTokens {
+        /// Account name or id.
+        account: String,
+    },
+    /// Revoke a token by its prefix (rcl_xxxxxxxx) or id.
+    RevokeToken {
+        /// Token prefix or id.
+        prefix: String,
+    },
+}
+
+/// Runs one admin command, writing human-readable output to `out`.
+pub async fn run(
+    cfg: &ServerConfig,
+    cmd: AdminCommand,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let db = db::open(&cfg.database_url, 2).await?;
+    let store = Store::new(db.clone(), cfg.prices, Hub::new(1));
+    let result = run_with(&store, cmd, out).await;
+    db.close().await;
+    result
+}
+
+async fn run_with(store: &Store, cmd: AdminCommand, out: &mut impl Write) -> anyhow::Result<()> {
+    let now = Now::system().ms();
+    match cmd {
+        AdminCommand::CreateAccount { name, token_name } => {
+            validate::text("account name", &name, 100).map_err(|e| anyhow::anyhow!(e.message))?;
+            let account = match store.create_account(&name, now).await {
+                Ok(a) => a,
+                Err(StoreError::Conflict(m)) => {
+                    bail!("{m}; use `admin create-token {name}` for another token")
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let (info, secret) = auth::issue(store, &account.id, &token_name, now).await?;
+            writeln!(out, "created account {} (id {})", account.name, account.id)?;
+            writeln!(
+                out,
+                "created token {} ({}); it is shown once, store it now:",
+                info.prefix, info.name
+            )?;
+            writeln!(out, "{secret}")?;
+        }
+        AdminCommand::CreateToken { account, name } => {
+            validate::text("token name", &name, 100).map_err(|e| anyhow::anyhow!(e.message))?;
+            let account = find(store, &account).await?;
+            let (info, secret) = auth::issue(store, &account.id, &name, now).await?;
+            writeln!(
+                out,
+                "created token {} ({}) for account {}; it is shown once, store it now:",
+                info.prefix, info.name, account.name
+            )?;
+            writeln!(out, "{secret}")?;
+        }
+        AdminCommand::ListTokens { account } => {
+            let account = find(store, &account).await?;
+            let tokens = store.list_tokens(&account.id).await?;
+            writeln!(
+                out,
+                "{:<14} {:<20} {:<26} {:<26} STATUS",
+                "PREFIX", "NAME", "CREATED", "LAST USED"
+            )?;
+            for t in tokens {
+                let status = match &t.revoked_at {
+                    Some(at) => format!("revoked {at}"),
+                    None => "active".to_string(),
+                };
+                writeln!(
+                    out,
+                    "{:<14} {:<20} {:<26} {:<26} {status}",
+                    t.prefix,
+                    t.name,
+                    t.created_at,
+                    t.last_used_at.as_deref().unwrap_or("never")
+                )?;
+            }
+        }
+        AdminCommand::RevokeToken { prefix } => {
+            match store.revoke_token(None, &prefix, now).await {
+                Ok(t) => writeln!(out, "revoked token {} ({})", t.prefix, t.name)?,
+                Err(StoreError::NotFound) => bail!("no token with prefix or id `{prefix}`"),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn find(store: &Store, account: &str) -> anyhow::Result<crate::model::Account> {
+    match store.find_account(account).await {
+        Ok(a) => Ok(a),
+        Err(StoreError::NotFound) => {
+            bail!("no account named `{account}`; create it with `admin create-account {account}`")
+        }
+        Err(e) => Err(e).context("cannot look up the account"),
+    }
+}

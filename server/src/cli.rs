@@ -1,0 +1,161 @@
+//! Command line: `rclaude-server [serve]` and `rclaude-server admin …`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::admin::{self, AdminCommand};
+use crate::config::{self, FileConfig, Overrides};
+
+/// rclaude's server: sessions, usage metering, billing, API tokens and live events.
+#[derive(Debug, Parser)]
+#[command(name = "rclaude-server", version, about, long_about = None)]
+pub struct Cli {
+    /// Database: a SQLite file path (default: ~/.local/share/rclaude/server.db, created on first
+    /// start, WAL mode) or `postgres://USER@HOST/DB` for a shared deployment.
+    #[arg(long, env = "DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+
+    /// A TOML config file (keys: listen, database_url, price_hour_usd, price_storage_month_usd,
+    /// heartbeat_grace, max_body_bytes, request_timeout, db_max_connections). Flags and env win.
+    #[arg(long, env = "RCLAUDE_SERVER_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+
+    /// Log format on stderr.
+    #[arg(long, env = "RCLAUDE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json, global = true)]
+    pub log_format: LogFormat,
+
+    #[command(flatten)]
+    pub serve: ServeArgs,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One JSON object per line.
+    Json,
+    /// Human-readable lines.
+    Text,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server (the default).
+    Serve(ServeArgs),
+    /// Manage accounts and API tokens directly in the database.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+/// Options of `serve`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:7420].
+    #[arg(long, env = "RCLAUDE_LISTEN")]
+    pub listen: Option<String>,
+    /// Price of one hour of active session time, in USD [default: 0.10].
+    #[arg(long, env = "RCLAUDE_PRICE_HOUR_USD")]
+    pub price_hour_usd: Option<String>,
+    /// Price of persistent storage per repository per month, in USD [default: 5].
+    #[arg(long, env = "RCLAUDE_PRICE_STORAGE_MONTH_USD")]
+    pub price_storage_month_usd: Option<String>,
+    /// How long a running session stays billable after its last event (e.g. 90s, 5m) [default: 5m].
+    #[arg(long, env = "RCLAUDE_HEARTBEAT_GRACE")]
+    pub heartbeat_grace: Option<String>,
+    /// Largest accepted request body in bytes [default: 65536].
+    #[arg(long, env = "RCLAUDE_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<u64>,
+    /// Deadline for one request (e.g. 30s) [default: 30s].
+    #[arg(long, env = "RCLAUDE_REQUEST_TIMEOUT")]
+    pub request_timeout: Option<String>,
+    /// Maximum database connections [default: 16].
+    #[arg(long, env = "RCLAUDE_DB_MAX_CONNECTIONS")]
+    pub db_max_connections: Option<u32>,
+    /// Honour the `x-rclaude-now` header (tests only: it lets clients set the clock).
+    #[arg(long, env = "RCLAUDE_TEST_CLOCK")]
+    pub test_clock: bool,
+}
+
+impl ServeArgs {
+    fn or(self, other: ServeArgs) -> ServeArgs {
+        ServeArgs {
+            listen: self.listen.or(other.listen),
+            price_hour_usd: self.price_hour_usd.or(other.price_hour_usd),
+            price_storage_month_usd: self
+                .price_storage_month_usd
+                .or(other.price_storage_month_usd),
+            heartbeat_grace: self.heartbeat_grace.or(other.heartbeat_grace),
+            max_body_bytes: self.max_body_bytes.or(other.max_body_bytes),
+            request_timeout: self.request_timeout.or(other.request_timeout),
+            db_max_connections: self.db_max_connections.or(other.db_max_connections),
+            test_clock: self.test_clock || other.test_clock,
+        }
+    }
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logs(cli.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("rclaude-server: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rclaude-server: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let file = match &cli.config {
+        Some(p) => FileConfig::load(p)?,
+        None => FileConfig::default(),
+    };
+    let (serve_args, admin) = match cli.command {
+        None => (cli.serve, None),
+        Some(Command::Serve(args)) => (args.or(cli.serve), None),
+        Some(Command::Admin { command }) => (cli.serve, Some(command)),
+    };
+    let over = Overrides {
+        listen: serve_args.listen,
+        database_url: cli.database_url,
+        price_hour_usd: serve_args.price_hour_usd,
+        price_storage_month_usd: serve_args.price_storage_month_usd,
+        heartbeat_grace: serve_args.heartbeat_grace,
+        max_body_bytes: serve_args.max_body_bytes,
+        request_timeout: serve_args.request_timeout,
+        db_max_connections: serve_args.db_max_connections,
+        test_clock: serve_args.test_clock,
+    };
+    let cfg = config::resolve(file, over)?;
+    match admin {
+        None => crate::server::serve(cfg).await,
+        Some(cmd) => admin::run(&cfg, cmd, &mut std::io::stdout()).await,
+    }
+}

@@ -1,0 +1,333 @@
+//! Server configuration: prices, heartbeat grace, limits; parsed from flags, env and an optional
+//! TOML file (flags and env win over the file, the file over the defaults).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// One US dollar in micro-dollars, the server's unit of money.
+pub const MICROS_PER_USD: i64 = 1_000_000;
+
+/// Prices and metering rules. All money is integer micro-dollars.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prices {
+    /// Price of one hour of active session time.
+    pub hour_micros: i64,
+    /// Price of persistent storage for one repository for one whole month.
+    pub storage_month_micros: i64,
+    /// How long after the last sign of life a running session still counts as active.
+    pub heartbeat_grace_s: i64,
+}
+
+impl Default for Prices {
+    fn default() -> Self {
+        Prices {
+            hour_micros: 100_000,            // $0.10 / hour
+            storage_month_micros: 5_000_000, // $5 / repository / month
+            heartbeat_grace_s: 300,          // 5 minutes
+        }
+    }
+}
+
+/// Everything `serve` needs, after merging flags, env and the config file.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub database_url: String,
+    pub prices: Prices,
+    /// Largest accepted request body in bytes.
+    pub max_body_bytes: usize,
+    /// Deadline for one HTTP request (WebSockets are exempt once upgraded).
+    pub request_timeout: Duration,
+    /// Honour the `x-rclaude-now` header (tests drive the clock with it). Never in production.
+    pub test_clock: bool,
+    /// Maximum pooled database connections (PostgreSQL; SQLite uses 1 writer + readers).
+    pub db_max_connections: u32,
+    /// How long graceful shutdown waits for open connections.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:7420".parse().expect("valid default address"),
+            database_url: default_database_url(),
+            prices: Prices::default(),
+            max_body_bytes: 64 * 1024,
+            request_timeout: Duration::from_secs(30),
+            test_clock: false,
+            db_max_connections: 16,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// `$XDG_DATA_HOME/rclaude/server.db` (or `~/.local/share/rclaude/server.db`, or `./rclaude-server.db`).
+pub fn default_database_url() -> String {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")));
+    match base {
+        Some(dir) => dir.join("rclaude").join("server.db").display().to_string(),
+        None => "rclaude-server.db".to_string(),
+    }
+}
+
+/// A configuration value that could not be understood.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "{what}: `{value}` is not a dollar amount (write e.g. `0.10` or `5`; at most 6 decimals)"
+    )]
+    BadUsd { what: String, value: String },
+    #[error(
+        "{what}: `{value}` is not a duration (write e.g. `300`, `90s`, `5m`, `2h`; whole seconds)"
+    )]
+    BadDuration { what: String, value: String },
+    #[error("{what}: `{value}` is not a socket address (write e.g. `127.0.0.1:7420`)")]
+    BadAddress { what: String, value: String },
+    #[error("{what}: {message}")]
+    Invalid { what: String, message: String },
+    #[error("config file {path}: {message}")]
+    File { path: PathBuf, message: String },
+}
+
+/// Parses a non-negative decimal dollar amount exactly into micro-dollars (`"0.10"` → `100000`).
+pub fn parse_usd(what: &str, value: &str) -> Result<i64, ConfigError> {
+    let bad = || ConfigError::BadUsd {
+        what: what.to_string(),
+        value: value.to_string(),
+    };
+    let s = value.trim().trim_start_matches('$');
+    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+    if int.is_empty() && frac.is_empty()
+        || !int.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+        || frac.len() > 6
+        || int.len() > 12
+    {
+        return Err(bad());
+    }
+    let int: i64 = if int.is_empty() {
+        0
+    } else {
+        int.parse().map_err(|_| bad())?
+    };
+    let frac_micros: i64 = if frac.is_empty() {
+        0
+    } else {
+        format!("{frac:0<6}").parse().map_err(|_| bad())?
+    };
+    Ok(int * MICROS_PER_USD + frac_micros)
+}
+
+/// Parses `300`, `300s`, `5m`, `2h`, `1d` into whole seconds.
+pub fn parse_duration_s(what: &str, value: &str) -> Result<i64, ConfigError> {
+    let bad = || ConfigError::BadDuration {
+        what: what.to_string(),
+        value: value.to_string(),
+    };
+    let s = value.trim();
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, 's')) => (&s[..i], 1),
+        Some((i, 'm')) => (&s[..i], 60),
+        Some((i, 'h')) => (&s[..i], 3600),
+        Some((i, 'd')) => (&s[..i], 86_400),
+        Some(_) => (s, 1),
+        None => return Err(bad()),
+    };
+    let n: i64 = num.trim().parse().map_err(|_| bad())?;
+    if n < 0 {
+        return Err(bad());
+    }
+    n.checked_mul(mult).ok_or_else(bad)
+}
+
+/// The TOML config file (`--config`). Every key is optional.
+///
+/// ```toml
+/// listen = "0.0.0.0:7420"
+/// database_url = "postgres://rclaude@db/rclaude"
+/// price_hour_usd = "0.10"
+/// price_storage_month_usd = "5"
+/// heartbeat_grace = "5m"
+/// max_body_bytes = 65536
+/// request_timeout = "30s"
+/// db_max_connections = 16
+/// ```
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<String>,
+    pub database_url: Option<String>,
+    pub price_hour_usd: Option<NumOrStr>,
+    pub price_storage_month_usd: Option<NumOrStr>,
+    pub heartbeat_grace: Option<NumOrStr>,
+    pub max_body_bytes: Option<u64>,
+    pub request_timeout: Option<NumOrStr>,
+    pub db_max_connections: Option<u32>,
+}
+
+/// A TOML value written either as a number or as a string (`0.10` or `"0.10"`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum NumOrStr {
+    Int(i64),
+    Float(f64),
+    Str(String),
+}
+
+impl NumOrStr {
+    fn text(&self) -> String {
+        match self {
+            NumOrStr::Int(i) => i.to_string(),
+            NumOrStr::Float(f) => f.to_string(),
+            NumOrStr::Str(s) => s.clone(),
+        }
+    }
+}
+
+impl FileConfig {
+    /// Reads and parses a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+            path: path.to_path_buf(),
+            message: format!("cannot read it: {e}"),
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::File {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+}
+
+/// Raw overrides from flags / env (each `None` when not given).
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub database_url: Option<String>,
+    pub price_hour_usd: Option<String>,
+    pub price_storage_month_usd: Option<String>,
+    pub heartbeat_grace: Option<String>,
+    pub max_body_bytes: Option<u64>,
+    pub request_timeout: Option<String>,
+    pub db_max_connections: Option<u32>,
+    pub test_clock: bool,
+}
+
+/// Merges flags/env over the file over the defaults, validating every value.
+pub fn resolve(file: FileConfig, over: Overrides) -> Result<ServerConfig, ConfigError> {
+    let mut cfg = ServerConfig::default();
+    if let Some(v) = over.listen.or(file.listen) {
+        cfg.listen = v.parse().map_err(|_| ConfigError::BadAddress {
+            what: "listen".into(),
+            value: v.clone(),
+        })?;
+    }
+    if let Some(v) = over.database_url.or(file.database_url) {
+        cfg.database_url = v;
+    }
+    if let Some(v) = over
+        .price_hour_usd
+        .or(file.price_hour_usd.map(|v| v.text()))
+    {
+        cfg.prices.hour_micros = parse_usd("price_hour_usd", &v)?;
+    }
+    if let Some(v) = over
+        .price_storage_month_usd
+        .or(file.price_storage_month_usd.map(|v| v.text()))
+    {
+        cfg.prices.storage_month_micros = parse_usd("price_storage_month_usd", &v)?;
+    }
+    if let Some(v) = over
+        .heartbeat_grace
+        .or(file.heartbeat_grace.map(|v| v.text()))
+    {
+        cfg.prices.heartbeat_grace_s = parse_duration_s("heartbeat_grace", &v)?;
+    }
+    if let Some(v) = over.max_body_bytes.or(file.max_body_bytes) {
+        if !(1024..=64 * 1024 * 1024).contains(&v) {
+            return Err(ConfigError::Invalid {
+                what: "max_body_bytes".into(),
+                message: format!("{v} is out of range (1024 ..= 67108864)"),
+            });
+        }
+        cfg.max_body_bytes = v as usize;
+    }
+    if let Some(v) = over
+        .request_timeout
+        .or(file.request_timeout.map(|v| v.text()))
+    {
+        let s = parse_duration_s("request_timeout", &v)?;
+        if s == 0 {
+            return Err(ConfigError::Invalid {
+                what: "request_timeout".into(),
+                message: "must be at least 1s".into(),
+            });
+        }
+        cfg.request_timeout = Duration::from_secs(s as u64);
+    }
+    if let Some(v) = over.db_max_connections.or(file.db_max_connections) {
+        if v == 0 {
+            return Err(ConfigError::Invalid {
+                what: "db_max_connections".into(),
+                message: "must be at least 1".into(),
+            });
+        }
+        cfg.db_max_connections = v;
+    }
+    cfg.test_clock = over.test_clock;
+    Ok(cfg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usd_parses_exactly() {
+        assert_eq!(parse_usd("x", "0.10").unwrap(), 100_000);
+        assert_eq!(parse_usd("x", "5").unwrap(), 5_000_000);
+        assert_eq!(parse_usd("x", "$1.5").unwrap(), 1_500_000);
+        assert_eq!(parse_usd("x", ".000001").unwrap(), 1);
+        assert_eq!(parse_usd("x", "0.1").unwrap(), 100_000);
+        for bad in ["", ".", "-1", "1.0000001", "abc", "1,5", "1e3"] {
+            assert!(parse_usd("x", bad).is_err(), "{bad} should be rejected");
+        }
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration_s("x", "300").unwrap(), 300);
+        assert_eq!(parse_duration_s("x", "90s").unwrap(), 90);
+        assert_eq!(parse_duration_s("x", "5m").unwrap(), 300);
+        assert_eq!(parse_duration_s("x", "2h").unwrap(), 7200);
+        assert!(parse_duration_s("x", "5 minutes").is_err());
+        assert!(parse_duration_s("x", "-5s").is_err());
+        assert!(parse_duration_s("x", "").is_err());
+    }
+
+    #[test]
+    fn flags_override_file() {
+        let file: FileConfig = toml::from_str(
+            "price_hour_usd = 0.2\nprice_storage_month_usd = \"7\"\nheartbeat_grace = \"1m\"",
+        )
+        .unwrap();
+        let over = Overrides {
+            price_hour_usd: Some("0.30".into()),
+            ..Default::default()
+        };
+        let cfg = resolve(file, over).unwrap();
+        assert_eq!(cfg.prices.hour_micros, 300_000);
+        assert_eq!(cfg.prices.storage_month_micros, 7_000_000);
+        assert_eq!(cfg.prices.heartbeat_grace_s, 60);
+    }
+
+    #[test]
+    fn file_rejects_unknown_keys() {
+        assert!(toml::from_str::<FileConfig>("price_hour = 1").is_err());
+    }
+}

@@ -1,0 +1,178 @@
+//! Live event fan-out.
+//!
+//! Every committed event becomes one [`LiveEvent`] on an in-process broadcast channel, which the
+//! WebSocket handlers filter by account and session. How events reach the channel depends on the
+//! engine:
+//! - SQLite (one process): the writer publishes right after commit, while still holding the single
+//!   writer connection, so the channel order is the commit order.
+//! - PostgreSQL (any number of replicas): the writer calls `pg_notify` inside its transaction; every
+//!   replica (including the writer's) LISTENs and publishes what it hears. PostgreSQL delivers
+//!   notifications in commit order, so each replica sees every event once, in order.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sqlx::postgres::PgListener;
+use tokio::sync::{broadcast, watch};
+
+use crate::storage::Store;
+
+/// The PostgreSQL notification channel.
+pub const CHANNEL: &str = "rclaude_events";
+
+/// NOTIFY payloads must stay under 8000 bytes; bigger messages travel by reference.
+const MAX_INLINE_PAYLOAD: usize = 7000;
+
+/// One committed event, ready to send.
+#[derive(Debug, Clone)]
+pub struct LiveEvent {
+    pub account_id: String,
+    pub session_id: String,
+    pub seq: i64,
+    /// The WebSocket text message: `{"event": Event, "session": Session}`.
+    pub message: Arc<str>,
+}
+
+/// The in-process broadcast of live events.
+#[derive(Debug, Clone)]
+pub struct Hub {
+    tx: broadcast::Sender<Arc<LiveEvent>>,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Hub::new(8192)
+    }
+}
+
+impl Hub {
+    pub fn new(capacity: usize) -> Hub {
+        Hub {
+            tx: broadcast::channel(capacity).0,
+        }
+    }
+
+    pub fn publish(&self, ev: LiveEvent) {
+        // No receivers is fine: nobody is watching.
+        let _ = self.tx.send(Arc::new(ev));
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<LiveEvent>> {
+        self.tx.subscribe()
+    }
+}
+
+/// What travels through NOTIFY.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Notice {
+    /// Account id.
+    pub a: String,
+    /// Session id.
+    pub s: String,
+    /// Sequence number.
+    pub q: i64,
+    /// The message itself, when small enough.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub m: Option<String>,
+    /// Otherwise the event id, to load it from the database.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub e: Option<String>,
+}
+
+impl Notice {
+    /// The NOTIFY payload for an event.
+    pub fn payload(ev: &LiveEvent, event_id: &str) -> String {
+        let inline = Notice {
+            a: ev.account_id.clone(),
+            s: ev.session_id.clone(),
+            q: ev.seq,
+            m: Some(ev.message.to_string()),
+            e: None,
+        };
+        let text = serde_json::to_string(&inline).expect("serialisable");
+        if text.len() <= MAX_INLINE_PAYLOAD {
+            return text;
+        }
+        serde_json::to_string(&Notice {
+            m: None,
+            e: Some(event_id.to_string()),
+            ..inline
+        })
+        .expect("serialisable")
+    }
+}
+
+/// Runs the PostgreSQL LISTEN loop until `shutdown` turns true. Reconnects on its own; events
+/// committed while it was disconnected are not replayed (WebSocket clients resume with
+/// `since_seq`).
+pub async fn listen_postgres(
+    url: String,
+    store: Store,
+    hub: Hub,
+    mut shutdown: watch::Receiver<bool>,
+    ready: tokio::sync::oneshot::Sender<()>,
+) {
+    let mut ready = Some(ready);
+    loop {
+        let mut listener = match PgListener::connect(&url).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "LISTEN connection failed; retrying in 1s");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    _ = shutdown.changed() => return,
+                }
+            }
+        };
+        if let Err(e) = listener.listen(CHANNEL).await {
+            tracing::error!(error = %e, "LISTEN failed; retrying in 1s");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        if let Some(r) = ready.take() {
+            let _ = r.send(());
+        }
+        tracing::info!(channel = CHANNEL, "listening for events from all replicas");
+        loop {
+            let n = tokio::select! {
+                n = listener.try_recv() => n,
+                _ = shutdown.changed() => return,
+            };
+            match n {
+                Ok(Some(n)) => match serde_json::from_str::<Notice>(n.payload()) {
+                    Ok(notice) => deliver(&store, &hub, notice).await,
+                    Err(e) => tracing::warn!(error = %e, "ignoring a malformed notification"),
+                },
+                Ok(None) => {
+                    tracing::warn!("LISTEN connection lost; reconnecting (events may be missed)")
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "LISTEN failed; reconnecting");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+async fn deliver(store: &Store, hub: &Hub, notice: Notice) {
+    let message: Arc<str> = match (notice.m, notice.e) {
+        (Some(m), _) => m.into(),
+        (None, Some(event_id)) => match store.live_message(&notice.a, &event_id).await {
+            Ok(Some(m)) => m.into(),
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(error = %e, event_id, "cannot load a notified event");
+                return;
+            }
+        },
+        (None, None) => return,
+    };
+    hub.publish(LiveEvent {
+        account_id: notice.a,
+        session_id: notice.s,
+        seq: notice.q,
+        message,
+    });
+}

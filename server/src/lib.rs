@@ -1,0 +1,22 @@
+//! rclaude-server: sessions, usage metering, billing, API tokens and live events over HTTP
+//! (axum) with SQLite or PostgreSQL (sqlx). See docs/server.md.
+
+pub mod admin;
+pub mod app;
+pub mod auth;
+pub mod billing;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod events;
+pub mod metering;
+pub mod metrics;
+pub mod model;
+pub mod openapi;
+pub mod routes;
+pub mod server;
+pub mod storage;
+pub mod validate;
+pub mod ws;

@@ -1,0 +1,6 @@
+//! HTTP handlers, one file per resource.
+
+pub mod billing;
+pub mod sessions;
+pub mod system;
+pub mod tokens;

@@ -1,0 +1,369 @@
+//! Live events over WebSocket: `GET /v1/sessions/{id}/events` and `GET /v1/events`.
+//!
+//! Each new event is one text message `{"event": Event, "session": Session}`. The session socket
+//! accepts `?since_seq=N`: it first replays the stored events with `seq > N`, then streams live
+//! ones; it subscribes before reading the database and skips `seq` it has already sent, so there
+//! is no gap and no duplicate. If it ever sees a gap (a lagging subscriber), it fills it from the
+//! database. Without `since_seq` it streams the events stored after the handshake.
+//!
+//! The account socket keeps the same per-session bookkeeping (starting from each open session's
+//! `last_seq` at the handshake), so it too delivers every event once, in order per session.
+//!
+//! A plain `GET /v1/sessions/{id}/events` (no upgrade) answers the stored events as JSON
+//! (`{"events": [Event]}`, `?since_seq=&limit=`), for clients that poll.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::broadcast::Receiver;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::app::AppState;
+use crate::auth::Auth;
+use crate::error::{ApiError, ApiPath, ApiQuery};
+use crate::events::LiveEvent;
+use crate::routes::sessions::session_path_id;
+use crate::storage::Principal;
+
+const PING_EVERY: Duration = Duration::from_secs(30);
+const PAGE: i64 = 1000;
+
+/// `Some` when the request asks for a WebSocket upgrade (a failed handshake is a 400 JSON error),
+/// `None` for a plain HTTP request.
+pub struct MaybeWs(pub Option<WebSocketUpgrade>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for MaybeWs {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        if !parts.headers.contains_key(axum::http::header::UPGRADE) {
+            return Ok(MaybeWs(None));
+        }
+        WebSocketUpgrade::from_request_parts(parts, state)
+            .await
+            .map(|u| MaybeWs(Some(u)))
+            .map_err(|r| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_websocket_handshake",
+                    format!("WebSocket handshake refused: {}", r.body_text()),
+                )
+            })
+    }
+}
+
+/// Query of the session event stream.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionEventsQuery {
+    pub since_seq: Option<i64>,
+    /// Only for the JSON (non-WebSocket) form.
+    pub limit: Option<i64>,
+    /// Browsers may pass the token here instead of the header (WebSocket only).
+    pub token: Option<String>,
+}
+
+/// Query of the account event stream.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountEventsQuery {
+    pub token: Option<String>,
+}
+
+/// `GET /v1/sessions/{id}/events`: WebSocket stream, or the stored events as JSON.
+pub async fn session_events(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<SessionEventsQuery>,
+    MaybeWs(ws): MaybeWs,
+) -> Result<Response, ApiError> {
+    let sid = session_path_id(&id)?;
+    // Subscribe before reading the database (and before answering 101): nothing committed after
+    // the read can be missed.
+    let rx = state.hub.subscribe();
+    let session = state
+        .store
+        .get_session(&p.account_id, &sid, 0)
+        .await?
+        .ok_or_else(|| ApiError::session_not_found(&id))?;
+    if let Some(s) = q.since_seq
+        && s < 0
+    {
+        return Err(ApiError::invalid("`since_seq` must be 0 or more"));
+    }
+    let Some(ws) = ws else {
+        let limit = q.limit.unwrap_or(1000);
+        if !(1..=10_000).contains(&limit) {
+            return Err(ApiError::invalid("`limit` must be between 1 and 10000"));
+        }
+        let events = state
+            .store
+            .list_events(&p.account_id, &sid, q.since_seq.unwrap_or(0), limit)
+            .await?;
+        return Ok(Json(json!({ "events": events })).into_response());
+    };
+    // Live only: start after the last event stored when the handshake was answered.
+    let start = q.since_seq.unwrap_or(session.last_seq);
+    let replay = q.since_seq.is_some();
+    Ok(ws
+        .on_upgrade(move |socket| async move {
+            let _guard = state.sockets.enter();
+            state.metrics.ws_connections.fetch_add(1, Ordering::Relaxed);
+            session_socket(&state, socket, rx, p, sid, start, replay).await;
+            state.metrics.ws_connections.fetch_sub(1, Ordering::Relaxed);
+        })
+        .into_response())
+}
+
+/// `GET /v1/events`: WebSocket stream of every new event of the account.
+pub async fn account_events(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    ApiQuery(_q): ApiQuery<AccountEventsQuery>,
+    MaybeWs(ws): MaybeWs,
+) -> Result<Response, ApiError> {
+    let Some(ws) = ws else {
+        return Err(ApiError::new(
+            StatusCode::UPGRADE_REQUIRED,
+            "websocket_required",
+            "/v1/events is a WebSocket: connect with `Upgrade: websocket`",
+        ));
+    };
+    // Subscribe, then note where each open session stands: later events are exactly those with
+    // a higher seq (sessions created later start at 0).
+    let rx = state.hub.subscribe();
+    let seen = state.store.live_session_seqs(&p.account_id).await?;
+    Ok(ws
+        .on_upgrade(move |socket| async move {
+            let _guard = state.sockets.enter();
+            state.metrics.ws_connections.fetch_add(1, Ordering::Relaxed);
+            account_socket(&state, socket, rx, p, seen).await;
+            state.metrics.ws_connections.fetch_sub(1, Ordering::Relaxed);
+        })
+        .into_response())
+}
+
+enum Step {
+    Continue,
+    Stop,
+}
+
+async fn send_text(state: &AppState, socket: &mut WebSocket, text: &str) -> Step {
+    match socket.send(Message::Text(text.to_string().into())).await {
+        Ok(()) => {
+            state
+                .metrics
+                .ws_messages_sent
+                .fetch_add(1, Ordering::Relaxed);
+            Step::Continue
+        }
+        Err(_) => Step::Stop,
+    }
+}
+
+/// Sends stored events with `last < seq < until` (all when `until` is None); updates `last`.
+async fn backfill(
+    state: &AppState,
+    socket: &mut WebSocket,
+    p: &Principal,
+    sid: &str,
+    last: &mut i64,
+    until: Option<i64>,
+) -> Result<Step, ApiError> {
+    loop {
+        let events = state
+            .store
+            .list_events(&p.account_id, sid, *last, PAGE)
+            .await?;
+        if events.is_empty() {
+            return Ok(Step::Continue);
+        }
+        let session = state
+            .store
+            .get_session(&p.account_id, sid, crate::clock::Now::system().s())
+            .await?
+            .ok_or_else(|| ApiError::session_not_found(sid))?;
+        for ev in events {
+            if until.is_some_and(|u| ev.seq >= u) {
+                return Ok(Step::Continue);
+            }
+            *last = ev.seq;
+            let text = json!({ "event": ev, "session": session }).to_string();
+            if let Step::Stop = send_text(state, socket, &text).await {
+                return Ok(Step::Stop);
+            }
+        }
+    }
+}
+
+async fn session_socket(
+    state: &AppState,
+    mut socket: WebSocket,
+    mut rx: Receiver<Arc<LiveEvent>>,
+    p: Principal,
+    sid: String,
+    start: i64,
+    replay: bool,
+) {
+    let mut shutdown = state.shutdown.clone();
+    let mut last = start;
+    if replay {
+        match backfill(state, &mut socket, &p, &sid, &mut last, None).await {
+            Ok(Step::Continue) => {}
+            Ok(Step::Stop) => return,
+            Err(e) => return close_with_error(socket, &e).await,
+        }
+    }
+    let mut ping = tokio::time::interval(PING_EVERY);
+    ping.tick().await;
+    loop {
+        tokio::select! {
+            msg = rx.recv() => {
+                let step = match msg {
+                    Ok(ev) => {
+                        if ev.account_id != p.account_id || ev.session_id != sid || ev.seq <= last {
+                            continue;
+                        }
+                        if ev.seq > last + 1 {
+                            match backfill(state, &mut socket, &p, &sid, &mut last, Some(ev.seq)).await {
+                                Ok(Step::Continue) => {}
+                                Ok(Step::Stop) => return,
+                                Err(e) => return close_with_error(socket, &e).await,
+                            }
+                        }
+                        last = ev.seq;
+                        send_text(state, &mut socket, &ev.message).await
+                    }
+                    Err(RecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, "session socket lagged; refilling from the database");
+                        match backfill(state, &mut socket, &p, &sid, &mut last, None).await {
+                            Ok(step) => step,
+                            Err(e) => return close_with_error(socket, &e).await,
+                        }
+                    }
+                    Err(RecvError::Closed) => Step::Stop,
+                };
+                if let Step::Stop = step {
+                    return;
+                }
+            }
+            incoming = socket.recv() => {
+                if let Step::Stop = on_incoming(incoming) {
+                    return;
+                }
+            }
+            _ = ping.tick() => {
+                if socket.send(Message::Ping(Default::default())).await.is_err() {
+                    return;
+                }
+            }
+            _ = shutdown.changed() => {
+                return going_away(socket).await;
+            }
+        }
+    }
+}
+
+async fn account_socket(
+    state: &AppState,
+    mut socket: WebSocket,
+    mut rx: Receiver<Arc<LiveEvent>>,
+    p: Principal,
+    mut seen: HashMap<String, i64>,
+) {
+    let mut shutdown = state.shutdown.clone();
+    let mut ping = tokio::time::interval(PING_EVERY);
+    ping.tick().await;
+    loop {
+        tokio::select! {
+            msg = rx.recv() => {
+                match msg {
+                    Ok(ev) => {
+                        let ev: Arc<LiveEvent> = ev;
+                        if ev.account_id != p.account_id {
+                            continue;
+                        }
+                        let mut last = seen.get(&ev.session_id).copied().unwrap_or(0);
+                        if ev.seq <= last {
+                            continue;
+                        }
+                        if ev.seq > last + 1 {
+                            match backfill(state, &mut socket, &p, &ev.session_id, &mut last, Some(ev.seq)).await {
+                                Ok(Step::Continue) => {}
+                                Ok(Step::Stop) => return,
+                                Err(e) => return close_with_error(socket, &e).await,
+                            }
+                        }
+                        seen.insert(ev.session_id.clone(), ev.seq);
+                        if let Step::Stop = send_text(state, &mut socket, &ev.message).await {
+                            return;
+                        }
+                    }
+                    Err(RecvError::Lagged(n)) => {
+                        let e = ApiError::new(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "lagged",
+                            format!("this connection fell {n} events behind; reconnect and catch up per session with since_seq"),
+                        );
+                        return close_with_error(socket, &e).await;
+                    }
+                    Err(RecvError::Closed) => return,
+                }
+            }
+            incoming = socket.recv() => {
+                if let Step::Stop = on_incoming(incoming) {
+                    return;
+                }
+            }
+            _ = ping.tick() => {
+                if socket.send(Message::Ping(Default::default())).await.is_err() {
+                    return;
+                }
+            }
+            _ = shutdown.changed() => {
+                return going_away(socket).await;
+            }
+        }
+    }
+}
+
+/// Client messages are ignored (axum answers pings); a close or an error ends the loop.
+fn on_incoming(incoming: Option<Result<Message, axum::Error>>) -> Step {
+    match incoming {
+        None | Some(Err(_)) | Some(Ok(Message::Close(_))) => Step::Stop,
+        Some(Ok(_)) => Step::Continue,
+    }
+}
+
+async fn going_away(mut socket: WebSocket) {
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code: close_code::AWAY,
+            reason: "server shutting down".into(),
+        })))
+        .await;
+}
+
+async fn close_with_error(mut socket: WebSocket, e: &ApiError) {
+    let text = json!({ "error": { "code": e.code, "message": e.message } }).to_string();
+    let _ = socket.send(Message::Text(text.into())).await;
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code: close_code::AGAIN,
+            reason: e.code.into(),
+        })))
+        .await;
+}
