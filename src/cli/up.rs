@@ -202,7 +202,6 @@ async fn create(
     // Record it at once: a failure later must not orphan the sandbox.
     ctx.store.save(&record)?;
     ctx.reporter.session_created(&record, &ctx.session_facts());
-    ctx.reporter.event(&record, "created", serde_json::json!({}));
     ctx.reporter.event(&record, "started", serde_json::json!({}));
     let sandbox = provider.connect(&info.id).await?;
     Ok((record, sandbox))
