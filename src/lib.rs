@@ -4,3 +4,4 @@ pub mod cli;
 pub mod config;
 pub mod envd;
 pub mod provider;
+pub mod gitsync;
