@@ -206,7 +206,7 @@ why=
 if [ "$recover" = 1 ]; then
   # Explained: every path is as before the interrupted apply or as its target.
   Mtst=$(rc_tree "$Mts")
-  if [ "$Wt" != "$Mft" ] && [ "$Wt" != "${Mtst:-none}" ]; then
+  if [ "$Wt" != "$Mft" ] && [ "$Wt" != "${Mtst:-none}" ] && [ "$Wt" != "$Ct" ]; then
     if [ -z "$Mtst" ] || [ -z "$(rc_tree "$Mft")" ]; then
       why="$why worktree"
     elif ! g diff-tree -r -z --name-only "$Mft" "$Wt" | xargs -0 -r git -c core.hooksPath=/dev/null -c 'safe.directory=*' --literal-pathspecs diff-tree --quiet -r "$Mtst" "$Wt" -- ; then
@@ -214,7 +214,7 @@ if [ "$recover" = 1 ]; then
     fi
   fi
 else
-  [ "$Wt" = "$Ts" ] || why="$why worktree"
+  if [ "$Wt" != "$Ts" ] && [ "$Wt" != "$Ct" ]; then why="$why worktree"; fi
 fi
 if [ -n "$C" ] && [ "$C" != "$Hs" ] && [ "$C" != "${Mfh:-none}" ] && [ "$C" != "${Mth:-none}" ] && ! rc_known "$C"; then
   why="$why commits"
