@@ -178,6 +178,10 @@ pub fn parse_header(r: &mut impl BufRead, path: &Path) -> Result<Header, SyncErr
             return Ok(None);
         }
         len += n as u64;
+        if len == n as u64 && !(buf.starts_with(b"# v2 git bundle") || buf.starts_with(b"# v3 git bundle")) {
+            let shown: String = String::from_utf8_lossy(&buf).chars().take(40).collect();
+            return Err(bad(format!("not a git bundle (it starts with {shown:?})")));
+        }
         if buf.last() != Some(&b'\n') {
             return Err(bad("the header is truncated or has an overlong line".into()));
         }
