@@ -265,3 +265,29 @@ async fn apply_up_to_date() {
     assert_eq!(p.applied, Some(ApplyOutcome::UpToDate));
     assert_eq!(p.commits, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_after_taking_the_sandbox_work_saves_nothing() {
+    let env = Env::new();
+    let r = env.push(None).await;
+    env.swrite("src/main.rs", "sandbox edit\n");
+    env.swrite("agent-new.txt", "new\n");
+    // Take it with apply...
+    let p = env.pull_with(Some(&r.state), &apply_opts()).await.unwrap();
+    assert!(matches!(p.applied, Some(ApplyOutcome::FastForward { .. })), "{:?}", p.applied);
+    let r2 = env.push(Some(&r.state)).await;
+    assert!(r2.saved.is_empty(), "{}", r2.summary());
+    env.assert_in_sync();
+    // ...or by hand (cherry-pick -n) on a committed tree.
+    env.lgit(&["add", "-A"]);
+    env.lgit(&["commit", "-q", "-m", "took the sandbox work"]);
+    let r2 = env.push(Some(&r2.state)).await;
+    assert!(r2.saved.is_empty(), "{}", r2.summary());
+    env.swrite("README.md", "sandbox readme\n");
+    env.pull_with(Some(&r2.state), &pull_opts()).await.unwrap();
+    env.lgit(&["cherry-pick", "--no-commit", "rclaude/main"]);
+    env.lgit(&["reset", "-q"]);
+    let r3 = env.push(Some(&r2.state)).await;
+    assert!(r3.saved.is_empty(), "{}", r3.summary());
+    env.assert_in_sync();
+}

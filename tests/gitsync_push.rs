@@ -438,3 +438,36 @@ async fn one_line_change_in_a_long_history_sends_a_few_kib() {
     assert!(r3.sent_bytes < 16 * 1024, "{}", r3.sent_bytes);
     env.assert_in_sync();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nested_repositories_do_not_break_a_sync() {
+    let env = Env::new();
+    // An unregistered clone inside the work tree, here...
+    let nested = env.local.join("third_party/dep");
+    std::fs::create_dir_all(&nested).unwrap();
+    git(&nested, &["init", "-q"]);
+    write(&nested.join("dep.txt"), "dep\n");
+    git(&nested, &["add", "-A"]);
+    git(&nested, &["commit", "-q", "-m", "dep"]);
+    let r1 = env.push(None).await;
+    assert_eq!(r1.skipped_nested, vec!["third_party/dep".to_string()]);
+    assert!(r1.summary().contains("third_party/dep"), "{}", r1.summary());
+    assert!(!env.sbx.join("third_party").exists());
+    // ...and one the agent makes in the sandbox.
+    let snested = env.sbx.join("tools/x");
+    std::fs::create_dir_all(&snested).unwrap();
+    git(&snested, &["init", "-q"]);
+    write(&snested.join("x.txt"), "x\n");
+    git(&snested, &["add", "-A"]);
+    git(&snested, &["commit", "-q", "-m", "x"]);
+    env.write("README.md", "changed\n");
+    let r2 = env.push(Some(&r1.state)).await;
+    assert_eq!(env.sread("README.md"), b"changed\n");
+    // The nested repository in the sandbox is left alone (its files are its own repository's).
+    assert_eq!(std::fs::read(snested.join("x.txt")).unwrap(), b"x\n");
+    assert!(r2.saved.is_empty(), "{}", r2.summary());
+    // Pull does not pick it up either.
+    let p = env.pull_with(Some(&r2.state), &Default::default()).await.unwrap();
+    assert_eq!((p.commits, p.files_changed), (0, 0), "{}", p.summary());
+    assert!(p.summary().contains("nothing new"), "{}", p.summary());
+}

@@ -103,6 +103,16 @@ pub(crate) fn local_tmp_dir(repo: &Repository) -> Result<PathBuf, SyncError> {
     let dir = repo.path().join("rclaude").join("tmp");
     std::fs::create_dir_all(&dir)
         .map_err(SyncError::io(format!("creating the scratch directory {}", dir.display())))?;
+    // Leftovers of killed runs (temporary indexes, bundles) older than a day.
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        let day = std::time::Duration::from_secs(24 * 3600);
+        for e in entries.flatten() {
+            let old = e.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
+            if old.is_some_and(|age| age > day) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
     Ok(dir)
 }
 

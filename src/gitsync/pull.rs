@@ -73,6 +73,9 @@ impl PullReport {
         let Some(branch) = &self.branch else {
             return "The sandbox has no commits and no files: nothing to pull.".into();
         };
+        if self.commits == 0 && self.files_changed == 0 {
+            return format!("Pulled the sandbox into {branch}: nothing new since the last push.");
+        }
         let mut s = format!(
             "Pulled the sandbox into {branch}: {} commit{}, {} file{} changed{}.",
             self.commits,

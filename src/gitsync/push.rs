@@ -92,6 +92,8 @@ pub struct PushReport {
     pub recovered_interrupted_apply: bool,
     /// The local index had conflicts; the sandbox index got HEAD's tree instead.
     pub index_conflicts: bool,
+    /// Embedded repositories (not submodules) in the work tree that were not synced.
+    pub skipped_nested: Vec<String>,
 }
 
 impl PushReport {
@@ -123,6 +125,12 @@ impl PushReport {
         }
         if self.recovered_interrupted_apply {
             s.push_str("\nAn interrupted sync was found in the sandbox and completed.");
+        }
+        if !self.skipped_nested.is_empty() {
+            s.push_str(&format!(
+                "\nNot synced (another git repository inside the work tree; make it a submodule or ignore it): {}",
+                self.skipped_nested.join(", ")
+            ));
         }
         if self.index_conflicts {
             s.push_str("\nYour index has unresolved conflicts; the sandbox's index was set to HEAD.");
@@ -263,6 +271,7 @@ pub async fn push(
             sandbox_recreated: recreated,
             recovered_interrupted_apply: false,
             index_conflicts: snap.index_conflicts,
+            skipped_nested: snap.skipped_nested.clone(),
         });
     }
 
@@ -362,6 +371,7 @@ pub async fn push(
         sandbox_recreated: recreated,
         recovered_interrupted_apply: applied.recovered,
         index_conflicts: snap.index_conflicts,
+        skipped_nested: snap.skipped_nested.clone(),
     })
 }
 

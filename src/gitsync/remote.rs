@@ -71,7 +71,13 @@ rc_tmpdir() {
 # ones left out) built in a copy of the index (the copy keeps the stat cache and its mtime).
 rc_worktree_tree() {
   if [ -f "$GIT_DIR/index" ]; then cp -p "$GIT_DIR/index" "$1"; else rm -f "$1"; fi
-  GIT_INDEX_FILE="$1" g add -A >/dev/null 2>"$1.err" || rc_die "cannot snapshot the sandbox work tree $W: $(tail -n 3 "$1.err" | tr '\n' ' ')" 9
+  GIT_INDEX_FILE="$1" g -c advice.addEmbeddedRepo=false add -A >/dev/null 2>"$1.err" || rc_die "cannot snapshot the sandbox work tree $W: $(tail -n 3 "$1.err" | tr '\n' ' ')" 9
+  # Embedded repositories that are not in the real index (clones made in the work tree) are not
+  # part of this repository: take their gitlinks out again, so they are neither saved nor touched.
+  GIT_INDEX_FILE="$1" g ls-files -z -s | xargs -0 -r sh -c 'for r do case "$r" in "160000 "*) printf "%s\000" "${r#*	}";; esac; done' sh > "$1.links"
+  if [ -s "$1.links" ]; then
+    xargs -0 -r sh -c 'for p do git -c safe.directory="*" --literal-pathspecs ls-files --error-unmatch -- "$p" >/dev/null 2>&1 || printf "%s\000" "$p"; done' sh < "$1.links" | GIT_INDEX_FILE="$1" g update-index --force-remove -z --stdin
+  fi
   RC_WT=$(GIT_INDEX_FILE="$1" g write-tree 2>"$1.err") || rc_die "cannot snapshot the sandbox work tree $W: $(tail -n 3 "$1.err" | tr '\n' ' ')" 9
 }
 "#;
@@ -194,6 +200,11 @@ rc_known() {
   for rc_k in $RC_KNOWN; do g merge-base --is-ancestor "$1" "$rc_k" 2>/dev/null && return 0; done
   return 1
 }
+# A tree equal to the tree of a commit the laptop has is not sandbox work.
+rc_known_tree() {
+  for rc_k in $RC_KNOWN; do [ "$(rc_tree "$rc_k")" = "$1" ] && return 0; done
+  return 1
+}
 rc_free_saved() {
   rc_n="refs/rclaude/saved/$1"
   rc_i=2
@@ -206,7 +217,7 @@ why=
 if [ "$recover" = 1 ]; then
   # Explained: every path is as before the interrupted apply or as its target.
   Mtst=$(rc_tree "$Mts")
-  if [ "$Wt" != "$Mft" ] && [ "$Wt" != "${Mtst:-none}" ] && [ "$Wt" != "$Ct" ]; then
+  if [ "$Wt" != "$Mft" ] && [ "$Wt" != "${Mtst:-none}" ] && [ "$Wt" != "$Ct" ] && ! rc_known_tree "$Wt"; then
     if [ -z "$Mtst" ] || [ -z "$(rc_tree "$Mft")" ]; then
       why="$why worktree"
     elif ! g diff-tree -r -z --name-only "$Mft" "$Wt" | xargs -0 -r git -c core.hooksPath=/dev/null -c 'safe.directory=*' --literal-pathspecs diff-tree --quiet -r "$Mtst" "$Wt" -- ; then
@@ -214,13 +225,13 @@ if [ "$recover" = 1 ]; then
     fi
   fi
 else
-  if [ "$Wt" != "$Ts" ] && [ "$Wt" != "$Ct" ]; then why="$why worktree"; fi
+  if [ "$Wt" != "$Ts" ] && [ "$Wt" != "$Ct" ] && ! rc_known_tree "$Wt"; then why="$why worktree"; fi
 fi
 if [ -n "$C" ] && [ "$C" != "$Hs" ] && [ "$C" != "${Mfh:-none}" ] && [ "$C" != "${Mth:-none}" ] && ! rc_known "$C"; then
   why="$why commits"
 fi
 idx_save=0
-if [ -n "$X" ] && [ "$X" != "$Wt" ] && [ "$X" != "$Ct" ] && [ "$X" != "${Xs:-none}" ] && [ "$X" != "${Mfi:-none}" ] && [ "$X" != "$It" ]; then
+if [ -n "$X" ] && [ "$X" != "$Wt" ] && [ "$X" != "$Ct" ] && [ "$X" != "${Xs:-none}" ] && [ "$X" != "${Mfi:-none}" ] && [ "$X" != "$It" ] && ! rc_known_tree "$X"; then
   why="$why index"
   idx_save=1
 fi

@@ -63,6 +63,9 @@ pub struct Snapshot {
     pub head: HeadState,
     /// The index had unmerged entries; the index commit then records HEAD's tree.
     pub index_conflicts: bool,
+    /// Untracked directories holding another git repository (not submodules): not synced,
+    /// like `git add` they cannot be tracked as plain files.
+    pub skipped_nested: Vec<String>,
 }
 
 /// Read HEAD without resolving anything else.
@@ -149,7 +152,7 @@ pub fn create(repo: &Repository, extra_ignores: &[String]) -> Result<Snapshot, S
         Err(_) => (head_tree, false),
     };
 
-    let tree = worktree_tree(repo, workdir, extra_ignores, head_tree)?;
+    let (tree, skipped_nested) = worktree_tree(repo, workdir, extra_ignores, head_tree)?;
 
     let sig = snapshot_signature(repo, head_oid)?;
     let parent = match head_oid {
@@ -164,17 +167,17 @@ pub fn create(repo: &Repository, extra_ignores: &[String]) -> Result<Snapshot, S
     };
     let index_commit = commit_of(index_tree, "rclaude: snapshot of the index\n")?;
     let commit = commit_of(tree, "rclaude: snapshot of the work tree\n")?;
-    Ok(Snapshot { commit, tree, index_commit, index_tree, head, index_conflicts })
+    Ok(Snapshot { commit, tree, index_commit, index_tree, head, index_conflicts, skipped_nested })
 }
 
 /// The tree of the work tree (tracked + untracked non-ignored files), through a temporary copy
-/// of the index on a second repository handle.
+/// of the index on a second repository handle; also the embedded repositories left out.
 fn worktree_tree(
     repo: &Repository,
     workdir: &Path,
     extra_ignores: &[String],
     head_tree: Oid,
-) -> Result<Oid, SyncError> {
+) -> Result<(Oid, Vec<String>), SyncError> {
     let handle = Repository::open(workdir).map_err(SyncError::git("opening a second repository handle"))?;
     if !extra_ignores.is_empty() {
         handle
@@ -202,8 +205,19 @@ fn worktree_tree(
         }
     };
     handle.set_index(&mut index).map_err(SyncError::git("attaching the temporary index"))?;
+    // Untracked directories reach the callback only when they hold another repository (an
+    // embedded clone that is not a submodule): its files belong to that repository, skip it.
+    let mut nested = Vec::new();
+    let mut skip_nested = |path: &Path, _spec: &[u8]| -> i32 {
+        if path.as_os_str().as_encoded_bytes().ends_with(b"/") {
+            nested.push(path.to_string_lossy().trim_end_matches('/').to_string());
+            1
+        } else {
+            0
+        }
+    };
     index
-        .add_all(["*"], IndexAddOption::DEFAULT, None)
+        .add_all(["*"], IndexAddOption::DEFAULT, Some(&mut skip_nested))
         .map_err(SyncError::git("adding work-tree files to the temporary index"))?;
     index
         .update_all(["*"], None)
@@ -212,7 +226,7 @@ fn worktree_tree(
     drop(index);
     drop(handle);
     drop(tmp);
-    Ok(tree)
+    Ok((tree, nested))
 }
 
 /// Copy `from` to `to` keeping the modification time (racy-git detection compares file times

@@ -115,7 +115,9 @@ impl Sandbox for DirSandbox {
     async fn exec(&self, req: ExecRequest) -> Result<ExecStream, SandboxError> {
         let mut cmd = match &req.command {
             Command::Shell(s) => {
-                let mut c = tokio::process::Command::new("bash");
+                // DIRSANDBOX_SHELL=dash checks that the step scripts are plain POSIX sh.
+                let shell = std::env::var("DIRSANDBOX_SHELL").unwrap_or_else(|_| "bash".into());
+                let mut c = tokio::process::Command::new(shell);
                 c.arg("-c").arg(s);
                 c
             }
