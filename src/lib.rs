@@ -3,5 +3,5 @@
 pub mod cli;
 pub mod config;
 pub mod envd;
-pub mod provider;
 pub mod gitsync;
+pub mod provider;

@@ -14,7 +14,9 @@ use support::*;
 fn repo_with_history(dir: &Path, commits: usize) {
     std::fs::create_dir_all(dir).unwrap();
     git(dir, &["init", "-q"]);
-    let big: String = (0..2000).map(|i| format!("line {i} of a file big enough to deltify\n")).collect();
+    let big: String = (0..2000)
+        .map(|i| format!("line {i} of a file big enough to deltify\n"))
+        .collect();
     write(&dir.join("big.txt"), &big);
     for i in 0..commits {
         write(&dir.join(format!("f{}.txt", i % 5)), format!("rev {i}\n"));
@@ -27,7 +29,12 @@ fn oid(dir: &Path, rev: &str) -> Oid {
     Oid::from_str(&git_t(dir, &["rev-parse", rev])).unwrap()
 }
 
-fn write_bundle(repo: &Repository, refs: &[BundleRef], hidden: &[Oid], path: &Path) -> bundle::Written {
+fn write_bundle(
+    repo: &Repository,
+    refs: &[BundleRef],
+    hidden: &[Oid],
+    path: &Path,
+) -> bundle::Written {
     let mut f = std::fs::File::create(path).unwrap();
     let w = bundle::write(repo, refs, hidden, &mut f, &NoProgress).unwrap();
     f.flush().unwrap();
@@ -51,7 +58,15 @@ fn written_bundles_pass_git_bundle_verify_and_fetch() {
 
     // Complete bundle: verify, then fetch into an empty repository.
     let full = tmp.path().join("full.bundle");
-    let w = write_bundle(&repo, &[BundleRef { name: "refs/heads/main".into(), oid: oid(&src, "HEAD") }], &[], &full);
+    let w = write_bundle(
+        &repo,
+        &[BundleRef {
+            name: "refs/heads/main".into(),
+            oid: oid(&src, "HEAD"),
+        }],
+        &[],
+        &full,
+    );
     assert!(w.prerequisites.is_empty());
     assert_eq!(w.commits, 10);
     let dst = tmp.path().join("dst");
@@ -59,8 +74,19 @@ fn written_bundles_pass_git_bundle_verify_and_fetch() {
     git(&dst, &["init", "-q"]);
     let (ok, out, err) = git_try(&dst, &["bundle", "verify", full.to_str().unwrap()]);
     assert!(ok, "verify: {out} {err}");
-    git(&dst, &["fetch", "-q", full.to_str().unwrap(), "refs/heads/main:refs/heads/imported"]);
-    assert_eq!(git_t(&dst, &["rev-parse", "imported"]), oid(&src, "HEAD").to_string());
+    git(
+        &dst,
+        &[
+            "fetch",
+            "-q",
+            full.to_str().unwrap(),
+            "refs/heads/main:refs/heads/imported",
+        ],
+    );
+    assert_eq!(
+        git_t(&dst, &["rev-parse", "imported"]),
+        oid(&src, "HEAD").to_string()
+    );
     git(&dst, &["fsck", "--strict", "--no-dangling"]);
 
     // Incremental bundle with prerequisites.
@@ -69,7 +95,10 @@ fn written_bundles_pass_git_bundle_verify_and_fetch() {
     let inc = tmp.path().join("inc.bundle");
     let w = write_bundle(
         &repo,
-        &[BundleRef { name: "refs/heads/main".into(), oid: oid(&src, "HEAD") }],
+        &[BundleRef {
+            name: "refs/heads/main".into(),
+            oid: oid(&src, "HEAD"),
+        }],
         &[oid(&src, "HEAD~1")],
         &inc,
     );
@@ -78,8 +107,19 @@ fn written_bundles_pass_git_bundle_verify_and_fetch() {
     assert!(w.objects <= 3, "{} objects", w.objects);
     let (ok, out, err) = git_try(&dst, &["bundle", "verify", inc.to_str().unwrap()]);
     assert!(ok, "verify: {out} {err}");
-    git(&dst, &["fetch", "-q", inc.to_str().unwrap(), "refs/heads/main:refs/heads/imported"]);
-    assert_eq!(git_t(&dst, &["rev-parse", "imported"]), oid(&src, "HEAD").to_string());
+    git(
+        &dst,
+        &[
+            "fetch",
+            "-q",
+            inc.to_str().unwrap(),
+            "refs/heads/main:refs/heads/imported",
+        ],
+    );
+    assert_eq!(
+        git_t(&dst, &["rev-parse", "imported"]),
+        oid(&src, "HEAD").to_string()
+    );
     git(&dst, &["fsck", "--strict", "--no-dangling"]);
 
     // A repository lacking the prerequisite rejects it.
@@ -109,24 +149,56 @@ fn reads_thin_bundles_made_by_git() {
     let base = oid(&src, "HEAD");
     // A clone at the base.
     let dst = tmp.path().join("dst");
-    git(tmp.path(), &["clone", "-q", "--no-local", src.to_str().unwrap(), dst.to_str().unwrap()]);
+    git(
+        tmp.path(),
+        &[
+            "clone",
+            "-q",
+            "--no-local",
+            src.to_str().unwrap(),
+            dst.to_str().unwrap(),
+        ],
+    );
     // A one-line change to a big file: git deltifies it against the base blob (thin pack).
     let mut big = std::fs::read_to_string(src.join("big.txt")).unwrap();
     big = big.replacen("line 1000 ", "line one thousand ", 1);
     write(&src.join("big.txt"), &big);
     git(&src, &["commit", "-q", "-am", "one line"]);
     let b = tmp.path().join("thin.bundle");
-    git(&src, &["bundle", "create", b.to_str().unwrap(), "main", "--not", &base.to_string()]);
+    git(
+        &src,
+        &[
+            "bundle",
+            "create",
+            b.to_str().unwrap(),
+            "main",
+            "--not",
+            &base.to_string(),
+        ],
+    );
     let size = std::fs::metadata(&b).unwrap().len();
-    assert!(size < 1024, "git made a {size}-byte bundle; expected a thin delta");
+    assert!(
+        size < 1024,
+        "git made a {size}-byte bundle; expected a thin delta"
+    );
     assert!(!git_try(&dst, &["cat-file", "-e", &oid(&src, "main").to_string()]).0);
     let repo = Repository::open(&dst).unwrap();
     let h = bundle::read(&repo, &b, &NoProgress).unwrap();
     let tip = h.get("refs/heads/main").unwrap();
     assert_eq!(tip, oid(&src, "main"));
-    assert_eq!(git_t(&dst, &["rev-parse", "main"]), base.to_string(), "refs are the caller's business");
+    assert_eq!(
+        git_t(&dst, &["rev-parse", "main"]),
+        base.to_string(),
+        "refs are the caller's business"
+    );
     let c = repo.find_commit(tip).unwrap();
-    let entry = c.tree().unwrap().get_name("big.txt").unwrap().to_object(&repo).unwrap();
+    let entry = c
+        .tree()
+        .unwrap()
+        .get_name("big.txt")
+        .unwrap()
+        .to_object(&repo)
+        .unwrap();
     assert_eq!(entry.as_blob().unwrap().content(), big.as_bytes());
     git(&dst, &["fsck", "--no-dangling"]);
 }
@@ -174,7 +246,10 @@ fn corrupt_truncated_and_incomplete_bundles_are_rejected_without_trace() {
 
     let not_bundle = tmp.path().join("x.bundle");
     std::fs::write(&not_bundle, b"PK\x03\x04 zip file").unwrap();
-    expect_bad(bundle::read(&repo, &not_bundle, &NoProgress), "not a git bundle");
+    expect_bad(
+        bundle::read(&repo, &not_bundle, &NoProgress),
+        "not a git bundle",
+    );
 
     let sha256 = tmp.path().join("sha256.bundle");
     let mut d = b"# v3 git bundle\n@object-format=sha256\n".to_vec();
@@ -195,7 +270,9 @@ fn corrupt_truncated_and_incomplete_bundles_are_rejected_without_trace() {
     // Nothing from the bad ones landed, no refs were made.
     assert_eq!(pack_files(&dst), packs_before, "stray pack files");
     assert_eq!(git(&dst, &["for-each-ref"]), "");
-    let stray: Vec<_> = std::fs::read_dir(dst.join(".git/objects/pack")).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_else(|_| Vec::new());
+    let stray: Vec<_> = std::fs::read_dir(dst.join(".git/objects/pack"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_else(|_| Vec::new());
     assert!(stray.is_empty(), "{stray:?}");
 
     // The v3/sha1 one is fine.
@@ -203,13 +280,25 @@ fn corrupt_truncated_and_incomplete_bundles_are_rejected_without_trace() {
 
     // Missing prerequisite.
     let inc = tmp.path().join("inc.bundle");
-    git(&src, &["bundle", "create", inc.to_str().unwrap(), "main", "--not", "main~1"]);
+    git(
+        &src,
+        &[
+            "bundle",
+            "create",
+            inc.to_str().unwrap(),
+            "main",
+            "--not",
+            "main~1",
+        ],
+    );
     let other = tmp.path().join("other");
     std::fs::create_dir_all(&other).unwrap();
     git(&other, &["init", "-q"]);
     let other_repo = Repository::open(&other).unwrap();
     match bundle::read(&other_repo, &inc, &NoProgress) {
-        Err(SyncError::MissingPrerequisite { oid, .. }) => assert_eq!(oid, git_t(&src, &["rev-parse", "main~1"])),
+        Err(SyncError::MissingPrerequisite { oid, .. }) => {
+            assert_eq!(oid, git_t(&src, &["rev-parse", "main~1"]))
+        }
         other => panic!("expected a missing prerequisite, got {other:?}"),
     }
 }

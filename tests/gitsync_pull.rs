@@ -11,7 +11,10 @@ fn pull_opts() -> PullOptions {
 }
 
 fn apply_opts() -> PullOptions {
-    PullOptions { apply: true, ..PullOptions::default() }
+    PullOptions {
+        apply: true,
+        ..PullOptions::default()
+    }
 }
 
 /// Commit `files` in the sandbox.
@@ -42,12 +45,26 @@ async fn pull_brings_back_commits_and_uncommitted_edits() {
     assert_eq!(p.commits, 2);
     assert!(p.has_uncommitted);
     assert_eq!(p.files_changed, 5, "{}", p.summary());
-    assert!(p.summary().contains("2 commits, 5 files changed"), "{}", p.summary());
-    assert!(p.hint_commands.iter().any(|c| c.contains("git cherry-pick --no-commit rclaude/main")));
+    assert!(
+        p.summary().contains("2 commits, 5 files changed"),
+        "{}",
+        p.summary()
+    );
+    assert!(
+        p.hint_commands
+            .iter()
+            .any(|c| c.contains("git cherry-pick --no-commit rclaude/main"))
+    );
     // WIP commit on top of the sandbox HEAD, with the sandbox's work tree exactly.
     assert_eq!(git_t(&env.local, &["rev-parse", "rclaude/main~1"]), c2);
-    assert_eq!(show(&env.local, "rclaude/main", "src/main.rs"), b"edited, not committed\n");
-    assert_eq!(show(&env.local, "rclaude/main", "new-untracked.txt"), b"new\n");
+    assert_eq!(
+        show(&env.local, "rclaude/main", "src/main.rs"),
+        b"edited, not committed\n"
+    );
+    assert_eq!(
+        show(&env.local, "rclaude/main", "new-untracked.txt"),
+        b"new\n"
+    );
     assert!(!git_try(&env.local, &["cat-file", "-e", "rclaude/main:README.md"]).0);
     assert!(!git_try(&env.local, &["cat-file", "-e", "rclaude/main:target/out"]).0);
     // The user's branch and files are untouched.
@@ -78,9 +95,16 @@ async fn round_trip_push_commit_pull() {
         git_t(&env.local, &["rev-parse", "rclaude/main^{tree}"]),
         git_t(&env.sbx, &["rev-parse", "HEAD^{tree}"])
     );
-    assert_eq!(git_t(&env.local, &["rev-parse", "rclaude/main"]), git_t(&env.sbx, &["rev-parse", "HEAD"]));
+    assert_eq!(
+        git_t(&env.local, &["rev-parse", "rclaude/main"]),
+        git_t(&env.sbx, &["rev-parse", "HEAD"])
+    );
     // The pulled bundle was thin (the sandbox's real `git bundle create`) and read fine.
-    assert!(p.received_bytes > 0 && p.received_bytes < 4096, "{}", p.received_bytes);
+    assert!(
+        p.received_bytes > 0 && p.received_bytes < 4096,
+        "{}",
+        p.received_bytes
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -90,7 +114,13 @@ async fn nothing_to_pull_from_an_empty_sandbox() {
     let p = env.pull_with(None, &pull_opts()).await.unwrap();
     assert!(p.nothing_to_pull);
     assert!(p.branch.is_none());
-    assert!(!git_try(&env.local, &["rev-parse", "--verify", "-q", "refs/heads/rclaude/main"]).0);
+    assert!(
+        !git_try(
+            &env.local,
+            &["rev-parse", "--verify", "-q", "refs/heads/rclaude/main"]
+        )
+        .0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -98,15 +128,28 @@ async fn branch_template_and_session() {
     let env = Env::new();
     let r = env.push(None).await;
     sandbox_commit(&env, &[("x", "x\n")], "x");
-    let opts = PullOptions { branch_template: "sandbox/{session}/{branch}".into(), session: Some("s42".into()), ..PullOptions::default() };
+    let opts = PullOptions {
+        branch_template: "sandbox/{session}/{branch}".into(),
+        session: "s42".into(),
+        ..PullOptions::default()
+    };
     let p = env.pull_with(Some(&r.state), &opts).await.unwrap();
     assert_eq!(p.branch.as_deref(), Some("sandbox/s42/main"));
-    let bad = PullOptions { branch_template: "bad..name/{branch}".into(), ..PullOptions::default() };
+    let bad = PullOptions {
+        branch_template: "bad..name/{branch}".into(),
+        ..PullOptions::default()
+    };
     assert!(env.pull_with(Some(&r.state), &bad).await.is_err());
-    let no_session = PullOptions { branch_template: "x/{session}".into(), ..PullOptions::default() };
+    let no_session = PullOptions {
+        branch_template: "x/{session}".into(),
+        ..PullOptions::default()
+    };
     assert!(env.pull_with(Some(&r.state), &no_session).await.is_err());
     // Pulling into the checked-out branch is refused.
-    let onto_head = PullOptions { branch_template: "{branch}".into(), ..PullOptions::default() };
+    let onto_head = PullOptions {
+        branch_template: "{branch}".into(),
+        ..PullOptions::default()
+    };
     let err = env.pull_with(Some(&r.state), &onto_head).await.unwrap_err();
     assert!(err.to_string().contains("checked out"), "{err}");
 }
@@ -141,12 +184,24 @@ async fn pull_a_saved_ref() {
     let saved = r2.saved[0].sandbox_name.clone();
     // Delete it locally, then pull it explicitly.
     env.lgit(&["update-ref", "-d", &saved]);
-    let opts = PullOptions { sandbox_ref: Some(saved.clone()), ..PullOptions::default() };
+    let opts = PullOptions {
+        sandbox_ref: Some(saved.clone()),
+        ..PullOptions::default()
+    };
     let p = env.pull_with(Some(&r2.state), &opts).await.unwrap();
     let stamp = saved.strip_prefix("refs/rclaude/saved/").unwrap();
-    assert_eq!(p.branch.as_deref(), Some(format!("rclaude/saved/{stamp}").as_str()));
-    assert_eq!(show(&env.local, p.branch.as_deref().unwrap(), "agent.txt"), b"agent work\n");
-    let bad = PullOptions { sandbox_ref: Some("refs/rclaude/saved/nope".into()), ..PullOptions::default() };
+    assert_eq!(
+        p.branch.as_deref(),
+        Some(format!("rclaude/saved/{stamp}").as_str())
+    );
+    assert_eq!(
+        show(&env.local, p.branch.as_deref().unwrap(), "agent.txt"),
+        b"agent work\n"
+    );
+    let bad = PullOptions {
+        sandbox_ref: Some("refs/rclaude/saved/nope".into()),
+        ..PullOptions::default()
+    };
     assert!(env.pull_with(Some(&r2.state), &bad).await.is_err());
 }
 
@@ -164,11 +219,18 @@ async fn apply_fast_forwards_when_nothing_changed_here() {
 
     let p = env.pull_with(Some(&r.state), &apply_opts()).await.unwrap();
     match &p.applied {
-        Some(ApplyOutcome::FastForward { to, uncommitted_edits: true, .. }) => assert_eq!(to.as_deref(), Some(c.as_str())),
+        Some(ApplyOutcome::FastForward {
+            to,
+            uncommitted_edits: true,
+            ..
+        }) => assert_eq!(to.as_deref(), Some(c.as_str())),
         other => panic!("expected a fast-forward, got {other:?}"),
     }
     assert_eq!(git_t(&env.local, &["rev-parse", "HEAD"]), c);
-    assert_eq!(git_t(&env.local, &["symbolic-ref", "HEAD"]), "refs/heads/main");
+    assert_eq!(
+        git_t(&env.local, &["symbolic-ref", "HEAD"]),
+        "refs/heads/main"
+    );
     // The local work tree now equals the sandbox's, with the same uncommitted changes.
     assert_eq!(worktree_files(&env.local), worktree_files(&env.sbx));
     assert_eq!(status(&env.local), status(&env.sbx));
@@ -187,7 +249,10 @@ async fn apply_merges_when_clean_here() {
     let lc = git_t(&env.local, &["rev-parse", "HEAD"]);
     let p = env.pull_with(Some(&r.state), &apply_opts()).await.unwrap();
     let merge = match &p.applied {
-        Some(ApplyOutcome::Merge { commit, uncommitted_edits: false }) => commit.clone(),
+        Some(ApplyOutcome::Merge {
+            commit,
+            uncommitted_edits: false,
+        }) => commit.clone(),
         other => panic!("expected a merge, got {other:?}"),
     };
     assert_eq!(git_t(&env.local, &["rev-parse", "HEAD"]), merge);
@@ -205,7 +270,17 @@ async fn apply_merges_when_clean_here() {
     env.lgit(&["commit", "-q", "-m", "local 2"]);
     let head = git_t(&env.local, &["rev-parse", "HEAD"]);
     let p2 = env.pull_with(Some(&r2.state), &apply_opts()).await.unwrap();
-    assert!(matches!(p2.applied, Some(ApplyOutcome::FastForward { uncommitted_edits: true, .. })), "{:?}", p2.applied);
+    assert!(
+        matches!(
+            p2.applied,
+            Some(ApplyOutcome::FastForward {
+                uncommitted_edits: true,
+                ..
+            })
+        ),
+        "{:?}",
+        p2.applied
+    );
     assert_eq!(git_t(&env.local, &["rev-parse", "HEAD"]), head);
     assert_eq!(env.read("README.md"), b"sandbox edit\n");
     assert_eq!(status(&env.local), " M README.md\n");
@@ -231,12 +306,27 @@ async fn apply_refuses_with_local_changes_and_touches_nothing() {
         }
         other => panic!("expected a refusal, got {other:?}"),
     }
-    assert!(p.summary().contains("Not applied"), "{}", p.summary());
+    assert!(
+        p.hint_lines().iter().any(|l| l.contains("Not applied")),
+        "{:?}",
+        p.hint_lines()
+    );
+    assert!(
+        p.hint_lines()
+            .iter()
+            .any(|l| l.contains("git merge rclaude/main")),
+        "{:?}",
+        p.hint_lines()
+    );
+    assert!(!p.is_empty());
     assert_eq!(all_files(&env.local), files, "local files changed");
     assert_eq!(std::fs::read(env.local.join(".git/index")).unwrap(), index);
     assert_eq!(env.lgit(&["rev-parse", "HEAD"]), head);
     // The work is still available on the pulled branch.
-    assert_eq!(show(&env.local, "rclaude/main", "src/main.rs"), b"agent version\n");
+    assert_eq!(
+        show(&env.local, "rclaude/main", "src/main.rs"),
+        b"agent version\n"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -250,7 +340,9 @@ async fn apply_refuses_conflicting_commits() {
     let head = env.lgit(&["rev-parse", "HEAD"]);
     let p = env.pull_with(Some(&r.state), &apply_opts()).await.unwrap();
     match &p.applied {
-        Some(ApplyOutcome::Refused { reason, .. }) => assert!(reason.contains("README.md"), "{reason}"),
+        Some(ApplyOutcome::Refused { reason, .. }) => {
+            assert!(reason.contains("README.md"), "{reason}")
+        }
         other => panic!("expected a refusal, got {other:?}"),
     }
     assert_eq!(all_files(&env.local), files);
@@ -274,7 +366,11 @@ async fn push_after_taking_the_sandbox_work_saves_nothing() {
     env.swrite("agent-new.txt", "new\n");
     // Take it with apply...
     let p = env.pull_with(Some(&r.state), &apply_opts()).await.unwrap();
-    assert!(matches!(p.applied, Some(ApplyOutcome::FastForward { .. })), "{:?}", p.applied);
+    assert!(
+        matches!(p.applied, Some(ApplyOutcome::FastForward { .. })),
+        "{:?}",
+        p.applied
+    );
     let r2 = env.push(Some(&r.state)).await;
     assert!(r2.saved.is_empty(), "{}", r2.summary());
     env.assert_in_sync();

@@ -29,9 +29,17 @@ async fn push_makes_sandbox_match_laptop() {
         git(&env.local, &["log", "--format=%H %s"]),
         git(&env.sbx, &["log", "--format=%H %s"]),
     );
-    assert_eq!(env.lgit(&["diff", "--cached"]), env.sgit(&["diff", "--cached"]));
+    assert_eq!(
+        env.lgit(&["diff", "--cached"]),
+        env.sgit(&["diff", "--cached"])
+    );
     assert_eq!(env.lgit(&["diff"]), env.sgit(&["diff"]));
-    assert_eq!(r.state.identity, std::fs::read_to_string(env.sbx.join(".git/rclaude/identity")).unwrap().trim());
+    assert_eq!(
+        r.state.identity,
+        std::fs::read_to_string(env.sbx.join(".git/rclaude/identity"))
+            .unwrap()
+            .trim()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -46,7 +54,10 @@ async fn push_leaves_user_index_stash_refs_and_files_untouched() {
     env.write("a.log", "ignored\n");
     let status_before = status(&env.local);
     let index_before = std::fs::read(env.local.join(".git/index")).unwrap();
-    let index_mtime = std::fs::metadata(env.local.join(".git/index")).unwrap().modified().unwrap();
+    let index_mtime = std::fs::metadata(env.local.join(".git/index"))
+        .unwrap()
+        .modified()
+        .unwrap();
     let stash_before = env.lgit(&["stash", "list", "--format=%H %gs"]);
     let refs_before = user_refs(&env.local);
     let files_before = all_files(&env.local);
@@ -55,9 +66,22 @@ async fn push_leaves_user_index_stash_refs_and_files_untouched() {
     let r2 = env.push(Some(&r.state)).await;
     assert!(r2.skipped_nothing_new);
 
-    assert_eq!(std::fs::read(env.local.join(".git/index")).unwrap(), index_before, "index bytes changed");
-    assert_eq!(std::fs::metadata(env.local.join(".git/index")).unwrap().modified().unwrap(), index_mtime);
-    assert_eq!(env.lgit(&["stash", "list", "--format=%H %gs"]), stash_before);
+    assert_eq!(
+        std::fs::read(env.local.join(".git/index")).unwrap(),
+        index_before,
+        "index bytes changed"
+    );
+    assert_eq!(
+        std::fs::metadata(env.local.join(".git/index"))
+            .unwrap()
+            .modified()
+            .unwrap(),
+        index_mtime
+    );
+    assert_eq!(
+        env.lgit(&["stash", "list", "--format=%H %gs"]),
+        stash_before
+    );
     assert_eq!(user_refs(&env.local), refs_before);
     assert_eq!(all_files(&env.local), files_before);
     assert_eq!(status(&env.local), status_before);
@@ -69,21 +93,34 @@ async fn nothing_new_sends_nothing_and_applies_nothing() {
     let env = Env::new();
     env.write("wip.txt", "x\n");
     let r1 = env.push(None).await;
-    let uploads = env.sandbox.uploads.load(std::sync::atomic::Ordering::SeqCst);
+    let uploads = env
+        .sandbox
+        .uploads
+        .load(std::sync::atomic::Ordering::SeqCst);
     let applies = env.sandbox.execs_with("RC_SNAPSHOT");
     assert_eq!((uploads, applies), (1, 1));
 
     let r2 = env.push(Some(&r1.state)).await;
     assert!(r2.skipped_nothing_new);
     assert_eq!(r2.sent_bytes, 0);
-    assert_eq!(env.sandbox.uploads.load(std::sync::atomic::Ordering::SeqCst), uploads);
+    assert_eq!(
+        env.sandbox
+            .uploads
+            .load(std::sync::atomic::Ordering::SeqCst),
+        uploads
+    );
     assert_eq!(env.sandbox.execs_with("RC_SNAPSHOT"), applies);
     assert_eq!(r2.state, r1.state);
 
     // Without state (lost session file) the sandbox's own record still says "nothing new".
     let r3 = env.push(None).await;
     assert!(r3.skipped_nothing_new);
-    assert_eq!(env.sandbox.uploads.load(std::sync::atomic::Ordering::SeqCst), uploads);
+    assert_eq!(
+        env.sandbox
+            .uploads
+            .load(std::sync::atomic::Ordering::SeqCst),
+        uploads
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -102,7 +139,11 @@ async fn deletions_propagate_and_sandbox_ignored_files_are_untouched() {
     env.lgit(&["rm", "-q", "--cached", "src/lib.rs"]);
     std::fs::remove_file(env.local.join("src/lib.rs")).unwrap();
     let r2 = env.push(Some(&r1.state)).await;
-    assert!(r2.saved.is_empty(), "ignored files must not be saved: {:?}", r2.saved);
+    assert!(
+        r2.saved.is_empty(),
+        "ignored files must not be saved: {:?}",
+        r2.saved
+    );
     assert!(!env.sbx.join("scratch.txt").exists());
     assert!(!env.sbx.join("docs/guide.md").exists());
     assert!(!env.sbx.join("src/lib.rs").exists());
@@ -127,18 +168,46 @@ async fn sandbox_edits_survive_a_push_in_both_places() {
 
     assert_eq!(r2.saved.len(), 1, "{}", r2.summary());
     let saved = &r2.saved[0];
-    assert!(saved.name.starts_with("refs/rclaude/saved/"), "{}", saved.name);
+    assert!(
+        saved.name.starts_with("refs/rclaude/saved/"),
+        "{}",
+        saved.name
+    );
     assert!(saved.local);
     assert_eq!(saved.kinds, vec!["uncommitted edits".to_string()]);
     assert!(r2.summary().contains(&saved.name));
     // The same commit exists in the sandbox and here, with exactly the sandbox's content.
-    assert_eq!(saved_refs(&env.sbx), vec![(saved.sandbox_name.clone(), saved.oid.clone())]);
-    assert_eq!(saved_refs(&env.local), vec![(saved.name.clone(), saved.oid.clone())]);
-    assert_eq!(show(&env.local, &saved.name, "src/main.rs"), b"fn main() { agent(); }\n");
-    assert_eq!(show(&env.local, &saved.name, "src/agent.rs"), b"pub fn agent() {}\n");
-    assert!(!git_try(&env.local, &["cat-file", "-e", &format!("{}:README.md", saved.name)]).0);
-    assert_eq!(show(&env.local, &saved.name, "src/lib.rs"), b"pub fn one() -> u32 {\n    1\n}\n");
-    assert_eq!(git_t(&env.local, &["rev-parse", &format!("{}^", saved.name)]), git_t(&env.local, &["rev-parse", "HEAD"]));
+    assert_eq!(
+        saved_refs(&env.sbx),
+        vec![(saved.sandbox_name.clone(), saved.oid.clone())]
+    );
+    assert_eq!(
+        saved_refs(&env.local),
+        vec![(saved.name.clone(), saved.oid.clone())]
+    );
+    assert_eq!(
+        show(&env.local, &saved.name, "src/main.rs"),
+        b"fn main() { agent(); }\n"
+    );
+    assert_eq!(
+        show(&env.local, &saved.name, "src/agent.rs"),
+        b"pub fn agent() {}\n"
+    );
+    assert!(
+        !git_try(
+            &env.local,
+            &["cat-file", "-e", &format!("{}:README.md", saved.name)]
+        )
+        .0
+    );
+    assert_eq!(
+        show(&env.local, &saved.name, "src/lib.rs"),
+        b"pub fn one() -> u32 {\n    1\n}\n"
+    );
+    assert_eq!(
+        git_t(&env.local, &["rev-parse", &format!("{}^", saved.name)]),
+        git_t(&env.local, &["rev-parse", "HEAD"])
+    );
     // And the sandbox now matches the laptop.
     env.assert_in_sync();
     assert!(!env.sbx.join("src/agent.rs").exists());
@@ -160,10 +229,22 @@ async fn sandbox_commits_survive_a_push() {
     env.write("local.txt", "local\n");
     let r2 = env.push(Some(&r1.state)).await;
     assert_eq!(r2.saved.len(), 1, "{}", r2.summary());
-    assert_eq!(r2.saved[0].oid, agent_commit, "a commit-only save is the commit itself");
-    assert_eq!(r2.saved[0].kinds, vec!["commits made in the sandbox".to_string()]);
-    assert_eq!(git_t(&env.local, &["log", "-1", "--format=%s", &r2.saved[0].name]), "agent commit");
-    assert_eq!(show(&env.local, &r2.saved[0].name, "feature.txt"), b"from the agent\n");
+    assert_eq!(
+        r2.saved[0].oid, agent_commit,
+        "a commit-only save is the commit itself"
+    );
+    assert_eq!(
+        r2.saved[0].kinds,
+        vec!["commits made in the sandbox".to_string()]
+    );
+    assert_eq!(
+        git_t(&env.local, &["log", "-1", "--format=%s", &r2.saved[0].name]),
+        "agent commit"
+    );
+    assert_eq!(
+        show(&env.local, &r2.saved[0].name, "feature.txt"),
+        b"from the agent\n"
+    );
     env.assert_in_sync();
 }
 
@@ -200,7 +281,7 @@ async fn rewritten_history_force_updates_the_sandbox() {
     env.lgit(&["reset", "-q", "--hard", "HEAD~1"]);
     let r3 = env.push(Some(&r2.state)).await;
     assert!(r3.saved.is_empty());
-    assert_eq!(r3.sent_bytes > 0, true);
+    assert!(r3.sent_bytes > 0);
     env.assert_in_sync();
     // rebase onto a new root-side commit
     env.lgit(&["checkout", "-q", "-b", "topic"]);
@@ -218,7 +299,10 @@ async fn rewritten_history_force_updates_the_sandbox() {
     let r5 = env.push(Some(&r4.state)).await;
     assert!(r5.saved.is_empty(), "{}", r5.summary());
     env.assert_in_sync();
-    assert_eq!(env.sgit(&["log", "--format=%H"]), env.lgit(&["log", "--format=%H"]));
+    assert_eq!(
+        env.sgit(&["log", "--format=%H"]),
+        env.lgit(&["log", "--format=%H"])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -292,13 +376,25 @@ async fn detached_head_and_branch_switches() {
     env.lgit(&["checkout", "-q", "main"]);
     env.push(Some(&r2.state)).await;
     env.assert_in_sync();
-    assert_eq!(env.sgit(&["rev-parse", "feature"]), env.lgit(&["rev-parse", "feature"]));
+    assert_eq!(
+        env.sgit(&["rev-parse", "feature"]),
+        env.lgit(&["rev-parse", "feature"])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn odd_file_names_exec_bits_and_symlinks() {
     let env = Env::new();
-    let names = ["with space.txt", "ünïcødé ✓.txt", "-leading-dash", "--double", "new\nline", "tab\there", "quote\"s'.txt", "back\\slash"];
+    let names = [
+        "with space.txt",
+        "ünïcødé ✓.txt",
+        "-leading-dash",
+        "--double",
+        "new\nline",
+        "tab\there",
+        "quote\"s'.txt",
+        "back\\slash",
+    ];
     for n in names {
         env.write(n, format!("content of {n:?}\n"));
     }
@@ -317,7 +413,9 @@ async fn odd_file_names_exec_bits_and_symlinks() {
     let link = std::fs::read_link(env.sbx.join("docs/readme-link")).unwrap();
     assert_eq!(link.to_str(), Some("../README.md"));
     // Mode-only change and removal of odd names propagate.
-    let mut p = std::fs::metadata(env.local.join("bin/run.sh")).unwrap().permissions();
+    let mut p = std::fs::metadata(env.local.join("bin/run.sh"))
+        .unwrap()
+        .permissions();
     std::os::unix::fs::PermissionsExt::set_mode(&mut p, 0o644);
     std::fs::set_permissions(env.local.join("bin/run.sh"), p).unwrap();
     std::fs::remove_file(env.local.join("new\nline")).unwrap();
@@ -337,15 +435,30 @@ async fn submodules_are_recorded_as_gitlinks() {
     git(&sub, &["add", "-A"]);
     git(&sub, &["commit", "-q", "-m", "sub"]);
     let sub_head = git_t(&sub, &["rev-parse", "HEAD"]);
-    env.lgit(&["submodule", "add", "-q", sub.to_str().unwrap(), "vendor/sub"]);
+    env.lgit(&[
+        "submodule",
+        "add",
+        "-q",
+        sub.to_str().unwrap(),
+        "vendor/sub",
+    ]);
     env.lgit(&["commit", "-q", "-m", "add submodule"]);
     let r = env.push(None).await;
     assert!(r.saved.is_empty());
     let tree = env.sgit(&["ls-tree", "HEAD", "vendor/sub"]);
-    assert!(tree.starts_with(&format!("160000 commit {sub_head}")), "{tree}");
-    assert_eq!(env.sgit(&["ls-files", "-s", "vendor/sub"]), env.lgit(&["ls-files", "-s", "vendor/sub"]));
+    assert!(
+        tree.starts_with(&format!("160000 commit {sub_head}")),
+        "{tree}"
+    );
+    assert_eq!(
+        env.sgit(&["ls-files", "-s", "vendor/sub"]),
+        env.lgit(&["ls-files", "-s", "vendor/sub"])
+    );
     assert!(env.sbx.join(".gitmodules").exists());
-    assert!(!env.sbx.join("vendor/sub/lib.txt").exists(), "submodule contents are not sent");
+    assert!(
+        !env.sbx.join("vendor/sub/lib.txt").exists(),
+        "submodule contents are not sent"
+    );
     // A new commit checked out in the submodule shows up as a gitlink change.
     let subdir = env.local.join("vendor/sub");
     write(&subdir.join("lib.txt"), "sub 2\n");
@@ -354,11 +467,28 @@ async fn submodules_are_recorded_as_gitlinks() {
     let r2 = env.push(Some(&r.state)).await;
     assert!(r2.saved.is_empty(), "{}", r2.summary());
     let idx = env.sgit(&["ls-files", "-s", "vendor/sub"]);
-    assert!(env.sgit(&["ls-tree", "refs/rclaude/snapshot", "vendor/sub"]).contains(&sub2), "{idx}");
+    assert!(
+        env.sgit(&["ls-tree", "refs/rclaude/snapshot", "vendor/sub"])
+            .contains(&sub2),
+        "{idx}"
+    );
     // The submodule's own objects never travel; nothing else is disturbed.
     let r3 = env.push(Some(&r2.state)).await;
     assert!(r3.skipped_nothing_new);
-    assert!(rclaude::gitsync::push(&env.local, &env.sandbox, Some(&r3.state), &rclaude::gitsync::PushOptions { submodules: true, ..Default::default() }, &rclaude::gitsync::NoProgress).await.is_err());
+    assert!(
+        rclaude::gitsync::push(
+            &env.local,
+            &env.sandbox,
+            Some(&r3.state),
+            &rclaude::gitsync::PushOptions {
+                submodules: true,
+                ..Default::default()
+            },
+            &rclaude::gitsync::NoProgress
+        )
+        .await
+        .is_err()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -366,7 +496,10 @@ async fn extra_ignores_apply_on_both_sides() {
     let env = Env::new();
     env.write("secrets/key.pem", "local secret\n");
     env.write("data/big.bin", "big\n");
-    let opts = rclaude::gitsync::PushOptions { extra_ignores: vec!["secrets/".into(), "/data/*.bin".into()], ..Default::default() };
+    let opts = rclaude::gitsync::PushOptions {
+        extra_ignores: vec!["secrets/".into(), "/data/*.bin".into()],
+        ..Default::default()
+    };
     let r1 = env.push_with(None, &opts).await.unwrap();
     assert!(!env.sbx.join("secrets").exists());
     assert!(!env.sbx.join("data").exists());
@@ -378,7 +511,10 @@ async fn extra_ignores_apply_on_both_sides() {
     assert_eq!(env.sread("secrets/sandbox.pem"), b"sandbox secret\n");
     assert_eq!(env.sread("README.md"), b"changed\n");
     // Changing the patterns alone is a change to push.
-    let r3 = env.push_with(Some(&r2.state), &Default::default()).await.unwrap();
+    let r3 = env
+        .push_with(Some(&r2.state), &Default::default())
+        .await
+        .unwrap();
     assert!(!r3.skipped_nothing_new);
     assert_eq!(env.sread("secrets/key.pem"), b"local secret\n");
 }
@@ -392,7 +528,12 @@ async fn same_second_same_size_edit_is_seen() {
         env.lgit(&["add", "src/lib.rs"]);
         env.write("src/lib.rs", format!("VERSION {i}\n"));
         let r = env.push(Some(&r1.state)).await;
-        assert_eq!(env.sread("src/lib.rs"), format!("VERSION {i}\n").as_bytes(), "iteration {i}: {}", r.summary());
+        assert_eq!(
+            env.sread("src/lib.rs"),
+            format!("VERSION {i}\n").as_bytes(),
+            "iteration {i}: {}",
+            r.summary()
+        );
     }
 }
 
@@ -407,15 +548,25 @@ async fn one_line_change_in_a_long_history_sends_a_few_kib() {
             1_600_000_000 + i
         ));
         let f = i % 300;
-        let body: String = (0..40).map(|l| format!("file {f} line {l} rev {i}\n")).collect();
-        script.push_str(&format!("M 100644 inline src/mod{f}/file{f}.txt\ndata {}\n{body}\n", body.len()));
+        let body: String = (0..40)
+            .map(|l| format!("file {f} line {l} rev {i}\n"))
+            .collect();
+        script.push_str(&format!(
+            "M 100644 inline src/mod{f}/file{f}.txt\ndata {}\n{body}\n",
+            body.len()
+        ));
     }
     let mut child = git_cmd(&env.local, &["fast-import", "--quiet"])
         .stdin(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     use std::io::Write;
-    child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
     assert!(child.wait().unwrap().success());
     env.lgit(&["reset", "-q", "--hard", "main"]);
     assert_eq!(env.lgit(&["rev-list", "--count", "HEAD"]).trim(), "1200");
@@ -427,14 +578,24 @@ async fn one_line_change_in_a_long_history_sends_a_few_kib() {
     text = text.replacen("line 3 ", "line three ", 1);
     std::fs::write(&path, text).unwrap();
     let r2 = env.push(Some(&r1.state)).await;
-    eprintln!("full bundle: {} bytes, {} objects; one-line change: {} bytes, {} objects", r1.sent_bytes, r1.objects, r2.sent_bytes, r2.objects);
-    assert!(r2.sent_bytes < 16 * 1024, "one-line change sent {} bytes", r2.sent_bytes);
+    eprintln!(
+        "full bundle: {} bytes, {} objects; one-line change: {} bytes, {} objects",
+        r1.sent_bytes, r1.objects, r2.sent_bytes, r2.objects
+    );
+    assert!(
+        r2.sent_bytes < 16 * 1024,
+        "one-line change sent {} bytes",
+        r2.sent_bytes
+    );
     assert!(r2.objects <= 8, "{} objects", r2.objects);
     env.assert_in_sync();
     // And a commit of it: still small.
     env.lgit(&["commit", "-q", "-a", "-m", "one line"]);
     let r3 = env.push(Some(&r2.state)).await;
-    eprintln!("commit of it: {} bytes, {} objects", r3.sent_bytes, r3.objects);
+    eprintln!(
+        "commit of it: {} bytes, {} objects",
+        r3.sent_bytes, r3.objects
+    );
     assert!(r3.sent_bytes < 16 * 1024, "{}", r3.sent_bytes);
     env.assert_in_sync();
 }
@@ -467,7 +628,11 @@ async fn nested_repositories_do_not_break_a_sync() {
     assert_eq!(std::fs::read(snested.join("x.txt")).unwrap(), b"x\n");
     assert!(r2.saved.is_empty(), "{}", r2.summary());
     // Pull does not pick it up either.
-    let p = env.pull_with(Some(&r2.state), &Default::default()).await.unwrap();
+    let p = env
+        .pull_with(Some(&r2.state), &Default::default())
+        .await
+        .unwrap();
     assert_eq!((p.commits, p.files_changed), (0, 0), "{}", p.summary());
     assert!(p.summary().contains("nothing new"), "{}", p.summary());
+    assert!(p.is_empty());
 }

@@ -17,10 +17,16 @@ use tokio::sync::Notify;
 fn install_kill_shim(env: &Env, at: &str) -> PathBuf {
     let dir = env.tmp.path().join("shim");
     std::fs::create_dir_all(&dir).unwrap();
-    let real = String::from_utf8(std::process::Command::new("sh").args(["-c", "command -v git"]).output().unwrap().stdout)
-        .unwrap()
-        .trim()
-        .to_string();
+    let real = String::from_utf8(
+        std::process::Command::new("sh")
+            .args(["-c", "command -v git"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_string();
     let flag = env.tmp.path().join("kill-armed");
     let script = format!(
         r#"#!/bin/sh
@@ -66,7 +72,11 @@ fn marker(env: &Env) -> PathBuf {
 
 fn tmp_files(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir.join(".git/rclaude/tmp"))
-        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -79,14 +89,20 @@ async fn agent_killed_mid_upload_then_next_sync_completes() {
     env.write("big.bin", noise(300_000));
     env.write("README.md", "new readme\n");
     env.sandbox.faults.lock().unwrap().fail_upload_after = Some(100_000);
-    let err = env.push_with(Some(&r1.state), &PushOptions::default()).await;
-    let err = err.err().expect("the upload fails");
+    let err = env
+        .push_with(Some(&r1.state), &PushOptions::default())
+        .await;
+    let err = err.expect_err("the upload fails");
     assert!(err.to_string().contains("nothing was applied"), "{err}");
     // The sandbox is as before: no apply happened.
     assert_eq!(head_desc(&env.sbx), sandbox_head);
     assert_eq!(worktree_files(&env.sbx), sandbox_files);
     assert!(!marker(&env).exists());
-    assert!(tmp_files(&env.sbx).iter().all(|f| !f.ends_with(".bundle")), "{:?}", tmp_files(&env.sbx));
+    assert!(
+        tmp_files(&env.sbx).iter().all(|f| !f.ends_with(".bundle")),
+        "{:?}",
+        tmp_files(&env.sbx)
+    );
     // Next sync completes.
     let r2 = env.push(Some(&r1.state)).await;
     assert!(r2.saved.is_empty());
@@ -105,7 +121,14 @@ async fn cli_killed_mid_upload_then_next_sync_completes() {
     let env = Arc::new(env);
     let env2 = env.clone();
     let task = tokio::spawn(async move {
-        gitsync::push(&local, &env2.sandbox, Some(&state), &PushOptions::default(), &NoProgress).await
+        gitsync::push(
+            &local,
+            &env2.sandbox,
+            Some(&state),
+            &PushOptions::default(),
+            &NoProgress,
+        )
+        .await
     });
     reached.notified().await;
     task.abort();
@@ -125,7 +148,10 @@ async fn kill_apply_then_recover(at: &str) -> (Env, gitsync::PushReport) {
     std::fs::remove_file(env.local.join("keep.txt")).unwrap();
     env.lgit(&["rm", "-q", "docs/guide.md"]);
     let flag = install_kill_shim(&env, at);
-    let err = env.push_with(Some(&r1.state), &PushOptions::default()).await.err().expect("the apply is killed");
+    let err = env
+        .push_with(Some(&r1.state), &PushOptions::default())
+        .await
+        .expect_err("the apply is killed");
     assert!(!flag.exists(), "the kill point was reached");
     assert!(matches!(err, SyncError::Remote { .. }), "{err}");
     assert!(err.to_string().contains("interrupted"), "{err}");
@@ -137,7 +163,11 @@ async fn kill_apply_then_recover(at: &str) -> (Env, gitsync::PushReport) {
 async fn apply_killed_before_the_work_tree_update() {
     let (env, r1) = kill_apply_then_recover("before-read-tree").await;
     assert!(marker(&env).exists());
-    assert_eq!(env.sread("README.md"), b"# demo\n", "work tree not touched yet");
+    assert_eq!(
+        env.sread("README.md"),
+        b"# demo\n",
+        "work tree not touched yet"
+    );
     let r2 = env.push(Some(&r1.state)).await;
     assert!(r2.recovered_interrupted_apply);
     assert!(r2.saved.is_empty(), "{}", r2.summary());
@@ -149,10 +179,18 @@ async fn apply_killed_before_the_work_tree_update() {
 async fn apply_killed_after_the_work_tree_update() {
     let (env, r1) = kill_apply_then_recover("after-read-tree").await;
     assert!(marker(&env).exists());
-    assert_eq!(env.sread("README.md"), b"second push\n", "work tree already updated");
+    assert_eq!(
+        env.sread("README.md"),
+        b"second push\n",
+        "work tree already updated"
+    );
     let r2 = env.push(Some(&r1.state)).await;
     assert!(r2.recovered_interrupted_apply);
-    assert!(r2.saved.is_empty(), "explained by the interrupted apply: {}", r2.summary());
+    assert!(
+        r2.saved.is_empty(),
+        "explained by the interrupted apply: {}",
+        r2.summary()
+    );
     env.assert_in_sync();
 }
 
@@ -185,7 +223,10 @@ async fn edits_made_after_an_interrupted_apply_are_saved() {
     let r2 = env.push(Some(&r1.state)).await;
     assert!(r2.recovered_interrupted_apply);
     assert_eq!(r2.saved.len(), 1, "{}", r2.summary());
-    assert_eq!(show(&env.local, &r2.saved[0].name, "src/main.rs"), b"edited while the sync was broken\n");
+    assert_eq!(
+        show(&env.local, &r2.saved[0].name, "src/main.rs"),
+        b"edited while the sync was broken\n"
+    );
     env.assert_in_sync();
 }
 
@@ -200,7 +241,14 @@ async fn cli_killed_during_apply_then_next_sync_waits_and_completes() {
     let env2 = env.clone();
     let state = r1.state.clone();
     let task = tokio::spawn(async move {
-        gitsync::push(&env2.local, &env2.sandbox, Some(&state), &PushOptions::default(), &NoProgress).await
+        gitsync::push(
+            &env2.local,
+            &env2.sandbox,
+            Some(&state),
+            &PushOptions::default(),
+            &NoProgress,
+        )
+        .await
     });
     while !reached.exists() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -219,7 +267,11 @@ async fn corrupt_or_truncated_push_bundle_is_rejected_and_nothing_applied() {
     for fault in ["corrupt", "truncate"] {
         let env = Env::new();
         let r1 = env.push(None).await;
-        let before = (head_desc(&env.sbx), worktree_files(&env.sbx), status(&env.sbx));
+        let before = (
+            head_desc(&env.sbx),
+            worktree_files(&env.sbx),
+            status(&env.sbx),
+        );
         env.write("README.md", "x".repeat(5000));
         env.write("more.txt", "more\n");
         {
@@ -230,10 +282,21 @@ async fn corrupt_or_truncated_push_bundle_is_rejected_and_nothing_applied() {
                 f.truncate_upload_to = Some(200);
             }
         }
-        let err = env.push_with(Some(&r1.state), &PushOptions::default()).await.err().expect("rejected");
+        let err = env
+            .push_with(Some(&r1.state), &PushOptions::default())
+            .await
+            .expect_err("rejected");
         let msg = err.to_string();
         assert!(msg.contains("nothing was applied"), "{fault}: {msg}");
-        assert_eq!((head_desc(&env.sbx), worktree_files(&env.sbx), status(&env.sbx)), before, "{fault}");
+        assert_eq!(
+            (
+                head_desc(&env.sbx),
+                worktree_files(&env.sbx),
+                status(&env.sbx)
+            ),
+            before,
+            "{fault}"
+        );
         assert!(!marker(&env).exists());
         let r2 = env.push(Some(&r1.state)).await;
         assert!(r2.saved.is_empty());
@@ -250,8 +313,14 @@ async fn corrupt_pull_bundle_is_rejected_and_nothing_applied() {
     env.sgit(&["commit", "-q", "-m", "agent"]);
     env.sandbox.faults.lock().unwrap().corrupt_download_at = Some(300);
     let refs = user_refs(&env.local);
-    let opts = PullOptions { apply: true, ..PullOptions::default() };
-    let err = env.pull_with(Some(&r.state), &opts).await.err().expect("rejected");
+    let opts = PullOptions {
+        apply: true,
+        ..PullOptions::default()
+    };
+    let err = env
+        .pull_with(Some(&r.state), &opts)
+        .await
+        .expect_err("rejected");
     assert!(matches!(err, SyncError::BadBundle { .. }), "{err}");
     assert!(err.to_string().contains("nothing was applied"));
     assert_eq!(user_refs(&env.local), refs);

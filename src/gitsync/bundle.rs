@@ -51,21 +51,31 @@ pub fn write<'a>(
     progress: &'a dyn SyncProgress,
 ) -> Result<Written, SyncError> {
     if refs.is_empty() {
-        return Err(SyncError::Internal("a bundle needs at least one ref".into()));
+        return Err(SyncError::Internal(
+            "a bundle needs at least one ref".into(),
+        ));
     }
     for r in refs {
         if !git2::Reference::is_valid_name(&r.name) {
-            return Err(SyncError::invalid("bundle ref name", format!("{:?} is not a valid ref name", r.name)));
+            return Err(SyncError::invalid(
+                "bundle ref name",
+                format!("{:?} is not a valid ref name", r.name),
+            ));
         }
     }
     let new_walk = || -> Result<git2::Revwalk<'a>, SyncError> {
-        let mut walk = repo.revwalk().map_err(SyncError::git("starting a revision walk"))?;
+        let mut walk = repo
+            .revwalk()
+            .map_err(SyncError::git("starting a revision walk"))?;
         for r in refs {
-            walk.push(r.oid)
-                .map_err(SyncError::git(format!("walking from {} ({})", r.name, r.oid)))?;
+            walk.push(r.oid).map_err(SyncError::git(format!(
+                "walking from {} ({})",
+                r.name, r.oid
+            )))?;
         }
         for h in hidden {
-            walk.hide(*h).map_err(SyncError::git(format!("hiding known commit {h}")))?;
+            walk.hide(*h)
+                .map_err(SyncError::git(format!("hiding known commit {h}")))?;
         }
         Ok(walk)
     };
@@ -76,11 +86,15 @@ pub fn write<'a>(
         sent.insert(oid.map_err(SyncError::git("walking the commits to send"))?);
     }
     if sent.is_empty() {
-        return Err(SyncError::Internal("nothing to bundle: every ref is already known".into()));
+        return Err(SyncError::Internal(
+            "nothing to bundle: every ref is already known".into(),
+        ));
     }
     let mut prereqs: Vec<Oid> = Vec::new();
     for oid in &sent {
-        let c = repo.find_commit(*oid).map_err(SyncError::git("reading a commit to send"))?;
+        let c = repo
+            .find_commit(*oid)
+            .map_err(SyncError::git("reading a commit to send"))?;
         for p in c.parent_ids() {
             if !sent.contains(&p) && !prereqs.contains(&p) {
                 prereqs.push(p);
@@ -102,16 +116,20 @@ pub fn write<'a>(
         header.push_str(&format!("{} {}\n", r.oid, r.name));
     }
     header.push('\n');
-    out.write_all(header.as_bytes()).map_err(SyncError::io("writing the bundle header"))?;
+    out.write_all(header.as_bytes())
+        .map_err(SyncError::io("writing the bundle header"))?;
 
-    let mut pb = repo.packbuilder().map_err(SyncError::git("creating a pack builder"))?;
+    let mut pb = repo
+        .packbuilder()
+        .map_err(SyncError::git("creating a pack builder"))?;
     pb.set_progress_callback(|_stage, done, total| {
         progress.objects(u64::from(done), u64::from(total));
         true
     })
     .map_err(SyncError::git("setting pack progress"))?;
     let mut walk = new_walk()?;
-    pb.insert_walk(&mut walk).map_err(SyncError::git("collecting the objects to send"))?;
+    pb.insert_walk(&mut walk)
+        .map_err(SyncError::git("collecting the objects to send"))?;
     let objects = pb.object_count() as u64;
     progress.objects(0, objects);
 
@@ -129,17 +147,28 @@ pub fn write<'a>(
         }
     });
     if let Some(e) = io_err {
-        return Err(SyncError::Io { context: "writing the bundle's pack".into(), source: e });
+        return Err(SyncError::Io {
+            context: "writing the bundle's pack".into(),
+            source: e,
+        });
     }
     res.map_err(SyncError::git("writing the bundle's pack"))?;
     out.flush().map_err(SyncError::io("writing the bundle"))?;
     progress.objects(objects, objects);
     progress.bytes(written, Some(written));
-    Ok(Written { objects, bytes: written, commits: sent.len() as u64, prerequisites: prereqs })
+    Ok(Written {
+        objects,
+        bytes: written,
+        commits: sent.len() as u64,
+        prerequisites: prereqs,
+    })
 }
 
 fn one_line(s: &str) -> String {
-    s.chars().map(|c| if c.is_control() { ' ' } else { c }).take(200).collect()
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(200)
+        .collect()
 }
 
 /// A parsed bundle header.
@@ -166,19 +195,27 @@ const MAX_LINES: usize = 1_000_000;
 
 /// Parse and validate a bundle header from the start of `r`.
 pub fn parse_header(r: &mut impl BufRead, path: &Path) -> Result<Header, SyncError> {
-    let bad = |reason: String| SyncError::BadBundle { path: path.to_path_buf(), reason };
+    let bad = |reason: String| SyncError::BadBundle {
+        path: path.to_path_buf(),
+        reason,
+    };
     let mut len = 0u64;
     let mut read_line = |r: &mut dyn BufRead| -> Result<Option<String>, SyncError> {
         let mut buf = Vec::new();
         let n = r
             .take(MAX_LINE)
             .read_until(b'\n', &mut buf)
-            .map_err(SyncError::io(format!("reading the bundle {}", path.display())))?;
+            .map_err(SyncError::io(format!(
+                "reading the bundle {}",
+                path.display()
+            )))?;
         if n == 0 {
             return Ok(None);
         }
         len += n as u64;
-        if len == n as u64 && !(buf.starts_with(b"# v2 git bundle") || buf.starts_with(b"# v3 git bundle")) {
+        if len == n as u64
+            && !(buf.starts_with(b"# v2 git bundle") || buf.starts_with(b"# v3 git bundle"))
+        {
             let shown: String = String::from_utf8_lossy(&buf).chars().take(40).collect();
             return Err(bad(format!("not a git bundle (it starts with {shown:?})")));
         }
@@ -213,12 +250,18 @@ pub fn parse_header(r: &mut impl BufRead, path: &Path) -> Result<Header, SyncErr
         if line.is_empty() {
             break;
         }
-        let cap = if in_caps { line.strip_prefix('@') } else { None };
+        let cap = if in_caps {
+            line.strip_prefix('@')
+        } else {
+            None
+        };
         if let Some(cap) = cap {
             match cap {
                 "object-format=sha1" => continue,
                 c if c.starts_with("object-format=") => {
-                    return Err(bad(format!("it uses {c}; rclaude supports SHA-1 repositories only")));
+                    return Err(bad(format!(
+                        "it uses {c}; rclaude supports SHA-1 repositories only"
+                    )));
                 }
                 c => return Err(bad(format!("unsupported bundle capability @{c}"))),
             }
@@ -232,7 +275,8 @@ pub fn parse_header(r: &mut impl BufRead, path: &Path) -> Result<Header, SyncErr
             let (hex, name) = line
                 .split_once(' ')
                 .ok_or_else(|| bad(format!("bad ref line {line:?}")))?;
-            let oid = oid_of(hex).ok_or_else(|| bad(format!("bad object id in ref line {line:?}")))?;
+            let oid =
+                oid_of(hex).ok_or_else(|| bad(format!("bad object id in ref line {line:?}")))?;
             if name != "HEAD" && !git2::Reference::is_valid_name(name) {
                 return Err(bad(format!("bad ref name {name:?}")));
             }
@@ -242,7 +286,12 @@ pub fn parse_header(r: &mut impl BufRead, path: &Path) -> Result<Header, SyncErr
     if refs.is_empty() {
         return Err(bad("it names no refs".into()));
     }
-    Ok(Header { version, prerequisites, refs, len })
+    Ok(Header {
+        version,
+        prerequisites,
+        refs,
+        len,
+    })
 }
 
 fn oid_of(hex: &str) -> Option<Oid> {
@@ -254,22 +303,37 @@ fn oid_of(hex: &str) -> Option<Oid> {
 /// Read the bundle at `path` into `repo`'s object store: validate the header, check the
 /// prerequisites, index and verify the pack, and check that every ref's object arrived.
 /// Returns the header; refs are for the caller to update.
-pub fn read<'a>(repo: &'a Repository, path: &Path, progress: &'a dyn SyncProgress) -> Result<Header, SyncError> {
-    let file = File::open(path).map_err(SyncError::io(format!("opening the bundle {}", path.display())))?;
+pub fn read<'a>(
+    repo: &'a Repository,
+    path: &Path,
+    progress: &'a dyn SyncProgress,
+) -> Result<Header, SyncError> {
+    let file = File::open(path).map_err(SyncError::io(format!(
+        "opening the bundle {}",
+        path.display()
+    )))?;
     let total = file.metadata().map(|m| m.len()).ok();
     let mut reader = BufReader::with_capacity(256 * 1024, file);
     let header = parse_header(&mut reader, path)?;
-    let odb = repo.odb().map_err(SyncError::git("opening the object database"))?;
+    let odb = repo
+        .odb()
+        .map_err(SyncError::git("opening the object database"))?;
     for p in &header.prerequisites {
         if !odb.exists(*p) {
-            return Err(SyncError::MissingPrerequisite { path: path.to_path_buf(), oid: p.to_string() });
+            return Err(SyncError::MissingPrerequisite {
+                path: path.to_path_buf(),
+                oid: p.to_string(),
+            });
         }
     }
 
     let pack_dir: PathBuf = repo.commondir().join("objects").join("pack");
     std::fs::create_dir_all(&pack_dir)
         .map_err(SyncError::io(format!("creating {}", pack_dir.display())))?;
-    let bad = |reason: String| SyncError::BadBundle { path: path.to_path_buf(), reason };
+    let bad = |reason: String| SyncError::BadBundle {
+        path: path.to_path_buf(),
+        reason,
+    };
     {
         let mut indexer = git2::Indexer::new(Some(&odb), &pack_dir, 0, true)
             .map_err(SyncError::git("starting the pack indexer"))?;
@@ -280,9 +344,10 @@ pub fn read<'a>(repo: &'a Repository, path: &Path, progress: &'a dyn SyncProgres
         let mut done = header.len;
         let mut buf = vec![0u8; 256 * 1024];
         loop {
-            let n = reader
-                .read(&mut buf)
-                .map_err(SyncError::io(format!("reading the bundle {}", path.display())))?;
+            let n = reader.read(&mut buf).map_err(SyncError::io(format!(
+                "reading the bundle {}",
+                path.display()
+            )))?;
             if n == 0 {
                 break;
             }
@@ -292,14 +357,20 @@ pub fn read<'a>(repo: &'a Repository, path: &Path, progress: &'a dyn SyncProgres
             done += n as u64;
             progress.bytes(done, total);
         }
-        indexer
-            .commit()
-            .map_err(|e| bad(format!("its pack is truncated or corrupt ({})", e.message())))?;
+        indexer.commit().map_err(|e| {
+            bad(format!(
+                "its pack is truncated or corrupt ({})",
+                e.message()
+            ))
+        })?;
     }
-    odb.refresh().map_err(SyncError::git("refreshing the object database"))?;
+    odb.refresh()
+        .map_err(SyncError::git("refreshing the object database"))?;
     for (name, oid) in &header.refs {
         if !odb.exists(*oid) {
-            return Err(bad(format!("its ref {name} points at {oid}, which is not in the bundle")));
+            return Err(bad(format!(
+                "its ref {name} points at {oid}, which is not in the bundle"
+            )));
         }
     }
     Ok(header)

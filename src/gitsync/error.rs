@@ -35,7 +35,11 @@ pub enum SyncError {
     },
     /// A sync step that runs in the sandbox failed; `message` comes from the step itself.
     #[error("the sandbox's {step} step failed: {message}")]
-    Remote { step: &'static str, code: i32, message: String },
+    Remote {
+        step: &'static str,
+        code: i32,
+        message: String,
+    },
     /// A sync step in the sandbox answered something rclaude does not understand.
     #[error("unexpected answer from the sandbox's {step} step: {detail}")]
     Protocol { step: &'static str, detail: String },
@@ -75,6 +79,9 @@ impl SyncError {
     }
 
     pub(crate) fn invalid(what: impl Into<String>, reason: impl Into<String>) -> SyncError {
-        SyncError::InvalidInput { what: what.into(), reason: reason.into() }
+        SyncError::InvalidInput {
+            what: what.into(),
+            reason: reason.into(),
+        }
     }
 }

@@ -27,37 +27,66 @@ pub enum ApplyOutcome {
     /// The branch moved forward to the sandbox HEAD (`from == to` when only uncommitted edits
     /// were applied); `uncommitted_edits`: the sandbox's uncommitted edits are now uncommitted
     /// edits here.
-    FastForward { from: Option<String>, to: Option<String>, uncommitted_edits: bool },
+    FastForward {
+        from: Option<String>,
+        to: Option<String>,
+        uncommitted_edits: bool,
+    },
     /// A merge commit joined local and sandbox commits.
-    Merge { commit: String, uncommitted_edits: bool },
+    Merge {
+        commit: String,
+        uncommitted_edits: bool,
+    },
     /// The local branch and work tree already had everything.
     UpToDate,
     /// Nothing was changed: doing it could lose local work.
-    Refused { reason: String, commands: Vec<String> },
+    Refused {
+        reason: String,
+        commands: Vec<String>,
+    },
 }
 
 impl ApplyOutcome {
     /// One user-facing line (plus commands when refused).
     pub fn summary(&self) -> String {
         match self {
-            ApplyOutcome::FastForward { from, to, uncommitted_edits } => {
-                let edits = if *uncommitted_edits { "; the sandbox's uncommitted edits are uncommitted here" } else { "" };
+            ApplyOutcome::FastForward {
+                from,
+                to,
+                uncommitted_edits,
+            } => {
+                let edits = if *uncommitted_edits {
+                    "; the sandbox's uncommitted edits are uncommitted here"
+                } else {
+                    ""
+                };
                 if from == to {
                     format!("Applied the sandbox's uncommitted edits to your work tree{edits}.")
                 } else {
                     format!(
                         "Fast-forwarded {} to {}{edits}.",
-                        from.as_deref().map(|s| &s[..10]).unwrap_or("the empty branch"),
+                        from.as_deref()
+                            .map(|s| &s[..10])
+                            .unwrap_or("the empty branch"),
                         to.as_deref().map(|s| &s[..10]).unwrap_or("?")
                     )
                 }
             }
-            ApplyOutcome::Merge { commit, uncommitted_edits } => format!(
+            ApplyOutcome::Merge {
+                commit,
+                uncommitted_edits,
+            } => format!(
                 "Merged the sandbox's commits ({}){}.",
                 &commit[..10],
-                if *uncommitted_edits { " and applied its uncommitted edits, uncommitted" } else { "" }
+                if *uncommitted_edits {
+                    " and applied its uncommitted edits, uncommitted"
+                } else {
+                    ""
+                }
             ),
-            ApplyOutcome::UpToDate => "Your branch and work tree already have the sandbox's work.".into(),
+            ApplyOutcome::UpToDate => {
+                "Your branch and work tree already have the sandbox's work.".into()
+            }
             ApplyOutcome::Refused { reason, commands } => {
                 let mut s = format!("Not applied: {reason}. Your files and branch are unchanged.");
                 for c in commands {
@@ -90,7 +119,9 @@ fn refuse(reason: impl Into<String>, label: &str) -> ApplyOutcome {
         reason: reason.into(),
         commands: vec![
             "git stash push --include-untracked    # set your local changes aside".into(),
-            format!("git merge {label}    # take the sandbox's work (review first: git diff HEAD {label})"),
+            format!(
+                "git merge {label}    # take the sandbox's work (review first: git diff HEAD {label})"
+            ),
             "git stash pop    # bring your changes back".into(),
         ],
     }
@@ -112,11 +143,16 @@ fn empty_tree(repo: &Repository) -> Result<Tree<'_>, SyncError> {
         .and_then(|tb| tb.write())
         .map_err(SyncError::git("writing the empty tree"))?;
     debug_assert_eq!(id.to_string(), EMPTY_TREE);
-    repo.find_tree(id).map_err(SyncError::git("reading the empty tree"))
+    repo.find_tree(id)
+        .map_err(SyncError::git("reading the empty tree"))
 }
 
 /// Paths that differ between two trees (old and new names).
-fn changed_paths(repo: &Repository, a: &Tree<'_>, b: &Tree<'_>) -> Result<(Vec<String>, Vec<String>), SyncError> {
+fn changed_paths(
+    repo: &Repository,
+    a: &Tree<'_>,
+    b: &Tree<'_>,
+) -> Result<(Vec<String>, Vec<String>), SyncError> {
     let diff = repo
         .diff_tree_to_tree(Some(a), Some(b), None)
         .map_err(SyncError::git("comparing trees"))?;
@@ -141,10 +177,18 @@ fn changed_paths(repo: &Repository, a: &Tree<'_>, b: &Tree<'_>) -> Result<(Vec<S
 
 /// Added paths that exist on disk anyway (ignored or racing local files) would be overwritten.
 fn in_the_way(workdir: &Path, added: &[String]) -> Option<String> {
-    added.iter().find(|p| std::fs::symlink_metadata(workdir.join(p)).is_ok()).cloned()
+    added
+        .iter()
+        .find(|p| std::fs::symlink_metadata(workdir.join(p)).is_ok())
+        .cloned()
 }
 
-fn checkout_paths(repo: &Repository, target: &Tree<'_>, paths: &[String], force: bool) -> Result<(), SyncError> {
+fn checkout_paths(
+    repo: &Repository,
+    target: &Tree<'_>,
+    paths: &[String],
+    force: bool,
+) -> Result<(), SyncError> {
     if paths.is_empty() {
         return Ok(());
     }
@@ -154,7 +198,9 @@ fn checkout_paths(repo: &Repository, target: &Tree<'_>, paths: &[String], force:
     } else {
         cb.safe();
     }
-    cb.overwrite_ignored(false).update_index(false).disable_pathspec_match(true);
+    cb.overwrite_ignored(false)
+        .update_index(false)
+        .disable_pathspec_match(true);
     for p in paths {
         cb.path(p.as_str());
     }
@@ -164,7 +210,8 @@ fn checkout_paths(repo: &Repository, target: &Tree<'_>, paths: &[String], force:
 
 fn set_index(repo: &Repository, tree: &Tree<'_>) -> Result<(), SyncError> {
     let mut idx = repo.index().map_err(SyncError::git("opening the index"))?;
-    idx.read_tree(tree).map_err(SyncError::git("setting the index"))?;
+    idx.read_tree(tree)
+        .map_err(SyncError::git("setting the index"))?;
     idx.write().map_err(SyncError::git("writing the index"))
 }
 
@@ -175,7 +222,8 @@ fn move_head(repo: &Repository, head: &HeadState, to: Oid, msg: &str) -> Result<
                 .map_err(SyncError::git(format!("moving branch {name}")))?;
         }
         HeadState::Detached { .. } => {
-            repo.set_head_detached(to).map_err(SyncError::git("moving the detached HEAD"))?;
+            repo.set_head_detached(to)
+                .map_err(SyncError::git("moving the detached HEAD"))?;
         }
     }
     Ok(())
@@ -183,14 +231,19 @@ fn move_head(repo: &Repository, head: &HeadState, to: Oid, msg: &str) -> Result<
 
 /// Apply pulled work to the checked-out branch (see the module docs).
 pub(crate) fn apply(repo: &Repository, input: &Input<'_>) -> Result<ApplyOutcome, SyncError> {
-    let workdir = repo.workdir().ok_or_else(|| SyncError::Internal("no work tree".into()))?.to_path_buf();
+    let workdir = repo
+        .workdir()
+        .ok_or_else(|| SyncError::Internal("no work tree".into()))?
+        .to_path_buf();
     let now = snapshot::create(repo, input.extra_ignores)?;
     let head = now.head.clone();
     let h = head.oid();
     let c = input.sandbox_head;
     let head_tree = tree_of(repo, h)?;
     let tip_tree = tree_of(repo, Some(input.tip))?;
-    let descends = |child: Oid, anc: Oid| child == anc || repo.graph_descendant_of(child, anc).unwrap_or(false);
+    let descends = |child: Oid, anc: Oid| {
+        child == anc || repo.graph_descendant_of(child, anc).unwrap_or(false)
+    };
     let msg = format!("rclaude pull --apply from {}", input.label);
 
     // (a) nothing changed here since the push, and the sandbox built on our HEAD.
@@ -207,7 +260,10 @@ pub(crate) fn apply(repo: &Repository, input: &Input<'_>) -> Result<ApplyOutcome
         }
         let (paths, added) = changed_paths(repo, &now_tree, &tip_tree)?;
         if let Some(p) = in_the_way(&workdir, &added) {
-            return Ok(refuse(format!("the sandbox adds {p}, which exists here but is ignored"), input.label));
+            return Ok(refuse(
+                format!("the sandbox adds {p}, which exists here but is ignored"),
+                input.label,
+            ));
         }
         let dirty = now.tree != head_tree.id() || now.index_tree != head_tree.id();
         if dirty {
@@ -244,17 +300,28 @@ pub(crate) fn apply(repo: &Repository, input: &Input<'_>) -> Result<ApplyOutcome
         (Some(h), Some(c)) if descends(h, c) => Some(h),
         (Some(h), Some(c)) if descends(c, h) => Some(c),
         (Some(h), Some(c)) => {
-            let ours = repo.find_commit(h).map_err(SyncError::git("reading HEAD"))?;
-            let theirs = repo.find_commit(c).map_err(SyncError::git("reading the sandbox HEAD"))?;
+            let ours = repo
+                .find_commit(h)
+                .map_err(SyncError::git("reading HEAD"))?;
+            let theirs = repo
+                .find_commit(c)
+                .map_err(SyncError::git("reading the sandbox HEAD"))?;
             let mut idx = repo
                 .merge_commits(&ours, &theirs, None)
                 .map_err(SyncError::git("merging the sandbox's commits"))?;
             if idx.has_conflicts() {
                 let paths = conflict_paths(&idx);
-                return Ok(refuse(format!("the sandbox's commits conflict with yours ({paths})"), input.label));
+                return Ok(refuse(
+                    format!("the sandbox's commits conflict with yours ({paths})"),
+                    input.label,
+                ));
             }
-            let tree_id = idx.write_tree_to(repo).map_err(SyncError::git("writing the merged tree"))?;
-            let tree = repo.find_tree(tree_id).map_err(SyncError::git("reading the merged tree"))?;
+            let tree_id = idx
+                .write_tree_to(repo)
+                .map_err(SyncError::git("writing the merged tree"))?;
+            let tree = repo
+                .find_tree(tree_id)
+                .map_err(SyncError::git("reading the merged tree"))?;
             let sig = match repo.signature() {
                 Ok(s) => s,
                 Err(_) => {
@@ -264,7 +331,10 @@ pub(crate) fn apply(repo: &Repository, input: &Input<'_>) -> Result<ApplyOutcome
                     ));
                 }
             };
-            let message = format!("Merge sandbox work from {}\n\nMerged by rclaude pull --apply.\n", input.label);
+            let message = format!(
+                "Merge sandbox work from {}\n\nMerged by rclaude pull --apply.\n",
+                input.label
+            );
             let m = repo
                 .commit(None, &sig, &sig, &message, &tree, &[&ours, &theirs])
                 .map_err(SyncError::git("writing the merge commit"))?;
@@ -285,8 +355,11 @@ pub(crate) fn apply(repo: &Repository, input: &Input<'_>) -> Result<ApplyOutcome
                 input.label,
             ));
         }
-        let id = idx.write_tree_to(repo).map_err(SyncError::git("writing the merged tree"))?;
-        repo.find_tree(id).map_err(SyncError::git("reading the merged tree"))?
+        let id = idx
+            .write_tree_to(repo)
+            .map_err(SyncError::git("writing the merged tree"))?;
+        repo.find_tree(id)
+            .map_err(SyncError::git("reading the merged tree"))?
     } else {
         n_tree.clone()
     };
@@ -295,7 +368,10 @@ pub(crate) fn apply(repo: &Repository, input: &Input<'_>) -> Result<ApplyOutcome
     }
     let (paths, added) = changed_paths(repo, &head_tree, &result_tree)?;
     if let Some(p) = in_the_way(&workdir, &added) {
-        return Ok(refuse(format!("the sandbox adds {p}, which exists here but is ignored"), input.label));
+        return Ok(refuse(
+            format!("the sandbox adds {p}, which exists here but is ignored"),
+            input.label,
+        ));
     }
     checkout_paths(repo, &result_tree, &paths, false)?;
     if n != h {
@@ -305,7 +381,10 @@ pub(crate) fn apply(repo: &Repository, input: &Input<'_>) -> Result<ApplyOutcome
         }
     }
     Ok(match merged {
-        Some(m) => ApplyOutcome::Merge { commit: m.to_string(), uncommitted_edits: input.wip },
+        Some(m) => ApplyOutcome::Merge {
+            commit: m.to_string(),
+            uncommitted_edits: input.wip,
+        },
         None => ApplyOutcome::FastForward {
             from: h.map(|o| o.to_string()),
             to: n.map(|o| o.to_string()),
@@ -339,9 +418,22 @@ fn conflict_paths(idx: &git2::Index) -> String {
 fn keep_before_apply(repo: &Repository, snapshot: Oid, index: Oid) -> Result<(), SyncError> {
     let stamp = utc_stamp();
     let name = free_ref_name(repo, "refs/rclaude/before-apply/", &stamp);
-    repo.reference(&name, snapshot, false, "rclaude: work tree before pull --apply")
-        .map_err(SyncError::git(format!("creating {name}")))?;
-    let _ = repo.reference(&format!("{name}-index"), index, false, "rclaude: index before pull --apply");
-    tracing::info!("kept the work tree before the apply as {name} ({})", short(&snapshot));
+    repo.reference(
+        &name,
+        snapshot,
+        false,
+        "rclaude: work tree before pull --apply",
+    )
+    .map_err(SyncError::git(format!("creating {name}")))?;
+    let _ = repo.reference(
+        &format!("{name}-index"),
+        index,
+        false,
+        "rclaude: index before pull --apply",
+    );
+    tracing::info!(
+        "kept the work tree before the apply as {name} ({})",
+        short(&snapshot)
+    );
     Ok(())
 }

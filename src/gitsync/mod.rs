@@ -78,7 +78,10 @@ pub(crate) const EMPTY_TREE: &str = "4b825dc642cb6eb9a060e54bf8d69288fbee4904";
 /// Parse a full lowercase/uppercase 40-hex SHA-1 object id.
 pub(crate) fn parse_oid(s: &str) -> Result<Oid, SyncError> {
     if s.len() != 40 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(SyncError::invalid("object id", format!("{s:?} is not a 40-digit hex SHA-1")));
+        return Err(SyncError::invalid(
+            "object id",
+            format!("{s:?} is not a 40-digit hex SHA-1"),
+        ));
     }
     Oid::from_str(s).map_err(SyncError::git("parsing an object id"))
 }
@@ -101,13 +104,19 @@ pub(crate) fn open_repo(path: &Path) -> Result<Repository, SyncError> {
 /// `<gitdir>/rclaude/tmp`, created when missing: rclaude's scratch space next to the repository.
 pub(crate) fn local_tmp_dir(repo: &Repository) -> Result<PathBuf, SyncError> {
     let dir = repo.path().join("rclaude").join("tmp");
-    std::fs::create_dir_all(&dir)
-        .map_err(SyncError::io(format!("creating the scratch directory {}", dir.display())))?;
+    std::fs::create_dir_all(&dir).map_err(SyncError::io(format!(
+        "creating the scratch directory {}",
+        dir.display()
+    )))?;
     // Leftovers of killed runs (temporary indexes, bundles) older than a day.
     if let Ok(entries) = std::fs::read_dir(&dir) {
         let day = std::time::Duration::from_secs(24 * 3600);
         for e in entries.flatten() {
-            let old = e.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok());
             if old.is_some_and(|age| age > day) {
                 let _ = std::fs::remove_file(e.path());
             }
@@ -120,7 +129,8 @@ pub(crate) fn local_tmp_dir(repo: &Repository) -> Result<PathBuf, SyncError> {
 pub(crate) fn utc_stamp() -> String {
     let now = time::OffsetDateTime::now_utc();
     let fmt = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
-    now.format(&fmt).unwrap_or_else(|_| now.unix_timestamp().to_string())
+    now.format(&fmt)
+        .unwrap_or_else(|_| now.unix_timestamp().to_string())
 }
 
 /// A free ref name `<prefix><stamp>` (adding `-2`, `-3`, ... when taken).

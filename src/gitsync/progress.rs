@@ -54,7 +54,10 @@ const EVERY: Duration = Duration::from_millis(50);
 
 impl ChannelProgress {
     pub(crate) fn new(tx: UnboundedSender<ProgressEvent>) -> Self {
-        ChannelProgress { tx, last: Mutex::new((None, None)) }
+        ChannelProgress {
+            tx,
+            last: Mutex::new((None, None)),
+        }
     }
 
     fn due(slot: &mut Option<Instant>, last_value: bool) -> bool {

@@ -10,7 +10,9 @@ use super::local_apply::{self, Input};
 use super::push::{count_changes, download_bundle, plural};
 use super::remote::{self, ExportMode};
 use super::snapshot::{self, HeadState};
-use super::{SyncError, SyncProgress, SyncState, blocking, bundle, free_ref_name, open_repo, utc_stamp};
+use super::{
+    SyncError, SyncProgress, SyncState, blocking, bundle, free_ref_name, open_repo, utc_stamp,
+};
 use crate::provider::Sandbox;
 
 /// Options of [`pull`].
@@ -19,7 +21,8 @@ pub struct PullOptions {
     /// Local branch to store the pulled work in; `{branch}` = the sandbox's branch (`detached`
     /// when its HEAD is detached), `{session}` = [`PullOptions::session`].
     pub branch_template: String,
-    pub session: Option<String>,
+    /// Session id for `{session}` (empty: none).
+    pub session: String,
     /// Also bring the work into the checked-out branch when that cannot lose anything.
     pub apply: bool,
     /// Pull this sandbox ref (e.g. `refs/rclaude/saved/<stamp>`) instead of its current state.
@@ -32,7 +35,7 @@ impl Default for PullOptions {
     fn default() -> Self {
         PullOptions {
             branch_template: "rclaude/{branch}".into(),
-            session: None,
+            session: String::new(),
             apply: false,
             sandbox_ref: None,
             extra_ignores: Vec::new(),
@@ -68,50 +71,85 @@ pub struct PullReport {
 }
 
 impl PullReport {
-    /// A short user-facing summary with the suggested commands.
+    /// The sandbox had nothing this machine lacks: no commits missing here and no file that
+    /// differs from the last pushed snapshot (or from HEAD when there is none).
+    pub fn is_empty(&self) -> bool {
+        self.nothing_to_pull || (self.commits == 0 && self.files_changed == 0)
+    }
+
+    /// One line: what was pulled where.
     pub fn summary(&self) -> String {
         let Some(branch) = &self.branch else {
-            return "The sandbox has no commits and no files: nothing to pull.".into();
+            return "the sandbox has no commits and no files: nothing to pull".into();
         };
-        if self.commits == 0 && self.files_changed == 0 {
-            return format!("Pulled the sandbox into {branch}: nothing new since the last push.");
+        if self.is_empty() {
+            return format!("{branch}: nothing new since the last push");
         }
-        let mut s = format!(
-            "Pulled the sandbox into {branch}: {} commit{}, {} file{} changed{}.",
+        format!(
+            "{branch}: {} commit{}, {} file{} changed{}",
             self.commits,
             plural(self.commits),
             self.files_changed,
             plural(self.files_changed),
-            if self.has_uncommitted { " (including uncommitted sandbox edits)" } else { "" }
-        );
+            if self.has_uncommitted {
+                " (with uncommitted sandbox edits)"
+            } else {
+                ""
+            }
+        )
+    }
+
+    /// Lines to show after the summary: a replaced branch tip, the apply outcome, and the
+    /// commands to review or take the work (left out once it was applied).
+    pub fn hint_lines(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        let Some(branch) = &self.branch else {
+            return lines;
+        };
         if let Some(r) = &self.replaced {
-            s.push_str(&format!("\nThe previous {branch} was not part of the new one; it is kept as {r}."));
+            lines.push(format!(
+                "The previous {branch} was not part of the new one; it is kept as {r}."
+            ));
         }
         if let Some(a) = &self.applied {
-            s.push('\n');
-            s.push_str(&a.summary());
+            lines.extend(a.summary().lines().map(str::to_string));
         }
-        if !self.hint_commands.is_empty() && !matches!(self.applied, Some(ApplyOutcome::FastForward { .. } | ApplyOutcome::Merge { .. } | ApplyOutcome::UpToDate)) {
-            for c in &self.hint_commands {
-                s.push_str("\n    ");
-                s.push_str(c);
-            }
+        let applied = matches!(
+            self.applied,
+            Some(
+                ApplyOutcome::FastForward { .. }
+                    | ApplyOutcome::Merge { .. }
+                    | ApplyOutcome::UpToDate
+            )
+        );
+        if !applied && !self.is_empty() {
+            lines.extend(self.hint_commands.iter().map(|c| format!("  {c}")));
         }
-        s
+        lines
     }
 }
 
 /// Render the branch template.
-fn render_template(template: &str, branch: &str, session: Option<&str>) -> Result<String, SyncError> {
+fn render_template(
+    template: &str,
+    branch: &str,
+    session: Option<&str>,
+) -> Result<String, SyncError> {
     let mut name = template.replace("{branch}", branch);
     if name.contains("{session}") {
         let s = session.ok_or_else(|| {
-            SyncError::invalid("branch template", format!("{template:?} uses {{session}} but no session was given"))
+            SyncError::invalid(
+                "branch template",
+                format!("{template:?} uses {{session}} but no session was given"),
+            )
         })?;
         name = name.replace("{session}", s);
     }
     if !Branch::name_is_valid(&name).unwrap_or(false) || name.contains('{') {
-        return Err(SyncError::invalid("branch name", format!("{name:?} (from template {template:?}) is not a valid branch name")));
+        return Err(SyncError::invalid(
+            "branch name",
+            format!("{name:?} (from template {template:?}) is not a valid branch name"),
+        ));
     }
     Ok(name)
 }
@@ -128,11 +166,14 @@ pub async fn pull(
     remote::check_workdir(sandbox)?;
     if let Some(r) = &opts.sandbox_ref {
         if !r.starts_with("refs/") || !git2::Reference::is_valid_name(r) {
-            return Err(SyncError::invalid("sandbox ref", format!("{r:?} is not a full ref name such as refs/rclaude/saved/<stamp>")));
+            return Err(SyncError::invalid(
+                "sandbox ref",
+                format!("{r:?} is not a full ref name such as refs/rclaude/saved/<stamp>"),
+            ));
         }
     }
     // Fail on a bad template before any transfer.
-    render_template(&opts.branch_template, "x", opts.session.as_deref().or(Some("x")))?;
+    render_template(&opts.branch_template, "x", Some("x"))?;
 
     progress.stage("prepare");
     let path = repo_path.to_path_buf();
@@ -156,7 +197,10 @@ pub async fn pull(
         }
         // Earlier pulls and saved refs make later pulls incremental.
         let prefix = template.split('{').next().unwrap_or("").to_string();
-        for glob in [format!("refs/heads/{prefix}*"), "refs/rclaude/saved/*".to_string()] {
+        for glob in [
+            format!("refs/heads/{prefix}*"),
+            "refs/rclaude/saved/*".to_string(),
+        ] {
             if let Ok(refs) = repo.references_glob(&glob) {
                 for r in refs.flatten().take(32) {
                     add(r.target());
@@ -176,10 +220,14 @@ pub async fn pull(
     let e = remote::export(sandbox, &mode, &bases, &out).await?;
     let (tip, sandbox_head, wip, label) = match &opts.sandbox_ref {
         Some(r) => {
-            let oid = e.refs.first().map(|(_, o)| *o).ok_or_else(|| SyncError::Protocol {
-                step: "export",
-                detail: format!("no answer for {r}"),
-            })?;
+            let oid = e
+                .refs
+                .first()
+                .map(|(_, o)| *o)
+                .ok_or_else(|| SyncError::Protocol {
+                    step: "export",
+                    detail: format!("no answer for {r}"),
+                })?;
             let label = r
                 .strip_prefix("refs/heads/")
                 .or_else(|| r.strip_prefix("refs/rclaude/"))
@@ -188,7 +236,12 @@ pub async fn pull(
                 .to_string();
             (Some(oid), Some(oid), false, label)
         }
-        None => (e.tip, e.head, e.wip, e.branch.clone().unwrap_or_else(|| "detached".into())),
+        None => (
+            e.tip,
+            e.head,
+            e.wip,
+            e.branch.clone().unwrap_or_else(|| "detached".into()),
+        ),
     };
     let Some(tip) = tip else {
         return Ok(PullReport {
@@ -206,7 +259,10 @@ pub async fn pull(
         });
     };
     let (local_bundle, received_bytes) = match &e.bundle {
-        Some((p, size)) => (Some(download_bundle(repo_path, sandbox, p, *size, progress).await?), *size),
+        Some((p, size)) => (
+            Some(download_bundle(repo_path, sandbox, p, *size, progress).await?),
+            *size,
+        ),
         None => (None, 0),
     };
 
@@ -215,7 +271,11 @@ pub async fn pull(
         .filter(|s| s.identity == e.identity)
         .and_then(|s| Some((s.snapshot_oid()?, s.index_oid()?)));
     let opts2 = opts.clone();
-    let sandbox_branch = if opts.sandbox_ref.is_some() { None } else { e.branch.clone() };
+    let sandbox_branch = if opts.sandbox_ref.is_some() {
+        None
+    } else {
+        e.branch.clone()
+    };
     let sandbox_branch2 = sandbox_branch.clone();
     let ref_bundle_name = match &opts.sandbox_ref {
         Some(r) => r.clone(),
@@ -239,7 +299,17 @@ pub async fn pull(
             step: "export",
             detail: format!("commit {tip} did not arrive (the sandbox sent no bundle for it)"),
         })?;
-        finish(&repo, tip, sandbox_head, wip, &label, pushed, &opts2, sandbox_branch2, received_bytes)
+        finish(
+            &repo,
+            tip,
+            sandbox_head,
+            wip,
+            &label,
+            pushed,
+            &opts2,
+            sandbox_branch2,
+            received_bytes,
+        )
     })
     .await
     .map(|mut r| {
@@ -260,14 +330,17 @@ fn finish(
     sandbox_branch: Option<String>,
     received_bytes: u64,
 ) -> Result<PullReport, SyncError> {
-    let name = render_template(&opts.branch_template, label, opts.session.as_deref())?;
+    let session = Some(opts.session.as_str()).filter(|s| !s.is_empty());
+    let name = render_template(&opts.branch_template, label, session)?;
     let refname = format!("refs/heads/{name}");
     let head = snapshot::head_state(repo)?;
     if let HeadState::Branch { name: hn, .. } | HeadState::Unborn { name: hn } = &head {
         if *hn == name {
             return Err(SyncError::invalid(
                 "pull target",
-                format!("branch {name} is checked out here; switch to another branch first, or pull into another branch name"),
+                format!(
+                    "branch {name} is checked out here; switch to another branch first, or pull into another branch name"
+                ),
             ));
         }
     }
@@ -283,7 +356,9 @@ fn finish(
         Ok(old) => {
             let keep = free_ref_name(repo, "refs/rclaude/replaced/", &utc_stamp());
             repo.reference(&keep, old, false, &format!("rclaude pull: previous {name}"))
-                .map_err(SyncError::git(format!("keeping the previous {name} as {keep}")))?;
+                .map_err(SyncError::git(format!(
+                    "keeping the previous {name} as {keep}"
+                )))?;
             repo.reference(&refname, tip, true, "rclaude pull")
                 .map_err(SyncError::git(format!("updating {name}")))?;
             replaced = Some(keep);
@@ -314,15 +389,21 @@ fn finish(
 
     let mut hints = Vec::new();
     if commits > 0 {
-        hints.push(format!("git log --stat HEAD..{name}    # review the sandbox's commits"));
+        hints.push(format!(
+            "git log --stat HEAD..{name}    # review the sandbox's commits"
+        ));
     }
     hints.push(format!("git diff HEAD {name}    # everything that differs"));
     match (wip, commits > 0) {
         (true, true) => {
-            hints.push(format!("git merge {name}~1    # take the sandbox's commits"));
+            hints.push(format!(
+                "git merge {name}~1    # take the sandbox's commits"
+            ));
             hints.push(format!("git cherry-pick --no-commit {name}    # then its uncommitted edits, left uncommitted"));
         }
-        (true, false) => hints.push(format!("git cherry-pick --no-commit {name}    # take its uncommitted edits, left uncommitted")),
+        (true, false) => hints.push(format!(
+            "git cherry-pick --no-commit {name}    # take its uncommitted edits, left uncommitted"
+        )),
         (false, _) => hints.push(format!("git merge {name}    # take the sandbox's work")),
     }
 
@@ -333,7 +414,14 @@ fn finish(
                 commands: hints.clone(),
             })
         } else {
-            let input = Input { tip, sandbox_head, wip, pushed, extra_ignores: &opts.extra_ignores, label: &name };
+            let input = Input {
+                tip,
+                sandbox_head,
+                wip,
+                pushed,
+                extra_ignores: &opts.extra_ignores,
+                label: &name,
+            };
             Some(local_apply::apply(repo, &input)?)
         }
     } else {

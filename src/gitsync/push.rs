@@ -11,7 +11,8 @@ use serde::Serialize;
 use super::remote::{self, ApplyParams, ExportMode, RepoState};
 use super::snapshot::{self, HeadState, Snapshot};
 use super::{
-    EMPTY_TREE, SyncError, SyncProgress, SyncState, blocking, bundle, free_ref_name, local_tmp_dir, open_repo, short,
+    EMPTY_TREE, SyncError, SyncProgress, SyncState, blocking, bundle, free_ref_name, local_tmp_dir,
+    open_repo, short,
 };
 use crate::provider::{Progress, Sandbox, SandboxError};
 
@@ -47,12 +48,20 @@ pub struct SavedRef {
 
 impl SavedRef {
     /// A user-facing paragraph about this saved ref.
-    pub fn message(&self) -> String {
-        let what = if self.kinds.is_empty() { "work".to_string() } else { self.kinds.join(", ") };
+    pub fn describe(&self) -> String {
+        let what = if self.kinds.is_empty() {
+            "work".to_string()
+        } else {
+            self.kinds.join(", ")
+        };
         let mut m = format!(
             "The sandbox had {what} that this machine did not have. rclaude committed it to {}{} before syncing; nothing was lost.",
             self.name,
-            if self.local { " (in the sandbox and here)" } else { " in the sandbox" },
+            if self.local {
+                " (in the sandbox and here)"
+            } else {
+                " in the sandbox"
+            },
         );
         if self.earlier {
             m.push_str(" (saved by an earlier sync)");
@@ -117,11 +126,17 @@ impl PushReport {
                 human_bytes(self.sent_bytes),
                 self.objects,
                 plural(self.objects as usize),
-                if self.prerequisites == 0 { ", complete bundle" } else { "" }
+                if self.prerequisites == 0 {
+                    ", complete bundle"
+                } else {
+                    ""
+                }
             )
         };
         if self.sandbox_recreated {
-            s.push_str("\nThe sandbox was recreated since the last sync; everything was sent again.");
+            s.push_str(
+                "\nThe sandbox was recreated since the last sync; everything was sent again.",
+            );
         }
         if self.recovered_interrupted_apply {
             s.push_str("\nAn interrupted sync was found in the sandbox and completed.");
@@ -133,11 +148,13 @@ impl PushReport {
             ));
         }
         if self.index_conflicts {
-            s.push_str("\nYour index has unresolved conflicts; the sandbox's index was set to HEAD.");
+            s.push_str(
+                "\nYour index has unresolved conflicts; the sandbox's index was set to HEAD.",
+            );
         }
         for r in &self.saved {
             s.push('\n');
-            s.push_str(&r.message());
+            s.push_str(&r.describe());
         }
         s
     }
@@ -194,7 +211,8 @@ pub async fn push(
     let local = blocking(progress, move |_| {
         let repo = open_repo(&path)?;
         let snap = snapshot::create(&repo, &ignores)?;
-        let info_exclude = std::fs::read_to_string(repo.commondir().join("info").join("exclude")).unwrap_or_default();
+        let info_exclude = std::fs::read_to_string(repo.commondir().join("info").join("exclude"))
+            .unwrap_or_default();
         Ok(Local { snap, info_exclude })
     })
     .await?;
@@ -210,7 +228,10 @@ pub async fn push(
         remote::init_sandbox(sandbox).await?;
         q = remote::query(sandbox).await?;
         if q.state != RepoState::Ready {
-            return Err(SyncError::Protocol { step: "query", detail: "the sandbox repository is still missing after init".into() });
+            return Err(SyncError::Protocol {
+                step: "query",
+                detail: "the sandbox repository is still missing after init".into(),
+            });
         }
     }
     let recreated = state.is_some_and(|s| !s.identity.is_empty() && s.identity != q.identity);
@@ -250,10 +271,23 @@ pub async fn push(
     if nothing_new {
         let mut saved = Vec::new();
         if !leftovers.is_empty() {
-            let wanted: Vec<(String, Oid, Vec<String>, bool)> =
-                leftovers.iter().map(|(n, o)| (n.clone(), *o, Vec::new(), true)).collect();
-            let known: Vec<Oid> = [Some(snap.commit), Some(snap.index_commit), head].into_iter().flatten().collect();
-            saved = bring_back(repo_path, sandbox, wanted, known, q.synced.snapshot, progress).await?;
+            let wanted: Vec<(String, Oid, Vec<String>, bool)> = leftovers
+                .iter()
+                .map(|(n, o)| (n.clone(), *o, Vec::new(), true))
+                .collect();
+            let known: Vec<Oid> = [Some(snap.commit), Some(snap.index_commit), head]
+                .into_iter()
+                .flatten()
+                .collect();
+            saved = bring_back(
+                repo_path,
+                sandbox,
+                wanted,
+                known,
+                q.synced.snapshot,
+                progress,
+            )
+            .await?;
             for r in &saved {
                 fetched_saved.insert(r.sandbox_name.clone(), r.oid.clone());
             }
@@ -278,17 +312,33 @@ pub async fn push(
     progress.stage("bundle");
     let path = repo_path.to_path_buf();
     let sandbox_refs = q.refs.clone();
-    let prev = q.synced.snapshot.or_else(|| q.get_ref("refs/rclaude/snapshot"));
+    let prev = q
+        .synced
+        .snapshot
+        .or_else(|| q.get_ref("refs/rclaude/snapshot"));
     let snap2 = snap.clone();
-    let plan = blocking(progress, move |p| plan_bundle(&path, &snap2, &sandbox_refs, force_full, prev, p)).await?;
+    let plan = blocking(progress, move |p| {
+        plan_bundle(&path, &snap2, &sandbox_refs, force_full, prev, p)
+    })
+    .await?;
 
     let mut bundle_remote = None;
     let (mut sent_bytes, mut objects, mut commits, mut prerequisites) = (0, 0, 0, 0);
     if let Some((tmp, written)) = &plan.bundle {
         progress.stage("upload");
-        let final_path = remote::remote_tmp_path(sandbox, &format!("push-{}.bundle", uuid::Uuid::new_v4()));
+        let final_path =
+            remote::remote_tmp_path(sandbox, &format!("push-{}.bundle", uuid::Uuid::new_v4()));
         let part = format!("{final_path}.part");
-        if let Err(e) = transfer(sandbox, Direction::Up, tmp, &part, Some(written.bytes), progress).await {
+        if let Err(e) = transfer(
+            sandbox,
+            Direction::Up,
+            tmp,
+            &part,
+            Some(written.bytes),
+            progress,
+        )
+        .await
+        {
             let _ = sandbox.remove(&part).await;
             return Err(SyncError::Sandbox {
                 context: "uploading the bundle (nothing was applied; run the sync again)".into(),
@@ -343,13 +393,30 @@ pub async fn push(
     }
     let mut saved = Vec::new();
     if !wanted.is_empty() {
-        match bring_back(repo_path, sandbox, wanted.clone(), known, plan.prev_snapshot, progress).await {
+        match bring_back(
+            repo_path,
+            sandbox,
+            wanted.clone(),
+            known,
+            plan.prev_snapshot,
+            progress,
+        )
+        .await
+        {
             Ok(s) => saved = s,
             Err(e) => {
                 // The sandbox keeps them; the next sync brings them back. Report them as remote only.
                 tracing::warn!("could not bring saved sandbox work back: {e}");
                 for (name, oid, kinds, earlier) in wanted {
-                    saved.push(saved_ref(&name, &name, oid, &kinds, false, earlier, plan.prev_snapshot));
+                    saved.push(saved_ref(
+                        &name,
+                        &name,
+                        oid,
+                        &kinds,
+                        false,
+                        earlier,
+                        plan.prev_snapshot,
+                    ));
                 }
             }
         }
@@ -377,7 +444,9 @@ pub async fn push(
 
 /// The sandbox's `.git/info/exclude`: the laptop's own plus the `[sync] ignore` patterns.
 fn excludes_file(extra: &[String], info_exclude: &str) -> String {
-    let mut s = String::from("# Written by rclaude on every sync: the laptop's .git/info/exclude and [sync] ignore.\n");
+    let mut s = String::from(
+        "# Written by rclaude on every sync: the laptop's .git/info/exclude and [sync] ignore.\n",
+    );
     for line in info_exclude.lines() {
         if !line.trim_start().starts_with('#') && !line.trim().is_empty() {
             s.push_str(line);
@@ -407,15 +476,32 @@ fn plan_bundle(
             known_local.push(*oid);
         }
     }
-    let hidden: Vec<Oid> = if force_full { Vec::new() } else { known_local.clone() };
-    let present = |x: Oid| hidden.iter().any(|k| *k == x || repo.graph_descendant_of(*k, x).unwrap_or(false));
+    let hidden: Vec<Oid> = if force_full {
+        Vec::new()
+    } else {
+        known_local.clone()
+    };
+    let present = |x: Oid| {
+        hidden
+            .iter()
+            .any(|k| *k == x || repo.graph_descendant_of(*k, x).unwrap_or(false))
+    };
 
     let mut refs = vec![
-        bundle::BundleRef { name: "refs/rclaude/push/snapshot".into(), oid: snap.commit },
-        bundle::BundleRef { name: "refs/rclaude/push/index".into(), oid: snap.index_commit },
+        bundle::BundleRef {
+            name: "refs/rclaude/push/snapshot".into(),
+            oid: snap.commit,
+        },
+        bundle::BundleRef {
+            name: "refs/rclaude/push/index".into(),
+            oid: snap.index_commit,
+        },
     ];
     if let Some(h) = snap.head.oid() {
-        refs.push(bundle::BundleRef { name: "refs/rclaude/push/head".into(), oid: h });
+        refs.push(bundle::BundleRef {
+            name: "refs/rclaude/push/head".into(),
+            oid: h,
+        });
     }
     refs.retain(|r| !present(r.oid));
 
@@ -430,21 +516,38 @@ fn plan_bundle(
             .prefix("push-")
             .suffix(".bundle")
             .tempfile_in(&dir)
-            .map_err(SyncError::io(format!("creating a bundle file in {}", dir.display())))?;
+            .map_err(SyncError::io(format!(
+                "creating a bundle file in {}",
+                dir.display()
+            )))?;
         let written = {
             let mut out = BufWriter::with_capacity(256 * 1024, tmp.as_file());
             bundle::write(&repo, &refs, &hidden, &mut out, progress)?
         };
-        tmp.as_file().sync_all().map_err(SyncError::io("writing the bundle file"))?;
+        tmp.as_file()
+            .sync_all()
+            .map_err(SyncError::io("writing the bundle file"))?;
         Some((tmp.into_temp_path(), written))
     };
-    Ok(Plan { bundle, known_local, files_changed, prev_snapshot })
+    Ok(Plan {
+        bundle,
+        known_local,
+        files_changed,
+        prev_snapshot,
+    })
 }
 
 /// Number of files that differ between `from` (a commit, or the empty tree) and tree `to`.
-pub(crate) fn count_changes(repo: &Repository, from: Option<Oid>, to: Oid) -> Result<usize, SyncError> {
+pub(crate) fn count_changes(
+    repo: &Repository,
+    from: Option<Oid>,
+    to: Oid,
+) -> Result<usize, SyncError> {
     let from_tree = match from {
-        Some(c) => repo.find_commit(c).and_then(|c| c.tree()).map_err(SyncError::git("reading a snapshot"))?,
+        Some(c) => repo
+            .find_commit(c)
+            .and_then(|c| c.tree())
+            .map_err(SyncError::git("reading a snapshot"))?,
         None => repo
             .find_tree(Oid::from_str(EMPTY_TREE).expect("valid"))
             .or_else(|_| {
@@ -454,7 +557,9 @@ pub(crate) fn count_changes(repo: &Repository, from: Option<Oid>, to: Oid) -> Re
             })
             .map_err(SyncError::git("reading the empty tree"))?,
     };
-    let to_tree = repo.find_tree(to).map_err(SyncError::git("reading a snapshot tree"))?;
+    let to_tree = repo
+        .find_tree(to)
+        .map_err(SyncError::git("reading a snapshot tree"))?;
     let diff = repo
         .diff_tree_to_tree(Some(&from_tree), Some(&to_tree), None)
         .map_err(SyncError::git("comparing snapshots"))?;
@@ -480,11 +585,18 @@ fn saved_ref(
     earlier: bool,
     prev_snapshot: Option<Oid>,
 ) -> SavedRef {
-    let mut commands = vec![format!("git log --stat -p HEAD..{local_name}    # what the sandbox had that HEAD lacks")];
+    let mut commands = vec![format!(
+        "git log --stat -p HEAD..{local_name}    # what the sandbox had that HEAD lacks"
+    )];
     if let Some(p) = prev_snapshot {
-        commands.push(format!("git diff {} {local_name}    # sandbox changes since the last sync", short(&p)));
+        commands.push(format!(
+            "git diff {} {local_name}    # sandbox changes since the last sync",
+            short(&p)
+        ));
     }
-    commands.push(format!("git switch -c sandbox-work {local_name}    # continue from it on a branch"));
+    commands.push(format!(
+        "git switch -c sandbox-work {local_name}    # continue from it on a branch"
+    ));
     if !local {
         commands = vec![format!(
             "rclaude pull --ref {sandbox_name}    # bring it here (the next sync also retries)"
@@ -524,7 +636,15 @@ async fn bring_back(
             .find(|(sn, ..)| *sn == name)
             .map(|(_, ln, _)| ln.clone())
             .unwrap_or_else(|| name.clone());
-        out.push(saved_ref(&local_name, &name, oid, &kinds, true, earlier, prev_snapshot));
+        out.push(saved_ref(
+            &local_name,
+            &name,
+            oid,
+            &kinds,
+            true,
+            earlier,
+            prev_snapshot,
+        ));
     }
     Ok(out)
 }
@@ -541,7 +661,9 @@ async fn fetch_refs(
     let out = remote::remote_tmp_path(sandbox, &format!("export-{}.bundle", uuid::Uuid::new_v4()));
     let e = remote::export(sandbox, &mode, &bases, &out).await?;
     let local_bundle = match &e.bundle {
-        Some((path, size)) => Some(download_bundle(repo_path, sandbox, path, *size, progress).await?),
+        Some((path, size)) => {
+            Some(download_bundle(repo_path, sandbox, path, *size, progress).await?)
+        }
         None => None,
     };
     let path: PathBuf = repo_path.to_path_buf();
@@ -561,14 +683,21 @@ async fn fetch_refs(
             let local_name = match repo.refname_to_id(&name) {
                 Ok(o) if o == oid => name.clone(),
                 Ok(_) => {
-                    let (prefix, stamp) = name.rsplit_once('/').unwrap_or(("refs/rclaude/saved", &name));
+                    let (prefix, stamp) = name
+                        .rsplit_once('/')
+                        .unwrap_or(("refs/rclaude/saved", &name));
                     free_ref_name(&repo, &format!("{prefix}/"), stamp)
                 }
                 Err(_) => name.clone(),
             };
             if local_name != name || repo.refname_to_id(&name).is_err() {
-                repo.reference(&local_name, oid, false, "rclaude: sandbox work saved before a sync")
-                    .map_err(SyncError::git(format!("creating {local_name}")))?;
+                repo.reference(
+                    &local_name,
+                    oid,
+                    false,
+                    "rclaude: sandbox work saved before a sync",
+                )
+                .map_err(SyncError::git(format!("creating {local_name}")))?;
             }
             done.push((name, local_name, oid));
         }
@@ -593,11 +722,24 @@ pub(crate) async fn download_bundle(
         .prefix("pull-")
         .suffix(".bundle")
         .tempfile_in(&dir)
-        .map_err(SyncError::io(format!("creating a bundle file in {}", dir.display())))?
+        .map_err(SyncError::io(format!(
+            "creating a bundle file in {}",
+            dir.display()
+        )))?
         .into_temp_path();
-    let res = transfer(sandbox, Direction::Down, &tmp, remote_path, Some(size), progress).await;
+    let res = transfer(
+        sandbox,
+        Direction::Down,
+        &tmp,
+        remote_path,
+        Some(size),
+        progress,
+    )
+    .await;
     let _ = sandbox.remove(remote_path).await;
-    res.map_err(SyncError::sandbox("downloading the bundle from the sandbox"))?;
+    res.map_err(SyncError::sandbox(
+        "downloading the bundle from the sandbox",
+    ))?;
     Ok(tmp)
 }
 

@@ -68,17 +68,19 @@ rc_tmpdir() {
   trap 'exit 143' TERM
 }
 # rc_worktree_tree INDEX: RC_WT = tree of the work tree (tracked and untracked files, ignored
-# ones left out) built in a copy of the index (the copy keeps the stat cache and its mtime).
+# ones left out) built in a copy of the index (the copy keeps the stat cache and its mtime);
+# RC_IT = tree of the index itself (empty when it has conflicts).
 rc_worktree_tree() {
   if [ -f "$GIT_DIR/index" ]; then cp -p "$GIT_DIR/index" "$1"; else rm -f "$1"; fi
+  RC_IT=$(GIT_INDEX_FILE="$1" g write-tree 2>/dev/null || true)
   GIT_INDEX_FILE="$1" g -c advice.addEmbeddedRepo=false add -A >/dev/null 2>"$1.err" || rc_die "cannot snapshot the sandbox work tree $W: $(tail -n 3 "$1.err" | tr '\n' ' ')" 9
-  # Embedded repositories that are not in the real index (clones made in the work tree) are not
-  # part of this repository: take their gitlinks out again, so they are neither saved nor touched.
-  GIT_INDEX_FILE="$1" g ls-files -z -s | xargs -0 -r sh -c 'for r do case "$r" in "160000 "*) printf "%s\000" "${r#*	}";; esac; done' sh > "$1.links"
-  if [ -s "$1.links" ]; then
-    xargs -0 -r sh -c 'for p do git -c safe.directory="*" --literal-pathspecs ls-files --error-unmatch -- "$p" >/dev/null 2>&1 || printf "%s\000" "$p"; done' sh < "$1.links" | GIT_INDEX_FILE="$1" g update-index --force-remove -z --stdin
-  fi
   RC_WT=$(GIT_INDEX_FILE="$1" g write-tree 2>"$1.err") || rc_die "cannot snapshot the sandbox work tree $W: $(tail -n 3 "$1.err" | tr '\n' ' ')" 9
+  # New entries that are directories are gitlinks of embedded repositories (clones made in the
+  # work tree, not submodules): not part of this repository, so neither saved nor touched.
+  if g diff-tree -r -z --name-only --diff-filter=A "${RC_IT:-$EMPTY_TREE}" "$RC_WT" | xargs -0 -r sh -c 'for p do if [ -d "$p" ] && [ ! -L "$p" ]; then printf "%s\000" "$p"; fi; done' sh > "$1.links" && [ -s "$1.links" ]; then
+    GIT_INDEX_FILE="$1" g update-index --force-remove -z --stdin < "$1.links"
+    RC_WT=$(GIT_INDEX_FILE="$1" g write-tree)
+  fi
 }
 "#;
 
@@ -179,14 +181,10 @@ fi
 C=$(rc_commit HEAD)
 Ct=$EMPTY_TREE
 [ -z "$C" ] || Ct=$(rc_tree "$C")
-X=$EMPTY_TREE
-if [ -f "$GIT_DIR/index" ]; then
-  cp -p "$GIT_DIR/index" "$T/xindex"
-  X=$(GIT_INDEX_FILE="$T/xindex" g write-tree 2>/dev/null || true)
-fi
 ti="$T/index"
 rc_worktree_tree "$ti"
 W0=$RC_WT
+X=$RC_IT
 # Files (ignored ones too) at paths the new snapshot brings in: into the temporary index, so that
 # they count as sandbox work and are saved before being overwritten.
 if ! g diff-tree -r -z --name-only --diff-filter=A "$W0" "$St" | xargs -0 -r sh -c 'for p do if [ -L "$p" ] || { [ -e "$p" ] && [ ! -d "$p" ]; }; then printf "%s\000" "$p"; fi; done' sh | GIT_INDEX_FILE="$ti" g update-index --add -z --stdin 2>"$T/ui.err"; then
@@ -372,19 +370,27 @@ impl Answer {
     }
 
     pub(crate) fn get(&self, key: &str) -> Option<&str> {
-        self.lines.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.lines
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     pub(crate) fn all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.lines.iter().filter(move |(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.lines
+            .iter()
+            .filter(move |(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     fn oid(&self, step: &'static str, key: &str) -> Result<Option<Oid>, SyncError> {
         match self.get(key) {
             None | Some("") => Ok(None),
-            Some(v) => parse_oid(v)
-                .map(Some)
-                .map_err(|_| SyncError::Protocol { step, detail: format!("{key}={v:?} is not an object id") }),
+            Some(v) => parse_oid(v).map(Some).map_err(|_| SyncError::Protocol {
+                step,
+                detail: format!("{key}={v:?} is not an object id"),
+            }),
         }
     }
 }
@@ -417,12 +423,19 @@ async fn run_step(
                 format!("exit code {}: {}", out.status.code, tail.join(" | "))
             }
         };
-        return Err(SyncError::Remote { step, code: out.status.code, message });
+        return Err(SyncError::Remote {
+            step,
+            code: out.status.code,
+            message,
+        });
     }
     if answer.get("done") != Some("1") {
         return Err(SyncError::Protocol {
             step,
-            detail: format!("the step ended without finishing; stderr: {}", out.stderr_str().trim()),
+            detail: format!(
+                "the step ended without finishing; stderr: {}",
+                out.stderr_str().trim()
+            ),
         });
     }
     Ok(answer)
@@ -430,8 +443,14 @@ async fn run_step(
 
 fn check_identity(step: &'static str, id: &str) -> Result<String, SyncError> {
     let id = id.trim();
-    if id.is_empty() || id.len() > 100 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
-        return Err(SyncError::Protocol { step, detail: format!("bad sandbox identity {id:?}") });
+    if id.is_empty()
+        || id.len() > 100
+        || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
+        return Err(SyncError::Protocol {
+            step,
+            detail: format!("bad sandbox identity {id:?}"),
+        });
     }
     Ok(id.to_string())
 }
@@ -448,15 +467,25 @@ pub async fn init_sandbox(sandbox: &dyn Sandbox) -> Result<String, SyncError> {
 
 pub(crate) fn check_workdir(sandbox: &dyn Sandbox) -> Result<(), SyncError> {
     let w = sandbox.workdir();
-    if !w.starts_with('/') || w.contains('\n') || w.contains('\0') || w.trim_end_matches('/').is_empty() {
-        return Err(SyncError::invalid("sandbox workdir", format!("{w:?} must be an absolute path other than /")));
+    if !w.starts_with('/')
+        || w.contains('\n')
+        || w.contains('\0')
+        || w.trim_end_matches('/').is_empty()
+    {
+        return Err(SyncError::invalid(
+            "sandbox workdir",
+            format!("{w:?} must be an absolute path other than /"),
+        ));
     }
     Ok(())
 }
 
 /// The repository path inside the sandbox's `.git/rclaude/tmp` for a file named `name`.
 pub(crate) fn remote_tmp_path(sandbox: &dyn Sandbox, name: &str) -> String {
-    format!("{}/.git/rclaude/tmp/{name}", sandbox.workdir().trim_end_matches('/'))
+    format!(
+        "{}/.git/rclaude/tmp/{name}",
+        sandbox.workdir().trim_end_matches('/')
+    )
 }
 
 /// State of the sandbox repository as the query step reports it.
@@ -484,8 +513,6 @@ pub(crate) struct Synced {
 pub(crate) struct Query {
     pub(crate) state: RepoState,
     pub(crate) identity: String,
-    pub(crate) head_ref: Option<String>,
-    pub(crate) head_oid: Option<Oid>,
     /// `refs/heads/*` and `refs/rclaude/*` with their commits.
     pub(crate) refs: Vec<(String, Oid)>,
     /// An apply was interrupted.
@@ -508,14 +535,17 @@ pub(crate) async fn query(sandbox: &dyn Sandbox) -> Result<Query, SyncError> {
         Some("missing") => RepoState::Missing,
         Some("uninitialized") => RepoState::Uninitialized,
         Some("ready") => RepoState::Ready,
-        other => return Err(SyncError::Protocol { step: STEP, detail: format!("state={other:?}") }),
+        other => {
+            return Err(SyncError::Protocol {
+                step: STEP,
+                detail: format!("state={other:?}"),
+            });
+        }
     };
     if state != RepoState::Ready {
         return Ok(Query {
             state,
             identity: String::new(),
-            head_ref: None,
-            head_oid: None,
             refs: Vec::new(),
             marker: false,
             synced: Synced::default(),
@@ -524,26 +554,32 @@ pub(crate) async fn query(sandbox: &dyn Sandbox) -> Result<Query, SyncError> {
     let identity = check_identity(STEP, a.get("identity").unwrap_or(""))?;
     let mut refs = Vec::new();
     for line in a.all("ref") {
-        let (oid, name) = line
-            .split_once(' ')
-            .ok_or_else(|| SyncError::Protocol { step: STEP, detail: format!("bad ref line {line:?}") })?;
-        let oid = parse_oid(oid)
-            .map_err(|_| SyncError::Protocol { step: STEP, detail: format!("bad ref line {line:?}") })?;
+        let (oid, name) = line.split_once(' ').ok_or_else(|| SyncError::Protocol {
+            step: STEP,
+            detail: format!("bad ref line {line:?}"),
+        })?;
+        let oid = parse_oid(oid).map_err(|_| SyncError::Protocol {
+            step: STEP,
+            detail: format!("bad ref line {line:?}"),
+        })?;
         refs.push((name.to_string(), oid));
     }
-    let head_ref = a.get("head_ref").filter(|s| !s.is_empty()).map(str::to_string);
     let synced = Synced {
         snapshot: a.oid(STEP, "synced_snapshot")?,
         index: a.oid(STEP, "synced_index")?,
         head: a.oid(STEP, "synced_head")?,
-        branch: a.get("synced_branch").filter(|s| !s.is_empty()).map(str::to_string),
-        excludes: a.get("synced_excludes").filter(|s| !s.is_empty()).map(str::to_string),
+        branch: a
+            .get("synced_branch")
+            .filter(|s| !s.is_empty())
+            .map(str::to_string),
+        excludes: a
+            .get("synced_excludes")
+            .filter(|s| !s.is_empty())
+            .map(str::to_string),
     };
     Ok(Query {
         state,
         identity,
-        head_ref,
-        head_oid: a.oid(STEP, "head_oid")?,
         refs,
         marker: a.get("marker") == Some("1"),
         synced,
@@ -592,7 +628,10 @@ pub(crate) async fn apply(sandbox: &dyn Sandbox, p: &ApplyParams) -> Result<Appl
     env.insert("RC_BUNDLE".into(), p.bundle.clone().unwrap_or_default());
     env.insert("RC_SNAPSHOT".into(), p.snapshot.to_string());
     env.insert("RC_INDEX".into(), p.index.to_string());
-    env.insert("RC_HEAD".into(), p.head.map(|o| o.to_string()).unwrap_or_default());
+    env.insert(
+        "RC_HEAD".into(),
+        p.head.map(|o| o.to_string()).unwrap_or_default(),
+    );
     env.insert("RC_BRANCH".into(), p.branch.clone().unwrap_or_default());
     let known: Vec<String> = p.known.iter().map(|o| o.to_string()).collect();
     env.insert("RC_KNOWN".into(), known.join(" "));
@@ -603,10 +642,15 @@ pub(crate) async fn apply(sandbox: &dyn Sandbox, p: &ApplyParams) -> Result<Appl
     for line in a.all("saved") {
         let mut parts = line.split(' ');
         let (Some(name), Some(oid)) = (parts.next(), parts.next()) else {
-            return Err(SyncError::Protocol { step: STEP, detail: format!("bad saved line {line:?}") });
+            return Err(SyncError::Protocol {
+                step: STEP,
+                detail: format!("bad saved line {line:?}"),
+            });
         };
-        let oid = parse_oid(oid)
-            .map_err(|_| SyncError::Protocol { step: STEP, detail: format!("bad saved line {line:?}") })?;
+        let oid = parse_oid(oid).map_err(|_| SyncError::Protocol {
+            step: STEP,
+            detail: format!("bad saved line {line:?}"),
+        })?;
         let kinds = parts
             .next()
             .unwrap_or("")
@@ -614,9 +658,16 @@ pub(crate) async fn apply(sandbox: &dyn Sandbox, p: &ApplyParams) -> Result<Appl
             .filter(|k| !k.is_empty())
             .map(str::to_string)
             .collect();
-        saved.push(SavedInSandbox { name: name.to_string(), oid, kinds });
+        saved.push(SavedInSandbox {
+            name: name.to_string(),
+            oid,
+            kinds,
+        });
     }
-    Ok(Applied { saved, recovered: a.get("recovered") == Some("1") })
+    Ok(Applied {
+        saved,
+        recovered: a.get("recovered") == Some("1"),
+    })
 }
 
 /// What the export step bundles.
@@ -663,7 +714,10 @@ pub(crate) async fn export(
         ExportMode::Refs(refs) => {
             for r in refs {
                 if !r.starts_with("refs/") || !git2::Reference::is_valid_name(r) {
-                    return Err(SyncError::invalid("sandbox ref", format!("{r:?} is not a full ref name (refs/...)")));
+                    return Err(SyncError::invalid(
+                        "sandbox ref",
+                        format!("{r:?} is not a full ref name (refs/...)"),
+                    ));
                 }
             }
             env.insert("RC_MODE".into(), "refs".into());
@@ -677,29 +731,41 @@ pub(crate) async fn export(
     let mut e = Exported {
         identity: check_identity(STEP, a.get("identity").unwrap_or(""))?,
         head: a.oid(STEP, "head")?,
-        branch: a.get("branch").filter(|s| !s.is_empty()).map(str::to_string),
+        branch: a
+            .get("branch")
+            .filter(|s| !s.is_empty())
+            .map(str::to_string),
         tip: a.oid(STEP, "tip")?,
         wip: a.get("wip") == Some("1"),
         ..Exported::default()
     };
     for line in a.all("ref") {
-        let (oid, name) = line
-            .split_once(' ')
-            .ok_or_else(|| SyncError::Protocol { step: STEP, detail: format!("bad ref line {line:?}") })?;
-        let oid = parse_oid(oid)
-            .map_err(|_| SyncError::Protocol { step: STEP, detail: format!("bad ref line {line:?}") })?;
+        let (oid, name) = line.split_once(' ').ok_or_else(|| SyncError::Protocol {
+            step: STEP,
+            detail: format!("bad ref line {line:?}"),
+        })?;
+        let oid = parse_oid(oid).map_err(|_| SyncError::Protocol {
+            step: STEP,
+            detail: format!("bad ref line {line:?}"),
+        })?;
         e.refs.push((name.to_string(), oid));
     }
     match a.get("bundle") {
         None | Some("none") => {}
         Some(path) => {
             if path != out {
-                return Err(SyncError::Protocol { step: STEP, detail: format!("bundle written to {path:?}, not {out:?}") });
+                return Err(SyncError::Protocol {
+                    step: STEP,
+                    detail: format!("bundle written to {path:?}, not {out:?}"),
+                });
             }
             let size = a
                 .get("size")
                 .and_then(|s| s.trim().parse().ok())
-                .ok_or_else(|| SyncError::Protocol { step: STEP, detail: "bundle size missing".into() })?;
+                .ok_or_else(|| SyncError::Protocol {
+                    step: STEP,
+                    detail: "bundle size missing".into(),
+                })?;
             e.bundle = Some((path.to_string(), size));
         }
     }

@@ -87,11 +87,21 @@ pub fn head_state(repo: &Repository) -> Result<HeadState, SyncError> {
             let head = repo
                 .find_reference("HEAD")
                 .map_err(SyncError::git("reading HEAD"))?;
-            let target = head.symbolic_target().ok().flatten().unwrap_or("refs/heads/main");
-            let name = target.strip_prefix("refs/heads/").unwrap_or(target).to_string();
+            let target = head
+                .symbolic_target()
+                .ok()
+                .flatten()
+                .unwrap_or("refs/heads/main");
+            let name = target
+                .strip_prefix("refs/heads/")
+                .unwrap_or(target)
+                .to_string();
             Ok(HeadState::Unborn { name })
         }
-        Err(e) => Err(SyncError::Git { context: "reading HEAD".into(), source: e }),
+        Err(e) => Err(SyncError::Git {
+            context: "reading HEAD".into(),
+            source: e,
+        }),
     }
 }
 
@@ -109,7 +119,10 @@ pub fn validate_ignores(patterns: &[String]) -> Result<(), SyncError> {
 }
 
 /// The fixed signature of snapshot commits, timed at HEAD's commit time (or the epoch).
-fn snapshot_signature(repo: &Repository, head: Option<Oid>) -> Result<Signature<'static>, SyncError> {
+fn snapshot_signature(
+    repo: &Repository,
+    head: Option<Oid>,
+) -> Result<Signature<'static>, SyncError> {
     let secs = match head {
         Some(oid) => repo
             .find_commit(oid)
@@ -145,9 +158,11 @@ pub fn create(repo: &Repository, extra_ignores: &[String]) -> Result<Snapshot, S
 
     // The user's index as a tree (read only; write_tree writes objects, never the index file).
     let (index_tree, index_conflicts) = match repo.index() {
-        Ok(mut idx) if !idx.has_conflicts() => {
-            (idx.write_tree().map_err(SyncError::git("writing the index as a tree"))?, false)
-        }
+        Ok(mut idx) if !idx.has_conflicts() => (
+            idx.write_tree()
+                .map_err(SyncError::git("writing the index as a tree"))?,
+            false,
+        ),
         Ok(_) => (head_tree, true),
         Err(_) => (head_tree, false),
     };
@@ -156,18 +171,31 @@ pub fn create(repo: &Repository, extra_ignores: &[String]) -> Result<Snapshot, S
 
     let sig = snapshot_signature(repo, head_oid)?;
     let parent = match head_oid {
-        Some(oid) => Some(repo.find_commit(oid).map_err(SyncError::git("reading HEAD's commit"))?),
+        Some(oid) => Some(
+            repo.find_commit(oid)
+                .map_err(SyncError::git("reading HEAD's commit"))?,
+        ),
         None => None,
     };
     let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
     let commit_of = |tree_id: Oid, msg: &str| -> Result<Oid, SyncError> {
-        let t = repo.find_tree(tree_id).map_err(SyncError::git("reading a snapshot tree"))?;
+        let t = repo
+            .find_tree(tree_id)
+            .map_err(SyncError::git("reading a snapshot tree"))?;
         repo.commit(None, &sig, &sig, msg, &t, &parents)
             .map_err(SyncError::git("writing a snapshot commit"))
     };
     let index_commit = commit_of(index_tree, "rclaude: snapshot of the index\n")?;
     let commit = commit_of(tree, "rclaude: snapshot of the work tree\n")?;
-    Ok(Snapshot { commit, tree, index_commit, index_tree, head, index_conflicts, skipped_nested })
+    Ok(Snapshot {
+        commit,
+        tree,
+        index_commit,
+        index_tree,
+        head,
+        index_conflicts,
+        skipped_nested,
+    })
 }
 
 /// The tree of the work tree (tracked + untracked non-ignored files), through a temporary copy
@@ -178,7 +206,8 @@ fn worktree_tree(
     extra_ignores: &[String],
     head_tree: Oid,
 ) -> Result<(Oid, Vec<String>), SyncError> {
-    let handle = Repository::open(workdir).map_err(SyncError::git("opening a second repository handle"))?;
+    let handle =
+        Repository::open(workdir).map_err(SyncError::git("opening a second repository handle"))?;
     if !extra_ignores.is_empty() {
         handle
             .add_ignore_rule(&extra_ignores.join("\n"))
@@ -188,7 +217,10 @@ fn worktree_tree(
     let tmp = tempfile::Builder::new()
         .prefix("index-")
         .tempfile_in(&tmp_dir)
-        .map_err(SyncError::io(format!("creating a temporary index in {}", tmp_dir.display())))?;
+        .map_err(SyncError::io(format!(
+            "creating a temporary index in {}",
+            tmp_dir.display()
+        )))?;
     let user_index = repo.path().join("index");
     let copied = copy_preserving_mtime(&user_index, tmp.path()).unwrap_or(false);
 
@@ -198,13 +230,19 @@ fn worktree_tree(
             // No usable index (none yet, or a format libgit2 cannot read): start from HEAD's tree
             // so tracked files stay tracked even when ignored; everything is hashed afresh.
             let _ = std::fs::remove_file(tmp.path());
-            let mut i = Index::open(tmp.path()).map_err(SyncError::git("creating a temporary index"))?;
-            let t = repo.find_tree(head_tree).map_err(SyncError::git("reading HEAD's tree"))?;
-            i.read_tree(&t).map_err(SyncError::git("filling the temporary index"))?;
+            let mut i =
+                Index::open(tmp.path()).map_err(SyncError::git("creating a temporary index"))?;
+            let t = repo
+                .find_tree(head_tree)
+                .map_err(SyncError::git("reading HEAD's tree"))?;
+            i.read_tree(&t)
+                .map_err(SyncError::git("filling the temporary index"))?;
             i
         }
     };
-    handle.set_index(&mut index).map_err(SyncError::git("attaching the temporary index"))?;
+    handle
+        .set_index(&mut index)
+        .map_err(SyncError::git("attaching the temporary index"))?;
     // Untracked directories reach the callback only when they hold another repository (an
     // embedded clone that is not a submodule): its files belong to that repository, skip it.
     let mut nested = Vec::new();
@@ -218,11 +256,15 @@ fn worktree_tree(
     };
     index
         .add_all(["*"], IndexAddOption::DEFAULT, Some(&mut skip_nested))
-        .map_err(SyncError::git("adding work-tree files to the temporary index"))?;
-    index
-        .update_all(["*"], None)
-        .map_err(SyncError::git("recording deleted files in the temporary index"))?;
-    let tree = index.write_tree().map_err(SyncError::git("writing the work tree as a tree"))?;
+        .map_err(SyncError::git(
+            "adding work-tree files to the temporary index",
+        ))?;
+    index.update_all(["*"], None).map_err(SyncError::git(
+        "recording deleted files in the temporary index",
+    ))?;
+    let tree = index
+        .write_tree()
+        .map_err(SyncError::git("writing the work tree as a tree"))?;
     drop(index);
     drop(handle);
     drop(tmp);

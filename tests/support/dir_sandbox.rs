@@ -13,7 +13,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use rclaude::envd::proto::{EntryInfo, FileType, I64};
 use rclaude::provider::{
-    Command, ExecEvent, ExecRequest, ExecStream, ExitStatus, FileUpload, Progress, Sandbox, SandboxError,
+    Command, ExecEvent, ExecRequest, ExecStream, ExitStatus, FileUpload, Progress, Sandbox,
+    SandboxError,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
@@ -68,7 +69,12 @@ impl DirSandbox {
 
     /// How many execs had an environment variable `key` (e.g. `RC_SNAPSHOT` = apply steps).
     pub fn execs_with(&self, key: &str) -> usize {
-        self.exec_log.lock().unwrap().iter().filter(|e| e.contains_key(key)).count()
+        self.exec_log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e.contains_key(key))
+            .count()
     }
 
     fn faults<T>(&self, f: impl FnOnce(&mut Faults) -> T) -> T {
@@ -87,7 +93,10 @@ fn tmp_sibling(path: &Path) -> PathBuf {
 
 fn exit_status(s: std::process::ExitStatus) -> ExitStatus {
     match s.code() {
-        Some(code) => ExitStatus { code, status: format!("exit status {code}") },
+        Some(code) => ExitStatus {
+            code,
+            status: format!("exit status {code}"),
+        },
         None => {
             let sig = s.signal().unwrap_or(0);
             let name = match sig {
@@ -97,7 +106,10 @@ fn exit_status(s: std::process::ExitStatus) -> ExitStatus {
                 1 => "hangup".to_string(),
                 n => format!("signal {n}"),
             };
-            ExitStatus { code: -1, status: format!("signal: {name}") }
+            ExitStatus {
+                code: -1,
+                status: format!("signal: {name}"),
+            }
         }
     }
 }
@@ -122,7 +134,9 @@ impl Sandbox for DirSandbox {
                 c
             }
             Command::Argv(a) => {
-                let (prog, args) = a.split_first().ok_or_else(|| SandboxError::InvalidArgument("empty argv".into()))?;
+                let (prog, args) = a
+                    .split_first()
+                    .ok_or_else(|| SandboxError::InvalidArgument("empty argv".into()))?;
                 let mut c = tokio::process::Command::new(prog);
                 c.args(args);
                 c
@@ -135,11 +149,18 @@ impl Sandbox for DirSandbox {
         logged.extend(req.env.clone());
         self.exec_log.lock().unwrap().push(logged);
         cmd.envs(env).envs(&req.env);
-        cmd.stdin(if req.stdin.is_some() { std::process::Stdio::piped() } else { std::process::Stdio::null() });
-        cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        cmd.stdin(if req.stdin.is_some() {
+            std::process::Stdio::piped()
+        } else {
+            std::process::Stdio::null()
+        });
+        cmd.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
         cmd.process_group(0);
         cmd.kill_on_drop(false);
-        let mut child = cmd.spawn().map_err(|e| io(&format!("starting a process in {cwd}"), e))?;
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| io(&format!("starting a process in {cwd}"), e))?;
         let pid = child.id().unwrap_or(0);
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Result<ExecEvent, SandboxError>>();
         let _ = tx.send(Ok(ExecEvent::Started { pid }));
@@ -191,7 +212,9 @@ impl Sandbox for DirSandbox {
             };
             let _ = tx.send(ev);
         });
-        Ok(Box::pin(futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|ev| (ev, rx)) })))
+        Ok(Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|ev| (ev, rx))
+        })))
     }
 
     async fn kill_process(&self, pid: u32, force: bool) -> Result<(), SandboxError> {
@@ -206,32 +229,60 @@ impl Sandbox for DirSandbox {
         for f in files {
             let path = PathBuf::from(&f.path);
             if let Some(parent) = path.parent() {
-                tokio::fs::create_dir_all(parent).await.map_err(|e| io("creating directories", e))?;
+                tokio::fs::create_dir_all(parent)
+                    .await
+                    .map_err(|e| io("creating directories", e))?;
             }
             let tmp = tmp_sibling(&path);
-            tokio::fs::write(&tmp, &f.contents).await.map_err(|e| io(&format!("writing {}", f.path), e))?;
-            tokio::fs::rename(&tmp, &path).await.map_err(|e| io(&format!("renaming into {}", f.path), e))?;
+            tokio::fs::write(&tmp, &f.contents)
+                .await
+                .map_err(|e| io(&format!("writing {}", f.path), e))?;
+            tokio::fs::rename(&tmp, &path)
+                .await
+                .map_err(|e| io(&format!("renaming into {}", f.path), e))?;
         }
         Ok(())
     }
 
-    async fn upload(&self, local: &Path, remote_path: &str, progress: Option<Progress>) -> Result<u64, SandboxError> {
+    async fn upload(
+        &self,
+        local: &Path,
+        remote_path: &str,
+        progress: Option<Progress>,
+    ) -> Result<u64, SandboxError> {
         let (fail_after, stall, corrupt, truncate) = self.faults(|f| {
-            (f.fail_upload_after.take(), f.stall_upload.take(), f.corrupt_upload_at.take(), f.truncate_upload_to.take())
+            (
+                f.fail_upload_after.take(),
+                f.stall_upload.take(),
+                f.corrupt_upload_at.take(),
+                f.truncate_upload_to.take(),
+            )
         });
         let dest = PathBuf::from(remote_path);
         if let Some(parent) = dest.parent() {
-            tokio::fs::create_dir_all(parent).await.map_err(|e| io("creating directories", e))?;
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(|e| io("creating directories", e))?;
         }
-        let total = tokio::fs::metadata(local).await.map_err(|e| io("reading the local file", e))?.len();
-        let mut src = tokio::fs::File::open(local).await.map_err(|e| io("opening the local file", e))?;
+        let total = tokio::fs::metadata(local)
+            .await
+            .map_err(|e| io("reading the local file", e))?
+            .len();
+        let mut src = tokio::fs::File::open(local)
+            .await
+            .map_err(|e| io("opening the local file", e))?;
         let tmp = tmp_sibling(&dest);
-        let mut dst = tokio::fs::File::create(&tmp).await.map_err(|e| io("creating the upload file", e))?;
+        let mut dst = tokio::fs::File::create(&tmp)
+            .await
+            .map_err(|e| io("creating the upload file", e))?;
         let mut buf = vec![0u8; 16 * 1024];
         let mut done = 0u64;
         let mut stalled = false;
         loop {
-            let n = src.read(&mut buf).await.map_err(|e| io("reading the local file", e))?;
+            let n = src
+                .read(&mut buf)
+                .await
+                .map_err(|e| io("reading the local file", e))?;
             if n == 0 {
                 break;
             }
@@ -247,7 +298,9 @@ impl Sandbox for DirSandbox {
                     });
                 }
             }
-            dst.write_all(chunk).await.map_err(|e| io("writing the upload file", e))?;
+            dst.write_all(chunk)
+                .await
+                .map_err(|e| io("writing the upload file", e))?;
             done += n as u64;
             if let Some(p) = &progress {
                 p(done);
@@ -261,25 +314,41 @@ impl Sandbox for DirSandbox {
                 }
             }
         }
-        dst.flush().await.map_err(|e| io("writing the upload file", e))?;
+        dst.flush()
+            .await
+            .map_err(|e| io("writing the upload file", e))?;
         dst.sync_all().await.ok();
         drop(dst);
         if let Some(at) = corrupt {
-            let mut data = tokio::fs::read(&tmp).await.map_err(|e| io("corrupting", e))?;
+            let mut data = tokio::fs::read(&tmp)
+                .await
+                .map_err(|e| io("corrupting", e))?;
             let i = (at as usize).min(data.len().saturating_sub(1));
             data[i] ^= 0x5a;
-            tokio::fs::write(&tmp, data).await.map_err(|e| io("corrupting", e))?;
+            tokio::fs::write(&tmp, data)
+                .await
+                .map_err(|e| io("corrupting", e))?;
         }
         if let Some(len) = truncate {
-            let f = std::fs::OpenOptions::new().write(true).open(&tmp).map_err(|e| io("truncating", e))?;
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&tmp)
+                .map_err(|e| io("truncating", e))?;
             f.set_len(len).map_err(|e| io("truncating", e))?;
         }
-        tokio::fs::rename(&tmp, &dest).await.map_err(|e| io("renaming the upload into place", e))?;
+        tokio::fs::rename(&tmp, &dest)
+            .await
+            .map_err(|e| io("renaming the upload into place", e))?;
         self.uploads.fetch_add(1, Ordering::SeqCst);
         Ok(done)
     }
 
-    async fn download(&self, remote_path: &str, local: &Path, progress: Option<Progress>) -> Result<u64, SandboxError> {
+    async fn download(
+        &self,
+        remote_path: &str,
+        local: &Path,
+        progress: Option<Progress>,
+    ) -> Result<u64, SandboxError> {
         let corrupt = self.faults(|f| f.corrupt_download_at.take());
         let mut data = match tokio::fs::read(remote_path).await {
             Ok(d) => d,
@@ -293,8 +362,12 @@ impl Sandbox for DirSandbox {
             data[i] ^= 0x5a;
         }
         let tmp = tmp_sibling(local);
-        tokio::fs::write(&tmp, &data).await.map_err(|e| io("writing the local file", e))?;
-        tokio::fs::rename(&tmp, local).await.map_err(|e| io("renaming the local file", e))?;
+        tokio::fs::write(&tmp, &data)
+            .await
+            .map_err(|e| io("writing the local file", e))?;
+        tokio::fs::rename(&tmp, local)
+            .await
+            .map_err(|e| io("renaming the local file", e))?;
         if let Some(p) = &progress {
             p(data.len() as u64);
         }
@@ -304,7 +377,9 @@ impl Sandbox for DirSandbox {
     async fn read_file(&self, path: &str) -> Result<Bytes, SandboxError> {
         match tokio::fs::read(path).await {
             Ok(d) => Ok(Bytes::from(d)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(SandboxError::NotFound(path.to_string())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(SandboxError::NotFound(path.to_string()))
+            }
             Err(e) => Err(io("reading", e)),
         }
     }
@@ -314,8 +389,12 @@ impl Sandbox for DirSandbox {
         match tokio::fs::symlink_metadata(p).await {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(io("removing", e)),
-            Ok(m) if m.is_dir() => tokio::fs::remove_dir_all(p).await.map_err(|e| io("removing", e)),
-            Ok(_) => tokio::fs::remove_file(p).await.map_err(|e| io("removing", e)),
+            Ok(m) if m.is_dir() => tokio::fs::remove_dir_all(p)
+                .await
+                .map_err(|e| io("removing", e)),
+            Ok(_) => tokio::fs::remove_file(p)
+                .await
+                .map_err(|e| io("removing", e)),
         }
     }
 
@@ -334,7 +413,11 @@ impl Sandbox for DirSandbox {
             FileType::File
         };
         Ok(Some(EntryInfo {
-            name: p.file_name().and_then(|n| n.to_str()).unwrap_or("").to_string(),
+            name: p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("")
+                .to_string(),
             file_type,
             path: path.to_string(),
             size: I64(m.len() as i64),
@@ -342,7 +425,9 @@ impl Sandbox for DirSandbox {
             permissions: format!("{:o}", m.mode() & 0o7777),
             is_symlink: m.is_symlink(),
             symlink_target: if m.is_symlink() {
-                std::fs::read_link(p).ok().map(|t| t.to_string_lossy().into_owned())
+                std::fs::read_link(p)
+                    .ok()
+                    .map(|t| t.to_string_lossy().into_owned())
             } else {
                 None
             },
@@ -354,11 +439,15 @@ impl Sandbox for DirSandbox {
         if tokio::fs::metadata(path).await.is_ok() {
             return Ok(false);
         }
-        tokio::fs::create_dir_all(path).await.map_err(|e| io("creating a directory", e))?;
+        tokio::fs::create_dir_all(path)
+            .await
+            .map_err(|e| io("creating a directory", e))?;
         Ok(true)
     }
 
     async fn rename(&self, from: &str, to: &str) -> Result<(), SandboxError> {
-        tokio::fs::rename(from, to).await.map_err(|e| io(&format!("renaming {from} to {to}"), e))
+        tokio::fs::rename(from, to)
+            .await
+            .map_err(|e| io(&format!("renaming {from} to {to}"), e))
     }
 }

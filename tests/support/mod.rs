@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 pub use dir_sandbox::DirSandbox;
-use rclaude::gitsync::{self, NoProgress, PullOptions, PullReport, PushOptions, PushReport, SyncError, SyncState};
+use rclaude::gitsync::{
+    self, NoProgress, PullOptions, PullReport, PushOptions, PushReport, SyncError, SyncState,
+};
 
 /// Run git in `dir` with a fixed identity; panic with its stderr on failure. Returns stdout.
 pub fn git(dir: &Path, args: &[&str]) -> String {
@@ -45,7 +47,14 @@ pub fn git_try(dir: &Path, args: &[&str]) -> (bool, String, String) {
 pub fn git_cmd(dir: &Path, args: &[&str]) -> Command {
     let mut c = Command::new("git");
     c.current_dir(dir)
-        .args(["-c", "init.defaultBranch=main", "-c", "protocol.file.allow=always", "-c", "core.quotePath=false"])
+        .args([
+            "-c",
+            "init.defaultBranch=main",
+            "-c",
+            "protocol.file.allow=always",
+            "-c",
+            "core.quotePath=false",
+        ])
         .args(args)
         .env("GIT_AUTHOR_NAME", "Test Author")
         .env("GIT_AUTHOR_EMAIL", "author@example.com")
@@ -103,7 +112,12 @@ impl Env {
         std::fs::create_dir_all(&local).unwrap();
         git(&local, &["init", "-q"]);
         let sandbox = DirSandbox::new(&sbx);
-        Env { tmp, local, sbx, sandbox }
+        Env {
+            tmp,
+            local,
+            sbx,
+            sandbox,
+        }
     }
 
     pub fn write(&self, rel: &str, content: impl AsRef<[u8]>) {
@@ -130,15 +144,25 @@ impl Env {
         git(&self.sbx, args)
     }
 
-    pub async fn push_with(&self, state: Option<&SyncState>, opts: &PushOptions) -> Result<PushReport, SyncError> {
+    pub async fn push_with(
+        &self,
+        state: Option<&SyncState>,
+        opts: &PushOptions,
+    ) -> Result<PushReport, SyncError> {
         gitsync::push(&self.local, &self.sandbox, state, opts, &NoProgress).await
     }
 
     pub async fn push(&self, state: Option<&SyncState>) -> PushReport {
-        self.push_with(state, &PushOptions::default()).await.expect("push")
+        self.push_with(state, &PushOptions::default())
+            .await
+            .expect("push")
     }
 
-    pub async fn pull_with(&self, state: Option<&SyncState>, opts: &PullOptions) -> Result<PullReport, SyncError> {
+    pub async fn pull_with(
+        &self,
+        state: Option<&SyncState>,
+        opts: &PullOptions,
+    ) -> Result<PullReport, SyncError> {
         gitsync::pull(&self.local, &self.sandbox, state, opts, &NoProgress).await
     }
 
@@ -155,7 +179,15 @@ impl Env {
 
 /// `git status --porcelain` with untracked files listed one by one.
 pub fn status(dir: &Path) -> String {
-    git(dir, &["status", "--porcelain=v1", "--untracked-files=all", "--ignored=no"])
+    git(
+        dir,
+        &[
+            "status",
+            "--porcelain=v1",
+            "--untracked-files=all",
+            "--ignored=no",
+        ],
+    )
 }
 
 /// `branch=<name> <oid>` / `detached <oid>` / `unborn <name>`.
@@ -172,20 +204,43 @@ pub fn head_desc(dir: &Path) -> String {
 
 /// Non-ignored files (tracked and untracked) with (type, exec bit, content or link target).
 pub fn worktree_files(dir: &Path) -> BTreeMap<String, (char, bool, Vec<u8>)> {
-    let out = git_cmd(dir, &["ls-files", "-z", "--cached", "--others", "--exclude-standard"])
-        .output()
-        .unwrap();
+    let out = git_cmd(
+        dir,
+        &[
+            "ls-files",
+            "-z",
+            "--cached",
+            "--others",
+            "--exclude-standard",
+        ],
+    )
+    .output()
+    .unwrap();
     let mut map = BTreeMap::new();
     for p in out.stdout.split(|b| *b == 0).filter(|p| !p.is_empty()) {
         let rel = String::from_utf8_lossy(p).into_owned();
         let full = dir.join(&rel);
-        let Ok(m) = std::fs::symlink_metadata(&full) else { continue };
+        let Ok(m) = std::fs::symlink_metadata(&full) else {
+            continue;
+        };
         let entry = if m.is_symlink() {
-            ('l', false, std::fs::read_link(&full).unwrap().to_string_lossy().as_bytes().to_vec())
+            (
+                'l',
+                false,
+                std::fs::read_link(&full)
+                    .unwrap()
+                    .to_string_lossy()
+                    .as_bytes()
+                    .to_vec(),
+            )
         } else if m.is_dir() {
             ('d', false, Vec::new())
         } else {
-            ('f', m.permissions().mode() & 0o111 != 0, std::fs::read(&full).unwrap())
+            (
+                'f',
+                m.permissions().mode() & 0o111 != 0,
+                std::fs::read(&full).unwrap(),
+            )
         };
         map.insert(rel, entry);
     }
@@ -214,7 +269,14 @@ pub fn all_files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
             let m = std::fs::symlink_metadata(&p).unwrap();
             let rel = p.strip_prefix(base).unwrap().to_path_buf();
             if m.is_symlink() {
-                map.insert(rel, std::fs::read_link(&p).unwrap().to_string_lossy().as_bytes().to_vec());
+                map.insert(
+                    rel,
+                    std::fs::read_link(&p)
+                        .unwrap()
+                        .to_string_lossy()
+                        .as_bytes()
+                        .to_vec(),
+                );
             } else if m.is_dir() {
                 walk(base, &p, map);
             } else {
@@ -230,16 +292,29 @@ pub fn all_files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
 
 /// Refs under `refs/rclaude/saved/` in `dir`.
 pub fn saved_refs(dir: &Path) -> Vec<(String, String)> {
-    git(dir, &["for-each-ref", "--format=%(refname) %(objectname)", "refs/rclaude/saved/"])
-        .lines()
-        .filter_map(|l| l.split_once(' '))
-        .map(|(a, b)| (a.to_string(), b.to_string()))
-        .collect()
+    git(
+        dir,
+        &[
+            "for-each-ref",
+            "--format=%(refname) %(objectname)",
+            "refs/rclaude/saved/",
+        ],
+    )
+    .lines()
+    .filter_map(|l| l.split_once(' '))
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect()
 }
 
 /// Content of `path` in commit-ish `rev`.
 pub fn show(dir: &Path, rev: &str, path: &str) -> Vec<u8> {
-    let out = git_cmd(dir, &["show", &format!("{rev}:{path}")]).output().unwrap();
-    assert!(out.status.success(), "git show {rev}:{path}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = git_cmd(dir, &["show", &format!("{rev}:{path}")])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git show {rev}:{path}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out.stdout
 }
