@@ -310,7 +310,7 @@ async fn recreated_sandbox_gets_a_complete_bundle_and_nothing_local_changes() {
     let env = Env::new();
     env.write("wip.txt", "wip\n");
     let r1 = env.push(None).await;
-    std::fs::remove_dir_all(env.tmp.path().join("sandbox")).unwrap();
+    std::fs::remove_dir_all(env.sbx.parent().unwrap()).unwrap();
     let refs = user_refs(&env.local);
     let files = all_files(&env.local);
     let index = std::fs::read(env.local.join(".git/index")).unwrap();
@@ -635,4 +635,34 @@ async fn nested_repositories_do_not_break_a_sync() {
     assert_eq!((p.commits, p.files_changed), (0, 0), "{}", p.summary());
     assert!(p.summary().contains("nothing new"), "{}", p.summary());
     assert!(p.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn newly_ignored_sandbox_files_are_left_alone() {
+    let env = Env::new();
+    let r1 = env.push(None).await;
+    env.swrite("dist/bundle.js", "built in the sandbox\n");
+    env.write(".gitignore", "target/\n*.log\nnode_modules/\ndist/\n");
+    let r2 = env.push(Some(&r1.state)).await;
+    assert!(r2.saved.is_empty(), "{}", r2.summary());
+    assert_eq!(env.sread("dist/bundle.js"), b"built in the sandbox\n");
+    env.assert_in_sync();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_sync_into_a_non_empty_directory_saves_what_was_there() {
+    let env = Env::new();
+    env.write(".gitignore", "target/\n.env\n");
+    env.lgit(&["commit", "-q", "-am", "ignore .env"]);
+    env.swrite(".env", "SECRET=sandbox\n");
+    env.swrite("notes.txt", "notes made before the first sync\n");
+    env.swrite("README.md", "pre-existing readme\n");
+    let r = env.push(None).await;
+    assert_eq!(r.saved.len(), 1, "{}", r.summary());
+    let s = &r.saved[0].name;
+    assert_eq!(show(&env.local, s, "notes.txt"), b"notes made before the first sync\n");
+    assert_eq!(show(&env.local, s, "README.md"), b"pre-existing readme\n");
+    assert!(!git_try(&env.local, &["cat-file", "-e", &format!("{s}:.env")]).0, "ignored files are not saved");
+    assert_eq!(env.sread(".env"), b"SECRET=sandbox\n", "ignored files are untouched");
+    env.assert_in_sync();
 }

@@ -73,7 +73,7 @@ rc_tmpdir() {
 rc_worktree_tree() {
   if [ -f "$GIT_DIR/index" ]; then cp -p "$GIT_DIR/index" "$1"; else rm -f "$1"; fi
   RC_IT=$(GIT_INDEX_FILE="$1" g write-tree 2>/dev/null || true)
-  GIT_INDEX_FILE="$1" g -c advice.addEmbeddedRepo=false add -A >/dev/null 2>"$1.err" || rc_die "cannot snapshot the sandbox work tree $W: $(tail -n 3 "$1.err" | tr '\n' ' ')" 9
+  GIT_INDEX_FILE="$1" g -c advice.addEmbeddedRepo=false ${RC_EXCLUDES_FILE:+-c "core.excludesFile=$RC_EXCLUDES_FILE"} add -A >/dev/null 2>"$1.err" || rc_die "cannot snapshot the sandbox work tree $W: $(tail -n 3 "$1.err" | tr '\n' ' ')" 9
   RC_WT=$(GIT_INDEX_FILE="$1" g write-tree 2>"$1.err") || rc_die "cannot snapshot the sandbox work tree $W: $(tail -n 3 "$1.err" | tr '\n' ' ')" 9
   # New entries that are directories are gitlinks of embedded repositories (clones made in the
   # work tree, not submodules): not part of this repository, so neither saved nor touched.
@@ -181,6 +181,12 @@ fi
 C=$(rc_commit HEAD)
 Ct=$EMPTY_TREE
 [ -z "$C" ] || Ct=$(rc_tree "$C")
+# Ignore rules for reading the work tree: the sandbox's own, plus the incoming snapshot's root
+# .gitignore (patterns the laptop just added leave matching sandbox files alone, unsaved).
+RC_EXCLUDES_FILE="$T/excludes"
+rc_gx=$(g config --path core.excludesFile 2>/dev/null || true)
+[ -n "$rc_gx" ] || rc_gx="${XDG_CONFIG_HOME:-${HOME:-/nonexistent}/.config}/git/ignore"
+{ if [ -f "$rc_gx" ]; then cat "$rc_gx"; echo; fi; g cat-file blob "$S:.gitignore" 2>/dev/null || true; } > "$RC_EXCLUDES_FILE"
 ti="$T/index"
 rc_worktree_tree "$ti"
 W0=$RC_WT

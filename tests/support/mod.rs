@@ -107,8 +107,8 @@ impl Env {
     /// `git init` only.
     pub fn empty() -> Env {
         let tmp = tempfile::tempdir().unwrap();
-        let local = tmp.path().join("laptop");
-        let sbx = tmp.path().join("sandbox").join("repo");
+        let local = tmp.path().join("lap top");
+        let sbx = tmp.path().join("sand box").join("re'po $x");
         std::fs::create_dir_all(&local).unwrap();
         git(&local, &["init", "-q"]);
         let sandbox = DirSandbox::new(&sbx);
