@@ -666,3 +666,101 @@ async fn first_sync_into_a_non_empty_directory_saves_what_was_there() {
     assert_eq!(env.sread(".env"), b"SECRET=sandbox\n", "ignored files are untouched");
     env.assert_in_sync();
 }
+
+/// Records progress calls.
+#[derive(Default)]
+struct Recorder {
+    stages: std::sync::Mutex<Vec<String>>,
+    max_bytes: std::sync::atomic::AtomicU64,
+    objects_total: std::sync::atomic::AtomicU64,
+}
+
+impl rclaude::gitsync::SyncProgress for Recorder {
+    fn stage(&self, name: &str) {
+        self.stages.lock().unwrap().push(name.to_string());
+    }
+    fn objects(&self, _done: u64, total: u64) {
+        self.objects_total.fetch_max(total, std::sync::atomic::Ordering::SeqCst);
+    }
+    fn bytes(&self, done: u64, _total: Option<u64>) {
+        self.max_bytes.fetch_max(done, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_reports_stages_objects_and_bytes() {
+    let env = Env::new();
+    let rec = Recorder::default();
+    let r = rclaude::gitsync::push(&env.local, &env.sandbox, None, &Default::default(), &rec)
+        .await
+        .unwrap();
+    let stages = rec.stages.lock().unwrap().clone();
+    for s in ["snapshot", "query", "bundle", "upload", "apply"] {
+        assert!(stages.iter().any(|x| x == s), "{s} missing from {stages:?}");
+    }
+    assert_eq!(rec.max_bytes.load(std::sync::atomic::Ordering::SeqCst), r.sent_bytes);
+    assert_eq!(rec.objects_total.load(std::sync::atomic::Ordering::SeqCst), r.objects);
+
+    env.swrite("x.txt", "x".repeat(10_000));
+    env.sgit(&["add", "-A"]);
+    env.sgit(&["commit", "-q", "-m", "x"]);
+    let rec = Recorder::default();
+    let p = rclaude::gitsync::pull(&env.local, &env.sandbox, Some(&r.state), &Default::default(), &rec)
+        .await
+        .unwrap();
+    let stages = rec.stages.lock().unwrap().clone();
+    for s in ["export", "download", "index"] {
+        assert!(stages.iter().any(|x| x == s), "{s} missing from {stages:?}");
+    }
+    assert_eq!(rec.max_bytes.load(std::sync::atomic::Ordering::SeqCst), p.received_bytes);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conflicted_index_and_linked_worktree() {
+    let env = Env::new();
+    env.lgit(&["checkout", "-q", "-b", "other"]);
+    env.write("README.md", "other\n");
+    env.lgit(&["commit", "-q", "-am", "other"]);
+    env.lgit(&["checkout", "-q", "main"]);
+    env.write("README.md", "main\n");
+    env.lgit(&["commit", "-q", "-am", "main"]);
+    assert!(!git_try(&env.local, &["merge", "-q", "other"]).0, "a conflict");
+    let r = env.push(None).await;
+    assert!(r.index_conflicts);
+    assert!(r.summary().contains("conflicts"), "{}", r.summary());
+    assert_eq!(env.sread("README.md"), env.read("README.md"), "conflict markers travel as they are");
+    env.lgit(&["merge", "--abort"]);
+
+    // A linked worktree syncs its own HEAD, index and files.
+    let wt = env.tmp.path().join("linked wt");
+    env.lgit(&["worktree", "add", "-q", wt.to_str().unwrap(), "other"]);
+    write(&wt.join("wt-only.txt"), "from the linked worktree\n");
+    let sbx2 = env.tmp.path().join("sandbox2");
+    let sandbox2 = DirSandbox::new(&sbx2);
+    let r2 = rclaude::gitsync::push(&wt, &sandbox2, None, &Default::default(), &rclaude::gitsync::NoProgress)
+        .await
+        .unwrap();
+    assert!(r2.head_desc.starts_with("other at "), "{}", r2.head_desc);
+    assert_eq!(worktree_files(&wt), worktree_files(&sbx2));
+    assert_eq!(status(&wt), status(&sbx2));
+    assert_eq!(head_desc(&wt), head_desc(&sbx2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detached_sandbox_is_pulled_as_rclaude_detached() {
+    let env = Env::new();
+    let r = env.push(None).await;
+    env.sgit(&["checkout", "-q", "--detach"]);
+    env.swrite("d.txt", "detached\n");
+    env.sgit(&["add", "-A"]);
+    env.sgit(&["commit", "-q", "-m", "on a detached head"]);
+    let p = env.pull_with(Some(&r.state), &Default::default()).await.unwrap();
+    assert_eq!(p.branch.as_deref(), Some("rclaude/detached"));
+    assert_eq!(p.sandbox_branch, None);
+    assert_eq!(p.commits, 1);
+    // And a push saves that detached commit before re-attaching the sandbox to main.
+    env.write("README.md", "local\n");
+    let r2 = env.push(Some(&r.state)).await;
+    assert!(r2.saved.is_empty(), "the laptop already has it (pulled): {}", r2.summary());
+    assert!(head_desc(&env.sbx).starts_with("branch refs/heads/main "));
+}
