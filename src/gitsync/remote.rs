@@ -410,7 +410,8 @@ async fn run_step(
 ) -> Result<Answer, SyncError> {
     env.insert("RC_WORKDIR".into(), sandbox.workdir().to_string());
     let script = format!("{PRELUDE}{body}");
-    let req = ExecRequest::shell(script).cwd("/").env(env);
+    // cwd: the provider's default (the workdir); scripts `cd` there themselves.
+    let req = ExecRequest::shell(script).env(env);
     let out = run(sandbox, req)
         .await
         .map_err(SyncError::sandbox(format!("running the {step} step")))?;
@@ -467,6 +468,10 @@ pub async fn init_sandbox(sandbox: &dyn Sandbox) -> Result<String, SyncError> {
     check_workdir(sandbox)?;
     let mut env = BTreeMap::new();
     env.insert("RC_NEW_IDENTITY".into(), uuid::Uuid::new_v4().to_string());
+    sandbox
+        .make_dir(sandbox.workdir())
+        .await
+        .map_err(SyncError::sandbox(format!("creating {}", sandbox.workdir())))?;
     let answer = run_step(sandbox, "init", INIT, env).await?;
     check_identity("init", answer.get("identity").unwrap_or(""))
 }
@@ -536,7 +541,23 @@ impl Query {
 pub(crate) async fn query(sandbox: &dyn Sandbox) -> Result<Query, SyncError> {
     check_workdir(sandbox)?;
     const STEP: &str = "query";
-    let a = run_step(sandbox, STEP, QUERY, BTreeMap::new()).await?;
+    let a = match run_step(sandbox, STEP, QUERY, BTreeMap::new()).await {
+        Ok(a) => a,
+        // A process cannot start in a workdir that does not exist yet.
+        Err(e @ SyncError::Sandbox { .. }) => match sandbox.stat(sandbox.workdir()).await {
+            Ok(None) => {
+                return Ok(Query {
+                    state: RepoState::Missing,
+                    identity: String::new(),
+                    refs: Vec::new(),
+                    marker: false,
+                    synced: Synced::default(),
+                });
+            }
+            _ => return Err(e),
+        },
+        Err(e) => return Err(e),
+    };
     let state = match a.get("state") {
         Some("missing") => RepoState::Missing,
         Some("uninitialized") => RepoState::Uninitialized,
