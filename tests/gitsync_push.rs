@@ -660,10 +660,20 @@ async fn first_sync_into_a_non_empty_directory_saves_what_was_there() {
     let r = env.push(None).await;
     assert_eq!(r.saved.len(), 1, "{}", r.summary());
     let s = &r.saved[0].name;
-    assert_eq!(show(&env.local, s, "notes.txt"), b"notes made before the first sync\n");
+    assert_eq!(
+        show(&env.local, s, "notes.txt"),
+        b"notes made before the first sync\n"
+    );
     assert_eq!(show(&env.local, s, "README.md"), b"pre-existing readme\n");
-    assert!(!git_try(&env.local, &["cat-file", "-e", &format!("{s}:.env")]).0, "ignored files are not saved");
-    assert_eq!(env.sread(".env"), b"SECRET=sandbox\n", "ignored files are untouched");
+    assert!(
+        !git_try(&env.local, &["cat-file", "-e", &format!("{s}:.env")]).0,
+        "ignored files are not saved"
+    );
+    assert_eq!(
+        env.sread(".env"),
+        b"SECRET=sandbox\n",
+        "ignored files are untouched"
+    );
     env.assert_in_sync();
 }
 
@@ -680,10 +690,12 @@ impl rclaude::gitsync::SyncProgress for Recorder {
         self.stages.lock().unwrap().push(name.to_string());
     }
     fn objects(&self, _done: u64, total: u64) {
-        self.objects_total.fetch_max(total, std::sync::atomic::Ordering::SeqCst);
+        self.objects_total
+            .fetch_max(total, std::sync::atomic::Ordering::SeqCst);
     }
     fn bytes(&self, done: u64, _total: Option<u64>) {
-        self.max_bytes.fetch_max(done, std::sync::atomic::Ordering::SeqCst);
+        self.max_bytes
+            .fetch_max(done, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -698,21 +710,36 @@ async fn progress_reports_stages_objects_and_bytes() {
     for s in ["snapshot", "query", "bundle", "upload", "apply"] {
         assert!(stages.iter().any(|x| x == s), "{s} missing from {stages:?}");
     }
-    assert_eq!(rec.max_bytes.load(std::sync::atomic::Ordering::SeqCst), r.sent_bytes);
-    assert_eq!(rec.objects_total.load(std::sync::atomic::Ordering::SeqCst), r.objects);
+    assert_eq!(
+        rec.max_bytes.load(std::sync::atomic::Ordering::SeqCst),
+        r.sent_bytes
+    );
+    assert_eq!(
+        rec.objects_total.load(std::sync::atomic::Ordering::SeqCst),
+        r.objects
+    );
 
     env.swrite("x.txt", "x".repeat(10_000));
     env.sgit(&["add", "-A"]);
     env.sgit(&["commit", "-q", "-m", "x"]);
     let rec = Recorder::default();
-    let p = rclaude::gitsync::pull(&env.local, &env.sandbox, Some(&r.state), &Default::default(), &rec)
-        .await
-        .unwrap();
+    let p = rclaude::gitsync::pull(
+        &env.local,
+        &env.sandbox,
+        Some(&r.state),
+        &Default::default(),
+        &rec,
+    )
+    .await
+    .unwrap();
     let stages = rec.stages.lock().unwrap().clone();
     for s in ["export", "download", "index"] {
         assert!(stages.iter().any(|x| x == s), "{s} missing from {stages:?}");
     }
-    assert_eq!(rec.max_bytes.load(std::sync::atomic::Ordering::SeqCst), p.received_bytes);
+    assert_eq!(
+        rec.max_bytes.load(std::sync::atomic::Ordering::SeqCst),
+        p.received_bytes
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -724,11 +751,18 @@ async fn conflicted_index_and_linked_worktree() {
     env.lgit(&["checkout", "-q", "main"]);
     env.write("README.md", "main\n");
     env.lgit(&["commit", "-q", "-am", "main"]);
-    assert!(!git_try(&env.local, &["merge", "-q", "other"]).0, "a conflict");
+    assert!(
+        !git_try(&env.local, &["merge", "-q", "other"]).0,
+        "a conflict"
+    );
     let r = env.push(None).await;
     assert!(r.index_conflicts);
     assert!(r.summary().contains("conflicts"), "{}", r.summary());
-    assert_eq!(env.sread("README.md"), env.read("README.md"), "conflict markers travel as they are");
+    assert_eq!(
+        env.sread("README.md"),
+        env.read("README.md"),
+        "conflict markers travel as they are"
+    );
     env.lgit(&["merge", "--abort"]);
 
     // A linked worktree syncs its own HEAD, index and files.
@@ -737,9 +771,15 @@ async fn conflicted_index_and_linked_worktree() {
     write(&wt.join("wt-only.txt"), "from the linked worktree\n");
     let sbx2 = env.tmp.path().join("sandbox2");
     let sandbox2 = DirSandbox::new(&sbx2);
-    let r2 = rclaude::gitsync::push(&wt, &sandbox2, None, &Default::default(), &rclaude::gitsync::NoProgress)
-        .await
-        .unwrap();
+    let r2 = rclaude::gitsync::push(
+        &wt,
+        &sandbox2,
+        None,
+        &Default::default(),
+        &rclaude::gitsync::NoProgress,
+    )
+    .await
+    .unwrap();
     assert!(r2.head_desc.starts_with("other at "), "{}", r2.head_desc);
     assert_eq!(worktree_files(&wt), worktree_files(&sbx2));
     assert_eq!(status(&wt), status(&sbx2));
@@ -754,13 +794,104 @@ async fn detached_sandbox_is_pulled_as_rclaude_detached() {
     env.swrite("d.txt", "detached\n");
     env.sgit(&["add", "-A"]);
     env.sgit(&["commit", "-q", "-m", "on a detached head"]);
-    let p = env.pull_with(Some(&r.state), &Default::default()).await.unwrap();
+    let p = env
+        .pull_with(Some(&r.state), &Default::default())
+        .await
+        .unwrap();
     assert_eq!(p.branch.as_deref(), Some("rclaude/detached"));
     assert_eq!(p.sandbox_branch, None);
     assert_eq!(p.commits, 1);
     // And a push saves that detached commit before re-attaching the sandbox to main.
     env.write("README.md", "local\n");
     let r2 = env.push(Some(&r.state)).await;
-    assert!(r2.saved.is_empty(), "the laptop already has it (pulled): {}", r2.summary());
+    assert!(
+        r2.saved.is_empty(),
+        "the laptop already has it (pulled): {}",
+        r2.summary()
+    );
     assert!(head_desc(&env.sbx).starts_with("branch refs/heads/main "));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandbox_tips_gone_here_mean_a_complete_bundle() {
+    let env = Env::new();
+    let r1 = env.push(None).await;
+    env.write("README.md", "amended\n");
+    env.lgit(&["commit", "-q", "-a", "--amend", "-m", "amended"]);
+    // Everything the sandbox holds disappears from this repository.
+    env.lgit(&["reflog", "expire", "--expire=now", "--all"]);
+    env.lgit(&["gc", "-q", "--prune=now"]);
+    let old = r1.state.snapshot.clone().unwrap();
+    assert!(
+        !git_try(&env.local, &["cat-file", "-e", &old]).0,
+        "old snapshot pruned"
+    );
+    let r2 = env.push(Some(&r1.state)).await;
+    assert!(r2.saved.is_empty(), "{}", r2.summary());
+    env.assert_in_sync();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shallow_clone() {
+    let env = Env::new();
+    let shallow = env.tmp.path().join("shallow");
+    git(
+        env.tmp.path(),
+        &[
+            "clone",
+            "-q",
+            "--depth",
+            "1",
+            &format!("file://{}", env.local.display()),
+            shallow.to_str().unwrap(),
+        ],
+    );
+    write(&shallow.join("x.txt"), "x\n");
+    let sbx = env.tmp.path().join("sandbox-shallow");
+    let sandbox = DirSandbox::new(&sbx);
+    let res = rclaude::gitsync::push(
+        &shallow,
+        &sandbox,
+        None,
+        &Default::default(),
+        &rclaude::gitsync::NoProgress,
+    )
+    .await;
+    let r = res.unwrap();
+    assert_eq!(worktree_files(&shallow), worktree_files(&sbx));
+    assert_eq!(head_desc(&shallow), head_desc(&sbx));
+    assert_eq!(status(&shallow), status(&sbx));
+    // Both ways, incrementally.
+    write(&sbx.join("y.txt"), "from the sandbox\n");
+    git(&sbx, &["add", "-A"]);
+    git(
+        &sbx,
+        &["commit", "-q", "-m", "sandbox on a shallow history"],
+    );
+    let p = rclaude::gitsync::pull(
+        &shallow,
+        &sandbox,
+        Some(&r.state),
+        &Default::default(),
+        &rclaude::gitsync::NoProgress,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        show(&shallow, p.branch.as_deref().unwrap(), "y.txt"),
+        b"from the sandbox\n"
+    );
+    std::fs::remove_file(shallow.join("x.txt")).unwrap();
+    git(&shallow, &["merge", "-q", "--ff-only", "rclaude/main"]);
+    let r2 = rclaude::gitsync::push(
+        &shallow,
+        &sandbox,
+        Some(&r.state),
+        &Default::default(),
+        &rclaude::gitsync::NoProgress,
+    )
+    .await
+    .unwrap();
+    assert!(r2.saved.is_empty());
+    assert_eq!(worktree_files(&shallow), worktree_files(&sbx));
 }

@@ -177,6 +177,7 @@ pub(crate) fn human_bytes(n: u64) -> String {
 struct Local {
     snap: Snapshot,
     info_exclude: String,
+    shallow: Vec<Oid>,
 }
 
 /// What to send.
@@ -213,7 +214,16 @@ pub async fn push(
         let snap = snapshot::create(&repo, &ignores)?;
         let info_exclude = std::fs::read_to_string(repo.commondir().join("info").join("exclude"))
             .unwrap_or_default();
-        Ok(Local { snap, info_exclude })
+        let shallow = std::fs::read_to_string(repo.commondir().join("shallow"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| super::parse_oid(l.trim()).ok())
+            .collect();
+        Ok(Local {
+            snap,
+            info_exclude,
+            shallow,
+        })
     })
     .await?;
     let snap = local.snap.clone();
@@ -377,6 +387,7 @@ pub async fn push(
         known: known.clone(),
         excludes,
         excludes_id,
+        shallow: local.shallow.clone(),
     };
     let applied = remote::apply(sandbox, &params).await?;
 
@@ -715,18 +726,20 @@ pub(crate) async fn download_bundle(
     progress: &dyn SyncProgress,
 ) -> Result<tempfile::TempPath, SyncError> {
     progress.stage("download");
-    let repo = open_repo(repo_path)?;
-    let dir = local_tmp_dir(&repo)?;
-    drop(repo);
-    let tmp = tempfile::Builder::new()
-        .prefix("pull-")
-        .suffix(".bundle")
-        .tempfile_in(&dir)
-        .map_err(SyncError::io(format!(
-            "creating a bundle file in {}",
-            dir.display()
-        )))?
-        .into_temp_path();
+    let path = repo_path.to_path_buf();
+    let tmp = blocking(progress, move |_| {
+        let dir = local_tmp_dir(&open_repo(&path)?)?;
+        Ok(tempfile::Builder::new()
+            .prefix("pull-")
+            .suffix(".bundle")
+            .tempfile_in(&dir)
+            .map_err(SyncError::io(format!(
+                "creating a bundle file in {}",
+                dir.display()
+            )))?
+            .into_temp_path())
+    })
+    .await?;
     let res = transfer(
         sandbox,
         Direction::Down,

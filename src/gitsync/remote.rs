@@ -133,7 +133,12 @@ if ! cmp -s "$T/exclude" "$GIT_DIR/info/exclude"; then
   mv -f "$GIT_DIR/info/exclude.rclaude" "$GIT_DIR/info/exclude"
 fi
 
-# 2. Objects: verify and fetch the bundle (refs/rclaude/push/* keep them reachable).
+# 2. Objects: verify and fetch the bundle (refs/rclaude/push/* keep them reachable). A shallow
+# laptop repository sends commits without their parents: the sandbox becomes shallow there too.
+if [ -n "$RC_SHALLOW" ]; then
+  { if [ -f "$GIT_DIR/shallow" ]; then cat "$GIT_DIR/shallow"; fi; for rc_c in $RC_SHALLOW; do echo "$rc_c"; done; } | sort -u > "$T/shallow"
+  mv -f "$T/shallow" "$GIT_DIR/shallow"
+fi
 if [ -n "$RC_BUNDLE" ]; then
   [ -f "$RC_BUNDLE" ] || rc_die "the uploaded bundle $RC_BUNDLE is missing in the sandbox; run the sync again" 7
   if ! g bundle verify "$RC_BUNDLE" >"$T/verify.out" 2>&1; then
@@ -471,7 +476,10 @@ pub async fn init_sandbox(sandbox: &dyn Sandbox) -> Result<String, SyncError> {
     sandbox
         .make_dir(sandbox.workdir())
         .await
-        .map_err(SyncError::sandbox(format!("creating {}", sandbox.workdir())))?;
+        .map_err(SyncError::sandbox(format!(
+            "creating {}",
+            sandbox.workdir()
+        )))?;
     let answer = run_step(sandbox, "init", INIT, env).await?;
     check_identity("init", answer.get("identity").unwrap_or(""))
 }
@@ -629,6 +637,8 @@ pub(crate) struct ApplyParams {
     /// Content of the sandbox's `.git/info/exclude`.
     pub(crate) excludes: String,
     pub(crate) excludes_id: String,
+    /// The laptop repository's shallow boundary (`.git/shallow`), when it is shallow.
+    pub(crate) shallow: Vec<Oid>,
 }
 
 /// A ref the apply step created to keep sandbox work.
@@ -664,6 +674,8 @@ pub(crate) async fn apply(sandbox: &dyn Sandbox, p: &ApplyParams) -> Result<Appl
     env.insert("RC_KNOWN".into(), known.join(" "));
     env.insert("RC_EXCLUDES".into(), p.excludes.clone());
     env.insert("RC_EXCLUDES_ID".into(), p.excludes_id.clone());
+    let shallow: Vec<String> = p.shallow.iter().map(|o| o.to_string()).collect();
+    env.insert("RC_SHALLOW".into(), shallow.join(" "));
     let a = run_step(sandbox, STEP, APPLY, env).await?;
     let mut saved = Vec::new();
     for line in a.all("saved") {
