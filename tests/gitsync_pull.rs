@@ -236,6 +236,11 @@ async fn apply_fast_forwards_when_nothing_changed_here() {
     assert_eq!(status(&env.local), status(&env.sbx));
     assert_eq!(env.read("target/local-build"), b"ignored here\n");
     assert!(!env.local.join("pushed-untracked.txt").exists());
+    // Applying again is a no-op.
+    let files = all_files(&env.local);
+    let p2 = env.pull_with(Some(&r.state), &apply_opts()).await.unwrap();
+    assert_eq!(p2.applied, Some(ApplyOutcome::UpToDate));
+    assert_eq!(all_files(&env.local), files);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -246,6 +246,16 @@ pub(crate) fn apply(repo: &Repository, input: &Input<'_>) -> Result<ApplyOutcome
     };
     let msg = format!("rclaude pull --apply from {}", input.label);
 
+    // Already here (e.g. applied before): nothing to do.
+    let head_has_c = match (h, c) {
+        (_, None) => true,
+        (Some(h), Some(c)) => descends(h, c),
+        (None, Some(_)) => false,
+    };
+    if now.tree == tip_tree.id() && head_has_c {
+        return Ok(ApplyOutcome::UpToDate);
+    }
+
     // (a) nothing changed here since the push, and the sandbox built on our HEAD.
     let unchanged_since_push = input.pushed == Some((now.commit, now.index_commit));
     let sandbox_on_top = match (h, c) {
