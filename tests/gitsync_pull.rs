@@ -392,3 +392,41 @@ async fn push_after_taking_the_sandbox_work_saves_nothing() {
     assert!(r3.saved.is_empty(), "{}", r3.summary());
     env.assert_in_sync();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_never_replaces_ignored_local_files() {
+    for case in ["file", "parent", "dir"] {
+        let env = Env::new();
+        let r = env.push(None).await;
+        match case {
+            // The sandbox adds a file where an ignored local file is.
+            "file" => {
+                env.write("debug.log", "local ignored\n");
+                env.swrite("debug.log", "sandbox\n");
+                env.sgit(&["add", "-f", "debug.log"]);
+            }
+            // ...a directory where an ignored local file is.
+            "parent" => {
+                env.write("out.log", "local ignored\n");
+                env.swrite("out.log/x", "sandbox\n");
+                env.sgit(&["add", "-f", "out.log/x"]);
+            }
+            // ...a file where an ignored local directory is.
+            _ => {
+                env.write("node_modules/dep/i.js", "local ignored\n");
+                env.swrite("node_modules", "sandbox\n");
+                env.sgit(&["add", "-f", "node_modules"]);
+            }
+        }
+        env.sgit(&["commit", "-q", "-m", "agent"]);
+        let files = all_files(&env.local);
+        let p = env.pull_with(Some(&r.state), &apply_opts()).await.unwrap();
+        match &p.applied {
+            Some(ApplyOutcome::Refused { reason, .. }) => {
+                assert!(reason.contains("would replace"), "{case}: {reason}")
+            }
+            other => panic!("{case}: {other:?}"),
+        }
+        assert_eq!(all_files(&env.local), files, "{case}");
+    }
+}

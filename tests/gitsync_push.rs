@@ -895,3 +895,103 @@ async fn shallow_clone() {
     assert!(r2.saved.is_empty());
     assert_eq!(worktree_files(&shallow), worktree_files(&sbx));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ignored_sandbox_file_in_the_way_is_saved_before_being_replaced() {
+    let env = Env::new();
+    let r1 = env.push(None).await;
+    // The sandbox has its own (ignored) config.log; the laptop then force-adds one.
+    env.swrite("config.log", "sandbox's own log config\n");
+    env.write("config.log", "laptop's tracked config\n");
+    env.lgit(&["add", "-f", "config.log"]);
+    let r2 = env.push(Some(&r1.state)).await;
+    assert_eq!(r2.saved.len(), 1, "{}", r2.summary());
+    assert_eq!(
+        show(&env.local, &r2.saved[0].name, "config.log"),
+        b"sandbox's own log config\n"
+    );
+    assert_eq!(env.sread("config.log"), b"laptop's tracked config\n");
+    env.assert_in_sync();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_and_directory_swaps() {
+    let env = Env::new();
+    let r1 = env.push(None).await;
+    // The agent turns a file into a directory...
+    std::fs::remove_file(env.sbx.join("docs/guide.md")).unwrap();
+    env.swrite("docs/guide.md/part1.md", "agent part 1\n");
+    // ...while the laptop turns a directory into a file.
+    std::fs::remove_dir_all(env.local.join("src")).unwrap();
+    env.write("src", "now a file\n");
+    let r2 = env.push(Some(&r1.state)).await;
+    assert_eq!(r2.saved.len(), 1, "{}", r2.summary());
+    assert_eq!(
+        show(&env.local, &r2.saved[0].name, "docs/guide.md/part1.md"),
+        b"agent part 1\n"
+    );
+    env.assert_in_sync();
+    assert_eq!(env.sread("src"), b"now a file\n");
+    assert_eq!(env.sread("docs/guide.md"), b"guide\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ignored_sandbox_directory_in_the_way_stops_the_sync_without_loss() {
+    let env = Env::new();
+    let r1 = env.push(None).await;
+    env.swrite("node_modules/dep/index.js", "installed in the sandbox\n");
+    env.write("node_modules", "the laptop tracks a file with that name\n");
+    env.lgit(&["add", "-f", "node_modules"]);
+    let err = env
+        .push_with(Some(&r1.state), &Default::default())
+        .await
+        .expect_err("refused");
+    assert!(err.to_string().contains("node_modules"), "{err}");
+    assert!(err.to_string().contains("nothing was lost"), "{err}");
+    assert_eq!(
+        env.sread("node_modules/dep/index.js"),
+        b"installed in the sandbox\n"
+    );
+    // Once the directory is gone, the next sync completes.
+    std::fs::remove_dir_all(env.sbx.join("node_modules")).unwrap();
+    let r2 = env.push(Some(&r1.state)).await;
+    assert!(
+        !r2.recovered_interrupted_apply,
+        "refused before touching anything"
+    );
+    env.assert_in_sync();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ignored_sandbox_file_in_the_way_of_a_new_directory_is_saved() {
+    let env = Env::new();
+    let r1 = env.push(None).await;
+    env.swrite("build.log", "sandbox's ignored file\n");
+    env.write("build.log/report.txt", "laptop's tracked directory\n");
+    env.lgit(&["add", "-f", "build.log/report.txt"]);
+    let r2 = env.push(Some(&r1.state)).await;
+    assert_eq!(r2.saved.len(), 1, "{}", r2.summary());
+    assert_eq!(
+        show(&env.local, &r2.saved[0].name, "build.log"),
+        b"sandbox's ignored file\n"
+    );
+    assert_eq!(
+        env.sread("build.log/report.txt"),
+        b"laptop's tracked directory\n"
+    );
+    env.assert_in_sync();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tracked_sandbox_directory_replaced_by_a_file() {
+    let env = Env::new();
+    let r1 = env.push(None).await;
+    // The agent's directory holds only non-ignored files: saved, then replaced.
+    env.swrite("tools/a.sh", "a\n");
+    env.swrite("tools/b.sh", "b\n");
+    env.write("tools", "a file on the laptop\n");
+    let r2 = env.push(Some(&r1.state)).await;
+    assert_eq!(r2.saved.len(), 1, "{}", r2.summary());
+    assert_eq!(show(&env.local, &r2.saved[0].name, "tools/b.sh"), b"b\n");
+    env.assert_in_sync();
+}

@@ -11,7 +11,8 @@
 //! When local uncommitted work is rewritten (case a), it is first kept as
 //! `refs/rclaude/before-apply/<stamp>` (and `...-index`).
 
-use std::path::Path;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 
 use git2::build::CheckoutBuilder;
 use git2::{Oid, Repository, Tree};
@@ -147,46 +148,92 @@ fn empty_tree(repo: &Repository) -> Result<Tree<'_>, SyncError> {
         .map_err(SyncError::git("reading the empty tree"))
 }
 
-/// Paths that differ between two trees (old and new names).
-fn changed_paths(
-    repo: &Repository,
-    a: &Tree<'_>,
-    b: &Tree<'_>,
-) -> Result<(Vec<String>, Vec<String>), SyncError> {
+/// Paths that differ between two trees: all of them (old and new names), the added ones, and
+/// the deleted ones.
+struct Changes {
+    all: Vec<PathBuf>,
+    added: Vec<PathBuf>,
+    deleted: HashSet<PathBuf>,
+}
+
+fn changed_paths(repo: &Repository, a: &Tree<'_>, b: &Tree<'_>) -> Result<Changes, SyncError> {
     let diff = repo
         .diff_tree_to_tree(Some(a), Some(b), None)
         .map_err(SyncError::git("comparing trees"))?;
-    let mut all = Vec::new();
-    let mut added = Vec::new();
+    let mut seen = HashSet::new();
+    let mut c = Changes {
+        all: Vec::new(),
+        added: Vec::new(),
+        deleted: HashSet::new(),
+    };
     for d in diff.deltas() {
         for f in [d.old_file(), d.new_file()] {
-            if let Some(p) = f.path().and_then(|p| p.to_str()) {
-                if !all.iter().any(|x: &String| x == p) {
-                    all.push(p.to_string());
+            if let Some(p) = f.path() {
+                if seen.insert(p.to_path_buf()) {
+                    c.all.push(p.to_path_buf());
                 }
             }
         }
-        if d.status() == git2::Delta::Added {
-            if let Some(p) = d.new_file().path().and_then(|p| p.to_str()) {
-                added.push(p.to_string());
+        match d.status() {
+            git2::Delta::Added => c.added.extend(d.new_file().path().map(Path::to_path_buf)),
+            git2::Delta::Deleted => {
+                c.deleted.extend(d.old_file().path().map(Path::to_path_buf));
+            }
+            _ => {}
+        }
+    }
+    Ok(c)
+}
+
+/// A local file the checkout would overwrite or delete although it is not part of the tree being
+/// replaced (an ignored file, or one that appeared meanwhile): at an added path, as a parent of
+/// one, or inside a directory where a file arrives.
+fn in_the_way(workdir: &Path, c: &Changes) -> Option<PathBuf> {
+    for p in &c.added {
+        match std::fs::symlink_metadata(workdir.join(p)) {
+            Ok(m) if m.is_dir() => {
+                if let Some(f) = foreign_file(workdir, p, &c.deleted) {
+                    return Some(f);
+                }
+            }
+            Ok(_) => return Some(p.clone()),
+            Err(_) => {
+                let mut q = p.parent();
+                while let Some(a) = q.filter(|a| !a.as_os_str().is_empty()) {
+                    match std::fs::symlink_metadata(workdir.join(a)) {
+                        Ok(m) if m.is_dir() => break,
+                        Ok(_) if c.deleted.contains(a) => break,
+                        Ok(_) => return Some(a.to_path_buf()),
+                        Err(_) => q = a.parent(),
+                    }
+                }
             }
         }
     }
-    Ok((all, added))
+    None
 }
 
-/// Added paths that exist on disk anyway (ignored or racing local files) would be overwritten.
-fn in_the_way(workdir: &Path, added: &[String]) -> Option<String> {
-    added
-        .iter()
-        .find(|p| std::fs::symlink_metadata(workdir.join(p)).is_ok())
-        .cloned()
+/// A file under directory `rel` that the checkout does not delete.
+fn foreign_file(workdir: &Path, rel: &Path, deleted: &HashSet<PathBuf>) -> Option<PathBuf> {
+    let entries = std::fs::read_dir(workdir.join(rel)).ok()?;
+    for e in entries.flatten() {
+        let r = rel.join(e.file_name());
+        let is_dir = e.file_type().map(|t| t.is_dir()).unwrap_or(false);
+        if is_dir {
+            if let Some(f) = foreign_file(workdir, &r, deleted) {
+                return Some(f);
+            }
+        } else if !deleted.contains(&r) {
+            return Some(r);
+        }
+    }
+    None
 }
 
 fn checkout_paths(
     repo: &Repository,
     target: &Tree<'_>,
-    paths: &[String],
+    paths: &[PathBuf],
     force: bool,
 ) -> Result<(), SyncError> {
     if paths.is_empty() {
@@ -202,7 +249,7 @@ fn checkout_paths(
         .update_index(false)
         .disable_pathspec_match(true);
     for p in paths {
-        cb.path(p.as_str());
+        cb.path(p.as_path());
     }
     repo.checkout_tree(target.as_object(), Some(&mut cb))
         .map_err(SyncError::git("updating the work tree"))
@@ -268,10 +315,13 @@ pub(crate) fn apply(repo: &Repository, input: &Input<'_>) -> Result<ApplyOutcome
         if c == h && now_tree.id() == tip_tree.id() {
             return Ok(ApplyOutcome::UpToDate);
         }
-        let (paths, added) = changed_paths(repo, &now_tree, &tip_tree)?;
-        if let Some(p) = in_the_way(&workdir, &added) {
+        let changes = changed_paths(repo, &now_tree, &tip_tree)?;
+        if let Some(p) = in_the_way(&workdir, &changes) {
             return Ok(refuse(
-                format!("the sandbox adds {p}, which exists here but is ignored"),
+                format!(
+                    "the sandbox's files would replace {}, which is not part of what was pushed here (an ignored or new file)",
+                    p.display()
+                ),
                 input.label,
             ));
         }
@@ -279,7 +329,7 @@ pub(crate) fn apply(repo: &Repository, input: &Input<'_>) -> Result<ApplyOutcome
         if dirty {
             keep_before_apply(repo, now.commit, now.index_commit)?;
         }
-        checkout_paths(repo, &tip_tree, &paths, true)?;
+        checkout_paths(repo, &tip_tree, &changes.all, true)?;
         if c != h {
             set_index(repo, &tree_of(repo, c)?)?;
             if let Some(c) = c {
@@ -376,14 +426,17 @@ pub(crate) fn apply(repo: &Repository, input: &Input<'_>) -> Result<ApplyOutcome
     if n == h && result_tree.id() == head_tree.id() {
         return Ok(ApplyOutcome::UpToDate);
     }
-    let (paths, added) = changed_paths(repo, &head_tree, &result_tree)?;
-    if let Some(p) = in_the_way(&workdir, &added) {
+    let changes = changed_paths(repo, &head_tree, &result_tree)?;
+    if let Some(p) = in_the_way(&workdir, &changes) {
         return Ok(refuse(
-            format!("the sandbox adds {p}, which exists here but is ignored"),
+            format!(
+                "the sandbox's files would replace {}, which is not part of what was pushed here (an ignored or new file)",
+                p.display()
+            ),
             input.label,
         ));
     }
-    checkout_paths(repo, &result_tree, &paths, false)?;
+    checkout_paths(repo, &result_tree, &changes.all, false)?;
     if n != h {
         set_index(repo, &n_tree)?;
         if let Some(n) = n {

@@ -196,10 +196,36 @@ ti="$T/index"
 rc_worktree_tree "$ti"
 W0=$RC_WT
 X=$RC_IT
-# Files (ignored ones too) at paths the new snapshot brings in: into the temporary index, so that
-# they count as sandbox work and are saved before being overwritten.
-if ! g diff-tree -r -z --name-only --diff-filter=A "$W0" "$St" | xargs -0 -r sh -c 'for p do if [ -L "$p" ] || { [ -e "$p" ] && [ ! -d "$p" ]; }; then printf "%s\000" "$p"; fi; done' sh | GIT_INDEX_FILE="$ti" g update-index --add -z --stdin 2>"$T/ui.err"; then
+# Untracked files (ignored ones too) in the way of paths the new snapshot brings in, directly or
+# as a parent: into the temporary index, so they count as sandbox work and are saved before being
+# replaced. A directory holding untracked files where a file arrives stops the sync instead (git
+# would delete it, ignored content included).
+RC_TI="$ti"
+RC_BLOCKED="$T/blocked"
+export RC_TI RC_BLOCKED
+: > "$RC_BLOCKED"
+if ! g diff-tree -r -z --name-only --diff-filter=A "$W0" "$St" | xargs -0 -r sh -c '
+rc_in_way() { [ -L "$1" ] || { [ -e "$1" ] && [ ! -d "$1" ]; }; }
+for p do
+  if rc_in_way "$p"; then
+    printf "%s\000" "$p"
+  elif [ -d "$p" ]; then
+    if [ -n "$(GIT_INDEX_FILE="$RC_TI" git -c "safe.directory=*" --literal-pathspecs ls-files -o -- "$p" | head -n 1)" ]; then
+      printf "%s\n" "$p" >> "$RC_BLOCKED"
+    fi
+  else
+    q=$p
+    while case "$q" in */*) true ;; *) false ;; esac; do
+      q=${q%/*}
+      if rc_in_way "$q"; then printf "%s\000" "$q"; break; fi
+      if [ -d "$q" ]; then break; fi
+    done
+  fi
+done' sh | GIT_INDEX_FILE="$ti" g update-index --add -z --stdin 2>"$T/ui.err"; then
   rc_die "cannot record sandbox files the sync would overwrite: $(tail -n 3 "$T/ui.err" | tr '\n' ' ')" 9
+fi
+if [ -s "$RC_BLOCKED" ]; then
+  rc_die "the sandbox has directories with untracked or ignored files where the laptop now has files: $(head -n 5 "$RC_BLOCKED" | tr '\n' ' ')- nothing was changed and nothing was lost; move or delete them in the sandbox, then sync again" 11
 fi
 Wt=$(GIT_INDEX_FILE="$ti" g write-tree)
 
