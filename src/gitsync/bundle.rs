@@ -27,7 +27,7 @@ pub struct BundleRef {
     pub oid: Oid,
 }
 
-/// What [`write`] produced.
+/// What [`write()`] produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Written {
     /// Objects in the pack.

@@ -12,6 +12,20 @@
 //!
 //! The engine is stateless apart from [`SyncState`], which the caller persists; the sandbox is
 //! always asked what it has, the state is only a guard and an optimisation.
+//!
+//! Rules that keep every byte (details in [`remote`]):
+//! * sandbox work = anything the laptop does not have: work-tree content that differs from the
+//!   last applied snapshot (and from every commit the laptop has), staged content, commits, an
+//!   overwritten branch tip, untracked files (ignored ones too) in the way of incoming files.
+//!   It is committed to `refs/rclaude/saved/<stamp>` (a chain HEAD → staged → work tree) and
+//!   fetched here under the same name; a sandbox directory holding untracked files where a file
+//!   arrives stops the sync instead. Ignored files are otherwise never read, sent or deleted;
+//!   embedded repositories (not submodules) are skipped on both sides.
+//! * a push with nothing new locally does not touch the sandbox (its own edits stay in place).
+//! * an apply writes `.git/rclaude/applying` before touching HEAD, index or files; the next sync
+//!   completes it and saves whatever the interrupted apply does not explain.
+//! * pull keeps a branch tip it would rewind under `refs/rclaude/replaced/<stamp>`, and
+//!   `apply` keeps rewritten local uncommitted work under `refs/rclaude/before-apply/<stamp>`.
 
 mod error;
 mod local_apply;
