@@ -62,6 +62,7 @@ pub async fn pull(
         .as_ref()
         .and_then(|v| serde_json::from_value(v.clone()).ok());
     let opts = PullOptions {
+        extra_ignores: ctx.config.sync.ignore.clone(),
         branch_template,
         session: record.session_id.clone(),
         apply,
@@ -95,7 +96,7 @@ pub async fn rescue_before_destroy(ctx: &Ctx, record: &SessionRecord) -> CliResu
         Ok(r) => {
             ctx.ui.warn(format!(
                 "the sandbox had work not on this machine; it is now branch {}",
-                r.branch
+                r.branch.as_deref().unwrap_or("?")
             ));
             Ok(())
         }

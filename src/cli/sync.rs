@@ -76,7 +76,7 @@ async fn push_with(
                 )
             };
             step.done(Some(&detail));
-            if let Some(saved) = &report.saved {
+            for saved in &report.saved {
                 ctx.ui.warn(saved.describe());
             }
             Ok(report)

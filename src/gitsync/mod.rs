@@ -1,102 +1,191 @@
-//! Placeholder sync (plain copy of tracked + untracked files) until the git-bundle engine lands.
-use crate::provider::Sandbox;
+//! Git-bundle sync between the local repository and its sandbox.
+//!
+//! * [`push`] snapshots the local work tree and index as commits (through a temporary index,
+//!   so nothing of the user's is modified), sends a git bundle holding only what the sandbox
+//!   lacks, and makes the sandbox's HEAD, index and work tree match the laptop. Work found in the
+//!   sandbox that the laptop does not have (edits, commits) is first committed to
+//!   `refs/rclaude/saved/<UTC timestamp>` there and brought back here under the same name.
+//! * [`pull`] snapshots the sandbox the same way and stores what comes back as a local branch
+//!   (`rclaude/{branch}` by default); `apply` moves the checked-out branch only when nothing can
+//!   be lost.
+//! * [`init_sandbox`] creates the sandbox repository and its identity.
+//!
+//! The engine is stateless apart from [`SyncState`], which the caller persists; the sandbox is
+//! always asked what it has, the state is only a guard and an optimisation.
+//!
+//! Rules that keep every byte (details in [`remote`]):
+//! * sandbox work = anything the laptop does not have: work-tree content that differs from the
+//!   last applied snapshot (and from every commit the laptop has), staged content, commits, an
+//!   overwritten branch tip, untracked files (ignored ones too) in the way of incoming files.
+//!   It is committed to `refs/rclaude/saved/<stamp>` (a chain HEAD → staged → work tree) and
+//!   fetched here under the same name; a sandbox directory holding untracked files where a file
+//!   arrives stops the sync instead. Ignored files are otherwise never read, sent or deleted;
+//!   embedded repositories (not submodules) are skipped on both sides.
+//! * a push with nothing new locally does not touch the sandbox (its own edits stay in place).
+//! * an apply writes `.git/rclaude/applying` before touching HEAD, index or files; the next sync
+//!   completes it and saves whatever the interrupted apply does not explain.
+//! * pull keeps a branch tip it would rewind under `refs/rclaude/replaced/<stamp>`, and
+//!   `apply` keeps rewritten local uncommitted work under `refs/rclaude/before-apply/<stamp>`.
+
+mod error;
+mod local_apply;
+mod progress;
+mod pull;
+mod push;
+
+pub mod bundle;
+pub mod remote;
+pub mod snapshot;
+
+use std::path::{Path, PathBuf};
+
+use git2::{Oid, Repository};
 use serde::{Deserialize, Serialize};
-use std::path::Path;
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+
+pub use error::SyncError;
+pub use progress::{NoProgress, SyncProgress};
+pub use pull::{ApplyOutcome, PullOptions, PullReport, pull};
+pub use push::{PushOptions, PushReport, SavedRef, push};
+pub use remote::init_sandbox;
+
+use progress::{ChannelProgress, ProgressEvent};
+
+/// What the laptop believes the sandbox has after the last successful push (or pull).
+/// Persist it with the session; it is verified against the sandbox on every sync.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncState {
+    /// The sandbox identity (`.git/rclaude/identity` there).
     pub identity: String,
+    /// Last pushed work-tree snapshot commit.
+    #[serde(default)]
+    pub snapshot: Option<String>,
+    /// Last pushed index snapshot commit.
+    #[serde(default)]
+    pub index: Option<String>,
+    /// HEAD commit at the last push (`None` when the branch had no commits).
+    #[serde(default)]
+    pub head: Option<String>,
+    /// Branch checked out at the last push (`None` when detached).
+    #[serde(default)]
+    pub branch: Option<String>,
+    /// Saved refs of this sandbox already brought back here (name → oid), so that a saved ref
+    /// deleted locally after review is not fetched again.
+    #[serde(default)]
+    pub fetched_saved: std::collections::BTreeMap<String, String>,
 }
-pub struct PushOptions {
-    pub extra_ignores: Vec<String>,
-    pub force_full: bool,
-    pub submodules: bool,
-}
-pub struct PullOptions {
-    pub branch_template: String,
-    pub session: String,
-    pub apply: bool,
-    pub sandbox_ref: Option<String>,
-}
-pub struct Saved;
-impl Saved {
-    pub fn describe(&self) -> String {
-        String::new()
+
+impl SyncState {
+    /// The state's snapshot oid, when it parses.
+    pub fn snapshot_oid(&self) -> Option<Oid> {
+        self.snapshot.as_deref().and_then(|s| parse_oid(s).ok())
+    }
+
+    /// The state's index-snapshot oid, when it parses.
+    pub fn index_oid(&self) -> Option<Oid> {
+        self.index.as_deref().and_then(|s| parse_oid(s).ok())
     }
 }
-pub struct PushReport {
-    pub sent_bytes: u64,
-    pub objects: u64,
-    pub skipped_nothing_new: bool,
-    pub saved: Option<Saved>,
-    pub state: SyncState,
-}
-pub struct PullReport {
-    pub branch: String,
-}
-impl PullReport {
-    pub fn summary(&self) -> String {
-        String::new()
+
+/// The empty tree's oid (SHA-1).
+pub(crate) const EMPTY_TREE: &str = "4b825dc642cb6eb9a060e54bf8d69288fbee4904";
+
+/// Parse a full lowercase/uppercase 40-hex SHA-1 object id.
+pub(crate) fn parse_oid(s: &str) -> Result<Oid, SyncError> {
+    if s.len() != 40 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(SyncError::invalid(
+            "object id",
+            format!("{s:?} is not a 40-digit hex SHA-1"),
+        ));
     }
-    pub fn hint_lines(&self) -> Vec<String> {
-        vec![]
-    }
-    pub fn is_empty(&self) -> bool {
-        true
-    }
+    Oid::from_str(s).map_err(SyncError::git("parsing an object id"))
 }
-pub trait SyncProgress: Send + Sync {
-    fn stage(&self, name: &str);
-    fn objects(&self, done: u64, total: u64);
-    fn bytes(&self, done: u64, total: Option<u64>);
-}
-#[derive(Debug, thiserror::Error)]
-#[error("stub")]
-pub struct SyncError;
-impl From<SyncError> for crate::error::CliError {
-    fn from(e: SyncError) -> Self {
-        crate::error::CliError::sync(e.to_string())
+
+/// Open the repository at `path` (its work tree root or any path git2 accepts); bare is refused.
+pub(crate) fn open_repo(path: &Path) -> Result<Repository, SyncError> {
+    let repo = Repository::open(path).map_err(|e| SyncError::NotARepository {
+        path: path.to_path_buf(),
+        reason: e.message().to_string(),
+    })?;
+    if repo.is_bare() || repo.workdir().is_none() {
+        return Err(SyncError::NotARepository {
+            path: path.to_path_buf(),
+            reason: "it is a bare repository (no work tree to sync)".into(),
+        });
     }
+    Ok(repo)
 }
-pub async fn push(
-    repo: &Path,
-    sb: &dyn Sandbox,
-    _s: Option<&SyncState>,
-    _o: &PushOptions,
-    _p: &dyn SyncProgress,
-) -> Result<PushReport, SyncError> {
-    // plain copy of tracked + untracked files via git ls-files
-    let out = std::process::Command::new("git")
-        .args(["ls-files", "-co", "--exclude-standard", "-z"])
-        .current_dir(repo)
-        .output()
-        .unwrap();
-    let mut files = vec![];
-    for p in out.stdout.split(|b| *b == 0).filter(|p| !p.is_empty()) {
-        let rel = String::from_utf8_lossy(p).to_string();
-        if let Ok(b) = std::fs::read(repo.join(&rel)) {
-            files.push(crate::provider::FileUpload {
-                path: format!("{}/{}", sb.workdir(), rel),
-                contents: b.into(),
-            });
+
+/// `<gitdir>/rclaude/tmp`, created when missing: rclaude's scratch space next to the repository.
+pub(crate) fn local_tmp_dir(repo: &Repository) -> Result<PathBuf, SyncError> {
+    let dir = repo.path().join("rclaude").join("tmp");
+    std::fs::create_dir_all(&dir).map_err(SyncError::io(format!(
+        "creating the scratch directory {}",
+        dir.display()
+    )))?;
+    // Leftovers of killed runs (temporary indexes, bundles) older than a day.
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        let day = std::time::Duration::from_secs(24 * 3600);
+        for e in entries.flatten() {
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok());
+            if old.is_some_and(|age| age > day) {
+                let _ = std::fs::remove_file(e.path());
+            }
         }
     }
-    sb.write_files(files).await.unwrap();
-    Ok(PushReport {
-        sent_bytes: 0,
-        objects: 0,
-        skipped_nothing_new: false,
-        saved: None,
-        state: SyncState::default(),
-    })
+    Ok(dir)
 }
-pub async fn pull(
-    _r: &Path,
-    _sb: &dyn Sandbox,
-    _s: Option<&SyncState>,
-    _o: &PullOptions,
-    _p: &dyn SyncProgress,
-) -> Result<PullReport, SyncError> {
-    Ok(PullReport {
-        branch: String::new(),
-    })
+
+/// A UTC timestamp usable in ref names, e.g. `20260815T120102Z`.
+pub(crate) fn utc_stamp() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let fmt = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
+    now.format(&fmt)
+        .unwrap_or_else(|_| now.unix_timestamp().to_string())
+}
+
+/// A free ref name `<prefix><stamp>` (adding `-2`, `-3`, ... when taken).
+pub(crate) fn free_ref_name(repo: &Repository, prefix: &str, stamp: &str) -> String {
+    let mut name = format!("{prefix}{stamp}");
+    let mut n = 2;
+    while repo.find_reference(&name).is_ok() {
+        name = format!("{prefix}{stamp}-{n}");
+        n += 1;
+    }
+    name
+}
+
+/// Run blocking git work on the blocking pool, forwarding its progress to `progress`.
+pub(crate) async fn blocking<T, F>(progress: &dyn SyncProgress, f: F) -> Result<T, SyncError>
+where
+    F: FnOnce(&dyn SyncProgress) -> Result<T, SyncError> + Send + 'static,
+    T: Send + 'static,
+{
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<ProgressEvent>();
+    let mut handle = tokio::task::spawn_blocking(move || {
+        let reporter = ChannelProgress::new(tx);
+        f(&reporter)
+    });
+    let result = loop {
+        tokio::select! {
+            biased;
+            Some(ev) = rx.recv() => ev.forward(progress),
+            res = &mut handle => break res,
+        }
+    };
+    while let Ok(ev) = rx.try_recv() {
+        ev.forward(progress);
+    }
+    match result {
+        Ok(r) => r,
+        Err(e) => Err(SyncError::Internal(format!("a git task failed: {e}"))),
+    }
+}
+
+/// Short form of an oid for messages.
+pub(crate) fn short(oid: &Oid) -> String {
+    oid.to_string()[..10].to_string()
 }

@@ -1,0 +1,377 @@
+//! Git bundles written and read with libgit2 (which has no bundle API).
+//!
+//! Writing: a v2 header (`# v2 git bundle`, `-<oid> <comment>` per prerequisite, `<oid> <ref>`
+//! per ref, a blank line) then a pack streamed from `PackBuilder::foreach`. The pack holds what
+//! a revision walk from the refs, with the known commits hidden, reaches; libgit2 also leaves out
+//! the trees and blobs of the hidden tips, so an incremental bundle carries only new objects.
+//! Prerequisites are the boundary commits (parents of sent commits that are not sent).
+//!
+//! Reading: the header is parsed and validated (v2, or v3 with only `@object-format=sha1`),
+//! every prerequisite must exist locally, and the pack is streamed into the repository's object
+//! store through libgit2's indexer, which verifies it and completes thin packs (git's own bundles
+//! are thin). Refs are not touched here: the caller updates them once the pack is in.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+
+use git2::{Oid, Repository};
+
+use super::{SyncError, SyncProgress};
+
+/// A ref to put in a bundle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BundleRef {
+    pub name: String,
+    pub oid: Oid,
+}
+
+/// What [`write()`] produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    /// Objects in the pack.
+    pub objects: u64,
+    /// Bytes written (header + pack).
+    pub bytes: u64,
+    /// Commits in the pack.
+    pub commits: u64,
+    /// Commits the reader must already have.
+    pub prerequisites: Vec<Oid>,
+}
+
+/// Write a v2 bundle of `refs` to `out`, leaving out everything reachable from `hidden`
+/// (commits the receiver has). Fails when there is nothing to send (every ref is reachable
+/// from `hidden`): check that first.
+pub fn write<'a>(
+    repo: &'a Repository,
+    refs: &[BundleRef],
+    hidden: &[Oid],
+    out: &mut dyn Write,
+    progress: &'a dyn SyncProgress,
+) -> Result<Written, SyncError> {
+    if refs.is_empty() {
+        return Err(SyncError::Internal(
+            "a bundle needs at least one ref".into(),
+        ));
+    }
+    for r in refs {
+        if !git2::Reference::is_valid_name(&r.name) {
+            return Err(SyncError::invalid(
+                "bundle ref name",
+                format!("{:?} is not a valid ref name", r.name),
+            ));
+        }
+    }
+    let new_walk = || -> Result<git2::Revwalk<'a>, SyncError> {
+        let mut walk = repo
+            .revwalk()
+            .map_err(SyncError::git("starting a revision walk"))?;
+        for r in refs {
+            walk.push(r.oid).map_err(SyncError::git(format!(
+                "walking from {} ({})",
+                r.name, r.oid
+            )))?;
+        }
+        for h in hidden {
+            walk.hide(*h)
+                .map_err(SyncError::git(format!("hiding known commit {h}")))?;
+        }
+        Ok(walk)
+    };
+
+    // Which commits go in, and which commits they build on (the prerequisites).
+    let mut sent = HashSet::new();
+    for oid in new_walk()? {
+        sent.insert(oid.map_err(SyncError::git("walking the commits to send"))?);
+    }
+    if sent.is_empty() {
+        return Err(SyncError::Internal(
+            "nothing to bundle: every ref is already known".into(),
+        ));
+    }
+    let mut prereqs: Vec<Oid> = Vec::new();
+    for oid in &sent {
+        let c = repo
+            .find_commit(*oid)
+            .map_err(SyncError::git("reading a commit to send"))?;
+        for p in c.parent_ids() {
+            if !sent.contains(&p) && !prereqs.contains(&p) {
+                prereqs.push(p);
+            }
+        }
+    }
+    prereqs.sort();
+
+    let mut header = String::from("# v2 git bundle\n");
+    for p in &prereqs {
+        let subject = repo
+            .find_commit(*p)
+            .ok()
+            .and_then(|c| c.summary().ok().flatten().map(one_line))
+            .unwrap_or_default();
+        header.push_str(&format!("-{p} {subject}\n"));
+    }
+    for r in refs {
+        header.push_str(&format!("{} {}\n", r.oid, r.name));
+    }
+    header.push('\n');
+    out.write_all(header.as_bytes())
+        .map_err(SyncError::io("writing the bundle header"))?;
+
+    let mut pb = repo
+        .packbuilder()
+        .map_err(SyncError::git("creating a pack builder"))?;
+    pb.set_progress_callback(|_stage, done, total| {
+        progress.objects(u64::from(done), u64::from(total));
+        true
+    })
+    .map_err(SyncError::git("setting pack progress"))?;
+    let mut walk = new_walk()?;
+    pb.insert_walk(&mut walk)
+        .map_err(SyncError::git("collecting the objects to send"))?;
+    let objects = pb.object_count() as u64;
+    progress.objects(0, objects);
+
+    let mut written = header.len() as u64;
+    let mut io_err: Option<std::io::Error> = None;
+    let res = pb.foreach(|chunk| match out.write_all(chunk) {
+        Ok(()) => {
+            written += chunk.len() as u64;
+            progress.bytes(written, None);
+            true
+        }
+        Err(e) => {
+            io_err = Some(e);
+            false
+        }
+    });
+    if let Some(e) = io_err {
+        return Err(SyncError::Io {
+            context: "writing the bundle's pack".into(),
+            source: e,
+        });
+    }
+    res.map_err(SyncError::git("writing the bundle's pack"))?;
+    out.flush().map_err(SyncError::io("writing the bundle"))?;
+    progress.objects(objects, objects);
+    progress.bytes(written, Some(written));
+    Ok(Written {
+        objects,
+        bytes: written,
+        commits: sent.len() as u64,
+        prerequisites: prereqs,
+    })
+}
+
+fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(200)
+        .collect()
+}
+
+/// A parsed bundle header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// 2 or 3.
+    pub version: u32,
+    pub prerequisites: Vec<Oid>,
+    /// `(refname, oid)` in file order.
+    pub refs: Vec<(String, Oid)>,
+    /// Length of the header in bytes (the pack starts here).
+    pub len: u64,
+}
+
+impl Header {
+    /// The oid of `name` in the bundle.
+    pub fn get(&self, name: &str) -> Option<Oid> {
+        self.refs.iter().find(|(n, _)| n == name).map(|(_, o)| *o)
+    }
+}
+
+const MAX_LINE: u64 = 64 * 1024;
+const MAX_LINES: usize = 1_000_000;
+
+/// Parse and validate a bundle header from the start of `r`.
+pub fn parse_header(r: &mut impl BufRead, path: &Path) -> Result<Header, SyncError> {
+    let bad = |reason: String| SyncError::BadBundle {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut len = 0u64;
+    let mut read_line = |r: &mut dyn BufRead| -> Result<Option<String>, SyncError> {
+        let mut buf = Vec::new();
+        let n = r
+            .take(MAX_LINE)
+            .read_until(b'\n', &mut buf)
+            .map_err(SyncError::io(format!(
+                "reading the bundle {}",
+                path.display()
+            )))?;
+        if n == 0 {
+            return Ok(None);
+        }
+        len += n as u64;
+        if len == n as u64
+            && !(buf.starts_with(b"# v2 git bundle") || buf.starts_with(b"# v3 git bundle"))
+        {
+            let shown: String = String::from_utf8_lossy(&buf).chars().take(40).collect();
+            return Err(bad(format!("not a git bundle (it starts with {shown:?})")));
+        }
+        if buf.last() != Some(&b'\n') {
+            return Err(bad("the header is truncated or has an overlong line".into()));
+        }
+        buf.pop();
+        String::from_utf8(buf)
+            .map(Some)
+            .map_err(|_| bad("the header is not valid UTF-8".into()))
+    };
+
+    let first = read_line(r)?.ok_or_else(|| bad("the file is empty".into()))?;
+    let version = match first.as_str() {
+        "# v2 git bundle" => 2,
+        "# v3 git bundle" => 3,
+        other => {
+            let shown: String = other.chars().take(40).collect();
+            return Err(bad(format!("not a git bundle (first line {shown:?})")));
+        }
+    };
+    let mut prerequisites = Vec::new();
+    let mut refs = Vec::new();
+    let mut in_caps = version == 3;
+    let mut lines = 0usize;
+    loop {
+        lines += 1;
+        if lines > MAX_LINES {
+            return Err(bad("the header has too many lines".into()));
+        }
+        let line = read_line(r)?.ok_or_else(|| bad("the header ends before the pack".into()))?;
+        if line.is_empty() {
+            break;
+        }
+        let cap = if in_caps {
+            line.strip_prefix('@')
+        } else {
+            None
+        };
+        if let Some(cap) = cap {
+            match cap {
+                "object-format=sha1" => continue,
+                c if c.starts_with("object-format=") => {
+                    return Err(bad(format!(
+                        "it uses {c}; rclaude supports SHA-1 repositories only"
+                    )));
+                }
+                c => return Err(bad(format!("unsupported bundle capability @{c}"))),
+            }
+        }
+        in_caps = false;
+        if let Some(rest) = line.strip_prefix('-') {
+            let hex = rest.split(' ').next().unwrap_or("");
+            let oid = oid_of(hex).ok_or_else(|| bad(format!("bad prerequisite line {line:?}")))?;
+            prerequisites.push(oid);
+        } else {
+            let (hex, name) = line
+                .split_once(' ')
+                .ok_or_else(|| bad(format!("bad ref line {line:?}")))?;
+            let oid =
+                oid_of(hex).ok_or_else(|| bad(format!("bad object id in ref line {line:?}")))?;
+            if name != "HEAD" && !git2::Reference::is_valid_name(name) {
+                return Err(bad(format!("bad ref name {name:?}")));
+            }
+            refs.push((name.to_string(), oid));
+        }
+    }
+    if refs.is_empty() {
+        return Err(bad("it names no refs".into()));
+    }
+    Ok(Header {
+        version,
+        prerequisites,
+        refs,
+        len,
+    })
+}
+
+fn oid_of(hex: &str) -> Option<Oid> {
+    (hex.len() == 40 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| Oid::from_str(hex).ok())
+        .flatten()
+}
+
+/// Read the bundle at `path` into `repo`'s object store: validate the header, check the
+/// prerequisites, index and verify the pack, and check that every ref's object arrived.
+/// Returns the header; refs are for the caller to update.
+pub fn read<'a>(
+    repo: &'a Repository,
+    path: &Path,
+    progress: &'a dyn SyncProgress,
+) -> Result<Header, SyncError> {
+    let file = File::open(path).map_err(SyncError::io(format!(
+        "opening the bundle {}",
+        path.display()
+    )))?;
+    let total = file.metadata().map(|m| m.len()).ok();
+    let mut reader = BufReader::with_capacity(256 * 1024, file);
+    let header = parse_header(&mut reader, path)?;
+    let odb = repo
+        .odb()
+        .map_err(SyncError::git("opening the object database"))?;
+    for p in &header.prerequisites {
+        if !odb.exists(*p) {
+            return Err(SyncError::MissingPrerequisite {
+                path: path.to_path_buf(),
+                oid: p.to_string(),
+            });
+        }
+    }
+
+    let pack_dir: PathBuf = repo.commondir().join("objects").join("pack");
+    std::fs::create_dir_all(&pack_dir)
+        .map_err(SyncError::io(format!("creating {}", pack_dir.display())))?;
+    let bad = |reason: String| SyncError::BadBundle {
+        path: path.to_path_buf(),
+        reason,
+    };
+    {
+        let mut indexer = git2::Indexer::new(Some(&odb), &pack_dir, 0, true)
+            .map_err(SyncError::git("starting the pack indexer"))?;
+        indexer.progress(|p| {
+            progress.objects(p.indexed_objects() as u64, p.total_objects() as u64);
+            true
+        });
+        let mut done = header.len;
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = reader.read(&mut buf).map_err(SyncError::io(format!(
+                "reading the bundle {}",
+                path.display()
+            )))?;
+            if n == 0 {
+                break;
+            }
+            indexer
+                .write_all(&buf[..n])
+                .map_err(|e| bad(format!("its pack is corrupt ({e})")))?;
+            done += n as u64;
+            progress.bytes(done, total);
+        }
+        indexer.commit().map_err(|e| {
+            bad(format!(
+                "its pack is truncated or corrupt ({})",
+                e.message()
+            ))
+        })?;
+    }
+    odb.refresh()
+        .map_err(SyncError::git("refreshing the object database"))?;
+    for (name, oid) in &header.refs {
+        if !odb.exists(*oid) {
+            return Err(bad(format!(
+                "its ref {name} points at {oid}, which is not in the bundle"
+            )));
+        }
+    }
+    Ok(header)
+}
