@@ -42,6 +42,7 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
         template,
         args.apply,
         args.sandbox_ref.clone(),
+        "Pulling sandbox work",
     )
     .await?;
     print_report(&ctx, &report);
@@ -55,6 +56,7 @@ pub async fn pull(
     branch_template: String,
     apply: bool,
     sandbox_ref: Option<String>,
+    label: &str,
 ) -> CliResult<PullReport> {
     let sandbox = ctx.connect(record).await?;
     let state: Option<SyncState> = record
@@ -68,7 +70,7 @@ pub async fn pull(
         apply,
         sandbox_ref,
     };
-    let step = ctx.ui.step("Pulling sandbox work");
+    let step = ctx.ui.step(label);
     let progress = StepProgress(&step);
     match gitsync::pull(&ctx.repo.root, &*sandbox, state.as_ref(), &opts, &progress).await {
         Ok(r) => {
@@ -91,8 +93,11 @@ fn print_report(ctx: &Ctx, r: &PullReport) {
 /// Before `down`: bring back anything the sandbox has that this machine does not.
 pub async fn rescue_before_destroy(ctx: &Ctx, record: &SessionRecord) -> CliResult<()> {
     let template = ctx.config.sync.pull_branch.clone();
-    match pull(ctx, record, template, false, None).await {
+    let known = local_tips(&ctx.repo.root);
+    match pull(ctx, record, template, false, None, "Checking the sandbox for unpulled work").await {
         Ok(r) if r.is_empty() => Ok(()),
+        // Already pulled earlier: the branch held this very commit.
+        Ok(r) if r.tip.as_ref().is_some_and(|t| known.contains(t)) => Ok(()),
         Ok(r) => {
             ctx.ui.warn(format!(
                 "the sandbox had work not on this machine; it is now branch {}",
@@ -106,4 +111,19 @@ pub async fn rescue_before_destroy(ctx: &Ctx, record: &SessionRecord) -> CliResu
         ))
         .hint("fix the problem and retry, or `rclaude down --discard` to destroy it anyway")),
     }
+}
+
+/// Commit ids of every local branch and rclaude ref.
+fn local_tips(root: &std::path::Path) -> std::collections::HashSet<String> {
+    let mut out = std::collections::HashSet::new();
+    if let Ok(repo) = git2::Repository::open(root)
+        && let Ok(refs) = repo.references()
+    {
+        for r in refs.flatten() {
+            if let Some(oid) = r.target() {
+                out.insert(oid.to_string());
+            }
+        }
+    }
+    out
 }
