@@ -19,12 +19,15 @@ mod stream;
 mod sync;
 mod up;
 mod usage;
+mod watch;
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
 use crate::error::{CliError, ErrorKind};
+
+pub use exec::shell_quote;
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -87,6 +90,7 @@ pub enum Command {
     Pause(pause::Args),
     Resume(resume::Args),
     Down(down::Args),
+    Watch(watch::Args),
     Login(login::LoginArgs),
     Logout(login::LogoutArgs),
     Usage(usage::Args),
@@ -145,6 +149,7 @@ async fn dispatch(cli: Cli) -> Result<i32, CliError> {
         Command::Pause(a) => pause::run(&g, a).await,
         Command::Resume(a) => resume::run(&g, a).await,
         Command::Down(a) => down::run(&g, a).await,
+        Command::Watch(a) => watch::run(&g, a).await,
         Command::Login(a) => login::login(&g, a).await,
         Command::Logout(a) => login::logout(&g, a).await,
         Command::Usage(a) => usage::run(&g, a).await,

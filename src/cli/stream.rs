@@ -27,6 +27,9 @@ pub async fn run_streamed(
     let mut events = sandbox.exec(req).await?;
     let mut pid = None;
     let mut interrupts = 0u32;
+    // One handler for the whole run, so a Ctrl-C between two polls is not lost.
+    let mut ctrl_c = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(|e| CliError::internal(format!("cannot handle Ctrl-C: {e}")))?;
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();
     loop {
@@ -49,7 +52,7 @@ pub async fn run_streamed(
                     ExecEvent::Exited(status) => return Ok(status),
                 }
             }
-            _ = tokio::signal::ctrl_c() => {
+            _ = ctrl_c.recv() => {
                 interrupts += 1;
                 if let Some(p) = pid {
                     let _ = sandbox.kill_process(p, interrupts > 1).await;

@@ -23,6 +23,13 @@ pub struct Args {
     /// Skip `[setup]` even when its lines changed.
     #[arg(long)]
     pub no_setup: bool,
+    /// Then keep live-syncing local edits (like `rclaude watch`); `[sync] watch = true` makes
+    /// this the default on a terminal.
+    #[arg(long, conflicts_with = "no_watch")]
+    pub watch: bool,
+    /// Don't live-sync even when `[sync] watch = true`.
+    #[arg(long)]
+    pub no_watch: bool,
 }
 
 /// What the caller of [`bring_up`] wants done.
@@ -59,6 +66,10 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
         "Sandbox {} ({}) is up; the repository is at {}",
         live.record.sandbox_id, live.record.provider, live.record.workdir
     ));
+    let watch = args.watch || (ctx.config.sync.watch && !args.no_watch && ctx.ui.is_fancy());
+    if watch {
+        return super::watch::watch_loop(&ctx, live).await;
+    }
     ctx.ui.info("  next: `rclaude run` lists tasks · `rclaude exec -- CMD` · `rclaude pull` brings work back");
     Ok(0)
 }

@@ -1,0 +1,388 @@
+//! Turn a batch of changed paths into sandbox operations and carry them out: batched uploads
+//! through `/files`, removals through the filesystem RPC, exec bits and symlinks in one shell
+//! step. Sandbox edits are never overwritten silently: a remote file changed since rclaude last
+//! wrote it is moved aside as a conflict copy first, and a remote file changed since then is not
+//! deleted.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use bytes::Bytes;
+use futures::StreamExt;
+
+use super::filter::PathFilter;
+use super::local::{LocalState, state_of, walk};
+use crate::envd::proto::FileType;
+use crate::provider::{EntryInfo, ExecRequest, FileUpload, Sandbox, SandboxError};
+
+/// How many RPCs run at once.
+const CONCURRENCY: usize = 32;
+/// Upload request limits (one multipart request per chunk).
+const CHUNK_BYTES: usize = 8 * 1024 * 1024;
+const CHUNK_FILES: usize = 512;
+/// Files larger than this are streamed one by one.
+const STREAM_ABOVE: u64 = 16 * 1024 * 1024;
+
+/// One thing to do in the sandbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    Write { rel: String, exec: bool },
+    Link { rel: String, target: String },
+    Delete { rel: String },
+    /// A directory gone here: remove it there if it is empty once the deletions are done.
+    PruneDir { rel: String },
+}
+
+impl Op {
+    pub fn rel(&self) -> &str {
+        match self {
+            Op::Write { rel, .. } | Op::Link { rel, .. } | Op::Delete { rel } | Op::PruneDir { rel } => rel,
+        }
+    }
+}
+
+/// What rclaude last left in the sandbox, per path.
+#[derive(Debug, Clone, Default)]
+pub struct RemoteState {
+    /// Path → the remote mtime (ns) right after rclaude wrote it; `None` = placed by the last
+    /// bundle sync, so compare with `epoch`.
+    known: BTreeMap<String, Option<i128>>,
+    /// Directories that held files rclaude put there.
+    dirs: BTreeSet<String>,
+    /// Sandbox clock (ns) right after the last bundle sync.
+    epoch: i128,
+}
+
+impl RemoteState {
+    /// After a bundle sync: `paths` are in the sandbox as of `epoch`.
+    pub fn new(paths: impl IntoIterator<Item = String>, epoch: i128) -> RemoteState {
+        let mut r = RemoteState { known: BTreeMap::new(), dirs: BTreeSet::new(), epoch };
+        for p in paths {
+            r.add_dirs(&p);
+            r.known.insert(p, None);
+        }
+        r
+    }
+
+    fn add_dirs(&mut self, rel: &str) {
+        let mut cur = rel;
+        while let Some((parent, _)) = cur.rsplit_once('/') {
+            if !self.dirs.insert(parent.to_string()) {
+                break;
+            }
+            cur = parent;
+        }
+    }
+
+    /// Number of files rclaude manages in the sandbox.
+    pub fn len(&self) -> usize {
+        self.known.len()
+    }
+
+    /// True when rclaude manages no file there.
+    pub fn is_empty(&self) -> bool {
+        self.known.is_empty()
+    }
+
+    fn contains(&self, rel: &str) -> bool {
+        self.known.contains_key(rel)
+    }
+
+    fn known_under<'a>(&'a self, dir: &str) -> impl Iterator<Item = &'a String> + 'a {
+        let prefix = format!("{dir}/");
+        self.known.range(prefix.clone()..).map(|(k, _)| k).take_while(move |k| k.starts_with(&prefix))
+    }
+
+    /// True when the remote entry changed after rclaude last wrote (or synced) it.
+    fn changed_remotely(&self, rel: &str, remote: &EntryInfo) -> bool {
+        let Some(mtime) = remote.modified_time.as_deref().and_then(parse_ns) else { return false };
+        let baseline = match self.known.get(rel) {
+            Some(Some(t)) => *t,
+            Some(None) => self.epoch,
+            None => return true, // not ours at all: something in the sandbox made it
+        };
+        mtime > baseline
+    }
+}
+
+/// What one batch did.
+#[derive(Debug, Default)]
+pub struct BatchOutcome {
+    pub written: usize,
+    pub bytes: u64,
+    pub deleted: usize,
+    pub links: usize,
+    /// Sandbox edits moved aside before a local change replaced them (messages).
+    pub conflicts: Vec<String>,
+    /// Sandbox edits kept although the file was deleted locally (messages).
+    pub kept: Vec<String>,
+    /// Symlinks pointing outside the work tree, not synced.
+    pub skipped_links: Vec<String>,
+}
+
+/// Plan the operations for a set of changed paths.
+pub fn plan(root: &Path, dirty: &BTreeSet<String>, filter: &PathFilter, remote: &RemoteState) -> (Vec<Op>, Vec<String>) {
+    let mut ops: BTreeMap<String, Op> = BTreeMap::new();
+    let mut skipped = Vec::new();
+    for rel in dirty {
+        match state_of(root, rel) {
+            LocalState::File { exec } => {
+                if filter.is_synced(rel, false) {
+                    ops.insert(rel.clone(), Op::Write { rel: rel.clone(), exec });
+                }
+            }
+            LocalState::Symlink { target } => {
+                if filter.is_synced(rel, false) {
+                    ops.insert(rel.clone(), Op::Link { rel: rel.clone(), target });
+                }
+            }
+            LocalState::EscapingSymlink { target } => {
+                if filter.is_synced(rel, false) {
+                    skipped.push(format!("{rel} -> {target}"));
+                }
+            }
+            LocalState::Dir => {
+                if filter.is_synced(rel, true) {
+                    walk(root, rel, filter, &mut |child, _| {
+                        if let Some(op) = op_for(root, child, &mut skipped) {
+                            ops.insert(child.to_string(), op);
+                        }
+                    });
+                }
+            }
+            LocalState::Missing => {
+                if remote.contains(rel) && filter.is_synced(rel, false) {
+                    ops.insert(rel.clone(), Op::Delete { rel: rel.clone() });
+                }
+                // A directory that went away: everything rclaude put under it, then the directory.
+                for child in remote.known_under(rel) {
+                    if !root.join(child).exists() && filter.is_synced(child, false) {
+                        ops.insert(child.clone(), Op::Delete { rel: child.clone() });
+                    }
+                }
+                if remote.dirs.contains(rel) {
+                    ops.entry(rel.clone()).or_insert(Op::PruneDir { rel: rel.clone() });
+                }
+            }
+        }
+    }
+    (ops.into_values().collect(), skipped)
+}
+
+fn op_for(root: &Path, rel: &str, skipped: &mut Vec<String>) -> Option<Op> {
+    match state_of(root, rel) {
+        LocalState::File { exec } => Some(Op::Write { rel: rel.to_string(), exec }),
+        LocalState::Symlink { target } => Some(Op::Link { rel: rel.to_string(), target }),
+        LocalState::EscapingSymlink { target } => {
+            skipped.push(format!("{rel} -> {target}"));
+            None
+        }
+        _ => None,
+    }
+}
+
+/// Carry out `ops` in the sandbox whose repository is at `workdir`.
+pub async fn apply(
+    sandbox: &dyn Sandbox,
+    workdir: &str,
+    root: &Path,
+    ops: Vec<Op>,
+    remote: &mut RemoteState,
+) -> Result<BatchOutcome, SandboxError> {
+    let mut out = BatchOutcome::default();
+    if ops.is_empty() {
+        return Ok(out);
+    }
+    let abs = |rel: &str| format!("{workdir}/{rel}");
+    let stats = stat_all(sandbox, ops.iter().map(|o| abs(o.rel())).collect()).await?;
+    let stamp = crate::time::now_rfc3339().replace([':', '-'], "");
+
+    let mut writes: Vec<(String, bool, bool)> = Vec::new(); // rel, exec, remote_was_exec
+    let mut links: Vec<(String, String)> = Vec::new();
+    let mut deletes: Vec<String> = Vec::new();
+    let mut moves: Vec<(String, String)> = Vec::new();
+    let mut prune: Vec<String> = Vec::new();
+    for (op, st) in ops.iter().zip(&stats) {
+        let rel = op.rel();
+        let remote_dir = st.as_ref().is_some_and(|e| e.file_type == FileType::Directory);
+        let edited_there = st.as_ref().is_some_and(|e| !remote_dir && remote.changed_remotely(rel, e));
+        match op {
+            Op::Write { .. } | Op::Link { .. } => {
+                if edited_there || remote_dir {
+                    let aside = format!("{rel}.rclaude-conflict-{stamp}");
+                    moves.push((abs(rel), abs(&aside)));
+                    out.conflicts.push(if remote_dir {
+                        format!("{rel}: a directory in the sandbox is now a file here; kept as {aside}")
+                    } else {
+                        format!("{rel}: the sandbox's version was changed there too; kept as {aside}")
+                    });
+                }
+                match op {
+                    Op::Write { exec, .. } => {
+                        let was_exec = !edited_there && !remote_dir && st.as_ref().is_some_and(|e| e.mode & 0o111 != 0);
+                        writes.push((rel.to_string(), *exec, was_exec));
+                    }
+                    Op::Link { target, .. } => links.push((rel.to_string(), target.clone())),
+                    Op::Delete { .. } | Op::PruneDir { .. } => unreachable!("matched above"),
+                }
+            }
+            Op::Delete { .. } => match st {
+                None => {
+                    remote.known.remove(rel);
+                }
+                Some(_) if edited_there => {
+                    out.kept.push(format!("{rel}: deleted here but changed in the sandbox; kept there"));
+                    remote.known.remove(rel);
+                }
+                Some(_) if remote_dir => {}
+                Some(_) => deletes.push(rel.to_string()),
+            },
+            Op::PruneDir { .. } => prune.push(rel.to_string()),
+        }
+    }
+
+    // Conflict copies first, so the writes below cannot replace sandbox edits.
+    for (from, to) in &moves {
+        sandbox.rename(from, to).await?;
+    }
+
+    // Uploads, batched; very large files streamed.
+    let mut chunk: Vec<FileUpload> = Vec::new();
+    let mut chunk_bytes = 0usize;
+    let mut written: Vec<&(String, bool, bool)> = Vec::new();
+    for w in &writes {
+        let local = root.join(&w.0);
+        let Ok(meta) = tokio::fs::metadata(&local).await else { continue };
+        if meta.len() > STREAM_ABOVE {
+            out.bytes += sandbox.upload(&local, &abs(&w.0), None).await?;
+            written.push(w);
+            continue;
+        }
+        let Ok(data) = tokio::fs::read(&local).await else { continue };
+        chunk_bytes += data.len();
+        out.bytes += data.len() as u64;
+        chunk.push(FileUpload { path: abs(&w.0), contents: Bytes::from(data) });
+        written.push(w);
+        if chunk.len() >= CHUNK_FILES || chunk_bytes >= CHUNK_BYTES {
+            sandbox.write_files(std::mem::take(&mut chunk)).await?;
+            chunk_bytes = 0;
+        }
+    }
+    if !chunk.is_empty() {
+        sandbox.write_files(chunk).await?;
+    }
+    out.written = written.len();
+
+    // Exec bits, symlinks and emptied directories: one shell step when needed.
+    let mut script = String::new();
+    let plus: Vec<&str> = written.iter().filter(|w| w.1 && !w.2).map(|w| w.0.as_str()).collect();
+    let minus: Vec<&str> = written.iter().filter(|w| !w.1 && w.2).map(|w| w.0.as_str()).collect();
+    if !plus.is_empty() {
+        script.push_str(&format!("chmod +x -- {}\n", quote_all(&plus)));
+    }
+    if !minus.is_empty() {
+        script.push_str(&format!("chmod -x -- {}\n", quote_all(&minus)));
+    }
+    for (rel, target) in &links {
+        if let Some((dir, _)) = rel.rsplit_once('/') {
+            script.push_str(&format!("mkdir -p -- {}\n", quote(dir)));
+        }
+        script.push_str(&format!("ln -sfn -- {} {}\n", quote(target), quote(rel)));
+    }
+    out.links = links.len();
+
+    // Removals through the filesystem RPC.
+    let removed = futures::stream::iter(deletes.iter().map(|rel| {
+        let path = abs(rel);
+        async move { sandbox.remove(&path).await }
+    }))
+    .buffer_unordered(CONCURRENCY)
+    .collect::<Vec<_>>()
+    .await;
+    for r in removed {
+        r?;
+    }
+    out.deleted = deletes.len();
+    let gone_dirs: BTreeSet<&str> = deletes
+        .iter()
+        .filter_map(|rel| rel.rsplit_once('/').map(|(d, _)| d))
+        .chain(prune.iter().map(String::as_str))
+        .filter(|d| !root.join(d).exists())
+        .collect();
+    for d in &gone_dirs {
+        remote.dirs.remove(*d);
+    }
+    for d in gone_dirs {
+        script.push_str(&format!("rmdir -p -- {} 2>/dev/null || true\n", quote(d)));
+    }
+    if !script.is_empty() {
+        let req = ExecRequest::shell(format!("set -e\n{script}")).cwd(workdir.to_string());
+        let res = crate::provider::run(sandbox, req).await?;
+        if !res.status.success() {
+            return Err(SandboxError::Remote {
+                code: "live_sync".into(),
+                message: format!("setting modes/links failed: {}", res.stderr_str().trim()),
+            });
+        }
+    }
+
+    // New baselines: the sandbox's mtimes right after our writes.
+    let touched: Vec<String> = written.iter().map(|w| w.0.clone()).chain(links.iter().map(|l| l.0.clone())).collect();
+    let after = stat_all(sandbox, touched.iter().map(|r| abs(r)).collect()).await?;
+    for (rel, st) in touched.into_iter().zip(after) {
+        let t = st.and_then(|e| e.modified_time.as_deref().and_then(parse_ns));
+        remote.add_dirs(&rel);
+        remote.known.insert(rel, Some(t.unwrap_or(i128::MAX)));
+    }
+    for rel in &deletes {
+        remote.known.remove(rel);
+    }
+    Ok(out)
+}
+
+/// Stat many paths concurrently, in order.
+async fn stat_all(sandbox: &dyn Sandbox, paths: Vec<String>) -> Result<Vec<Option<EntryInfo>>, SandboxError> {
+    let results = futures::stream::iter(paths.into_iter().map(|p| async move { sandbox.stat(&p).await }))
+        .buffered(CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await;
+    results.into_iter().collect()
+}
+
+/// RFC 3339 → nanoseconds since the epoch.
+pub fn parse_ns(s: &str) -> Option<i128> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok().map(|t| t.unix_timestamp_nanos())
+}
+
+fn quote(s: &str) -> String {
+    crate::cli::shell_quote(s)
+}
+
+fn quote_all(v: &[&str]) -> String {
+    v.iter().map(|s| quote(s)).collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remote_changes_are_judged_against_our_last_write_or_the_sync_epoch() {
+        let mut r = RemoteState::new(["a".to_string()], 1_000);
+        let entry = |t: &str| EntryInfo { modified_time: Some(t.to_string()), ..Default::default() };
+        let before = "1970-01-01T00:00:00.000000500Z";
+        let after = "1970-01-01T00:00:00.000002000Z";
+        assert!(!r.changed_remotely("a", &entry(before)));
+        assert!(r.changed_remotely("a", &entry(after)));
+        r.known.insert("a".into(), Some(5_000));
+        assert!(!r.changed_remotely("a", &entry(after)));
+        assert!(r.changed_remotely("new", &entry(before)), "a file rclaude never wrote is the sandbox's");
+    }
+
+    #[test]
+    fn known_under_lists_only_that_directory() {
+        let r = RemoteState::new(["a/x".into(), "a/y/z".into(), "ab".into(), "b".into()], 0);
+        let v: Vec<&String> = r.known_under("a").collect();
+        assert_eq!(v, ["a/x", "a/y/z"]);
+    }
+}
