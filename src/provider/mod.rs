@@ -16,8 +16,10 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::envd::proto::EntryInfo;
 
+pub mod daytona;
 pub mod e2b;
 pub mod local;
+pub mod shellwrap;
 
 /// The provider named in `.rclaude.toml`.
 pub fn for_kind(kind: crate::config::ProviderKind) -> Result<Box<dyn Provider>, ProviderError> {
@@ -25,6 +27,7 @@ pub fn for_kind(kind: crate::config::ProviderKind) -> Result<Box<dyn Provider>, 
     match kind {
         ProviderKind::Local => Ok(Box::new(local::LocalProvider::new())),
         ProviderKind::E2b => Ok(Box::new(e2b::E2bProvider::from_env()?)),
+        ProviderKind::Daytona => Ok(Box::new(daytona::DaytonaProvider::from_env()?)),
         other => Err(ProviderError::Config(format!(
             "provider \"{}\" is not available in this build yet; use provider = \"local\"",
             other.as_str()
