@@ -224,7 +224,14 @@ impl FakeDaytona {
                     .build()
                     .unwrap();
                 rt.block_on(async move {
-                    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                    use axum::serve::ListenerExt;
+                    // Real servers answer small frames at once: no Nagle delay.
+                    let listener =
+                        tokio::net::TcpListener::from_std(listener)
+                            .unwrap()
+                            .tap_io(|tcp| {
+                                let _ = tcp.set_nodelay(true);
+                            });
                     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
                         let _ = stop_rx.await;
                     });
@@ -1441,7 +1448,8 @@ async fn stream_log(
             reason: "".into(),
         })))
         .await;
-    reader.abort();
+    // Wait for the client's close (the reader ends with it) so no frame is left unread.
+    let _ = tokio::time::timeout(Duration::from_secs(2), reader).await;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -221,7 +221,14 @@ impl FakeNorthflank {
                     .build()
                     .unwrap();
                 rt.block_on(async move {
-                    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                    use axum::serve::ListenerExt;
+                    // Real servers answer small frames at once: no Nagle delay.
+                    let listener =
+                        tokio::net::TcpListener::from_std(listener)
+                            .unwrap()
+                            .tap_io(|tcp| {
+                                let _ = tcp.set_nodelay(true);
+                            });
                     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
                         let _ = stop_rx.await;
                     });
@@ -1271,4 +1278,16 @@ async fn exec_session(sh: Arc<Shared>, project: String, service: String, mut soc
             reason: "".into(),
         })))
         .await;
+    // Finish the closing handshake: dropping a socket with unread client frames (a late
+    // `stdInEnd`) resets the connection, and the client then loses the completion.
+    if client_open {
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            while let Some(Ok(m)) = rx.next().await {
+                if matches!(m, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
 }

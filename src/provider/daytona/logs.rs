@@ -125,7 +125,7 @@ pub async fn open(
                 .map_err(|_| SandboxError::InvalidArgument(format!("header {k} is not valid")))?,
         );
     }
-    let (ws, _) = tokio_tungstenite::connect_async(req)
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(req, None, true)
         .await
         .map_err(|e| match &e {
             tokio_tungstenite::tungstenite::Error::Http(resp) => {

@@ -222,16 +222,18 @@ impl DaytonaSandbox {
         if !r.status.is_success() {
             return Err(r.sandbox_error("creating a command session"));
         }
+        let stdin_path = req
+            .stdin
+            .as_ref()
+            .map(|_| format!("/tmp/rclaude-stdin-{}", uuid::Uuid::new_v4().simple()));
         let started = async {
-            let stdin_path;
-            let source = match &req.stdin {
-                Some(data) => {
-                    stdin_path = format!("/tmp/rclaude-stdin-{}", uuid::Uuid::new_v4().simple());
+            let source = match (&req.stdin, &stdin_path) {
+                (Some(data), Some(path)) => {
                     let part = reqwest::multipart::Part::bytes(data.to_vec()).file_name("stdin");
-                    self.bulk_upload(vec![(stdin_path.clone(), part)]).await?;
-                    StdinSource::File(&stdin_path)
+                    self.bulk_upload(vec![(path.clone(), part)]).await?;
+                    StdinSource::File(path)
                 }
-                None => StdinSource::Closed,
+                _ => StdinSource::Closed,
             };
             let wrapper = shellwrap::wrap(req, &self.workdir, source)?;
             let r = self
@@ -256,6 +258,10 @@ impl DaytonaSandbox {
         match started.await {
             Ok((cid, wrapper)) => Ok((sid, cid, wrapper)),
             Err(e) => {
+                // The command never ran: nothing will delete its stdin file.
+                if let Some(path) = &stdin_path {
+                    let _ = self.remove(path).await;
+                }
                 self.delete_session(&sid).await;
                 Err(e)
             }

@@ -120,7 +120,8 @@ pub async fn start(
     if argv.is_empty() {
         return Err(SandboxError::InvalidArgument("empty command".into()));
     }
-    let (mut ws, _) = tokio_tungstenite::connect_async(target.url.as_str())
+    // Small JSON messages both ways: no Nagle delay.
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(target.url.as_str(), None, true)
         .await
         .map_err(|e| match &e {
             tokio_tungstenite::tungstenite::Error::Http(resp) => SandboxError::Remote {

@@ -244,7 +244,7 @@ impl NorthflankProvider {
                 .service(project, service)
                 .await?
                 .ok_or_else(|| ProviderError::NotFound(format!("{project}/{service}")))?;
-            match svc.rollout() {
+            let running = match svc.rollout() {
                 "FAILED" => {
                     return Err(ProviderError::Api {
                         provider: "northflank".into(),
@@ -256,12 +256,11 @@ impl NorthflankProvider {
                         hint: Some("check that `image` in .rclaude.toml [sandbox] is a public image path (or one your registry credentials allow), and look at the service's logs in Northflank".into()),
                     });
                 }
-                "COMPLETED" if !svc.paused() => {
-                    if self.running_container(project, service).await? {
-                        return Ok(());
-                    }
-                }
-                _ => {}
+                "COMPLETED" if !svc.paused() => self.running_container(project, service).await?,
+                _ => false,
+            };
+            if running {
+                return Ok(());
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(ProviderError::Sandbox(SandboxError::Timeout(format!(

@@ -35,7 +35,9 @@ const IS_DIR: i32 = 65;
 const EXISTS_AS_DIR: i32 = 3;
 const EXISTS_NOT_DIR: i32 = 4;
 
-/// `rclaude SIG PID`: signal PID and its descendants.
+/// `rclaude SIG PID`: signal PID and its descendants. The tree is frozen first (SIGSTOP, repeated
+/// until no new child appears) so a process forking at that moment cannot leave a child behind
+/// holding the output open; then the signal, then SIGCONT so a TERM is delivered.
 const KILL_TREE: &str = r#"tree() {
   local want=$1 f line rest pp c
   for f in /proc/[0-9]*/stat; do
@@ -46,8 +48,16 @@ const KILL_TREE: &str = r#"tree() {
   done
 }
 kill -0 "$2" 2>/dev/null || exit 1
-all="$2 $(tree "$2")"
-kill -s "$1" -- $all 2>/dev/null
+kill -STOP "$2" 2>/dev/null
+seen=""
+for i in 1 2 3 4 5 6 7 8; do
+  now=$(tree "$2")
+  [ -n "$now" ] && kill -STOP $now 2>/dev/null
+  [ "$now" = "$seen" ] && break
+  seen=$now
+done
+kill -s "$1" -- "$2" $seen 2>/dev/null
+kill -CONT -- "$2" $seen 2>/dev/null
 exit 0"#;
 
 const NOT_KILLED: u8 = 0;
