@@ -24,7 +24,7 @@ pub const STDIN_CHUNK: usize = 48 * 1024;
 
 /// Where a command's stdin comes from.
 pub enum Input {
-    /// Closed at once (`stdInEnd` right after the start).
+    /// No stdin: nothing is sent (the command must not read it).
     None,
     Bytes(Bytes),
     /// A local file, streamed; `progress` sees the bytes sent so far.
@@ -293,7 +293,10 @@ async fn feed(sink: &Sink, input: Input) -> Result<(), SandboxError> {
             .map_err(|e| SandboxError::Protocol(format!("sending stdin failed: {}", chain(&e))))
     };
     match input {
-        Input::None => {}
+        // Nothing to send: the commands rclaude runs without stdin never read it (the wrapper
+        // points stdin at /dev/null). Sending `stdInEnd` anyway could reach a server that has
+        // already finished a fast command and closed, which then resets the connection.
+        Input::None => return Ok(()),
         Input::Bytes(b) => {
             for chunk in b.chunks(STDIN_CHUNK) {
                 send(json!({ "type": "payload", "data": B64.encode(chunk) })).await?;
