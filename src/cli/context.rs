@@ -34,7 +34,7 @@ impl Ctx {
 
     /// The provider named in the config.
     pub fn provider(&self) -> CliResult<Box<dyn Provider>> {
-        Ok(crate::provider::for_kind(self.config.sandbox.provider)?)
+        Ok(crate::provider::for_config(&self.config.sandbox)?)
     }
 
     /// The provider that owns an existing session (which may differ from the config's).

@@ -61,7 +61,10 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
             .map(|rec| rec.sandbox_id),
         None => None,
     };
-    let provider = crate::provider::for_kind(kind)?;
+    let provider = match &config {
+        Some(c) if c.sandbox.provider == kind => crate::provider::for_config(&c.sandbox)?,
+        _ => crate::provider::for_kind(kind)?,
+    };
     let mut sandboxes = provider.list().await?;
     sandboxes.sort_by(|a, b| b.started_at.cmp(&a.started_at));
     let is_current = |s: &SandboxInfo| current.as_deref() == Some(s.id.as_str());

@@ -16,8 +16,11 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::envd::proto::EntryInfo;
 
+pub mod daytona;
 pub mod e2b;
 pub mod local;
+pub mod northflank;
+pub mod shellwrap;
 
 /// The provider named in `.rclaude.toml`.
 pub fn for_kind(kind: crate::config::ProviderKind) -> Result<Box<dyn Provider>, ProviderError> {
@@ -25,10 +28,19 @@ pub fn for_kind(kind: crate::config::ProviderKind) -> Result<Box<dyn Provider>, 
     match kind {
         ProviderKind::Local => Ok(Box::new(local::LocalProvider::new())),
         ProviderKind::E2b => Ok(Box::new(e2b::E2bProvider::from_env()?)),
-        other => Err(ProviderError::Config(format!(
-            "provider \"{}\" is not available in this build yet; use provider = \"local\"",
-            other.as_str()
-        ))),
+        ProviderKind::Daytona => Ok(Box::new(daytona::DaytonaProvider::from_env()?)),
+        ProviderKind::Northflank => Ok(Box::new(northflank::NorthflankProvider::from_env(None)?)),
+    }
+}
+
+/// The provider for a `[sandbox]` section: like [`for_kind`], with the settings that live in the
+/// config (Northflank's `project`).
+pub fn for_config(cfg: &crate::config::SandboxConfig) -> Result<Box<dyn Provider>, ProviderError> {
+    match cfg.provider {
+        crate::config::ProviderKind::Northflank => Ok(Box::new(
+            northflank::NorthflankProvider::from_env(cfg.project.as_deref())?,
+        )),
+        kind => for_kind(kind),
     }
 }
 
