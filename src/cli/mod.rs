@@ -17,6 +17,7 @@ mod schema;
 mod status;
 mod stream;
 mod sync;
+mod tasks;
 mod up;
 mod usage;
 
