@@ -2,6 +2,7 @@
 
 mod agent;
 mod alive;
+mod ci;
 mod context;
 mod down;
 mod exec;
@@ -88,6 +89,7 @@ pub enum Command {
     Pull(pull::Args),
     Exec(exec::Args),
     Run(run::Args),
+    Ci(ci::Args),
     Hooks(hooks::Args),
     Status(status::Args),
     Pause(pause::Args),
@@ -147,6 +149,7 @@ async fn dispatch(cli: Cli) -> Result<i32, CliError> {
         Command::Pull(a) => pull::run(&g, a).await,
         Command::Exec(a) => exec::run(&g, a).await,
         Command::Run(a) => run::run(&g, a).await,
+        Command::Ci(a) => ci::run(&g, a).await,
         Command::Hooks(a) => hooks::run(&g, a).await,
         Command::Status(a) => status::run(&g, a).await,
         Command::Pause(a) => pause::run(&g, a).await,
