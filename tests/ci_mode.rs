@@ -63,6 +63,20 @@ fn ci_records_left(t: &TestRepo) -> Vec<PathBuf> {
     }
 }
 
+/// No sandbox and no ci record left behind.
+fn assert_clean(t: &TestRepo) {
+    assert!(
+        sandboxes_left(t).is_empty(),
+        "sandboxes left: {:?}",
+        sandboxes_left(t)
+    );
+    assert!(
+        ci_records_left(t).is_empty(),
+        "ci records left: {:?}",
+        ci_records_left(t)
+    );
+}
+
 fn summary(stdout: &str) -> Value {
     serde_json::from_str(stdout)
         .unwrap_or_else(|e| panic!("stdout is not one JSON value ({e}):\n{stdout}"))
@@ -113,8 +127,7 @@ fn json_summary_for_a_passing_run() {
     );
     // Task output went to stderr, keeping stdout for the summary.
     assert!(r.stderr().contains("building"), "{}", r.all());
-    assert!(sandboxes_left(&t).is_empty(), "{:?}", sandboxes_left(&t));
-    assert!(ci_records_left(&t).is_empty(), "{:?}", ci_records_left(&t));
+    assert_clean(&t);
 }
 
 #[test]
@@ -136,7 +149,7 @@ fn a_failing_task_sets_the_exit_code_and_skips_the_rest_then_the_sandbox_is_gone
         assert_eq!(task(&v, name)["exit_code"], Value::Null);
     }
     assert!(!r.stderr().contains("never-printed"), "{}", r.all());
-    assert!(sandboxes_left(&t).is_empty(), "{:?}", sandboxes_left(&t));
+    assert_clean(&t);
 }
 
 #[test]
@@ -151,7 +164,7 @@ fn keep_going_runs_what_does_not_depend_on_the_failure() {
     assert!(err.contains("after-broken  skipped"), "{err}");
     assert!(err.contains("independent   passed"), "{err}");
     assert!(err.contains("ci: failed"), "{err}");
-    assert!(sandboxes_left(&t).is_empty());
+    assert_clean(&t);
 }
 
 #[test]
@@ -190,8 +203,7 @@ fn setup_failure_and_unknown_tasks() {
     );
     assert_eq!(task(&v, "build")["status"], "skipped");
     assert_eq!(v["destroyed"], true);
-    assert!(sandboxes_left(&t).is_empty());
-
+    assert_clean(&t);
     let r = t.rclaude(&["ci", "nope"]);
     assert_eq!(r.code(), 64, "{}", r.all());
     assert!(r.stderr().contains("nope"), "{}", r.all());
@@ -207,7 +219,7 @@ fn timeouts_exit_124_and_destroy_the_sandbox() {
     assert_eq!(task(&v, "limited")["status"], "timed_out");
     assert_eq!(task(&v, "limited")["exit_code"], 124);
     assert_eq!(task(&v, "independent")["status"], "passed");
-    assert!(sandboxes_left(&t).is_empty());
+    assert_clean(&t);
 
     // The whole run's --timeout, expiring while a task runs.
     let r = t.rclaude(&["ci", "slow", "--json", "--timeout", "8s"]);
@@ -216,8 +228,7 @@ fn timeouts_exit_124_and_destroy_the_sandbox() {
     assert_eq!(v["stopped_by"], "timeout");
     assert_eq!(v["destroyed"], true);
     assert_eq!(task(&v, "slow")["status"], "timed_out", "{v}");
-    assert!(sandboxes_left(&t).is_empty(), "{:?}", sandboxes_left(&t));
-    assert!(ci_records_left(&t).is_empty());
+    assert_clean(&t);
 }
 
 /// Start `rclaude ci slow --json`, wait until the task has started in the sandbox.
@@ -269,8 +280,7 @@ fn sigint_mid_task_destroys_the_sandbox_and_exits_130() {
     assert_eq!(v["stopped_by"], "SIGINT");
     assert_eq!(v["destroyed"], true);
     assert_eq!(task(&v, "slow")["status"], "interrupted");
-    assert!(sandboxes_left(&t).is_empty(), "{:?}", sandboxes_left(&t));
-    assert!(ci_records_left(&t).is_empty());
+    assert_clean(&t);
 }
 
 #[test]
@@ -286,5 +296,5 @@ fn sigterm_mid_task_destroys_the_sandbox_and_exits_143() {
     assert_eq!(out.status.code(), Some(143), "{stderr}");
     let v = summary(&String::from_utf8_lossy(&out.stdout));
     assert_eq!(v["stopped_by"], "SIGTERM");
-    assert!(sandboxes_left(&t).is_empty(), "{:?}", sandboxes_left(&t));
+    assert_clean(&t);
 }

@@ -6,13 +6,11 @@ use std::future::Future;
 use std::io::Write;
 use std::os::fd::FromRawFd;
 use std::pin::{Pin, pin};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use serde_json::{Value, json};
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::Notify;
 
 use super::GlobalArgs;
 use super::context::Ctx;
@@ -68,7 +66,7 @@ pub struct Args {
 pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
     let started = Instant::now();
     // First of all: from here on a signal can no longer kill us before the sandbox is gone.
-    let signals = Signals::install()?;
+    let mut signals = Signals::install()?;
     let timeout = args.timeout.as_deref().map(parse_duration).transpose()?;
     // With --json, stdout is the summary's alone: everything else printed goes to stderr.
     let mut json_out = if args.json {
@@ -95,7 +93,7 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
     };
 
     let mut log = RunLog::default();
-    let ending = if let Some(sig) = signals.received() {
+    let ending = if let Some(sig) = signals.pending() {
         Ending::Stopped(Stop::Signal(sig))
     } else {
         let ctx = &ctx;
@@ -119,13 +117,13 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
             runner = runner.with_env("RCLAUDE_CI", "1");
             runner.run_plan(plan, on_failure, None, log).await
         });
-        drive(work, &signals, deadline, &ctx.store).await
+        drive(work, &mut signals, deadline, &ctx.store).await
     };
 
     // Always destroy what was created.
     let record = ctx.store.load().ok().flatten();
     let destroyed = match &record {
-        Some(r) => destroy(&ctx, r, &signals).await,
+        Some(r) => destroy(&ctx, r, &mut signals).await,
         None => true,
     };
     if destroyed {
@@ -135,7 +133,10 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
     // A signal that raced with the end of the work still counts as an interruption.
     let stop = match ending {
         Ending::Stopped(s) => Some(s),
-        Ending::Done(_) => signals.received().map(Stop::Signal),
+        Ending::Done(_) => signals
+            .first
+            .or_else(|| signals.pending())
+            .map(Stop::Signal),
     };
     let error = match &ending {
         Ending::Done(Err(e)) if stop.is_none() => Some(e),
@@ -203,7 +204,7 @@ enum Ending {
 /// and destroyed.
 async fn drive<F: Future<Output = CliResult<()>>>(
     mut work: Pin<&mut F>,
-    signals: &Signals,
+    signals: &mut Signals,
     deadline: Option<Instant>,
     store: &SessionStore,
 ) -> Ending {
@@ -215,7 +216,10 @@ async fn drive<F: Future<Output = CliResult<()>>>(
     };
     let stop = tokio::select! {
         r = &mut work => return Ending::Done(r),
-        s = signals.wait() => Stop::Signal(s),
+        s = signals.recv() => {
+            eprintln!("\nci: received {}; stopping and destroying the sandbox…", stop_name(Stop::Signal(s)));
+            Stop::Signal(s)
+        }
         _ = expired => Stop::Timeout,
     };
     if stop == Stop::Timeout {
@@ -233,15 +237,25 @@ async fn drive<F: Future<Output = CliResult<()>>>(
 }
 
 /// Destroy the run's sandbox; `false` (after saying so) when it could not be.
-async fn destroy(ctx: &Ctx, record: &SessionRecord, signals: &Signals) -> bool {
-    signals.cleaning.store(true, Ordering::SeqCst);
+async fn destroy(ctx: &Ctx, record: &SessionRecord, signals: &mut Signals) -> bool {
     let step = ctx.ui.step("Destroying sandbox");
     let result = match ctx.provider_for(record) {
-        Ok(p) => match tokio::time::timeout(CLEANUP_TIMEOUT, p.kill(&record.sandbox_id)).await {
-            Ok(Ok(())) | Ok(Err(crate::provider::ProviderError::NotFound(_))) => Ok(()),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err(format!("no answer within {}s", CLEANUP_TIMEOUT.as_secs())),
-        },
+        Ok(p) => {
+            let kill = tokio::time::timeout(CLEANUP_TIMEOUT, p.kill(&record.sandbox_id));
+            let mut kill = pin!(kill);
+            // Signals now only get a note: stopping the cleanup would leave the sandbox behind.
+            let outcome = loop {
+                tokio::select! {
+                    r = &mut kill => break r,
+                    _ = signals.recv() => eprintln!("ci: still destroying sandbox {}; this ends soon", record.sandbox_id),
+                }
+            };
+            match outcome {
+                Ok(Ok(())) | Ok(Err(crate::provider::ProviderError::NotFound(_))) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!("no answer within {}s", CLEANUP_TIMEOUT.as_secs())),
+            }
+        }
         Err(e) => Err(e.message),
     };
     if let Err(e) = result {
@@ -405,63 +419,40 @@ fn report(e: &CliError) {
 }
 
 /// SIGINT and SIGTERM, caught for the rest of the process's life.
+///
+/// Polled directly by the code that reacts to them (no listener task), so a signal is seen in
+/// the same wake-up that delivers it to the remote-process streaming below.
 struct Signals {
-    first: Arc<AtomicI32>,
-    notify: Arc<Notify>,
-    cleaning: Arc<AtomicBool>,
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    /// The first signal received.
+    first: Option<i32>,
 }
 
 impl Signals {
     fn install() -> CliResult<Signals> {
         let err = |e| CliError::io("installing signal handlers", e);
-        let mut int = signal(SignalKind::interrupt()).map_err(err)?;
-        let mut term = signal(SignalKind::terminate()).map_err(err)?;
-        let first = Arc::new(AtomicI32::new(0));
-        let notify = Arc::new(Notify::new());
-        let cleaning = Arc::new(AtomicBool::new(false));
-        let count = AtomicU32::new(0);
-        let (f, n, c) = (first.clone(), notify.clone(), cleaning.clone());
-        tokio::spawn(async move {
-            loop {
-                let sig = tokio::select! {
-                    Some(()) = int.recv() => libc::SIGINT,
-                    Some(()) = term.recv() => libc::SIGTERM,
-                    else => break,
-                };
-                let _ = f.compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst);
-                if count.fetch_add(1, Ordering::SeqCst) > 0 || c.load(Ordering::SeqCst) {
-                    eprintln!("\nci: still destroying the sandbox; this ends soon");
-                }
-                n.notify_one();
-            }
-        });
         Ok(Signals {
-            first,
-            notify,
-            cleaning,
+            int: signal(SignalKind::interrupt()).map_err(err)?,
+            term: signal(SignalKind::terminate()).map_err(err)?,
+            first: None,
         })
     }
 
-    /// The first signal received, if any.
-    fn received(&self) -> Option<i32> {
-        match self.first.load(Ordering::SeqCst) {
-            0 => None,
-            s => Some(s),
-        }
+    /// Wait for the next signal.
+    async fn recv(&mut self) -> i32 {
+        let sig = tokio::select! {
+            Some(()) = self.int.recv() => libc::SIGINT,
+            Some(()) = self.term.recv() => libc::SIGTERM,
+            else => std::future::pending().await,
+        };
+        self.first.get_or_insert(sig);
+        sig
     }
 
-    /// Wait for the first signal.
-    async fn wait(&self) -> i32 {
-        loop {
-            if let Some(s) = self.received() {
-                eprintln!(
-                    "\nci: received {}; stopping and destroying the sandbox…",
-                    stop_name(Stop::Signal(s))
-                );
-                return s;
-            }
-            self.notify.notified().await;
-        }
+    /// A signal that has arrived and not been waited for yet (also recorded in `first`).
+    fn pending(&mut self) -> Option<i32> {
+        self.recv().now_or_never()
     }
 }
 
