@@ -289,3 +289,37 @@ fn linked_worktrees_share_the_default_hooks_directory() {
     t.ok(&["hooks", "uninstall"]);
     assert!(!hooks_dir(&t).join("pre-push").exists());
 }
+
+#[test]
+fn a_moved_binary_is_found_on_path_and_a_missing_one_blocks_with_a_hint() {
+    let (t, remote) = repo_with_remote(CONFIG);
+    t.ok(&["hooks", "install"]);
+    let hook = hooks_dir(&t).join("pre-push");
+    let script = std::fs::read_to_string(&hook).unwrap();
+    let gone = "/nonexistent/rclaude-moved-away";
+    let line = script
+        .lines()
+        .find(|l| l.starts_with("installed="))
+        .unwrap();
+    std::fs::write(&hook, script.replace(line, &format!("installed='{gone}'"))).unwrap();
+    let system_path = "/usr/local/bin:/usr/bin:/bin";
+
+    // Not at the recorded path and not on PATH: the push is blocked, with what to do.
+    let out = git(&t, &["push", "origin", "main"], &[("PATH", system_path)]);
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(gone) && err.contains("RCLAUDE_SKIP_HOOKS=1"),
+        "{err}"
+    );
+    assert_eq!(remote_main(remote.path()), None);
+
+    // On PATH: that one runs the tasks.
+    let bin_dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(common::bin(), bin_dir.path().join("rclaude")).unwrap();
+    let path = format!("{}:{system_path}", bin_dir.path().display());
+    let out = git(&t, &["push", "origin", "main"], &[("PATH", &path)]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("tested-in-sandbox"), "{err}");
+}
