@@ -7,6 +7,7 @@ pub mod dirs;
 pub mod envd;
 pub mod error;
 pub mod gitsync;
+pub mod hooks;
 pub mod livesync;
 pub mod provider;
 pub mod report;

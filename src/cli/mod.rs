@@ -2,9 +2,11 @@
 
 mod agent;
 mod alive;
+mod ci;
 mod context;
 mod down;
 mod exec;
+mod hooks;
 mod init;
 mod login;
 mod logs;
@@ -17,6 +19,7 @@ mod schema;
 mod status;
 mod stream;
 mod sync;
+mod tasks;
 mod up;
 mod usage;
 mod watch;
@@ -32,8 +35,8 @@ pub use exec::shell_quote;
 const EXIT_CODES: &str = "\
 Exit codes:
   0      success
-  N      exec, run, setup: a command in the sandbox failed with exit code N (passed
-         through as is; 128+S when it was killed by signal S)
+  N      exec, run, ci, hooks, setup: a command in the sandbox failed with exit code N
+         (passed through as is; 128+S when it was killed by signal S)
   64     usage error (bad arguments)
   65     sync refused or failed (it would lose work, or a bundle is corrupt)
   69     sandbox, provider or agent unavailable, or the sandbox is gone
@@ -41,7 +44,8 @@ Exit codes:
   74     local I/O error
   77     authentication failed (API key or token)
   78     not in a git repository, or .rclaude.toml missing or invalid
-  130    interrupted (Ctrl-C)";
+  124    ci: --timeout expired, or a task's own timeout stopped it
+  130    interrupted (Ctrl-C; ci: SIGINT, 143 for SIGTERM)";
 
 /// Run Claude Code and your tasks in a persistent remote sandbox for this repository.
 ///
@@ -58,6 +62,8 @@ Exit codes:
     "  rclaude run test             run the `test` task (and its dependencies) remotely\n",
     "  rclaude exec -- ls -la       run any command in the sandbox\n",
     "  rclaude pull                 bring the sandbox's work back as branch rclaude/<branch>\n",
+    "  rclaude hooks install        run [hooks] tasks remotely from git hooks (e.g. pre-push)\n",
+    "  rclaude ci test --json       run tasks in a throwaway sandbox (for CI)\n",
     "  rclaude down --yes           destroy the sandbox\n\n",
 ))]
 pub struct Cli {
@@ -86,6 +92,8 @@ pub enum Command {
     Pull(pull::Args),
     Exec(exec::Args),
     Run(run::Args),
+    Ci(ci::Args),
+    Hooks(hooks::Args),
     Status(status::Args),
     Pause(pause::Args),
     Resume(resume::Args),
@@ -145,6 +153,8 @@ async fn dispatch(cli: Cli) -> Result<i32, CliError> {
         Command::Pull(a) => pull::run(&g, a).await,
         Command::Exec(a) => exec::run(&g, a).await,
         Command::Run(a) => run::run(&g, a).await,
+        Command::Ci(a) => ci::run(&g, a).await,
+        Command::Hooks(a) => hooks::run(&g, a).await,
         Command::Status(a) => status::run(&g, a).await,
         Command::Pause(a) => pause::run(&g, a).await,
         Command::Resume(a) => resume::run(&g, a).await,

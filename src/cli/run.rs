@@ -1,17 +1,10 @@
 //! `rclaude run [TASK] [-- ARGS]`: run a task and its dependencies in the sandbox.
 
-use std::time::{Duration, Instant};
-
-use serde_json::json;
-
 use super::GlobalArgs;
 use super::context::Ctx;
-use super::exec::shell_quote;
-use super::stream::{Sink, run_streamed};
+use super::tasks::{OnFailure, RunLog, TaskRunner};
 use super::up::{UpOptions, bring_up};
 use crate::error::{CliError, CliResult};
-use crate::provider::ExecRequest;
-use crate::ui::format_elapsed;
 
 /// Run a task from .rclaude.toml in the sandbox, dependencies first; without TASK, list tasks.
 ///
@@ -51,84 +44,20 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
         },
     )
     .await?;
-    let base_env = ctx.exec_env(&live.record)?;
-
-    let started = Instant::now();
-    for name in &plan {
-        let t = &ctx.config.tasks[name];
-        let mut lines = t.run.lines();
-        if name == &task
-            && !args.args.is_empty()
-            && let Some(last) = lines.last_mut()
-        {
-            let extra: Vec<String> = args.args.iter().map(|a| shell_quote(a)).collect();
-            last.push(' ');
-            last.push_str(&extra.join(" "));
-        }
-        let cwd = match &t.cwd {
-            Some(c) => format!("{}/{}", live.record.workdir, c.trim_end_matches('/')),
-            None => live.record.workdir.clone(),
-        };
-        let mut env = base_env.clone();
-        env.extend(t.env.clone());
-        env.insert("RCLAUDE_TASK".into(), name.clone());
-        let task_start = Instant::now();
-        ctx.reporter.event(&live.record, "task_started", json!({ "task": name }));
-        let deadline = t.timeout.map(|d| task_start + d.0);
-        for line in &lines {
-            let step = ctx.ui.streaming_step(format!("{name}: {line}"));
-            let remaining = match deadline {
-                Some(d) => Some(
-                    d.saturating_duration_since(Instant::now())
-                        .max(Duration::from_millis(1)),
-                ),
-                None => None,
-            };
-            let req = ExecRequest::shell(line.clone())
-                .cwd(cwd.clone())
-                .env(env.clone())
-                .timeout(remaining);
-            let status = run_streamed(&*live.sandbox, req, Sink::Terminal).await?;
-            if !status.success() {
-                let timed_out = deadline.is_some_and(|d| Instant::now() >= d);
-                let why = if timed_out {
-                    format!(
-                        "timed out after {}",
-                        t.timeout.map(|d| d.to_string()).unwrap_or_default()
-                    )
-                } else {
-                    format!("exit code {}", status.shell_code())
-                };
-                step.fail(Some(&why));
-                ctx.ui.warn(format!("task {name} failed ({why}); stopping"));
-                finished(&ctx, &live.record, name, status.shell_code(), task_start).await;
-                return Ok(status.shell_code());
-            }
-            step.done(None);
-        }
-        finished(&ctx, &live.record, name, 0, task_start).await;
-        if lines.len() > 1 {
-            ctx.ui.info(format!(
-                "✓ task {name} ({})",
-                format_elapsed(task_start.elapsed())
-            ));
-        }
-    }
-    if plan.len() > 1 {
-        ctx.ui.info(format!(
-            "✓ {} tasks in {}",
-            plan.len(),
-            format_elapsed(started.elapsed())
-        ));
-    }
-    Ok(0)
-}
-
-/// Report a finished task to the server (queued; delivered now if possible).
-async fn finished(ctx: &Ctx, record: &crate::session::SessionRecord, task: &str, code: i32, started: Instant) {
-    let ms = started.elapsed().as_millis() as u64;
-    ctx.reporter.event(record, "task_finished", json!({ "task": task, "exit_code": code, "duration_ms": ms }));
-    ctx.reporter.flush().await;
+    let runner = TaskRunner::new(&ctx, &live.record, &*live.sandbox)?;
+    let mut log = RunLog::default();
+    runner
+        .run_plan(
+            &plan,
+            OnFailure::Stop,
+            Some((task.as_str(), args.args.as_slice())),
+            &mut log,
+        )
+        .await?;
+    Ok(log
+        .first_failure()
+        .map(|o| o.exit_code.unwrap_or(1))
+        .unwrap_or(0))
 }
 
 fn list_tasks(ctx: &Ctx) {

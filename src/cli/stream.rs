@@ -11,8 +11,8 @@ use crate::provider::{ExecEvent, ExecRequest, ExitStatus, Sandbox};
 pub enum Sink<'a> {
     /// Straight to our stdout/stderr.
     Terminal,
-    /// Into buffers (and also to stderr when `echo`), e.g. for log tails in `--json` output.
-    Capture { out: &'a mut Vec<u8>, echo: bool },
+    /// Like `Terminal`, also handing every chunk of either stream to `tap` (e.g. for a log tail).
+    Tee { tap: &'a mut dyn FnMut(&[u8]) },
 }
 
 /// Run `req` in `sandbox`, streaming stdout/stderr, and return its exit status.
@@ -43,11 +43,11 @@ pub async fn run_streamed(
                     ExecEvent::Started { pid: p } => pid = Some(p),
                     ExecEvent::Stdout(b) => match &mut sink {
                         Sink::Terminal => { let mut o = stdout.lock(); let _ = o.write_all(&b); let _ = o.flush(); }
-                        Sink::Capture { out, echo } => { out.extend_from_slice(&b); if *echo { let _ = stderr.lock().write_all(&b); } }
+                        Sink::Tee { tap } => { tap(&b); let mut o = stdout.lock(); let _ = o.write_all(&b); let _ = o.flush(); }
                     },
                     ExecEvent::Stderr(b) => match &mut sink {
                         Sink::Terminal => { let mut e = stderr.lock(); let _ = e.write_all(&b); let _ = e.flush(); }
-                        Sink::Capture { out, echo } => { out.extend_from_slice(&b); if *echo { let _ = stderr.lock().write_all(&b); } }
+                        Sink::Tee { tap } => { tap(&b); let mut e = stderr.lock(); let _ = e.write_all(&b); let _ = e.flush(); }
                     },
                     ExecEvent::Exited(status) => return Ok(status),
                 }

@@ -52,10 +52,15 @@ pub struct SessionStore {
 impl SessionStore {
     /// The store for `repo` under the state directory.
     pub fn for_repo(repo: &Repo) -> SessionStore {
-        let dir = crate::dirs::state_dir().join("repos");
+        SessionStore::in_dir(&crate::dirs::state_dir().join("repos"), &repo.key)
+    }
+
+    /// A store keeping `<key>.json` and `<key>.lock` in `dir` (e.g. a throwaway record for
+    /// `rclaude ci`, apart from the repository's own).
+    pub fn in_dir(dir: &Path, key: &str) -> SessionStore {
         SessionStore {
-            path: dir.join(format!("{}.json", repo.key)),
-            lock_path: dir.join(format!("{}.lock", repo.key)),
+            path: dir.join(format!("{key}.json")),
+            lock_path: dir.join(format!("{key}.lock")),
         }
     }
 
