@@ -459,8 +459,13 @@ fn failures_are_reported_with_claude_codes_exit_code() {
 
 /// A repository whose config puts the cached Claude Code on PATH (no install step).
 fn direct_repo() -> TestRepo {
+    direct_repo_with("")
+}
+
+/// [`direct_repo`] with lines added to the config's `[claude]` table.
+fn direct_repo_with(claude_extra: &str) -> TestRepo {
     let bin = claude_cache().join("node_modules/.bin");
-    let config = CONFIG.replace(
+    let config = format!("{CONFIG}{claude_extra}").replace(
         "[env]\n",
         &format!(
             "[env]\nPATH = \"{}:/usr/local/bin:/usr/bin:/bin\"\n",
@@ -609,7 +614,11 @@ fn ctrl_c_detaches_attach_but_stops_a_foreground_run() {
     wait_for("the stuck run to reach the gate", at_gate("stuck"));
     fg.interrupt_after("✎ Write stuck.txt");
     let (code, out, err) = fg.wait();
-    assert_eq!(code, 128 + 15, "Claude Code's exit code after SIGTERM: {out}\n{err}");
+    assert_eq!(
+        code,
+        128 + 15,
+        "Claude Code's exit code after SIGTERM: {out}\n{err}"
+    );
     assert!(err.contains("stopping Claude Code"), "{out}\n{err}");
     assert!(!out.contains("never"), "{out}");
     let r = t.rclaude(&["attach"]);
@@ -673,4 +682,20 @@ fn a_detached_run_outlives_the_cli_but_not_a_local_pause() {
     // Its edits so far are in the sandbox.
     t.ok(&["pull"]);
     assert_eq!(t.git(&["show", "rclaude/main:held.txt"]), "started\n");
+}
+
+#[test]
+fn claude_without_a_prompt_runs_claude_code_on_a_terminal() {
+    if skip() {
+        return;
+    }
+    // `--version` from [claude] args makes the interactive program print and exit at once.
+    let t = direct_repo_with("args = [\"--version\"]\n");
+    let r = t.ok(&["claude"]);
+    assert!(r.stdout().contains("2.1.197 (Claude Code)"), "{}", r.all());
+    // Its conversation id is recorded in the sandbox for `--continue`.
+    let session =
+        std::fs::read_to_string(sandbox_root(&t).join("workspace/.git/rclaude/claude/session"))
+            .unwrap();
+    assert_eq!(session.trim().len(), 36, "{session:?}");
 }

@@ -149,10 +149,12 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
     .await?;
     remember_conversation(&ctx, &started.meta.session_id);
     let id = &started.files.id;
+    // Reported as the task `claude` (the server's event types).
+    let run_started = std::time::Instant::now();
     ctx.reporter.event(
         record,
-        "claude_started",
-        serde_json::json!({ "run": id.as_str(), "detached": args.detach }),
+        "task_started",
+        serde_json::json!({ "task": "claude", "run": id.as_str(), "detached": args.detach }),
     );
 
     if args.detach {
@@ -182,8 +184,13 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
     let code = followed.exit_code();
     ctx.reporter.event(
         record,
-        "claude_finished",
-        serde_json::json!({ "run": id.as_str(), "exit_code": code }),
+        "task_finished",
+        serde_json::json!({
+            "task": "claude",
+            "run": id.as_str(),
+            "exit_code": code,
+            "duration_ms": run_started.elapsed().as_millis() as u64,
+        }),
     );
     ctx.reporter.flush().await;
     finish(&ctx, &started.files, &followed, args.pull).await
