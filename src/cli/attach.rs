@@ -50,7 +50,13 @@ pub async fn logs(g: &GlobalArgs, follow_it: bool, json: bool) -> CliResult {
     let record = ctx.require_session()?;
     let sandbox = ctx.connect(&record).await?;
     let _alive = super::alive::keep_alive(&ctx, &record);
-    let files = resolve_run(&*sandbox, &record, None).await?;
+    let files = resolve_run(&*sandbox, &record, None).await.map_err(|e| {
+        if e.message == ClaudeError::NoRun.to_string() {
+            e.hint("`rclaude claude \"PROMPT\"` starts one; for the server's session events, `rclaude login --server URL` first")
+        } else {
+            e
+        }
+    })?;
     let followed = follow(&ctx, &*sandbox, &files, json, follow_it, Interrupt::Detach).await?;
     if followed.end.is_some() {
         remember(&ctx, &followed);
