@@ -1,6 +1,7 @@
 //! rclaude: run Claude Code and project tasks in a persistent remote sandbox for a repository,
 //! with the work tree synced by git bundles and results coming back as git.
 pub mod agent;
+pub mod claude;
 pub mod cli;
 pub mod config;
 pub mod dirs;

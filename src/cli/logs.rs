@@ -11,11 +11,13 @@ use super::login::server_error;
 use crate::error::{CliError, CliResult};
 use crate::report::{Credentials, ServerClient};
 
-/// Show this repository's session events (created, started, task results, ...) from the server.
+/// Show this repository's session events (created, started, task results, ...) from the server,
+/// or the transcript of the latest Claude Code run in the sandbox.
 ///
-/// With `-f`, keep following new events live over WebSocket until Ctrl-C.
+/// With `-f`, keep following new events live over WebSocket until Ctrl-C. With `--claude`, or
+/// when not logged in to a server, show the Claude Code run instead (`-f`: until it ends).
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:\n  rclaude logs\n  rclaude logs -f\n  rclaude logs --session 7c0e... --json")]
+#[command(after_help = "Examples:\n  rclaude logs\n  rclaude logs -f\n  rclaude logs --session 7c0e... --json\n  rclaude logs -f --claude")]
 pub struct Args {
     /// Follow new events live.
     #[arg(short, long)]
@@ -26,9 +28,16 @@ pub struct Args {
     /// One JSON object per event on stdout.
     #[arg(long)]
     pub json: bool,
+    /// The latest Claude Code run's transcript (the default when not logged in to a server).
+    #[arg(long, conflicts_with = "session")]
+    pub claude: bool,
 }
 
 pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
+    let logged_in = matches!(Credentials::load(), Ok(Some(_)));
+    if args.claude || (!logged_in && args.session.is_none()) {
+        return super::attach::logs(g, args.follow, args.json).await;
+    }
     let creds = Credentials::load()
         .map_err(|e| CliError::config(e.to_string()))?
         .ok_or_else(|| CliError::auth("not logged in to an rclaude server").hint("`rclaude login --server URL`"))?;

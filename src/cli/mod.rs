@@ -2,7 +2,9 @@
 
 mod agent;
 mod alive;
+mod attach;
 mod ci;
+mod claude;
 mod context;
 mod down;
 mod exec;
@@ -16,6 +18,7 @@ mod pull;
 mod resume;
 mod run;
 mod schema;
+mod shell;
 mod status;
 mod stream;
 mod sync;
@@ -61,6 +64,8 @@ Exit codes:
     "  rclaude up                   create or resume the sandbox, sync, run setup\n",
     "  rclaude run test             run the `test` task (and its dependencies) remotely\n",
     "  rclaude exec -- ls -la       run any command in the sandbox\n",
+    "  rclaude claude \"fix the build\" --pull   Claude Code works in the sandbox; its edits come back\n",
+    "  rclaude shell                an interactive terminal in the sandbox\n",
     "  rclaude pull                 bring the sandbox's work back as branch rclaude/<branch>\n",
     "  rclaude hooks install        run [hooks] tasks remotely from git hooks (e.g. pre-push)\n",
     "  rclaude ci test --json       run tasks in a throwaway sandbox (for CI)\n",
@@ -99,6 +104,9 @@ pub enum Command {
     Resume(resume::Args),
     Down(down::Args),
     Watch(watch::Args),
+    Claude(claude::Args),
+    Attach(attach::Args),
+    Shell(shell::Args),
     Login(login::LoginArgs),
     Logout(login::LogoutArgs),
     Usage(usage::Args),
@@ -160,6 +168,9 @@ async fn dispatch(cli: Cli) -> Result<i32, CliError> {
         Command::Resume(a) => resume::run(&g, a).await,
         Command::Down(a) => down::run(&g, a).await,
         Command::Watch(a) => watch::run(&g, a).await,
+        Command::Claude(a) => claude::run(&g, a).await,
+        Command::Attach(a) => attach::run(&g, a).await,
+        Command::Shell(a) => shell::run(&g, a).await,
         Command::Login(a) => login::login(&g, a).await,
         Command::Logout(a) => login::logout(&g, a).await,
         Command::Usage(a) => usage::run(&g, a).await,

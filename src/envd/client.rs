@@ -510,6 +510,35 @@ impl EnvdClient {
         Ok(Box::pin(stream))
     }
 
+    /// Bytes of `path` from `offset` to its end with a `Range` request (empty when `offset` is
+    /// at or past the end; a server that ignores `Range` is handled too).
+    pub async fn read_from(&self, path: &str, offset: u64) -> Result<Bytes, SandboxError> {
+        if offset == 0 {
+            return self.read(path).await;
+        }
+        let url = self.url("/files");
+        let rb = self
+            .request(reqwest::Method::GET, &url)
+            .query(&[("path", path)])
+            .header(reqwest::header::RANGE, format!("bytes={offset}-"));
+        let resp = self.send(rb, &url).await?;
+        let status = resp.status().as_u16();
+        if status == 416 {
+            return Ok(Bytes::new());
+        }
+        if !resp.status().is_success() {
+            return Err(Self::failure(resp).await);
+        }
+        let body = resp.bytes().await.map_err(|e| self.transport(&url, e))?;
+        if status == 206 {
+            return Ok(body);
+        }
+        let start = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(body.len());
+        Ok(body.slice(start..))
+    }
+
     /// Read a whole file.
     pub async fn read(&self, path: &str) -> Result<Bytes, SandboxError> {
         let mut s = self.download(path).await?;

@@ -9,11 +9,12 @@ use tokio::io::AsyncWriteExt;
 
 use super::client::EnvdClient;
 use super::proto::{
-    DataEvent, EntryInfo, ProcessConfig, ProcessEvent, ProcessSelector, Signal, StartRequest,
+    B64, DataEvent, EntryInfo, ProcessConfig, ProcessEvent, ProcessInput, ProcessSelector, Pty,
+    PtySize, Signal, StartRequest,
 };
 use crate::provider::{
-    Command, ExecEvent, ExecRequest, ExecStream, ExitStatus, FileUpload, Progress, Sandbox,
-    SandboxError,
+    Command, ExecEvent, ExecRequest, ExecStream, ExitStatus, FileUpload, ProcessEntry, Progress,
+    PtyInput, PtyRequest, PtySession, Sandbox, SandboxError,
 };
 
 /// A sandbox reached through an envd endpoint.
@@ -47,23 +48,7 @@ impl EnvdSandbox {
     }
 
     fn start_request(&self, req: &ExecRequest) -> Result<StartRequest, SandboxError> {
-        let (cmd, args) = match &req.command {
-            Command::Shell(s) => {
-                let mut args = Vec::new();
-                if self.login_shell {
-                    args.push("-l".to_string());
-                }
-                args.push("-c".to_string());
-                args.push(s.clone());
-                ("/bin/bash".to_string(), args)
-            }
-            Command::Argv(argv) => {
-                let (first, rest) = argv
-                    .split_first()
-                    .ok_or_else(|| SandboxError::InvalidArgument("empty command".into()))?;
-                (first.clone(), rest.to_vec())
-            }
-        };
+        let (cmd, args) = command_parts(&req.command, self.login_shell)?;
         Ok(StartRequest {
             process: ProcessConfig {
                 cmd,
@@ -75,6 +60,76 @@ impl EnvdSandbox {
             tag: req.tag.clone(),
             stdin: Some(req.stdin.is_some()),
         })
+    }
+}
+
+fn command_parts(
+    command: &Command,
+    login_shell: bool,
+) -> Result<(String, Vec<String>), SandboxError> {
+    match command {
+        Command::Shell(s) => {
+            let mut args = Vec::new();
+            if login_shell {
+                args.push("-l".to_string());
+            }
+            args.push("-c".to_string());
+            args.push(s.clone());
+            Ok(("/bin/bash".to_string(), args))
+        }
+        Command::Argv(argv) => {
+            let (first, rest) = argv
+                .split_first()
+                .ok_or_else(|| SandboxError::InvalidArgument("empty command".into()))?;
+            Ok((first.clone(), rest.to_vec()))
+        }
+    }
+}
+
+/// Keystrokes and resizes for one PTY process, by pid.
+struct EnvdPtyInput {
+    client: EnvdClient,
+    pid: u32,
+}
+
+#[async_trait]
+impl PtyInput for EnvdPtyInput {
+    async fn write(&self, data: Bytes) -> Result<(), SandboxError> {
+        for chunk in data.chunks(64 * 1024) {
+            self.client
+                .send_input(
+                    ProcessSelector::Pid(self.pid),
+                    ProcessInput::Pty(B64(Bytes::copy_from_slice(chunk))),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn resize(&self, cols: u16, rows: u16) -> Result<(), SandboxError> {
+        self.client
+            .update_pty(
+                ProcessSelector::Pid(self.pid),
+                PtySize {
+                    cols: cols.into(),
+                    rows: rows.into(),
+                },
+            )
+            .await
+    }
+}
+
+/// Wait for the `start` event of a new process stream and return its pid.
+async fn first_pid(events: &mut super::client::ProcessStream) -> Result<u32, SandboxError> {
+    match events.next().await {
+        Some(Ok(ProcessEvent::Start(s))) => Ok(s.pid),
+        Some(Ok(other)) => Err(SandboxError::Protocol(format!(
+            "the first process event was not `start`: {other:?}"
+        ))),
+        Some(Err(e)) => Err(e),
+        None => Err(SandboxError::Protocol(
+            "the process stream ended before the start event".into(),
+        )),
     }
 }
 
@@ -106,20 +161,7 @@ impl Sandbox for EnvdSandbox {
     async fn exec(&self, req: ExecRequest) -> Result<ExecStream, SandboxError> {
         let start = self.start_request(&req)?;
         let mut events = self.client.start(&start, req.timeout).await?;
-        let pid = match events.next().await {
-            Some(Ok(ProcessEvent::Start(s))) => s.pid,
-            Some(Ok(other)) => {
-                return Err(SandboxError::Protocol(format!(
-                    "the first process event was not `start`: {other:?}"
-                )));
-            }
-            Some(Err(e)) => return Err(e),
-            None => {
-                return Err(SandboxError::Protocol(
-                    "the process stream ended before the start event".into(),
-                ));
-            }
-        };
+        let pid = first_pid(&mut events).await?;
         if let Some(data) = req.stdin {
             // Feed stdin concurrently, so a process that writes before it reads cannot deadlock
             // against a caller that has not started consuming output yet.
@@ -247,5 +289,62 @@ impl Sandbox for EnvdSandbox {
 
     async fn rename(&self, from: &str, to: &str) -> Result<(), SandboxError> {
         self.client.move_(from, to).await.map(|_| ())
+    }
+
+    async fn read_file_from(&self, path: &str, offset: u64) -> Result<Bytes, SandboxError> {
+        self.client.read_from(path, offset).await
+    }
+
+    async fn processes(&self) -> Result<Vec<ProcessEntry>, SandboxError> {
+        Ok(self
+            .client
+            .list()
+            .await?
+            .into_iter()
+            .map(|p| ProcessEntry {
+                pid: p.pid,
+                tag: p.tag,
+            })
+            .collect())
+    }
+
+    async fn pty(&self, req: PtyRequest) -> Result<PtySession, SandboxError> {
+        let (cmd, args) = match &req.command {
+            Some(c) => command_parts(c, self.login_shell)?,
+            None => ("/bin/bash".to_string(), vec!["-i".into(), "-l".into()]),
+        };
+        let mut envs = req.env.clone();
+        envs.entry("TERM".into())
+            .or_insert_with(|| "xterm-256color".into());
+        for k in ["LANG", "LC_ALL"] {
+            envs.entry(k.into()).or_insert_with(|| "C.UTF-8".into());
+        }
+        let start = StartRequest {
+            process: ProcessConfig {
+                cmd,
+                args,
+                envs,
+                cwd: Some(req.cwd.clone().unwrap_or_else(|| self.workdir.clone())),
+            },
+            pty: Some(Pty {
+                size: PtySize {
+                    cols: req.cols.into(),
+                    rows: req.rows.into(),
+                },
+            }),
+            tag: req.tag.clone(),
+            stdin: None,
+        };
+        let mut events = self.client.start(&start, None).await?;
+        let pid = first_pid(&mut events).await?;
+        let rest = events.filter_map(|r| async move { r.map(map_event).transpose() });
+        Ok(PtySession {
+            pid,
+            events: Box::pin(rest),
+            input: std::sync::Arc::new(EnvdPtyInput {
+                client: self.client.clone(),
+                pid,
+            }),
+        })
     }
 }

@@ -253,6 +253,56 @@ pub struct FileUpload {
 /// Progress callback: bytes transferred so far.
 pub type Progress = Arc<dyn Fn(u64) + Send + Sync>;
 
+/// An interactive process on a pseudo-terminal (`rclaude shell`, interactive `rclaude claude`).
+#[derive(Debug, Clone)]
+pub struct PtyRequest {
+    /// What to run; `None` = an interactive login shell (`bash -i -l`).
+    pub command: Option<Command>,
+    /// Working directory; `None` = the sandbox's workdir.
+    pub cwd: Option<String>,
+    /// Environment (e.g. `TERM`; `TERM`, `LANG` and `LC_ALL` get defaults when missing).
+    pub env: BTreeMap<String, String>,
+    /// Initial window size (0 = the provider's default, 80x24).
+    pub cols: u16,
+    pub rows: u16,
+    /// A tag to find the process again.
+    pub tag: Option<String>,
+}
+
+/// Input side of a running PTY process.
+#[async_trait]
+pub trait PtyInput: Send + Sync {
+    /// Send bytes as if typed (Ctrl-C is `0x03`, Ctrl-D `0x04`).
+    async fn write(&self, data: Bytes) -> Result<(), SandboxError>;
+    /// Change the terminal size (the process gets `SIGWINCH`).
+    async fn resize(&self, cols: u16, rows: u16) -> Result<(), SandboxError>;
+}
+
+/// A started PTY process.
+pub struct PtySession {
+    pub pid: u32,
+    /// Terminal output as [`ExecEvent::Stdout`], then [`ExecEvent::Exited`].
+    pub events: ExecStream,
+    /// Keystrokes and resizes.
+    pub input: Arc<dyn PtyInput>,
+}
+
+impl std::fmt::Debug for PtySession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PtySession")
+            .field("pid", &self.pid)
+            .finish()
+    }
+}
+
+/// A process running in the sandbox, as listed by the sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProcessEntry {
+    pub pid: u32,
+    /// The tag it was started with.
+    pub tag: Option<String>,
+}
+
 /// Errors talking to a sandbox.
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
@@ -369,6 +419,23 @@ pub trait Sandbox: Send + Sync {
     async fn make_dir(&self, path: &str) -> Result<bool, SandboxError>;
     /// Rename a file or directory.
     async fn rename(&self, from: &str, to: &str) -> Result<(), SandboxError>;
+    /// Bytes of `path` from `offset` to its current end (empty when `offset` is at or past the
+    /// end): follows a file that grows, e.g. a detached run's transcript.
+    async fn read_file_from(&self, path: &str, offset: u64) -> Result<Bytes, SandboxError> {
+        let all = self.read_file(path).await?;
+        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(all.len());
+        Ok(all.slice(start..))
+    }
+    /// Processes still running (with their tags).
+    async fn processes(&self) -> Result<Vec<ProcessEntry>, SandboxError> {
+        Err(SandboxError::Unsupported("listing processes".into()))
+    }
+    /// Start a process on a pseudo-terminal.
+    async fn pty(&self, _req: PtyRequest) -> Result<PtySession, SandboxError> {
+        Err(SandboxError::Unsupported(
+            "interactive terminals (PTY)".into(),
+        ))
+    }
 }
 
 /// Run a process to completion and collect its output.

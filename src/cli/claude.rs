@@ -1,0 +1,312 @@
+//! `rclaude claude [PROMPT]`: Claude Code working on this repository in the sandbox.
+
+use std::collections::BTreeMap;
+
+use super::GlobalArgs;
+use super::attach::{Interrupt, finish, follow, remember_conversation};
+use super::context::Ctx;
+use super::up::{UpOptions, bring_up};
+use crate::claude::install::{self, Installed};
+use crate::claude::run::{self, ClaudeArgs, Conversation, Launch, RunFiles};
+use crate::claude::{self as cc, ClaudeError};
+use crate::error::{CliError, CliResult};
+use crate::provider::{PtyRequest, Sandbox};
+use crate::session::SessionRecord;
+
+/// Run Claude Code on this repository in the sandbox, with a live transcript.
+///
+/// The sandbox is brought up and your work tree synced first; Claude Code is installed with npm
+/// when missing (`[claude] version` pins it). `ANTHROPIC_API_KEY` or `CLAUDE_CODE_OAUTH_TOKEN`
+/// (and `ANTHROPIC_BASE_URL`) from your environment, plus `[secrets]`, are passed to it for
+/// this run only. It runs headless with the permission mode from `[claude] permission_mode`
+/// (default `bypassPermissions`: the sandbox is the safety boundary).
+///
+/// The run does not depend on this command: with `--detach`, or when your laptop goes away,
+/// it keeps working; `rclaude attach` follows it again. Its edits stay in the sandbox's work
+/// tree until `rclaude pull` (or `--pull`) brings them back as a local branch. Without a
+/// PROMPT, an interactive Claude Code session opens in your terminal.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  rclaude claude \"make the failing tests pass\" --pull\n  rclaude claude --detach \"port the parser to nom\"\n  rclaude attach\n  rclaude claude --continue \"now add docs for it\"\n  rclaude claude                 # interactive session"
+)]
+pub struct Args {
+    /// What Claude Code should do (several words are joined). Without it: interactive session.
+    #[arg(value_name = "PROMPT")]
+    pub prompt: Vec<String>,
+    /// Start the run and return; it keeps working in the sandbox (follow with `rclaude attach`).
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Continue this sandbox's last Claude Code conversation.
+    #[arg(short = 'c', long = "continue")]
+    pub continue_: bool,
+    /// When the run ends, bring its edits back as the local branch (like `rclaude pull`).
+    #[arg(long, conflicts_with = "detach")]
+    pub pull: bool,
+    /// Print Claude Code's raw stream-json events instead of the transcript.
+    #[arg(long)]
+    pub json: bool,
+    /// Don't sync the work tree first.
+    #[arg(long)]
+    pub no_sync: bool,
+    /// Model for this run (default: `[claude] model`, else Claude Code's default).
+    #[arg(long, value_name = "MODEL")]
+    pub model: Option<String>,
+    /// Permission mode for this run (default: `[claude] permission_mode`).
+    #[arg(long, value_name = "MODE")]
+    pub permission_mode: Option<String>,
+}
+
+pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
+    let ctx = Ctx::load(g)?;
+    let prompt = args.prompt.join(" ");
+    let interactive = args.prompt.is_empty();
+    if interactive && (args.detach || args.pull || args.json) {
+        return Err(CliError::usage(
+            "--detach, --pull and --json need a PROMPT (without one, an interactive session opens)",
+        ));
+    }
+    if !interactive && prompt.trim().is_empty() {
+        return Err(CliError::usage("the prompt is empty"));
+    }
+    let mode = args
+        .permission_mode
+        .clone()
+        .unwrap_or_else(|| ctx.config.claude.permission_mode.clone());
+    cc::validate_permission_mode(&mode)?;
+    if let Some(v) = &ctx.config.claude.version {
+        install::validate_version(v)?;
+    }
+    let model = args
+        .model
+        .clone()
+        .or_else(|| ctx.config.claude.model.clone());
+    if model
+        .as_deref()
+        .is_some_and(|m| m.trim().is_empty() || m.starts_with('-'))
+    {
+        return Err(CliError::usage(format!(
+            "invalid model {:?}",
+            model.unwrap_or_default()
+        )));
+    }
+
+    let live = bring_up(
+        &ctx,
+        UpOptions {
+            sync: !args.no_sync,
+            setup: true,
+            create_if_gone: !args.continue_,
+        },
+    )
+    .await?;
+    let sandbox = &*live.sandbox;
+    let record = &live.record;
+    let env = claude_env(&ctx, record)?;
+    let claude = ensure_claude(&ctx, sandbox, &env).await?;
+
+    let conversation = if args.continue_ {
+        let id = run::conversation(sandbox, &record.workdir)
+            .await?
+            .or_else(|| record.claude_session.clone())
+            .ok_or_else(|| {
+                CliError::usage(
+                    "there is no earlier Claude Code conversation in this sandbox to continue",
+                )
+                .hint("start one with `rclaude claude \"PROMPT\"`")
+            })?;
+        Conversation::Resume(id)
+    } else {
+        Conversation::fresh()
+    };
+    if let Some(current) = run::current(sandbox, &record.workdir).await? {
+        let files = RunFiles::new(&record.workdir, current.clone());
+        if run::is_running(sandbox, &files).await? {
+            return Err(ClaudeError::Busy(current.to_string()).into());
+        }
+    }
+    let cargs = ClaudeArgs {
+        permission_mode: mode,
+        model,
+        conversation,
+        extra: ctx.config.claude.args.clone(),
+    };
+
+    if interactive {
+        return interactive_session(&ctx, sandbox, record, &claude, &cargs, env).await;
+    }
+
+    let started = run::start(
+        sandbox,
+        Launch {
+            claude: claude.path.clone(),
+            claude_version: claude.version.clone(),
+            prompt,
+            args: cargs,
+            env,
+            workdir: record.workdir.clone(),
+        },
+    )
+    .await?;
+    remember_conversation(&ctx, &started.meta.session_id);
+    let id = &started.files.id;
+    // Reported as the task `claude` (the server's event types).
+    let run_started = std::time::Instant::now();
+    ctx.reporter.event(
+        record,
+        "task_started",
+        serde_json::json!({ "task": "claude", "run": id.as_str(), "detached": args.detach }),
+    );
+
+    if args.detach {
+        extend_lifetime(&ctx, record).await;
+        println!("{id}");
+        ctx.ui.info(format!(
+            "Claude Code is working in the sandbox (run {id}); it keeps going after this command exits."
+        ));
+        ctx.ui.info("  follow it: `rclaude attach` or `rclaude logs -f` · bring its edits back: `rclaude pull`");
+        ctx.ui
+            .info("  `rclaude pause` stops it on the local provider");
+        ctx.reporter.flush().await;
+        return Ok(0);
+    }
+
+    ctx.ui
+        .info(format!("▶ Claude Code (run {id}); Ctrl-C stops it"));
+    let followed = follow(
+        &ctx,
+        sandbox,
+        &started.files,
+        args.json,
+        true,
+        Interrupt::StopRun { pid: started.pid },
+    )
+    .await?;
+    let code = followed.exit_code();
+    ctx.reporter.event(
+        record,
+        "task_finished",
+        serde_json::json!({
+            "task": "claude",
+            "run": id.as_str(),
+            "exit_code": code,
+            "duration_ms": run_started.elapsed().as_millis() as u64,
+        }),
+    );
+    ctx.reporter.flush().await;
+    finish(&ctx, &started.files, &followed, args.pull).await
+}
+
+/// Environment of Claude Code in the sandbox: quiet defaults, credentials from this machine's
+/// environment, then `[env]`, `[secrets]` and rclaude's own variables (which win).
+fn claude_env(ctx: &Ctx, record: &SessionRecord) -> CliResult<BTreeMap<String, String>> {
+    let mut env: BTreeMap<String, String> = cc::QUIET_ENV
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    for name in cc::CREDENTIAL_VARS {
+        if let Ok(v) = std::env::var(name)
+            && !v.is_empty()
+        {
+            env.insert(name.to_string(), v);
+        }
+    }
+    env.extend(ctx.exec_env(record)?);
+    let has_credentials = [
+        "ANTHROPIC_API_KEY",
+        "CLAUDE_CODE_OAUTH_TOKEN",
+        "ANTHROPIC_AUTH_TOKEN",
+    ]
+    .iter()
+    .any(|k| env.contains_key(*k));
+    if !has_credentials {
+        ctx.ui.warn(
+            "neither ANTHROPIC_API_KEY nor CLAUDE_CODE_OAUTH_TOKEN is set here (nor in [secrets]); \
+             Claude Code will only work if it is logged in inside the sandbox (`claude setup-token` makes a token)",
+        );
+    }
+    Ok(env)
+}
+
+/// Find Claude Code in the sandbox, installing it when missing (or not the pinned version).
+async fn ensure_claude(
+    ctx: &Ctx,
+    sandbox: &dyn Sandbox,
+    env: &BTreeMap<String, String>,
+) -> CliResult<Installed> {
+    let pinned = ctx.config.claude.version.as_deref();
+    let found = install::probe(sandbox, env).await?;
+    let Some(version) = install::version_to_install(found.as_ref(), pinned) else {
+        return Ok(found.expect("a working install needs nothing"));
+    };
+    let step = ctx.ui.step(format!(
+        "Installing Claude Code {version} ({}) with npm",
+        cc::PACKAGE
+    ));
+    if let Err(e) = install::install(sandbox, env, &version).await {
+        step.fail(None);
+        return Err(e.into());
+    }
+    match install::probe(sandbox, env).await? {
+        Some(i) if i.version.is_some() => {
+            step.done(i.version.as_deref());
+            Ok(i)
+        }
+        _ => {
+            step.fail(None);
+            Err(ClaudeError::BrokenInstall {
+                version,
+                output: "`claude` is not on PATH, or `claude --version` fails".into(),
+            }
+            .into())
+        }
+    }
+}
+
+/// E2B pauses idle sandboxes: give a detached run the configured lifetime from now.
+async fn extend_lifetime(ctx: &Ctx, record: &SessionRecord) {
+    if let Ok(p) = ctx.provider_for(record)
+        && p.capabilities().auto_pause
+        && let Err(e) = p
+            .keep_alive(&record.sandbox_id, ctx.config.sandbox.timeout.0)
+            .await
+    {
+        ctx.ui
+            .warn(format!("could not extend the sandbox's timeout: {e}"));
+    }
+}
+
+/// `rclaude claude` without a prompt: Claude Code's own interface on a terminal in the sandbox.
+async fn interactive_session(
+    ctx: &Ctx,
+    sandbox: &dyn Sandbox,
+    record: &SessionRecord,
+    claude: &Installed,
+    args: &ClaudeArgs,
+    mut env: BTreeMap<String, String>,
+) -> CliResult {
+    env.extend(args.env());
+    let id = args.conversation.id().to_string();
+    // Record the conversation first: `--continue` finds it even if this terminal dies.
+    let dir = run::runs_dir(&record.workdir);
+    sandbox.make_dir(&dir).await?;
+    sandbox
+        .write_files(vec![crate::provider::FileUpload {
+            path: format!("{dir}/session"),
+            contents: format!("{id}\n").into(),
+        }])
+        .await?;
+    remember_conversation(ctx, &id);
+    let req = PtyRequest {
+        command: Some(run::interactive_command(&claude.path, &args.interactive())),
+        cwd: Some(record.workdir.clone()),
+        env,
+        cols: 0,
+        rows: 0,
+        tag: Some(format!("{}interactive", run::TAG_PREFIX)),
+    };
+    let code = super::shell::interactive(sandbox, req).await?;
+    ctx.ui.info(
+        "Claude's edits are in the sandbox work tree; `rclaude pull` brings them back · `rclaude claude --continue` resumes this conversation",
+    );
+    Ok(code)
+}
