@@ -1147,3 +1147,26 @@ async fn bwrap_confines_writes_to_the_root() {
     .await;
     assert_eq!(r.end.unwrap().status, "signal: killed");
 }
+
+#[tokio::test]
+async fn sigterm_reaches_the_command_under_bwrap_so_it_can_clean_up() {
+    let root_dir = disk_tempdir();
+    let boxed = TestAgent::start_in(root_dir.path(), |o| o.isolation = Isolation::Bwrap).await;
+    let c = boxed.client();
+    let mut s = c
+        .start(&sh("trap 'echo cleaned-up; exit 7' TERM; echo ready; sleep 60 & wait"), None)
+        .await
+        .unwrap();
+    let pid = match s.next().await.unwrap().unwrap() {
+        ProcessEvent::Start(st) => st.pid,
+        other => panic!("{other:?}"),
+    };
+    let mut acc = String::new();
+    read_until(&mut s, &mut acc, |t| t.contains("ready")).await;
+    c.send_signal(ProcessSelector::Pid(pid), Signal::Sigterm).await.unwrap();
+    let rest = collect(s).await;
+    let out = format!("{acc}{}", String::from_utf8_lossy(&rest.stdout));
+    assert!(out.contains("cleaned-up"), "the trap did not run: {out:?}");
+    assert_eq!(rest.end.unwrap().exit_code, 7);
+    boxed.shutdown().await;
+}

@@ -127,8 +127,42 @@ impl Proc {
     }
 }
 
+/// True when `pid` runs bubblewrap.
+fn is_bwrap(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "bwrap")
+}
+
+/// Processes of group `pgid` other than its leader (Linux `/proc`).
+fn group_members(pgid: u32) -> Vec<u32> {
+    let Ok(rd) = std::fs::read_dir("/proc") else { return Vec::new() };
+    rd.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&p| p != pgid)
+        .filter(|&p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat")).ok().and_then(|s| {
+                // Fields after the `(comm)`: state, ppid, pgrp, ...
+                let rest = s.rsplit_once(')')?.1;
+                rest.split_whitespace().nth(2)?.parse::<u32>().ok()
+            }) == Some(pgid)
+        })
+        .collect()
+}
+
 /// Signal a process group (every process started by the agent leads its own group).
 fn signal_group(pid: u32, sig: libc::c_int) -> std::io::Result<()> {
+    // Under bubblewrap the group leader is bwrap itself, and its `--die-with-parent` turns a
+    // SIGTERM to bwrap into a SIGKILL for the command: deliver gentle signals to the command
+    // (and the rest of its group) instead, so it can shut down cleanly.
+    if sig != libc::SIGKILL && is_bwrap(pid) {
+        let members = group_members(pid);
+        if !members.is_empty() {
+            for m in members {
+                // SAFETY: kill has no memory-safety preconditions.
+                unsafe { libc::kill(m as libc::pid_t, sig) };
+            }
+            return Ok(());
+        }
+    }
     let pid = pid as libc::pid_t;
     // SAFETY: kill has no memory-safety preconditions.
     if unsafe { libc::kill(-pid, sig) } == 0 {
