@@ -1227,18 +1227,25 @@ impl Store {
     }
 
     /// Puts failed meter events back in the queue (all, or those of one account); returns how
-    /// many.
+    /// many. Their event name (when given) and customer id (when the account still has one) are
+    /// refreshed: Stripe refused those requests without executing them, so a corrected body
+    /// under the same idempotency key is accepted.
     pub async fn retry_failed_meter_events(
         &self,
         account_id: Option<&str>,
+        event_name: Option<&str>,
         now_ms: i64,
     ) -> Result<u64> {
         let res = sqlx::query(
-            "UPDATE stripe_meter_events SET state = 'pending', next_attempt_ms = $1 \
+            "UPDATE stripe_meter_events SET state = 'pending', next_attempt_ms = $1, \
+             attempts = 0, event_name = COALESCE($3, event_name), \
+             customer_id = COALESCE((SELECT c.customer_id FROM stripe_customers c \
+             WHERE c.account_id = stripe_meter_events.account_id), customer_id) \
              WHERE state = 'failed' AND ($2 IS NULL OR account_id = $2)",
         )
         .bind(now_ms)
         .bind(account_id)
+        .bind(event_name)
         .execute(&self.db.write)
         .await?;
         Ok(res.rows_affected())
