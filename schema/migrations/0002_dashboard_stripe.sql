@@ -49,3 +49,12 @@ CREATE TABLE stripe_meter_events (
 );
 CREATE INDEX stripe_meter_events_due ON stripe_meter_events (state, next_attempt_ms);
 CREATE INDEX stripe_meter_events_by_interval ON stripe_meter_events (interval_id);
+
+-- The dashboard groups an account's sessions per repository (served from the index alone).
+CREATE INDEX sessions_by_account_repository ON sessions (account_id, repository_id, state, created_at_ms);
+
+-- The usage page sums a month of intervals and session lifetimes per repository and day; these
+-- cover those queries, so they read only the index.
+CREATE INDEX active_intervals_usage ON active_intervals (account_id, end_s, start_s, repository_id);
+CREATE INDEX sessions_lifetimes ON sessions (account_id, created_at_ms, stopped_at_ms, repository_id);
+CREATE INDEX sessions_open ON sessions (account_id, active_since_s);

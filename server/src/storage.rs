@@ -934,49 +934,182 @@ impl Store {
         Ok((row.try_get(0)?, row.try_get(1)?))
     }
 
-    /// Repositories of an account that have sessions (in `state`, when given), most recently
-    /// used first, one page; plus the number of such repositories.
-    pub async fn repository_summaries(
+    /// Every repository of an account with sessions (in `state`, when given), most recently
+    /// used first. One grouped pass over the account's sessions (served by the
+    /// `sessions_by_account_repository` index), names resolved once.
+    pub async fn repository_groups(
         &self,
         account_id: &str,
         state: Option<&str>,
-        limit: i64,
-        offset: i64,
-    ) -> Result<(Vec<RepoSummary>, i64)> {
+    ) -> Result<Vec<RepoSummary>> {
         let rows = sqlx::query(
-            "SELECT r.id, r.name, COUNT(*), COUNT(CASE WHEN s.state = 'running' THEN 1 END), \
-             MAX(s.created_at_ms) FROM sessions s JOIN repositories r ON r.id = s.repository_id \
-             WHERE s.account_id = $1 AND ($2 IS NULL OR s.state = $2) \
-             GROUP BY r.id, r.name ORDER BY MAX(s.created_at_ms) DESC, r.name LIMIT $3 OFFSET $4",
+            "SELECT repository_id, COUNT(*), COUNT(CASE WHEN state = 'running' THEN 1 END), \
+             MAX(created_at_ms) FROM sessions WHERE account_id = $1 AND ($2 IS NULL OR state = $2) \
+             GROUP BY repository_id",
         )
         .bind(account_id)
         .bind(state)
-        .bind(limit)
-        .bind(offset)
         .fetch_all(&self.db.read)
         .await?;
-        let repos = rows
+        let names = self.repository_names(account_id).await?;
+        let mut out = rows
             .iter()
             .map(|r| {
+                let id: String = r.try_get(0)?;
                 Ok(RepoSummary {
-                    id: r.try_get(0)?,
-                    name: r.try_get(1)?,
-                    sessions: r.try_get(2)?,
-                    running: r.try_get(3)?,
-                    last_created_ms: r.try_get(4)?,
+                    name: names.get(&id).cloned().unwrap_or_default(),
+                    id,
+                    sessions: r.try_get(1)?,
+                    running: r.try_get(2)?,
+                    last_created_ms: r.try_get(3)?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let total: i64 = sqlx::query(
-            "SELECT COUNT(DISTINCT repository_id) FROM sessions \
-             WHERE account_id = $1 AND ($2 IS NULL OR state = $2)",
+        out.sort_by(|a, b| {
+            b.last_created_ms
+                .cmp(&a.last_created_ms)
+                .then_with(|| a.name.cmp(&b.name))
+        });
+        Ok(out)
+    }
+
+    /// Repository id → name, for one account.
+    pub async fn repository_names(&self, account_id: &str) -> Result<HashMap<String, String>> {
+        let rows = sqlx::query("SELECT id, name FROM repositories WHERE account_id = $1")
+            .bind(account_id)
+            .fetch_all(&self.db.read)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+
+    /// Billing input for whole UTC days `[from_s, to_s)`: the same billable seconds per
+    /// repository and day as [`Store::intervals`], with far fewer rows. Closed intervals that lie
+    /// within one day of the range are summed per repository and day by the database (and
+    /// returned as intervals starting at that midnight, at most a day long each); the others, and
+    /// the open intervals, are returned as they are.
+    pub async fn usage_intervals(
+        &self,
+        account_id: &str,
+        from_s: i64,
+        to_s: i64,
+        now_s: i64,
+    ) -> Result<Vec<Interval>> {
+        debug_assert!(
+            from_s % 86_400 == 0 && to_s % 86_400 == 0,
+            "whole days only"
+        );
+        let names = self.repository_names(account_id).await?;
+        let name = |id: &str| names.get(id).cloned().unwrap_or_default();
+        let mut out = Vec::new();
+        let rows = sqlx::query(
+            "SELECT repository_id, start_s / 86400, CAST(SUM(end_s - start_s) AS BIGINT) \
+             FROM active_intervals WHERE account_id = $1 AND start_s >= $2 AND end_s <= $3 \
+             AND start_s / 86400 = (end_s - 1) / 86400 GROUP BY repository_id, start_s / 86400",
         )
         .bind(account_id)
-        .bind(state)
-        .fetch_one(&self.db.read)
-        .await?
-        .try_get(0)?;
-        Ok((repos, total))
+        .bind(from_s)
+        .bind(to_s)
+        .fetch_all(&self.db.read)
+        .await?;
+        for r in &rows {
+            let repository = name(&r.try_get::<String, _>(0)?);
+            let day_start = r.try_get::<i64, _>(1)? * 86_400;
+            let mut secs: i64 = r.try_get(2)?;
+            // Several sessions of one repository may add up to more than a day.
+            while secs > 0 {
+                let chunk = secs.min(86_400);
+                out.push(Interval {
+                    repository: repository.clone(),
+                    start_s: day_start,
+                    end_s: day_start + chunk,
+                });
+                secs -= chunk;
+            }
+        }
+        let rows = sqlx::query(
+            "SELECT repository_id, start_s, end_s FROM active_intervals \
+             WHERE account_id = $1 AND end_s > $2 AND start_s < $3 \
+             AND NOT (start_s >= $2 AND end_s <= $3 AND start_s / 86400 = (end_s - 1) / 86400)",
+        )
+        .bind(account_id)
+        .bind(from_s)
+        .bind(to_s)
+        .fetch_all(&self.db.read)
+        .await?;
+        for r in &rows {
+            out.push(Interval {
+                repository: name(&r.try_get::<String, _>(0)?),
+                start_s: r.try_get(1)?,
+                end_s: r.try_get(2)?,
+            });
+        }
+        let rows = sqlx::query(
+            "SELECT repository_id, active_since_s, last_seen_s FROM sessions \
+             WHERE account_id = $1 AND active_since_s IS NOT NULL AND active_since_s < $2",
+        )
+        .bind(account_id)
+        .bind(to_s)
+        .fetch_all(&self.db.read)
+        .await?;
+        for r in &rows {
+            let m = Meter {
+                state: State::Running,
+                active_since_s: r.try_get(1)?,
+                last_seen_s: r.try_get(2)?,
+            };
+            if let Some((start_s, end_s)) =
+                metering::effective_end(&m, now_s, self.prices.heartbeat_grace_s)
+                && end_s > from_s
+                && end_s > start_s
+            {
+                out.push(Interval {
+                    repository: name(&r.try_get::<String, _>(0)?),
+                    start_s,
+                    end_s,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Storage input for `[from_ms, to_ms)`: the same storage days per repository as
+    /// [`Store::lifetimes`], with one row per repository, creation day and last day instead of
+    /// one per session (earliest creation and latest stop of each group).
+    pub async fn usage_lifetimes(
+        &self,
+        account_id: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<Lifetime>> {
+        let names = self.repository_names(account_id).await?;
+        let rows = sqlx::query(
+            "SELECT repository_id, MIN(created_at_ms), MAX(stopped_at_ms) FROM sessions \
+             WHERE account_id = $1 AND created_at_ms < $2 \
+             AND (stopped_at_ms IS NULL OR stopped_at_ms >= $3) \
+             GROUP BY repository_id, created_at_ms / 86400000, \
+             CASE WHEN stopped_at_ms IS NULL THEN -1 \
+             WHEN stopped_at_ms - 1 > created_at_ms THEN (stopped_at_ms - 1) / 86400000 \
+             ELSE created_at_ms / 86400000 END",
+        )
+        .bind(account_id)
+        .bind(to_ms)
+        .bind(from_ms)
+        .fetch_all(&self.db.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Lifetime {
+                    repository: names
+                        .get(&r.try_get::<String, _>(0)?)
+                        .cloned()
+                        .unwrap_or_default(),
+                    created_ms: r.try_get(1)?,
+                    stopped_ms: r.try_get(2)?,
+                })
+            })
+            .collect()
     }
 
     /// One repository's summary (sessions in `state`, when given); `None` if it has none.

@@ -171,11 +171,15 @@ async fn overview(
 ) -> Result<Markup, crate::storage::StoreError> {
     let account = &user.principal.account_id;
     let st = query.state.as_deref();
-    let (total, running) = state.store.session_counts(account).await?;
-    let (repos, repo_count) = state
-        .store
-        .repository_summaries(account, st, REPOS_PER_PAGE, query.page * REPOS_PER_PAGE)
-        .await?;
+    let groups = state.store.repository_groups(account, st).await?;
+    let total: i64 = groups.iter().map(|g| g.sessions).sum();
+    let running: i64 = groups.iter().map(|g| g.running).sum();
+    let repo_count = groups.len() as i64;
+    let repos: Vec<RepoSummary> = groups
+        .into_iter()
+        .skip((query.page * REPOS_PER_PAGE) as usize)
+        .take(REPOS_PER_PAGE as usize)
+        .collect();
     let ids: Vec<String> = repos.iter().map(|r| r.id.clone()).collect();
     let mut newest: HashMap<String, Vec<Session>> = state
         .store
@@ -185,11 +189,7 @@ async fn overview(
     let state_q = st.map(|s| format!("&state={}", q(s))).unwrap_or_default();
     Ok(html! {
         h1 { "Sessions" }
-        p class="summary" {
-            (total) " session" @if total != 1 { "s" } " in " (repo_count) " repositor"
-            @if repo_count == 1 { "y" } @else { "ies" } "; " (running) " running."
-            " The newest " (PER_REPO) " of each repository are shown."
-        }
+        (account_summary(total, repo_count, running, st))
         (filter_form(None, st))
         (layout::live_status())
         div id="repositories" data-live="sessions" data-per-repo=(PER_REPO)
@@ -217,6 +217,18 @@ async fn overview(
             }
         }
     })
+}
+
+/// The line above the tables (replaced by the live script when sessions appear).
+fn account_summary(total: i64, repos: i64, running: i64, st: Option<&str>) -> Markup {
+    html! {
+        p id="account-summary" class="summary" {
+            (total) " session" @if total != 1 { "s" }
+            @if let Some(s) = st { " in state " (s) }
+            " in " (repos) " repositor" @if repos == 1 { "y" } @else { "ies" } "; "
+            (running) " running. The newest " (PER_REPO) " of each repository are shown."
+        }
+    }
 }
 
 fn repo_section(r: &RepoSummary, sessions: Vec<Session>, st: Option<&str>) -> Markup {
@@ -316,6 +328,15 @@ pub async fn section_fragment(
         Err(e) => return layout::store_error(Some(&user), e),
     };
     let (n, running) = summary.map(|c| (c.sessions, c.running)).unwrap_or((1, 0));
-    let markup = section(&session.repository, n, running, row(&session), None);
+    let groups = match state.store.repository_groups(account, None).await {
+        Ok(g) => g,
+        Err(e) => return layout::store_error(Some(&user), e),
+    };
+    let total: i64 = groups.iter().map(|g| g.sessions).sum();
+    let all_running: i64 = groups.iter().map(|g| g.running).sum();
+    let markup = html! {
+        (account_summary(total, groups.len() as i64, all_running, None))
+        (section(&session.repository, n, running, row(&session), None))
+    };
     html_response(StatusCode::OK, markup)
 }

@@ -39,11 +39,11 @@ async fn compute(
     let (from_s, to_s) = (m.start_s(), m.end_s());
     let intervals = state
         .store
-        .intervals(account, from_s, to_s, now.s())
+        .usage_intervals(account, from_s, to_s, now.s())
         .await?;
     let lifetimes = state
         .store
-        .lifetimes(account, from_s * 1000, to_s * 1000)
+        .usage_lifetimes(account, from_s * 1000, to_s * 1000)
         .await?;
     let last = m.next().first_day().previous_day().expect("month has days");
     let prices = state.store.prices();
@@ -70,10 +70,13 @@ fn prev(m: Month) -> Month {
 }
 
 fn hours_axis(v: f64) -> String {
+    let secs = v * 3600.0;
     if v == 0.0 {
         "0 h".into()
+    } else if secs < 60.0 {
+        format!("{secs:.0} s")
     } else if v < 1.0 {
-        format!("{:.0} min", v * 60.0)
+        format!("{:.0} min", secs / 60.0)
     } else {
         format!("{v} h")
     }
@@ -392,6 +395,16 @@ pub async fn invoice_csv(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn axis_labels() {
+        assert_eq!(hours_axis(0.0), "0 h");
+        assert_eq!(hours_axis(1.0 / 3600.0), "1 s");
+        assert_eq!(hours_axis(0.5), "30 min");
+        assert_eq!(hours_axis(2.5), "2.5 h");
+        assert_eq!(usd_axis(0.05), "$0.050");
+        assert_eq!(usd_axis(2.0), "$2.00");
+    }
 
     #[test]
     fn csv_fields() {

@@ -70,6 +70,9 @@
         say("New session " + id.slice(0, 8) + " in " + repo + ".");
       }
       row.classList.add("fresh");
+      var freshSummary = frag.getElementById("account-summary");
+      var summary = document.getElementById("account-summary");
+      if (freshSummary && summary) summary.replaceWith(freshSummary);
       var cap = section && section.querySelector("caption");
       var freshCap = fresh.querySelector("caption");
       if (cap && freshCap && section !== fresh) cap.textContent = freshCap.textContent;
