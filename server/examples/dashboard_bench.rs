@@ -237,6 +237,13 @@ async fn run(engine: &str, args: &Args) -> anyhow::Result<()> {
         let store = Store::new(db.clone(), cfg.prices, hub.clone());
         eprintln!("{engine}: seeding {} sessions", args.sessions);
         let (acct, typical, long, repo) = seed(&store, args.sessions).await?;
+        // Fresh planner statistics and visibility map, as autovacuum keeps them in production
+        // (PostgreSQL's planner and index-only scans depend on them; SQLite ignores this).
+        if engine == "postgres" {
+            sqlx::query("VACUUM ANALYZE").execute(&db.write).await?;
+        } else {
+            sqlx::query("ANALYZE").execute(&db.write).await?;
+        }
         let token = rclaude_server::auth::issue(&store, &acct, "bench", 0).await?.0;
         let secret = new_secret();
         let now_ms = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
@@ -349,6 +356,10 @@ async fn run(engine: &str, args: &Args) -> anyhow::Result<()> {
     }
     .await;
     if let Some((admin, name)) = pg {
+        if std::env::var("RCLAUDE_BENCH_KEEP_DB").as_deref() == Ok("1") {
+            eprintln!("kept database {name}");
+            return result;
+        }
         if let Ok(mut c) = sqlx::PgConnection::connect(&admin).await {
             let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "DROP DATABASE IF EXISTS {name} WITH (FORCE)"

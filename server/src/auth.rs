@@ -99,15 +99,15 @@ impl FromRequestParts<AppState> for Auth {
             Err(e) => {
                 // The dashboard's WebSockets authenticate with its session cookie (same account
                 // scoping; refused when the page is from another site).
-                if is_upgrade(parts) && crate::dashboard::auth::same_origin(&parts.headers) {
-                    if let Some((p, _)) =
+                if is_upgrade(parts)
+                    && crate::dashboard::auth::same_origin(&parts.headers)
+                    && let Some((p, _)) =
                         crate::dashboard::auth::cookie_principal(&parts.headers, state).await?
-                    {
-                        if let Some(slot) = parts.extensions.get::<crate::metrics::AccountSlot>() {
-                            *slot.0.lock().expect("slot lock") = Some(p.account_name.clone());
-                        }
-                        return Ok(Auth(p));
+                {
+                    if let Some(slot) = parts.extensions.get::<crate::metrics::AccountSlot>() {
+                        *slot.0.lock().expect("slot lock") = Some(p.account_name.clone());
                     }
+                    return Ok(Auth(p));
                 }
                 return Err(e);
             }

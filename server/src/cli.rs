@@ -48,7 +48,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the HTTP server (the default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage accounts and API tokens directly in the database.
     Admin {
         #[command(subcommand)]
@@ -179,7 +179,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let (serve_args, admin) = match cli.command {
         None => (cli.serve, None),
-        Some(Command::Serve(args)) => (args.or(cli.serve), None),
+        Some(Command::Serve(args)) => ((*args).or(cli.serve), None),
         Some(Command::Admin { command }) => (cli.serve, Some(command)),
     };
     let over = Overrides {

@@ -314,8 +314,10 @@ pub struct Overrides {
 
 /// Merges flags/env over the file over the defaults, validating every value.
 pub fn resolve(file: FileConfig, over: Overrides) -> Result<ServerConfig, ConfigError> {
-    let mut cfg = ServerConfig::default();
-    cfg.stripe = resolve_stripe(&file, &over)?;
+    let mut cfg = ServerConfig {
+        stripe: resolve_stripe(&file, &over)?,
+        ..ServerConfig::default()
+    };
     if let Some(v) = over.listen.or(file.listen) {
         cfg.listen = v.parse().map_err(|_| ConfigError::BadAddress {
             what: "listen".into(),

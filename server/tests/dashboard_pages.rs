@@ -6,7 +6,6 @@
 mod common;
 
 use common::*;
-use futures::StreamExt;
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
 use serde_json::Value;
@@ -411,7 +410,7 @@ async fn only_own_data(db: TestDb) {
     a.event(&a1, "heartbeat", None).await;
     let msg = ws_next(&mut ws).await;
     assert_eq!(msg["session"]["id"], a1.as_str());
-    let _ = ws.next();
+    ws_close(ws).await;
 }
 
 /// Figures on the pages equal the API's (the same billing code), across the worked example's

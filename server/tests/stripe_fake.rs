@@ -224,8 +224,6 @@ async fn client_classifies_stripes_answers() {
 
     // Same id, different body (must never happen; Stripe would refuse): rejected.
     fake.duplicate_code(false);
-    let mut changed = row("e-1", 61);
-    changed.timestamp_s = r.timestamp_s;
     let seen_before = fake.seen().len();
     let _ = client.send(&row("e-2", 1)).await; // saves key e-2
     let mut other = row("e-2", 2);

@@ -53,14 +53,17 @@ pub struct Seen {
     pub replayed: bool,
 }
 
+/// A saved idempotent result: the sorted parameters, the status and the body.
+type Saved = (Vec<(String, String)>, u16, String);
+
 #[derive(Debug, Default)]
 struct Inner {
     api_key: String,
     meters: Vec<String>,
     events: Vec<Recorded>,
     identifiers: HashMap<String, usize>,
-    /// Idempotency key → (canonical params, status, body).
-    saved: HashMap<String, (Vec<(String, String)>, u16, String)>,
+    /// Idempotency key → the saved result.
+    saved: HashMap<String, Saved>,
     failures: VecDeque<Failure>,
     seen: Vec<Seen>,
     duplicate_code: bool,
