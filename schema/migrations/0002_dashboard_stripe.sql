@@ -56,5 +56,5 @@ CREATE INDEX sessions_by_account_repository ON sessions (account_id, repository_
 -- The usage page sums a month of intervals and session lifetimes per repository and day; these
 -- cover those queries, so they read only the index.
 CREATE INDEX active_intervals_usage ON active_intervals (account_id, end_s, start_s, repository_id);
-CREATE INDEX sessions_lifetimes ON sessions (account_id, created_at_ms, stopped_at_ms, repository_id);
+CREATE INDEX sessions_by_stop ON sessions (account_id, stopped_at_ms, created_at_ms, repository_id);
 CREATE INDEX sessions_open ON sessions (account_id, active_since_s);

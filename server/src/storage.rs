@@ -984,43 +984,96 @@ impl Store {
             .collect()
     }
 
-    /// Billing input for whole UTC days `[from_s, to_s)`: the same billable seconds per
-    /// repository and day as [`Store::intervals`], with far fewer rows. Closed intervals that lie
-    /// within one day of the range are summed per repository and day by the database (and
-    /// returned as intervals starting at that midnight, at most a day long each); the others, and
-    /// the open intervals, are returned as they are.
-    pub async fn usage_intervals(
+    /// Billing input for whole UTC days `[from_s, to_s)`: intervals and lifetimes that give
+    /// exactly the figures of [`Store::intervals`] and [`Store::lifetimes`] in `billing::usage`
+    /// and `billing::invoice`, with far fewer rows, read concurrently.
+    ///
+    /// Closed intervals that lie within one day of the range are summed per repository and day
+    /// by the database (returned as intervals starting at that midnight, at most a day long
+    /// each); the others, and the open intervals, come as they are. Session lifetimes are reduced
+    /// to one per repository, creation day and last day (earliest creation, latest stop), which
+    /// covers the same days. Every query reads a range of a covering index bounded by the dates,
+    /// so the cost follows the month's activity, not the account's history.
+    pub async fn usage_inputs(
         &self,
         account_id: &str,
         from_s: i64,
         to_s: i64,
         now_s: i64,
-    ) -> Result<Vec<Interval>> {
+    ) -> Result<(Vec<Interval>, Vec<Lifetime>)> {
         debug_assert!(
             from_s % 86_400 == 0 && to_s % 86_400 == 0,
             "whole days only"
         );
-        let names = self.repository_names(account_id).await?;
-        let name = |id: &str| names.get(id).cloned().unwrap_or_default();
-        let mut out = Vec::new();
-        let rows = sqlx::query(
+        let db = &self.db.read;
+        let summed = sqlx::query(
             "SELECT repository_id, start_s / 86400, CAST(SUM(end_s - start_s) AS BIGINT) \
-             FROM active_intervals WHERE account_id = $1 AND start_s >= $2 AND end_s <= $3 \
-             AND start_s / 86400 = (end_s - 1) / 86400 GROUP BY repository_id, start_s / 86400",
+             FROM active_intervals WHERE account_id = $1 AND end_s > $2 AND end_s <= $3 \
+             AND start_s >= $2 AND start_s / 86400 = (end_s - 1) / 86400 \
+             GROUP BY repository_id, start_s / 86400",
         )
         .bind(account_id)
         .bind(from_s)
         .bind(to_s)
-        .fetch_all(&self.db.read)
-        .await?;
-        for r in &rows {
-            let repository = name(&r.try_get::<String, _>(0)?);
+        .fetch_all(db);
+        let others = sqlx::query(
+            "SELECT repository_id, start_s, end_s FROM active_intervals \
+             WHERE account_id = $1 AND end_s > $2 AND start_s < $3 \
+             AND NOT (end_s <= $3 AND start_s >= $2 AND start_s / 86400 = (end_s - 1) / 86400)",
+        )
+        .bind(account_id)
+        .bind(from_s)
+        .bind(to_s)
+        .fetch_all(db);
+        let open = sqlx::query(
+            "SELECT repository_id, active_since_s, last_seen_s FROM sessions \
+             WHERE account_id = $1 AND active_since_s IS NOT NULL AND active_since_s < $2",
+        )
+        .bind(account_id)
+        .bind(to_s)
+        .fetch_all(db);
+        // Alive sessions, and sessions stopped in or after the range, separately: each is a
+        // range of `sessions_by_stop`.
+        let alive = sqlx::query(
+            "SELECT repository_id, MIN(created_at_ms), MAX(stopped_at_ms) FROM sessions \
+             WHERE account_id = $1 AND stopped_at_ms IS NULL AND created_at_ms < $2 \
+             GROUP BY repository_id, created_at_ms / 86400000",
+        )
+        .bind(account_id)
+        .bind(to_s * 1000)
+        .fetch_all(db);
+        let stopped = sqlx::query(
+            "SELECT repository_id, MIN(created_at_ms), MAX(stopped_at_ms) FROM sessions \
+             WHERE account_id = $1 AND stopped_at_ms >= $2 AND created_at_ms < $3 \
+             GROUP BY repository_id, created_at_ms / 86400000, \
+             CASE WHEN stopped_at_ms - 1 > created_at_ms THEN (stopped_at_ms - 1) / 86400000 \
+             ELSE created_at_ms / 86400000 END",
+        )
+        .bind(account_id)
+        .bind(from_s * 1000)
+        .bind(to_s * 1000)
+        .fetch_all(db);
+        let (names, summed, others, open, alive, stopped) = futures::try_join!(
+            self.repository_names(account_id),
+            async { Ok(summed.await?) },
+            async { Ok(others.await?) },
+            async { Ok(open.await?) },
+            async { Ok(alive.await?) },
+            async { Ok(stopped.await?) },
+        )?;
+        let name = |r: &AnyRow| -> Result<String> {
+            let id: String = r.try_get(0)?;
+            Ok(names.get(&id).cloned().unwrap_or_default())
+        };
+        let mut intervals = Vec::new();
+        for r in &summed {
+            let repository = name(r)?;
             let day_start = r.try_get::<i64, _>(1)? * 86_400;
             let mut secs: i64 = r.try_get(2)?;
             // Several sessions of one repository may add up to more than a day.
             while secs > 0 {
                 let chunk = secs.min(86_400);
-                out.push(Interval {
+                intervals.push(Interval {
                     repository: repository.clone(),
                     start_s: day_start,
                     end_s: day_start + chunk,
@@ -1028,32 +1081,14 @@ impl Store {
                 secs -= chunk;
             }
         }
-        let rows = sqlx::query(
-            "SELECT repository_id, start_s, end_s FROM active_intervals \
-             WHERE account_id = $1 AND end_s > $2 AND start_s < $3 \
-             AND NOT (start_s >= $2 AND end_s <= $3 AND start_s / 86400 = (end_s - 1) / 86400)",
-        )
-        .bind(account_id)
-        .bind(from_s)
-        .bind(to_s)
-        .fetch_all(&self.db.read)
-        .await?;
-        for r in &rows {
-            out.push(Interval {
-                repository: name(&r.try_get::<String, _>(0)?),
+        for r in &others {
+            intervals.push(Interval {
+                repository: name(r)?,
                 start_s: r.try_get(1)?,
                 end_s: r.try_get(2)?,
             });
         }
-        let rows = sqlx::query(
-            "SELECT repository_id, active_since_s, last_seen_s FROM sessions \
-             WHERE account_id = $1 AND active_since_s IS NOT NULL AND active_since_s < $2",
-        )
-        .bind(account_id)
-        .bind(to_s)
-        .fetch_all(&self.db.read)
-        .await?;
-        for r in &rows {
+        for r in &open {
             let m = Meter {
                 state: State::Running,
                 active_since_s: r.try_get(1)?,
@@ -1064,52 +1099,22 @@ impl Store {
                 && end_s > from_s
                 && end_s > start_s
             {
-                out.push(Interval {
-                    repository: name(&r.try_get::<String, _>(0)?),
+                intervals.push(Interval {
+                    repository: name(r)?,
                     start_s,
                     end_s,
                 });
             }
         }
-        Ok(out)
-    }
-
-    /// Storage input for `[from_ms, to_ms)`: the same storage days per repository as
-    /// [`Store::lifetimes`], with one row per repository, creation day and last day instead of
-    /// one per session (earliest creation and latest stop of each group).
-    pub async fn usage_lifetimes(
-        &self,
-        account_id: &str,
-        from_ms: i64,
-        to_ms: i64,
-    ) -> Result<Vec<Lifetime>> {
-        let names = self.repository_names(account_id).await?;
-        let rows = sqlx::query(
-            "SELECT repository_id, MIN(created_at_ms), MAX(stopped_at_ms) FROM sessions \
-             WHERE account_id = $1 AND created_at_ms < $2 \
-             AND (stopped_at_ms IS NULL OR stopped_at_ms >= $3) \
-             GROUP BY repository_id, created_at_ms / 86400000, \
-             CASE WHEN stopped_at_ms IS NULL THEN -1 \
-             WHEN stopped_at_ms - 1 > created_at_ms THEN (stopped_at_ms - 1) / 86400000 \
-             ELSE created_at_ms / 86400000 END",
-        )
-        .bind(account_id)
-        .bind(to_ms)
-        .bind(from_ms)
-        .fetch_all(&self.db.read)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Lifetime {
-                    repository: names
-                        .get(&r.try_get::<String, _>(0)?)
-                        .cloned()
-                        .unwrap_or_default(),
-                    created_ms: r.try_get(1)?,
-                    stopped_ms: r.try_get(2)?,
-                })
-            })
-            .collect()
+        let mut lifetimes = Vec::with_capacity(alive.len() + stopped.len());
+        for r in alive.iter().chain(&stopped) {
+            lifetimes.push(Lifetime {
+                repository: name(r)?,
+                created_ms: r.try_get(1)?,
+                stopped_ms: r.try_get(2)?,
+            });
+        }
+        Ok((intervals, lifetimes))
     }
 
     /// One repository's summary (sessions in `state`, when given); `None` if it has none.

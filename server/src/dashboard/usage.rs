@@ -37,13 +37,9 @@ async fn compute(
     now: Now,
 ) -> Result<(Usage, Invoice), StoreError> {
     let (from_s, to_s) = (m.start_s(), m.end_s());
-    let intervals = state
+    let (intervals, lifetimes) = state
         .store
-        .usage_intervals(account, from_s, to_s, now.s())
-        .await?;
-    let lifetimes = state
-        .store
-        .usage_lifetimes(account, from_s * 1000, to_s * 1000)
+        .usage_inputs(account, from_s, to_s, now.s())
         .await?;
     let last = m.next().first_day().previous_day().expect("month has days");
     let prices = state.store.prices();
