@@ -358,6 +358,7 @@ async fn only_own_data(db: TestDb) {
         format!("/sessions?repository={}", bob_repo),
         format!("/sessions/{a1}"),
         format!("/sessions/{a1}/section"),
+        format!("/sessions/{a1}/section?totals=1"),
         "/usage".to_string(),
         format!("/usage.csv?month={month}"),
         format!("/invoice.csv?month={month}"),

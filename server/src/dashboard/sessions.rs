@@ -302,14 +302,17 @@ async fn one_repository(
     })
 }
 
-/// `GET /sessions/{id}/section`: the session's row inside its repository's section (with the
-/// repository's current counts), for the live script. 404 for another account's session.
+/// `GET /sessions/{id}/section[?totals=1]`: the session's row inside its repository's section
+/// (with the repository's current counts, and with `totals=1` the account's totals line), for
+/// the live script. 404 for another account's session.
 pub async fn section_fragment(
     State(state): State<AppState>,
     user: WebUser,
     now: Now,
     Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
 ) -> Response {
+    let totals = raw.as_deref() == Some("totals=1");
     let Ok(sid) = crate::validate::session_id("id", &id) else {
         return layout::not_found(&user, "such session");
     };
@@ -328,14 +331,24 @@ pub async fn section_fragment(
         Err(e) => return layout::store_error(Some(&user), e),
     };
     let (n, running) = summary.map(|c| (c.sessions, c.running)).unwrap_or((1, 0));
-    let groups = match state.store.repository_groups(account, None).await {
-        Ok(g) => g,
-        Err(e) => return layout::store_error(Some(&user), e),
+    let summary = if totals {
+        let groups = match state.store.repository_groups(account, None).await {
+            Ok(g) => g,
+            Err(e) => return layout::store_error(Some(&user), e),
+        };
+        let total: i64 = groups.iter().map(|g| g.sessions).sum();
+        let all_running: i64 = groups.iter().map(|g| g.running).sum();
+        Some(account_summary(
+            total,
+            groups.len() as i64,
+            all_running,
+            None,
+        ))
+    } else {
+        None
     };
-    let total: i64 = groups.iter().map(|g| g.sessions).sum();
-    let all_running: i64 = groups.iter().map(|g| g.running).sum();
     let markup = html! {
-        (account_summary(total, groups.len() as i64, all_running, None))
+        @if let Some(s) = summary { (s) }
         (section(&session.repository, n, running, row(&session), None))
     };
     html_response(StatusCode::OK, markup)

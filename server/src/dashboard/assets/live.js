@@ -47,7 +47,9 @@
     if (!existing && !mayInsert) return;
     if (pending[id]) { pending[id] = "again"; return; }
     pending[id] = "busy";
-    fetchHtml("/sessions/" + encodeURIComponent(id) + "/section").then(function (html) {
+    // Totals are only needed (and only computed) when a new row goes in.
+    var url = "/sessions/" + encodeURIComponent(id) + "/section" + (existing ? "" : "?totals=1");
+    fetchHtml(url).then(function (html) {
       var frag = parse(html);
       var fresh = frag.querySelector("section[data-repository]");
       var row = frag.querySelector("tr[data-session]");
@@ -78,9 +80,12 @@
       if (cap && freshCap && section !== fresh) cap.textContent = freshCap.textContent;
     }).catch(function () { /* the next event or a reload catches up */ })
       .then(function () {
-        var again = pending[id] === "again";
-        delete pending[id];
-        if (again) updateSession(session);
+        // At most one refresh per session per second; a burst of events becomes one more.
+        setTimeout(function () {
+          var again = pending[id] === "again";
+          delete pending[id];
+          if (again) updateSession(session);
+        }, 1000);
       });
   }
 
