@@ -1,4 +1,4 @@
-//! `rclaude-server admin …`: accounts and tokens, straight in the database.
+//! `rclaude-server admin …`: accounts, tokens and the Stripe export, straight in the database.
 
 use std::io::Write;
 
@@ -41,6 +41,24 @@ pub enum AdminCommand {
         /// Token prefix or id.
         prefix: String,
     },
+    /// Bill an account through Stripe: set its Stripe customer id (or remove it with --clear).
+    SetStripeCustomer {
+        /// Account name or id.
+        account: String,
+        /// Stripe customer id (cus_…).
+        #[arg(required_unless_present = "clear")]
+        customer: Option<String>,
+        /// Stop exporting this account's usage.
+        #[arg(long, conflicts_with = "customer")]
+        clear: bool,
+    },
+    /// Show the Stripe export backlog: pending, sent and failed meter events, the oldest pending.
+    StripeStatus,
+    /// Queue failed Stripe meter events again (all, or one account's).
+    StripeRetryFailed {
+        /// Account name or id (default: every account).
+        account: Option<String>,
+    },
 }
 
 /// Runs one admin command, writing human-readable output to `out`.
@@ -51,12 +69,17 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let db = db::open(&cfg.database_url, 2).await?;
     let store = Store::new(db.clone(), cfg.prices, Hub::new(1));
-    let result = run_with(&store, cmd, out).await;
+    let result = run_with(cfg, &store, cmd, out).await;
     db.close().await;
     result
 }
 
-async fn run_with(store: &Store, cmd: AdminCommand, out: &mut impl Write) -> anyhow::Result<()> {
+async fn run_with(
+    cfg: &ServerConfig,
+    store: &Store,
+    cmd: AdminCommand,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
     let now = Now::system().ms();
     match cmd {
         AdminCommand::CreateAccount { name, token_name } => {
@@ -110,6 +133,90 @@ async fn run_with(store: &Store, cmd: AdminCommand, out: &mut impl Write) -> any
                     t.last_used_at.as_deref().unwrap_or("never")
                 )?;
             }
+        }
+        AdminCommand::SetStripeCustomer {
+            account,
+            customer,
+            clear,
+        } => {
+            let account = find(store, &account).await?;
+            if clear {
+                store.set_stripe_customer(&account.id, None, now).await?;
+                writeln!(
+                    out,
+                    "account {} is no longer exported to Stripe (already queued events stay queued)",
+                    account.name
+                )?;
+            } else {
+                let customer = customer.unwrap_or_default();
+                if !crate::stripe::valid_customer_id(&customer) {
+                    bail!(
+                        "`{customer}` is not a Stripe customer id (cus_ followed by letters and digits)"
+                    );
+                }
+                store
+                    .set_stripe_customer(&account.id, Some(&customer), now)
+                    .await?;
+                writeln!(
+                    out,
+                    "account {} is billed through Stripe customer {customer}",
+                    account.name
+                )?;
+            }
+        }
+        AdminCommand::StripeStatus => {
+            let since = now.div_euclid(1000) - crate::stripe::exporter::EXPORT_WINDOW_S;
+            let c = store.stripe_counts(since).await?;
+            writeln!(out, "pending   {}", c.pending)?;
+            writeln!(out, "sent      {}", c.sent)?;
+            writeln!(out, "failed    {}", c.failed)?;
+            writeln!(
+                out,
+                "unqueued  {} (closed intervals the exporter has not picked up yet)",
+                c.unqueued
+            )?;
+            match &c.oldest_pending {
+                Some(p) => {
+                    let age_s = (now - p.created_at_ms).max(0) / 1000;
+                    writeln!(
+                        out,
+                        "oldest pending: {} (account {}, {} s at {}, queued {} ago, {} attempt(s){})",
+                        p.id,
+                        p.account_id,
+                        p.value,
+                        crate::model::rfc3339_s(p.timestamp_s),
+                        crate::billing::format_hms(age_s),
+                        p.attempts,
+                        p.last_error
+                            .as_deref()
+                            .map(|e| format!(", last error: {e}"))
+                            .unwrap_or_default()
+                    )?;
+                }
+                None => writeln!(out, "oldest pending: none")?,
+            }
+            for f in &c.recent_failed {
+                writeln!(
+                    out,
+                    "failed: {} (account {}, {} s at {}): {}",
+                    f.id,
+                    f.account_id,
+                    f.value,
+                    crate::model::rfc3339_s(f.timestamp_s),
+                    f.last_error.as_deref().unwrap_or("?")
+                )?;
+            }
+        }
+        AdminCommand::StripeRetryFailed { account } => {
+            let account_id = match account {
+                Some(a) => Some(find(store, &a).await?.id),
+                None => None,
+            };
+            let event_name = cfg.stripe.as_ref().map(|s| s.meter_event_name.as_str());
+            let n = store
+                .retry_failed_meter_events(account_id.as_deref(), event_name, now)
+                .await?;
+            writeln!(out, "queued {n} failed meter event(s) again")?;
         }
         AdminCommand::RevokeToken { prefix } => {
             match store.revoke_token(None, &prefix, now).await {

@@ -122,6 +122,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/events", get(ws::account_events))
         .route("/v1/usage", get(routes::billing::usage))
         .route("/v1/invoices/{month}", get(routes::billing::invoice))
+        // The web dashboard (HTML; not part of the /v1 API or its OpenAPI document).
+        .merge(crate::dashboard::routes())
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed);
 

@@ -94,7 +94,24 @@ impl FromRequestParts<AppState> for Auth {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let token = bearer(parts)?;
+        let token = match bearer(parts) {
+            Ok(t) => t,
+            Err(e) => {
+                // The dashboard's WebSockets authenticate with its session cookie (same account
+                // scoping; refused when the page is from another site).
+                if is_upgrade(parts)
+                    && crate::dashboard::auth::same_origin(&parts.headers)
+                    && let Some((p, _)) =
+                        crate::dashboard::auth::cookie_principal(&parts.headers, state).await?
+                {
+                    if let Some(slot) = parts.extensions.get::<crate::metrics::AccountSlot>() {
+                        *slot.0.lock().expect("slot lock") = Some(p.account_name.clone());
+                    }
+                    return Ok(Auth(p));
+                }
+                return Err(e);
+            }
+        };
         if !well_formed(&token) {
             return Err(ApiError::unauthorized(
                 "the bearer token is malformed; tokens look like rcl_xxxxxxxx_… (create one with `rclaude-server admin create-token`)",
@@ -126,6 +143,14 @@ impl FromRequestParts<AppState> for Auth {
     }
 }
 
+fn is_upgrade(parts: &Parts) -> bool {
+    parts
+        .headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
 fn bearer(parts: &Parts) -> Result<String, ApiError> {
     if let Some(v) = parts.headers.get(header::AUTHORIZATION) {
         let v = v
@@ -141,12 +166,7 @@ fn bearer(parts: &Parts) -> Result<String, ApiError> {
         }
         return Ok(token.trim().to_string());
     }
-    let is_upgrade = parts
-        .headers
-        .get(header::UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
-    if is_upgrade
+    if is_upgrade(parts)
         && let Some(q) = parts.uri.query()
         && let Some((_, t)) = url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "token")
     {

@@ -18,7 +18,10 @@ pub struct Cli {
     pub database_url: Option<String>,
 
     /// A TOML config file (keys: listen, database_url, price_hour_usd, price_storage_month_usd,
-    /// heartbeat_grace, max_body_bytes, request_timeout, db_max_connections). Flags and env win.
+    /// heartbeat_grace, max_body_bytes, request_timeout, db_max_connections, cookie_secure,
+    /// dashboard_session_ttl, stripe_api_key, stripe_meter_event, stripe_api_base,
+    /// stripe_api_version, stripe_poll_interval, stripe_retry_base, stripe_retry_max). Flags and
+    /// env win.
     #[arg(long, env = "RCLAUDE_SERVER_CONFIG", global = true)]
     pub config: Option<PathBuf>,
 
@@ -45,7 +48,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the HTTP server (the default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage accounts and API tokens directly in the database.
     Admin {
         #[command(subcommand)]
@@ -80,6 +83,34 @@ pub struct ServeArgs {
     /// Honour the `x-rclaude-now` header (tests only: it lets clients set the clock).
     #[arg(long, env = "RCLAUDE_TEST_CLOCK")]
     pub test_clock: bool,
+    /// `Secure` attribute of the dashboard cookie: auto (when the request came over https per
+    /// X-Forwarded-Proto), always, never [default: auto].
+    #[arg(long, env = "RCLAUDE_COOKIE_SECURE")]
+    pub cookie_secure: Option<String>,
+    /// How long a dashboard sign-in lasts (e.g. 12h, 7d) [default: 24h].
+    #[arg(long, env = "RCLAUDE_DASHBOARD_SESSION_TTL")]
+    pub dashboard_session_ttl: Option<String>,
+    /// Stripe secret key; enables the usage export to Stripe billing meter events.
+    #[arg(long, env = "STRIPE_API_KEY", hide_env_values = true)]
+    pub stripe_api_key: Option<String>,
+    /// `event_name` of the Stripe meter [default: rclaude_active_seconds].
+    #[arg(long, env = "RCLAUDE_STRIPE_METER_EVENT")]
+    pub stripe_meter_event: Option<String>,
+    /// Stripe API base URL [default: https://api.stripe.com].
+    #[arg(long, env = "RCLAUDE_STRIPE_API_BASE")]
+    pub stripe_api_base: Option<String>,
+    /// Stripe-Version header [default: 2024-06-20].
+    #[arg(long, env = "RCLAUDE_STRIPE_API_VERSION")]
+    pub stripe_api_version: Option<String>,
+    /// How often the Stripe exporter runs (e.g. 30s) [default: 30s].
+    #[arg(long, env = "RCLAUDE_STRIPE_POLL_INTERVAL")]
+    pub stripe_poll_interval: Option<String>,
+    /// First retry delay of a failed Stripe call; doubles per attempt [default: 2s].
+    #[arg(long, env = "RCLAUDE_STRIPE_RETRY_BASE")]
+    pub stripe_retry_base: Option<String>,
+    /// Longest retry delay [default: 1h].
+    #[arg(long, env = "RCLAUDE_STRIPE_RETRY_MAX")]
+    pub stripe_retry_max: Option<String>,
 }
 
 impl ServeArgs {
@@ -95,6 +126,15 @@ impl ServeArgs {
             request_timeout: self.request_timeout.or(other.request_timeout),
             db_max_connections: self.db_max_connections.or(other.db_max_connections),
             test_clock: self.test_clock || other.test_clock,
+            cookie_secure: self.cookie_secure.or(other.cookie_secure),
+            dashboard_session_ttl: self.dashboard_session_ttl.or(other.dashboard_session_ttl),
+            stripe_api_key: self.stripe_api_key.or(other.stripe_api_key),
+            stripe_meter_event: self.stripe_meter_event.or(other.stripe_meter_event),
+            stripe_api_base: self.stripe_api_base.or(other.stripe_api_base),
+            stripe_api_version: self.stripe_api_version.or(other.stripe_api_version),
+            stripe_poll_interval: self.stripe_poll_interval.or(other.stripe_poll_interval),
+            stripe_retry_base: self.stripe_retry_base.or(other.stripe_retry_base),
+            stripe_retry_max: self.stripe_retry_max.or(other.stripe_retry_max),
         }
     }
 }
@@ -139,7 +179,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let (serve_args, admin) = match cli.command {
         None => (cli.serve, None),
-        Some(Command::Serve(args)) => (args.or(cli.serve), None),
+        Some(Command::Serve(args)) => ((*args).or(cli.serve), None),
         Some(Command::Admin { command }) => (cli.serve, Some(command)),
     };
     let over = Overrides {
@@ -152,6 +192,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         request_timeout: serve_args.request_timeout,
         db_max_connections: serve_args.db_max_connections,
         test_clock: serve_args.test_clock,
+        cookie_secure: serve_args.cookie_secure,
+        dashboard_session_ttl: serve_args.dashboard_session_ttl,
+        stripe_api_key: serve_args.stripe_api_key,
+        stripe_meter_event: serve_args.stripe_meter_event,
+        stripe_api_base: serve_args.stripe_api_base,
+        stripe_api_version: serve_args.stripe_api_version,
+        stripe_poll_interval: serve_args.stripe_poll_interval,
+        stripe_retry_base: serve_args.stripe_retry_base,
+        stripe_retry_max: serve_args.stripe_retry_max,
     };
     let cfg = config::resolve(file, over)?;
     match admin {

@@ -47,6 +47,80 @@ pub struct ServerConfig {
     pub db_max_connections: u32,
     /// How long graceful shutdown waits for open connections.
     pub shutdown_grace: Duration,
+    /// Dashboard sign-in sessions.
+    pub dashboard: DashboardConfig,
+    /// The Stripe usage export; `None` when no API key is configured.
+    pub stripe: Option<StripeConfig>,
+}
+
+/// When the dashboard's session cookie carries the `Secure` attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CookieSecure {
+    /// When the request arrived over https (`X-Forwarded-Proto: https` from a proxy).
+    Auto,
+    Always,
+    Never,
+}
+
+/// Dashboard settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DashboardConfig {
+    pub cookie_secure: CookieSecure,
+    /// Lifetime of a sign-in (absolute, from sign-in).
+    pub session_ttl: Duration,
+}
+
+impl Default for DashboardConfig {
+    fn default() -> Self {
+        DashboardConfig {
+            cookie_secure: CookieSecure::Auto,
+            session_ttl: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// A secret that never appears in `Debug` output or logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+
+    /// The secret itself (for the one place that sends it).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Default meter event name (the `event_name` of the Stripe meter).
+pub const DEFAULT_STRIPE_METER_EVENT: &str = "rclaude_active_seconds";
+/// Default Stripe API base URL.
+pub const DEFAULT_STRIPE_API_BASE: &str = "https://api.stripe.com";
+/// The Stripe API version the export is written against (sent as `Stripe-Version`).
+pub const DEFAULT_STRIPE_API_VERSION: &str = "2024-06-20";
+
+/// The Stripe usage export (see docs/server.md, "Stripe export").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StripeConfig {
+    pub api_key: Secret,
+    /// `event_name` of the meter events.
+    pub meter_event_name: String,
+    /// `https://api.stripe.com`, or a local server in tests.
+    pub api_base: String,
+    pub api_version: String,
+    /// How often the exporter looks for new usage and due retries.
+    pub poll_interval: Duration,
+    /// First retry delay; doubles per attempt up to `retry_max`.
+    pub retry_base: Duration,
+    pub retry_max: Duration,
 }
 
 impl Default for ServerConfig {
@@ -60,6 +134,8 @@ impl Default for ServerConfig {
             test_clock: false,
             db_max_connections: 16,
             shutdown_grace: Duration::from_secs(10),
+            dashboard: DashboardConfig::default(),
+            stripe: None,
         }
     }
 }
@@ -169,6 +245,15 @@ pub struct FileConfig {
     pub max_body_bytes: Option<u64>,
     pub request_timeout: Option<NumOrStr>,
     pub db_max_connections: Option<u32>,
+    pub cookie_secure: Option<String>,
+    pub dashboard_session_ttl: Option<NumOrStr>,
+    pub stripe_api_key: Option<String>,
+    pub stripe_meter_event: Option<String>,
+    pub stripe_api_base: Option<String>,
+    pub stripe_api_version: Option<String>,
+    pub stripe_poll_interval: Option<NumOrStr>,
+    pub stripe_retry_base: Option<NumOrStr>,
+    pub stripe_retry_max: Option<NumOrStr>,
 }
 
 /// A TOML value written either as a number or as a string (`0.10` or `"0.10"`).
@@ -216,11 +301,23 @@ pub struct Overrides {
     pub request_timeout: Option<String>,
     pub db_max_connections: Option<u32>,
     pub test_clock: bool,
+    pub cookie_secure: Option<String>,
+    pub dashboard_session_ttl: Option<String>,
+    pub stripe_api_key: Option<String>,
+    pub stripe_meter_event: Option<String>,
+    pub stripe_api_base: Option<String>,
+    pub stripe_api_version: Option<String>,
+    pub stripe_poll_interval: Option<String>,
+    pub stripe_retry_base: Option<String>,
+    pub stripe_retry_max: Option<String>,
 }
 
 /// Merges flags/env over the file over the defaults, validating every value.
 pub fn resolve(file: FileConfig, over: Overrides) -> Result<ServerConfig, ConfigError> {
-    let mut cfg = ServerConfig::default();
+    let mut cfg = ServerConfig {
+        stripe: resolve_stripe(&file, &over)?,
+        ..ServerConfig::default()
+    };
     if let Some(v) = over.listen.or(file.listen) {
         cfg.listen = v.parse().map_err(|_| ConfigError::BadAddress {
             what: "listen".into(),
@@ -280,7 +377,168 @@ pub fn resolve(file: FileConfig, over: Overrides) -> Result<ServerConfig, Config
         cfg.db_max_connections = v;
     }
     cfg.test_clock = over.test_clock;
+    if let Some(v) = over.cookie_secure.or(file.cookie_secure) {
+        cfg.dashboard.cookie_secure = match v.trim() {
+            "auto" => CookieSecure::Auto,
+            "always" | "true" => CookieSecure::Always,
+            "never" | "false" => CookieSecure::Never,
+            _ => {
+                return Err(ConfigError::Invalid {
+                    what: "cookie_secure".into(),
+                    message: format!("`{v}` is not one of auto, always, never"),
+                });
+            }
+        };
+    }
+    if let Some(v) = over
+        .dashboard_session_ttl
+        .or(file.dashboard_session_ttl.map(|v| v.text()))
+    {
+        let s = parse_duration_s("dashboard_session_ttl", &v)?;
+        if !(60..=90 * 86_400).contains(&s) {
+            return Err(ConfigError::Invalid {
+                what: "dashboard_session_ttl".into(),
+                message: format!("{v} is out of range (1m ..= 90d)"),
+            });
+        }
+        cfg.dashboard.session_ttl = Duration::from_secs(s as u64);
+    }
     Ok(cfg)
+}
+
+fn resolve_stripe(
+    file: &FileConfig,
+    over: &Overrides,
+) -> Result<Option<StripeConfig>, ConfigError> {
+    let invalid = |what: &str, message: String| ConfigError::Invalid {
+        what: what.into(),
+        message,
+    };
+    let Some(key) = over
+        .stripe_api_key
+        .clone()
+        .or(file.stripe_api_key.clone())
+        .filter(|k| !k.trim().is_empty())
+    else {
+        return Ok(None);
+    };
+    let key = key.trim().to_string();
+    if !(key.starts_with("sk_") || key.starts_with("rk_"))
+        || key.len() > 255
+        || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    {
+        // Never echo the key itself.
+        return Err(invalid(
+            "stripe_api_key",
+            "does not look like a Stripe secret or restricted key (sk_… or rk_…)".into(),
+        ));
+    }
+    let event = over
+        .stripe_meter_event
+        .clone()
+        .or(file.stripe_meter_event.clone())
+        .unwrap_or_else(|| DEFAULT_STRIPE_METER_EVENT.to_string());
+    if event.is_empty()
+        || event.len() > 100
+        || !event
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b))
+    {
+        return Err(invalid(
+            "stripe_meter_event",
+            format!("`{event}` is not a meter event name (1-100 of A-Z a-z 0-9 _ - . :)"),
+        ));
+    }
+    let base = over
+        .stripe_api_base
+        .clone()
+        .or(file.stripe_api_base.clone())
+        .unwrap_or_else(|| DEFAULT_STRIPE_API_BASE.to_string());
+    let base = base.trim_end_matches('/').to_string();
+    match url::Url::parse(&base) {
+        Ok(u) if (u.scheme() == "https" || u.scheme() == "http") && u.host().is_some() => {}
+        _ => {
+            return Err(invalid(
+                "stripe_api_base",
+                format!("`{base}` is not an http(s) URL"),
+            ));
+        }
+    }
+    let version = over
+        .stripe_api_version
+        .clone()
+        .or(file.stripe_api_version.clone())
+        .unwrap_or_else(|| DEFAULT_STRIPE_API_VERSION.to_string());
+    if !valid_stripe_version(&version) {
+        return Err(invalid(
+            "stripe_api_version",
+            format!(
+                "`{version}` is not a Stripe API version (e.g. 2024-06-20 or 2025-03-31.basil)"
+            ),
+        ));
+    }
+    let dur = |what: &str, o: &Option<String>, f: &Option<NumOrStr>, default: u64| match o
+        .clone()
+        .or(f.as_ref().map(|v| v.text()))
+    {
+        None => Ok(Duration::from_secs(default)),
+        Some(v) => {
+            let s = parse_duration_s(what, &v)?;
+            if s == 0 {
+                return Err(invalid(what, "must be at least 1s".into()));
+            }
+            Ok(Duration::from_secs(s as u64))
+        }
+    };
+    let poll_interval = dur(
+        "stripe_poll_interval",
+        &over.stripe_poll_interval,
+        &file.stripe_poll_interval,
+        30,
+    )?;
+    let retry_base = dur(
+        "stripe_retry_base",
+        &over.stripe_retry_base,
+        &file.stripe_retry_base,
+        2,
+    )?;
+    let retry_max = dur(
+        "stripe_retry_max",
+        &over.stripe_retry_max,
+        &file.stripe_retry_max,
+        3600,
+    )?;
+    if retry_max < retry_base {
+        return Err(invalid(
+            "stripe_retry_max",
+            "must not be less than stripe_retry_base".into(),
+        ));
+    }
+    Ok(Some(StripeConfig {
+        api_key: Secret::new(key),
+        meter_event_name: event,
+        api_base: base,
+        api_version: version,
+        poll_interval,
+        retry_base,
+        retry_max,
+    }))
+}
+
+/// `YYYY-MM-DD` optionally followed by `.name` (Stripe's version strings).
+pub fn valid_stripe_version(v: &str) -> bool {
+    let (date, name) = match v.split_once('.') {
+        Some((d, n)) => (d, Some(n)),
+        None => (v, None),
+    };
+    let b = date.as_bytes();
+    b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+        && name.is_none_or(|n| !n.is_empty() && n.bytes().all(|c| c.is_ascii_lowercase()))
 }
 
 #[cfg(test)]
@@ -324,6 +582,41 @@ mod tests {
         assert_eq!(cfg.prices.hour_micros, 300_000);
         assert_eq!(cfg.prices.storage_month_micros, 7_000_000);
         assert_eq!(cfg.prices.heartbeat_grace_s, 60);
+    }
+
+    #[test]
+    fn stripe_config() {
+        assert_eq!(
+            resolve(FileConfig::default(), Overrides::default())
+                .unwrap()
+                .stripe,
+            None
+        );
+        let over = Overrides {
+            stripe_api_key: Some("sk_test_abc123".into()),
+            stripe_retry_base: Some("1s".into()),
+            ..Default::default()
+        };
+        let s = resolve(FileConfig::default(), over)
+            .unwrap()
+            .stripe
+            .unwrap();
+        assert_eq!(s.meter_event_name, DEFAULT_STRIPE_METER_EVENT);
+        assert_eq!(s.retry_base, Duration::from_secs(1));
+        assert!(!format!("{s:?}").contains("abc123"));
+        let bad = Overrides {
+            stripe_api_key: Some("pk_live_oops".into()),
+            ..Default::default()
+        };
+        let e = resolve(FileConfig::default(), bad).unwrap_err().to_string();
+        assert!(!e.contains("oops"), "{e}");
+        assert!(valid_stripe_version("2025-03-31.basil"));
+        assert!(!valid_stripe_version("2025-3-31"));
+        let file: FileConfig =
+            toml::from_str("cookie_secure = \"always\"\ndashboard_session_ttl = \"2h\"").unwrap();
+        let cfg = resolve(file, Overrides::default()).unwrap();
+        assert_eq!(cfg.dashboard.cookie_secure, CookieSecure::Always);
+        assert_eq!(cfg.dashboard.session_ttl, Duration::from_secs(7200));
     }
 
     #[test]

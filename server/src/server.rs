@@ -60,6 +60,14 @@ pub async fn serve_until(
         None
     };
 
+    let stripe_task = cfg.stripe.clone().map(|stripe| {
+        tokio::spawn(crate::stripe::exporter::run(
+            store.clone(),
+            stripe,
+            shutdown_rx.clone(),
+        ))
+    });
+
     let sockets = Arc::new(SocketTracker::default());
     let state = AppState {
         store,
@@ -99,6 +107,9 @@ pub async fn serve_until(
         } => tracing::warn!("drain limit reached; closing remaining connections"),
     }
     sockets.wait_idle(Duration::from_secs(3)).await;
+    if let Some(t) = stripe_task {
+        let _ = tokio::time::timeout(Duration::from_secs(3), t).await;
+    }
     if let Some(t) = listener_task {
         let _ = tokio::time::timeout(Duration::from_secs(3), t).await;
     }

@@ -82,6 +82,60 @@ pub struct Appended {
     pub created: bool,
 }
 
+/// A repository with the number of its sessions (for the dashboard).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepoSummary {
+    pub id: String,
+    pub name: String,
+    pub sessions: i64,
+    pub running: i64,
+    pub last_created_ms: i64,
+}
+
+/// One row of the Stripe meter event outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeterEventRow {
+    /// Our event id: the Stripe `identifier` and `Idempotency-Key`.
+    pub id: String,
+    pub source: String,
+    pub interval_id: String,
+    pub account_id: String,
+    pub customer_id: String,
+    pub event_name: String,
+    pub value: i64,
+    pub timestamp_s: i64,
+    /// `pending`, `sent` or `failed`.
+    pub state: String,
+    pub attempts: i64,
+    pub next_attempt_ms: i64,
+    pub last_error: Option<String>,
+    pub created_at_ms: i64,
+    pub sent_at_ms: Option<i64>,
+}
+
+/// A closed active interval not yet in the Stripe outbox, with its account's customer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportCandidate {
+    pub interval_id: String,
+    pub account_id: String,
+    pub customer_id: String,
+    pub start_s: i64,
+    pub end_s: i64,
+}
+
+/// Counts of the Stripe outbox for `admin stripe-status`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StripeCounts {
+    pub pending: i64,
+    pub sent: i64,
+    pub failed: i64,
+    /// Closed intervals of accounts with a customer that are not in the outbox yet.
+    pub unqueued: i64,
+    pub oldest_pending: Option<MeterEventRow>,
+    /// Most recent failures (newest first).
+    pub recent_failed: Vec<MeterEventRow>,
+}
+
 /// The idempotency key of the `created` event recorded with every new session.
 pub const CREATED_KEY: &str = "rclaude:session-created";
 
@@ -101,6 +155,14 @@ macro_rules! session_select {
          FROM sessions s JOIN repositories r ON r.id = s.repository_id "
     };
 }
+
+/// The columns of `session_select!` (without the FROM clause).
+const SESSION_COLS: &str = "SELECT s.id, r.name, s.branch, s.provider, s.sandbox_id, \
+     s.config_hash, s.state, s.created_at_ms, s.updated_at_ms, s.last_seen_s, s.active_since_s, \
+     s.active_closed_s, s.last_seq, s.account_id";
+
+const METER_COLS: &str = "id, source, interval_id, account_id, customer_id, event_name, value, \
+     timestamp_s, state, attempts, next_attempt_ms, last_error, created_at_ms, sent_at_ms";
 
 const EVENT_COLS: &str = "id, session_id, type, data, created_at_ms, seq";
 
@@ -796,6 +858,591 @@ impl Store {
             .try_get(0)?)
     }
 
+    // ---- dashboard sign-in sessions --------------------------------------------------------
+
+    /// Stores a browser session (by the hash of its cookie secret) and drops expired ones.
+    pub async fn create_web_session(
+        &self,
+        id_hash: &str,
+        account_id: &str,
+        token_id: &str,
+        now_ms: i64,
+        expires_at_ms: i64,
+    ) -> Result<()> {
+        sqlx::query("DELETE FROM web_sessions WHERE expires_at_ms <= $1")
+            .bind(now_ms)
+            .execute(&self.db.write)
+            .await?;
+        sqlx::query(
+            "INSERT INTO web_sessions (id_hash, account_id, token_id, created_at_ms, expires_at_ms) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(id_hash)
+        .bind(account_id)
+        .bind(token_id)
+        .bind(now_ms)
+        .bind(expires_at_ms)
+        .execute(&self.db.write)
+        .await?;
+        Ok(())
+    }
+
+    /// The caller behind a live browser session: not expired, not signed out, and its API token
+    /// not revoked.
+    pub async fn web_session(&self, id_hash: &str, now_ms: i64) -> Result<Option<Principal>> {
+        let row = sqlx::query(
+            "SELECT w.account_id, a.name, t.id, t.prefix FROM web_sessions w \
+             JOIN accounts a ON a.id = w.account_id \
+             JOIN api_tokens t ON t.id = w.token_id \
+             WHERE w.id_hash = $1 AND w.expires_at_ms > $2 AND t.revoked_at_ms IS NULL",
+        )
+        .bind(id_hash)
+        .bind(now_ms)
+        .fetch_optional(&self.db.read)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(Principal {
+            account_id: row.try_get(0)?,
+            account_name: row.try_get(1)?,
+            token_id: row.try_get(2)?,
+            token_prefix: row.try_get(3)?,
+            // Browser sessions do not refresh the token's `last_used_at`.
+            last_used_at_ms: Some(now_ms),
+        }))
+    }
+
+    /// Ends a browser session (sign-out). Idempotent.
+    pub async fn delete_web_session(&self, id_hash: &str) -> Result<()> {
+        sqlx::query("DELETE FROM web_sessions WHERE id_hash = $1")
+            .bind(id_hash)
+            .execute(&self.db.write)
+            .await?;
+        Ok(())
+    }
+
+    // ---- dashboard queries ----------------------------------------------------------------
+
+    /// Number of sessions of an account and how many are running.
+    pub async fn session_counts(&self, account_id: &str) -> Result<(i64, i64)> {
+        let row = sqlx::query(
+            "SELECT COUNT(*), COUNT(CASE WHEN state = 'running' THEN 1 END) FROM sessions \
+             WHERE account_id = $1",
+        )
+        .bind(account_id)
+        .fetch_one(&self.db.read)
+        .await?;
+        Ok((row.try_get(0)?, row.try_get(1)?))
+    }
+
+    /// Every repository of an account with sessions (in `state`, when given), most recently
+    /// used first. One grouped pass over the account's sessions (served by the
+    /// `sessions_by_account_repository` index), names resolved once.
+    pub async fn repository_groups(
+        &self,
+        account_id: &str,
+        state: Option<&str>,
+    ) -> Result<Vec<RepoSummary>> {
+        let rows = sqlx::query(
+            "SELECT repository_id, COUNT(*), COUNT(CASE WHEN state = 'running' THEN 1 END), \
+             MAX(created_at_ms) FROM sessions WHERE account_id = $1 AND ($2 IS NULL OR state = $2) \
+             GROUP BY repository_id",
+        )
+        .bind(account_id)
+        .bind(state)
+        .fetch_all(&self.db.read)
+        .await?;
+        let names = self.repository_names(account_id).await?;
+        let mut out = rows
+            .iter()
+            .map(|r| {
+                let id: String = r.try_get(0)?;
+                Ok(RepoSummary {
+                    name: names.get(&id).cloned().unwrap_or_default(),
+                    id,
+                    sessions: r.try_get(1)?,
+                    running: r.try_get(2)?,
+                    last_created_ms: r.try_get(3)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        out.sort_by(|a, b| {
+            b.last_created_ms
+                .cmp(&a.last_created_ms)
+                .then_with(|| a.name.cmp(&b.name))
+        });
+        Ok(out)
+    }
+
+    /// Repository id → name, for one account.
+    pub async fn repository_names(&self, account_id: &str) -> Result<HashMap<String, String>> {
+        let rows = sqlx::query("SELECT id, name FROM repositories WHERE account_id = $1")
+            .bind(account_id)
+            .fetch_all(&self.db.read)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+
+    /// Billing input for whole UTC days `[from_s, to_s)`: intervals and lifetimes that give
+    /// exactly the figures of [`Store::intervals`] and [`Store::lifetimes`] in `billing::usage`
+    /// and `billing::invoice`, with far fewer rows, read concurrently.
+    ///
+    /// Closed intervals that lie within one day of the range are summed per repository and day
+    /// by the database (returned as intervals starting at that midnight, at most a day long
+    /// each); the others, and the open intervals, come as they are. Session lifetimes are reduced
+    /// to one per repository, creation day and last day (earliest creation, latest stop), which
+    /// covers the same days. Every query reads a range of a covering index bounded by the dates,
+    /// so the cost follows the month's activity, not the account's history.
+    pub async fn usage_inputs(
+        &self,
+        account_id: &str,
+        from_s: i64,
+        to_s: i64,
+        now_s: i64,
+    ) -> Result<(Vec<Interval>, Vec<Lifetime>)> {
+        debug_assert!(
+            from_s % 86_400 == 0 && to_s % 86_400 == 0,
+            "whole days only"
+        );
+        let db = &self.db.read;
+        let summed = sqlx::query(
+            "SELECT repository_id, start_s / 86400, CAST(SUM(end_s - start_s) AS BIGINT) \
+             FROM active_intervals WHERE account_id = $1 AND end_s > $2 AND end_s <= $3 \
+             AND start_s >= $2 AND start_s / 86400 = (end_s - 1) / 86400 \
+             GROUP BY repository_id, start_s / 86400",
+        )
+        .bind(account_id)
+        .bind(from_s)
+        .bind(to_s)
+        .fetch_all(db);
+        let others = sqlx::query(
+            "SELECT repository_id, start_s, end_s FROM active_intervals \
+             WHERE account_id = $1 AND end_s > $2 AND start_s < $3 \
+             AND NOT (end_s <= $3 AND start_s >= $2 AND start_s / 86400 = (end_s - 1) / 86400)",
+        )
+        .bind(account_id)
+        .bind(from_s)
+        .bind(to_s)
+        .fetch_all(db);
+        let open = sqlx::query(
+            "SELECT repository_id, active_since_s, last_seen_s FROM sessions \
+             WHERE account_id = $1 AND active_since_s IS NOT NULL AND active_since_s < $2",
+        )
+        .bind(account_id)
+        .bind(to_s)
+        .fetch_all(db);
+        // Alive sessions, and sessions stopped in or after the range, separately: each is a
+        // range of `sessions_by_stop`.
+        let alive = sqlx::query(
+            "SELECT repository_id, MIN(created_at_ms), MAX(stopped_at_ms) FROM sessions \
+             WHERE account_id = $1 AND stopped_at_ms IS NULL AND created_at_ms < $2 \
+             GROUP BY repository_id, created_at_ms / 86400000",
+        )
+        .bind(account_id)
+        .bind(to_s * 1000)
+        .fetch_all(db);
+        let stopped = sqlx::query(
+            "SELECT repository_id, MIN(created_at_ms), MAX(stopped_at_ms) FROM sessions \
+             WHERE account_id = $1 AND stopped_at_ms >= $2 AND created_at_ms < $3 \
+             GROUP BY repository_id, created_at_ms / 86400000, \
+             CASE WHEN stopped_at_ms - 1 > created_at_ms THEN (stopped_at_ms - 1) / 86400000 \
+             ELSE created_at_ms / 86400000 END",
+        )
+        .bind(account_id)
+        .bind(from_s * 1000)
+        .bind(to_s * 1000)
+        .fetch_all(db);
+        let (names, summed, others, open, alive, stopped) = futures::try_join!(
+            self.repository_names(account_id),
+            async { Ok(summed.await?) },
+            async { Ok(others.await?) },
+            async { Ok(open.await?) },
+            async { Ok(alive.await?) },
+            async { Ok(stopped.await?) },
+        )?;
+        let name = |r: &AnyRow| -> Result<String> {
+            let id: String = r.try_get(0)?;
+            Ok(names.get(&id).cloned().unwrap_or_default())
+        };
+        let mut intervals = Vec::new();
+        for r in &summed {
+            let repository = name(r)?;
+            let day_start = r.try_get::<i64, _>(1)? * 86_400;
+            let mut secs: i64 = r.try_get(2)?;
+            // Several sessions of one repository may add up to more than a day.
+            while secs > 0 {
+                let chunk = secs.min(86_400);
+                intervals.push(Interval {
+                    repository: repository.clone(),
+                    start_s: day_start,
+                    end_s: day_start + chunk,
+                });
+                secs -= chunk;
+            }
+        }
+        for r in &others {
+            intervals.push(Interval {
+                repository: name(r)?,
+                start_s: r.try_get(1)?,
+                end_s: r.try_get(2)?,
+            });
+        }
+        for r in &open {
+            let m = Meter {
+                state: State::Running,
+                active_since_s: r.try_get(1)?,
+                last_seen_s: r.try_get(2)?,
+            };
+            if let Some((start_s, end_s)) =
+                metering::effective_end(&m, now_s, self.prices.heartbeat_grace_s)
+                && end_s > from_s
+                && end_s > start_s
+            {
+                intervals.push(Interval {
+                    repository: name(r)?,
+                    start_s,
+                    end_s,
+                });
+            }
+        }
+        let mut lifetimes = Vec::with_capacity(alive.len() + stopped.len());
+        for r in alive.iter().chain(&stopped) {
+            lifetimes.push(Lifetime {
+                repository: name(r)?,
+                created_ms: r.try_get(1)?,
+                stopped_ms: r.try_get(2)?,
+            });
+        }
+        Ok((intervals, lifetimes))
+    }
+
+    /// One repository's summary (sessions in `state`, when given); `None` if it has none.
+    pub async fn repository_summary(
+        &self,
+        account_id: &str,
+        name: &str,
+        state: Option<&str>,
+    ) -> Result<Option<RepoSummary>> {
+        let row = sqlx::query(
+            "SELECT r.id, r.name, COUNT(*), COUNT(CASE WHEN s.state = 'running' THEN 1 END), \
+             MAX(s.created_at_ms) FROM sessions s JOIN repositories r ON r.id = s.repository_id \
+             WHERE r.account_id = $1 AND r.name = $2 AND s.account_id = $1 \
+             AND ($3 IS NULL OR s.state = $3) GROUP BY r.id, r.name",
+        )
+        .bind(account_id)
+        .bind(name)
+        .bind(state)
+        .fetch_optional(&self.db.read)
+        .await?;
+        row.map(|r| {
+            Ok(RepoSummary {
+                id: r.try_get(0)?,
+                name: r.try_get(1)?,
+                sessions: r.try_get(2)?,
+                running: r.try_get(3)?,
+                last_created_ms: r.try_get(4)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// The newest `per_repo` sessions (in `state`, when given) of each repository in
+    /// `repository_ids`, in one query; grouped by repository id, newest first.
+    pub async fn newest_sessions_per_repository(
+        &self,
+        account_id: &str,
+        repository_ids: &[String],
+        state: Option<&str>,
+        per_repo: i64,
+        now_s: i64,
+    ) -> Result<HashMap<String, Vec<Session>>> {
+        let mut out: HashMap<String, Vec<Session>> = HashMap::new();
+        if repository_ids.is_empty() {
+            return Ok(out);
+        }
+        let mut sql = String::new();
+        for i in 0..repository_ids.len() {
+            if i > 0 {
+                sql.push_str(" UNION ALL ");
+            }
+            sql.push_str(&format!(
+                "SELECT * FROM ({} , s.repository_id AS rid FROM sessions s \
+                 JOIN repositories r ON r.id = s.repository_id \
+                 WHERE s.repository_id = ${} AND s.account_id = $1 AND ($2 IS NULL OR s.state = $2) \
+                 ORDER BY s.created_at_ms DESC, s.id DESC LIMIT $3) AS t{i}",
+                SESSION_COLS,
+                i + 4
+            ));
+        }
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(account_id)
+            .bind(state)
+            .bind(per_repo);
+        for id in repository_ids {
+            q = q.bind(id);
+        }
+        for r in q.fetch_all(&self.db.read).await? {
+            let rid: String = r.try_get(14)?;
+            out.entry(rid)
+                .or_default()
+                .push(self.session_from_row(&r, now_s)?);
+        }
+        Ok(out)
+    }
+
+    /// Events of a session of `kind` (all of them, by seq).
+    pub async fn events_of_kind(
+        &self,
+        account_id: &str,
+        session_id: &str,
+        kind: &str,
+    ) -> Result<Vec<Event>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {EVENT_COLS} FROM session_events \
+             WHERE session_id = $1 AND account_id = $2 AND type = $3 ORDER BY seq"
+        )))
+        .bind(session_id)
+        .bind(account_id)
+        .bind(kind)
+        .fetch_all(&self.db.read)
+        .await?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    // ---- Stripe export --------------------------------------------------------------------
+
+    /// Sets (or with `None` removes) the Stripe customer of an account.
+    pub async fn set_stripe_customer(
+        &self,
+        account_id: &str,
+        customer_id: Option<&str>,
+        now_ms: i64,
+    ) -> Result<()> {
+        match customer_id {
+            Some(c) => {
+                sqlx::query(
+                    "INSERT INTO stripe_customers (account_id, customer_id, updated_at_ms) \
+                     VALUES ($1, $2, $3) ON CONFLICT (account_id) \
+                     DO UPDATE SET customer_id = $2, updated_at_ms = $3",
+                )
+                .bind(account_id)
+                .bind(c)
+                .bind(now_ms)
+                .execute(&self.db.write)
+                .await?;
+            }
+            None => {
+                sqlx::query("DELETE FROM stripe_customers WHERE account_id = $1")
+                    .bind(account_id)
+                    .execute(&self.db.write)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The Stripe customer id of an account, if set.
+    pub async fn stripe_customer(&self, account_id: &str) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT customer_id FROM stripe_customers WHERE account_id = $1")
+            .bind(account_id)
+            .fetch_optional(&self.db.read)
+            .await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
+    }
+
+    /// Closed active intervals ending at or after `since_s` of accounts with a Stripe customer
+    /// that are not in the outbox yet, oldest first.
+    pub async fn stripe_export_candidates(
+        &self,
+        since_s: i64,
+        limit: i64,
+    ) -> Result<Vec<ExportCandidate>> {
+        let rows = sqlx::query(
+            "SELECT i.id, i.account_id, c.customer_id, i.start_s, i.end_s FROM active_intervals i \
+             JOIN stripe_customers c ON c.account_id = i.account_id \
+             WHERE i.end_s >= $1 AND NOT EXISTS \
+             (SELECT 1 FROM stripe_meter_events m WHERE m.interval_id = i.id) \
+             ORDER BY i.end_s, i.id LIMIT $2",
+        )
+        .bind(since_s)
+        .bind(limit)
+        .fetch_all(&self.db.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ExportCandidate {
+                    interval_id: r.try_get(0)?,
+                    account_id: r.try_get(1)?,
+                    customer_id: r.try_get(2)?,
+                    start_s: r.try_get(3)?,
+                    end_s: r.try_get(4)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Adds a meter event to the outbox (state `pending`); false if its `source` is already
+    /// there (another replica got there first).
+    pub async fn enqueue_meter_event(&self, e: &MeterEventRow) -> Result<bool> {
+        let res = sqlx::query(
+            "INSERT INTO stripe_meter_events (id, source, interval_id, account_id, customer_id, \
+             event_name, value, timestamp_s, state, attempts, next_attempt_ms, created_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', 0, $9, $10) \
+             ON CONFLICT (source) DO NOTHING",
+        )
+        .bind(&e.id)
+        .bind(&e.source)
+        .bind(&e.interval_id)
+        .bind(&e.account_id)
+        .bind(&e.customer_id)
+        .bind(&e.event_name)
+        .bind(e.value)
+        .bind(e.timestamp_s)
+        .bind(e.next_attempt_ms)
+        .bind(e.created_at_ms)
+        .execute(&self.db.write)
+        .await?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    /// Pending meter events due at `now_ms`, oldest first.
+    pub async fn due_meter_events(&self, now_ms: i64, limit: i64) -> Result<Vec<MeterEventRow>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {METER_COLS} FROM stripe_meter_events \
+             WHERE state = 'pending' AND next_attempt_ms <= $1 \
+             ORDER BY next_attempt_ms, created_at_ms, id LIMIT $2"
+        )))
+        .bind(now_ms)
+        .bind(limit)
+        .fetch_all(&self.db.read)
+        .await?;
+        rows.iter().map(meter_from_row).collect()
+    }
+
+    /// Claims a due meter event for one attempt: counts the attempt and hides the row from other
+    /// workers until `lease_until_ms`. False if someone else claimed it first.
+    pub async fn claim_meter_event(
+        &self,
+        id: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<bool> {
+        let res = sqlx::query(
+            "UPDATE stripe_meter_events SET attempts = attempts + 1, next_attempt_ms = $1 \
+             WHERE id = $2 AND state = 'pending' AND next_attempt_ms <= $3",
+        )
+        .bind(lease_until_ms)
+        .bind(id)
+        .bind(now_ms)
+        .execute(&self.db.write)
+        .await?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    /// Records the outcome of an attempt: `sent`, `failed`, or `pending` again at
+    /// `next_attempt_ms`.
+    pub async fn finish_meter_event(
+        &self,
+        id: &str,
+        state: &str,
+        next_attempt_ms: i64,
+        last_error: Option<&str>,
+        now_ms: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE stripe_meter_events SET state = $1, next_attempt_ms = $2, last_error = $3, \
+             sent_at_ms = CASE WHEN $1 = 'sent' THEN $4 ELSE sent_at_ms END WHERE id = $5",
+        )
+        .bind(state)
+        .bind(next_attempt_ms)
+        .bind(last_error)
+        .bind(now_ms)
+        .bind(id)
+        .execute(&self.db.write)
+        .await?;
+        Ok(())
+    }
+
+    /// Puts failed meter events back in the queue (all, or those of one account); returns how
+    /// many. Their event name (when given) and customer id (when the account still has one) are
+    /// refreshed: Stripe refused those requests without executing them, so a corrected body
+    /// under the same idempotency key is accepted.
+    pub async fn retry_failed_meter_events(
+        &self,
+        account_id: Option<&str>,
+        event_name: Option<&str>,
+        now_ms: i64,
+    ) -> Result<u64> {
+        let res = sqlx::query(
+            "UPDATE stripe_meter_events SET state = 'pending', next_attempt_ms = $1, \
+             attempts = 0, event_name = COALESCE($3, event_name), \
+             customer_id = COALESCE((SELECT c.customer_id FROM stripe_customers c \
+             WHERE c.account_id = stripe_meter_events.account_id), customer_id) \
+             WHERE state = 'failed' AND ($2 IS NULL OR account_id = $2)",
+        )
+        .bind(now_ms)
+        .bind(account_id)
+        .bind(event_name)
+        .execute(&self.db.write)
+        .await?;
+        Ok(res.rows_affected())
+    }
+
+    /// All meter events of an account, oldest first (tests and admin).
+    pub async fn meter_events(&self, account_id: &str) -> Result<Vec<MeterEventRow>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {METER_COLS} FROM stripe_meter_events WHERE account_id = $1 \
+             ORDER BY timestamp_s, id"
+        )))
+        .bind(account_id)
+        .fetch_all(&self.db.read)
+        .await?;
+        rows.iter().map(meter_from_row).collect()
+    }
+
+    /// The state of the Stripe outbox; `since_s` is the export window's start (older closed
+    /// intervals are never queued, so they are not counted as unqueued).
+    pub async fn stripe_counts(&self, since_s: i64) -> Result<StripeCounts> {
+        let row = sqlx::query(
+            "SELECT COUNT(CASE WHEN state = 'pending' THEN 1 END), \
+             COUNT(CASE WHEN state = 'sent' THEN 1 END), \
+             COUNT(CASE WHEN state = 'failed' THEN 1 END) FROM stripe_meter_events",
+        )
+        .fetch_one(&self.db.read)
+        .await?;
+        let unqueued: i64 = sqlx::query(
+            "SELECT COUNT(*) FROM active_intervals i \
+             JOIN stripe_customers c ON c.account_id = i.account_id \
+             WHERE i.end_s >= $1 AND NOT EXISTS \
+             (SELECT 1 FROM stripe_meter_events m WHERE m.interval_id = i.id)",
+        )
+        .bind(since_s)
+        .fetch_one(&self.db.read)
+        .await?
+        .try_get(0)?;
+        let oldest = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {METER_COLS} FROM stripe_meter_events WHERE state = 'pending' \
+             ORDER BY created_at_ms, id LIMIT 1"
+        )))
+        .fetch_optional(&self.db.read)
+        .await?;
+        let failed = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {METER_COLS} FROM stripe_meter_events WHERE state = 'failed' \
+             ORDER BY next_attempt_ms DESC, id LIMIT 5"
+        )))
+        .fetch_all(&self.db.read)
+        .await?;
+        Ok(StripeCounts {
+            pending: row.try_get(0)?,
+            sent: row.try_get(1)?,
+            failed: row.try_get(2)?,
+            unqueued,
+            oldest_pending: oldest.as_ref().map(meter_from_row).transpose()?,
+            recent_failed: failed.iter().map(meter_from_row).collect::<Result<_>>()?,
+        })
+    }
+
     fn session_from_row(&self, r: &AnyRow, now_s: i64) -> Result<Session> {
         Ok(SessionRow::from_row(r)?.to_session(&self.prices, now_s))
     }
@@ -914,6 +1561,25 @@ fn event_from_row(r: &AnyRow) -> Result<Event> {
         data: serde_json::from_str(&data).unwrap_or(Value::Null),
         created_at: model::rfc3339_ms(r.try_get(4)?),
         seq: r.try_get(5)?,
+    })
+}
+
+fn meter_from_row(r: &AnyRow) -> Result<MeterEventRow> {
+    Ok(MeterEventRow {
+        id: r.try_get(0)?,
+        source: r.try_get(1)?,
+        interval_id: r.try_get(2)?,
+        account_id: r.try_get(3)?,
+        customer_id: r.try_get(4)?,
+        event_name: r.try_get(5)?,
+        value: r.try_get(6)?,
+        timestamp_s: r.try_get(7)?,
+        state: r.try_get(8)?,
+        attempts: r.try_get(9)?,
+        next_attempt_ms: r.try_get(10)?,
+        last_error: r.try_get(11)?,
+        created_at_ms: r.try_get(12)?,
+        sent_at_ms: r.try_get(13)?,
     })
 }
 
