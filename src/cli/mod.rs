@@ -50,15 +50,7 @@ Exit codes:
   124    ci: --timeout expired, or a task's own timeout stopped it
   130    interrupted (Ctrl-C; ci: SIGINT, 143 for SIGTERM)";
 
-/// Run Claude Code and your tasks in a persistent remote sandbox for this repository.
-///
-/// rclaude keeps one sandbox per repository. `rclaude up` creates or resumes it and syncs your
-/// work tree into it with git bundles (your index, stash and refs are never touched);
-/// `exec` and `run` run work there with live output and the remote exit code; `pull` brings
-/// the sandbox's commits and edits back as a local branch.
-#[derive(Debug, Parser)]
-#[command(name = "rclaude", version, about, long_about, after_help = EXIT_CODES)]
-#[command(after_long_help = concat!(
+const EXAMPLES: &str = concat!(
     "Examples:\n",
     "  rclaude init                 write a starter .rclaude.toml for this repository\n",
     "  rclaude up                   create or resume the sandbox, sync, run setup\n",
@@ -70,7 +62,17 @@ Exit codes:
     "  rclaude hooks install        run [hooks] tasks remotely from git hooks (e.g. pre-push)\n",
     "  rclaude ci test --json       run tasks in a throwaway sandbox (for CI)\n",
     "  rclaude down --yes           destroy the sandbox\n\n",
-))]
+);
+
+/// Run Claude Code and your tasks in a persistent remote sandbox for this repository.
+///
+/// rclaude keeps one sandbox per repository. `rclaude up` creates or resumes it and syncs your
+/// work tree into it with git bundles (your index, stash and refs are never touched);
+/// `exec` and `run` run work there with live output and the remote exit code; `pull` brings
+/// the sandbox's commits and edits back as a local branch.
+#[derive(Debug, Parser)]
+#[command(name = "rclaude", version, about, long_about, after_help = EXIT_CODES)]
+#[command(after_long_help = format!("{EXAMPLES}{EXIT_CODES}"))]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,

@@ -331,7 +331,7 @@ ANTHROPIC_API_KEY = { from_env = "ANTHROPIC_API_KEY", required = false }
 
 const CLAUDE: &str = r#"
 [claude]
-# version = "latest"                 # @anthropic-ai/claude-code version when it must be installed
+# version = "2.1.197"                # @anthropic-ai/claude-code version (default: the pinned, tested 2.1.197)
 # permission_mode = "bypassPermissions"
 # model = "..."
 # args = []

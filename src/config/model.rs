@@ -534,7 +534,7 @@ pub struct TaskConfig {
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClaudeConfig {
-    /// `@anthropic-ai/claude-code` version installed when `claude` is missing ("latest" by default).
+    /// `@anthropic-ai/claude-code` version to install (default: the pinned, tested 2.1.197; "latest" follows npm).
     #[serde(default)]
     pub version: Option<String>,
     /// Claude Code permission mode; the sandbox is the safety boundary.

@@ -295,6 +295,10 @@ impl Sandbox for EnvdSandbox {
         self.client.read_from(path, offset).await
     }
 
+    async fn list_dir(&self, path: &str) -> Result<Vec<EntryInfo>, SandboxError> {
+        self.client.list_dir(path, 1).await
+    }
+
     async fn processes(&self) -> Result<Vec<ProcessEntry>, SandboxError> {
         Ok(self
             .client

@@ -118,6 +118,8 @@ pub struct BatchOutcome {
     pub kept: Vec<String>,
     /// Symlinks pointing outside the work tree, not synced.
     pub skipped_links: Vec<String>,
+    /// Local stamps of the files uploaded, taken before their bytes were read.
+    pub uploaded: Vec<(String, super::local::Stamp)>,
 }
 
 /// Plan the operations for a set of changed paths.
@@ -194,7 +196,7 @@ pub async fn apply(
         return Ok(out);
     }
     let abs = |rel: &str| format!("{workdir}/{rel}");
-    let stats = stat_all(sandbox, ops.iter().map(|o| abs(o.rel())).collect()).await?;
+    let stats = stat_many(sandbox, workdir, ops.iter().map(|o| o.rel().to_string()).collect()).await?;
     let stamp = crate::time::now_rfc3339().replace([':', '-'], "");
 
     let mut writes: Vec<(String, bool, bool)> = Vec::new(); // rel, exec, remote_was_exec
@@ -253,6 +255,9 @@ pub async fn apply(
     for w in &writes {
         let local = root.join(&w.0);
         let Ok(meta) = tokio::fs::metadata(&local).await else { continue };
+        if let Some(s) = super::local::stamp_of(&local) {
+            out.uploaded.push((w.0.clone(), s));
+        }
         if meta.len() > STREAM_ABOVE {
             out.bytes += sandbox.upload(&local, &abs(&w.0), None).await?;
             written.push(w);
@@ -328,7 +333,7 @@ pub async fn apply(
 
     // New baselines: the sandbox's mtimes right after our writes.
     let touched: Vec<String> = written.iter().map(|w| w.0.clone()).chain(links.iter().map(|l| l.0.clone())).collect();
-    let after = stat_all(sandbox, touched.iter().map(|r| abs(r)).collect()).await?;
+    let after = stat_many(sandbox, workdir, touched.clone()).await?;
     for (rel, st) in touched.into_iter().zip(after) {
         let t = st.and_then(|e| e.modified_time.as_deref().and_then(parse_ns));
         remote.add_dirs(&rel);
@@ -340,13 +345,54 @@ pub async fn apply(
     Ok(out)
 }
 
-/// Stat many paths concurrently, in order.
-async fn stat_all(sandbox: &dyn Sandbox, paths: Vec<String>) -> Result<Vec<Option<EntryInfo>>, SandboxError> {
-    let results = futures::stream::iter(paths.into_iter().map(|p| async move { sandbox.stat(&p).await }))
-        .buffered(CONCURRENCY)
-        .collect::<Vec<_>>()
-        .await;
-    results.into_iter().collect()
+/// Directories with at least this many paths in a batch are read with one ListDir.
+const LIST_DIR_FROM: usize = 3;
+
+/// Metadata of many paths (relative to `workdir`), in order: one ListDir per directory that
+/// holds several of them, single Stats for the rest.
+async fn stat_many(sandbox: &dyn Sandbox, workdir: &str, rels: Vec<String>) -> Result<Vec<Option<EntryInfo>>, SandboxError> {
+    let mut by_dir: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, rel) in rels.iter().enumerate() {
+        let dir = rel.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+        by_dir.entry(dir).or_default().push(i);
+    }
+    let mut out: Vec<Option<EntryInfo>> = vec![None; rels.len()];
+    let mut singles: Vec<usize> = Vec::new();
+    let listings = futures::stream::iter(by_dir.into_iter().map(|(dir, idx)| async move {
+        if idx.len() < LIST_DIR_FROM {
+            return (idx, None);
+        }
+        let path = if dir.is_empty() { workdir.to_string() } else { format!("{workdir}/{dir}") };
+        (idx, Some(sandbox.list_dir(&path).await))
+    }))
+    .buffer_unordered(CONCURRENCY)
+    .collect::<Vec<_>>()
+    .await;
+    for (idx, listing) in listings {
+        match listing {
+            Some(Ok(entries)) => {
+                let by_name: std::collections::HashMap<&str, &EntryInfo> = entries.iter().map(|e| (e.name.as_str(), e)).collect();
+                for i in idx {
+                    let name = rels[i].rsplit('/').next().unwrap_or(&rels[i]);
+                    out[i] = by_name.get(name).map(|e| (*e).clone());
+                }
+            }
+            Some(Err(SandboxError::NotFound(_))) => {} // the directory is not there: none of them is
+            Some(Err(SandboxError::Unsupported(_))) | None => singles.extend(idx),
+            Some(Err(e)) => return Err(e),
+        }
+    }
+    let stats = futures::stream::iter(singles.iter().map(|&i| {
+        let path = format!("{workdir}/{}", rels[i]);
+        async move { sandbox.stat(&path).await }
+    }))
+    .buffered(CONCURRENCY)
+    .collect::<Vec<_>>()
+    .await;
+    for (i, st) in singles.into_iter().zip(stats) {
+        out[i] = st?;
+    }
+    Ok(out)
 }
 
 /// RFC 3339 → nanoseconds since the epoch.

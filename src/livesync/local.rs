@@ -61,10 +61,18 @@ pub fn link_stays_inside(rel: &str, target: &str) -> bool {
     true
 }
 
+/// Size, mtime (s, ns) and mode of a file: what changes when its content or mode changes.
+pub type Stamp = (u64, i64, i64, u32);
+
+/// The stamp of `path` now (not following a final symlink).
+pub fn stamp_of(path: &Path) -> Option<Stamp> {
+    std::fs::symlink_metadata(path).ok().filter(|m| !m.is_dir()).map(|m| stamp(&m))
+}
+
 /// Size, mtime and mode of every synced file, to find changes the watcher missed.
 #[derive(Debug, Clone, Default)]
 pub struct Manifest {
-    entries: BTreeMap<String, (u64, i64, i64, u32)>,
+    entries: BTreeMap<String, Stamp>,
 }
 
 impl Manifest {
@@ -103,6 +111,16 @@ impl Manifest {
         self.entries.is_empty()
     }
 
+    /// The recorded stamp of `rel`.
+    pub fn get(&self, rel: &str) -> Option<&Stamp> {
+        self.entries.get(rel)
+    }
+
+    /// Record `rel` as synced with this stamp (taken before its bytes were read).
+    pub fn set(&mut self, rel: &str, stamp: Stamp) {
+        self.entries.insert(rel.to_string(), stamp);
+    }
+
     /// Record the current state of `rel` (after syncing it).
     pub fn refresh(&mut self, root: &Path, rel: &str) {
         match std::fs::symlink_metadata(root.join(rel)) {
@@ -116,7 +134,7 @@ impl Manifest {
     }
 }
 
-fn stamp(m: &std::fs::Metadata) -> (u64, i64, i64, u32) {
+fn stamp(m: &std::fs::Metadata) -> Stamp {
     (m.len(), m.mtime(), m.mtime_nsec(), m.mode())
 }
 

@@ -133,8 +133,12 @@ impl LiveSync {
         let rels: Vec<String> = planned.ops.iter().map(|o| o.rel().to_string()).collect();
         let mut outcome = apply::apply(sandbox, &self.workdir, &self.root, planned.ops, &mut self.remote).await?;
         outcome.skipped_links = planned.skipped_links;
-        for rel in rels {
-            self.manifest.refresh(&self.root, &rel);
+        let uploaded: BTreeSet<&str> = outcome.uploaded.iter().map(|(r, _)| r.as_str()).collect();
+        for rel in rels.iter().filter(|r| !uploaded.contains(r.as_str())) {
+            self.manifest.refresh(&self.root, rel);
+        }
+        for (rel, stamp) in &outcome.uploaded {
+            self.manifest.set(rel, *stamp);
         }
         Ok(outcome)
     }

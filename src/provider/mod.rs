@@ -426,6 +426,10 @@ pub trait Sandbox: Send + Sync {
         let start = usize::try_from(offset).unwrap_or(usize::MAX).min(all.len());
         Ok(all.slice(start..))
     }
+    /// Entries of a directory (one level): metadata for many paths in one request.
+    async fn list_dir(&self, _path: &str) -> Result<Vec<EntryInfo>, SandboxError> {
+        Err(SandboxError::Unsupported("listing directories".into()))
+    }
     /// Processes still running (with their tags).
     async fn processes(&self) -> Result<Vec<ProcessEntry>, SandboxError> {
         Err(SandboxError::Unsupported("listing processes".into()))
