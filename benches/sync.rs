@@ -15,9 +15,16 @@ use std::time::{Duration, Instant};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let arg = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let arg = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
     let runs: usize = arg("--runs").and_then(|r| r.parse().ok()).unwrap_or(5);
-    let source = arg("--repo").or_else(|| std::env::var("RCLAUDE_BENCH_REPO").ok()).map(PathBuf::from);
+    let source = arg("--repo")
+        .or_else(|| std::env::var("RCLAUDE_BENCH_REPO").ok())
+        .map(PathBuf::from);
     let rclaude = PathBuf::from(env!("CARGO_BIN_EXE_rclaude"));
     let scratch = tempfile::tempdir().expect("tempdir");
     let base = scratch.path();
@@ -25,12 +32,19 @@ fn main() {
     let src = base.join("src");
     let described = match &source {
         Some(p) => {
-            run(Command::new("git").args(["clone", "-q", "--no-local"]).arg(p).arg(&src));
+            run(Command::new("git")
+                .args(["clone", "-q", "--no-local"])
+                .arg(p)
+                .arg(&src));
             format!("clone of {}", p.display())
         }
         None => generate(&src),
     };
-    std::fs::write(src.join(".rclaude.toml"), "[sandbox]\nprovider = \"local\"\n").unwrap();
+    std::fs::write(
+        src.join(".rclaude.toml"),
+        "[sandbox]\nprovider = \"local\"\n",
+    )
+    .unwrap();
     let files = count(&src, &["ls-files"]);
     let commits = count(&src, &["rev-list", "HEAD"]);
     let tree = git_out(&src, &["count-objects", "-vH"]);
@@ -47,7 +61,11 @@ fn main() {
             .env("CI", "true")
             .output()
             .expect("rclaude");
-        assert!(out.status.success(), "rclaude {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "rclaude {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         t.elapsed()
     };
     let first = rc(&["up", "--no-setup"]);
@@ -67,15 +85,24 @@ fn main() {
 
     // ---- git bundle + fetch + checkout (what the sandbox would need without rclaude)
     let gsrc = base.join("gsrc");
-    run(Command::new("git").args(["clone", "-q"]).arg(&src).arg(&gsrc));
+    run(Command::new("git")
+        .args(["clone", "-q"])
+        .arg(&src)
+        .arg(&gsrc));
     git(&gsrc, &["reset", "-q", "--hard", &format!("HEAD~{runs}")]);
     let gdst = base.join("gdst");
     let g_first = {
         let t = Instant::now();
         let b = base.join("all.bundle");
-        git(&gsrc, &["bundle", "create", "-q", b.to_str().unwrap(), "HEAD"]);
+        git(
+            &gsrc,
+            &["bundle", "create", "-q", b.to_str().unwrap(), "HEAD"],
+        );
         run(Command::new("git").args(["init", "-q"]).arg(&gdst));
-        git(&gdst, &["fetch", "-q", b.to_str().unwrap(), "HEAD:refs/heads/bench"]);
+        git(
+            &gdst,
+            &["fetch", "-q", b.to_str().unwrap(), "HEAD:refs/heads/bench"],
+        );
         git(&gdst, &["checkout", "-q", "bench"]);
         t.elapsed()
     };
@@ -85,8 +112,26 @@ fn main() {
         git(&gsrc, &["commit", "-qam", &format!("bench edit {i}")]);
         let t = Instant::now();
         let b = base.join(format!("inc{i}.bundle"));
-        git(&gsrc, &["bundle", "create", "-q", b.to_str().unwrap(), "HEAD", "^HEAD~1"]);
-        git(&gdst, &["fetch", "-q", b.to_str().unwrap(), "HEAD:refs/remotes/b/main"]);
+        git(
+            &gsrc,
+            &[
+                "bundle",
+                "create",
+                "-q",
+                b.to_str().unwrap(),
+                "HEAD",
+                "^HEAD~1",
+            ],
+        );
+        git(
+            &gdst,
+            &[
+                "fetch",
+                "-q",
+                b.to_str().unwrap(),
+                "HEAD:refs/remotes/b/main",
+            ],
+        );
         git(&gdst, &["reset", "-q", "--hard", "refs/remotes/b/main"]);
         g_commit.push(t.elapsed());
     }
@@ -98,7 +143,11 @@ fn main() {
         let t = Instant::now();
         let mut from_s = from.as_os_str().to_owned();
         from_s.push("/");
-        run(Command::new("rsync").arg("-a").arg("--delete").arg(from_s).arg(to));
+        run(Command::new("rsync")
+            .arg("-a")
+            .arg("--delete")
+            .arg(from_s)
+            .arg(to));
         t.elapsed()
     };
     let have_rsync = Command::new("rsync").arg("--version").output().is_ok();
@@ -122,8 +171,12 @@ fn main() {
         Some(b) if b.as_secs_f64() > 0.0 => format!("{:.2}×", a.as_secs_f64() / b.as_secs_f64()),
         _ => "—".into(),
     };
-    println!("Repository: {described} — {files} files, {commits} commits; median of {runs} runs.\n");
-    println!("| step | rclaude | git bundle + fetch + checkout | rsync -a | rclaude ÷ git | rclaude ÷ rsync |");
+    println!(
+        "Repository: {described} — {files} files, {commits} commits; median of {runs} runs.\n"
+    );
+    println!(
+        "| step | rclaude | git bundle + fetch + checkout | rsync -a | rclaude ÷ git | rclaude ÷ rsync |"
+    );
     println!("|---|---|---|---|---|---|");
     println!(
         "| first sync (rclaude: `up`, incl. creating the sandbox) | {} | {} | {} | {} | {} |",
@@ -133,7 +186,12 @@ fn main() {
         ratio(first, Some(g_first)),
         ratio(first, r_first)
     );
-    println!("| nothing changed | {} | — | {} | — | {} |", ms(noop), opt(r_noop), ratio(noop, r_noop));
+    println!(
+        "| nothing changed | {} | — | {} | — | {} |",
+        ms(noop),
+        opt(r_noop),
+        ratio(noop, r_noop)
+    );
     println!(
         "| one file changed, uncommitted | {} | (git cannot) | {} | — | {} |",
         ms(one_file),
@@ -155,7 +213,11 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 fn run(cmd: &mut Command) {
     let out = cmd.output().expect("spawn");
-    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn git(dir: &Path, args: &[&str]) {
@@ -169,7 +231,11 @@ fn git(dir: &Path, args: &[&str]) {
 }
 
 fn git_out(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git").args(args).current_dir(dir).output().expect("git");
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git");
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -179,7 +245,12 @@ fn count(dir: &Path, args: &[&str]) -> usize {
 
 fn append(path: &Path, text: &str) {
     use std::io::Write;
-    std::fs::OpenOptions::new().append(true).open(path).unwrap().write_all(text.as_bytes()).unwrap();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
 }
 
 /// A tracked text file of moderate size to edit.
@@ -189,7 +260,9 @@ fn pick_file(repo: &Path) -> String {
         .lines()
         .find(|f| {
             (f.ends_with(".c") || f.ends_with(".rs") || f.ends_with(".md") || f.ends_with(".txt"))
-                && std::fs::metadata(repo.join(f)).map(|m| m.len() > 1000 && m.len() < 200_000).unwrap_or(false)
+                && std::fs::metadata(repo.join(f))
+                    .map(|m| m.len() > 1000 && m.len() < 200_000)
+                    .unwrap_or(false)
         })
         .or_else(|| files.lines().next())
         .expect("the repository has files")
@@ -205,7 +278,11 @@ fn generate(dst: &Path) -> String {
     let root = registry.flatten().next().expect("a registry index").path();
     std::fs::create_dir_all(dst).unwrap();
     git(dst, &["init", "-q", "-b", "main"]);
-    let mut crates: Vec<PathBuf> = std::fs::read_dir(&root).unwrap().flatten().map(|e| e.path()).collect();
+    let mut crates: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     crates.sort();
     let mut n = 0;
     for c in crates.iter().take(60) {
@@ -213,7 +290,10 @@ fn generate(dst: &Path) -> String {
         run(Command::new("cp").arg("-R").arg(c).arg(dst.join(name)));
         n += 1;
         git(dst, &["add", "-A"]);
-        git(dst, &["commit", "-qm", &format!("add {}", name.to_string_lossy())]);
+        git(
+            dst,
+            &["commit", "-qm", &format!("add {}", name.to_string_lossy())],
+        );
     }
     // A longer history: many small commits on top.
     let file = pick_file(dst);

@@ -16,7 +16,11 @@ const FILES: usize = 1000;
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let arg = |name: &str, d: usize| {
-        args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(d)
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
     };
     let edits = arg("--edits", 200);
     let burst = arg("--burst", 5000);
@@ -30,7 +34,9 @@ fn main() {
     } else if have("inotifywait") && have("rsync") {
         rows.push(("inotifywait + rsync loop", bench_loop(base, edits, burst)));
     } else {
-        eprintln!("inotifywait or rsync missing (Debian: inotify-tools, rsync): skipping that baseline");
+        eprintln!(
+            "inotifywait or rsync missing (Debian: inotify-tools, rsync): skipping that baseline"
+        );
     }
     if only_rclaude {
     } else if have("lsyncd") {
@@ -41,8 +47,12 @@ fn main() {
 
     let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1000.0);
     let reference = rows[0].1.clone();
-    println!("{edits} single-file edits (20 ms apart) and a burst of {burst} new small files, tree of {FILES} files.\n");
-    println!("| tool | edit p50 | edit p99 | burst of {burst} | p50 ÷ rclaude | p99 ÷ rclaude | burst ÷ rclaude |");
+    println!(
+        "{edits} single-file edits (20 ms apart) and a burst of {burst} new small files, tree of {FILES} files.\n"
+    );
+    println!(
+        "| tool | edit p50 | edit p99 | burst of {burst} | p50 ÷ rclaude | p99 ÷ rclaude | burst ÷ rclaude |"
+    );
     println!("|---|---|---|---|---|---|---|");
     for (name, r) in &rows {
         let ratio = |a: Duration, b: Duration| format!("{:.1}×", a.as_secs_f64() / b.as_secs_f64());
@@ -66,7 +76,11 @@ struct Result {
 }
 
 fn have(cmd: &str) -> bool {
-    Command::new("sh").arg("-c").arg(format!("command -v {cmd}")).output().is_ok_and(|o| o.status.success())
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {cmd}"))
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 /// A repository of `FILES` small files.
@@ -106,7 +120,11 @@ fn measure(src: &Path, dst: &Path, edits: usize, burst: usize) -> Result {
         std::thread::sleep(Duration::from_millis(20));
     }
     lat.sort();
-    let p = |q: f64| lat[((lat.len() as f64 * q).ceil() as usize).saturating_sub(1).min(lat.len() - 1)];
+    let p = |q: f64| {
+        lat[((lat.len() as f64 * q).ceil() as usize)
+            .saturating_sub(1)
+            .min(lat.len() - 1)]
+    };
     let t0 = Instant::now();
     for i in 0..burst {
         let path = src.join(format!("burst/d{}/f{i}.txt", i % 50));
@@ -123,10 +141,17 @@ fn measure(src: &Path, dst: &Path, edits: usize, burst: usize) -> Result {
             next += 1;
             continue;
         }
-        assert!(Instant::now() < deadline, "burst never completed ({next}/{burst})");
+        assert!(
+            Instant::now() < deadline,
+            "burst never completed ({next}/{burst})"
+        );
         std::thread::sleep(Duration::from_micros(500));
     }
-    Result { p50: p(0.50), p99: p(0.99), burst: t0.elapsed() }
+    Result {
+        p50: p(0.50),
+        p99: p(0.99),
+        burst: t0.elapsed(),
+    }
 }
 
 fn wait_for(path: &Path, want: &[u8], timeout: Duration) {
@@ -135,7 +160,11 @@ fn wait_for(path: &Path, want: &[u8], timeout: Duration) {
         if std::fs::read(path).is_ok_and(|b| b == want) {
             return;
         }
-        assert!(Instant::now() < end, "{} never got the edit", path.display());
+        assert!(
+            Instant::now() < end,
+            "{} never got the edit",
+            path.display()
+        );
         std::thread::sleep(Duration::from_micros(100));
     }
 }
@@ -153,13 +182,22 @@ impl Drop for Guard {
 
 fn spawn_group(cmd: &mut Command) -> Guard {
     use std::os::unix::process::CommandExt;
-    Guard(cmd.process_group(0).stdin(Stdio::null()).spawn().expect("spawn"))
+    Guard(
+        cmd.process_group(0)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn"),
+    )
 }
 
 fn bench_rclaude(base: &Path, edits: usize, burst: usize) -> Result {
     let src = base.join("rclaude-src");
     make_tree(&src);
-    std::fs::write(src.join(".rclaude.toml"), "[sandbox]\nprovider = \"local\"\n").unwrap();
+    std::fs::write(
+        src.join(".rclaude.toml"),
+        "[sandbox]\nprovider = \"local\"\n",
+    )
+    .unwrap();
     git(&src, &["init", "-q", "-b", "main"]);
     git(&src, &["add", "-A"]);
     git(&src, &["commit", "-qm", "tree"]);
@@ -172,7 +210,11 @@ fn bench_rclaude(base: &Path, edits: usize, burst: usize) -> Result {
         .env("CI", "true")
         .output()
         .unwrap();
-    assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
     let log = base.join("watch.log");
     let _watch = spawn_group(
         Command::new(&rclaude)
@@ -184,21 +226,43 @@ fn bench_rclaude(base: &Path, edits: usize, burst: usize) -> Result {
             .stderr(std::fs::File::create(&log).unwrap()),
     );
     let end = Instant::now() + Duration::from_secs(60);
-    while !std::fs::read_to_string(&log).unwrap_or_default().contains("watching") {
-        assert!(Instant::now() < end, "rclaude watch did not start: {}", std::fs::read_to_string(&log).unwrap_or_default());
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("watching")
+    {
+        assert!(
+            Instant::now() < end,
+            "rclaude watch did not start: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
-    let sandbox = std::fs::read_dir(home.join("data/sandboxes")).unwrap().next().unwrap().unwrap().path();
+    let sandbox = std::fs::read_dir(home.join("data/sandboxes"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     let r = measure(&src, &sandbox.join("root/workspace"), edits, burst);
     drop(_watch);
-    let _ = Command::new(&rclaude).args(["down", "--yes", "--discard"]).current_dir(&src).env("RCLAUDE_HOME", &home).output();
+    let _ = Command::new(&rclaude)
+        .args(["down", "--yes", "--discard"])
+        .current_dir(&src)
+        .env("RCLAUDE_HOME", &home)
+        .output();
     r
 }
 
 fn initial_copy(src: &Path, dst: &Path) {
     let mut from = src.as_os_str().to_owned();
     from.push("/");
-    let ok = Command::new("rsync").arg("-a").arg(from).arg(dst).status().unwrap().success();
+    let ok = Command::new("rsync")
+        .arg("-a")
+        .arg(from)
+        .arg(dst)
+        .status()
+        .unwrap()
+        .success();
     assert!(ok);
 }
 
@@ -215,7 +279,13 @@ fn bench_loop(base: &Path, edits: usize, burst: usize) -> Result {
         s = src.display(),
         d = dst.display()
     );
-    let _g = spawn_group(Command::new("bash").arg("-c").arg(script).stdout(Stdio::null()).stderr(Stdio::null()));
+    let _g = spawn_group(
+        Command::new("bash")
+            .arg("-c")
+            .arg(script)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
     std::thread::sleep(Duration::from_millis(500));
     measure(&src, &dst, edits, burst)
 }
@@ -235,7 +305,12 @@ fn bench_lsyncd(base: &Path, edits: usize, burst: usize) -> Result {
         ),
     )
     .unwrap();
-    let _g = spawn_group(Command::new("lsyncd").arg(&conf).stdout(Stdio::null()).stderr(Stdio::null()));
+    let _g = spawn_group(
+        Command::new("lsyncd")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
     std::thread::sleep(Duration::from_secs(2));
     measure(&src, &dst, edits, burst)
 }

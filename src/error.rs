@@ -180,12 +180,16 @@ impl From<crate::gitsync::SyncError> for CliError {
         let kind = match &e {
             E::NotARepository { .. } => ErrorKind::Config,
             E::Io { .. } => ErrorKind::Io,
-            E::Sandbox { source, .. } => return CliError::from_sandbox_context(e.to_string(), source),
+            E::Sandbox { source, .. } => {
+                return CliError::from_sandbox_context(e.to_string(), source);
+            }
             E::InvalidInput { .. } | E::Unsupported(_) => ErrorKind::Usage,
             E::Internal(_) => ErrorKind::Internal,
-            E::Git { .. } | E::Remote { .. } | E::Protocol { .. } | E::BadBundle { .. } | E::MissingPrerequisite { .. } => {
-                ErrorKind::Sync
-            }
+            E::Git { .. }
+            | E::Remote { .. }
+            | E::Protocol { .. }
+            | E::BadBundle { .. }
+            | E::MissingPrerequisite { .. } => ErrorKind::Sync,
         };
         CliError::new(kind, e.to_string())
     }
@@ -195,13 +199,13 @@ impl CliError {
     /// A sandbox error with context, keeping the sandbox error's kind and hint.
     fn from_sandbox_context(message: String, source: &crate::provider::SandboxError) -> CliError {
         use crate::provider::SandboxError as S;
-        let base = match source {
-            S::Unreachable { .. } => CliError::unavailable(message)
-                .hint("check the sandbox with `rclaude status`; `rclaude resume` restarts a paused one"),
+        match source {
+            S::Unreachable { .. } => CliError::unavailable(message).hint(
+                "check the sandbox with `rclaude status`; `rclaude resume` restarts a paused one",
+            ),
             S::Unauthenticated(_) => CliError::auth(message),
             S::Io { .. } => CliError::new(ErrorKind::Io, message),
             _ => CliError::unavailable(message),
-        };
-        base
+        }
     }
 }

@@ -1154,7 +1154,10 @@ async fn sigterm_reaches_the_command_under_bwrap_so_it_can_clean_up() {
     let boxed = TestAgent::start_in(root_dir.path(), |o| o.isolation = Isolation::Bwrap).await;
     let c = boxed.client();
     let mut s = c
-        .start(&sh("trap 'echo cleaned-up; exit 7' TERM; echo ready; sleep 60 & wait"), None)
+        .start(
+            &sh("trap 'echo cleaned-up; exit 7' TERM; echo ready; sleep 60 & wait"),
+            None,
+        )
         .await
         .unwrap();
     let pid = match s.next().await.unwrap().unwrap() {
@@ -1163,7 +1166,9 @@ async fn sigterm_reaches_the_command_under_bwrap_so_it_can_clean_up() {
     };
     let mut acc = String::new();
     read_until(&mut s, &mut acc, |t| t.contains("ready")).await;
-    c.send_signal(ProcessSelector::Pid(pid), Signal::Sigterm).await.unwrap();
+    c.send_signal(ProcessSelector::Pid(pid), Signal::Sigterm)
+        .await
+        .unwrap();
     let rest = collect(s).await;
     let out = format!("{acc}{}", String::from_utf8_lossy(&rest.stdout));
     assert!(out.contains("cleaned-up"), "the trap did not run: {out:?}");

@@ -14,7 +14,10 @@ fn server_bin() -> PathBuf {
     let path = PathBuf::from(common::bin()).with_file_name("rclaude-server");
     if !path.exists() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let st = Command::new(cargo).args(["build", "-p", "rclaude-server"]).status().unwrap();
+        let st = Command::new(cargo)
+            .args(["build", "-p", "rclaude-server"])
+            .status()
+            .unwrap();
         assert!(st.success(), "building rclaude-server failed");
     }
     path
@@ -36,15 +39,33 @@ impl Server {
             .spawn()
             .unwrap();
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
         let base = line.trim().rsplit(' ').next().unwrap().to_string();
-        assert!(base.starts_with("http://"), "unexpected first line {line:?}");
-        Server { child, base, db: db.to_string() }
+        assert!(
+            base.starts_with("http://"),
+            "unexpected first line {line:?}"
+        );
+        Server {
+            child,
+            base,
+            db: db.to_string(),
+        }
     }
 
     fn admin(&self, args: &[&str]) -> String {
-        let out = Command::new(server_bin()).arg("admin").args(args).args(["--database-url", &self.db]).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(server_bin())
+            .arg("admin")
+            .args(args)
+            .args(["--database-url", &self.db])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     }
 
@@ -55,9 +76,17 @@ impl Server {
     }
 
     fn get(&self, token: &str, path: &str) -> serde_json::Value {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async {
-            let r = reqwest::Client::new().get(format!("{}{path}", self.base)).bearer_auth(token).send().await.unwrap();
+            let r = reqwest::Client::new()
+                .get(format!("{}{path}", self.base))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
             assert!(r.status().is_success(), "GET {path}: {}", r.status());
             r.json().await.unwrap()
         })
@@ -80,7 +109,12 @@ depends = ["build"]
 "#;
 
 fn event_types(v: &serde_json::Value) -> Vec<String> {
-    v["events"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap().to_string()).collect()
+    v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap().to_string())
+        .collect()
 }
 
 #[test]
@@ -88,29 +122,58 @@ fn sessions_are_reported_and_an_outage_only_delays_events() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("server.db").display());
     let server = Server::start(&db, "127.0.0.1:0");
-    let token = server.admin(&["create-account", "alice"]).lines().last().unwrap().trim().to_string();
+    let token = server
+        .admin(&["create-account", "alice"])
+        .lines()
+        .last()
+        .unwrap()
+        .trim()
+        .to_string();
 
     let t = TestRepo::new(CONFIG);
     t.commit_all("init");
-    let login = t.cmd(&["login", "--server", &server.base]).env("RCLAUDE_TOKEN", &token).output().unwrap();
-    assert!(login.status.success(), "{}", String::from_utf8_lossy(&login.stderr));
+    let login = t
+        .cmd(&["login", "--server", &server.base])
+        .env("RCLAUDE_TOKEN", &token)
+        .output()
+        .unwrap();
+    assert!(
+        login.status.success(),
+        "{}",
+        String::from_utf8_lossy(&login.stderr)
+    );
     let creds = t.home.path().join("config/credentials.json");
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(&creds).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&creds).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
 
     t.ok(&["up"]);
     t.ok(&["run", "test"]);
     t.ok(&["pause"]);
     let record: serde_json::Value = {
         let dir = t.home.path().join("state/repos");
-        let f = std::fs::read_dir(dir).unwrap().flatten().find(|e| e.path().extension().is_some_and(|x| x == "json")).unwrap();
+        let f = std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .find(|e| e.path().extension().is_some_and(|x| x == "json"))
+            .unwrap();
         serde_json::from_slice(&std::fs::read(f.path()).unwrap()).unwrap()
     };
     let session = record["session_id"].as_str().unwrap().to_string();
     let detail = server.get(&token, &format!("/v1/sessions/{session}"));
     assert_eq!(
         event_types(&detail),
-        ["created", "started", "task_started", "task_finished", "task_started", "task_finished", "paused"],
+        [
+            "created",
+            "started",
+            "task_started",
+            "task_finished",
+            "task_started",
+            "task_finished",
+            "paused"
+        ],
         "{detail:#}"
     );
     let finished = &detail["events"][5]["data"];
@@ -124,7 +187,11 @@ fn sessions_are_reported_and_an_outage_only_delays_events() {
     let r = t.rclaude(&["run", "build"]);
     assert_eq!(r.code(), 0, "{}", r.all());
     let outbox = t.home.path().join("state/outbox");
-    let queued = std::fs::read_dir(&outbox).unwrap().flatten().filter(|e| e.path().is_file()).count();
+    let queued = std::fs::read_dir(&outbox)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().is_file())
+        .count();
     assert!(queued >= 2, "expected queued events, found {queued}");
 
     // It comes back on the same address: the next command delivers them, once each.
@@ -132,18 +199,45 @@ fn sessions_are_reported_and_an_outage_only_delays_events() {
     t.ok(&["down", "--yes"]);
     let detail = server.get(&token, &format!("/v1/sessions/{session}"));
     let types = event_types(&detail);
-    assert_eq!(&types[7..], ["resumed", "task_started", "task_finished", "stopped"], "{types:?}");
-    assert_eq!(std::fs::read_dir(&outbox).unwrap().flatten().filter(|e| e.path().is_file()).count(), 0);
+    assert_eq!(
+        &types[7..],
+        ["resumed", "task_started", "task_finished", "stopped"],
+        "{types:?}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&outbox)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().is_file())
+            .count(),
+        0
+    );
 
     // usage and logs read it back.
     let u = t.ok(&["usage", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&u.stdout()).unwrap();
-    assert!(v["invoice"]["lines"].as_array().unwrap().iter().any(|l| l["kind"] == "storage"), "{v:#}");
+    assert!(
+        v["invoice"]["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["kind"] == "storage"),
+        "{v:#}"
+    );
     let logs = t.ok(&["logs", "--session", &session]);
     assert!(logs.stdout().contains("task_finished"), "{}", logs.all());
     assert!(logs.stdout().contains("exit 0"), "{}", logs.all());
 
     // A wrong token is refused at login.
-    let bad = t.cmd(&["login", "--server", &server.base]).env("RCLAUDE_TOKEN", "rcl_wrong").output().unwrap();
-    assert_eq!(bad.status.code(), Some(77), "{}", String::from_utf8_lossy(&bad.stderr));
+    let bad = t
+        .cmd(&["login", "--server", &server.base])
+        .env("RCLAUDE_TOKEN", "rcl_wrong")
+        .output()
+        .unwrap();
+    assert_eq!(
+        bad.status.code(),
+        Some(77),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
 }

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use common::TestRepo;
 
-const CONFIG: &str = "[sync]\nignore = [\"generated/\"]\nmax_delete_percent = 50\nmax_delete_min_files = 20\n";
+const CONFIG: &str =
+    "[sync]\nignore = [\"generated/\"]\nmax_delete_percent = 50\nmax_delete_min_files = 20\n";
 
 /// A running `rclaude watch` with its stderr collected.
 struct Watch {
@@ -21,7 +22,12 @@ struct Watch {
 
 impl Watch {
     fn start(t: &TestRepo) -> Watch {
-        let mut child = t.cmd(&["watch"]).stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
+        let mut child = t
+            .cmd(&["watch"])
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
         let sink = log.clone();
         let err = child.stderr.take().unwrap();
@@ -58,7 +64,11 @@ impl Watch {
             if let Some(st) = self.child.try_wait().unwrap() {
                 return st.code().unwrap_or(-1);
             }
-            assert!(Instant::now() < end, "watch did not stop on SIGINT:\n{}", self.text());
+            assert!(
+                Instant::now() < end,
+                "watch did not stop on SIGINT:\n{}",
+                self.text()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -83,15 +93,24 @@ impl Drop for Watch {
 }
 
 fn workspace(t: &TestRepo) -> PathBuf {
-    let dir = std::fs::read_dir(t.sandboxes_dir()).unwrap().next().unwrap().unwrap().path();
+    let dir = std::fs::read_dir(t.sandboxes_dir())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     dir.join("root/workspace")
 }
 
 /// Tracked + untracked non-ignored files, as git sees them in `dir`.
 fn listed(dir: &Path) -> Vec<String> {
-    let out = common::git_env(Command::new("git").args(["ls-files", "-co", "--exclude-standard", "-z"]).current_dir(dir))
-        .output()
-        .unwrap();
+    let out = common::git_env(
+        Command::new("git")
+            .args(["ls-files", "-co", "--exclude-standard", "-z"])
+            .current_dir(dir),
+    )
+    .output()
+    .unwrap();
     let mut v: Vec<String> = out
         .stdout
         .split(|b| *b == 0)
@@ -131,18 +150,28 @@ fn assert_in_sync(t: &TestRepo, w: &Watch) {
         }
         let only_l: Vec<_> = l.iter().filter(|p| !r.contains(p)).take(5).collect();
         let only_r: Vec<_> = r.iter().filter(|p| !l.contains(p)).take(5).collect();
-        let differ: Vec<_> = l.iter().filter(|p| r.contains(p) && describe(local, p) != describe(&remote, p)).take(5).collect();
+        let differ: Vec<_> = l
+            .iter()
+            .filter(|p| r.contains(p) && describe(local, p) != describe(&remote, p))
+            .take(5)
+            .collect();
         last = format!("only local: {only_l:?}\nonly sandbox: {only_r:?}\ndiffer: {differ:?}");
         std::thread::sleep(Duration::from_millis(25));
     }
-    panic!("sandbox never matched the local tree:\n{last}\nwatch output:\n{}", w.text());
+    panic!(
+        "sandbox never matched the local tree:\n{last}\nwatch output:\n{}",
+        w.text()
+    );
 }
 
 fn repo_with_files(n: usize) -> TestRepo {
     let t = TestRepo::new(CONFIG);
     t.write(".gitignore", "build/\n*.log\nnode_modules/\n");
     for i in 0..n {
-        t.write(&format!("src/mod{}/file{i}.txt", i % 5), &format!("content {i}\n"));
+        t.write(
+            &format!("src/mod{}/file{i}.txt", i % 5),
+            &format!("content {i}\n"),
+        );
     }
     t.commit_all("initial");
     t
@@ -155,12 +184,20 @@ fn edits_renames_deletes_and_mass_creation_are_mirrored() {
 
     // Editor-style save: write a temp file, rename it over the original.
     t.write("src/mod0/.file0.txt.swp", "saved by an editor\n");
-    std::fs::rename(t.path().join("src/mod0/.file0.txt.swp"), t.path().join("src/mod0/file0.txt")).unwrap();
+    std::fs::rename(
+        t.path().join("src/mod0/.file0.txt.swp"),
+        t.path().join("src/mod0/file0.txt"),
+    )
+    .unwrap();
     // Plain create, modify, delete, rename.
     t.write("notes/new.md", "# new\n");
     t.write("src/mod1/file1.txt", "modified\n");
     std::fs::remove_file(t.path().join("src/mod2/file2.txt")).unwrap();
-    std::fs::rename(t.path().join("src/mod3/file3.txt"), t.path().join("src/mod3/renamed.txt")).unwrap();
+    std::fs::rename(
+        t.path().join("src/mod3/file3.txt"),
+        t.path().join("src/mod3/renamed.txt"),
+    )
+    .unwrap();
     assert_in_sync(&t, &w);
 
     // Ignored files never appear in the sandbox.
@@ -171,7 +208,12 @@ fn edits_renames_deletes_and_mass_creation_are_mirrored() {
     t.write("visible.txt", "after the ignored ones\n");
     assert_in_sync(&t, &w);
     let ws = workspace(&t);
-    for ignored in ["build/out.o", "debug.log", "node_modules/pkg/index.js", "generated/code.rs"] {
+    for ignored in [
+        "build/out.o",
+        "debug.log",
+        "node_modules/pkg/index.js",
+        "generated/code.rs",
+    ] {
         assert!(!ws.join(ignored).exists(), "{ignored} reached the sandbox");
     }
 
@@ -180,7 +222,11 @@ fn edits_renames_deletes_and_mass_creation_are_mirrored() {
     assert_in_sync(&t, &w);
     let end = Instant::now() + Duration::from_secs(10);
     while ws.join("src/mod4").exists() {
-        assert!(Instant::now() < end, "the emptied directory stays in the sandbox:\n{}", w.text());
+        assert!(
+            Instant::now() < end,
+            "the emptied directory stays in the sandbox:\n{}",
+            w.text()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 
@@ -192,18 +238,29 @@ fn edits_renames_deletes_and_mass_creation_are_mirrored() {
 
     // Exec bit and symlinks inside the tree; a link escaping it is skipped with a warning.
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(t.path().join("visible.txt"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        t.path().join("visible.txt"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
     std::os::unix::fs::symlink("../visible.txt", t.path().join("notes/link.txt")).unwrap();
     std::os::unix::fs::symlink("/etc/hostname", t.path().join("escape")).unwrap();
     let mut tries = 0;
     loop {
-        let l: Vec<String> = listed(t.path()).into_iter().filter(|p| p != "escape").collect();
+        let l: Vec<String> = listed(t.path())
+            .into_iter()
+            .filter(|p| p != "escape")
+            .collect();
         let r = listed(&ws);
         if l == r && l.iter().all(|p| describe(t.path(), p) == describe(&ws, p)) {
             break;
         }
         tries += 1;
-        assert!(tries < 600, "exec bit / symlink not mirrored:\n{}", w.text());
+        assert!(
+            tries < 600,
+            "exec bit / symlink not mirrored:\n{}",
+            w.text()
+        );
         std::thread::sleep(Duration::from_millis(25));
     }
     assert!(!ws.join("escape").exists());
@@ -226,9 +283,13 @@ fn a_checkout_of_another_branch_is_synced_by_bundle() {
     assert_in_sync(&t, &w);
     // The sandbox's HEAD followed, so `git status` there matches.
     let ws = workspace(&t);
-    let head = common::git_env(Command::new("git").args(["rev-parse", "--abbrev-ref", "HEAD"]).current_dir(&ws))
-        .output()
-        .unwrap();
+    let head = common::git_env(
+        Command::new("git")
+            .args(["rev-parse", "--abbrev-ref", "HEAD"])
+            .current_dir(&ws),
+    )
+    .output()
+    .unwrap();
     assert_eq!(String::from_utf8_lossy(&head.stdout).trim(), "feature");
     t.git(&["checkout", "-q", "main"]);
     assert_in_sync(&t, &w);
@@ -250,10 +311,17 @@ fn a_sandbox_edit_is_kept_as_a_conflict_copy_when_the_file_changes_here() {
     let copies: Vec<_> = std::fs::read_dir(ws.join("src/mod0"))
         .unwrap()
         .flatten()
-        .filter(|e| e.file_name().to_string_lossy().contains(".rclaude-conflict-"))
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .contains(".rclaude-conflict-")
+        })
         .collect();
     assert_eq!(copies.len(), 1, "{}", w.text());
-    assert_eq!(std::fs::read_to_string(copies[0].path()).unwrap(), "edited in the sandbox\n");
+    assert_eq!(
+        std::fs::read_to_string(copies[0].path()).unwrap(),
+        "edited in the sandbox\n"
+    );
     w.wait_for_line("kept as", Duration::from_secs(5));
 
     // A file changed in the sandbox is not deleted when it is deleted here.
@@ -261,7 +329,10 @@ fn a_sandbox_edit_is_kept_as_a_conflict_copy_when_the_file_changes_here() {
     std::thread::sleep(Duration::from_millis(20));
     std::fs::remove_file(t.path().join("src/mod1/file1.txt")).unwrap();
     w.wait_for_line("kept there", Duration::from_secs(10));
-    assert_eq!(std::fs::read_to_string(ws.join("src/mod1/file1.txt")).unwrap(), "sandbox work\n");
+    assert_eq!(
+        std::fs::read_to_string(ws.join("src/mod1/file1.txt")).unwrap(),
+        "sandbox work\n"
+    );
     assert_eq!(w.stop(), 0);
 }
 
@@ -273,18 +344,33 @@ fn mass_deletion_halts_when_not_interactive_and_deletes_nothing() {
         std::fs::remove_dir_all(t.path().join(format!("src/mod{i}"))).unwrap();
     }
     let code = w.wait_exit(Duration::from_secs(15));
-    assert_eq!(code, Some(65), "watch should stop with the sync exit code:\n{}", w.text());
+    assert_eq!(
+        code,
+        Some(65),
+        "watch should stop with the sync exit code:\n{}",
+        w.text()
+    );
     assert!(w.text().contains("safety limit"), "{}", w.text());
     let ws = workspace(&t);
-    assert_eq!(std::fs::read_dir(ws.join("src/mod0")).unwrap().count(), 8, "files were deleted in the sandbox");
+    assert_eq!(
+        std::fs::read_dir(ws.join("src/mod0")).unwrap().count(),
+        8,
+        "files were deleted in the sandbox"
+    );
 }
 
 #[test]
 fn survives_the_agent_restarting() {
     let t = repo_with_files(5);
     let w = Watch::start(&t);
-    let dir = std::fs::read_dir(t.sandboxes_dir()).unwrap().next().unwrap().unwrap().path();
-    let state: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("agent.json")).unwrap()).unwrap();
+    let dir = std::fs::read_dir(t.sandboxes_dir())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("agent.json")).unwrap()).unwrap();
     unsafe { libc::kill(state["pid"].as_i64().unwrap() as i32, libc::SIGKILL) };
     std::thread::sleep(Duration::from_millis(100));
     t.write("after-restart.txt", "still synced\n");

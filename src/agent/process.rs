@@ -134,16 +134,21 @@ fn is_bwrap(pid: u32) -> bool {
 
 /// Processes of group `pgid` other than its leader (Linux `/proc`).
 fn group_members(pgid: u32) -> Vec<u32> {
-    let Ok(rd) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
     rd.flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .filter(|&p| p != pgid)
         .filter(|&p| {
-            std::fs::read_to_string(format!("/proc/{p}/stat")).ok().and_then(|s| {
-                // Fields after the `(comm)`: state, ppid, pgrp, ...
-                let rest = s.rsplit_once(')')?.1;
-                rest.split_whitespace().nth(2)?.parse::<u32>().ok()
-            }) == Some(pgid)
+            std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .ok()
+                .and_then(|s| {
+                    // Fields after the `(comm)`: state, ppid, pgrp, ...
+                    let rest = s.rsplit_once(')')?.1;
+                    rest.split_whitespace().nth(2)?.parse::<u32>().ok()
+                })
+                == Some(pgid)
         })
         .collect()
 }

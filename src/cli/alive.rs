@@ -25,20 +25,27 @@ impl Drop for AliveGuard {
 pub fn keep_alive(ctx: &Ctx, record: &SessionRecord) -> AliveGuard {
     let heartbeats = ctx.reporter.heartbeats(record);
     let lifetime = ctx.config.sandbox.timeout.0;
-    let extender = ctx.provider_for(record).ok().filter(|p| p.capabilities().auto_pause).map(|provider| {
-        let id = record.sandbox_id.clone();
-        // Extend well before the idle timeout can elapse.
-        let every = (lifetime / 2).clamp(Duration::from_secs(5), Duration::from_secs(300));
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.tick().await;
-            loop {
+    let extender = ctx
+        .provider_for(record)
+        .ok()
+        .filter(|p| p.capabilities().auto_pause)
+        .map(|provider| {
+            let id = record.sandbox_id.clone();
+            // Extend well before the idle timeout can elapse.
+            let every = (lifetime / 2).clamp(Duration::from_secs(5), Duration::from_secs(300));
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
                 tick.tick().await;
-                if let Err(e) = provider.keep_alive(&id, lifetime).await {
-                    tracing::warn!("could not extend the sandbox's timeout: {e}");
+                loop {
+                    tick.tick().await;
+                    if let Err(e) = provider.keep_alive(&id, lifetime).await {
+                        tracing::warn!("could not extend the sandbox's timeout: {e}");
+                    }
                 }
-            }
-        })
-    });
-    AliveGuard { _heartbeats: heartbeats, extender }
+            })
+        });
+    AliveGuard {
+        _heartbeats: heartbeats,
+        extender,
+    }
 }

@@ -29,7 +29,13 @@ impl Ctx {
         let path = repo.config_path();
         let config = Config::load(&path)?;
         let store = SessionStore::for_repo(&repo);
-        Ok(Ctx { ui, repo, config, store, reporter: Reporter::from_env() })
+        Ok(Ctx {
+            ui,
+            repo,
+            config,
+            store,
+            reporter: Reporter::from_env(),
+        })
     }
 
     /// The provider named in the config.

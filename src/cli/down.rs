@@ -56,7 +56,8 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
         }
     }
     ctx.store.remove()?;
-    ctx.reporter.event(&record, "stopped", serde_json::json!({}));
+    ctx.reporter
+        .event(&record, "stopped", serde_json::json!({}));
     ctx.reporter.flush().await;
     Ok(0)
 }

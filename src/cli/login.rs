@@ -13,7 +13,9 @@ use crate::ui::Ui;
 /// checked against the server, then stored with 0600 permissions in the user config directory.
 /// `rclaude-server admin create-account NAME` prints a first token.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:\n  rclaude login --server https://rclaude.example.com\n  RCLAUDE_TOKEN=rcl_... rclaude login --server http://127.0.0.1:7420")]
+#[command(
+    after_help = "Examples:\n  rclaude login --server https://rclaude.example.com\n  RCLAUDE_TOKEN=rcl_... rclaude login --server http://127.0.0.1:7420"
+)]
 pub struct LoginArgs {
     /// The server's base URL.
     #[arg(long, value_name = "URL", env = "RCLAUDE_SERVER")]
@@ -32,29 +34,48 @@ pub async fn login(g: &GlobalArgs, args: LoginArgs) -> CliResult {
         _ => read_secret("API token: ")?,
     };
     if token.trim().is_empty() {
-        return Err(CliError::usage("no token given").hint("paste the token printed by `rclaude-server admin create-account`"));
+        return Err(CliError::usage("no token given")
+            .hint("paste the token printed by `rclaude-server admin create-account`"));
     }
-    let creds = Credentials::new(&args.server, &token).map_err(|e| CliError::usage(e.to_string()))?;
+    let creds =
+        Credentials::new(&args.server, &token).map_err(|e| CliError::usage(e.to_string()))?;
     let client = ServerClient::new(&creds).map_err(|e| CliError::internal(e.to_string()))?;
     let me = client.me().await.map_err(server_error)?;
-    let path = creds.save().map_err(|e| CliError::new(crate::error::ErrorKind::Io, e.to_string()))?;
-    let who = me["account"]["name"].as_str().or_else(|| me["name"].as_str()).unwrap_or("your account");
-    ui.info(format!("Logged in to {} as {who}; token stored in {} (mode 0600).", creds.server, path.display()));
+    let path = creds
+        .save()
+        .map_err(|e| CliError::new(crate::error::ErrorKind::Io, e.to_string()))?;
+    let who = me["account"]["name"]
+        .as_str()
+        .or_else(|| me["name"].as_str())
+        .unwrap_or("your account");
+    ui.info(format!(
+        "Logged in to {} as {who}; token stored in {} (mode 0600).",
+        creds.server,
+        path.display()
+    ));
     Ok(0)
 }
 
 pub async fn logout(g: &GlobalArgs, _args: LogoutArgs) -> CliResult {
     let ui = Ui::detect(g.quiet);
-    let removed = Credentials::remove().map_err(|e| CliError::new(crate::error::ErrorKind::Io, e.to_string()))?;
-    ui.info(if removed { "Logged out; stored credentials removed." } else { "Not logged in." });
+    let removed = Credentials::remove()
+        .map_err(|e| CliError::new(crate::error::ErrorKind::Io, e.to_string()))?;
+    ui.info(if removed {
+        "Logged out; stored credentials removed."
+    } else {
+        "Not logged in."
+    });
     Ok(0)
 }
 
 /// Map a server error to a CLI error with a hint.
 pub fn server_error(e: ServerError) -> CliError {
     match e {
-        ServerError::Unauthorized(_) => CliError::auth(e.to_string()).hint("check the token, or create one with `rclaude-server admin create-token`"),
-        ServerError::Unreachable { .. } => CliError::unavailable(e.to_string()).hint("is the server running? check the URL"),
+        ServerError::Unauthorized(_) => CliError::auth(e.to_string())
+            .hint("check the token, or create one with `rclaude-server admin create-token`"),
+        ServerError::Unreachable { .. } => {
+            CliError::unavailable(e.to_string()).hint("is the server running? check the URL")
+        }
         ServerError::NotFound(_) => CliError::unavailable(e.to_string()),
         _ => CliError::unavailable(e.to_string()),
     }
@@ -65,7 +86,9 @@ fn read_secret(prompt: &str) -> CliResult<String> {
     let stdin = std::io::stdin();
     let tty = stdin.is_terminal();
     if !tty {
-        return Err(CliError::usage("no token: set RCLAUDE_TOKEN (stdin is not a terminal, so rclaude cannot ask)"));
+        return Err(CliError::usage(
+            "no token: set RCLAUDE_TOKEN (stdin is not a terminal, so rclaude cannot ask)",
+        ));
     }
     eprint!("{prompt}");
     let _ = std::io::stderr().flush();

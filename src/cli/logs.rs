@@ -17,7 +17,9 @@ use crate::report::{Credentials, ServerClient};
 /// With `-f`, keep following new events live over WebSocket until Ctrl-C. With `--claude`, or
 /// when not logged in to a server, show the Claude Code run instead (`-f`: until it ends).
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:\n  rclaude logs\n  rclaude logs -f\n  rclaude logs --session 7c0e... --json\n  rclaude logs -f --claude")]
+#[command(
+    after_help = "Examples:\n  rclaude logs\n  rclaude logs -f\n  rclaude logs --session 7c0e... --json\n  rclaude logs -f --claude"
+)]
 pub struct Args {
     /// Follow new events live.
     #[arg(short, long)]
@@ -40,7 +42,10 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
     }
     let creds = Credentials::load()
         .map_err(|e| CliError::config(e.to_string()))?
-        .ok_or_else(|| CliError::auth("not logged in to an rclaude server").hint("`rclaude login --server URL`"))?;
+        .ok_or_else(|| {
+            CliError::auth("not logged in to an rclaude server")
+                .hint("`rclaude login --server URL`")
+        })?;
     let session = match args.session {
         Some(s) => s,
         None => Ctx::load(g)?.require_session()?.session_id,
@@ -58,10 +63,15 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
         return Ok(0);
     }
     let url = client.events_url(Some(&session), last_seq);
-    let mut req = url.clone().into_client_request().map_err(|e| CliError::internal(e.to_string()))?;
+    let mut req = url
+        .clone()
+        .into_client_request()
+        .map_err(|e| CliError::internal(e.to_string()))?;
     req.headers_mut().insert(
         "authorization",
-        format!("Bearer {}", client.token()).parse().map_err(|_| CliError::auth("the token is not a valid header value"))?,
+        format!("Bearer {}", client.token())
+            .parse()
+            .map_err(|_| CliError::auth("the token is not a valid header value"))?,
     );
     let (mut ws, _) = tokio_tungstenite::connect_async(req)
         .await
@@ -92,14 +102,21 @@ fn print_event(ev: &Value, json: bool) {
     let kind = ev["type"].as_str().unwrap_or("?");
     let data = &ev["data"];
     let detail = match kind {
-        "task_started" => format!("{}", data["task"].as_str().unwrap_or("")),
+        "task_started" => data["task"].as_str().unwrap_or("").to_string(),
         "task_finished" => format!(
             "{} exit {} in {} ms",
             data["task"].as_str().unwrap_or(""),
-            data["exit_code"].as_i64().map(|c| c.to_string()).unwrap_or_default(),
+            data["exit_code"]
+                .as_i64()
+                .map(|c| c.to_string())
+                .unwrap_or_default(),
             data["duration_ms"].as_i64().unwrap_or(0)
         ),
-        _ => data.get("message").and_then(|m| m.as_str()).unwrap_or("").to_string(),
+        _ => data
+            .get("message")
+            .and_then(|m| m.as_str())
+            .unwrap_or("")
+            .to_string(),
     };
     println!("{at}  {kind:<14} {detail}");
 }

@@ -94,7 +94,16 @@ fn print_report(ctx: &Ctx, r: &PullReport) {
 pub async fn rescue_before_destroy(ctx: &Ctx, record: &SessionRecord) -> CliResult<()> {
     let template = ctx.config.sync.pull_branch.clone();
     let known = local_tips(&ctx.repo.root);
-    match pull(ctx, record, template, false, None, "Checking the sandbox for unpulled work").await {
+    match pull(
+        ctx,
+        record,
+        template,
+        false,
+        None,
+        "Checking the sandbox for unpulled work",
+    )
+    .await
+    {
         Ok(r) if r.is_empty() => Ok(()),
         // Already pulled earlier: the branch held this very commit.
         Ok(r) if r.tip.as_ref().is_some_and(|t| known.contains(t)) => Ok(()),

@@ -30,7 +30,7 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
     let _lock = ctx.store.lock()?;
     let mut record = ctx.require_session()?;
     let sandbox = ctx.connect(&record).await?;
-    let report = push_with(&ctx, &mut record, &*sandbox, args.full).await?;
+    let report = push_with(&ctx, &record, &*sandbox, args.full).await?;
     record.sync =
         Some(serde_json::to_value(&report.state).map_err(|e| CliError::internal(e.to_string()))?);
     ctx.store.save(&record)?;

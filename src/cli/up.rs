@@ -161,7 +161,11 @@ pub async fn bring_up(ctx: &Ctx, opts: UpOptions) -> CliResult<Live> {
     }
     ctx.reporter.flush().await;
     let alive = super::alive::keep_alive(ctx, &record);
-    Ok(Live { record, sandbox, _alive: alive })
+    Ok(Live {
+        record,
+        sandbox,
+        _alive: alive,
+    })
 }
 
 async fn create(
@@ -213,7 +217,8 @@ async fn create(
     // Record it at once: a failure later must not orphan the sandbox.
     ctx.store.save(&record)?;
     ctx.reporter.session_created(&record, &ctx.session_facts());
-    ctx.reporter.event(&record, "started", serde_json::json!({}));
+    ctx.reporter
+        .event(&record, "started", serde_json::json!({}));
     let sandbox = provider.connect(&info.id).await?;
     Ok((record, sandbox))
 }

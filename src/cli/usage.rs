@@ -12,7 +12,9 @@ use crate::report::{Credentials, ServerClient};
 /// Active sandbox time is billed per second at the server's hourly price; paused time is free;
 /// persistent storage is billed per repository per month, prorated by day.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:\n  rclaude usage\n  rclaude usage --month 2026-10\n  rclaude usage --json | jq .invoice.total_micros")]
+#[command(
+    after_help = "Examples:\n  rclaude usage\n  rclaude usage --month 2026-10\n  rclaude usage --json | jq .invoice.total_micros"
+)]
 pub struct Args {
     /// Month as YYYY-MM (default: this month).
     #[arg(long, value_name = "YYYY-MM")]
@@ -25,7 +27,10 @@ pub struct Args {
 pub async fn run(_g: &GlobalArgs, args: Args) -> CliResult {
     let creds = Credentials::load()
         .map_err(|e| CliError::config(e.to_string()))?
-        .ok_or_else(|| CliError::auth("not logged in to an rclaude server").hint("`rclaude login --server URL`"))?;
+        .ok_or_else(|| {
+            CliError::auth("not logged in to an rclaude server")
+                .hint("`rclaude login --server URL`")
+        })?;
     let month = match args.month {
         Some(m) => valid_month(&m)?,
         None => crate::time::now_rfc3339()[..7].to_string(),
@@ -33,7 +38,13 @@ pub async fn run(_g: &GlobalArgs, args: Args) -> CliResult {
     let client = ServerClient::new(&creds).map_err(|e| CliError::internal(e.to_string()))?;
     let invoice = client.invoice(&month).await.map_err(server_error)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "month": month, "invoice": invoice })).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({ "month": month, "invoice": invoice })
+            )
+            .unwrap_or_default()
+        );
         return Ok(0);
     }
     #[derive(Default)]
@@ -67,7 +78,10 @@ pub async fn run(_g: &GlobalArgs, args: Args) -> CliResult {
         return Ok(0);
     }
     let width = rows.keys().map(|k| k.len()).max().unwrap_or(10).max(10);
-    println!("  {:<width$}  {:>9}  {:>10}  {:>12}  {:>10}", "repository", "hours", "active", "storage", "total");
+    println!(
+        "  {:<width$}  {:>9}  {:>10}  {:>12}  {:>10}",
+        "repository", "hours", "active", "storage", "total"
+    );
     let (mut secs, mut total) = (0i64, 0i64);
     for (repo, r) in &rows {
         secs += r.seconds;
@@ -81,7 +95,14 @@ pub async fn run(_g: &GlobalArgs, args: Args) -> CliResult {
         );
     }
     let invoice_total = invoice["total_micros"].as_i64().unwrap_or(total);
-    println!("  {:<width$}  {:>9.2}  {:>10}  {:>12}  {:>10}", "total", secs as f64 / 3600.0, "", "", usd(invoice_total));
+    println!(
+        "  {:<width$}  {:>9.2}  {:>10}  {:>12}  {:>10}",
+        "total",
+        secs as f64 / 3600.0,
+        "",
+        "",
+        usd(invoice_total)
+    );
     Ok(0)
 }
 
@@ -90,7 +111,13 @@ fn valid_month(m: &str) -> CliResult<String> {
         && m.as_bytes()[4] == b'-'
         && m[..4].chars().all(|c| c.is_ascii_digit())
         && matches!(m[5..].parse::<u32>(), Ok(1..=12));
-    if ok { Ok(m.to_string()) } else { Err(CliError::usage(format!("--month {m:?}: use YYYY-MM, e.g. 2026-11"))) }
+    if ok {
+        Ok(m.to_string())
+    } else {
+        Err(CliError::usage(format!(
+            "--month {m:?}: use YYYY-MM, e.g. 2026-11"
+        )))
+    }
 }
 
 /// Micro-dollars as `$1.23`.

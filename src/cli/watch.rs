@@ -37,29 +37,51 @@ const RESCAN_EVERY: Duration = Duration::from_secs(30);
 /// when you delete it here. One change deleting more than `[sync] max_delete_percent` of the
 /// tree stops and asks (or fails when not interactive). Ctrl-C stops.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:\n  rclaude watch\n  rclaude up --watch\n  rclaude watch --quiet &    # in the background, warnings only")]
+#[command(
+    after_help = "Examples:\n  rclaude watch\n  rclaude up --watch\n  rclaude watch --quiet &    # in the background, warnings only"
+)]
 pub struct Args {}
 
 pub async fn run(g: &GlobalArgs, _args: Args) -> CliResult {
     let ctx = Ctx::load(g)?;
-    let live = bring_up(&ctx, UpOptions { sync: true, setup: true, create_if_gone: true }).await?;
+    let live = bring_up(
+        &ctx,
+        UpOptions {
+            sync: true,
+            setup: true,
+            create_if_gone: true,
+        },
+    )
+    .await?;
     watch_loop(&ctx, live).await
 }
 
 /// Live-sync until Ctrl-C (used by `watch` and `up --watch`).
 pub async fn watch_loop(ctx: &Ctx, live: Live) -> CliResult {
-    let Live { mut record, mut sandbox, _alive } = live;
+    let Live {
+        mut record,
+        mut sandbox,
+        _alive,
+    } = live;
     let limits = Limits {
         max_delete_percent: ctx.config.sync.max_delete_percent,
         max_delete_min_files: ctx.config.sync.max_delete_min_files,
     };
     let mut engine = start_engine(ctx, &record, &*sandbox, limits).await?;
-    let mut watcher = Watcher::new(&ctx.repo.root, QUIET, MAX_DELAY)
-        .map_err(|e| CliError::new(ErrorKind::Io, format!("cannot watch {}: {e}", ctx.repo.root.display())))?;
+    let mut watcher = Watcher::new(&ctx.repo.root, QUIET, MAX_DELAY).map_err(|e| {
+        CliError::new(
+            ErrorKind::Io,
+            format!("cannot watch {}: {e}", ctx.repo.root.display()),
+        )
+    })?;
     if watcher.polling {
         ctx.ui.warn("the system ran out of file watches (fs.inotify.max_user_watches); polling every 500 ms instead");
     }
-    let status = Status::new(ctx.ui.mode, &ctx.repo.root.display().to_string(), engine.synced_files());
+    let status = Status::new(
+        ctx.ui.mode,
+        &ctx.repo.root.display().to_string(),
+        engine.synced_files(),
+    );
     let mut rescan = tokio::time::interval(RESCAN_EVERY);
     rescan.tick().await;
     let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
@@ -76,7 +98,17 @@ pub async fn watch_loop(ctx: &Ctx, live: Live) -> CliResult {
                 return Ok(0);
             }
         };
-        let result = handle(ctx, &mut record, &mut sandbox, &mut engine, &mut watcher, batch, &status, limits).await;
+        let result = handle(
+            ctx,
+            &mut record,
+            &mut sandbox,
+            &mut engine,
+            &mut watcher,
+            batch,
+            &status,
+            limits,
+        )
+        .await;
         if let Err(e) = result {
             match e {
                 Failure::Fatal(e) => {
@@ -85,7 +117,8 @@ pub async fn watch_loop(ctx: &Ctx, live: Live) -> CliResult {
                 }
                 Failure::Lost(why) => {
                     status.line(&format!("lost the sandbox ({why}); reconnecting…"));
-                    (sandbox, engine) = reconnect(ctx, &mut record, &mut watcher, limits, &status).await?;
+                    (sandbox, engine) =
+                        reconnect(ctx, &mut record, &mut watcher, limits, &status).await?;
                     status.line("reconnected; re-synced by bundle; watching again");
                 }
             }
@@ -125,8 +158,12 @@ async fn handle(
         // HEAD moved or events were lost: a bundle sync makes the sandbox exact again.
         watcher.drain();
         let started = Instant::now();
-        resync(ctx, record, &**sandbox).await.map_err(classify_cli)?;
-        *engine = start_engine(ctx, record, &**sandbox, limits).await.map_err(classify_cli)?;
+        resync(ctx, record, &**sandbox)
+            .await
+            .map_err(classify_cli)?;
+        *engine = start_engine(ctx, record, &**sandbox, limits)
+            .await
+            .map_err(classify_cli)?;
         watcher.drain();
         status.synced(0, started, "bundle sync (HEAD moved)");
         return Ok(());
@@ -147,12 +184,15 @@ async fn handle(
     }
     if let Err(e) = engine.check_deletions(&planned) {
         let msg = e.to_string();
-        let ok = status.suspend(|| super::down::confirm(&format!("{msg}. Delete them in the sandbox?")));
+        let ok =
+            status.suspend(|| super::down::confirm(&format!("{msg}. Delete them in the sandbox?")));
         match ok {
             Ok(true) => {}
             Ok(false) => {
                 return Err(Failure::Fatal(
-                    CliError::sync(format!("stopped: {msg}")).hint("nothing was deleted in the sandbox; run `rclaude watch` again to resume"),
+                    CliError::sync(format!("stopped: {msg}")).hint(
+                        "nothing was deleted in the sandbox; run `rclaude watch` again to resume",
+                    ),
                 ));
             }
             Err(_) => {
@@ -163,12 +203,17 @@ async fn handle(
         }
     }
     let started = batch.first_event.unwrap_or_else(Instant::now);
-    let outcome = engine.apply(&**sandbox, planned).await.map_err(classify_live)?;
+    let outcome = engine
+        .apply(&**sandbox, planned)
+        .await
+        .map_err(classify_live)?;
     for m in outcome.conflicts.iter().chain(&outcome.kept) {
         status.warn(m);
     }
     for l in &outcome.skipped_links {
-        status.warn(&format!("not synced: symlink {l} points outside the repository"));
+        status.warn(&format!(
+            "not synced: symlink {l} points outside the repository"
+        ));
     }
     let n = outcome.written + outcome.deleted + outcome.links;
     if n > 0 {
@@ -179,11 +224,21 @@ async fn handle(
 
 /// True when the local HEAD (commit or branch) is no longer what the last bundle sync sent.
 fn head_moved(ctx: &Ctx, record: &crate::session::SessionRecord) -> bool {
-    let Some(state) = record.sync.as_ref().and_then(|v| serde_json::from_value::<SyncState>(v.clone()).ok()) else {
+    let Some(state) = record
+        .sync
+        .as_ref()
+        .and_then(|v| serde_json::from_value::<SyncState>(v.clone()).ok())
+    else {
         return false;
     };
-    let Ok(repo) = git2::Repository::open(&ctx.repo.root) else { return false };
-    let head = repo.head().ok().and_then(|h| h.target()).map(|o| o.to_string());
+    let Ok(repo) = git2::Repository::open(&ctx.repo.root) else {
+        return false;
+    };
+    let head = repo
+        .head()
+        .ok()
+        .and_then(|h| h.target())
+        .map(|o| o.to_string());
     let branch = ctx.repo.branch();
     head != state.head || branch != state.branch
 }
@@ -225,7 +280,11 @@ fn classify_cli(e: CliError) -> Failure {
     }
 }
 
-async fn resync(ctx: &Ctx, record: &mut crate::session::SessionRecord, sandbox: &dyn Sandbox) -> CliResult<()> {
+async fn resync(
+    ctx: &Ctx,
+    record: &mut crate::session::SessionRecord,
+    sandbox: &dyn Sandbox,
+) -> CliResult<()> {
     let _lock = ctx.store.lock()?;
     sync_into(ctx, record, sandbox).await
 }
@@ -241,8 +300,18 @@ async fn start_engine(
         .as_ref()
         .and_then(|v| serde_json::from_value(v.clone()).ok())
         .ok_or_else(|| CliError::internal("no sync state after the bundle sync"))?;
-    let snapshot = state.snapshot_oid().ok_or_else(|| CliError::internal("the sync state has no snapshot"))?;
-    LiveSync::start(&ctx.repo.root, sandbox, snapshot, &ctx.config.sync.ignore, limits).await.map_err(|e| match e {
+    let snapshot = state
+        .snapshot_oid()
+        .ok_or_else(|| CliError::internal("the sync state has no snapshot"))?;
+    LiveSync::start(
+        &ctx.repo.root,
+        sandbox,
+        snapshot,
+        &ctx.config.sync.ignore,
+        limits,
+    )
+    .await
+    .map_err(|e| match e {
         LiveError::Sandbox(s) => CliError::from(s),
         other => CliError::sync(other.to_string()),
     })
@@ -270,7 +339,11 @@ async fn reconnect(
                 return Ok(ok);
             }
             Err(e) if e.kind == ErrorKind::Unavailable && e.exit_code.is_none() => {
-                status.line(&format!("still unreachable ({}); retrying in {}", e.message, format_elapsed(delay)));
+                status.line(&format!(
+                    "still unreachable ({}); retrying in {}",
+                    e.message,
+                    format_elapsed(delay)
+                ));
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
                     _ = tokio::signal::ctrl_c() => return Err(CliError::new(ErrorKind::Interrupted, "interrupted")),
@@ -298,8 +371,16 @@ impl Status {
             pb.enable_steady_tick(Duration::from_millis(250));
             pb
         });
-        let s = Status { mode, bar, root: root.to_string(), synced: 0.into() };
-        s.set(&format!("watching {} · {files} files in sync · Ctrl-C stops", s.root));
+        let s = Status {
+            mode,
+            bar,
+            root: root.to_string(),
+            synced: 0.into(),
+        };
+        s.set(&format!(
+            "watching {} · {files} files in sync · Ctrl-C stops",
+            s.root
+        ));
         if mode == Mode::Plain {
             eprintln!("watching {root} ({files} files in sync); Ctrl-C stops");
         }
@@ -313,9 +394,15 @@ impl Status {
     }
 
     fn synced(&self, n: usize, started: Instant, what: &str) {
-        let total = self.synced.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
+        let total = self
+            .synced
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed)
+            + n;
         let latency = format_elapsed(started.elapsed());
-        self.set(&format!("watching {} · {total} changes synced · last {latency} ({what})", self.root));
+        self.set(&format!(
+            "watching {} · {total} changes synced · last {latency} ({what})",
+            self.root
+        ));
         if self.mode == Mode::Plain {
             eprintln!("synced: {what} ({latency})");
         }

@@ -100,7 +100,10 @@ pub struct ConnectError {
 
 impl ConnectError {
     pub fn new(code: Code, message: impl Into<String>) -> Self {
-        ConnectError { code, message: message.into() }
+        ConnectError {
+            code,
+            message: message.into(),
+        }
     }
 }
 
@@ -124,13 +127,22 @@ pub fn encode_envelope(flags: u8, payload: &[u8]) -> Bytes {
 
 /// Frame a JSON message as a data envelope.
 pub fn encode_json<T: Serialize>(msg: &T) -> Bytes {
-    encode_envelope(0, &serde_json::to_vec(msg).expect("protocol messages always serialize"))
+    encode_envelope(
+        0,
+        &serde_json::to_vec(msg).expect("protocol messages always serialize"),
+    )
 }
 
 /// Frame the end-of-stream envelope.
 pub fn encode_end(error: Option<ConnectError>) -> Bytes {
-    let msg = EndStreamMessage { error, metadata: None };
-    encode_envelope(FLAG_END_STREAM, &serde_json::to_vec(&msg).expect("serializable"))
+    let msg = EndStreamMessage {
+        error,
+        metadata: None,
+    };
+    encode_envelope(
+        FLAG_END_STREAM,
+        &serde_json::to_vec(&msg).expect("serializable"),
+    )
 }
 
 /// One decoded envelope.
@@ -170,10 +182,16 @@ impl EnvelopeDecoder {
         let flags = self.buf[0];
         let len = u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]) as usize;
         if len > MAX_ENVELOPE {
-            return Err(ConnectError::new(Code::ResourceExhausted, format!("message of {len} bytes is too large")));
+            return Err(ConnectError::new(
+                Code::ResourceExhausted,
+                format!("message of {len} bytes is too large"),
+            ));
         }
         if flags & FLAG_COMPRESSED != 0 {
-            return Err(ConnectError::new(Code::Internal, "compressed messages are not supported"));
+            return Err(ConnectError::new(
+                Code::Internal,
+                "compressed messages are not supported",
+            ));
         }
         if self.buf.len() < 5 + len {
             return Ok(None);
@@ -229,6 +247,9 @@ mod tests {
         assert_eq!(Code::NotFound.http_status(), 404);
         assert_eq!(Code::InvalidArgument.http_status(), 400);
         assert_eq!(Code::Unauthenticated.http_status(), 401);
-        assert_eq!(serde_json::to_string(&ConnectError::new(Code::NotFound, "x")).unwrap(), r#"{"code":"not_found","message":"x"}"#);
+        assert_eq!(
+            serde_json::to_string(&ConnectError::new(Code::NotFound, "x")).unwrap(),
+            r#"{"code":"not_found","message":"x"}"#
+        );
     }
 }

@@ -25,7 +25,9 @@ impl Serialize for B64 {
 impl<'de> Deserialize<'de> for B64 {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        decode_b64(&s).map(|v| B64(Bytes::from(v))).map_err(serde::de::Error::custom)
+        decode_b64(&s)
+            .map(|v| B64(Bytes::from(v)))
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -335,9 +337,17 @@ pub struct EntryInfo {
     #[serde(default)]
     pub group: String,
     /// RFC 3339 UTC.
-    #[serde(default, alias = "modified_time", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "modified_time",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub modified_time: Option<String>,
-    #[serde(default, alias = "symlink_target", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "symlink_target",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub symlink_target: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, String>,
@@ -430,7 +440,9 @@ mod tests {
 
     #[test]
     fn start_event_round_trips_in_protojson_shape() {
-        let ev = StartResponse { event: ProcessEvent::Data(DataEvent::Stdout(B64(Bytes::from_static(b"hi\n")))) };
+        let ev = StartResponse {
+            event: ProcessEvent::Data(DataEvent::Stdout(B64(Bytes::from_static(b"hi\n")))),
+        };
         let s = serde_json::to_string(&ev).unwrap();
         assert_eq!(s, r#"{"event":{"data":{"stdout":"aGkK"}}}"#);
         let back: StartResponse = serde_json::from_str(&s).unwrap();
@@ -439,32 +451,67 @@ mod tests {
 
     #[test]
     fn end_event_accepts_snake_case_and_missing_defaults() {
-        let e: StartResponse = serde_json::from_str(r#"{"event":{"end":{"exit_code":3,"status":"exit status 3"}}}"#).unwrap();
-        assert_eq!(e.event, ProcessEvent::End(EndEvent { exit_code: 3, exited: false, status: "exit status 3".into(), error: None }));
+        let e: StartResponse =
+            serde_json::from_str(r#"{"event":{"end":{"exit_code":3,"status":"exit status 3"}}}"#)
+                .unwrap();
+        assert_eq!(
+            e.event,
+            ProcessEvent::End(EndEvent {
+                exit_code: 3,
+                exited: false,
+                status: "exit status 3".into(),
+                error: None
+            })
+        );
         let e: StartResponse = serde_json::from_str(r#"{"event":{"end":{}}}"#).unwrap();
-        assert!(matches!(e.event, ProcessEvent::End(EndEvent { exit_code: 0, .. })));
+        assert!(matches!(
+            e.event,
+            ProcessEvent::End(EndEvent { exit_code: 0, .. })
+        ));
     }
 
     #[test]
     fn enums_accept_names_and_numbers_and_int64_accepts_strings() {
-        let r: SendSignalRequest = serde_json::from_str(r#"{"process":{"pid":4},"signal":9}"#).unwrap();
+        let r: SendSignalRequest =
+            serde_json::from_str(r#"{"process":{"pid":4},"signal":9}"#).unwrap();
         assert_eq!(r.signal, Signal::Sigkill);
-        let r: SendSignalRequest = serde_json::from_str(r#"{"process":{"tag":"x"},"signal":"SIGNAL_SIGTERM"}"#).unwrap();
+        let r: SendSignalRequest =
+            serde_json::from_str(r#"{"process":{"tag":"x"},"signal":"SIGNAL_SIGTERM"}"#).unwrap();
         assert_eq!(r.signal, Signal::Sigterm);
-        let e: EntryInfo = serde_json::from_str(r#"{"name":"a","type":"FILE_TYPE_FILE","size":"12","is_symlink":true}"#).unwrap();
-        assert_eq!((e.file_type, e.size.0, e.is_symlink), (FileType::File, 12, true));
+        let e: EntryInfo = serde_json::from_str(
+            r#"{"name":"a","type":"FILE_TYPE_FILE","size":"12","is_symlink":true}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (e.file_type, e.size.0, e.is_symlink),
+            (FileType::File, 12, true)
+        );
         assert_eq!(serde_json::to_value(e).unwrap()["size"], "12");
-        assert!(serde_json::from_str::<SendSignalRequest>(r#"{"process":{"pid":4},"signal":"SIGHUP"}"#).is_err());
+        assert!(
+            serde_json::from_str::<SendSignalRequest>(r#"{"process":{"pid":4},"signal":"SIGHUP"}"#)
+                .is_err()
+        );
     }
 
     #[test]
     fn stream_input_oneof_is_not_wrapped() {
-        let r: StreamInputRequest = serde_json::from_str(r#"{"start":{"process":{"pid":7}}}"#).unwrap();
-        assert_eq!(r.event, StreamInputEvent::Start(SelectRequest { process: ProcessSelector::Pid(7) }));
+        let r: StreamInputRequest =
+            serde_json::from_str(r#"{"start":{"process":{"pid":7}}}"#).unwrap();
+        assert_eq!(
+            r.event,
+            StreamInputEvent::Start(SelectRequest {
+                process: ProcessSelector::Pid(7)
+            })
+        );
         let d = StreamInputRequest {
-            event: StreamInputEvent::Data(StreamInputData { input: ProcessInput::Stdin(B64(Bytes::from_static(b"hi"))) }),
+            event: StreamInputEvent::Data(StreamInputData {
+                input: ProcessInput::Stdin(B64(Bytes::from_static(b"hi"))),
+            }),
         };
-        assert_eq!(serde_json::to_string(&d).unwrap(), r#"{"data":{"input":{"stdin":"aGk="}}}"#);
+        assert_eq!(
+            serde_json::to_string(&d).unwrap(),
+            r#"{"data":{"input":{"stdin":"aGk="}}}"#
+        );
     }
 
     #[test]

@@ -134,7 +134,12 @@ pub fn write<'a>(
         let written = header.len() as u64 + pack_bytes;
         progress.objects(objects, objects);
         progress.bytes(written, Some(written));
-        return Ok(Written { objects, bytes: written, commits: sent.len() as u64, prerequisites: prereqs });
+        return Ok(Written {
+            objects,
+            bytes: written,
+            commits: sent.len() as u64,
+            prerequisites: prereqs,
+        });
     }
 
     let mut pb = repo
@@ -188,7 +193,9 @@ pub const GIT_PACK_ABOVE_COMMITS: usize = 2_000;
 /// `git` on PATH, if any.
 fn find_git() -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join("git")).find(|p| p.is_file())
+    std::env::split_paths(&path)
+        .map(|d| d.join("git"))
+        .find(|p| p.is_file())
 }
 
 /// Stream the pack of `refs` minus `hidden` from `git pack-objects`; returns (objects, bytes).
@@ -205,7 +212,13 @@ fn pack_with_git(
     let mut child = Command::new(git)
         .arg("--git-dir")
         .arg(git_dir)
-        .args(["pack-objects", "--stdout", "--revs", "--delta-base-offset", "-q"])
+        .args([
+            "pack-objects",
+            "--stdout",
+            "--revs",
+            "--delta-base-offset",
+            "-q",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -232,7 +245,9 @@ fn pack_with_git(
     let mut objects: u64 = 0;
     let mut head = Vec::with_capacity(12);
     loop {
-        let n = stdout.read(&mut buf).map_err(SyncError::io("reading git pack-objects"))?;
+        let n = stdout
+            .read(&mut buf)
+            .map_err(SyncError::io("reading git pack-objects"))?;
         if n == 0 {
             break;
         }
@@ -244,15 +259,21 @@ fn pack_with_git(
                 progress.objects(0, objects);
             }
         }
-        out.write_all(&buf[..n]).map_err(SyncError::io("writing the bundle's pack"))?;
+        out.write_all(&buf[..n])
+            .map_err(SyncError::io("writing the bundle's pack"))?;
         total += n as u64;
         progress.bytes(total, None);
     }
     let _ = feeder.join();
-    let status = child.wait().map_err(SyncError::io("waiting for git pack-objects"))?;
+    let status = child
+        .wait()
+        .map_err(SyncError::io("waiting for git pack-objects"))?;
     if !status.success() {
         let msg = errs.join().unwrap_or_default();
-        return Err(SyncError::Internal(format!("git pack-objects failed ({status}): {}", msg.trim())));
+        return Err(SyncError::Internal(format!(
+            "git pack-objects failed ({status}): {}",
+            msg.trim()
+        )));
     }
     out.flush().map_err(SyncError::io("writing the bundle"))?;
     Ok((objects, total))

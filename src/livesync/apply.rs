@@ -26,17 +26,30 @@ const STREAM_ABOVE: u64 = 16 * 1024 * 1024;
 /// One thing to do in the sandbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
-    Write { rel: String, exec: bool },
-    Link { rel: String, target: String },
-    Delete { rel: String },
+    Write {
+        rel: String,
+        exec: bool,
+    },
+    Link {
+        rel: String,
+        target: String,
+    },
+    Delete {
+        rel: String,
+    },
     /// A directory gone here: remove it there if it is empty once the deletions are done.
-    PruneDir { rel: String },
+    PruneDir {
+        rel: String,
+    },
 }
 
 impl Op {
     pub fn rel(&self) -> &str {
         match self {
-            Op::Write { rel, .. } | Op::Link { rel, .. } | Op::Delete { rel } | Op::PruneDir { rel } => rel,
+            Op::Write { rel, .. }
+            | Op::Link { rel, .. }
+            | Op::Delete { rel }
+            | Op::PruneDir { rel } => rel,
         }
     }
 }
@@ -56,7 +69,11 @@ pub struct RemoteState {
 impl RemoteState {
     /// After a bundle sync: `paths` are in the sandbox as of `epoch`.
     pub fn new(paths: impl IntoIterator<Item = String>, epoch: i128) -> RemoteState {
-        let mut r = RemoteState { known: BTreeMap::new(), dirs: BTreeSet::new(), epoch };
+        let mut r = RemoteState {
+            known: BTreeMap::new(),
+            dirs: BTreeSet::new(),
+            epoch,
+        };
         for p in paths {
             r.add_dirs(&p);
             r.known.insert(p, None);
@@ -90,12 +107,17 @@ impl RemoteState {
 
     fn known_under<'a>(&'a self, dir: &str) -> impl Iterator<Item = &'a String> + 'a {
         let prefix = format!("{dir}/");
-        self.known.range(prefix.clone()..).map(|(k, _)| k).take_while(move |k| k.starts_with(&prefix))
+        self.known
+            .range(prefix.clone()..)
+            .map(|(k, _)| k)
+            .take_while(move |k| k.starts_with(&prefix))
     }
 
     /// True when the remote entry changed after rclaude last wrote (or synced) it.
     fn changed_remotely(&self, rel: &str, remote: &EntryInfo) -> bool {
-        let Some(mtime) = remote.modified_time.as_deref().and_then(parse_ns) else { return false };
+        let Some(mtime) = remote.modified_time.as_deref().and_then(parse_ns) else {
+            return false;
+        };
         let baseline = match self.known.get(rel) {
             Some(Some(t)) => *t,
             Some(None) => self.epoch,
@@ -123,19 +145,36 @@ pub struct BatchOutcome {
 }
 
 /// Plan the operations for a set of changed paths.
-pub fn plan(root: &Path, dirty: &BTreeSet<String>, filter: &PathFilter, remote: &RemoteState) -> (Vec<Op>, Vec<String>) {
+pub fn plan(
+    root: &Path,
+    dirty: &BTreeSet<String>,
+    filter: &PathFilter,
+    remote: &RemoteState,
+) -> (Vec<Op>, Vec<String>) {
     let mut ops: BTreeMap<String, Op> = BTreeMap::new();
     let mut skipped = Vec::new();
     for rel in dirty {
         match state_of(root, rel) {
             LocalState::File { exec } => {
                 if filter.is_synced(rel, false) {
-                    ops.insert(rel.clone(), Op::Write { rel: rel.clone(), exec });
+                    ops.insert(
+                        rel.clone(),
+                        Op::Write {
+                            rel: rel.clone(),
+                            exec,
+                        },
+                    );
                 }
             }
             LocalState::Symlink { target } => {
                 if filter.is_synced(rel, false) {
-                    ops.insert(rel.clone(), Op::Link { rel: rel.clone(), target });
+                    ops.insert(
+                        rel.clone(),
+                        Op::Link {
+                            rel: rel.clone(),
+                            target,
+                        },
+                    );
                 }
             }
             LocalState::EscapingSymlink { target } => {
@@ -163,7 +202,8 @@ pub fn plan(root: &Path, dirty: &BTreeSet<String>, filter: &PathFilter, remote: 
                     }
                 }
                 if remote.dirs.contains(rel) {
-                    ops.entry(rel.clone()).or_insert(Op::PruneDir { rel: rel.clone() });
+                    ops.entry(rel.clone())
+                        .or_insert(Op::PruneDir { rel: rel.clone() });
                 }
             }
         }
@@ -173,8 +213,14 @@ pub fn plan(root: &Path, dirty: &BTreeSet<String>, filter: &PathFilter, remote: 
 
 fn op_for(root: &Path, rel: &str, skipped: &mut Vec<String>) -> Option<Op> {
     match state_of(root, rel) {
-        LocalState::File { exec } => Some(Op::Write { rel: rel.to_string(), exec }),
-        LocalState::Symlink { target } => Some(Op::Link { rel: rel.to_string(), target }),
+        LocalState::File { exec } => Some(Op::Write {
+            rel: rel.to_string(),
+            exec,
+        }),
+        LocalState::Symlink { target } => Some(Op::Link {
+            rel: rel.to_string(),
+            target,
+        }),
         LocalState::EscapingSymlink { target } => {
             skipped.push(format!("{rel} -> {target}"));
             None
@@ -196,7 +242,12 @@ pub async fn apply(
         return Ok(out);
     }
     let abs = |rel: &str| format!("{workdir}/{rel}");
-    let stats = stat_many(sandbox, workdir, ops.iter().map(|o| o.rel().to_string()).collect()).await?;
+    let stats = stat_many(
+        sandbox,
+        workdir,
+        ops.iter().map(|o| o.rel().to_string()).collect(),
+    )
+    .await?;
     let stamp = crate::time::now_rfc3339().replace([':', '-'], "");
 
     let mut writes: Vec<(String, bool, bool)> = Vec::new(); // rel, exec, remote_was_exec
@@ -206,22 +257,32 @@ pub async fn apply(
     let mut prune: Vec<String> = Vec::new();
     for (op, st) in ops.iter().zip(&stats) {
         let rel = op.rel();
-        let remote_dir = st.as_ref().is_some_and(|e| e.file_type == FileType::Directory);
-        let edited_there = st.as_ref().is_some_and(|e| !remote_dir && remote.changed_remotely(rel, e));
+        let remote_dir = st
+            .as_ref()
+            .is_some_and(|e| e.file_type == FileType::Directory);
+        let edited_there = st
+            .as_ref()
+            .is_some_and(|e| !remote_dir && remote.changed_remotely(rel, e));
         match op {
             Op::Write { .. } | Op::Link { .. } => {
                 if edited_there || remote_dir {
                     let aside = format!("{rel}.rclaude-conflict-{stamp}");
                     moves.push((abs(rel), abs(&aside)));
                     out.conflicts.push(if remote_dir {
-                        format!("{rel}: a directory in the sandbox is now a file here; kept as {aside}")
+                        format!(
+                            "{rel}: a directory in the sandbox is now a file here; kept as {aside}"
+                        )
                     } else {
-                        format!("{rel}: the sandbox's version was changed there too; kept as {aside}")
+                        format!(
+                            "{rel}: the sandbox's version was changed there too; kept as {aside}"
+                        )
                     });
                 }
                 match op {
                     Op::Write { exec, .. } => {
-                        let was_exec = !edited_there && !remote_dir && st.as_ref().is_some_and(|e| e.mode & 0o111 != 0);
+                        let was_exec = !edited_there
+                            && !remote_dir
+                            && st.as_ref().is_some_and(|e| e.mode & 0o111 != 0);
                         writes.push((rel.to_string(), *exec, was_exec));
                     }
                     Op::Link { target, .. } => links.push((rel.to_string(), target.clone())),
@@ -233,7 +294,9 @@ pub async fn apply(
                     remote.known.remove(rel);
                 }
                 Some(_) if edited_there => {
-                    out.kept.push(format!("{rel}: deleted here but changed in the sandbox; kept there"));
+                    out.kept.push(format!(
+                        "{rel}: deleted here but changed in the sandbox; kept there"
+                    ));
                     remote.known.remove(rel);
                 }
                 Some(_) if remote_dir => {}
@@ -254,7 +317,9 @@ pub async fn apply(
     let mut written: Vec<&(String, bool, bool)> = Vec::new();
     for w in &writes {
         let local = root.join(&w.0);
-        let Ok(meta) = tokio::fs::metadata(&local).await else { continue };
+        let Ok(meta) = tokio::fs::metadata(&local).await else {
+            continue;
+        };
         if let Some(s) = super::local::stamp_of(&local) {
             out.uploaded.push((w.0.clone(), s));
         }
@@ -263,10 +328,15 @@ pub async fn apply(
             written.push(w);
             continue;
         }
-        let Ok(data) = tokio::fs::read(&local).await else { continue };
+        let Ok(data) = tokio::fs::read(&local).await else {
+            continue;
+        };
         chunk_bytes += data.len();
         out.bytes += data.len() as u64;
-        chunk.push(FileUpload { path: abs(&w.0), contents: Bytes::from(data) });
+        chunk.push(FileUpload {
+            path: abs(&w.0),
+            contents: Bytes::from(data),
+        });
         written.push(w);
         if chunk.len() >= CHUNK_FILES || chunk_bytes >= CHUNK_BYTES {
             sandbox.write_files(std::mem::take(&mut chunk)).await?;
@@ -280,8 +350,16 @@ pub async fn apply(
 
     // Exec bits, symlinks and emptied directories: one shell step when needed.
     let mut script = String::new();
-    let plus: Vec<&str> = written.iter().filter(|w| w.1 && !w.2).map(|w| w.0.as_str()).collect();
-    let minus: Vec<&str> = written.iter().filter(|w| !w.1 && w.2).map(|w| w.0.as_str()).collect();
+    let plus: Vec<&str> = written
+        .iter()
+        .filter(|w| w.1 && !w.2)
+        .map(|w| w.0.as_str())
+        .collect();
+    let minus: Vec<&str> = written
+        .iter()
+        .filter(|w| !w.1 && w.2)
+        .map(|w| w.0.as_str())
+        .collect();
     if !plus.is_empty() {
         script.push_str(&format!("chmod +x -- {}\n", quote_all(&plus)));
     }
@@ -332,7 +410,11 @@ pub async fn apply(
     }
 
     // New baselines: the sandbox's mtimes right after our writes.
-    let touched: Vec<String> = written.iter().map(|w| w.0.clone()).chain(links.iter().map(|l| l.0.clone())).collect();
+    let touched: Vec<String> = written
+        .iter()
+        .map(|w| w.0.clone())
+        .chain(links.iter().map(|l| l.0.clone()))
+        .collect();
     let after = stat_many(sandbox, workdir, touched.clone()).await?;
     for (rel, st) in touched.into_iter().zip(after) {
         let t = st.and_then(|e| e.modified_time.as_deref().and_then(parse_ns));
@@ -350,7 +432,11 @@ const LIST_DIR_FROM: usize = 3;
 
 /// Metadata of many paths (relative to `workdir`), in order: one ListDir per directory that
 /// holds several of them, single Stats for the rest.
-async fn stat_many(sandbox: &dyn Sandbox, workdir: &str, rels: Vec<String>) -> Result<Vec<Option<EntryInfo>>, SandboxError> {
+async fn stat_many(
+    sandbox: &dyn Sandbox,
+    workdir: &str,
+    rels: Vec<String>,
+) -> Result<Vec<Option<EntryInfo>>, SandboxError> {
     let mut by_dir: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (i, rel) in rels.iter().enumerate() {
         let dir = rel.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
@@ -362,7 +448,11 @@ async fn stat_many(sandbox: &dyn Sandbox, workdir: &str, rels: Vec<String>) -> R
         if idx.len() < LIST_DIR_FROM {
             return (idx, None);
         }
-        let path = if dir.is_empty() { workdir.to_string() } else { format!("{workdir}/{dir}") };
+        let path = if dir.is_empty() {
+            workdir.to_string()
+        } else {
+            format!("{workdir}/{dir}")
+        };
         (idx, Some(sandbox.list_dir(&path).await))
     }))
     .buffer_unordered(CONCURRENCY)
@@ -371,7 +461,8 @@ async fn stat_many(sandbox: &dyn Sandbox, workdir: &str, rels: Vec<String>) -> R
     for (idx, listing) in listings {
         match listing {
             Some(Ok(entries)) => {
-                let by_name: std::collections::HashMap<&str, &EntryInfo> = entries.iter().map(|e| (e.name.as_str(), e)).collect();
+                let by_name: std::collections::HashMap<&str, &EntryInfo> =
+                    entries.iter().map(|e| (e.name.as_str(), e)).collect();
                 for i in idx {
                     let name = rels[i].rsplit('/').next().unwrap_or(&rels[i]);
                     out[i] = by_name.get(name).map(|e| (*e).clone());
@@ -397,7 +488,9 @@ async fn stat_many(sandbox: &dyn Sandbox, workdir: &str, rels: Vec<String>) -> R
 
 /// RFC 3339 → nanoseconds since the epoch.
 pub fn parse_ns(s: &str) -> Option<i128> {
-    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok().map(|t| t.unix_timestamp_nanos())
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|t| t.unix_timestamp_nanos())
 }
 
 fn quote(s: &str) -> String {
@@ -415,14 +508,20 @@ mod tests {
     #[test]
     fn remote_changes_are_judged_against_our_last_write_or_the_sync_epoch() {
         let mut r = RemoteState::new(["a".to_string()], 1_000);
-        let entry = |t: &str| EntryInfo { modified_time: Some(t.to_string()), ..Default::default() };
+        let entry = |t: &str| EntryInfo {
+            modified_time: Some(t.to_string()),
+            ..Default::default()
+        };
         let before = "1970-01-01T00:00:00.000000500Z";
         let after = "1970-01-01T00:00:00.000002000Z";
         assert!(!r.changed_remotely("a", &entry(before)));
         assert!(r.changed_remotely("a", &entry(after)));
         r.known.insert("a".into(), Some(5_000));
         assert!(!r.changed_remotely("a", &entry(after)));
-        assert!(r.changed_remotely("new", &entry(before)), "a file rclaude never wrote is the sandbox's");
+        assert!(
+            r.changed_remotely("new", &entry(before)),
+            "a file rclaude never wrote is the sandbox's"
+        );
     }
 
     #[test]

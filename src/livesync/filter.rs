@@ -22,7 +22,12 @@ impl PathFilter {
         for pattern in extra_ignores {
             repo.add_ignore_rule(pattern)?;
         }
-        let mut f = PathFilter { repo, tracked: HashSet::new(), tracked_dirs: HashSet::new(), gitlinks: Vec::new() };
+        let mut f = PathFilter {
+            repo,
+            tracked: HashSet::new(),
+            tracked_dirs: HashSet::new(),
+            gitlinks: Vec::new(),
+        };
         f.reload_index();
         Ok(f)
     }
@@ -60,10 +65,19 @@ impl PathFilter {
         if rel.is_empty() {
             return true;
         }
-        if rel == ".git" || rel.starts_with(".git/") || rel.ends_with("/.git") || rel.contains("/.git/") {
+        if rel == ".git"
+            || rel.starts_with(".git/")
+            || rel.ends_with("/.git")
+            || rel.contains("/.git/")
+        {
             return false;
         }
-        if self.gitlinks.iter().any(|g| rel == g || rel.strip_prefix(g.as_str()).is_some_and(|r| r.starts_with('/'))) {
+        if self.gitlinks.iter().any(|g| {
+            rel == g
+                || rel
+                    .strip_prefix(g.as_str())
+                    .is_some_and(|r| r.starts_with('/'))
+        }) {
             return false;
         }
         if is_dir {
@@ -73,8 +87,15 @@ impl PathFilter {
         } else if self.tracked.contains(rel) {
             return true;
         }
-        let probe = if is_dir { format!("{rel}/") } else { rel.to_string() };
-        !self.repo.is_path_ignored(Path::new(&probe)).unwrap_or(false)
+        let probe = if is_dir {
+            format!("{rel}/")
+        } else {
+            rel.to_string()
+        };
+        !self
+            .repo
+            .is_path_ignored(Path::new(&probe))
+            .unwrap_or(false)
     }
 }
 
@@ -93,7 +114,11 @@ mod tests {
             .env("GIT_COMMITTER_EMAIL", "t@e")
             .output()
             .unwrap();
-        assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+        assert!(
+            st.status.success(),
+            "{}",
+            String::from_utf8_lossy(&st.stderr)
+        );
     }
 
     #[test]
@@ -106,13 +131,28 @@ mod tests {
         std::fs::write(root.join("sub/.gitignore"), "secret.txt\n").unwrap();
         std::fs::create_dir_all(root.join("build")).unwrap();
         std::fs::write(root.join("build/keep.log"), "x").unwrap();
-        git(root, &["add", "-f", "build/keep.log", ".gitignore", "sub/.gitignore"]);
+        git(
+            root,
+            &[
+                "add",
+                "-f",
+                "build/keep.log",
+                ".gitignore",
+                "sub/.gitignore",
+            ],
+        );
         let f = PathFilter::new(root, &["generated/".to_string(), "*.tmp".to_string()]).unwrap();
         assert!(f.is_synced("src/main.rs", false));
         assert!(!f.is_synced("debug.log", false));
-        assert!(f.is_synced("build", true), "an ignored directory holding tracked files is walked");
+        assert!(
+            f.is_synced("build", true),
+            "an ignored directory holding tracked files is walked"
+        );
         assert!(!f.is_synced("build/other.o", false));
-        assert!(f.is_synced("build/keep.log", false), "tracked files are synced even when ignored");
+        assert!(
+            f.is_synced("build/keep.log", false),
+            "tracked files are synced even when ignored"
+        );
         assert!(!f.is_synced("sub/secret.txt", false), "nested .gitignore");
         assert!(!f.is_synced("sub/deep/secret.txt", false));
         assert!(f.is_synced("sub/other.txt", false));

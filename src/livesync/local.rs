@@ -9,11 +9,17 @@ use super::filter::PathFilter;
 /// What a path is on this machine right now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LocalState {
-    File { exec: bool },
+    File {
+        exec: bool,
+    },
     /// A symlink whose target stays inside the work tree (as written in the link).
-    Symlink { target: String },
+    Symlink {
+        target: String,
+    },
     /// A symlink pointing outside the work tree (never synced).
-    EscapingSymlink { target: String },
+    EscapingSymlink {
+        target: String,
+    },
     Dir,
     Missing,
 }
@@ -24,7 +30,9 @@ pub fn state_of(root: &Path, rel: &str) -> LocalState {
     match std::fs::symlink_metadata(&path) {
         Err(_) => LocalState::Missing,
         Ok(m) if m.file_type().is_symlink() => {
-            let target = std::fs::read_link(&path).map(|t| t.to_string_lossy().into_owned()).unwrap_or_default();
+            let target = std::fs::read_link(&path)
+                .map(|t| t.to_string_lossy().into_owned())
+                .unwrap_or_default();
             if link_stays_inside(rel, &target) {
                 LocalState::Symlink { target }
             } else {
@@ -32,7 +40,9 @@ pub fn state_of(root: &Path, rel: &str) -> LocalState {
             }
         }
         Ok(m) if m.is_dir() => LocalState::Dir,
-        Ok(m) if m.is_file() => LocalState::File { exec: m.permissions().mode() & 0o111 != 0 },
+        Ok(m) if m.is_file() => LocalState::File {
+            exec: m.permissions().mode() & 0o111 != 0,
+        },
         Ok(_) => LocalState::Missing, // sockets, fifos: not synced
     }
 }
@@ -44,7 +54,10 @@ pub fn link_stays_inside(rel: &str, target: &str) -> bool {
         return false;
     }
     // Depth of the link's directory, then walk the target's components.
-    let mut depth: i64 = Path::new(rel).parent().map(|p| p.components().count() as i64).unwrap_or(0);
+    let mut depth: i64 = Path::new(rel)
+        .parent()
+        .map(|p| p.components().count() as i64)
+        .unwrap_or(0);
     for c in t.components() {
         match c {
             Component::ParentDir => {
@@ -66,7 +79,10 @@ pub type Stamp = (u64, i64, i64, u32);
 
 /// The stamp of `path` now (not following a final symlink).
 pub fn stamp_of(path: &Path) -> Option<Stamp> {
-    std::fs::symlink_metadata(path).ok().filter(|m| !m.is_dir()).map(|m| stamp(&m))
+    std::fs::symlink_metadata(path)
+        .ok()
+        .filter(|m| !m.is_dir())
+        .map(|m| stamp(&m))
 }
 
 /// Size, mtime and mode of every synced file, to find changes the watcher missed.
@@ -139,13 +155,26 @@ fn stamp(m: &std::fs::Metadata) -> Stamp {
 }
 
 /// Visit every synced non-directory entry under `dir` (relative `rel`), pruning ignored dirs.
-pub fn walk(root: &Path, rel: &str, filter: &PathFilter, f: &mut dyn FnMut(&str, &std::fs::Metadata)) {
-    let Ok(rd) = std::fs::read_dir(root.join(rel)) else { return };
+pub fn walk(
+    root: &Path,
+    rel: &str,
+    filter: &PathFilter,
+    f: &mut dyn FnMut(&str, &std::fs::Metadata),
+) {
+    let Ok(rd) = std::fs::read_dir(root.join(rel)) else {
+        return;
+    };
     for entry in rd.flatten() {
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        let child = if rel.is_empty() { name.to_string() } else { format!("{rel}/{name}") };
-        let Ok(meta) = entry.path().symlink_metadata() else { continue };
+        let child = if rel.is_empty() {
+            name.to_string()
+        } else {
+            format!("{rel}/{name}")
+        };
+        let Ok(meta) = entry.path().symlink_metadata() else {
+            continue;
+        };
         if meta.is_dir() {
             if filter.is_synced(&child, true) {
                 walk(root, &child, filter, f);

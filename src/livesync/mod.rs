@@ -30,7 +30,12 @@ pub enum LiveError {
     #[error(
         "this change would delete {deletes} of the {total} files synced to the sandbox ({percent}%, above the {limit}% safety limit)"
     )]
-    MassDelete { deletes: usize, total: usize, percent: usize, limit: u8 },
+    MassDelete {
+        deletes: usize,
+        total: usize,
+        percent: usize,
+        limit: u8,
+    },
 }
 
 /// Safety limits from `[sync]`.
@@ -66,7 +71,10 @@ pub struct Planned {
 impl Planned {
     /// Number of deletions in the plan.
     pub fn deletes(&self) -> usize {
-        self.ops.iter().filter(|o| matches!(o, Op::Delete { .. })).count()
+        self.ops
+            .iter()
+            .filter(|o| matches!(o, Op::Delete { .. }))
+            .count()
     }
 }
 
@@ -112,15 +120,26 @@ impl LiveSync {
     /// of a non-trivial tree.
     pub fn check_deletions(&mut self, planned: &Planned) -> Result<(), LiveError> {
         let now = std::time::Instant::now();
-        while self.recent_deletes.front().is_some_and(|(t, _)| now.duration_since(*t) > DELETE_WINDOW) {
+        while self
+            .recent_deletes
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) > DELETE_WINDOW)
+        {
             self.recent_deletes.pop_front();
         }
         let earlier: usize = self.recent_deletes.iter().map(|(_, n)| n).sum();
         let deletes = planned.deletes() + earlier;
         let total = (self.remote.len() + earlier).max(1);
         let percent = deletes * 100 / total;
-        if total > self.limits.max_delete_min_files as usize && percent > self.limits.max_delete_percent as usize {
-            return Err(LiveError::MassDelete { deletes, total, percent, limit: self.limits.max_delete_percent });
+        if total > self.limits.max_delete_min_files as usize
+            && percent > self.limits.max_delete_percent as usize
+        {
+            return Err(LiveError::MassDelete {
+                deletes,
+                total,
+                percent,
+                limit: self.limits.max_delete_percent,
+            });
         }
         if planned.deletes() > 0 {
             self.recent_deletes.push_back((now, planned.deletes()));
@@ -129,9 +148,20 @@ impl LiveSync {
     }
 
     /// Carry out a plan, then remember the new local state of its paths.
-    pub async fn apply(&mut self, sandbox: &dyn Sandbox, planned: Planned) -> Result<BatchOutcome, LiveError> {
+    pub async fn apply(
+        &mut self,
+        sandbox: &dyn Sandbox,
+        planned: Planned,
+    ) -> Result<BatchOutcome, LiveError> {
         let rels: Vec<String> = planned.ops.iter().map(|o| o.rel().to_string()).collect();
-        let mut outcome = apply::apply(sandbox, &self.workdir, &self.root, planned.ops, &mut self.remote).await?;
+        let mut outcome = apply::apply(
+            sandbox,
+            &self.workdir,
+            &self.root,
+            planned.ops,
+            &mut self.remote,
+        )
+        .await?;
         outcome.skipped_links = planned.skipped_links;
         let uploaded: BTreeSet<&str> = outcome.uploaded.iter().map(|(r, _)| r.as_str()).collect();
         for rel in rels.iter().filter(|r| !uploaded.contains(r.as_str())) {
@@ -183,9 +213,15 @@ fn snapshot_paths(root: &Path, snapshot: git2::Oid) -> Result<Vec<String>, git2:
 async fn sandbox_clock(sandbox: &dyn Sandbox, workdir: &str) -> Result<i128, SandboxError> {
     let marker = format!("{workdir}/.git/rclaude/live-epoch");
     sandbox
-        .write_files(vec![FileUpload { path: marker.clone(), contents: crate::time::now_rfc3339().into() }])
+        .write_files(vec![FileUpload {
+            path: marker.clone(),
+            contents: crate::time::now_rfc3339().into(),
+        }])
         .await?;
-    let entry = sandbox.stat(&marker).await?.ok_or_else(|| SandboxError::NotFound(marker.clone()))?;
+    let entry = sandbox
+        .stat(&marker)
+        .await?
+        .ok_or_else(|| SandboxError::NotFound(marker.clone()))?;
     entry
         .modified_time
         .as_deref()

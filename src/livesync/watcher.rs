@@ -34,7 +34,11 @@ pub struct Batch {
 impl Batch {
     /// True when nothing in it needs work.
     pub fn is_empty(&self) -> bool {
-        self.paths.is_empty() && !self.git_moved && !self.index_changed && !self.ignores_changed && !self.rescan
+        self.paths.is_empty()
+            && !self.git_moved
+            && !self.index_changed
+            && !self.ignores_changed
+            && !self.rescan
     }
 
     fn add(&mut self, root: &Path, ev: notify::Result<Event>) {
@@ -52,7 +56,9 @@ impl Batch {
             return;
         }
         for p in ev.paths {
-            let Ok(rel) = p.strip_prefix(root) else { continue };
+            let Ok(rel) = p.strip_prefix(root) else {
+                continue;
+            };
             let Some(rel) = rel.to_str() else { continue };
             if rel.is_empty() {
                 continue;
@@ -67,7 +73,11 @@ impl Batch {
                 self.git_busy = true;
                 return;
             }
-            if git == "HEAD" || git == "packed-refs" || git.starts_with("refs/heads/") || git == "ORIG_HEAD" {
+            if git == "HEAD"
+                || git == "packed-refs"
+                || git.starts_with("refs/heads/")
+                || git == "ORIG_HEAD"
+            {
                 self.git_moved = true;
             } else if git == "index" {
                 self.index_changed = true;
@@ -99,35 +109,50 @@ pub struct Watcher {
 
 impl Watcher {
     /// Watch `root`; batches close after `quiet` without events, or `max_delay` at most.
-    pub fn new(root: &Path, quiet: Duration, max_delay: Duration) -> Result<Watcher, notify::Error> {
+    pub fn new(
+        root: &Path,
+        quiet: Duration,
+        max_delay: Duration,
+    ) -> Result<Watcher, notify::Error> {
         let (tx, rx) = mpsc::unbounded_channel();
         let handler = move |ev: notify::Result<Event>| {
             let _ = tx.send(ev);
         };
         let mut polling = false;
-        let inner: Box<dyn notify::Watcher + Send> = match notify::recommended_watcher(handler.clone()) {
-            Ok(mut w) => match w.watch(root, RecursiveMode::Recursive) {
-                Ok(()) => Box::new(w),
+        let inner: Box<dyn notify::Watcher + Send> =
+            match notify::recommended_watcher(handler.clone()) {
+                Ok(mut w) => match w.watch(root, RecursiveMode::Recursive) {
+                    Ok(()) => Box::new(w),
+                    Err(e) if is_out_of_watches(&e) => {
+                        polling = true;
+                        poll_watcher(root, handler)?
+                    }
+                    Err(e) => return Err(e),
+                },
                 Err(e) if is_out_of_watches(&e) => {
                     polling = true;
                     poll_watcher(root, handler)?
                 }
                 Err(e) => return Err(e),
-            },
-            Err(e) if is_out_of_watches(&e) => {
-                polling = true;
-                poll_watcher(root, handler)?
-            }
-            Err(e) => return Err(e),
-        };
-        Ok(Watcher { root: root.to_path_buf(), rx, quiet, max_delay, _inner: inner, polling })
+            };
+        Ok(Watcher {
+            root: root.to_path_buf(),
+            rx,
+            quiet,
+            max_delay,
+            _inner: inner,
+            polling,
+        })
     }
 
     /// The next non-empty batch; `None` when the watcher stopped.
     pub async fn next(&mut self) -> Option<Batch> {
         loop {
             let first = self.rx.recv().await?;
-            let mut batch = Batch { first_event: Some(Instant::now()), ..Batch::default() };
+            let mut batch = Batch {
+                first_event: Some(Instant::now()),
+                ..Batch::default()
+            };
             batch.add(&self.root, first);
             let deadline = Instant::now() + self.max_delay;
             loop {
@@ -212,7 +237,12 @@ mod tests {
     #[test]
     fn git_internals_are_reduced_to_what_matters() {
         let mut b = Batch::default();
-        for rel in [".git/objects/ab/cdef", ".git/index.lock", ".git/refs/heads/main.lock", "src/a.rs"] {
+        for rel in [
+            ".git/objects/ab/cdef",
+            ".git/index.lock",
+            ".git/refs/heads/main.lock",
+            "src/a.rs",
+        ] {
             b.add_rel(rel);
         }
         assert!(!b.git_moved && !b.index_changed);

@@ -16,7 +16,11 @@ pub enum ServerError {
     #[error("not found on the rclaude server: {0}")]
     NotFound(String),
     #[error("the rclaude server refused the request ({status}, {code}): {message}")]
-    Rejected { status: u16, code: String, message: String },
+    Rejected {
+        status: u16,
+        code: String,
+        message: String,
+    },
     #[error("unexpected answer from the rclaude server: {0}")]
     Protocol(String),
 }
@@ -48,7 +52,11 @@ impl ServerClient {
             .user_agent(concat!("rclaude/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| ServerError::Protocol(e.to_string()))?;
-        Ok(ServerClient { base: c.server.clone(), token: c.token.clone(), http })
+        Ok(ServerClient {
+            base: c.server.clone(),
+            token: c.token.clone(),
+            http,
+        })
     }
 
     /// The server's base URL.
@@ -62,54 +70,102 @@ impl ServerClient {
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<Value, ServerError> {
-        let resp = req.bearer_auth(&self.token).send().await.map_err(|e| ServerError::Unreachable {
+        let resp =
+            req.bearer_auth(&self.token)
+                .send()
+                .await
+                .map_err(|e| ServerError::Unreachable {
+                    server: self.base.clone(),
+                    reason: e.to_string(),
+                })?;
+        let status = resp.status().as_u16();
+        let body = resp.bytes().await.map_err(|e| ServerError::Unreachable {
             server: self.base.clone(),
             reason: e.to_string(),
         })?;
-        let status = resp.status().as_u16();
-        let body = resp.bytes().await.map_err(|e| ServerError::Unreachable { server: self.base.clone(), reason: e.to_string() })?;
-        let value: Value = if body.is_empty() { Value::Null } else { serde_json::from_slice(&body).unwrap_or(Value::Null) };
+        let value: Value = if body.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&body).unwrap_or(Value::Null)
+        };
         if (200..300).contains(&status) {
             return Ok(value);
         }
-        let code = value["error"]["code"].as_str().unwrap_or("error").to_string();
-        let message = value["error"]["message"].as_str().map(str::to_string).unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+        let code = value["error"]["code"]
+            .as_str()
+            .unwrap_or("error")
+            .to_string();
+        let message = value["error"]["message"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
         Err(match status {
             401 | 403 => ServerError::Unauthorized(message),
             404 => ServerError::NotFound(message),
-            _ => ServerError::Rejected { status, code, message },
+            _ => ServerError::Rejected {
+                status,
+                code,
+                message,
+            },
         })
     }
 
     /// `GET /v1/me`: who the token belongs to.
     pub async fn me(&self) -> Result<Value, ServerError> {
-        self.send(self.http.get(format!("{}/v1/me", self.base))).await
+        self.send(self.http.get(format!("{}/v1/me", self.base)))
+            .await
     }
 
     /// `POST /v1/sessions` (idempotent when `body.id` is set).
     pub async fn create_session(&self, body: &Value) -> Result<Value, ServerError> {
-        self.send(self.http.post(format!("{}/v1/sessions", self.base)).json(body)).await
+        self.send(
+            self.http
+                .post(format!("{}/v1/sessions", self.base))
+                .json(body),
+        )
+        .await
     }
 
     /// `POST /v1/sessions/{id}/events`.
-    pub async fn post_event(&self, session: &str, kind: &str, key: &str, data: &Value) -> Result<Value, ServerError> {
+    pub async fn post_event(
+        &self,
+        session: &str,
+        kind: &str,
+        key: &str,
+        data: &Value,
+    ) -> Result<Value, ServerError> {
         let body = json!({ "type": kind, "idempotency_key": key, "data": data });
-        self.send(self.http.post(format!("{}/v1/sessions/{session}/events", self.base)).json(&body)).await
+        self.send(
+            self.http
+                .post(format!("{}/v1/sessions/{session}/events", self.base))
+                .json(&body),
+        )
+        .await
     }
 
     /// `GET /v1/sessions/{id}`: the session and its events.
     pub async fn session(&self, session: &str) -> Result<Value, ServerError> {
-        self.send(self.http.get(format!("{}/v1/sessions/{session}", self.base))).await
+        self.send(
+            self.http
+                .get(format!("{}/v1/sessions/{session}", self.base)),
+        )
+        .await
     }
 
     /// `GET /v1/usage?from&to` (dates `YYYY-MM-DD`).
     pub async fn usage(&self, from: &str, to: &str) -> Result<Value, ServerError> {
-        self.send(self.http.get(format!("{}/v1/usage", self.base)).query(&[("from", from), ("to", to)])).await
+        self.send(
+            self.http
+                .get(format!("{}/v1/usage", self.base))
+                .query(&[("from", from), ("to", to)]),
+        )
+        .await
     }
 
     /// `GET /v1/invoices/{YYYY-MM}`.
     pub async fn invoice(&self, month: &str) -> Result<Value, ServerError> {
-        self.send(self.http.get(format!("{}/v1/invoices/{month}", self.base))).await
+        self.send(self.http.get(format!("{}/v1/invoices/{month}", self.base)))
+            .await
     }
 
     /// WebSocket URL of a session's live events (or the account's, with `None`).

@@ -16,7 +16,10 @@ pub struct Credentials {
 
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials").field("server", &self.server).field("token", &"<redacted>").finish()
+        f.debug_struct("Credentials")
+            .field("server", &self.server)
+            .field("token", &"<redacted>")
+            .finish()
     }
 }
 
@@ -49,24 +52,33 @@ impl Credentials {
     pub fn new(server: &str, token: &str) -> Result<Credentials, CredentialsError> {
         let server = server.trim().trim_end_matches('/').to_string();
         let ok = (server.starts_with("http://") || server.starts_with("https://"))
-            && reqwest::Url::parse(&server).map(|u| u.host().is_some()).unwrap_or(false);
+            && reqwest::Url::parse(&server)
+                .map(|u| u.host().is_some())
+                .unwrap_or(false);
         if !ok {
             return Err(CredentialsError::BadUrl(server));
         }
-        Ok(Credentials { server, token: token.trim().to_string() })
+        Ok(Credentials {
+            server,
+            token: token.trim().to_string(),
+        })
     }
 
     /// Environment first (`RCLAUDE_SERVER` + `RCLAUDE_TOKEN`), then the stored file.
     pub fn load() -> Result<Option<Credentials>, CredentialsError> {
-        if let (Ok(s), Ok(t)) = (std::env::var("RCLAUDE_SERVER"), std::env::var("RCLAUDE_TOKEN"))
-            && !s.is_empty()
+        if let (Ok(s), Ok(t)) = (
+            std::env::var("RCLAUDE_SERVER"),
+            std::env::var("RCLAUDE_TOKEN"),
+        ) && !s.is_empty()
             && !t.is_empty()
         {
             return Credentials::new(&s, &t).map(Some);
         }
         let path = Self::path();
         match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|source| CredentialsError::Parse { path, source }),
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|source| CredentialsError::Parse { path, source }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(source) => Err(CredentialsError::Io { path, source }),
         }
@@ -77,12 +89,21 @@ impl Credentials {
         use std::io::Write;
         use std::os::unix::fs::PermissionsExt;
         let path = Self::path();
-        let dir = path.parent().expect("credentials path has a parent").to_path_buf();
-        let io = |source| CredentialsError::Io { path: path.clone(), source };
+        let dir = path
+            .parent()
+            .expect("credentials path has a parent")
+            .to_path_buf();
+        let io = |source| CredentialsError::Io {
+            path: path.clone(),
+            source,
+        };
         std::fs::create_dir_all(&dir).map_err(io)?;
         let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io)?;
-        tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(io)?;
-        tmp.write_all(&serde_json::to_vec_pretty(self).expect("serializable")).map_err(io)?;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(io)?;
+        tmp.write_all(&serde_json::to_vec_pretty(self).expect("serializable"))
+            .map_err(io)?;
         tmp.as_file().sync_all().map_err(io)?;
         tmp.persist(&path).map_err(|e| io(e.error))?;
         Ok(path)

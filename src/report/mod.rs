@@ -41,7 +41,10 @@ pub struct Reporter {
 impl Reporter {
     /// A reporter for the stored (or environment) credentials.
     pub fn from_env() -> Reporter {
-        Reporter { creds: Credentials::load().ok().flatten(), outbox: Outbox::new(crate::dirs::state_dir().join("outbox")) }
+        Reporter {
+            creds: Credentials::load().ok().flatten(),
+            outbox: Outbox::new(crate::dirs::state_dir().join("outbox")),
+        }
     }
 
     /// True when a server is configured.
@@ -93,14 +96,18 @@ impl Reporter {
         let c = self.creds.clone()?;
         let session = record.session_id.clone();
         let handle = tokio::spawn(async move {
-            let Ok(client) = ServerClient::new(&c) else { return };
+            let Ok(client) = ServerClient::new(&c) else {
+                return;
+            };
             let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
             tick.tick().await;
             loop {
                 tick.tick().await;
                 let key = uuid::Uuid::new_v4().to_string();
                 // Heartbeats are not queued: a late heartbeat is worthless.
-                let _ = client.post_event(&session, "heartbeat", &key, &json!({})).await;
+                let _ = client
+                    .post_event(&session, "heartbeat", &key, &json!({}))
+                    .await;
             }
         });
         Some(HeartbeatGuard(handle))

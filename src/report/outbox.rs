@@ -12,13 +12,25 @@ use super::{ServerClient, ServerError};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Pending {
-    CreateSession { server: String, body: Value },
-    Event { server: String, session: String, event: String, idempotency_key: String, data: Value },
+    CreateSession {
+        server: String,
+        body: Value,
+    },
+    Event {
+        server: String,
+        session: String,
+        event: String,
+        idempotency_key: String,
+        data: Value,
+    },
 }
 
 impl Pending {
     pub fn create_session(server: &str, body: Value) -> Pending {
-        Pending::CreateSession { server: server.to_string(), body }
+        Pending::CreateSession {
+            server: server.to_string(),
+            body,
+        }
     }
 
     /// An event with a fresh idempotency key.
@@ -41,9 +53,16 @@ impl Pending {
     async fn deliver(&self, client: &ServerClient) -> Result<(), ServerError> {
         match self {
             Pending::CreateSession { body, .. } => client.create_session(body).await.map(|_| ()),
-            Pending::Event { session, event, idempotency_key, data, .. } => {
-                client.post_event(session, event, idempotency_key, data).await.map(|_| ())
-            }
+            Pending::Event {
+                session,
+                event,
+                idempotency_key,
+                data,
+                ..
+            } => client
+                .post_event(session, event, idempotency_key, data)
+                .await
+                .map(|_| ()),
         }
     }
 }
@@ -62,18 +81,27 @@ impl Outbox {
     /// Queue a call (durably: written and renamed before this returns).
     pub fn push(&self, p: &Pending) -> std::io::Result<PathBuf> {
         std::fs::create_dir_all(&self.dir)?;
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
         let name = format!("{nanos:024}-{}.json", uuid::Uuid::new_v4().simple());
         let path = self.dir.join(name);
         let bytes = serde_json::to_vec(p).map_err(std::io::Error::other)?;
-        crate::session::write_atomic(&path, &bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
+        crate::session::write_atomic(&path, &bytes)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
         Ok(path)
     }
 
     /// Queued files in delivery order.
     pub fn files(&self) -> Vec<PathBuf> {
         let mut v: Vec<PathBuf> = std::fs::read_dir(&self.dir)
-            .map(|rd| rd.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "json")).collect())
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                    .collect()
+            })
             .unwrap_or_default();
         v.sort();
         v
@@ -106,7 +134,10 @@ impl Outbox {
                 }
                 Err(e) if e.is_transient() => break,
                 Err(e) => {
-                    tracing::warn!("the server refused a queued event for good ({e}); kept in {}", self.dir.join("dead").display());
+                    tracing::warn!(
+                        "the server refused a queued event for good ({e}); kept in {}",
+                        self.dir.join("dead").display()
+                    );
                     self.bury(&path);
                 }
             }

@@ -50,12 +50,15 @@ impl Repo {
         target.strip_prefix("refs/heads/").map(str::to_string)
     }
 
-/// How the server names this repository: `host/owner/name` from `origin`, else the directory name.
+    /// How the server names this repository: `host/owner/name` from `origin`, else the directory name.
     pub fn display_name(&self) -> String {
-        let url = git2::Repository::open(&self.root)
-            .ok()
-            .and_then(|r| r.find_remote("origin").ok().and_then(|o| o.url().ok().map(str::to_string)));
-        url.and_then(|u| normalize_remote(&u)).unwrap_or_else(|| self.name.clone())
+        let url = git2::Repository::open(&self.root).ok().and_then(|r| {
+            r.find_remote("origin")
+                .ok()
+                .and_then(|o| o.url().ok().map(str::to_string))
+        });
+        url.and_then(|u| normalize_remote(&u))
+            .unwrap_or_else(|| self.name.clone())
     }
 
     /// Path of `.rclaude.toml` at the top of the work tree.
@@ -68,9 +71,17 @@ impl Repo {
 fn normalize_remote(url: &str) -> Option<String> {
     let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
     let rest = rest.rsplit_once('@').map(|(_, r)| r).unwrap_or(rest);
-    let rest = if url.contains("://") { rest.to_string() } else { rest.replacen(':', "/", 1) };
+    let rest = if url.contains("://") {
+        rest.to_string()
+    } else {
+        rest.replacen(':', "/", 1)
+    };
     let rest = rest.trim_end_matches('/').trim_end_matches(".git");
-    if rest.is_empty() || rest.starts_with('/') { None } else { Some(rest.to_string()) }
+    if rest.is_empty() || rest.starts_with('/') {
+        None
+    } else {
+        Some(rest.to_string())
+    }
 }
 
 #[cfg(test)]
@@ -79,9 +90,18 @@ mod tests {
 
     #[test]
     fn remotes_normalise_to_host_owner_name() {
-        assert_eq!(normalize_remote("git@github.com:o/r.git").as_deref(), Some("github.com/o/r"));
-        assert_eq!(normalize_remote("https://user@github.com/o/r/").as_deref(), Some("github.com/o/r"));
-        assert_eq!(normalize_remote("ssh://git@host:22/o/r.git").as_deref(), Some("host:22/o/r"));
+        assert_eq!(
+            normalize_remote("git@github.com:o/r.git").as_deref(),
+            Some("github.com/o/r")
+        );
+        assert_eq!(
+            normalize_remote("https://user@github.com/o/r/").as_deref(),
+            Some("github.com/o/r")
+        );
+        assert_eq!(
+            normalize_remote("ssh://git@host:22/o/r.git").as_deref(),
+            Some("host:22/o/r")
+        );
         assert_eq!(normalize_remote("/srv/git/r.git"), None);
     }
 }
