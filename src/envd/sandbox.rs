@@ -1,11 +1,11 @@
 //! [`Sandbox`] over the envd protocol: used for E2B sandboxes and for the local agent.
 
+use crate::provider::download::DownloadFile;
 use std::path::Path;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
-use tokio::io::AsyncWriteExt;
 
 use super::client::EnvdClient;
 use super::proto::{
@@ -218,49 +218,12 @@ impl Sandbox for EnvdSandbox {
         progress: Option<Progress>,
     ) -> Result<u64, SandboxError> {
         let mut stream = self.client.download(remote_path).await?;
-        let dir = local
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        tokio::fs::create_dir_all(dir)
-            .await
-            .map_err(|e| SandboxError::io(format!("cannot create {}", dir.display()), e))?;
-        let tmp = tempfile::Builder::new()
-            .prefix(".rclaude-download-")
-            .tempfile_in(dir)
-            .map_err(|e| {
-                SandboxError::io(
-                    format!("cannot create a temporary file in {}", dir.display()),
-                    e,
-                )
-            })?;
-        let std_file = tmp
-            .as_file()
-            .try_clone()
-            .map_err(|e| SandboxError::io("cannot open the temporary file", e))?;
-        let mut file = tokio::fs::File::from_std(std_file);
-        let mut total = 0u64;
+        let mut out = DownloadFile::create(local, progress)?;
         while let Some(chunk) = stream.next().await {
             let chunk: Bytes = chunk?;
-            file.write_all(&chunk)
-                .await
-                .map_err(|e| SandboxError::io(format!("cannot write {}", local.display()), e))?;
-            total += chunk.len() as u64;
-            if let Some(p) = &progress {
-                p(total);
-            }
+            out.write(&chunk).await?;
         }
-        file.flush()
-            .await
-            .map_err(|e| SandboxError::io(format!("cannot write {}", local.display()), e))?;
-        drop(file);
-        tmp.persist(local).map_err(|e| {
-            SandboxError::io(
-                format!("cannot move the download to {}", local.display()),
-                e.error,
-            )
-        })?;
-        Ok(total)
+        out.finish().await
     }
 
     async fn read_file(&self, path: &str) -> Result<Bytes, SandboxError> {

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::envd::proto::EntryInfo;
 
 pub mod daytona;
+pub mod download;
 pub mod e2b;
 pub mod local;
 pub mod northflank;

@@ -17,6 +17,7 @@
 //! Output is line-granular (the daemon relays lines), and a last line without a newline gets
 //! one: use files for byte-exact data.
 
+use crate::provider::download::DownloadFile;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -28,7 +29,6 @@ use bytes::Bytes;
 use futures::StreamExt;
 use reqwest::Method;
 use serde::Deserialize;
-use tokio::io::AsyncWriteExt;
 
 use super::api::{Api, Call, chain};
 use super::logs::{self, Channel, Demux};
@@ -616,28 +616,7 @@ impl Sandbox for DaytonaSandbox {
             }
             .sandbox_error(remote_path));
         }
-        let dir = local
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        tokio::fs::create_dir_all(dir)
-            .await
-            .map_err(|e| SandboxError::io(format!("cannot create {}", dir.display()), e))?;
-        let tmp = tempfile::Builder::new()
-            .prefix(".rclaude-download-")
-            .tempfile_in(dir)
-            .map_err(|e| {
-                SandboxError::io(
-                    format!("cannot create a temporary file in {}", dir.display()),
-                    e,
-                )
-            })?;
-        let std_file = tmp
-            .as_file()
-            .try_clone()
-            .map_err(|e| SandboxError::io("cannot open the temporary file", e))?;
-        let mut file = tokio::fs::File::from_std(std_file);
-        let mut total = 0u64;
+        let mut out = DownloadFile::create(local, progress)?;
         let mut stream = resp.bytes_stream();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| {
@@ -646,25 +625,9 @@ impl Sandbox for DaytonaSandbox {
                     chain(&e)
                 ))
             })?;
-            file.write_all(&chunk)
-                .await
-                .map_err(|e| SandboxError::io(format!("cannot write {}", local.display()), e))?;
-            total += chunk.len() as u64;
-            if let Some(p) = &progress {
-                p(total);
-            }
+            out.write(&chunk).await?;
         }
-        file.flush()
-            .await
-            .map_err(|e| SandboxError::io(format!("cannot write {}", local.display()), e))?;
-        drop(file);
-        tmp.persist(local).map_err(|e| {
-            SandboxError::io(
-                format!("cannot move the download to {}", local.display()),
-                e.error,
-            )
-        })?;
-        Ok(total)
+        out.finish().await
     }
 
     async fn read_file(&self, path: &str) -> Result<Bytes, SandboxError> {

@@ -9,6 +9,7 @@
 //!   `write_files` sends one uncompressed tar of temp names and renames each after extraction;
 //!   reads are `cat` with base64 output (byte-exact); stat/mkdir/rm/mv are small scripts.
 
+use crate::provider::download::DownloadFile;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -17,7 +18,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use tokio::io::AsyncWriteExt;
 
 use super::exec::{self, Collected, Input, Output, Target};
 use crate::envd::proto::{FileType, I64};
@@ -395,41 +395,12 @@ impl Sandbox for NorthflankSandbox {
         local: &Path,
         progress: Option<Progress>,
     ) -> Result<u64, SandboxError> {
-        let dir = local
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        tokio::fs::create_dir_all(dir)
-            .await
-            .map_err(|e| SandboxError::io(format!("cannot create {}", dir.display()), e))?;
-        let tmp = tempfile::Builder::new()
-            .prefix(".rclaude-download-")
-            .tempfile_in(dir)
-            .map_err(|e| {
-                SandboxError::io(
-                    format!("cannot create a temporary file in {}", dir.display()),
-                    e,
-                )
-            })?;
-        let std_file = tmp
-            .as_file()
-            .try_clone()
-            .map_err(|e| SandboxError::io("cannot open the temporary file", e))?;
-        let mut file = tokio::fs::File::from_std(std_file);
-        let mut total = 0u64;
+        let mut out = DownloadFile::create(local, progress)?;
         let mut rx = self.open_read(remote_path).await?;
         let mut stderr = Vec::new();
         loop {
             match rx.recv().await.ok_or_else(no_completion)?? {
-                Output::Stdout(chunk) => {
-                    file.write_all(&chunk).await.map_err(|e| {
-                        SandboxError::io(format!("cannot write {}", local.display()), e)
-                    })?;
-                    total += chunk.len() as u64;
-                    if let Some(p) = &progress {
-                        p(total);
-                    }
-                }
+                Output::Stdout(chunk) => out.write(&chunk).await?,
                 Output::Stderr(b) => stderr.extend_from_slice(&b),
                 Output::Exit(c) => {
                     read_result(remote_path, stderr, c)?;
@@ -437,18 +408,7 @@ impl Sandbox for NorthflankSandbox {
                 }
             }
         }
-        let n = total;
-        file.flush()
-            .await
-            .map_err(|e| SandboxError::io(format!("cannot write {}", local.display()), e))?;
-        drop(file);
-        tmp.persist(local).map_err(|e| {
-            SandboxError::io(
-                format!("cannot move the download to {}", local.display()),
-                e.error,
-            )
-        })?;
-        Ok(n)
+        out.finish().await
     }
 
     async fn read_file(&self, path: &str) -> Result<Bytes, SandboxError> {
