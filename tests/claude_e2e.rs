@@ -46,7 +46,15 @@ fn claude_cache() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let version = rclaude::claude::DEFAULT_VERSION;
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("claude-code-{version}"));
+        // Under /tmp it would be invisible to sandboxed processes (bubblewrap gives them a
+        // private /tmp), so a checkout there keeps the cache in the user's cache directory.
+        let target_tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let base = if target_tmp.starts_with("/tmp") {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/rclaude-tests")
+        } else {
+            target_tmp.to_path_buf()
+        };
+        let dir = base.join(format!("claude-code-{version}"));
         let bin = dir.join("node_modules/.bin/claude");
         let works = |b: &Path| {
             Command::new(b)

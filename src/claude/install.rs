@@ -96,6 +96,9 @@ command -v npm >/dev/null 2>&1 || exit {NO_NPM}
 if [ -z "${{NPM_CONFIG_PREFIX:-}}" ]; then
   p=$(npm config get prefix 2>/dev/null || echo /usr/local)
   if ! {{ mkdir -p "$p/lib/node_modules" && [ -w "$p/lib/node_modules" ] && [ -w "$p/bin" ]; }} 2>/dev/null; then
+    # Keep the machine's global npmrc (registry, CA file, proxy), which follows the prefix.
+    g=$(npm config get globalconfig 2>/dev/null || true)
+    if [ -n "$g" ] && [ -z "${{NPM_CONFIG_GLOBALCONFIG:-}}" ]; then export NPM_CONFIG_GLOBALCONFIG="$g"; fi
     export NPM_CONFIG_PREFIX="$HOME/.local"
   fi
 fi
