@@ -699,6 +699,28 @@ async fn files_upload_download_multipart_and_large_streams() {
         "{dup:?}"
     );
 
+    // One request mixing small (buffered) and larger (streamed) parts, many of them.
+    let large: Vec<u8> = (0..1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let mut parts: Vec<(String, Bytes)> = (0..40)
+        .map(|i| (format!("mix/d{}/f{i}", i % 3), Bytes::from(format!("small {i}"))))
+        .collect();
+    parts.insert(17, ("mix/large.bin".into(), Bytes::from(large.clone())));
+    let written = c.write_files(parts).await.unwrap();
+    assert_eq!(written.len(), 41);
+    assert_eq!(written[17].name, "large.bin");
+    assert_eq!(&c.read("mix/large.bin").await.unwrap()[..], &large[..]);
+    for i in 0..40 {
+        assert_eq!(
+            c.read(&format!("mix/d{}/f{i}", i % 3)).await.unwrap(),
+            Bytes::from(format!("small {i}"))
+        );
+    }
+    let leftovers: Vec<_> = walkdir_names(&a.root.join("mix"))
+        .into_iter()
+        .filter(|n| n.contains(".rclaude-upload-"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+
     // 20 MiB streamed both ways, byte-identical.
     let local_dir = tempfile::tempdir().unwrap();
     let src = local_dir.path().join("big.bin");
@@ -1176,4 +1198,20 @@ async fn sigterm_reaches_the_command_under_bwrap_so_it_can_clean_up() {
     assert!(out.contains("cleaned-up"), "the trap did not run: {out:?}");
     assert_eq!(rest.end.unwrap().exit_code, 7);
     boxed.shutdown().await;
+}
+
+/// Every file name below `dir`, recursively.
+fn walkdir_names(dir: &std::path::Path) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else {
+                names.push(e.file_name().to_string_lossy().into_owned());
+            }
+        }
+    }
+    names
 }

@@ -258,6 +258,7 @@ async fn upload_inner(
     let mut multipart = multer::Multipart::new(body, boundary);
     let mut out = Vec::new();
     let mut seen = HashSet::new();
+    let mut writing: Vec<tokio::task::JoinHandle<Result<(), HttpFail>>> = Vec::new();
     loop {
         let field = match multipart.next_field().await {
             Ok(Some(f)) => f,
@@ -286,10 +287,76 @@ async fn upload_inner(
                 dest.display()
             )));
         }
-        write_atomic(&dest, field, false).await?;
+        // Small files (most of a live-sync batch) are buffered and written off the async
+        // threads, several at once; larger ones are streamed.
+        let mut field = field;
+        let mut head: Vec<Bytes> = Vec::new();
+        let mut size = 0usize;
+        let complete = loop {
+            match field.chunk().await {
+                Ok(Some(c)) => {
+                    size += c.len();
+                    head.push(c);
+                    if size > SMALL_FILE {
+                        break false;
+                    }
+                }
+                Ok(None) => break true,
+                Err(e) => return Err(bad(format!("reading the upload body failed: {e}"))),
+            }
+        };
+        if complete {
+            if writing.len() >= WRITES_IN_FLIGHT {
+                join_write(writing.remove(0)).await?;
+            }
+            let d = dest.clone();
+            writing.push(tokio::task::spawn_blocking(move || write_small(&d, &head)));
+        } else {
+            let rest = futures::stream::iter(head.into_iter().map(Ok::<_, multer::Error>)).chain(field);
+            write_atomic(&dest, rest, false).await?;
+        }
         out.push(written(&dest));
     }
+    for w in writing {
+        join_write(w).await?;
+    }
     Ok(out)
+}
+
+/// Multipart files up to this size are buffered and written in one blocking step.
+const SMALL_FILE: usize = 256 * 1024;
+/// How many buffered files are written at once.
+const WRITES_IN_FLIGHT: usize = 8;
+
+async fn join_write(h: tokio::task::JoinHandle<Result<(), HttpFail>>) -> Result<(), HttpFail> {
+    h.await
+        .map_err(|e| HttpFail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+}
+
+/// [`write_atomic`] for a file already in memory, without fsync, as one blocking call.
+fn write_small(dest: &Path, parts: &[Bytes]) -> Result<(), HttpFail> {
+    use std::io::Write;
+    let parent = dest.parent().ok_or_else(|| bad("cannot write to /"))?;
+    let mode = match std::fs::metadata(dest) {
+        Ok(m) if m.is_dir() => return Err(bad(format!("path {} is a directory", dest.display()))),
+        Ok(m) => m.permissions().mode() & 0o7777,
+        Err(_) => {
+            std::fs::create_dir_all(parent).map_err(|e| io_fail(parent, e))?;
+            0o644
+        }
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".rclaude-upload-")
+        .tempfile_in(parent)
+        .map_err(|e| io_fail(parent, e))?;
+    for p in parts {
+        tmp.write_all(p).map_err(|e| io_fail(dest, e))?;
+    }
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(|e| io_fail(tmp.path(), e))?;
+    tmp.persist(dest).map_err(|e| io_fail(dest, e.error))?;
+    Ok(())
 }
 
 fn written(dest: &Path) -> WrittenFile {

@@ -178,7 +178,9 @@ async fn handle(
     if dirty.is_empty() {
         return Ok(());
     }
+    let t = Instant::now();
     let planned = engine.plan(&dirty);
+    tracing::debug!(paths = dirty.len(), ms = t.elapsed().as_secs_f64() * 1e3, "planned");
     if planned.ops.is_empty() && planned.skipped_links.is_empty() {
         return Ok(());
     }

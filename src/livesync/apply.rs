@@ -19,7 +19,9 @@ use crate::provider::{EntryInfo, ExecRequest, FileUpload, Sandbox, SandboxError}
 const CONCURRENCY: usize = 32;
 /// Upload request limits (one multipart request per chunk).
 const CHUNK_BYTES: usize = 8 * 1024 * 1024;
-const CHUNK_FILES: usize = 512;
+const CHUNK_FILES: usize = 256;
+/// Upload requests in flight at once.
+const UPLOADS_IN_FLIGHT: usize = 3;
 /// Files larger than this are streamed one by one.
 const STREAM_ABOVE: u64 = 16 * 1024 * 1024;
 
@@ -242,6 +244,7 @@ pub async fn apply(
         return Ok(out);
     }
     let abs = |rel: &str| format!("{workdir}/{rel}");
+    let t0 = std::time::Instant::now();
     let stats = stat_many(
         sandbox,
         workdir,
@@ -311,41 +314,88 @@ pub async fn apply(
         sandbox.rename(from, to).await?;
     }
 
-    // Uploads, batched; very large files streamed.
-    let mut chunk: Vec<FileUpload> = Vec::new();
-    let mut chunk_bytes = 0usize;
-    let mut written: Vec<&(String, bool, bool)> = Vec::new();
-    for w in &writes {
-        let local = root.join(&w.0);
-        let Ok(meta) = tokio::fs::metadata(&local).await else {
+    let t_stat = t0.elapsed();
+    // Uploads: sizes and stamps read in one blocking step, small files sent in multipart
+    // chunks (a few in flight, each read when it is sent), very large files streamed.
+    let sizes = {
+        let paths: Vec<std::path::PathBuf> = writes.iter().map(|w| root.join(&w.0)).collect();
+        tokio::task::spawn_blocking(move || {
+            paths
+                .iter()
+                .map(|p| super::local::stamp_of(p).filter(|_| p.is_file()))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|e| SandboxError::Protocol(format!("reading local files: {e}")))?
+    };
+    let mut chunks: Vec<Vec<usize>> = Vec::new();
+    let mut chunk_bytes = 0u64;
+    let mut streamed: Vec<usize> = Vec::new();
+    for (i, st) in sizes.iter().enumerate() {
+        let Some(st) = st else { continue }; // gone (or no longer a file) since planning
+        out.uploaded.push((writes[i].0.clone(), *st));
+        if st.0 > STREAM_ABOVE {
+            streamed.push(i);
             continue;
-        };
-        if let Some(s) = super::local::stamp_of(&local) {
-            out.uploaded.push((w.0.clone(), s));
         }
-        if meta.len() > STREAM_ABOVE {
-            out.bytes += sandbox.upload(&local, &abs(&w.0), None).await?;
-            written.push(w);
-            continue;
-        }
-        let Ok(data) = tokio::fs::read(&local).await else {
-            continue;
-        };
-        chunk_bytes += data.len();
-        out.bytes += data.len() as u64;
-        chunk.push(FileUpload {
-            path: abs(&w.0),
-            contents: Bytes::from(data),
+        let full = chunks.last().is_none_or(|c| {
+            c.len() >= CHUNK_FILES || chunk_bytes + st.0 > CHUNK_BYTES as u64
         });
-        written.push(w);
-        if chunk.len() >= CHUNK_FILES || chunk_bytes >= CHUNK_BYTES {
-            sandbox.write_files(std::mem::take(&mut chunk)).await?;
+        if full {
+            chunks.push(Vec::new());
             chunk_bytes = 0;
         }
+        chunks.last_mut().unwrap().push(i);
+        chunk_bytes += st.0;
     }
-    if !chunk.is_empty() {
-        sandbox.write_files(chunk).await?;
+    let sent = futures::stream::iter(chunks.into_iter().map(|idx| {
+        let files: Vec<(usize, std::path::PathBuf, String)> = idx
+            .iter()
+            .map(|&i| (i, root.join(&writes[i].0), abs(&writes[i].0)))
+            .collect();
+        async move {
+            let read = tokio::task::spawn_blocking(move || {
+                files
+                    .into_iter()
+                    .filter_map(|(i, local, remote)| {
+                        std::fs::read(&local).ok().map(|data| (i, remote, data))
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .map_err(|e| SandboxError::Protocol(format!("reading local files: {e}")))?;
+            let idx: Vec<usize> = read.iter().map(|r| r.0).collect();
+            let bytes: u64 = read.iter().map(|r| r.2.len() as u64).sum();
+            let uploads = read
+                .into_iter()
+                .map(|(_, path, data)| FileUpload {
+                    path,
+                    contents: Bytes::from(data),
+                })
+                .collect::<Vec<_>>();
+            if !uploads.is_empty() {
+                sandbox.write_files(uploads).await?;
+            }
+            Ok::<_, SandboxError>((idx, bytes))
+        }
+    }))
+    .buffer_unordered(UPLOADS_IN_FLIGHT)
+    .collect::<Vec<_>>()
+    .await;
+    let mut done: Vec<usize> = Vec::new();
+    for r in sent {
+        let (idx, bytes) = r?;
+        out.bytes += bytes;
+        done.extend(idx);
     }
+    for i in streamed {
+        out.bytes += sandbox
+            .upload(&root.join(&writes[i].0), &abs(&writes[i].0), None)
+            .await?;
+        done.push(i);
+    }
+    done.sort_unstable();
+    let written: Vec<&(String, bool, bool)> = done.into_iter().map(|i| &writes[i]).collect();
     out.written = written.len();
 
     // Exec bits, symlinks and emptied directories: one shell step when needed.
@@ -415,7 +465,15 @@ pub async fn apply(
         .map(|w| w.0.clone())
         .chain(links.iter().map(|l| l.0.clone()))
         .collect();
+    let t_up = t0.elapsed();
     let after = stat_many(sandbox, workdir, touched.clone()).await?;
+    tracing::debug!(
+        ops = stats.len(),
+        stat_ms = t_stat.as_secs_f64() * 1e3,
+        upload_ms = (t_up - t_stat).as_secs_f64() * 1e3,
+        after_ms = (t0.elapsed() - t_up).as_secs_f64() * 1e3,
+        "live-sync batch applied"
+    );
     for (rel, st) in touched.into_iter().zip(after) {
         let t = st.and_then(|e| e.modified_time.as_deref().and_then(parse_ns));
         remote.add_dirs(&rel);

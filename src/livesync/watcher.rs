@@ -99,7 +99,8 @@ impl Batch {
 /// Watches a work tree recursively (inotify, FSEvents; polling if watches run out).
 pub struct Watcher {
     root: PathBuf,
-    rx: mpsc::UnboundedReceiver<notify::Result<Event>>,
+    /// Events with the time they arrived.
+    rx: mpsc::UnboundedReceiver<(Instant, notify::Result<Event>)>,
     quiet: Duration,
     max_delay: Duration,
     _inner: Box<dyn notify::Watcher + Send>,
@@ -116,7 +117,7 @@ impl Watcher {
     ) -> Result<Watcher, notify::Error> {
         let (tx, rx) = mpsc::unbounded_channel();
         let handler = move |ev: notify::Result<Event>| {
-            let _ = tx.send(ev);
+            let _ = tx.send((Instant::now(), ev));
         };
         let mut polling = false;
         let inner: Box<dyn notify::Watcher + Send> =
@@ -148,21 +149,27 @@ impl Watcher {
     /// The next non-empty batch; `None` when the watcher stopped.
     pub async fn next(&mut self) -> Option<Batch> {
         loop {
-            let first = self.rx.recv().await?;
+            let (arrived, first) = self.rx.recv().await?;
             let mut batch = Batch {
-                first_event: Some(Instant::now()),
+                first_event: Some(arrived),
                 ..Batch::default()
             };
             batch.add(&self.root, first);
-            let deadline = Instant::now() + self.max_delay;
+            // The delay counts from the first event's arrival: events that queued up while the
+            // previous batch was applied go out at once, so batches grow with the backlog
+            // instead of waiting out the delay again.
+            let deadline = arrived + self.max_delay;
             loop {
+                while let Ok((_, ev)) = self.rx.try_recv() {
+                    batch.add(&self.root, ev);
+                }
                 let now = Instant::now();
                 if now >= deadline {
                     break;
                 }
                 let wait = self.quiet.min(deadline - now);
                 match tokio::time::timeout(wait, self.rx.recv()).await {
-                    Ok(Some(ev)) => batch.add(&self.root, ev),
+                    Ok(Some((_, ev))) => batch.add(&self.root, ev),
                     Ok(None) => break,
                     Err(_) => break,
                 }
@@ -179,7 +186,7 @@ impl Watcher {
         let lock = self.root.join(".git/index.lock");
         let give_up = Instant::now() + Duration::from_secs(30);
         loop {
-            while let Ok(ev) = self.rx.try_recv() {
+            while let Ok((_, ev)) = self.rx.try_recv() {
                 batch.add(&self.root, ev);
             }
             if !lock.exists() || Instant::now() > give_up {
@@ -188,7 +195,7 @@ impl Watcher {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         // Let the last events of the git command arrive.
-        while let Ok(Some(ev)) = tokio::time::timeout(self.quiet * 2, self.rx.recv()).await {
+        while let Ok(Some((_, ev))) = tokio::time::timeout(self.quiet * 2, self.rx.recv()).await {
             batch.add(&self.root, ev);
         }
     }
@@ -203,7 +210,7 @@ impl Watcher {
                 break;
             }
             match tokio::time::timeout(quiet.min(deadline - now), self.rx.recv()).await {
-                Ok(Some(ev)) => batch.add(&self.root, ev),
+                Ok(Some((_, ev))) => batch.add(&self.root, ev),
                 _ => break,
             }
         }
