@@ -26,7 +26,10 @@ fn main() {
     };
     let edits = arg("--edits", 200);
     let burst = arg("--burst", 5000);
-    BURSTS.store(arg("--bursts", 3).max(1), std::sync::atomic::Ordering::Relaxed);
+    BURSTS.store(
+        arg("--bursts", 3).max(1),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let scratch = tempfile::tempdir().expect("tempdir");
     let base = scratch.path();
 

@@ -702,7 +702,12 @@ async fn files_upload_download_multipart_and_large_streams() {
     // One request mixing small (buffered) and larger (streamed) parts, many of them.
     let large: Vec<u8> = (0..1024 * 1024u32).map(|i| (i % 251) as u8).collect();
     let mut parts: Vec<(String, Bytes)> = (0..40)
-        .map(|i| (format!("mix/d{}/f{i}", i % 3), Bytes::from(format!("small {i}"))))
+        .map(|i| {
+            (
+                format!("mix/d{}/f{i}", i % 3),
+                Bytes::from(format!("small {i}")),
+            )
+        })
         .collect();
     parts.insert(17, ("mix/large.bin".into(), Bytes::from(large.clone())));
     let written = c.write_files(parts).await.unwrap();

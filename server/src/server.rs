@@ -97,6 +97,11 @@ pub async fn serve_until(
         let _ = shutdown_tx.send(true);
         let _ = stopping_tx.send(true);
     };
+    // TCP_NODELAY: WebSocket frames and streamed bodies are small writes that Nagle's algorithm
+    // would hold back until the peer's delayed ACK.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let server = axum::serve(listener, app).with_graceful_shutdown(graceful);
     let drain_limit = cfg.shutdown_grace;
     tokio::select! {

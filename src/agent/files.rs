@@ -312,7 +312,8 @@ async fn upload_inner(
             let d = dest.clone();
             writing.push(tokio::task::spawn_blocking(move || write_small(&d, &head)));
         } else {
-            let rest = futures::stream::iter(head.into_iter().map(Ok::<_, multer::Error>)).chain(field);
+            let rest =
+                futures::stream::iter(head.into_iter().map(Ok::<_, multer::Error>)).chain(field);
             write_atomic(&dest, rest, false).await?;
         }
         out.push(written(&dest));

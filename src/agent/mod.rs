@@ -195,7 +195,12 @@ impl Agent {
         let app = router(self.state);
         let stop = tokio_util::sync::CancellationToken::new();
         let stopped = stop.clone();
-        let server = axum::serve(self.listener, app)
+        // Without TCP_NODELAY a streamed response's second small write (a process's end event
+        // after its start event) waits for the client's delayed ACK: 40 ms per command.
+        let listener = axum::serve::ListenerExt::tap_io(self.listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        let server = axum::serve(listener, app)
             .with_graceful_shutdown(async move { stopped.cancelled().await });
         let mut server = std::pin::pin!(server.into_future());
         tokio::select! {

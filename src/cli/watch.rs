@@ -180,7 +180,11 @@ async fn handle(
     }
     let t = Instant::now();
     let planned = engine.plan(&dirty);
-    tracing::debug!(paths = dirty.len(), ms = t.elapsed().as_secs_f64() * 1e3, "planned");
+    tracing::debug!(
+        paths = dirty.len(),
+        ms = t.elapsed().as_secs_f64() * 1e3,
+        "planned"
+    );
     if planned.ops.is_empty() && planned.skipped_links.is_empty() {
         return Ok(());
     }

@@ -338,9 +338,9 @@ pub async fn apply(
             streamed.push(i);
             continue;
         }
-        let full = chunks.last().is_none_or(|c| {
-            c.len() >= CHUNK_FILES || chunk_bytes + st.0 > CHUNK_BYTES as u64
-        });
+        let full = chunks
+            .last()
+            .is_none_or(|c| c.len() >= CHUNK_FILES || chunk_bytes + st.0 > CHUNK_BYTES as u64);
         if full {
             chunks.push(Vec::new());
             chunk_bytes = 0;
