@@ -302,3 +302,68 @@ fn corrupt_truncated_and_incomplete_bundles_are_rejected_without_trace() {
         other => panic!("expected a missing prerequisite, got {other:?}"),
     }
 }
+
+#[test]
+fn long_histories_are_packed_by_git_and_pass_verify_fetch_and_fsck() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let n = bundle::GIT_PACK_ABOVE_COMMITS + 5;
+    repo_with_history(&src, n);
+    let repo = Repository::open(&src).unwrap();
+    let main = |at: &str| BundleRef {
+        name: "refs/heads/main".into(),
+        oid: oid(&src, at),
+    };
+
+    // The first commit alone (libgit2), then everything after it (git pack-objects, thin).
+    let first = tmp.path().join("first.bundle");
+    let rev_first = format!("HEAD~{}", n - 1);
+    let w1 = write_bundle(&repo, &[main(&rev_first)], &[], &first);
+    assert_eq!(w1.commits, 1);
+    let rest = tmp.path().join("rest.bundle");
+    let w2 = write_bundle(&repo, &[main("HEAD")], &[oid(&src, &rev_first)], &rest);
+    assert_eq!(w2.commits as usize, n - 1);
+    assert_eq!(w2.prerequisites, vec![oid(&src, &rev_first)]);
+    let full = tmp.path().join("full.bundle");
+    let wf = write_bundle(&repo, &[main("HEAD")], &[], &full);
+    assert_eq!(wf.commits as usize, n);
+    assert!(
+        w2.objects < wf.objects,
+        "the hidden commit's objects are left out: {} vs {}",
+        w2.objects,
+        wf.objects
+    );
+
+    for (name, bundles) in [("dst", vec![&full]), ("dst2", vec![&first, &rest])] {
+        let dst = tmp.path().join(name);
+        std::fs::create_dir_all(&dst).unwrap();
+        git(&dst, &["init", "-q"]);
+        for b in bundles {
+            let (ok, out, err) = git_try(&dst, &["bundle", "verify", b.to_str().unwrap()]);
+            assert!(ok, "verify {}: {out} {err}", b.display());
+            git(
+                &dst,
+                &[
+                    "fetch",
+                    "-q",
+                    b.to_str().unwrap(),
+                    "refs/heads/main:refs/heads/imported",
+                ],
+            );
+        }
+        assert_eq!(
+            git_t(&dst, &["rev-parse", "imported"]),
+            oid(&src, "HEAD").to_string()
+        );
+        git(&dst, &["fsck", "--strict", "--no-dangling"]);
+    }
+
+    // Our reader takes git's pack too.
+    let back = tmp.path().join("back");
+    std::fs::create_dir_all(&back).unwrap();
+    git(&back, &["init", "-q"]);
+    let back_repo = Repository::open(&back).unwrap();
+    bundle::read(&back_repo, &first, &NoProgress).unwrap();
+    bundle::read(&back_repo, &rest, &NoProgress).unwrap();
+    assert!(back_repo.find_commit(oid(&src, "HEAD")).is_ok());
+}

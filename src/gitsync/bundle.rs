@@ -11,7 +11,8 @@
 //! where `git pack-objects` takes 20 s. So when a bundle carries more than
 //! [`GIT_PACK_ABOVE_COMMITS`] commits and a `git` executable is installed, the pack part comes
 //! from `git pack-objects --revs` (same objects, same walk: the refs minus the hidden commits);
-//! the header is still ours. `RCLAUDE_PACK=libgit2` forces libgit2 for every bundle.
+//! the header is still ours. `RCLAUDE_PACK=libgit2` forces libgit2 for every bundle,
+//! `RCLAUDE_PACK=git` forces `git pack-objects` (when installed).
 //!
 //! Reading: the header is parsed and validated (v2, or v3 with only `@object-format=sha1`),
 //! every prerequisite must exist locally, and the pack is streamed into the repository's object
@@ -126,10 +127,13 @@ pub fn write<'a>(
     out.write_all(header.as_bytes())
         .map_err(SyncError::io("writing the bundle header"))?;
 
-    if sent.len() > GIT_PACK_ABOVE_COMMITS
-        && std::env::var("RCLAUDE_PACK").as_deref() != Ok("libgit2")
-        && let Some(git) = find_git()
-    {
+    let choice = std::env::var("RCLAUDE_PACK").ok();
+    let want_git = match choice.as_deref() {
+        Some("libgit2") => false,
+        Some("git") => true,
+        _ => sent.len() > GIT_PACK_ABOVE_COMMITS,
+    };
+    if want_git && let Some(git) = find_git() {
         let (objects, pack_bytes) = pack_with_git(&git, repo, refs, hidden, out, progress)?;
         let written = header.len() as u64 + pack_bytes;
         progress.objects(objects, objects);
@@ -188,7 +192,7 @@ pub fn write<'a>(
 }
 
 /// Bundles with more commits than this get their pack from `git pack-objects` when available.
-pub const GIT_PACK_ABOVE_COMMITS: usize = 2_000;
+pub const GIT_PACK_ABOVE_COMMITS: usize = 100;
 
 /// `git` on PATH, if any.
 fn find_git() -> Option<PathBuf> {
