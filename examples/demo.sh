@@ -1,15 +1,28 @@
 #!/usr/bin/env bash
-# rclaude's main job on the embedded default: bring a repository up on the local provider, run a
-# task with its dependency, bring the sandbox's work back as a branch, and tear it down.
+# rclaude's main job on the embedded default: start rclaude-server on SQLite and log in, bring a
+# repository up on the local provider, run a task with its dependency, bring the sandbox's work
+# back as a branch, tear it down, and read the session's events and usage from the server.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
-cargo build --release --quiet --manifest-path "$root/Cargo.toml" --bin rclaude
+cargo build --release --quiet --manifest-path "$root/Cargo.toml" --workspace --bins
 rclaude="$root/target/release/rclaude"
+server="$root/target/release/rclaude-server"
 
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+server_pid=
+trap '[ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; rm -rf "$work"' EXIT
 export RCLAUDE_HOME="$work/rclaude-home"   # keep the demo's sandboxes out of your own
+
+# The server on SQLite (embedded default), an account and its API token.
+db="sqlite://$work/server.db"
+mkfifo "$work/server.out"
+"$server" serve --listen 127.0.0.1:0 --database-url "$db" >"$work/server.out" 2>"$work/server.log" &
+server_pid=$!
+read -r first_line <"$work/server.out"      # "rclaude-server listening on http://ADDR"
+url=${first_line##* }
+token=$("$server" admin create-account demo --database-url "$db" | tail -n 1)
+RCLAUDE_TOKEN="$token" "$rclaude" login --server "$url"
 cp -R "$here/hello" "$work/hello"
 cd "$work/hello"
 git init -q -b main
@@ -24,4 +37,7 @@ set -x
 "$rclaude" pull
 git log --oneline -3 rclaude/main
 "$rclaude" status
+session=$("$rclaude" status --json | sed -n 's/.*"session": *"\([^"]*\)".*/\1/p')
 "$rclaude" down --yes
+"$rclaude" logs --session "$session"   # the session's events, as the server recorded them
+"$rclaude" usage       # active time and storage, billed per second
