@@ -322,7 +322,7 @@ pub async fn apply(
         tokio::task::spawn_blocking(move || {
             paths
                 .iter()
-                .map(|p| super::local::stamp_of(p).filter(|_| p.is_file()))
+                .map(|p| super::local::file_stamp(p))
                 .collect::<Vec<_>>()
         })
         .await

@@ -77,11 +77,11 @@ pub fn link_stays_inside(rel: &str, target: &str) -> bool {
 /// Size, mtime (s, ns) and mode of a file: what changes when its content or mode changes.
 pub type Stamp = (u64, i64, i64, u32);
 
-/// The stamp of `path` now (not following a final symlink).
-pub fn stamp_of(path: &Path) -> Option<Stamp> {
+/// The stamp of `path` now when it is a regular file (not following a final symlink).
+pub fn file_stamp(path: &Path) -> Option<Stamp> {
     std::fs::symlink_metadata(path)
         .ok()
-        .filter(|m| !m.is_dir())
+        .filter(|m| m.is_file())
         .map(|m| stamp(&m))
 }
 
