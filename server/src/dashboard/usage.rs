@@ -56,6 +56,23 @@ async fn compute(
     ))
 }
 
+/// The month a usage request names (`?month=`, default this month) with its usage and invoice,
+/// or the error page to answer instead.
+async fn requested_month(
+    state: &AppState,
+    user: &WebUser,
+    now: Now,
+    raw: Option<&str>,
+) -> Result<(Month, Usage, Invoice), Response> {
+    let m = month_param(raw, now).map_err(|msg| {
+        layout::error_page(Some(user), StatusCode::BAD_REQUEST, "Bad request", &msg)
+    })?;
+    let (usage, invoice) = compute(state, &user.principal.account_id, m, now)
+        .await
+        .map_err(|e| layout::store_error(Some(user), e))?;
+    Ok((m, usage, invoice))
+}
+
 fn month_name(m: Month) -> String {
     format!("{} {}", m.month, m.year)
 }
@@ -95,15 +112,9 @@ pub async fn page_handler(
     now: Now,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    let m = match month_param(raw.as_deref(), now) {
-        Ok(m) => m,
-        Err(msg) => {
-            return layout::error_page(Some(&user), StatusCode::BAD_REQUEST, "Bad request", &msg);
-        }
-    };
-    let (usage, invoice) = match compute(&state, &user.principal.account_id, m, now).await {
+    let (m, usage, invoice) = match requested_month(&state, &user, now, raw.as_deref()).await {
         Ok(x) => x,
-        Err(e) => return layout::store_error(Some(&user), e),
+        Err(page) => return page,
     };
     let title = format!("Usage, {}", month_name(m));
     html_response(
@@ -303,15 +314,9 @@ pub async fn usage_csv(
     now: Now,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    let m = match month_param(raw.as_deref(), now) {
-        Ok(m) => m,
-        Err(msg) => {
-            return layout::error_page(Some(&user), StatusCode::BAD_REQUEST, "Bad request", &msg);
-        }
-    };
-    let (usage, _) = match compute(&state, &user.principal.account_id, m, now).await {
+    let (m, usage, _) = match requested_month(&state, &user, now, raw.as_deref()).await {
         Ok(x) => x,
-        Err(e) => return layout::store_error(Some(&user), e),
+        Err(page) => return page,
     };
     let mut rows = vec![
         [
@@ -343,15 +348,9 @@ pub async fn invoice_csv(
     now: Now,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    let m = match month_param(raw.as_deref(), now) {
-        Ok(m) => m,
-        Err(msg) => {
-            return layout::error_page(Some(&user), StatusCode::BAD_REQUEST, "Bad request", &msg);
-        }
-    };
-    let (_, invoice) = match compute(&state, &user.principal.account_id, m, now).await {
+    let (m, _, invoice) = match requested_month(&state, &user, now, raw.as_deref()).await {
         Ok(x) => x,
-        Err(e) => return layout::store_error(Some(&user), e),
+        Err(page) => return page,
     };
     let mut rows = vec![
         [
