@@ -8,6 +8,8 @@
 #[path = "support/anthropic_stub.rs"]
 mod anthropic_stub;
 mod common;
+#[path = "support/skip.rs"]
+mod skip;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -22,15 +24,19 @@ use serde_json::json;
 const SECRET: &str = "sk-ant-test-0123456789-do-not-leak";
 
 fn skip() -> bool {
-    if std::env::var("RCLAUDE_SKIP_CLAUDE").is_ok_and(|v| v == "1") {
-        eprintln!("RCLAUDE_SKIP_CLAUDE=1: skipping the Claude Code end-to-end test");
-        return true;
-    }
     for tool in ["node", "npm"] {
         let ok = Command::new(tool)
             .arg("--version")
             .output()
             .is_ok_and(|o| o.status.success());
+        if !ok
+            && skip::opted_out(
+                "RCLAUDE_SKIP_CLAUDE",
+                &format!("Claude Code end-to-end test: `{tool}` missing"),
+            )
+        {
+            return true;
+        }
         assert!(
             ok,
             "`{tool}` is needed to install the real Claude Code CLI for this test; install Node.js \

@@ -8,6 +8,8 @@
 //! a message saying so, unless `RCLAUDE_SKIP_BROWSER=1`.
 
 mod common;
+#[path = "support/skip.rs"]
+mod skip;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -260,10 +262,10 @@ fn browser_available() -> bool {
     if Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists() {
         return true;
     }
-    if std::env::var("RCLAUDE_SKIP_BROWSER").as_deref() == Ok("1") {
-        eprintln!(
-            "skipping the browser test: {CHROMIUM} / {CHROMEDRIVER} missing and RCLAUDE_SKIP_BROWSER=1"
-        );
+    if skip::opted_out(
+        "RCLAUDE_SKIP_BROWSER",
+        &format!("dashboard browser test: {CHROMIUM} / {CHROMEDRIVER} missing"),
+    ) {
         return false;
     }
     panic!(

@@ -1,11 +1,12 @@
 //! E2B's own Python SDK (debug mode) against `rclaude agent` on 127.0.0.1:49983.
 //!
-//! Needs `python3`; the SDK is installed once into `<target>/e2b-venv` from PyPI. Skips (with a
-//! message) when python3 is missing; a failed install fails the test unless
-//! `RCLAUDE_SKIP_E2B_SDK=1`. Uses the fixed port 49983, so only one run at a time.
+//! Needs `python3` with venv; the SDK is installed once into `<target>/e2b-venv` from PyPI.
+//! Without them, or when the install fails, the test fails unless `RCLAUDE_SKIP_E2B_SDK=1`. Uses the fixed port 49983, so only one run at a time.
 
 #[path = "support/agent.rs"]
 mod agent_support;
+#[path = "support/skip.rs"]
+mod skip;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -38,9 +39,21 @@ fn sdk_installed(python: &Path) -> bool {
 
 /// The venv's python with the SDK installed, or `None` to skip.
 fn ensure_sdk() -> Option<PathBuf> {
-    if Command::new("python3").arg("--version").output().is_err() {
-        println!("SKIPPED e2b_sdk: python3 is not installed");
-        return None;
+    let python_ok = Command::new("python3")
+        .args(["-c", "import venv, ensurepip"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !python_ok {
+        if skip::opted_out(
+            "RCLAUDE_SKIP_E2B_SDK",
+            "E2B SDK test: python3 with venv/ensurepip missing",
+        ) {
+            return None;
+        }
+        panic!(
+            "the E2B SDK test needs python3 with venv (Debian: apt-get install -y python3-venv), \
+             or set RCLAUDE_SKIP_E2B_SDK=1 to skip it"
+        );
     }
     let venv = venv_dir();
     let python = venv.join("bin/python");
@@ -66,8 +79,7 @@ fn ensure_sdk() -> Option<PathBuf> {
             "pip install e2b=={E2B_VERSION} failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        if std::env::var("RCLAUDE_SKIP_E2B_SDK").as_deref() == Ok("1") {
-            println!("SKIPPED e2b_sdk (RCLAUDE_SKIP_E2B_SDK=1): {msg}");
+        if skip::opted_out("RCLAUDE_SKIP_E2B_SDK", &format!("E2B SDK test: {msg}")) {
             return None;
         }
         panic!("{msg}\nset RCLAUDE_SKIP_E2B_SDK=1 to skip this test without network access");

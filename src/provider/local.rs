@@ -272,6 +272,11 @@ impl Provider for LocalProvider {
             uuid::Uuid::new_v4().simple()
         );
         write_private(&dir.join("agent.token"), token.as_bytes())?;
+        let npm = tokio::task::spawn_blocking(super::npmrc::host_settings)
+            .await
+            .unwrap_or_default();
+        super::npmrc::write_into(&dir.join("root/home"), &npm)
+            .map_err(|e| io_err(format!("writing {}/root/home/.npmrc", dir.display()), e))?;
         let file = SandboxFile {
             id: id.clone(),
             name: spec.name.clone(),

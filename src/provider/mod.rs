@@ -21,6 +21,7 @@ pub mod download;
 pub mod e2b;
 pub mod local;
 pub mod northflank;
+pub mod npmrc;
 pub mod shellwrap;
 
 /// The provider named in `.rclaude.toml`.

@@ -5,6 +5,9 @@
 //! be reachable; otherwise PostgreSQL tests fail, unless `RCLAUDE_SKIP_PG=1`.
 #![allow(dead_code)]
 
+#[path = "../../../tests/support/skip.rs"]
+mod skip;
+
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
@@ -54,10 +57,10 @@ impl TestDb {
                 let mut conn = match sqlx::PgConnection::connect(&admin).await {
                     Ok(c) => c,
                     Err(e) => {
-                        if std::env::var("RCLAUDE_SKIP_PG").as_deref() == Ok("1") {
-                            eprintln!(
-                                "skipping PostgreSQL test: {admin} unreachable ({e}) and RCLAUDE_SKIP_PG=1"
-                            );
+                        if skip::opted_out(
+                            "RCLAUDE_SKIP_PG",
+                            &format!("PostgreSQL test: {admin} unreachable ({e})"),
+                        ) {
                             return None;
                         }
                         panic!(
