@@ -47,7 +47,11 @@ const CLEANUP_TIMEOUT: Duration = Duration::from_secs(120);
 )]
 pub struct Args {
     /// Tasks to run, in order (their dependencies run first).
-    #[arg(required = true, value_name = "TASK")]
+    #[arg(
+        required = true,
+        value_name = "TASK",
+        add = clap_complete::ArgValueCompleter::new(super::completions::task_names)
+    )]
     pub tasks: Vec<String>,
     /// Print a JSON summary on stdout (task output then goes to stderr).
     #[arg(long)]

@@ -5,6 +5,7 @@ mod alive;
 mod attach;
 mod ci;
 mod claude;
+mod completions;
 mod context;
 mod down;
 mod exec;
@@ -13,6 +14,8 @@ mod init;
 mod login;
 mod logs;
 mod ls;
+mod man;
+mod output;
 mod pause;
 mod pull;
 mod resume;
@@ -115,11 +118,14 @@ pub enum Command {
     Logs(logs::Args),
     Ls(ls::Args),
     Schema(schema::Args),
+    Completions(completions::Args),
+    Man(man::Args),
     Agent(agent::Args),
 }
 
 /// Entry point of the `rclaude` binary; returns the process exit code.
 pub fn main() -> i32 {
+    completions::complete_if_asked();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -179,6 +185,8 @@ async fn dispatch(cli: Cli) -> Result<i32, CliError> {
         Command::Logs(a) => logs::run(&g, a).await,
         Command::Ls(a) => ls::run(&g, a).await,
         Command::Schema(a) => schema::run(&g, a).await,
+        Command::Completions(a) => completions::run(&g, a).await,
+        Command::Man(a) => man::run(&g, a).await,
         Command::Agent(a) => agent::run(&g, a).await,
     }
 }

@@ -16,6 +16,7 @@ use crate::error::{CliError, CliResult};
 )]
 pub struct Args {
     /// The task to run.
+    #[arg(add = clap_complete::ArgValueCompleter::new(super::completions::task_names))]
     pub task: Option<String>,
     /// Don't sync the work tree first.
     #[arg(long)]

@@ -9,6 +9,7 @@ use crate::error::CliResult;
 pub struct Args {}
 
 pub async fn run(_g: &GlobalArgs, _args: Args) -> CliResult {
-    println!("{}", crate::config::schema::json_schema_pretty());
-    Ok(0)
+    let mut text = crate::config::schema::json_schema_pretty();
+    text.push('\n');
+    super::output::write_stdout(text.as_bytes())
 }

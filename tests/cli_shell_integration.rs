@@ -1,0 +1,122 @@
+//! Shell integration: the completion script registered in a real bash completes commands and
+//! the task names of the repository it runs in; man pages are generated for every command;
+//! output to a closed pipe ends quietly.
+
+mod common;
+
+use std::process::{Command, Stdio};
+
+use common::TestRepo;
+
+/// Complete `line` (ending at the cursor) in a real bash that sourced `rclaude completions bash`.
+fn bash_complete(repo: &TestRepo, line: &str) -> Vec<String> {
+    let bin_dir = std::path::Path::new(common::bin()).parent().unwrap();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap());
+    let words: Vec<&str> = line.split(' ').collect();
+    let script = format!(
+        "source <(rclaude completions bash) || exit 9\n\
+         COMP_WORDS=({words})\n\
+         COMP_CWORD={cword}\n\
+         COMP_LINE='{line}'\n\
+         COMP_POINT=${{#COMP_LINE}}\n\
+         COMP_TYPE=9\n\
+         _clap_complete_rclaude rclaude '{last}' '{prev}'\n\
+         printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+        words = words
+            .iter()
+            .map(|w| format!("'{w}'"))
+            .collect::<Vec<_>>()
+            .join(" "),
+        cword = words.len() - 1,
+        last = words[words.len() - 1],
+        prev = words[words.len() - 2],
+    );
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(script)
+        .current_dir(repo.path())
+        .env("PATH", path)
+        .env("RCLAUDE_HOME", repo.home.path())
+        .output()
+        .expect("run bash");
+    assert!(
+        out.status.success(),
+        "bash completion failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+#[test]
+fn bash_completes_subcommands_and_this_repositorys_task_names() {
+    let repo = TestRepo::new(
+        "[tasks.build]\nrun = \"make\"\ndescription = \"Build it\"\n\
+         [tasks.bench]\nrun = \"make bench\"\n[tasks.test]\nrun = \"make test\"\n",
+    );
+    let subcommands = bash_complete(&repo, "rclaude pu");
+    assert_eq!(subcommands, vec!["pull"], "{subcommands:?}");
+    let mut tasks = bash_complete(&repo, "rclaude run b");
+    tasks.sort();
+    assert_eq!(tasks, vec!["bench", "build"]);
+    let ci = bash_complete(&repo, "rclaude ci t");
+    assert_eq!(ci, vec!["test"]);
+    // Another repository, other tasks: names are read at Tab time, not install time.
+    repo.write(".rclaude.toml", "[tasks.lint]\nrun = \"make lint\"\n");
+    let names: Vec<String> = bash_complete(&repo, "rclaude run ")
+        .into_iter()
+        .filter(|c| !c.starts_with('-'))
+        .collect();
+    assert_eq!(names, vec!["lint"]);
+}
+
+#[test]
+fn every_shell_gets_a_script_and_an_unknown_one_is_a_usage_error() {
+    let repo = TestRepo::new("");
+    for shell in ["bash", "zsh", "fish", "powershell", "elvish"] {
+        let out = repo.ok(&["completions", shell]);
+        assert!(
+            out.stdout().contains("RCLAUDE_COMPLETE"),
+            "{shell}: {}",
+            out.stdout()
+        );
+    }
+    let bad = repo.rclaude(&["completions", "nushell"]);
+    assert_eq!(bad.code(), 64, "{}", bad.all());
+    assert!(bad.stderr().contains("possible values"), "{}", bad.all());
+}
+
+#[test]
+fn man_pages_cover_every_command() {
+    let repo = TestRepo::new("");
+    let page = repo.ok(&["man"]).stdout();
+    assert!(page.contains(".TH rclaude 1"), "{page}");
+    for sub in ["up", "pull", "exec", "claude", "completions"] {
+        assert!(page.contains(&format!("rclaude\\-{sub}")), "{sub} missing");
+    }
+    let dir = repo.home.path().join("man1");
+    repo.ok(&["man", "--dir", dir.to_str().unwrap()]);
+    let up = std::fs::read_to_string(dir.join("rclaude-up.1")).expect("rclaude-up.1");
+    assert!(up.contains("\\-\\-no\\-setup"), "{up}");
+}
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    let repo = TestRepo::new("");
+    for args in [&["schema"][..], &["man"][..], &["completions", "zsh"][..]] {
+        let mut child = repo
+            .cmd(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take()); // the reader goes away before anything is written
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
