@@ -13,5 +13,6 @@ pub mod livesync;
 pub mod provider;
 pub mod report;
 pub mod session;
+pub mod shell;
 pub mod time;
 pub mod ui;

@@ -340,13 +340,18 @@ const CLAUDE: &str = r#"
 /// Write the starter file to `dir/.rclaude.toml` (temp file + rename). An existing file is
 /// [`ConfigError::AlreadyExists`] unless `force`. Returns the path written.
 pub fn write_starter(dir: &Path, force: bool) -> Result<PathBuf, ConfigError> {
+    write_config(dir, &starter_text(dir), force)
+}
+
+/// Write `text` as `dir/.rclaude.toml` (checked to be a valid configuration first), atomically;
+/// an existing file is kept unless `force`.
+pub fn write_config(dir: &Path, text: &str, force: bool) -> Result<PathBuf, ConfigError> {
     let path = dir.join(CONFIG_FILE);
     if !force && std::fs::symlink_metadata(&path).is_ok() {
         return Err(ConfigError::AlreadyExists { path });
     }
-    let text = starter_text(dir);
     // Our own output must be a valid configuration.
-    Config::parse(&text, &path)?;
+    Config::parse(text, &path)?;
     let write_err = |source| ConfigError::Write {
         path: path.clone(),
         source,

@@ -7,6 +7,7 @@
 //! - `provider = "northflank"` without `sandbox.project` is accepted here: the project may come
 //!   from `NORTHFLANK_PROJECT_ID`, so the Northflank provider checks that one of them is set.
 //! - Only the first problem (the earliest in the file) is reported.
+pub mod devcontainer;
 pub mod duration;
 mod error;
 pub mod init;

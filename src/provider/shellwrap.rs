@@ -10,25 +10,7 @@
 
 use crate::provider::{Command, ExecRequest, SandboxError};
 
-/// Quote `s` as one word for a POSIX shell.
-pub fn quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b))
-    {
-        return s.to_string();
-    }
-    format!("'{}'", s.replace('\'', "'\\''"))
-}
-
-/// Quote every word and join them with spaces.
-pub fn quote_all<S: AsRef<str>>(words: &[S]) -> String {
-    words
-        .iter()
-        .map(|w| quote(w.as_ref()))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
+pub use crate::shell::{quote, quote_all};
 
 /// Environment names a shell can export: `[A-Za-z_][A-Za-z0-9_]*`.
 pub fn check_env_name(name: &str) -> Result<(), SandboxError> {

@@ -1,6 +1,7 @@
-//! Shell integration: the completion script registered in a real bash completes commands and
-//! the task names of the repository it runs in; man pages are generated for every command;
-//! output to a closed pipe ends quietly.
+//! Fitting the ecosystem: the completion script registered in a real bash completes commands
+//! and the task names of the repository it runs in; man pages are generated for every command;
+//! output to a closed pipe ends quietly; `init --from-devcontainer` converts a real
+//! devcontainer.json (JSONC) and rejects one that is not JSON.
 
 mod common;
 
@@ -119,4 +120,65 @@ fn output_into_a_closed_pipe_ends_quietly() {
         assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
+}
+
+#[test]
+fn init_from_devcontainer_writes_a_config_that_up_accepts_and_lists_the_rest() {
+    let repo = TestRepo::new("");
+    std::fs::remove_file(repo.path().join(".rclaude.toml")).unwrap();
+    repo.write(
+        ".devcontainer/devcontainer.json",
+        r#"{
+  // comments and trailing commas are part of the format
+  "name": "demo",
+  "postCreateCommand": "echo created > created.txt",
+  "postStartCommand": ["sh", "-c", "echo started > started.txt"],
+  "containerEnv": { "GREETING": "hello", "API_KEY": "${localEnv:DEMO_API_KEY}" },
+  "forwardPorts": [8080],
+}"#,
+    );
+    let out = repo.ok(&["init", "--from-devcontainer"]);
+    assert!(
+        out.stderr().contains("forwardPorts"),
+        "unmapped keys not listed: {}",
+        out.all()
+    );
+    let toml = repo.read(".rclaude.toml");
+    assert!(toml.contains("API_KEY = \"DEMO_API_KEY\""), "{toml}");
+    repo.write("README", "x\n");
+    repo.commit_all("init");
+    // The converted commands really run: setup and start on up, env in exec.
+    let mut up = repo.cmd(&["up"]);
+    up.env("DEMO_API_KEY", "k");
+    let up = up.output().unwrap();
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let mut exec = repo.cmd(&[
+        "exec",
+        "--",
+        "sh",
+        "-c",
+        "cat created.txt started.txt; echo $GREETING",
+    ]);
+    exec.env("DEMO_API_KEY", "k");
+    let exec = exec.output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&exec.stdout),
+        "created\nstarted\nhello\n"
+    );
+    // Never overwritten without --force; not JSON is a located config error (exit 78).
+    let again = repo.rclaude(&["init", "--from-devcontainer"]);
+    assert_eq!(again.code(), 78, "{}", again.all());
+    repo.write(".devcontainer/broken.json", "{ \"image\": }");
+    let bad = repo.rclaude(&[
+        "init",
+        "--force",
+        "--from-devcontainer",
+        ".devcontainer/broken.json",
+    ]);
+    assert_eq!(bad.code(), 78, "{}", bad.all());
+    assert!(bad.stderr().contains("broken.json:1:"), "{}", bad.all());
 }
