@@ -1,7 +1,7 @@
 //! E2B's own Python SDK (debug mode) against `rclaude agent` on 127.0.0.1:49983.
 //!
 //! Needs `python3` with venv; the SDK is installed once into `<target>/e2b-venv` from PyPI.
-//! Without them, or when the install fails, the test fails unless `RCLAUDE_SKIP_E2B_SDK=1`. Uses the fixed port 49983, so only one run at a time.
+//! Without them, or when the install fails, the test fails unless `RCLAUDE_SKIP_PYTHON=1`. Uses the fixed port 49983, so only one run at a time.
 
 #[path = "support/agent.rs"]
 mod agent_support;
@@ -45,14 +45,14 @@ fn ensure_sdk() -> Option<PathBuf> {
         .is_ok_and(|o| o.status.success());
     if !python_ok {
         if skip::opted_out(
-            "RCLAUDE_SKIP_E2B_SDK",
+            "RCLAUDE_SKIP_PYTHON",
             "E2B SDK test: python3 with venv/ensurepip missing",
         ) {
             return None;
         }
         panic!(
             "the E2B SDK test needs python3 with venv (Debian: apt-get install -y python3-venv), \
-             or set RCLAUDE_SKIP_E2B_SDK=1 to skip it"
+             or set RCLAUDE_SKIP_PYTHON=1 to skip it"
         );
     }
     let venv = venv_dir();
@@ -79,10 +79,10 @@ fn ensure_sdk() -> Option<PathBuf> {
             "pip install e2b=={E2B_VERSION} failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        if skip::opted_out("RCLAUDE_SKIP_E2B_SDK", &format!("E2B SDK test: {msg}")) {
+        if skip::opted_out("RCLAUDE_SKIP_PYTHON", &format!("E2B SDK test: {msg}")) {
             return None;
         }
-        panic!("{msg}\nset RCLAUDE_SKIP_E2B_SDK=1 to skip this test without network access");
+        panic!("{msg}\nset RCLAUDE_SKIP_PYTHON=1 to skip this test without network access");
     }
     assert!(
         sdk_installed(&python),
