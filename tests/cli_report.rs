@@ -241,3 +241,14 @@ fn sessions_are_reported_and_an_outage_only_delays_events() {
         String::from_utf8_lossy(&bad.stderr)
     );
 }
+
+#[test]
+fn usage_months_out_of_range_are_usage_errors() {
+    let repo = TestRepo::new("");
+    for month in ["9999-12", "1969-12", "2026-13", "26-01"] {
+        let r = repo.rclaude(&["usage", "--month", month]);
+        assert_eq!(r.code(), 64, "--month {month}: {}", r.all());
+    }
+    let r = repo.rclaude(&["usage", "--month", "9999-12"]);
+    assert!(r.stderr().contains("1970-01 to 9998-12"), "{}", r.all());
+}

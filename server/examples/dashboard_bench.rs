@@ -312,6 +312,7 @@ async fn run(engine: &str, args: &Args) -> anyhow::Result<()> {
             metrics: Arc::new(Metrics::default()),
             shutdown: rx,
             sockets: Arc::new(SocketTracker::default()),
+            revocations: Default::default(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);

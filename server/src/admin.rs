@@ -219,9 +219,12 @@ async fn run_with(
             writeln!(out, "queued {n} failed meter event(s) again")?;
         }
         AdminCommand::RevokeToken { prefix } => {
-            match store.revoke_token(None, &prefix, now).await {
+            let key = crate::auth::token_key(&prefix);
+            match store.revoke_token(None, key.clone(), now).await {
                 Ok(t) => writeln!(out, "revoked token {} ({})", t.prefix, t.name)?,
-                Err(StoreError::NotFound) => bail!("no token with prefix or id `{prefix}`"),
+                Err(StoreError::NotFound) => {
+                    bail!("no token with prefix or id `{}`", key.describe())
+                }
                 Err(e) => return Err(e.into()),
             }
         }

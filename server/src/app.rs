@@ -31,6 +31,8 @@ pub struct AppState {
     /// Turns true when the server is shutting down (WebSockets close with 1001).
     pub shutdown: watch::Receiver<bool>,
     pub sockets: Arc<SocketTracker>,
+    /// Credentials withdrawn on this replica (closes their WebSockets).
+    pub revocations: crate::revocations::Revocations,
 }
 
 /// Counts open WebSockets so shutdown can wait for them to say goodbye.
@@ -126,8 +128,23 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::dashboard::routes())
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed);
+    // A handler that panics, for the test that a panic answers a plain JSON 500. Only with
+    // --test-clock, which is for tests alone.
+    let api = if state.config.test_clock {
+        api.route(
+            "/__test/panic",
+            get(|| async {
+                panic!("deliberate test panic: /home/secret/path token=rcl_internal");
+                #[allow(unreachable_code)]
+                ""
+            }),
+        )
+    } else {
+        api
+    };
 
     api.layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(middleware::from_fn(crate::boundary::reject_control_chars))
         .layer(middleware::from_fn_with_state(state.clone(), deadline))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(middleware::from_fn_with_state(

@@ -13,7 +13,8 @@ use crate::app::AppState;
 use crate::clock::Now;
 use crate::error::ApiError;
 use crate::model::TokenInfo;
-use crate::storage::{Principal, Store, StoreError};
+use crate::revocations::Credential;
+use crate::storage::{Principal, Store, StoreError, TokenKey};
 
 const PREFIX_TAG: &str = "rcl_";
 const ID_LEN: usize = 8;
@@ -61,6 +62,16 @@ pub fn well_formed(s: &str) -> bool {
         && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
+/// How a user named a token to revoke: its prefix or id, or — pasted by mistake where the prefix
+/// belongs — the whole token, which is then looked up by its hash.
+pub fn token_key(s: &str) -> TokenKey<'_> {
+    if well_formed(s) {
+        TokenKey::Hash(hash(s))
+    } else {
+        TokenKey::PrefixOrId(s)
+    }
+}
+
 /// Creates and stores a token for an account; returns its description and the secret.
 pub async fn issue(
     store: &Store,
@@ -94,53 +105,79 @@ impl FromRequestParts<AppState> for Auth {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let token = match bearer(parts) {
-            Ok(t) => t,
-            Err(e) => {
-                // The dashboard's WebSockets authenticate with its session cookie (same account
-                // scoping; refused when the page is from another site).
-                if is_upgrade(parts)
-                    && crate::dashboard::auth::same_origin(&parts.headers)
-                    && let Some((p, _)) =
-                        crate::dashboard::auth::cookie_principal(&parts.headers, state).await?
-                {
-                    if let Some(slot) = parts.extensions.get::<crate::metrics::AccountSlot>() {
-                        *slot.0.lock().expect("slot lock") = Some(p.account_name.clone());
-                    }
-                    return Ok(Auth(p));
-                }
-                return Err(e);
-            }
-        };
-        if !well_formed(&token) {
-            return Err(ApiError::unauthorized(
-                "the bearer token is malformed; tokens look like rcl_xxxxxxxx_… (create one with `rclaude-server admin create-token`)",
-            ));
-        }
-        let principal = state
-            .store
-            .authenticate(&hash(&token))
-            .await
-            .map_err(ApiError::from)?
-            .ok_or_else(|| ApiError::unauthorized("the bearer token is unknown or revoked"))?;
-        let now = Now::system().ms();
-        if principal
-            .last_used_at_ms
-            .is_none_or(|t| now - t > TOUCH_EVERY_MS)
-        {
-            let store = state.store.clone();
-            let id = principal.token_id.clone();
-            tokio::spawn(async move {
-                if let Err(e) = store.touch_token(&id, now).await {
-                    tracing::warn!(error = %e, "cannot record token use");
-                }
-            });
-        }
-        if let Some(slot) = parts.extensions.get::<crate::metrics::AccountSlot>() {
-            *slot.0.lock().expect("slot lock") = Some(principal.account_name.clone());
-        }
-        Ok(Auth(principal))
+        authenticate(parts, state).await.map(|(p, _)| Auth(p))
     }
+}
+
+/// Like [`Auth`], keeping the credential, for WebSockets that must check it again later.
+#[derive(Debug, Clone)]
+pub struct AuthWithCredential(pub Principal, pub Credential);
+
+impl FromRequestParts<AppState> for AuthWithCredential {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        authenticate(parts, state)
+            .await
+            .map(|(p, c)| AuthWithCredential(p, c))
+    }
+}
+
+async fn authenticate(
+    parts: &mut Parts,
+    state: &AppState,
+) -> Result<(Principal, Credential), ApiError> {
+    let token = match bearer(parts) {
+        Ok(t) => t,
+        Err(e) => {
+            // The dashboard's WebSockets authenticate with its session cookie (same account
+            // scoping; refused when the page is from another site).
+            if is_upgrade(parts)
+                && crate::dashboard::auth::same_origin(&parts.headers)
+                && let Some((p, secret)) =
+                    crate::dashboard::auth::cookie_principal(&parts.headers, state).await?
+            {
+                if let Some(slot) = parts.extensions.get::<crate::metrics::AccountSlot>() {
+                    *slot.0.lock().expect("slot lock") = Some(p.account_name.clone());
+                }
+                let hash = crate::dashboard::auth::session_hash(&secret);
+                return Ok((p, Credential::WebSession { hash }));
+            }
+            return Err(e);
+        }
+    };
+    if !well_formed(&token) {
+        return Err(ApiError::unauthorized(
+            "the bearer token is malformed; tokens look like rcl_xxxxxxxx_… (create one with `rclaude-server admin create-token`)",
+        ));
+    }
+    let token_hash = hash(&token);
+    let principal = state
+        .store
+        .authenticate(&token_hash)
+        .await
+        .map_err(ApiError::from)?
+        .ok_or_else(|| ApiError::unauthorized("the bearer token is unknown or revoked"))?;
+    let now = Now::system().ms();
+    if principal
+        .last_used_at_ms
+        .is_none_or(|t| now - t > TOUCH_EVERY_MS)
+    {
+        let store = state.store.clone();
+        let id = principal.token_id.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.touch_token(&id, now).await {
+                tracing::warn!(error = %e, "cannot record token use");
+            }
+        });
+    }
+    if let Some(slot) = parts.extensions.get::<crate::metrics::AccountSlot>() {
+        *slot.0.lock().expect("slot lock") = Some(principal.account_name.clone());
+    }
+    Ok((principal, Credential::Token { hash: token_hash }))
 }
 
 fn is_upgrade(parts: &Parts) -> bool {

@@ -54,19 +54,37 @@ pub struct Month {
     pub month: TimeMonth,
 }
 
+/// The first and last month the server can bill (`YYYY-MM`): the calendar library's dates end in
+/// 9999, and a month needs the first day of the next one.
+pub const FIRST_MONTH: &str = "1970-01";
+pub const LAST_MONTH: &str = "9998-12";
+
+/// Why a month was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum MonthError {
+    #[error("is not a month; use YYYY-MM (e.g. 2025-02)")]
+    Malformed,
+    #[error("is outside the supported range {FIRST_MONTH} to {LAST_MONTH}")]
+    OutOfRange,
+}
+
 impl Month {
-    /// Parses `YYYY-MM`.
-    pub fn parse(s: &str) -> Option<Month> {
-        let (y, m) = s.split_once('-')?;
+    /// Parses `YYYY-MM` between [`FIRST_MONTH`] and [`LAST_MONTH`].
+    pub fn parse(s: &str) -> Result<Month, MonthError> {
+        let (y, m) = s.split_once('-').ok_or(MonthError::Malformed)?;
         if y.len() != 4 || m.len() != 2 || !y.bytes().chain(m.bytes()).all(|b| b.is_ascii_digit()) {
-            return None;
+            return Err(MonthError::Malformed);
         }
-        let year: i32 = y.parse().ok()?;
-        let month = TimeMonth::try_from(m.parse::<u8>().ok()?).ok()?;
-        if year < 1970 {
-            return None;
+        let year: i32 = y.parse().map_err(|_| MonthError::Malformed)?;
+        let month = m
+            .parse::<u8>()
+            .ok()
+            .and_then(|m| TimeMonth::try_from(m).ok())
+            .ok_or(MonthError::Malformed)?;
+        if !(1970..=9998).contains(&year) {
+            return Err(MonthError::OutOfRange);
         }
-        Some(Month { year, month })
+        Ok(Month { year, month })
     }
 
     /// The month containing `date`.
@@ -472,8 +490,15 @@ mod tests {
         for bad in [
             "2024-13", "2024-00", "24-01", "2024-1", "2024/01", "abcd-ef",
         ] {
-            assert!(Month::parse(bad).is_none(), "{bad}");
+            assert_eq!(Month::parse(bad), Err(MonthError::Malformed), "{bad}");
         }
+        for far in ["9999-12", "9999-01", "1969-12", "0000-01"] {
+            assert_eq!(Month::parse(far), Err(MonthError::OutOfRange), "{far}");
+        }
+        // The last supported month has a next month and a last day.
+        let last = Month::parse(LAST_MONTH).unwrap();
+        assert_eq!(last.next().to_string(), "9999-01");
+        assert!(last.end_s() > last.start_s());
     }
 
     #[test]

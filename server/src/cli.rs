@@ -68,7 +68,8 @@ pub struct ServeArgs {
     /// Price of persistent storage per repository per month, in USD [default: 5].
     #[arg(long, env = "RCLAUDE_PRICE_STORAGE_MONTH_USD")]
     pub price_storage_month_usd: Option<String>,
-    /// How long a running session stays billable after its last event (e.g. 90s, 5m) [default: 5m].
+    /// How long a running session stays billable after its last event (e.g. 90s, 5m; at most
+    /// 24h) [default: 5m].
     #[arg(long, env = "RCLAUDE_HEARTBEAT_GRACE")]
     pub heartbeat_grace: Option<String>,
     /// Largest accepted request body in bytes [default: 65536].
@@ -77,6 +78,14 @@ pub struct ServeArgs {
     /// Deadline for one request (e.g. 30s) [default: 30s].
     #[arg(long, env = "RCLAUDE_REQUEST_TIMEOUT")]
     pub request_timeout: Option<String>,
+    /// Time a client has to send a request's headers, and to start its next request on a
+    /// kept-alive connection (e.g. 10s; 1s to 5m) [default: 10s].
+    #[arg(long, env = "RCLAUDE_HEADER_READ_TIMEOUT")]
+    pub header_read_timeout: Option<String>,
+    /// How often WebSockets are pinged; each ping re-checks the socket's token or sign-in
+    /// (e.g. 30s; 1s to 1h) [default: 30s].
+    #[arg(long, env = "RCLAUDE_WS_PING")]
+    pub ws_ping: Option<String>,
     /// Maximum database connections [default: 16].
     #[arg(long, env = "RCLAUDE_DB_MAX_CONNECTIONS")]
     pub db_max_connections: Option<u32>,
@@ -124,6 +133,8 @@ impl ServeArgs {
             heartbeat_grace: self.heartbeat_grace.or(other.heartbeat_grace),
             max_body_bytes: self.max_body_bytes.or(other.max_body_bytes),
             request_timeout: self.request_timeout.or(other.request_timeout),
+            header_read_timeout: self.header_read_timeout.or(other.header_read_timeout),
+            ws_ping: self.ws_ping.or(other.ws_ping),
             db_max_connections: self.db_max_connections.or(other.db_max_connections),
             test_clock: self.test_clock || other.test_clock,
             cookie_secure: self.cookie_secure.or(other.cookie_secure),
@@ -190,6 +201,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         heartbeat_grace: serve_args.heartbeat_grace,
         max_body_bytes: serve_args.max_body_bytes,
         request_timeout: serve_args.request_timeout,
+        header_read_timeout: serve_args.header_read_timeout,
+        ws_ping: serve_args.ws_ping,
         db_max_connections: serve_args.db_max_connections,
         test_clock: serve_args.test_clock,
         cookie_secure: serve_args.cookie_secure,

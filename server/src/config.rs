@@ -41,6 +41,11 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Deadline for one HTTP request (WebSockets are exempt once upgraded).
     pub request_timeout: Duration,
+    /// How often WebSockets are pinged; each ping also re-checks the socket's credential.
+    pub ws_ping: Duration,
+    /// Time a client has to send a request's headers (and to start the next request on a
+    /// kept-alive connection) before the connection is closed.
+    pub header_read_timeout: Duration,
     /// Honour the `x-rclaude-now` header (tests drive the clock with it). Never in production.
     pub test_clock: bool,
     /// Maximum pooled database connections (PostgreSQL; SQLite uses 1 writer + readers).
@@ -131,6 +136,8 @@ impl Default for ServerConfig {
             prices: Prices::default(),
             max_body_bytes: 64 * 1024,
             request_timeout: Duration::from_secs(30),
+            ws_ping: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(10),
             test_clock: false,
             db_max_connections: 16,
             shutdown_grace: Duration::from_secs(10),
@@ -222,6 +229,24 @@ pub fn parse_duration_s(what: &str, value: &str) -> Result<i64, ConfigError> {
     n.checked_mul(mult).ok_or_else(bad)
 }
 
+/// The longest heartbeat grace: a client silent for longer than this is stopped and its billing
+/// ends at its last heartbeat. A day covers a laptop asleep overnight; more would let a crashed
+/// client's session look alive (and billable) for days.
+pub const MAX_HEARTBEAT_GRACE_S: i64 = 24 * 3600;
+
+/// A duration setting in whole seconds within `min..=max`.
+fn duration_within(what: &str, value: &str, min: i64, max: i64) -> Result<i64, ConfigError> {
+    let s = parse_duration_s(what, value)?;
+    if (min..=max).contains(&s) {
+        Ok(s)
+    } else {
+        Err(ConfigError::Invalid {
+            what: what.into(),
+            message: format!("`{value}` is out of range ({min}s ..= {max}s)"),
+        })
+    }
+}
+
 /// The TOML config file (`--config`). Every key is optional.
 ///
 /// ```toml
@@ -232,6 +257,8 @@ pub fn parse_duration_s(what: &str, value: &str) -> Result<i64, ConfigError> {
 /// heartbeat_grace = "5m"
 /// max_body_bytes = 65536
 /// request_timeout = "30s"
+/// header_read_timeout = "10s"
+/// ws_ping = "30s"
 /// db_max_connections = 16
 /// ```
 #[derive(Debug, Default, Deserialize)]
@@ -244,6 +271,8 @@ pub struct FileConfig {
     pub heartbeat_grace: Option<NumOrStr>,
     pub max_body_bytes: Option<u64>,
     pub request_timeout: Option<NumOrStr>,
+    pub header_read_timeout: Option<NumOrStr>,
+    pub ws_ping: Option<NumOrStr>,
     pub db_max_connections: Option<u32>,
     pub cookie_secure: Option<String>,
     pub dashboard_session_ttl: Option<NumOrStr>,
@@ -299,6 +328,8 @@ pub struct Overrides {
     pub heartbeat_grace: Option<String>,
     pub max_body_bytes: Option<u64>,
     pub request_timeout: Option<String>,
+    pub header_read_timeout: Option<String>,
+    pub ws_ping: Option<String>,
     pub db_max_connections: Option<u32>,
     pub test_clock: bool,
     pub cookie_secure: Option<String>,
@@ -343,7 +374,18 @@ pub fn resolve(file: FileConfig, over: Overrides) -> Result<ServerConfig, Config
         .heartbeat_grace
         .or(file.heartbeat_grace.map(|v| v.text()))
     {
-        cfg.prices.heartbeat_grace_s = parse_duration_s("heartbeat_grace", &v)?;
+        cfg.prices.heartbeat_grace_s =
+            duration_within("heartbeat_grace", &v, 1, MAX_HEARTBEAT_GRACE_S)?;
+    }
+    if let Some(v) = over
+        .header_read_timeout
+        .or(file.header_read_timeout.map(|v| v.text()))
+    {
+        cfg.header_read_timeout =
+            Duration::from_secs(duration_within("header_read_timeout", &v, 1, 300)? as u64);
+    }
+    if let Some(v) = over.ws_ping.or(file.ws_ping.map(|v| v.text())) {
+        cfg.ws_ping = Duration::from_secs(duration_within("ws_ping", &v, 1, 3600)? as u64);
     }
     if let Some(v) = over.max_body_bytes.or(file.max_body_bytes) {
         if !(1024..=64 * 1024 * 1024).contains(&v) {

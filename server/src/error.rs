@@ -15,6 +15,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Seconds to send as `Retry-After` (503 while the database is unreachable).
+    pub retry_after_s: Option<u32>,
 }
 
 impl ApiError {
@@ -23,6 +25,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after_s: None,
         }
     }
 
@@ -54,8 +57,14 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({ "error": { "code": self.code, "message": self.message } });
+        // Messages may quote what the client sent; a token secret never goes back out.
+        let message = crate::redact::tokens(&self.message);
+        let body = json!({ "error": { "code": self.code, "message": message } });
         let mut resp = (self.status, axum::Json(body)).into_response();
+        if let Some(s) = self.retry_after_s {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(s));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -77,16 +86,42 @@ impl From<StoreError> for ApiError {
             StoreError::Db(e) => {
                 tracing::error!(error = %e, "database error");
                 if matches!(e, sqlx::Error::PoolTimedOut) {
-                    ApiError::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "unavailable",
-                        "the database is overloaded; retry shortly",
-                    )
+                    ApiError {
+                        retry_after_s: Some(1),
+                        ..ApiError::new(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "unavailable",
+                            "the database is overloaded; retry shortly",
+                        )
+                    }
+                } else if database_unreachable(&e) {
+                    ApiError {
+                        retry_after_s: Some(5),
+                        ..ApiError::new(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "database_unavailable",
+                            "the database cannot be reached right now; retry shortly",
+                        )
+                    }
                 } else {
                     ApiError::internal("database error; see the server log")
                 }
             }
         }
+    }
+}
+
+/// Whether a database error means the database is down or unreachable (as opposed to a bad
+/// query): lost connections, refused connections, a server shutting down or starting up.
+fn database_unreachable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(d) => d.code().is_some_and(|c| {
+            // SQLSTATE class 08 (connection exception), 57P01..57P03 (admin/crash shutdown,
+            // cannot connect now), 53300 (too many connections).
+            c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03" | "53300")
+        }),
+        _ => false,
     }
 }
 

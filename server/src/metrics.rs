@@ -149,7 +149,8 @@ pub async fn track(State(state): State<AppState>, mut req: Request, next: Next) 
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".to_string());
-    let path = req.uri().path().to_string();
+    // A token pasted into a path by mistake must not reach the log.
+    let path = crate::redact::tokens(req.uri().path()).into_owned();
     let resp = next.run(req).await;
     let status = resp.status().as_u16();
     let secs = start.elapsed().as_secs_f64();

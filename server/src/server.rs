@@ -76,6 +76,7 @@ pub async fn serve_until(
         metrics: Arc::new(Metrics::default()),
         shutdown: shutdown_rx,
         sockets: sockets.clone(),
+        revocations: Default::default(),
     };
     let app = router(state);
     let listener = TcpListener::bind(cfg.listen)
@@ -97,15 +98,13 @@ pub async fn serve_until(
         let _ = shutdown_tx.send(true);
         let _ = stopping_tx.send(true);
     };
-    // TCP_NODELAY: WebSocket frames and streamed bodies are small writes that Nagle's algorithm
-    // would hold back until the peer's delayed ACK.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let server = axum::serve(listener, app).with_graceful_shutdown(graceful);
+    let limits = crate::listen::ConnLimits {
+        header_read: cfg.header_read_timeout,
+    };
+    let server = crate::listen::serve(listener, app, limits, graceful);
     let drain_limit = cfg.shutdown_grace;
     tokio::select! {
-        r = server => r.context("server error")?,
+        () = server => {}
         _ = async {
             let _ = stopping_rx.wait_for(|s| *s).await;
             tokio::time::sleep(drain_limit).await;

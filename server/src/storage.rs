@@ -43,6 +43,25 @@ pub struct Principal {
     pub last_used_at_ms: Option<i64>,
 }
 
+/// How a token to revoke is named.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenKey<'a> {
+    /// Its public prefix (`rcl_xxxxxxxx`) or its id.
+    PrefixOrId(&'a str),
+    /// The SHA-256 of the whole token (someone pasted the secret itself).
+    Hash(String),
+}
+
+impl TokenKey<'_> {
+    /// How to name it in a message (never the secret).
+    pub fn describe(&self) -> &str {
+        match self {
+            TokenKey::PrefixOrId(k) => k,
+            TokenKey::Hash(_) => "(the token given)",
+        }
+    }
+}
+
 /// Fields of a new session (validated by the caller).
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewSession {
@@ -297,20 +316,28 @@ impl Store {
         rows.iter().map(token_from_row).collect()
     }
 
-    /// Revokes a token by prefix or id (within `account_id` when given). Idempotent.
+    /// Revokes a token (within `account_id` when given). Idempotent.
     pub async fn revoke_token(
         &self,
         account_id: Option<&str>,
-        prefix_or_id: &str,
+        key: TokenKey<'_>,
         now_ms: i64,
     ) -> Result<TokenInfo> {
+        let column = match key {
+            TokenKey::PrefixOrId(_) => "(prefix = $2 OR id = $2)",
+            TokenKey::Hash(_) => "token_hash = $2",
+        };
+        let value = match &key {
+            TokenKey::PrefixOrId(v) => *v,
+            TokenKey::Hash(h) => h.as_str(),
+        };
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE api_tokens SET revoked_at_ms = COALESCE(revoked_at_ms, $1) \
-             WHERE (prefix = $2 OR id = $2) AND ($3 IS NULL OR account_id = $3) \
+             WHERE {column} AND ($3 IS NULL OR account_id = $3) \
              RETURNING {TOKEN_COLS}"
         )))
         .bind(now_ms)
-        .bind(prefix_or_id)
+        .bind(value)
         .bind(account_id)
         .fetch_optional(&self.db.write)
         .await?

@@ -15,7 +15,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
@@ -24,17 +23,18 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
+use tokio::sync::broadcast;
 use tokio::sync::broadcast::Receiver;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::app::AppState;
-use crate::auth::Auth;
+use crate::auth::AuthWithCredential;
 use crate::error::{ApiError, ApiPath, ApiQuery};
 use crate::events::LiveEvent;
+use crate::revocations::{Credential, Revoked};
 use crate::routes::sessions::session_path_id;
 use crate::storage::Principal;
 
-const PING_EVERY: Duration = Duration::from_secs(30);
 const PAGE: i64 = 1000;
 
 /// `Some` when the request asks for a WebSocket upgrade (a failed handshake is a 400 JSON error),
@@ -85,7 +85,7 @@ pub struct AccountEventsQuery {
 /// `GET /v1/sessions/{id}/events`: WebSocket stream, or the stored events as JSON.
 pub async fn session_events(
     State(state): State<AppState>,
-    Auth(p): Auth,
+    AuthWithCredential(p, cred): AuthWithCredential,
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<SessionEventsQuery>,
     MaybeWs(ws): MaybeWs,
@@ -94,6 +94,7 @@ pub async fn session_events(
     // Subscribe before reading the database (and before answering 101): nothing committed after
     // the read can be missed.
     let rx = state.hub.subscribe();
+    let revoked = state.revocations.subscribe();
     let session = state
         .store
         .get_session(&p.account_id, &sid, 0)
@@ -122,7 +123,8 @@ pub async fn session_events(
         .on_upgrade(move |socket| async move {
             let _guard = state.sockets.enter();
             state.metrics.ws_connections.fetch_add(1, Ordering::Relaxed);
-            session_socket(&state, socket, rx, p, sid, start, replay).await;
+            let watch = Watch { cred, revoked };
+            session_socket(&state, socket, rx, watch, p, sid, start, replay).await;
             state.metrics.ws_connections.fetch_sub(1, Ordering::Relaxed);
         })
         .into_response())
@@ -131,7 +133,7 @@ pub async fn session_events(
 /// `GET /v1/events`: WebSocket stream of every new event of the account.
 pub async fn account_events(
     State(state): State<AppState>,
-    Auth(p): Auth,
+    AuthWithCredential(p, cred): AuthWithCredential,
     ApiQuery(_q): ApiQuery<AccountEventsQuery>,
     MaybeWs(ws): MaybeWs,
 ) -> Result<Response, ApiError> {
@@ -145,12 +147,14 @@ pub async fn account_events(
     // Subscribe, then note where each open session stands: later events are exactly those with
     // a higher seq (sessions created later start at 0).
     let rx = state.hub.subscribe();
+    let revoked = state.revocations.subscribe();
     let seen = state.store.live_session_seqs(&p.account_id).await?;
     Ok(ws
         .on_upgrade(move |socket| async move {
             let _guard = state.sockets.enter();
             state.metrics.ws_connections.fetch_add(1, Ordering::Relaxed);
-            account_socket(&state, socket, rx, p, seen).await;
+            let watch = Watch { cred, revoked };
+            account_socket(&state, socket, rx, watch, p, seen).await;
             state.metrics.ws_connections.fetch_sub(1, Ordering::Relaxed);
         })
         .into_response())
@@ -209,10 +213,12 @@ async fn backfill(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn session_socket(
     state: &AppState,
     mut socket: WebSocket,
     mut rx: Receiver<Arc<LiveEvent>>,
+    mut watch: Watch,
     p: Principal,
     sid: String,
     start: i64,
@@ -227,7 +233,7 @@ async fn session_socket(
             Err(e) => return close_with_error(socket, &e).await,
         }
     }
-    let mut ping = tokio::time::interval(PING_EVERY);
+    let mut ping = tokio::time::interval(state.config.ws_ping);
     ping.tick().await;
     loop {
         tokio::select! {
@@ -269,6 +275,14 @@ async fn session_socket(
                 if socket.send(Message::Ping(Default::default())).await.is_err() {
                     return;
                 }
+                if !watch.still_valid(state).await {
+                    return credentials_withdrawn(socket).await;
+                }
+            }
+            r = watch.revoked.recv() => {
+                if watch.must_close(r, &p, state).await {
+                    return credentials_withdrawn(socket).await;
+                }
             }
             _ = shutdown.changed() => {
                 return going_away(socket).await;
@@ -281,11 +295,12 @@ async fn account_socket(
     state: &AppState,
     mut socket: WebSocket,
     mut rx: Receiver<Arc<LiveEvent>>,
+    mut watch: Watch,
     p: Principal,
     mut seen: HashMap<String, i64>,
 ) {
     let mut shutdown = state.shutdown.clone();
-    let mut ping = tokio::time::interval(PING_EVERY);
+    let mut ping = tokio::time::interval(state.config.ws_ping);
     ping.tick().await;
     loop {
         tokio::select! {
@@ -332,12 +347,64 @@ async fn account_socket(
                 if socket.send(Message::Ping(Default::default())).await.is_err() {
                     return;
                 }
+                if !watch.still_valid(state).await {
+                    return credentials_withdrawn(socket).await;
+                }
+            }
+            r = watch.revoked.recv() => {
+                if watch.must_close(r, &p, state).await {
+                    return credentials_withdrawn(socket).await;
+                }
             }
             _ = shutdown.changed() => {
                 return going_away(socket).await;
             }
         }
     }
+}
+
+/// What a socket keeps to notice that its credential was withdrawn.
+struct Watch {
+    cred: Credential,
+    revoked: broadcast::Receiver<Revoked>,
+}
+
+impl Watch {
+    /// Asks the database again; a database error keeps the socket (it is not a revocation).
+    async fn still_valid(&self, state: &AppState) -> bool {
+        match self.cred.still_valid(&state.store).await {
+            Ok(valid) => valid,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot re-check a WebSocket's credential");
+                true
+            }
+        }
+    }
+
+    /// Whether a revocation notice (or a gap in them) ends this socket.
+    async fn must_close(
+        &self,
+        r: Result<Revoked, broadcast::error::RecvError>,
+        p: &Principal,
+        state: &AppState,
+    ) -> bool {
+        match r {
+            Ok(r) => r.applies_to(p, &self.cred),
+            // Notices were missed: ask the database instead.
+            Err(broadcast::error::RecvError::Lagged(_)) => !self.still_valid(state).await,
+            Err(broadcast::error::RecvError::Closed) => false,
+        }
+    }
+}
+
+/// Closes with 1008: the token was revoked, or the dashboard user signed out.
+async fn credentials_withdrawn(mut socket: WebSocket) {
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code: close_code::POLICY,
+            reason: "credentials revoked".into(),
+        })))
+        .await;
 }
 
 /// Client messages are ignored (axum answers pings); a close or an error ends the loop.

@@ -9,6 +9,7 @@ use common::*;
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
 use serde_json::Value;
+use std::time::Duration;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 /// A client that keeps the dashboard cookie by hand and never follows redirects.
@@ -312,6 +313,15 @@ async fn sign_in_and_out(db: TestDb) {
         p.set_cookie("rclaude_session")
             .unwrap()
             .contains("Max-Age=0")
+    );
+    // Sockets opened with that sign-in close at once (1008), not at their next ping.
+    assert_eq!(
+        ws_close_code(&mut ws, Duration::from_secs(5)).await,
+        Some(1008)
+    );
+    assert_eq!(
+        ws_close_code(&mut sws, Duration::from_secs(5)).await,
+        Some(1008)
     );
     // The old cookie is dead even if a browser kept it.
     assert_eq!(web.get("/sessions").await.status, StatusCode::SEE_OTHER);

@@ -77,6 +77,10 @@ pub fn server_error(e: ServerError) -> CliError {
             CliError::unavailable(e.to_string()).hint("is the server running? check the URL")
         }
         ServerError::NotFound(_) => CliError::unavailable(e.to_string()),
+        // The server refused what we asked for (a value out of its range): a usage error.
+        ServerError::Rejected {
+            status: 400 | 422, ..
+        } => CliError::usage(e.to_string()),
         _ => CliError::unavailable(e.to_string()),
     }
 }

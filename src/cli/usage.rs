@@ -25,16 +25,17 @@ pub struct Args {
 }
 
 pub async fn run(_g: &GlobalArgs, args: Args) -> CliResult {
+    // Bad input is refused before anything else is looked at.
+    let month = match args.month {
+        Some(m) => valid_month(&m)?,
+        None => crate::time::now_rfc3339()[..7].to_string(),
+    };
     let creds = Credentials::load()
         .map_err(|e| CliError::config(e.to_string()))?
         .ok_or_else(|| {
             CliError::auth("not logged in to an rclaude server")
                 .hint("`rclaude login --server URL`")
         })?;
-    let month = match args.month {
-        Some(m) => valid_month(&m)?,
-        None => crate::time::now_rfc3339()[..7].to_string(),
-    };
     let client = ServerClient::new(&creds).map_err(|e| CliError::internal(e.to_string()))?;
     let invoice = client.invoice(&month).await.map_err(server_error)?;
     if args.json {
@@ -106,18 +107,29 @@ pub async fn run(_g: &GlobalArgs, args: Args) -> CliResult {
     Ok(0)
 }
 
+/// The months the server bills (its calendar ends in 9999; a month needs the next one's start).
+const MONTH_RANGE: std::ops::RangeInclusive<u32> = 1970..=9998;
+
 fn valid_month(m: &str) -> CliResult<String> {
     let ok = m.len() == 7
+        && m.is_ascii()
         && m.as_bytes()[4] == b'-'
         && m[..4].chars().all(|c| c.is_ascii_digit())
         && matches!(m[5..].parse::<u32>(), Ok(1..=12));
-    if ok {
-        Ok(m.to_string())
-    } else {
-        Err(CliError::usage(format!(
+    if !ok {
+        return Err(CliError::usage(format!(
             "--month {m:?}: use YYYY-MM, e.g. 2026-11"
-        )))
+        )));
     }
+    let year: u32 = m[..4].parse().unwrap_or(0);
+    if !MONTH_RANGE.contains(&year) {
+        return Err(CliError::usage(format!(
+            "--month {m}: outside the supported range {}-01 to {}-12",
+            MONTH_RANGE.start(),
+            MONTH_RANGE.end()
+        )));
+    }
+    Ok(m.to_string())
 }
 
 /// Micro-dollars as `$1.23`.
@@ -135,6 +147,9 @@ mod tests {
         assert!(valid_month("2026-11").is_ok());
         assert!(valid_month("2026-13").is_err());
         assert!(valid_month("26-11").is_err());
+        assert!(valid_month("9999-12").is_err());
+        assert!(valid_month("1969-12").is_err());
+        assert!(valid_month("9998-12").is_ok());
         assert_eq!(usd(100_000), "$0.10");
         assert_eq!(usd(5_000_000), "$5.00");
         assert_eq!(usd(1_234_567), "$1.23");

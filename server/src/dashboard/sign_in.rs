@@ -180,6 +180,7 @@ pub async fn sign_out(
     if let Err(e) = state.store.delete_web_session(&user.session_hash).await {
         return layout::store_error(Some(&user), e);
     }
+    state.revocations.signed_out(&user.session_hash);
     tracing::info!(account = %user.principal.account_name, "dashboard sign-out");
     clear(Redirect::to("/sign-in").into_response())
 }

@@ -13,19 +13,24 @@ use super::auth::WebUser;
 use super::chart::{Bar, bar_chart};
 use super::layout::{self, Nav, duration, html_response, page, usd};
 use crate::app::AppState;
-use crate::billing::{self, Invoice, Month, Usage};
+use crate::billing::{self, Invoice, Month, MonthError, Usage};
 use crate::clock::Now;
 use crate::storage::StoreError;
 
-fn month_param(raw: Option<&str>, now: Now) -> Result<Month, String> {
+fn month_param(raw: Option<&str>, now: Now) -> Result<Month, (StatusCode, String)> {
     let given = url::form_urlencoded::parse(raw.unwrap_or("").as_bytes())
         .find(|(k, _)| k == "month")
         .map(|(_, v)| v.trim().to_string())
         .filter(|v| !v.is_empty());
     match given {
         None => Ok(Month::of(billing::date_of_s(now.s()))),
-        Some(m) => Month::parse(&m)
-            .ok_or_else(|| format!("“{m}” is not a month; use YYYY-MM, for example 2025-02.")),
+        Some(m) => Month::parse(&m).map_err(|e| {
+            let status = match e {
+                MonthError::Malformed => StatusCode::BAD_REQUEST,
+                MonthError::OutOfRange => StatusCode::UNPROCESSABLE_ENTITY,
+            };
+            (status, format!("“{m}” {e}."))
+        }),
     }
 }
 
@@ -64,9 +69,8 @@ async fn requested_month(
     now: Now,
     raw: Option<&str>,
 ) -> Result<(Month, Usage, Invoice), Response> {
-    let m = month_param(raw, now).map_err(|msg| {
-        layout::error_page(Some(user), StatusCode::BAD_REQUEST, "Bad request", &msg)
-    })?;
+    let m = month_param(raw, now)
+        .map_err(|(status, msg)| layout::error_page(Some(user), status, "Bad request", &msg))?;
     let (usage, invoice) = compute(state, &user.principal.account_id, m, now)
         .await
         .map_err(|e| layout::store_error(Some(user), e))?;

@@ -78,11 +78,7 @@ pub async fn invoice(
     now: Now,
     ApiPath(month): ApiPath<String>,
 ) -> Result<Json<Invoice>, ApiError> {
-    let m = Month::parse(&month).ok_or_else(|| {
-        ApiError::invalid(format!(
-            "`{month}` is not a month; use YYYY-MM (e.g. 2025-02)"
-        ))
-    })?;
+    let m = Month::parse(&month).map_err(|e| ApiError::invalid(format!("`{month}` {e}")))?;
     let (from_s, to_s) = (m.start_s(), m.end_s());
     let intervals = state
         .store

@@ -52,21 +52,27 @@ pub async fn create(
     ))
 }
 
-/// `DELETE /v1/tokens/{prefix_or_id}` → `{"token": TokenInfo}` (with `revoked_at`); idempotent.
+/// `DELETE /v1/tokens/{prefix_or_id_or_token}` → `{"token": TokenInfo}` (with `revoked_at`);
+/// idempotent. Open WebSockets authenticated with the token are closed (1008).
 pub async fn revoke(
     State(state): State<AppState>,
     Auth(p): Auth,
     now: Now,
     ApiPath(key): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
+    let key = auth::token_key(&key);
     match state
         .store
-        .revoke_token(Some(&p.account_id), &key, now.ms())
+        .revoke_token(Some(&p.account_id), key.clone(), now.ms())
         .await
     {
-        Ok(info) => Ok(Json(json!({ "token": info }))),
+        Ok(info) => {
+            state.revocations.token_revoked(&info.id);
+            Ok(Json(json!({ "token": info })))
+        }
         Err(StoreError::NotFound) => Err(ApiError::not_found(format!(
-            "no token with prefix or id `{key}` in this account"
+            "no token with prefix or id `{}` in this account",
+            key.describe()
         ))),
         Err(e) => Err(e.into()),
     }

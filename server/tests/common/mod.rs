@@ -148,6 +148,11 @@ pub struct Server {
 impl Server {
     /// Starts the server on `127.0.0.1:0` with `--test-clock` and extra flags.
     pub async fn start(db: &TestDb, extra: &[&str]) -> Server {
+        Server::start_with_url(db, &db.url, extra).await
+    }
+
+    /// Like [`Server::start`], reaching the database through `url` (e.g. a proxy to it).
+    pub async fn start_with_url(db: &TestDb, url: &str, extra: &[&str]) -> Server {
         let log = db
             .dir
             .path()
@@ -155,7 +160,7 @@ impl Server {
         let mut child = Command::new(BIN)
             .args(["serve", "--listen", "127.0.0.1:0", "--test-clock"])
             .arg("--database-url")
-            .arg(&db.url)
+            .arg(url)
             .args(extra)
             .env("RCLAUDE_LOG_FORMAT", "json")
             .env("RUST_LOG", "info,sqlx=warn")
@@ -365,6 +370,22 @@ pub async fn ws_next(ws: &mut Ws) -> Value {
 pub async fn ws_quiet(ws: &mut Ws, wait: Duration) {
     if let Ok(Some(Ok(Message::Text(t)))) = tokio::time::timeout(wait, ws.next()).await {
         panic!("unexpected message: {t}");
+    }
+}
+
+/// Waits up to `within` for the server to close the socket; returns the close code (`None` when
+/// the connection ended without a close frame). Panics when it stays open.
+pub async fn ws_close_code(ws: &mut Ws, within: Duration) -> Option<u16> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let msg = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .unwrap_or_else(|_| panic!("the socket is still open after {within:?}"));
+        match msg {
+            Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => continue,
+            Some(Err(_)) | None => return None,
+        }
     }
 }
 
