@@ -1220,3 +1220,150 @@ fn walkdir_names(dir: &std::path::Path) -> Vec<String> {
     }
     names
 }
+
+/// POST a unary JSON RPC; returns (status, body).
+async fn raw_unary(url: &str, path: &str, body: Value) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .post(format!("{url}{path}"))
+        .header("content-type", "application/json")
+        .header("x-access-token", TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn watch_dir_streams_events_and_reports_errors_in_the_end_frame() {
+    let a = TestAgent::start().await;
+    std::fs::create_dir_all(a.root.join("w/sub")).unwrap();
+    let req = json!({"path": "w", "recursive": true});
+    let resp = reqwest::Client::new()
+        .post(format!("{}/filesystem.Filesystem/WatchDir", a.url))
+        .header("content-type", "application/connect+json")
+        .header("x-access-token", TOKEN)
+        .header("keepalive-ping-interval", "1")
+        .body(encode_json(&req))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let mut body = resp.bytes_stream();
+    let mut dec = EnvelopeDecoder::new();
+    let mut msgs: Vec<Value> = Vec::new();
+    let mut next = async || -> Value {
+        loop {
+            if let Some(env) = dec.next_envelope().unwrap() {
+                assert!(!env.is_end(), "the watch ended: {:?}", env.payload);
+                return serde_json::from_slice(&env.payload).unwrap();
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(10), body.next())
+                .await
+                .expect("a watch message within 10 s")
+                .expect("stream open")
+                .unwrap();
+            dec.push(&chunk);
+        }
+    };
+    assert_eq!(next().await, json!({"start": {}}));
+    std::fs::write(a.root.join("w/sub/new.txt"), "x").unwrap();
+    std::fs::remove_file(a.root.join("w/sub/new.txt")).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        let m = next().await;
+        let done = m["filesystem"]["type"] == "EVENT_TYPE_REMOVE";
+        msgs.push(m);
+        if done {
+            break;
+        }
+    }
+    let events: Vec<(String, String)> = msgs
+        .iter()
+        .filter_map(|m| m.get("filesystem"))
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap().into(),
+                e["type"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    for want in ["EVENT_TYPE_CREATE", "EVENT_TYPE_WRITE", "EVENT_TYPE_REMOVE"] {
+        assert!(
+            events.contains(&("sub/new.txt".into(), want.into())),
+            "{want} missing: {events:?}"
+        );
+    }
+    // Silence is filled with keepalives at the interval the client asked for.
+    assert_eq!(next().await, json!({"keepalive": {}}));
+
+    // Errors arrive inside the stream (HTTP 200), typed, as envd sends them.
+    for (path, code) in [("nope", "not_found"), ("../../..", "invalid_argument")] {
+        let (status, msgs, end) = raw_stream(
+            &a.url,
+            "/filesystem.Filesystem/WatchDir",
+            &[("x-access-token", TOKEN)],
+            encode_json(&json!({ "path": path })).into(),
+        )
+        .await;
+        assert_eq!((status, msgs.len()), (200, 0), "{path}");
+        assert_eq!(end.unwrap()["error"]["code"], code, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn polled_watchers_collect_events_until_removed() {
+    let a = TestAgent::start().await;
+    std::fs::create_dir_all(a.root.join("p/deep")).unwrap();
+    let (status, v) = raw_unary(
+        &a.url,
+        "/filesystem.Filesystem/CreateWatcher",
+        json!({"path": "p", "recursive": false}),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let id = v["watcherId"].as_str().unwrap().to_string();
+    std::fs::write(a.root.join("p/top.txt"), "1").unwrap();
+    std::fs::write(a.root.join("p/deep/below.txt"), "2").unwrap();
+    let mut names = Vec::new();
+    for _ in 0..50 {
+        let (status, v) = raw_unary(
+            &a.url,
+            "/filesystem.Filesystem/GetWatcherEvents",
+            json!({"watcherId": id}),
+        )
+        .await;
+        assert_eq!(status, 200, "{v}");
+        names.extend(
+            v["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["name"].as_str().unwrap().to_string()),
+        );
+        if names.iter().any(|n| n == "top.txt") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(names.iter().any(|n| n == "top.txt"), "{names:?}");
+    assert!(
+        !names.iter().any(|n| n.contains("below")),
+        "not recursive, yet saw {names:?}"
+    );
+    let (status, _) = raw_unary(
+        &a.url,
+        "/filesystem.Filesystem/RemoveWatcher",
+        json!({"watcherId": id}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, v) = raw_unary(
+        &a.url,
+        "/filesystem.Filesystem/GetWatcherEvents",
+        json!({"watcherId": id}),
+    )
+    .await;
+    assert_eq!((status, v["code"].as_str()), (404, Some("not_found")));
+}

@@ -22,6 +22,9 @@ use super::AgentState;
 use super::paths::Follow;
 use crate::envd::proto::{HttpError, WrittenFile};
 
+/// Name prefix of the temporary files uploads are written to before they are renamed into place.
+pub(crate) const UPLOAD_TMP_PREFIX: &str = ".rclaude-upload-";
+
 /// Query of `/files` (the user and signature fields are accepted; auth checks the signature).
 #[derive(Debug, Default, Deserialize)]
 pub struct FilesQuery {
@@ -347,7 +350,7 @@ fn write_small(dest: &Path, parts: &[Bytes]) -> Result<(), HttpFail> {
         }
     };
     let mut tmp = tempfile::Builder::new()
-        .prefix(".rclaude-upload-")
+        .prefix(UPLOAD_TMP_PREFIX)
         .tempfile_in(parent)
         .map_err(|e| io_fail(parent, e))?;
     for p in parts {
@@ -396,7 +399,7 @@ where
     let p2 = parent.clone();
     let tmp = tokio::task::spawn_blocking(move || {
         tempfile::Builder::new()
-            .prefix(".rclaude-upload-")
+            .prefix(UPLOAD_TMP_PREFIX)
             .tempfile_in(&p2)
     })
     .await

@@ -1,6 +1,6 @@
 //! The `filesystem.Filesystem` service: Stat, ListDir, MakeDir, Move, Remove, all confined to
-//! the sandbox root. (File contents travel over `/files`, never over RPC; watchers are not
-//! implemented.)
+//! the sandbox root. (File contents travel over `/files`, never over RPC; the watch methods are
+//! in `watch.rs`.)
 
 use std::fs::Metadata;
 use std::io;
@@ -50,12 +50,6 @@ pub async fn handle(
 ) -> Response {
     match method {
         "Stat" | "ListDir" | "MakeDir" | "Move" | "Remove" => {}
-        "WatchDir" | "CreateWatcher" | "GetWatcherEvents" | "RemoveWatcher" => {
-            return rpc::error_response(&err(
-                Code::Unimplemented,
-                format!("filesystem.Filesystem/{method} is not supported by this agent"),
-            ));
-        }
         other => return rpc::unknown_method("filesystem.Filesystem", other),
     }
     if !rpc::is_unary_json(&headers) {

@@ -22,6 +22,7 @@ pub mod paths;
 mod process;
 mod pty;
 mod rpc;
+mod watch;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -105,6 +106,7 @@ pub(crate) struct AgentState {
     auth: auth::Auth,
     conf: Arc<paths::Confinement>,
     processes: Arc<process::Processes>,
+    watchers: Arc<watch::Watchers>,
     env: BTreeMap<String, String>,
 }
 
@@ -152,10 +154,12 @@ pub async fn bind(opts: AgentOptions) -> Result<Agent, AgentError> {
         &opts.env,
         opts.keepalive_default,
     ));
+    let watchers = watch::Watchers::new(conf.clone(), opts.keepalive_default);
     let state = Arc::new(AgentState {
         auth: auth::Auth::new(opts.token),
         conf,
         processes,
+        watchers,
         env: opts.env,
     });
     Ok(Agent {
@@ -256,7 +260,12 @@ async fn filesystem_rpc(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    filesystem::handle(state.conf.clone(), &method, headers, body).await
+    match method.as_str() {
+        "WatchDir" | "CreateWatcher" | "GetWatcherEvents" | "RemoveWatcher" => {
+            state.watchers.clone().handle(&method, headers, body).await
+        }
+        _ => filesystem::handle(state.conf.clone(), &method, headers, body).await,
+    }
 }
 
 async fn not_found(uri: axum::http::Uri) -> Response {

@@ -126,4 +126,68 @@ text = b"".join(out).decode(errors="replace")
 check("pty output", "pty-42" in text and "30 100" in text, repr(text[-300:]))
 check("pty exit", res.exit_code == 0, res.exit_code)
 
+# Directory watching, polled (the sync SDK: CreateWatcher / GetWatcherEvents / RemoveWatcher).
+sbx.files.make_dir(ROOT + "/watched/sub")
+w = sbx.files.watch_dir(ROOT + "/watched", recursive=True)
+sbx.files.write(ROOT + "/watched/new.txt", "x")
+sbx.files.write(ROOT + "/watched/sub/deep.txt", "y")
+sbx.commands.run("rm watched/new.txt", cwd=ROOT)
+seen = []
+deadline = time.time() + 10
+while time.time() < deadline:
+    seen += [(e.name, e.type.name) for e in w.get_new_events()]
+    if ("new.txt", "REMOVE") in seen and any(n == "sub/deep.txt" for n, _ in seen):
+        break
+    time.sleep(0.1)
+check("watch_dir create", ("new.txt", "CREATE") in seen, repr(seen))
+check("watch_dir write", ("new.txt", "WRITE") in seen, repr(seen))
+check("watch_dir remove", ("new.txt", "REMOVE") in seen, repr(seen))
+check("watch_dir recursive", any(n == "sub/deep.txt" for n, _ in seen), repr(seen))
+w.stop()
+try:
+    w.get_new_events()
+    check("stopped watcher refuses", False, "no exception")
+except Exception as e:
+    check("stopped watcher refuses", True)
+try:
+    sbx.files.watch_dir(ROOT + "/no-such-dir")
+    check("watch missing dir raises NotFound", False, "no exception")
+except NotFoundException:
+    check("watch missing dir raises NotFound", True)
+
+# Directory watching, streamed (the async SDK: WatchDir), errors typed from inside the stream.
+import asyncio  # noqa: E402
+
+from e2b import AsyncSandbox  # noqa: E402
+
+
+async def streamed():
+    asbx = await AsyncSandbox.create(debug=True)
+    events = []
+    handle = await asbx.files.watch_dir(
+        ROOT + "/watched", on_event=lambda e: events.append((e.name, e.type.name))
+    )
+    await asbx.files.write(ROOT + "/watched/streamed.txt", "z")
+    for _ in range(100):
+        if ("streamed.txt", "CREATE") in events:
+            break
+        await asyncio.sleep(0.1)
+    check("async watch_dir event", ("streamed.txt", "CREATE") in events, repr(events))
+    deep = [n for n, _ in events if "/" in n]
+    check("async watch_dir not recursive by default", deep == [], repr(deep))
+    await handle.stop()
+    try:
+        await asbx.files.watch_dir(ROOT + "/no-such-dir", on_event=lambda e: None)
+        check("async watch missing dir raises NotFound", False, "no exception")
+    except NotFoundException:
+        check("async watch missing dir raises NotFound", True)
+    try:
+        await asbx.files.watch_dir("/etc/../../outside", on_event=lambda e: None)
+        check("async watch outside root raises", False, "no exception")
+    except Exception as e:
+        check("async watch outside root raises typed", "InvalidArgument" in type(e).__name__ or "invalid" in str(e).lower(), repr(e))
+
+
+asyncio.run(streamed())
+
 print("ALL OK", flush=True)
