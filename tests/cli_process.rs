@@ -38,7 +38,8 @@ fn wait_for_file(repo: &TestRepo, name: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
         let found = std::fs::read_dir(repo.sandboxes_dir())
-            .unwrap()
+            .into_iter()
+            .flatten()
             .flatten()
             .any(|d| d.path().join("root/workspace").join(name).exists());
         if found {
@@ -235,4 +236,122 @@ fn an_agent_that_dies_mid_command_is_reported_with_what_to_do() {
         .unwrap();
     assert_eq!(exit, 69, "{err}");
     assert!(err.contains("agent") && err.contains("rclaude up"), "{err}");
+}
+
+/// Without bubblewrap nothing takes a dead agent's processes down with it: rclaude does, when
+/// the agent is started again, and on pause and down.
+#[test]
+fn a_dead_agents_processes_are_reaped_on_restart_pause_and_down() {
+    let repo = repo_with("none");
+    // Alive and not a zombie waiting for init to reap it.
+    let alive = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| {
+                let state = s.rsplit(')').next().unwrap_or("").trim_start();
+                !state.starts_with('Z') && !state.starts_with('X')
+            })
+            .unwrap_or(false)
+    };
+    let background = |tag: &str| -> i32 {
+        let out = repo.ok(&[
+            "exec",
+            "--no-sync",
+            "--",
+            "sh",
+            "-c",
+            &format!("setsid sleep 300 >/dev/null 2>&1 & echo $! > {tag}.pid; cat {tag}.pid"),
+        ]);
+        out.stdout().trim().parse().unwrap()
+    };
+    let kill_agent = || {
+        let state = std::fs::read_dir(repo.sandboxes_dir())
+            .unwrap()
+            .flatten()
+            .map(|d| d.path().join("agent.json"))
+            .find(|p| p.exists())
+            .expect("agent.json");
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(state).unwrap()).unwrap();
+        unsafe { libc::kill(v["pid"].as_i64().unwrap() as i32, libc::SIGKILL) };
+        std::thread::sleep(Duration::from_millis(200));
+    };
+
+    // Restart: the next command starts a new agent, which first clears the old one's.
+    let pid = background("one");
+    kill_agent();
+    assert!(
+        alive(pid),
+        "the orphan should still run before rclaude notices"
+    );
+    repo.ok(&["exec", "--no-sync", "--", "true"]);
+    assert!(!alive(pid), "restart left {pid} running");
+
+    // Pause.
+    let pid = background("two");
+    kill_agent();
+    repo.ok(&["pause"]);
+    assert!(!alive(pid), "pause left {pid} running");
+
+    // Down.
+    repo.ok(&["resume"]);
+    let pid = background("three");
+    kill_agent();
+    repo.ok(&["down", "--yes", "--discard"]);
+    assert!(!alive(pid), "down left {pid} running");
+}
+
+/// A `ci` killed with SIGKILL cannot clean up: its sandbox is found and destroyed by the next
+/// `ls` (or `ci`), or by hand with `down --sandbox ID`.
+#[test]
+fn sandboxes_of_killed_ci_runs_are_reaped_or_destroyed_by_id() {
+    let repo = TestRepo::new(
+        "[sandbox]\nprovider = \"local\"\n[tasks.slow]\nrun = \"touch ci-running; sleep 300\"\n",
+    );
+    repo.write("README", "hi\n");
+    repo.commit_all("init");
+    let sandbox_ids = |repo: &TestRepo| -> Vec<String> {
+        std::fs::read_dir(repo.sandboxes_dir())
+            .map(|rd| {
+                rd.flatten()
+                    .map(|d| d.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+
+    // `ls` destroys what a dead ci run left, and says so.
+    let mut ci = spawn(&repo, &["ci", "slow"]);
+    wait_for_file(&repo, "ci-running");
+    ci.kill().unwrap();
+    ci.wait().unwrap();
+    let leftover = sandbox_ids(&repo);
+    assert_eq!(leftover.len(), 1, "{leftover:?}");
+    let ls = repo.ok(&["ls", "--provider", "local"]);
+    assert!(
+        ls.stderr().contains(&leftover[0]) && ls.stderr().contains("ci run that died"),
+        "{}",
+        ls.all()
+    );
+    assert!(sandbox_ids(&repo).is_empty(), "{:?}", sandbox_ids(&repo));
+
+    // `down --sandbox ID` destroys one by id (from anywhere, with no session record naming it).
+    repo.ok(&["up", "--quiet"]);
+    let ours = sandbox_ids(&repo);
+    let other = TestRepo::new("[sandbox]\nprovider = \"local\"\n");
+    // The other repository shares this one's rclaude home, so both see the same sandboxes.
+    let mut down = other.cmd(&["down", "--sandbox", &ours[0], "--yes"]);
+    down.env("RCLAUDE_HOME", repo.home.path());
+    let out = down.output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(sandbox_ids(&repo).is_empty());
+    // This repository's record still named it: `down` clears the record; after that the id is
+    // unknown, which is an error saying where to look.
+    repo.ok(&["down", "--sandbox", &ours[0], "--yes"]);
+    let again = repo.rclaude(&["down", "--sandbox", &ours[0], "--yes"]);
+    assert_eq!(again.code(), 69, "{}", again.all());
+    assert!(again.stderr().contains("rclaude ls"), "{}", again.all());
 }
