@@ -300,7 +300,7 @@ fn display_dir(root: &Path, dir: &Path) -> String {
 
 /// The repository's common git directory (where `.git/hooks` lives), best effort.
 fn git_common_dir(root: &Path) -> PathBuf {
-    git2::Repository::open(root)
+    crate::gitsync::open_work_tree(root)
         .map(|r| r.commondir().to_path_buf())
         .unwrap_or_else(|_| root.join(".git"))
 }

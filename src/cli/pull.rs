@@ -125,7 +125,7 @@ pub async fn rescue_before_destroy(ctx: &Ctx, record: &SessionRecord) -> CliResu
 /// Commit ids of every local branch and rclaude ref.
 fn local_tips(root: &std::path::Path) -> std::collections::HashSet<String> {
     let mut out = std::collections::HashSet::new();
-    if let Ok(repo) = git2::Repository::open(root)
+    if let Ok(repo) = crate::gitsync::open_work_tree(root)
         && let Ok(refs) = repo.references()
     {
         for r in refs.flatten() {

@@ -79,6 +79,23 @@ async fn push_with(
             for saved in &report.saved {
                 ctx.ui.warn(saved.describe());
             }
+            if !report.submodules.is_empty() {
+                ctx.ui.warn(format!(
+                    "not synced: the files of submodule{} {} (the sandbox gets the commit each is \
+                     at; edits inside them stay on this machine). To check them out in the sandbox, \
+                     add `git submodule update --init --recursive` to [setup] (it fetches from \
+                     their remotes)",
+                    if report.submodules.len() == 1 { "" } else { "s" },
+                    report.submodules.join(", ")
+                ));
+            }
+            if !report.skipped_nested.is_empty() {
+                ctx.ui.warn(format!(
+                    "not synced: {} (another git repository inside the work tree; make it a \
+                     submodule, or add it to [sync] ignore to silence this)",
+                    report.skipped_nested.join(", ")
+                ));
+            }
             Ok(report)
         }
         Err(e) => {

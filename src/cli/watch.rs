@@ -237,7 +237,7 @@ fn head_moved(ctx: &Ctx, record: &crate::session::SessionRecord) -> bool {
     else {
         return false;
     };
-    let Ok(repo) = git2::Repository::open(&ctx.repo.root) else {
+    let Ok(repo) = crate::gitsync::open_work_tree(&ctx.repo.root) else {
         return false;
     };
     let head = repo

@@ -100,9 +100,30 @@ pub(crate) fn parse_oid(s: &str) -> Result<Oid, SyncError> {
     Oid::from_str(s).map_err(SyncError::git("parsing an object id"))
 }
 
+/// Open the repository whose work tree contains `path`, with git's own answer for where that
+/// work tree is: the nearest directory holding `.git` (a directory, or a file naming the git
+/// directory). libgit2 answers wrongly for a `.git` file that points to a separate git directory
+/// (`git init --separate-git-dir`, some tools' layouts): it takes the git directory's parent.
+pub fn open_work_tree(path: &Path) -> Result<Repository, git2::Error> {
+    let repo = Repository::discover(path)?;
+    if repo.is_bare() {
+        return Ok(repo);
+    }
+    let abs = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    if let Some(top) = abs.ancestors().find(|d| d.join(".git").exists())
+        && repo
+            .workdir()
+            .is_none_or(|w| w.canonicalize().unwrap_or_else(|_| w.to_path_buf()) != top)
+        && top.join(".git").is_file()
+    {
+        repo.set_workdir(top, false)?;
+    }
+    Ok(repo)
+}
+
 /// Open the repository at `path` (its work tree root or any path git2 accepts); bare is refused.
 pub(crate) fn open_repo(path: &Path) -> Result<Repository, SyncError> {
-    let repo = Repository::open(path).map_err(|e| SyncError::NotARepository {
+    let repo = open_work_tree(path).map_err(|e| SyncError::NotARepository {
         path: path.to_path_buf(),
         reason: e.message().to_string(),
     })?;

@@ -23,7 +23,8 @@ pub struct PushOptions {
     pub extra_ignores: Vec<String>,
     /// Send everything, ignoring what the sandbox reports it has.
     pub force_full: bool,
-    /// Recurse into submodules (not supported yet: submodules travel as gitlinks).
+    /// Recurse into submodules (not supported yet: submodules travel as gitlinks, and every
+    /// sync says which ones; `git submodule update --init` in `[setup]` checks them out).
     pub submodules: bool,
 }
 
@@ -103,6 +104,8 @@ pub struct PushReport {
     pub index_conflicts: bool,
     /// Embedded repositories (not submodules) in the work tree that were not synced.
     pub skipped_nested: Vec<String>,
+    /// Submodules: the sandbox gets the commit each is at, not its files.
+    pub submodules: Vec<String>,
 }
 
 impl PushReport {
@@ -316,6 +319,7 @@ pub async fn push(
             recovered_interrupted_apply: false,
             index_conflicts: snap.index_conflicts,
             skipped_nested: snap.skipped_nested.clone(),
+            submodules: snap.submodules.clone(),
         });
     }
 
@@ -450,6 +454,7 @@ pub async fn push(
         recovered_interrupted_apply: applied.recovered,
         index_conflicts: snap.index_conflicts,
         skipped_nested: snap.skipped_nested.clone(),
+        submodules: snap.submodules.clone(),
     })
 }
 

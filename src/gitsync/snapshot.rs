@@ -66,6 +66,8 @@ pub struct Snapshot {
     /// Untracked directories holding another git repository (not submodules): not synced,
     /// like `git add` they cannot be tracked as plain files.
     pub skipped_nested: Vec<String>,
+    /// Submodules in the work tree (paths): synced as the commit they are at, not their files.
+    pub submodules: Vec<String>,
 }
 
 /// Read HEAD without resolving anything else.
@@ -185,6 +187,7 @@ pub fn create(repo: &Repository, extra_ignores: &[String]) -> Result<Snapshot, S
         repo.commit(None, &sig, &sig, msg, &t, &parents)
             .map_err(SyncError::git("writing a snapshot commit"))
     };
+    let submodules = gitlinks(repo, tree)?;
     let index_commit = commit_of(index_tree, "rclaude: snapshot of the index\n")?;
     let commit = commit_of(tree, "rclaude: snapshot of the work tree\n")?;
     Ok(Snapshot {
@@ -195,7 +198,24 @@ pub fn create(repo: &Repository, extra_ignores: &[String]) -> Result<Snapshot, S
         head,
         index_conflicts,
         skipped_nested,
+        submodules,
     })
+}
+
+/// Paths of the submodules (gitlink entries) in `tree`.
+fn gitlinks(repo: &Repository, tree: Oid) -> Result<Vec<String>, SyncError> {
+    let tree = repo
+        .find_tree(tree)
+        .map_err(SyncError::git("reading the snapshot tree"))?;
+    let mut out = Vec::new();
+    tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
+        if entry.filemode() == 0o160000 {
+            out.push(format!("{dir}{}", entry.name().unwrap_or("?")));
+        }
+        git2::TreeWalkResult::Ok
+    })
+    .map_err(SyncError::git("listing submodules"))?;
+    Ok(out)
 }
 
 /// The tree of the work tree (tracked + untracked non-ignored files), through a temporary copy
@@ -206,8 +226,8 @@ fn worktree_tree(
     extra_ignores: &[String],
     head_tree: Oid,
 ) -> Result<(Oid, Vec<String>), SyncError> {
-    let handle =
-        Repository::open(workdir).map_err(SyncError::git("opening a second repository handle"))?;
+    let handle = super::open_work_tree(workdir)
+        .map_err(SyncError::git("opening a second repository handle"))?;
     if !extra_ignores.is_empty() {
         handle
             .add_ignore_rule(&extra_ignores.join("\n"))
@@ -245,9 +265,21 @@ fn worktree_tree(
         .map_err(SyncError::git("attaching the temporary index"))?;
     // Untracked directories reach the callback only when they hold another repository (an
     // embedded clone that is not a submodule): its files belong to that repository, skip it.
+    // Sparse checkout: files outside the cone are absent from the work tree on purpose
+    // (skip-worktree); they keep their index version rather than being taken as deleted.
+    let sparse: std::collections::HashSet<Vec<u8>> = index
+        .iter()
+        .filter(|e| e.flags_extended & SKIP_WORKTREE != 0)
+        .map(|e| e.path)
+        .collect();
+    // Files a clean filter (git-lfs, git-crypt...) rewrites: their index versions, to reuse
+    // while the file is unchanged.
+    let filtered = FilteredPaths::new(&handle, &index);
     let mut nested = Vec::new();
     let mut skip_nested = |path: &Path, _spec: &[u8]| -> i32 {
-        if path.as_os_str().as_encoded_bytes().ends_with(b"/") {
+        if sparse.contains(path.as_os_str().as_encoded_bytes()) {
+            1
+        } else if path.as_os_str().as_encoded_bytes().ends_with(b"/") {
             nested.push(path.to_string_lossy().trim_end_matches('/').to_string());
             1
         } else {
@@ -259,9 +291,17 @@ fn worktree_tree(
         .map_err(SyncError::git(
             "adding work-tree files to the temporary index",
         ))?;
-    index.update_all(["*"], None).map_err(SyncError::git(
-        "recording deleted files in the temporary index",
-    ))?;
+    let mut keep_sparse = |path: &Path, _spec: &[u8]| -> i32 {
+        i32::from(sparse.contains(path.as_os_str().as_encoded_bytes()))
+    };
+    index
+        .update_all(["*"], Some(&mut keep_sparse))
+        .map_err(SyncError::git(
+            "recording deleted files in the temporary index",
+        ))?;
+    if let Some(filtered) = filtered {
+        filtered.apply(&handle, workdir, &mut index)?;
+    }
     let tree = index
         .write_tree()
         .map_err(SyncError::git("writing the work tree as a tree"))?;
@@ -269,6 +309,121 @@ fn worktree_tree(
     drop(handle);
     drop(tmp);
     Ok((tree, nested))
+}
+
+/// `GIT_INDEX_ENTRY_SKIP_WORKTREE`, in an index entry's extended flags.
+const SKIP_WORKTREE: u16 = 1 << 14;
+
+/// Paths with a configured clean filter (`filter=NAME` in `.gitattributes` and
+/// `filter.NAME.clean` or `.process` in the config). libgit2 runs no external filter drivers, so
+/// it would store the smudged content (the real LFS file, git-crypt's plaintext): those blobs
+/// come from git itself instead, or from the index while the file is unchanged.
+struct FilteredPaths {
+    /// The user's index entries of such paths, before the work tree was added.
+    before: std::collections::HashMap<Vec<u8>, git2::IndexEntry>,
+}
+
+impl FilteredPaths {
+    /// `None` when the repository configures no clean filter (the common, free case).
+    fn new(repo: &Repository, index: &Index) -> Option<FilteredPaths> {
+        let drivers = configured_filters(repo);
+        if drivers.is_empty() {
+            return None;
+        }
+        let before = index
+            .iter()
+            .filter(|e| filter_of(repo, &e.path).is_some_and(|f| drivers.contains(&f)))
+            .map(|e| (e.path.clone(), e))
+            .collect();
+        Some(FilteredPaths { before })
+    }
+
+    /// Replace the blobs libgit2 hashed for filtered paths with cleaned ones.
+    fn apply(&self, repo: &Repository, workdir: &Path, index: &mut Index) -> Result<(), SyncError> {
+        let drivers = configured_filters(repo);
+        let entries: Vec<git2::IndexEntry> = index
+            .iter()
+            .filter(|e| e.mode != 0o160000)
+            .filter(|e| filter_of(repo, &e.path).is_some_and(|f| drivers.contains(&f)))
+            .collect();
+        for mut entry in entries {
+            let unchanged = self.before.get(&entry.path).filter(|old| {
+                old.mtime == entry.mtime
+                    && old.file_size == entry.file_size
+                    && old.ino == entry.ino
+                    && old.mode == entry.mode
+            });
+            entry.id = match unchanged {
+                Some(old) => old.id,
+                None => clean_blob(workdir, &entry.path)?,
+            };
+            index.add(&entry).map_err(SyncError::git(
+                "recording a cleaned blob in the temporary index",
+            ))?;
+        }
+        Ok(())
+    }
+}
+
+/// Names of the filters with a clean command (or a long-running process) configured.
+fn configured_filters(repo: &Repository) -> std::collections::HashSet<String> {
+    let mut out = std::collections::HashSet::new();
+    if let Ok(cfg) = repo.config()
+        && let Ok(mut entries) = cfg.entries(Some(r"^filter\..*\.(clean|process)$"))
+    {
+        while let Some(Ok(e)) = entries.next() {
+            if let Ok(name) = e.name()
+                && let Some(mid) = name
+                    .strip_prefix("filter.")
+                    .and_then(|r| r.rsplit_once('.').map(|(n, _)| n))
+            {
+                out.insert(mid.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// The `filter` attribute of `path`, when set to a name.
+fn filter_of(repo: &Repository, path: &[u8]) -> Option<String> {
+    use std::os::unix::ffi::OsStrExt;
+    let p = Path::new(std::ffi::OsStr::from_bytes(path));
+    match repo.get_attr(p, "filter", git2::AttrCheckFlags::FILE_THEN_INDEX) {
+        Ok(Some(v)) if git2::AttrValue::from_string(Some(v)) == git2::AttrValue::String(v) => {
+            Some(v.to_string())
+        }
+        _ => None,
+    }
+}
+
+/// The blob git stores for the work-tree file `path`: `git hash-object -w --path` runs the
+/// file's clean filter, as `git add` would.
+fn clean_blob(workdir: &Path, path: &[u8]) -> Result<Oid, SyncError> {
+    let rel = String::from_utf8_lossy(path).into_owned();
+    let out = std::process::Command::new("git")
+        .current_dir(workdir)
+        .args(["hash-object", "-w", "--path"])
+        .arg(&rel)
+        .arg("--")
+        .arg(&rel)
+        .output()
+        .map_err(|e| {
+            SyncError::invalid(
+                "clean filter",
+                format!("{rel} has a clean filter (.gitattributes), which needs git to run: {e}"),
+            )
+        })?;
+    if !out.status.success() {
+        return Err(SyncError::invalid(
+            "clean filter",
+            format!(
+                "the clean filter of {rel} failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        ));
+    }
+    Oid::from_str(String::from_utf8_lossy(&out.stdout).trim())
+        .map_err(SyncError::git("reading git hash-object's answer"))
 }
 
 /// Copy `from` to `to` keeping the modification time (racy-git detection compares file times

@@ -18,7 +18,7 @@ pub struct PathFilter {
 impl PathFilter {
     /// A filter for the work tree at `root` with extra gitignore-style patterns.
     pub fn new(root: &Path, extra_ignores: &[String]) -> Result<PathFilter, git2::Error> {
-        let repo = git2::Repository::open(root)?;
+        let repo = crate::gitsync::open_work_tree(root)?;
         for pattern in extra_ignores {
             repo.add_ignore_rule(pattern)?;
         }

@@ -195,7 +195,7 @@ impl LiveSync {
 
 /// Every file and symlink in a snapshot commit's tree (submodules excluded).
 fn snapshot_paths(root: &Path, snapshot: git2::Oid) -> Result<Vec<String>, git2::Error> {
-    let repo = git2::Repository::open(root)?;
+    let repo = crate::gitsync::open_work_tree(root)?;
     let tree = repo.find_commit(snapshot)?.tree()?;
     let mut out = Vec::new();
     tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {

@@ -20,7 +20,7 @@ pub struct Repo {
 impl Repo {
     /// Find the repository containing `start`.
     pub fn discover(start: &Path) -> CliResult<Repo> {
-        let repo = git2::Repository::discover(start).map_err(|_| {
+        let repo = crate::gitsync::open_work_tree(start).map_err(|_| {
             CliError::config(format!(
                 "{} is not inside a git repository",
                 start.display()
@@ -44,7 +44,7 @@ impl Repo {
 
     /// The current branch name, `None` when detached.
     pub fn branch(&self) -> Option<String> {
-        let repo = git2::Repository::open(&self.root).ok()?;
+        let repo = crate::gitsync::open_work_tree(&self.root).ok()?;
         let head = repo.find_reference("HEAD").ok()?;
         let target = head.symbolic_target().ok()??;
         target.strip_prefix("refs/heads/").map(str::to_string)
@@ -52,11 +52,13 @@ impl Repo {
 
     /// How the server names this repository: `host/owner/name` from `origin`, else the directory name.
     pub fn display_name(&self) -> String {
-        let url = git2::Repository::open(&self.root).ok().and_then(|r| {
-            r.find_remote("origin")
-                .ok()
-                .and_then(|o| o.url().ok().map(str::to_string))
-        });
+        let url = crate::gitsync::open_work_tree(&self.root)
+            .ok()
+            .and_then(|r| {
+                r.find_remote("origin")
+                    .ok()
+                    .and_then(|o| o.url().ok().map(str::to_string))
+            });
         url.and_then(|u| normalize_remote(&u))
             .unwrap_or_else(|| self.name.clone())
     }
