@@ -236,7 +236,8 @@ fn edits_renames_deletes_and_mass_creation_are_mirrored() {
     }
     assert_in_sync(&t, &w);
 
-    // Exec bit and symlinks inside the tree; a link escaping it is skipped with a warning.
+    // Exec bit and symlinks, including one pointing outside the tree: links are data, synced
+    // as links (as bundle sync does).
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(
         t.path().join("visible.txt"),
@@ -247,10 +248,7 @@ fn edits_renames_deletes_and_mass_creation_are_mirrored() {
     std::os::unix::fs::symlink("/etc/hostname", t.path().join("escape")).unwrap();
     let mut tries = 0;
     loop {
-        let l: Vec<String> = listed(t.path())
-            .into_iter()
-            .filter(|p| p != "escape")
-            .collect();
+        let l: Vec<String> = listed(t.path());
         let r = listed(&ws);
         if l == r && l.iter().all(|p| describe(t.path(), p) == describe(&ws, p)) {
             break;
@@ -263,9 +261,12 @@ fn edits_renames_deletes_and_mass_creation_are_mirrored() {
         );
         std::thread::sleep(Duration::from_millis(25));
     }
-    assert!(!ws.join("escape").exists());
-    w.wait_for_line("points outside the repository", Duration::from_secs(5));
-    assert_eq!(w.stop(), 0);
+    assert_eq!(
+        std::fs::read_link(ws.join("escape")).unwrap(),
+        Path::new("/etc/hostname")
+    );
+    let text = w.text();
+    assert_eq!(w.stop(), 0, "{text}");
 }
 
 #[test]
@@ -375,6 +376,99 @@ fn survives_the_agent_restarting() {
     std::thread::sleep(Duration::from_millis(100));
     t.write("after-restart.txt", "still synced\n");
     w.wait_for_line("reconnected", Duration::from_secs(20));
+    assert_in_sync(&t, &w);
+    assert_eq!(w.stop(), 0);
+}
+
+#[test]
+fn two_conflicts_on_one_file_within_a_second_keep_both_sandbox_edits() {
+    let t = repo_with_files(3);
+    let w = Watch::start(&t);
+    let ws = workspace(&t);
+    let f = "src/mod0/file0.txt";
+    for round in 0..2 {
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::write(ws.join(f), format!("sandbox edit {round}\n")).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        t.write(f, &format!("local edit {round}\n"));
+        let end = Instant::now() + Duration::from_secs(10);
+        while std::fs::read_to_string(ws.join(f)).unwrap_or_default()
+            != format!("local edit {round}\n")
+        {
+            assert!(Instant::now() < end, "{}", w.text());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    let mut kept: Vec<String> = std::fs::read_dir(ws.join("src/mod0"))
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .contains(".rclaude-conflict-")
+        })
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .collect();
+    kept.sort();
+    assert_eq!(
+        kept,
+        ["sandbox edit 0\n", "sandbox edit 1\n"],
+        "{}",
+        w.text()
+    );
+    assert_eq!(w.stop(), 0);
+}
+
+#[test]
+fn a_symlinked_directory_replaced_by_a_real_one_is_replaced_there_too() {
+    let t = TestRepo::new(CONFIG);
+    t.write("real/f.txt", "target\n");
+    std::os::unix::fs::symlink("real", t.path().join("link")).unwrap();
+    t.commit_all("init");
+    let w = Watch::start(&t);
+    let ws = workspace(&t);
+    std::fs::remove_file(t.path().join("link")).unwrap();
+    t.write("link/f.txt", "a real directory now\n");
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let is_dir = std::fs::symlink_metadata(ws.join("link")).is_ok_and(|m| m.is_dir());
+        if is_dir
+            && std::fs::read_to_string(ws.join("link/f.txt"))
+                .ok()
+                .as_deref()
+                == Some("a real directory now\n")
+        {
+            break;
+        }
+        assert!(Instant::now() < end, "not mirrored:\n{}", w.text());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Nothing was written through the old link, and no sandbox edit was invented.
+    assert_eq!(
+        std::fs::read_to_string(ws.join("real/f.txt")).unwrap(),
+        "target\n"
+    );
+    assert!(!w.text().contains("kept as"), "{}", w.text());
+    // The bundle sync agrees afterwards (and after a commit).
+    t.commit_all("a directory");
+    let out = t.ok(&["sync"]);
+    assert!(out.code() == 0, "{}", out.all());
+    assert_eq!(w.stop(), 0);
+}
+
+#[test]
+fn a_second_watch_on_the_same_repository_is_refused() {
+    let t = repo_with_files(3);
+    let w = Watch::start(&t);
+    let second = t.rclaude(&["watch"]);
+    assert_eq!(second.code(), 64, "{}", second.all());
+    assert!(
+        second.stderr().contains("another `rclaude watch` (pid"),
+        "{}",
+        second.all()
+    );
+    // Nothing happened to the first one.
+    t.write("after.txt", "still syncing\n");
     assert_in_sync(&t, &w);
     assert_eq!(w.stop(), 0);
 }

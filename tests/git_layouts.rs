@@ -203,3 +203,27 @@ fn every_sync_says_which_submodules_are_not_synced() {
         );
     }
 }
+
+#[test]
+fn a_symlinked_directory_replaced_by_a_real_one_syncs() {
+    let t = TestRepo::new(CONFIG);
+    t.write("real/f.txt", "target\n");
+    std::os::unix::fs::symlink("real", t.path().join("link")).unwrap();
+    t.commit_all("init");
+    t.ok(&["up", "--quiet"]);
+    std::fs::remove_file(t.path().join("link")).unwrap();
+    t.write("link/f.txt", "a real directory now\n");
+    t.ok(&["sync"]);
+    t.commit_all("a directory");
+    for args in [&["sync"][..], &["exec", "--", "true"][..], &["up"][..]] {
+        t.ok(args);
+    }
+    let out = t.ok(&[
+        "exec",
+        "--",
+        "sh",
+        "-c",
+        "cat link/f.txt real/f.txt; test -L link || echo dir",
+    ]);
+    assert_eq!(out.stdout(), "a real directory now\ntarget\ndir\n");
+}

@@ -53,6 +53,12 @@ pub struct Live {
 
 pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
     let ctx = Ctx::load(g)?;
+    let watch = args.watch || (ctx.config.sync.watch && !args.no_watch && ctx.ui.is_fancy());
+    let guard = if watch {
+        Some(super::watch::only_watch(&ctx)?)
+    } else {
+        None
+    };
     let live = bring_up(
         &ctx,
         UpOptions {
@@ -73,9 +79,8 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
     {
         ctx.warn_if_unconfined(&info);
     }
-    let watch = args.watch || (ctx.config.sync.watch && !args.no_watch && ctx.ui.is_fancy());
-    if watch {
-        return super::watch::watch_loop(&ctx, live).await;
+    if let Some(guard) = guard {
+        return super::watch::watch_loop(&ctx, live, guard).await;
     }
     ctx.ui.info("  next: `rclaude run` lists tasks · `rclaude exec -- CMD` · `rclaude pull` brings work back");
     Ok(0)

@@ -44,6 +44,7 @@ pub struct Args {}
 
 pub async fn run(g: &GlobalArgs, _args: Args) -> CliResult {
     let ctx = Ctx::load(g)?;
+    let guard = only_watch(&ctx)?;
     let live = bring_up(
         &ctx,
         UpOptions {
@@ -53,11 +54,36 @@ pub async fn run(g: &GlobalArgs, _args: Args) -> CliResult {
         },
     )
     .await?;
-    watch_loop(&ctx, live).await
+    watch_loop(&ctx, live, guard).await
 }
 
-/// Live-sync until Ctrl-C (used by `watch` and `up --watch`).
-pub async fn watch_loop(ctx: &Ctx, live: Live) -> CliResult {
+/// Proof that this process is the one live-syncing the repository.
+pub struct WatchGuard {
+    _lock: crate::session::RepoLock,
+}
+
+/// Refuse to start a second live sync into the same sandbox: two would take each other's
+/// uploads for sandbox edits and leave conflict copies of every file both touch.
+pub fn only_watch(ctx: &Ctx) -> CliResult<WatchGuard> {
+    let path = ctx.store.path().with_extension("watch.lock");
+    match crate::session::RepoLock::try_acquire_owned(&path)? {
+        Ok(lock) => Ok(WatchGuard { _lock: lock }),
+        Err(pid) => Err(CliError::new(
+            ErrorKind::Usage,
+            format!(
+                "another `rclaude watch`{} is already live-syncing {}",
+                pid.map(|p| format!(" (pid {p})")).unwrap_or_default(),
+                ctx.repo.root.display()
+            ),
+        )
+        .hint(
+            "one live sync per repository: stop the other one (Ctrl-C there, or `kill PID`) first",
+        )),
+    }
+}
+
+/// Live-sync until Ctrl-C (used by `watch` and `up --watch`), while holding `_guard`.
+pub async fn watch_loop(ctx: &Ctx, live: Live, _guard: WatchGuard) -> CliResult {
     let Live {
         mut record,
         mut sandbox,
@@ -185,7 +211,7 @@ async fn handle(
         ms = t.elapsed().as_secs_f64() * 1e3,
         "planned"
     );
-    if planned.ops.is_empty() && planned.skipped_links.is_empty() {
+    if planned.ops.is_empty() {
         return Ok(());
     }
     if let Err(e) = engine.check_deletions(&planned) {
@@ -215,11 +241,6 @@ async fn handle(
         .map_err(classify_live)?;
     for m in outcome.conflicts.iter().chain(&outcome.kept) {
         status.warn(m);
-    }
-    for l in &outcome.skipped_links {
-        status.warn(&format!(
-            "not synced: symlink {l} points outside the repository"
-        ));
     }
     let n = outcome.written + outcome.deleted + outcome.links;
     if n > 0 {

@@ -207,19 +207,22 @@ export RC_TI RC_BLOCKED
 if ! g diff-tree -r -z --name-only --diff-filter=A "$W0" "$St" | xargs -0 -r sh -c '
 rc_in_way() { [ -L "$1" ] || { [ -e "$1" ] && [ ! -d "$1" ]; }; }
 for p do
-  if rc_in_way "$p"; then
+  # A parent that is a symlink or a file is what is in the way (the topmost such one): nothing
+  # beyond a symlink is looked at, so a link replaced by a real directory is saved as the link.
+  q=$p
+  hit=
+  while case "$q" in */*) true ;; *) false ;; esac; do
+    q=${q%/*}
+    if rc_in_way "$q"; then hit=$q; fi
+  done
+  if [ -n "$hit" ]; then
+    printf "%s\000" "$hit"
+  elif rc_in_way "$p"; then
     printf "%s\000" "$p"
   elif [ -d "$p" ]; then
     if [ -n "$(GIT_INDEX_FILE="$RC_TI" git -c "safe.directory=*" --literal-pathspecs ls-files -o -- "$p" | head -n 1)" ]; then
       printf "%s\n" "$p" >> "$RC_BLOCKED"
     fi
-  else
-    q=$p
-    while case "$q" in */*) true ;; *) false ;; esac; do
-      q=${q%/*}
-      if rc_in_way "$q"; then printf "%s\000" "$q"; break; fi
-      if [ -d "$q" ]; then break; fi
-    done
   fi
 done' sh | GIT_INDEX_FILE="$ti" g update-index --add -z --stdin 2>"$T/ui.err"; then
   rc_die "cannot record sandbox files the sync would overwrite: $(tail -n 3 "$T/ui.err" | tr '\n' ' ')" 9

@@ -140,8 +140,6 @@ pub struct BatchOutcome {
     pub conflicts: Vec<String>,
     /// Sandbox edits kept although the file was deleted locally (messages).
     pub kept: Vec<String>,
-    /// Symlinks pointing outside the work tree, not synced.
-    pub skipped_links: Vec<String>,
     /// Local stamps of the files uploaded, taken before their bytes were read.
     pub uploaded: Vec<(String, super::local::Stamp)>,
 }
@@ -152,9 +150,8 @@ pub fn plan(
     dirty: &BTreeSet<String>,
     filter: &PathFilter,
     remote: &RemoteState,
-) -> (Vec<Op>, Vec<String>) {
+) -> Vec<Op> {
     let mut ops: BTreeMap<String, Op> = BTreeMap::new();
-    let mut skipped = Vec::new();
     for rel in dirty {
         match state_of(root, rel) {
             LocalState::File { exec } => {
@@ -179,15 +176,10 @@ pub fn plan(
                     );
                 }
             }
-            LocalState::EscapingSymlink { target } => {
-                if filter.is_synced(rel, false) {
-                    skipped.push(format!("{rel} -> {target}"));
-                }
-            }
             LocalState::Dir => {
                 if filter.is_synced(rel, true) {
                     walk(root, rel, filter, &mut |child, _| {
-                        if let Some(op) = op_for(root, child, &mut skipped) {
+                        if let Some(op) = op_for(root, child) {
                             ops.insert(child.to_string(), op);
                         }
                     });
@@ -210,10 +202,10 @@ pub fn plan(
             }
         }
     }
-    (ops.into_values().collect(), skipped)
+    ops.into_values().collect()
 }
 
-fn op_for(root: &Path, rel: &str, skipped: &mut Vec<String>) -> Option<Op> {
+fn op_for(root: &Path, rel: &str) -> Option<Op> {
     match state_of(root, rel) {
         LocalState::File { exec } => Some(Op::Write {
             rel: rel.to_string(),
@@ -223,12 +215,75 @@ fn op_for(root: &Path, rel: &str, skipped: &mut Vec<String>) -> Option<Op> {
             rel: rel.to_string(),
             target,
         }),
-        LocalState::EscapingSymlink { target } => {
-            skipped.push(format!("{rel} -> {target}"));
-            None
-        }
         _ => None,
     }
+}
+
+/// A free name for the conflict copy of `rel`: `<rel>.rclaude-conflict-<stamp>`, with `-2`,
+/// `-3`… when a copy of that name exists already (two conflicts within one stamp must not
+/// replace each other's copy).
+async fn conflict_name(
+    sandbox: &dyn Sandbox,
+    workdir: &str,
+    rel: &str,
+    stamp: &str,
+) -> Result<String, SandboxError> {
+    let base = format!("{rel}.rclaude-conflict-{stamp}");
+    let mut name = base.clone();
+    for n in 2.. {
+        if stat_entry(sandbox, workdir, &name).await?.is_none() {
+            break;
+        }
+        name = format!("{base}-{n}");
+    }
+    Ok(name)
+}
+
+/// Paths rclaude put in the sandbox as a file or symlink that are now directories here (a
+/// symlinked directory replaced by a real one): writing beneath them would go through the old
+/// link into its target. The sandbox's entry is removed first — or, when it is a file changed
+/// there, moved aside as a conflict copy.
+async fn replaced_by_dirs(
+    sandbox: &dyn Sandbox,
+    workdir: &str,
+    root: &Path,
+    ops: &[Op],
+    remote: &mut RemoteState,
+    stamp: &str,
+    out: &mut BatchOutcome,
+) -> Result<(), SandboxError> {
+    let mut found: BTreeSet<String> = BTreeSet::new();
+    for op in ops {
+        let mut cur = op.rel();
+        while let Some((parent, _)) = cur.rsplit_once('/') {
+            if remote.contains(parent) && matches!(state_of(root, parent), LocalState::Dir) {
+                found.insert(parent.to_string());
+            }
+            cur = parent;
+        }
+    }
+    for rel in found {
+        let path = format!("{workdir}/{rel}");
+        match stat_entry(sandbox, workdir, &rel).await? {
+            None => {}
+            Some(e) if e.file_type != FileType::Directory || e.symlink_target.is_some() => {
+                let is_link = e.symlink_target.is_some() || e.file_type == FileType::Symlink;
+                if !is_link && remote.changed_remotely(&rel, &e) {
+                    let aside = conflict_name(sandbox, workdir, &rel, stamp).await?;
+                    sandbox.rename(&path, &format!("{workdir}/{aside}")).await?;
+                    out.conflicts.push(format!(
+                        "{rel}: the sandbox's version was changed there, and it is a directory \
+                         here now; kept as {aside}"
+                    ));
+                } else {
+                    sandbox.remove(&path).await?;
+                }
+            }
+            Some(_) => {}
+        }
+        remote.known.remove(&rel);
+    }
+    Ok(())
 }
 
 /// Carry out `ops` in the sandbox whose repository is at `workdir`.
@@ -245,13 +300,14 @@ pub async fn apply(
     }
     let abs = |rel: &str| format!("{workdir}/{rel}");
     let t0 = std::time::Instant::now();
+    let stamp = crate::time::now_rfc3339().replace([':', '-'], "");
+    replaced_by_dirs(sandbox, workdir, root, &ops, remote, &stamp, &mut out).await?;
     let stats = stat_many(
         sandbox,
         workdir,
         ops.iter().map(|o| o.rel().to_string()).collect(),
     )
     .await?;
-    let stamp = crate::time::now_rfc3339().replace([':', '-'], "");
 
     let mut writes: Vec<(String, bool, bool)> = Vec::new(); // rel, exec, remote_was_exec
     let mut links: Vec<(String, String)> = Vec::new();
@@ -269,7 +325,7 @@ pub async fn apply(
         match op {
             Op::Write { .. } | Op::Link { .. } => {
                 if edited_there || remote_dir {
-                    let aside = format!("{rel}.rclaude-conflict-{stamp}");
+                    let aside = conflict_name(sandbox, workdir, rel, &stamp).await?;
                     moves.push((abs(rel), abs(&aside)));
                     out.conflicts.push(if remote_dir {
                         format!(
@@ -531,10 +587,11 @@ async fn stat_many(
             Some(Err(e)) => return Err(e),
         }
     }
-    let stats = futures::stream::iter(singles.iter().map(|&i| {
-        let path = format!("{workdir}/{}", rels[i]);
-        async move { sandbox.stat(&path).await }
-    }))
+    let stats = futures::stream::iter(
+        singles
+            .iter()
+            .map(|&i| stat_entry(sandbox, workdir, &rels[i])),
+    )
     .buffered(CONCURRENCY)
     .collect::<Vec<_>>()
     .await;
@@ -542,6 +599,31 @@ async fn stat_many(
         out[i] = st?;
     }
     Ok(out)
+}
+
+/// The sandbox's entry at `rel` (not following a final symlink). The agent refuses to stat a
+/// symlink whose target lies outside the sandbox (its confinement), yet such a link is synced
+/// like any other: its entry comes from a listing of its directory then.
+async fn stat_entry(
+    sandbox: &dyn Sandbox,
+    workdir: &str,
+    rel: &str,
+) -> Result<Option<EntryInfo>, SandboxError> {
+    match sandbox.stat(&format!("{workdir}/{rel}")).await {
+        Err(SandboxError::InvalidArgument(why)) => {
+            let (dir, name) = rel.rsplit_once('/').unwrap_or(("", rel));
+            let path = if dir.is_empty() {
+                workdir.to_string()
+            } else {
+                format!("{workdir}/{dir}")
+            };
+            match sandbox.list_dir(&path).await {
+                Ok(entries) => Ok(entries.into_iter().find(|e| e.name == name)),
+                Err(_) => Err(SandboxError::InvalidArgument(why)),
+            }
+        }
+        other => other,
+    }
 }
 
 /// RFC 3339 → nanoseconds since the epoch.

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Component, Path};
+use std::path::Path;
 
 use super::filter::PathFilter;
 
@@ -14,10 +14,6 @@ pub enum LocalState {
     },
     /// A symlink whose target stays inside the work tree (as written in the link).
     Symlink {
-        target: String,
-    },
-    /// A symlink pointing outside the work tree (never synced).
-    EscapingSymlink {
         target: String,
     },
     Dir,
@@ -33,11 +29,9 @@ pub fn state_of(root: &Path, rel: &str) -> LocalState {
             let target = std::fs::read_link(&path)
                 .map(|t| t.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            if link_stays_inside(rel, &target) {
-                LocalState::Symlink { target }
-            } else {
-                LocalState::EscapingSymlink { target }
-            }
+            // Synced as a link wherever it points, as bundle sync does: a link is data, and the
+            // sandbox resolves it inside its own file system.
+            LocalState::Symlink { target }
         }
         Ok(m) if m.is_dir() => LocalState::Dir,
         Ok(m) if m.is_file() => LocalState::File {
@@ -45,33 +39,6 @@ pub fn state_of(root: &Path, rel: &str) -> LocalState {
         },
         Ok(_) => LocalState::Missing, // sockets, fifos: not synced
     }
-}
-
-/// True when a relative link at `rel` pointing to `target` resolves inside the tree.
-pub fn link_stays_inside(rel: &str, target: &str) -> bool {
-    let t = Path::new(target);
-    if t.is_absolute() || target.is_empty() {
-        return false;
-    }
-    // Depth of the link's directory, then walk the target's components.
-    let mut depth: i64 = Path::new(rel)
-        .parent()
-        .map(|p| p.components().count() as i64)
-        .unwrap_or(0);
-    for c in t.components() {
-        match c {
-            Component::ParentDir => {
-                depth -= 1;
-                if depth < 0 {
-                    return false;
-                }
-            }
-            Component::Normal(_) => depth += 1,
-            Component::CurDir => {}
-            _ => return false,
-        }
-    }
-    true
 }
 
 /// Size, mtime (s, ns) and mode of a file: what changes when its content or mode changes.
@@ -188,14 +155,4 @@ pub fn walk(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn links_must_stay_inside_the_tree() {
-        assert!(link_stays_inside("a/link", "../b"));
-        assert!(link_stays_inside("link", "dir/file"));
-        assert!(!link_stays_inside("link", "../outside"));
-        assert!(!link_stays_inside("a/link", "../../x"));
-        assert!(!link_stays_inside("link", "/etc/passwd"));
-        assert!(link_stays_inside("a/b/link", "../../c/./d"));
-    }
 }

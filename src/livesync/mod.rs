@@ -64,8 +64,6 @@ const DELETE_WINDOW: std::time::Duration = std::time::Duration::from_secs(3);
 /// Operations planned for one batch.
 pub struct Planned {
     pub ops: Vec<Op>,
-    /// Symlinks pointing outside the work tree (skipped).
-    pub skipped_links: Vec<String>,
 }
 
 impl Planned {
@@ -112,8 +110,9 @@ impl LiveSync {
 
     /// Plan a batch of changed paths.
     pub fn plan(&self, dirty: &BTreeSet<String>) -> Planned {
-        let (ops, skipped_links) = apply::plan(&self.root, dirty, &self.filter, &self.remote);
-        Planned { ops, skipped_links }
+        Planned {
+            ops: apply::plan(&self.root, dirty, &self.filter, &self.remote),
+        }
     }
 
     /// Refuse a plan that, with the deletions of the last few seconds, deletes too large a share
@@ -154,7 +153,7 @@ impl LiveSync {
         planned: Planned,
     ) -> Result<BatchOutcome, LiveError> {
         let rels: Vec<String> = planned.ops.iter().map(|o| o.rel().to_string()).collect();
-        let mut outcome = apply::apply(
+        let outcome = apply::apply(
             sandbox,
             &self.workdir,
             &self.root,
@@ -162,7 +161,6 @@ impl LiveSync {
             &mut self.remote,
         )
         .await?;
-        outcome.skipped_links = planned.skipped_links;
         let uploaded: BTreeSet<&str> = outcome.uploaded.iter().map(|(r, _)| r.as_str()).collect();
         for rel in rels.iter().filter(|r| !uploaded.contains(r.as_str())) {
             self.manifest.refresh(&self.root, rel);
