@@ -151,8 +151,3 @@ pub fn walk(
         }
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-}
