@@ -4,6 +4,7 @@ use super::GlobalArgs;
 use super::context::Ctx;
 use super::sync::StepProgress;
 use crate::error::{CliError, CliResult};
+use crate::gitsync::ApplyOutcome;
 use crate::gitsync::{self, PullOptions, PullReport, SyncState};
 use crate::session::SessionRecord;
 
@@ -46,6 +47,16 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
     )
     .await?;
     print_report(&ctx, &report);
+    // `--apply` that changed nothing because it could lose work is a refusal (exit 65): a
+    // script must not go on as if the work were in place. The pulled branch is there regardless.
+    if let Some(ApplyOutcome::Refused { reason, .. }) = &report.applied {
+        return Err(
+            CliError::sync(format!("--apply refused: {reason}")).hint(format!(
+                "the sandbox's work is on branch {}; take it with the commands above",
+                report.branch.as_deref().unwrap_or("?")
+            )),
+        );
+    }
     Ok(0)
 }
 

@@ -152,6 +152,14 @@ pub enum ConfigError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The file is larger than any configuration should be.
+    #[error("{}: the file is over {} KiB; a .rclaude.toml is a few KiB (is it the right file?)", path.display(), limit / 1024)]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// The limit in bytes.
+        limit: u64,
+    },
     /// A problem at a place in the file (syntax, type, unknown key, validation).
     #[error("{0}")]
     Invalid(Box<Diagnostic>),
@@ -217,6 +225,7 @@ impl ConfigError {
     pub fn path(&self) -> Option<&Path> {
         match self {
             ConfigError::NotFound { path }
+            | ConfigError::TooLarge { path, .. }
             | ConfigError::Read { path, .. }
             | ConfigError::AlreadyExists { path }
             | ConfigError::Write { path, .. } => Some(path),

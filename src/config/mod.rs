@@ -27,6 +27,9 @@ pub use error::{ConfigError, Diagnostic, ErrorKind};
 pub use model::*;
 pub use validate::{GIT_HOOKS, is_env_name, is_task_name};
 
+/// Largest `.rclaude.toml` read (a configuration is a few KiB; this bounds memory).
+pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
 /// The configuration file name, at the repository root.
 pub const CONFIG_FILE: &str = ".rclaude.toml";
 
@@ -34,7 +37,8 @@ impl Config {
     /// Read, parse and validate a configuration file. A missing file is
     /// [`ConfigError::NotFound`] (its message suggests `rclaude init`).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| {
+        use std::io::Read;
+        let read_err = |source: std::io::Error| {
             if source.kind() == std::io::ErrorKind::NotFound {
                 ConfigError::NotFound {
                     path: path.to_path_buf(),
@@ -45,7 +49,47 @@ impl Config {
                     source,
                 }
             }
-        })?;
+        };
+        // Never more than the limit in memory, whatever the file's size.
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)
+            .map_err(read_err)?
+            .take(MAX_CONFIG_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(read_err)?;
+        if bytes.len() as u64 > MAX_CONFIG_BYTES {
+            return Err(ConfigError::TooLarge {
+                path: path.to_path_buf(),
+                limit: MAX_CONFIG_BYTES,
+            });
+        }
+        let text = match String::from_utf8(bytes) {
+            Ok(t) => t,
+            Err(e) => {
+                // Point at the first byte that is not UTF-8.
+                let at = e.utf8_error().valid_up_to();
+                let bytes = e.into_bytes();
+                let text = String::from_utf8_lossy(&bytes).into_owned();
+                let start = text
+                    .char_indices()
+                    .map(|(i, _)| i)
+                    .find(|&i| i >= at)
+                    .unwrap_or(text.len().saturating_sub(1));
+                let end = (start + 3).min(text.len()).max(start + 1).min(text.len());
+                return Err(error::Diagnostic::new(
+                    path,
+                    &text,
+                    start..end,
+                    String::new(),
+                    error::ErrorKind::Syntax,
+                    format!(
+                        "the file is not valid UTF-8 (byte 0x{:02x} at offset {at}); TOML files are UTF-8",
+                        bytes[at]
+                    ),
+                )
+                .into());
+            }
+        };
         Config::parse(&text, path)
     }
 

@@ -318,6 +318,87 @@ pub async fn pull(
     })
 }
 
+/// The WIP commit `tip` without the files it only has because the laptop had them untracked
+/// when it last pushed (absent from the sandbox HEAD, unchanged since the push): those are not
+/// sandbox edits, and cherry-picking them would collide with the laptop's own copies. Returns
+/// `sandbox_head` when nothing else is left, `tip` when there was nothing to take out.
+fn without_laptop_untracked(
+    repo: &Repository,
+    tip: Oid,
+    sandbox_head: Option<Oid>,
+    snapshot: Oid,
+) -> Result<Oid, SyncError> {
+    let wip = repo
+        .find_commit(tip)
+        .map_err(SyncError::git("reading the pulled commit"))?;
+    let wip_tree = wip
+        .tree()
+        .map_err(SyncError::git("reading the pulled tree"))?;
+    let head_tree = match sandbox_head {
+        Some(h) => Some(
+            repo.find_commit(h)
+                .and_then(|c| c.tree())
+                .map_err(SyncError::git("reading the sandbox HEAD's tree"))?,
+        ),
+        None => None,
+    };
+    let snap_tree = repo
+        .find_commit(snapshot)
+        .and_then(|c| c.tree())
+        .map_err(SyncError::git("reading the pushed snapshot"))?;
+    let diff = repo
+        .diff_tree_to_tree(head_tree.as_ref(), Some(&wip_tree), None)
+        .map_err(SyncError::git("comparing the sandbox's edits"))?;
+    let mut untouched: Vec<std::path::PathBuf> = Vec::new();
+    for d in diff.deltas() {
+        if d.status() != git2::Delta::Added {
+            continue;
+        }
+        let Some(path) = d.new_file().path() else {
+            continue;
+        };
+        let same = snap_tree.get_path(path).is_ok_and(|e| {
+            e.id() == d.new_file().id() && e.filemode() == i32::from(d.new_file().mode())
+        });
+        if same {
+            untouched.push(path.to_path_buf());
+        }
+    }
+    if untouched.is_empty() {
+        return Ok(tip);
+    }
+    let mut index = git2::Index::new().map_err(SyncError::git("making an index"))?;
+    index
+        .read_tree(&wip_tree)
+        .map_err(SyncError::git("reading the pulled tree"))?;
+    for p in &untouched {
+        index
+            .remove_path(p)
+            .map_err(SyncError::git("leaving out a file the laptop has"))?;
+    }
+    let tree_id = index
+        .write_tree_to(repo)
+        .map_err(SyncError::git("writing the sandbox's edits as a tree"))?;
+    if head_tree.as_ref().is_some_and(|t| t.id() == tree_id) {
+        return Ok(sandbox_head.expect("a head tree has a head"));
+    }
+    let tree = repo
+        .find_tree(tree_id)
+        .map_err(SyncError::git("reading the sandbox's edits"))?;
+    let parents: Vec<git2::Commit<'_>> = wip.parents().collect();
+    let parent_refs: Vec<&git2::Commit<'_>> = parents.iter().collect();
+    repo.commit(
+        None,
+        &wip.author(),
+        &wip.committer(),
+        wip.message()
+            .unwrap_or("rclaude: uncommitted sandbox edits\n"),
+        &tree,
+        &parent_refs,
+    )
+    .map_err(SyncError::git("writing the sandbox's edits as a commit"))
+}
+
 #[allow(clippy::too_many_arguments)]
 fn finish(
     repo: &Repository,
@@ -344,6 +425,16 @@ fn finish(
             ));
         }
     }
+
+    // The branch carries only the sandbox's own uncommitted edits, so that cherry-picking it
+    // works; `--apply` below still gets the full pulled tip.
+    let branch_tip = match (wip, pushed) {
+        (true, Some((snapshot, _))) => without_laptop_untracked(repo, tip, sandbox_head, snapshot)?,
+        _ => tip,
+    };
+    let wip_for_branch = wip && Some(branch_tip) != sandbox_head;
+    let tip_for_apply = tip;
+    let tip = branch_tip;
 
     // Store the branch; an old tip that is not part of the new one is kept.
     let mut replaced = None;
@@ -381,7 +472,7 @@ fn finish(
     }
     let base = pushed.map(|(s, _)| s).or(head.oid());
     let tip_tree = repo
-        .find_commit(tip)
+        .find_commit(tip_for_apply)
         .and_then(|c| c.tree())
         .map_err(SyncError::git("reading the pulled tree"))?
         .id();
@@ -393,8 +484,24 @@ fn finish(
             "git log --stat HEAD..{name}    # review the sandbox's commits"
         ));
     }
-    hints.push(format!("git diff HEAD {name}    # everything that differs"));
-    match (wip, commits > 0) {
+    if head.oid().is_none() {
+        // A branch with no commits yet: there is no HEAD to diff against or cherry-pick onto.
+        hints.push(format!(
+            "git log --stat {name}    # review the sandbox's work"
+        ));
+        hints.push(format!(
+            "git merge {name}    # take it{}",
+            if wip_for_branch {
+                " (its uncommitted edits arrive as a commit you can amend)"
+            } else {
+                ""
+            }
+        ));
+    } else {
+        hints.push(format!("git diff HEAD {name}    # everything that differs"));
+    }
+    match (wip_for_branch, commits > 0) {
+        _ if head.oid().is_none() => {}
         (true, true) => {
             hints.push(format!(
                 "git merge {name}~1    # take the sandbox's commits"
@@ -415,7 +522,7 @@ fn finish(
             })
         } else {
             let input = Input {
-                tip,
+                tip: tip_for_apply,
                 sandbox_head,
                 wip,
                 pushed,
@@ -434,7 +541,7 @@ fn finish(
         tip: Some(tip.to_string()),
         sandbox_branch,
         commits,
-        has_uncommitted: wip,
+        has_uncommitted: wip_for_branch,
         files_changed,
         received_bytes,
         replaced,
