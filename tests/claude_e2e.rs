@@ -166,25 +166,13 @@ npm_config_update_notifier = "false"
 model = "claude-stub"
 "#;
 
-/// [`CONFIG`] with the cached Claude Code exposed to the sandbox (bubblewrap shows sandboxes
-/// only the system, their own root and what is exposed).
-fn config() -> String {
-    CONFIG.replace(
-        "provider = \"local\"\n",
-        &format!(
-            "provider = \"local\"\nexpose = [\"{}\"]\n",
-            claude_cache().display()
-        ),
-    )
-}
-
 #[test]
 fn claude_works_on_the_repository_and_its_edits_come_back() {
     if skip() {
         return;
     }
     let cache = claude_cache();
-    let t = TestRepo::new(&config());
+    let t = TestRepo::new(CONFIG);
     t.write("README.md", "# demo\n");
     t.commit_all("initial");
     t.ok(&["up"]);
@@ -427,7 +415,7 @@ fn failures_are_reported_with_claude_codes_exit_code() {
         return;
     }
     let bin = claude_cache().join("node_modules/.bin");
-    let config = config().replace(
+    let config = CONFIG.replace(
         "[env]\n",
         &format!(
             "[env]\nPATH = \"{}:/usr/local/bin:/usr/bin:/bin\"\n",
@@ -491,7 +479,7 @@ fn direct_repo() -> TestRepo {
 /// [`direct_repo`] with lines added to the config's `[claude]` table.
 fn direct_repo_with(claude_extra: &str) -> TestRepo {
     let bin = claude_cache().join("node_modules/.bin");
-    let config = format!("{}{claude_extra}", config()).replace(
+    let config = format!("{CONFIG}{claude_extra}").replace(
         "[env]\n",
         &format!(
             "[env]\nPATH = \"{}:/usr/local/bin:/usr/bin:/bin\"\n",

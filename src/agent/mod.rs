@@ -41,7 +41,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 pub use auth::sign as sign_file_url;
-pub use isolation::{Launcher, unavailable_reason as isolation_unavailable};
+pub use isolation::Launcher;
 
 use crate::config::Isolation;
 use crate::envd::ENVD_PORT;
@@ -64,9 +64,6 @@ pub struct AgentOptions {
     pub env: BTreeMap<String, String>,
     /// Process isolation (bubblewrap).
     pub isolation: Isolation,
-    /// Host paths sandbox processes may read under bubblewrap, besides the system and the root
-    /// (toolchains such as `~/.rustup`).
-    pub expose: Vec<PathBuf>,
     /// Keepalive interval on process streams when the client does not ask for one.
     pub keepalive_default: Duration,
 }
@@ -82,7 +79,6 @@ impl AgentOptions {
             workdir: None,
             env: BTreeMap::new(),
             isolation: Isolation::Auto,
-            expose: Vec::new(),
             keepalive_default: Duration::from_secs(90),
         }
     }
@@ -135,8 +131,7 @@ pub async fn bind(opts: AgentOptions) -> Result<Agent, AgentError> {
         opts.workdir.as_deref(),
     )?);
     let isolation = opts.isolation;
-    let expose = opts.expose.clone();
-    let launcher = tokio::task::spawn_blocking(move || isolation::select(isolation, expose))
+    let launcher = tokio::task::spawn_blocking(move || isolation::select(isolation))
         .await
         .map_err(|e| AgentError::Isolation(e.to_string()))?
         .map_err(AgentError::Isolation)?;

@@ -40,13 +40,10 @@ pub struct Args {
     /// Process isolation: auto (bubblewrap when available), bwrap, none.
     #[arg(long, value_enum, default_value = "auto")]
     pub isolation: IsolationArg,
-    /// Under bubblewrap, a host path processes may read besides the system (repeatable).
-    #[arg(long = "expose", value_name = "PATH")]
-    pub expose: Vec<PathBuf>,
     /// Default environment variable for every process (repeatable).
     #[arg(long = "env", value_name = "KEY=VALUE")]
     pub env: Vec<String>,
-    /// Write `{"pid":..,"port":..,"isolated":..}` here once listening.
+    /// Write `{"pid":..,"port":..}` here once listening.
     #[arg(long, value_name = "FILE")]
     pub state_file: Option<PathBuf>,
 }
@@ -96,7 +93,6 @@ pub async fn run(_g: &GlobalArgs, args: Args) -> CliResult {
             IsolationArg::Bwrap => Isolation::Bwrap,
             IsolationArg::None => Isolation::None,
         },
-        expose: args.expose,
         ..AgentOptions::new(PathBuf::new())
     };
     let agent = bind(opts)
@@ -107,7 +103,6 @@ pub async fn run(_g: &GlobalArgs, args: Args) -> CliResult {
         let state = crate::provider::local::AgentState {
             pid: std::process::id(),
             port: addr.port(),
-            isolated: Some(agent.launcher().is_isolated()),
         };
         crate::session::write_atomic(f, &serde_json::to_vec(&state).unwrap_or_default())?;
     }

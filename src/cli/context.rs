@@ -78,33 +78,6 @@ impl Ctx {
 }
 
 impl Ctx {
-    /// A local sandbox whose commands run unconfined: say so plainly, every time (`up`,
-    /// `status`), with why and what to do.
-    pub fn warn_if_unconfined(&self, info: &crate::provider::SandboxInfo) {
-        use crate::provider::local::{ISOLATION_KEY, ISOLATION_NONE};
-        if info.metadata.get(ISOLATION_KEY).map(String::as_str) != Some(ISOLATION_NONE) {
-            return;
-        }
-        let why = if self.config.sandbox.isolation == crate::config::Isolation::None {
-            "because .rclaude.toml says isolation = \"none\"".to_string()
-        } else {
-            match crate::agent::isolation_unavailable() {
-                Some(reason) => format!(
-                    "because bubblewrap cannot be used ({reason}); install it (`sudo apt-get install \
-                     bubblewrap`), then `rclaude pause && rclaude resume`"
-                ),
-                None => "although bubblewrap is available now: `rclaude pause && rclaude resume` \
-                         confines it"
-                    .to_string(),
-            }
-        };
-        self.ui.warn(format!(
-            "sandbox {} is NOT isolated: its commands run as you, with access to your files, \
-             other sandboxes and your credentials, {why}",
-            info.id
-        ));
-    }
-
     /// What the server records about a new session.
     pub fn session_facts(&self) -> SessionFacts {
         SessionFacts {

@@ -38,9 +38,6 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
         Some(i) => i.state.to_string(),
         None => "gone".to_string(),
     };
-    if let Some(i) = &info {
-        ctx.warn_if_unconfined(i);
-    }
     let caps = provider.capabilities();
     let sync = record.sync.clone().unwrap_or(serde_json::Value::Null);
     if args.json {
@@ -55,7 +52,6 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
             "end_at": info.as_ref().and_then(|i| i.end_at.clone()),
             "sync": sync,
             "capabilities": caps,
-            "isolation": info.as_ref().and_then(|i| i.metadata.get(crate::provider::local::ISOLATION_KEY)),
         });
         println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
         return Ok(0);
@@ -66,19 +62,6 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
         record.sandbox_id, record.provider
     );
     println!("Workdir     {}", record.workdir);
-    if let Some(how) = info
-        .as_ref()
-        .and_then(|i| i.metadata.get(crate::provider::local::ISOLATION_KEY))
-    {
-        println!(
-            "Isolation   {how}{}",
-            if how == crate::provider::local::ISOLATION_NONE {
-                " (commands run unconfined, as you)"
-            } else {
-                " (only the system, toolchains and this sandbox are visible)"
-            }
-        );
-    }
     println!(
         "Session     {} (created {})",
         record.session_id, record.created_at

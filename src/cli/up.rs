@@ -72,13 +72,6 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
         "Sandbox {} ({}) is up; the repository is at {}",
         live.record.sandbox_id, live.record.provider, live.record.workdir
     ));
-    if let Ok(Some(info)) = ctx
-        .provider_for(&live.record)?
-        .info(&live.record.sandbox_id)
-        .await
-    {
-        ctx.warn_if_unconfined(&info);
-    }
     if let Some(guard) = guard {
         return super::watch::watch_loop(&ctx, live, guard).await;
     }
@@ -204,7 +197,6 @@ async fn create(
         env: ctx.config.env.clone(),
         metadata,
         isolation: cfg.isolation,
-        expose: cfg.expose.clone(),
     };
     let step = ctx.ui.step(format!("Creating {} sandbox", provider.name()));
     let info = match provider.create(&spec).await {

@@ -181,11 +181,6 @@ pub struct SandboxConfig {
     /// Local provider: `auto`, `bwrap` or `none`.
     #[serde(default)]
     pub isolation: Isolation,
-    /// Local provider under bubblewrap: more host paths sandbox commands may read (absolute, or
-    /// `~/…` for your home), besides the system and the toolchains found in your home
-    /// (`~/.rustup`, `~/.cargo/bin`, `~/.pyenv`, `~/.nvm`…). Never your secrets.
-    #[serde(default)]
-    pub expose: Vec<String>,
     /// Northflank project id. May be left out here and given as `NORTHFLANK_PROJECT_ID` instead:
     /// the Northflank provider checks that one of the two is set.
     #[serde(default)]
@@ -203,7 +198,6 @@ impl Default for SandboxConfig {
             auto_pause: true,
             workdir: default_workdir(),
             isolation: Isolation::Auto,
-            expose: Vec::new(),
             project: None,
         }
     }

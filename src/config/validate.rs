@@ -145,20 +145,6 @@ fn check_sandbox(config: &Config, issues: &mut Issues) {
             ),
         );
     }
-    for (i, p) in s.expose.iter().enumerate() {
-        let path = p.strip_prefix("~/").unwrap_or(p);
-        if !(p.starts_with('/') || p.starts_with("~/")) || has_parent_dir(path) || path.is_empty() {
-            issues.push(
-                path!["sandbox", "expose", i],
-                At::Value,
-                ErrorKind::InvalidValue,
-                format!(
-                    "invalid path \"{p}\": use an absolute path or one under your home (\"~/…\"), \
-                     without `..`"
-                ),
-            );
-        }
-    }
     for (key, value) in [("cpu", s.cpu), ("memory_mb", s.memory_mb)] {
         if value == Some(0) {
             issues.push(

@@ -8,7 +8,6 @@
 //! starts it again, kill removes the directory.
 
 use std::collections::BTreeMap;
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,12 +22,6 @@ use crate::config::Isolation;
 use crate::envd::client::EnvdClient;
 use crate::envd::sandbox::EnvdSandbox;
 
-/// [`SandboxInfo::metadata`] key saying how a running local sandbox's commands are confined:
-/// [`ISOLATION_BWRAP`] or [`ISOLATION_NONE`].
-pub const ISOLATION_KEY: &str = "rclaude.isolation";
-pub const ISOLATION_BWRAP: &str = "bubblewrap";
-pub const ISOLATION_NONE: &str = "none";
-
 /// How long `resume` waits for a freshly started agent.
 const AGENT_START_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -40,10 +33,6 @@ struct SandboxFile {
     created_at: String,
     metadata: BTreeMap<String, String>,
     isolation: Isolation,
-    /// Host paths readable under bubblewrap from `[sandbox] expose` (resolved: absolute); the
-    /// toolchains in `$HOME` are added each time the agent starts.
-    #[serde(default)]
-    expose: Vec<PathBuf>,
 }
 
 /// `agent.json`, written by `rclaude agent --state-file` once it listens.
@@ -51,9 +40,6 @@ struct SandboxFile {
 pub struct AgentState {
     pub pid: u32,
     pub port: u16,
-    /// Whether its processes run under bubblewrap (older agents did not say: unknown).
-    #[serde(default)]
-    pub isolated: Option<bool>,
 }
 
 /// Sandboxes on this machine.
@@ -136,7 +122,6 @@ impl LocalProvider {
         let id = file.id.clone();
         let _ = tokio::task::spawn_blocking(move || super::leftovers::kill_all(&id)).await;
         let exe = agent_binary()?;
-        let exposed = exposed_paths(&file.expose);
         let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
         let local_bin = home.join(".local/bin");
         let mut cmd = std::process::Command::new(&exe);
@@ -164,16 +149,6 @@ impl LocalProvider {
             ))
             .arg("--env")
             .arg(format!("RCLAUDE_SANDBOX_ID={}", file.id))
-            .args(
-                toolchain_env(&exposed)
-                    .into_iter()
-                    .flat_map(|kv| ["--env".to_string(), kv]),
-            )
-            .args(
-                exposed
-                    .iter()
-                    .flat_map(|p| [OsString::from("--expose"), p.clone().into_os_string()]),
-            )
             .env_remove("RCLAUDE_AGENT_TOKEN")
             .stdin(std::process::Stdio::null())
             .stdout(
@@ -239,22 +214,7 @@ impl LocalProvider {
                 SandboxState::Paused
             },
             workdir: dir.join("root/workspace").to_string_lossy().into_owned(),
-            metadata: {
-                let mut m = file.metadata.clone();
-                let isolated = std::fs::read(dir.join("agent.json"))
-                    .ok()
-                    .and_then(|b| serde_json::from_slice::<AgentState>(&b).ok())
-                    .and_then(|a| a.isolated);
-                if running && let Some(isolated) = isolated {
-                    let how = if isolated {
-                        ISOLATION_BWRAP
-                    } else {
-                        ISOLATION_NONE
-                    };
-                    m.insert(ISOLATION_KEY.to_string(), how.to_string());
-                }
-                m
-            },
+            metadata: file.metadata.clone(),
             started_at: Some(file.created_at.clone()),
             end_at: None,
         }
@@ -332,7 +292,6 @@ impl Provider for LocalProvider {
             created_at: crate::time::now_rfc3339(),
             metadata: spec.metadata.clone(),
             isolation: spec.isolation,
-            expose: resolve_expose(&spec.expose),
         };
         let json =
             serde_json::to_vec_pretty(&file).map_err(|e| ProviderError::Config(e.to_string()))?;
@@ -405,70 +364,6 @@ impl Provider for LocalProvider {
         out.sort_by(|a, b| a.started_at.cmp(&b.started_at));
         Ok(out)
     }
-}
-
-/// Toolchains in the user's home that commands may use (read-only) under bubblewrap: they hold
-/// programs, not credentials (`~/.cargo/bin` only, not `~/.cargo` with its registry token).
-const HOME_TOOLCHAINS: &[&str] = &[
-    ".rustup",
-    ".cargo/bin",
-    ".pyenv",
-    ".nvm",
-    ".volta",
-    ".bun/bin",
-    ".deno/bin",
-    "go/bin",
-    ".local/bin",
-];
-
-/// `[sandbox] expose` entries as absolute paths (`~/` meaning `$HOME`).
-fn resolve_expose(extra: &[String]) -> Vec<PathBuf> {
-    let home = std::env::var_os("HOME").map(PathBuf::from);
-    extra
-        .iter()
-        .map(|e| match (e.strip_prefix("~/"), &home) {
-            (Some(rest), Some(h)) => h.join(rest),
-            _ => PathBuf::from(e),
-        })
-        .collect()
-}
-
-/// What an agent exposes: the toolchains found in `$HOME` now, then the configured `extra`.
-fn exposed_paths(extra: &[PathBuf]) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .iter()
-        .flat_map(|h| HOME_TOOLCHAINS.iter().map(move |t| h.join(t)))
-        .filter(|p| p.exists())
-        .collect();
-    for p in extra {
-        if !out.contains(p) {
-            out.push(p.clone());
-        }
-    }
-    out
-}
-
-/// Where exposed toolchains find their data: their default is under `$HOME`, which in the
-/// sandbox is the sandbox's own home.
-fn toolchain_env(exposed: &[PathBuf]) -> Vec<String> {
-    let home = std::env::var_os("HOME").map(PathBuf::from);
-    let mut env = Vec::new();
-    for (var, dir) in [
-        ("RUSTUP_HOME", ".rustup"),
-        ("PYENV_ROOT", ".pyenv"),
-        ("NVM_DIR", ".nvm"),
-    ] {
-        let value = std::env::var_os(var)
-            .map(PathBuf::from)
-            .or_else(|| home.as_ref().map(|h| h.join(dir)));
-        if let Some(v) = value
-            && exposed.contains(&v)
-        {
-            env.push(format!("{var}={}", v.display()));
-        }
-    }
-    env
 }
 
 /// Kill what the sandbox in `dir` left running (its id is the directory's name).

@@ -90,8 +90,6 @@ pub struct SandboxSpec {
     pub metadata: BTreeMap<String, String>,
     /// Local provider: process isolation.
     pub isolation: crate::config::Isolation,
-    /// Local provider under bubblewrap: extra host paths commands may read (`~/` = home).
-    pub expose: Vec<String>,
 }
 
 /// Lifecycle state as the provider reports it.
