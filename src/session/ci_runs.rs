@@ -83,6 +83,28 @@ pub fn orphans() -> Vec<Orphan> {
         .collect()
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_is_alive_and_a_reused_pid_is_not_us() {
+        let me = Owner::me();
+        assert!(me.start_ticks > 0);
+        assert!(me.alive());
+        let impostor = Owner {
+            start_ticks: me.start_ticks + 1,
+            ..me.clone()
+        };
+        assert!(!impostor.alive());
+        let gone = Owner {
+            pid: u32::MAX - 1,
+            start_ticks: 1,
+        };
+        assert!(!gone.alive());
+    }
+}
+
 /// Destroy the sandboxes of `ci` runs whose owner is gone and remove their records. Returns a
 /// line per sandbox destroyed (or that could not be: it is kept, to try again next time).
 pub async fn reap_orphans() -> Vec<String> {
@@ -120,26 +142,4 @@ pub async fn reap_orphans() -> Vec<String> {
         }
     }
     notes
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn this_process_is_alive_and_a_reused_pid_is_not_us() {
-        let me = Owner::me();
-        assert!(me.start_ticks > 0);
-        assert!(me.alive());
-        let impostor = Owner {
-            start_ticks: me.start_ticks + 1,
-            ..me.clone()
-        };
-        assert!(!impostor.alive());
-        let gone = Owner {
-            pid: u32::MAX - 1,
-            start_ticks: 1,
-        };
-        assert!(!gone.alive());
-    }
 }
