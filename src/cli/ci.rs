@@ -86,13 +86,7 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
     let plan = plan(&ctx.config, &args.tasks)?;
     // A throwaway session record, apart from the repository's own.
     let run_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
-    let scratch = crate::session::ci_runs::runs_dir().join(&run_id);
-    // Runs killed before they could clean up left sandboxes behind: destroy them first.
-    for note in crate::session::ci_runs::reap_orphans().await {
-        ctx.ui.warn(note);
-    }
-    crate::session::ci_runs::claim(&scratch)
-        .map_err(|e| CliError::io(format!("writing {}", scratch.display()), e))?;
+    let scratch = crate::dirs::state_dir().join("ci").join(&run_id);
     ctx.store = SessionStore::in_dir(&scratch, "session");
     let provider_name = ctx.config.sandbox.provider.as_str().to_string();
     let deadline = timeout.map(|t| started + t);

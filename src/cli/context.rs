@@ -45,7 +45,18 @@ impl Ctx {
 
     /// The provider that owns an existing session (which may differ from the config's).
     pub fn provider_for(&self, record: &SessionRecord) -> CliResult<Box<dyn Provider>> {
-        Ok(crate::provider::for_name(&record.provider)?)
+        let kind = match record.provider.as_str() {
+            "local" => crate::config::ProviderKind::Local,
+            "e2b" => crate::config::ProviderKind::E2b,
+            "daytona" => crate::config::ProviderKind::Daytona,
+            "northflank" => crate::config::ProviderKind::Northflank,
+            other => {
+                return Err(CliError::internal(format!(
+                    "session record names unknown provider {other:?}"
+                )));
+            }
+        };
+        Ok(crate::provider::for_kind(kind)?)
     }
 
     /// The session record, or an error telling the user to run `rclaude up`.

@@ -45,9 +45,6 @@ fn parse_kind(s: &str) -> Result<ProviderKind, String> {
 }
 
 pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
-    for note in crate::session::ci_runs::reap_orphans().await {
-        eprintln!("warning: {note}");
-    }
     let repo = Repo::discover(&start_dir(g)?).ok();
     let config = match &repo {
         Some(r) if r.config_path().exists() => Some(Config::load(&r.config_path())?),

@@ -118,9 +118,6 @@ impl LocalProvider {
             .append(true)
             .open(dir.join("agent.log"))
             .map_err(|e| io_err(format!("opening {}", dir.join("agent.log").display()), e))?;
-        // A previous agent that died may have left commands running: they go first.
-        let id = file.id.clone();
-        let _ = tokio::task::spawn_blocking(move || super::leftovers::kill_all(&id)).await;
         let exe = agent_binary()?;
         let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
         let local_bin = home.join(".local/bin");
@@ -220,14 +217,8 @@ impl LocalProvider {
         }
     }
 
-    /// Stop the agent and whatever it (or an earlier agent that died) left running.
-    async fn stop_agent(&self, dir: &Path) {
-        self.stop_agent_process(dir).await;
-        reap(dir).await;
-    }
-
     /// Stop the agent (it kills its processes on SIGTERM); SIGKILL after a grace period.
-    async fn stop_agent_process(&self, dir: &Path) {
+    async fn stop_agent(&self, dir: &Path) {
         let Ok(bytes) = std::fs::read(dir.join("agent.json")) else {
             return;
         };
@@ -363,13 +354,6 @@ impl Provider for LocalProvider {
         }
         out.sort_by(|a, b| a.started_at.cmp(&b.started_at));
         Ok(out)
-    }
-}
-
-/// Kill what the sandbox in `dir` left running (its id is the directory's name).
-async fn reap(dir: &Path) {
-    if let Some(id) = dir.file_name().map(|n| n.to_string_lossy().into_owned()) {
-        let _ = tokio::task::spawn_blocking(move || super::leftovers::kill_all(&id)).await;
     }
 }
 

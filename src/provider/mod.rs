@@ -19,7 +19,6 @@ pub use crate::envd::proto::EntryInfo;
 pub mod daytona;
 pub mod download;
 pub mod e2b;
-pub mod leftovers;
 pub mod local;
 pub mod northflank;
 pub mod npmrc;
@@ -35,15 +34,6 @@ pub fn for_kind(kind: crate::config::ProviderKind) -> Result<Box<dyn Provider>, 
         ProviderKind::Daytona => Ok(Box::new(daytona::DaytonaProvider::from_env()?)),
         ProviderKind::Northflank => Ok(Box::new(northflank::NorthflankProvider::from_env(None)?)),
     }
-}
-
-/// The provider a session record names (`local`, `e2b`, `daytona`, `northflank`).
-pub fn for_name(name: &str) -> Result<Box<dyn Provider>, ProviderError> {
-    let kind = crate::config::ProviderKind::ALL
-        .into_iter()
-        .find(|k| k.as_str() == name)
-        .ok_or_else(|| ProviderError::Config(format!("unknown provider {name:?}")))?;
-    for_kind(kind)
 }
 
 /// The provider for a `[sandbox]` section: like [`for_kind`], with the settings that live in the

@@ -1,7 +1,6 @@
 //! This machine's record of a repository's sandbox: which provider and sandbox, the session id,
 //! what was last synced, and a lock so concurrent `rclaude` calls in one repository don't race.
 
-pub mod ci_runs;
 mod lock;
 mod repo;
 
