@@ -190,7 +190,25 @@ fn signal_group(pid: u32, sig: libc::c_int) -> std::io::Result<()> {
 
 /// Go's `ProcessState.String()` signal names, as envd reports them.
 fn signal_text(sig: i32) -> String {
-    crate::provider::signals::name(sig)
+    let name = match sig {
+        libc::SIGHUP => "hangup",
+        libc::SIGINT => "interrupt",
+        libc::SIGQUIT => "quit",
+        libc::SIGILL => "illegal instruction",
+        libc::SIGTRAP => "trace/breakpoint trap",
+        libc::SIGABRT => "aborted",
+        libc::SIGBUS => "bus error",
+        libc::SIGFPE => "floating point exception",
+        libc::SIGKILL => "killed",
+        libc::SIGUSR1 => "user defined signal 1",
+        libc::SIGSEGV => "segmentation fault",
+        libc::SIGUSR2 => "user defined signal 2",
+        libc::SIGPIPE => "broken pipe",
+        libc::SIGALRM => "alarm clock",
+        libc::SIGTERM => "terminated",
+        _ => return format!("signal {sig}"),
+    };
+    name.to_string()
 }
 
 /// The end event for an exit status: `exit status N` / `signal: killed`, code -1 on signals,

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use super::GlobalArgs;
 use super::context::Ctx;
-use super::stream::{Sink, Stdin, run_streamed_with};
+use super::stream::{Sink, run_streamed};
 use super::up::{UpOptions, bring_up};
 use crate::config::HumanDuration;
 use crate::error::{CliError, CliResult};
@@ -15,12 +15,10 @@ use crate::provider::ExecRequest;
 /// The sandbox is brought up and your work tree synced first (skip with `--no-sync`). The
 /// command runs in the sandbox directory that matches your current directory in the repository.
 /// A single argument is a shell command line (pipes and `&&` work); several arguments are quoted
-/// and run as one command. `[env]` and `[secrets]` from .rclaude.toml are set. Piped stdin is
-/// streamed to the command (`cat data.csv | rclaude exec -- ./import`); Ctrl-C, SIGTERM and
-/// SIGHUP stop the remote command before rclaude exits.
+/// and run as one command. `[env]` and `[secrets]` from .rclaude.toml are set.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  rclaude exec -- cargo test -p core\n  rclaude exec -- 'ls | wc -l'\n  rclaude exec -e RUST_LOG=debug --timeout 10m -- ./scripts/check.sh\n  gzip -c dump.sql | rclaude exec -- 'gunzip | psql app'"
+    after_help = "Examples:\n  rclaude exec -- cargo test -p core\n  rclaude exec -- 'ls | wc -l'\n  rclaude exec -e RUST_LOG=debug --timeout 10m -- ./scripts/check.sh"
 )]
 pub struct Args {
     /// Don't sync the work tree first.
@@ -61,13 +59,7 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
         .env(env)
         .timeout(timeout);
 
-    // Piped or redirected stdin goes to the command; a terminal's does not (use `rclaude shell`).
-    let stdin = if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-        Stdin::Closed
-    } else {
-        Stdin::Forward
-    };
-    let status = run_streamed_with(&*live.sandbox, req, Sink::Terminal, stdin).await?;
+    let status = run_streamed(&*live.sandbox, req, Sink::Terminal).await?;
     Ok(status.shell_code())
 }
 

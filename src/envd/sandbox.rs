@@ -58,7 +58,7 @@ impl EnvdSandbox {
             },
             pty: None,
             tag: req.tag.clone(),
-            stdin: Some(req.stdin.is_some() || req.stdin_open),
+            stdin: Some(req.stdin.is_some()),
         })
     }
 }
@@ -260,20 +260,6 @@ impl Sandbox for EnvdSandbox {
 
     async fn list_dir(&self, path: &str) -> Result<Vec<EntryInfo>, SandboxError> {
         self.client.list_dir(path, 1).await
-    }
-
-    fn streams_stdin(&self) -> bool {
-        true
-    }
-
-    async fn write_stdin(&self, pid: u32, data: Bytes) -> Result<(), SandboxError> {
-        self.client
-            .send_stdin(ProcessSelector::Pid(pid), &data)
-            .await
-    }
-
-    async fn close_stdin(&self, pid: u32) -> Result<(), SandboxError> {
-        self.client.close_stdin(ProcessSelector::Pid(pid)).await
     }
 
     async fn processes(&self) -> Result<Vec<ProcessEntry>, SandboxError> {

@@ -23,7 +23,6 @@ pub mod local;
 pub mod northflank;
 pub mod npmrc;
 pub mod shellwrap;
-pub mod signals;
 
 /// The provider named in `.rclaude.toml`.
 pub fn for_kind(kind: crate::config::ProviderKind) -> Result<Box<dyn Provider>, ProviderError> {
@@ -133,12 +132,8 @@ pub struct ExecRequest {
     /// Working directory; `None` = the sandbox's workdir.
     pub cwd: Option<String>,
     pub env: BTreeMap<String, String>,
-    /// Bytes written to stdin before it is closed; `None` = stdin closed at start (unless
-    /// `stdin_open`).
+    /// Bytes written to stdin before it is closed; `None` = stdin closed at start.
     pub stdin: Option<Bytes>,
-    /// Keep stdin open after start, to be fed with [`Sandbox::write_stdin`] and closed with
-    /// [`Sandbox::close_stdin`] (providers that [`Sandbox::streams_stdin`]).
-    pub stdin_open: bool,
     /// Kill the process after this long.
     pub timeout: Option<Duration>,
     /// A tag to find the process again (detached runs).
@@ -153,7 +148,6 @@ impl ExecRequest {
             cwd: None,
             env: BTreeMap::new(),
             stdin: None,
-            stdin_open: false,
             timeout: None,
             tag: None,
         }
@@ -206,16 +200,18 @@ impl ExitStatus {
         self.code == 0
     }
 
-    /// Exit code suitable for this process, as a shell reports it: the remote code, or
-    /// 128+N when signal N killed it, or 1 when the status says neither.
+    /// Exit code suitable for this process: the remote code, or 128+signal, or 1.
     pub fn shell_code(&self) -> i32 {
         if self.code >= 0 {
             return self.code;
         }
-        self.status
-            .strip_prefix("signal: ")
-            .and_then(signals::number)
-            .map_or(1, |n| 128 + n)
+        match self.status.strip_prefix("signal: ") {
+            Some("killed") => 128 + 9,
+            Some("terminated") => 128 + 15,
+            Some("interrupt") => 128 + 2,
+            Some("hangup") => 128 + 1,
+            _ => 1,
+        }
     }
 }
 
@@ -435,22 +431,6 @@ pub trait Sandbox: Send + Sync {
     /// Entries of a directory (one level): metadata for many paths in one request.
     async fn list_dir(&self, _path: &str) -> Result<Vec<EntryInfo>, SandboxError> {
         Err(SandboxError::Unsupported("listing directories".into()))
-    }
-    /// Whether a process's stdin can be fed while it runs ([`ExecRequest::stdin_open`]).
-    fn streams_stdin(&self) -> bool {
-        false
-    }
-    /// Write to the stdin of a process started with [`ExecRequest::stdin_open`].
-    async fn write_stdin(&self, _pid: u32, _data: Bytes) -> Result<(), SandboxError> {
-        Err(SandboxError::Unsupported(
-            "feeding stdin while a process runs".into(),
-        ))
-    }
-    /// Close the stdin of a process started with [`ExecRequest::stdin_open`] (it sees EOF).
-    async fn close_stdin(&self, _pid: u32) -> Result<(), SandboxError> {
-        Err(SandboxError::Unsupported(
-            "feeding stdin while a process runs".into(),
-        ))
     }
     /// Processes still running (with their tags).
     async fn processes(&self) -> Result<Vec<ProcessEntry>, SandboxError> {
