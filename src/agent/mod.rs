@@ -17,6 +17,8 @@ mod auth;
 mod fdio;
 mod files;
 mod filesystem;
+#[doc(hidden)]
+pub mod fuzzing;
 mod isolation;
 pub mod paths;
 mod process;
