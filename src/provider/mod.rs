@@ -79,6 +79,8 @@ pub struct SandboxSpec {
     pub metadata: BTreeMap<String, String>,
     /// Local provider: process isolation.
     pub isolation: crate::config::Isolation,
+    /// Local provider: host paths the sandbox sees read-only (`[sandbox] expose`).
+    pub expose: Vec<String>,
 }
 
 /// Lifecycle state as the provider reports it.
