@@ -53,6 +53,8 @@ pub struct Live {
 
 pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
     let ctx = Ctx::load(g)?;
+    // Sandboxes of `rclaude ci` runs that were killed before they could destroy them.
+    super::leftovers::reap(g.quiet).await;
     let live = bring_up(
         &ctx,
         UpOptions {
