@@ -12,7 +12,11 @@ use std::time::{Duration, Instant};
 use common::TestRepo;
 
 fn repo() -> TestRepo {
-    let t = TestRepo::new("[sandbox]\nprovider = \"local\"\n");
+    repo_with("[sandbox]\nprovider = \"local\"\n")
+}
+
+fn repo_with(config: &str) -> TestRepo {
+    let t = TestRepo::new(config);
     t.write("README", "hi\n");
     t.commit_all("init");
     t.ok(&["up"]);
@@ -122,9 +126,19 @@ fn marker() -> String {
     )
 }
 
+/// Without bubblewrap the agent itself sees the signal death and reports it as envd does
+/// (`signal: segmentation fault`); under bubblewrap, bwrap turns it into an exit code first.
 #[test]
 fn a_command_killed_by_any_signal_exits_128_plus_that_signal() {
-    let t = repo();
+    for isolation in ["none", "bwrap"] {
+        let t = repo_with(&format!(
+            "[sandbox]\nprovider = \"local\"\nisolation = \"{isolation}\"\n"
+        ));
+        signal_deaths(&t);
+    }
+}
+
+fn signal_deaths(t: &TestRepo) {
     for (sig, name) in [
         (libc::SIGSEGV, "SEGV"),
         (libc::SIGABRT, "ABRT"),
