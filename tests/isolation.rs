@@ -9,8 +9,9 @@
 
 mod common;
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use common::{Run, bin, git_env};
 
@@ -351,4 +352,58 @@ fn up_and_status_say_every_time_that_a_sandbox_is_not_isolated() {
     );
     let st = w.ok(&plain, &["status"]);
     assert!(st.stderr().contains("NOT isolated"), "{}", st.all());
+}
+
+#[test]
+fn a_terminal_in_the_sandbox_sees_its_own_tty_but_no_other_terminal_of_the_host() {
+    let w = World::new();
+    let a = w.repo("a", LOCAL_BWRAP);
+    w.ok(&a, &["up"]);
+    // Another terminal on the host (the user's shell, another sandbox's `rclaude shell`).
+    let (mut master, mut slave) = (0, 0);
+    // SAFETY: openpty fills two descriptors, closed at the end of the test.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(rc, 0);
+    let other = std::fs::read_link(format!("/proc/self/fd/{slave}")).unwrap();
+    assert!(other.starts_with("/dev/pts/"), "{}", other.display());
+    let script = format!(
+        "tty; test -e {o} && echo LEAK-other-terminal; script -qc 'echo nested-ok' /dev/null; exit\n",
+        o = other.display()
+    );
+    let mut c = w.cmd(&a, &["shell"]);
+    c.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    // SAFETY: closing the descriptors openpty gave us.
+    unsafe {
+        libc::close(master);
+        libc::close(slave);
+    }
+    let lines: Vec<&str> = text.split(['\r', '\n']).collect();
+    assert!(
+        lines.iter().any(|l| l.starts_with("/dev/pts/")),
+        "no terminal of its own:\n{text}"
+    );
+    assert!(!lines.contains(&"LEAK-other-terminal"), "{text}");
+    assert!(
+        lines.iter().any(|l| l.ends_with("nested-ok")),
+        "a nested terminal failed:\n{text}"
+    );
 }
