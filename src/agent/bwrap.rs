@@ -421,3 +421,47 @@ fn find_on_path(name: &str) -> Option<PathBuf> {
                 .unwrap_or(false)
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pos(args: &[OsString], seq: &[&str]) -> Option<usize> {
+        args.windows(seq.len())
+            .position(|w| w.iter().zip(seq).all(|(a, b)| a == b))
+    }
+
+    #[test]
+    fn rclaude_dirs_under_an_exposed_path_are_hidden_before_the_root_is_bound() {
+        let exposed = tempfile::tempdir().unwrap();
+        let exposed = exposed.path().canonicalize().unwrap();
+        let state = exposed.join("rclaude-data");
+        let root = state.join("sandboxes/local-x/root");
+        std::fs::create_dir_all(&root).unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let b = Bwrap::new(
+            PathBuf::from("/usr/bin/bwrap"),
+            View {
+                expose: vec![exposed.clone()],
+                hide: vec![state.clone(), elsewhere.path().to_path_buf()],
+            },
+        );
+        let args = b.fs_args(&root, &root, None);
+        let s = |p: &Path| p.to_str().unwrap().to_string();
+        let expose = pos(&args, &["--ro-bind-try", &s(&exposed), &s(&exposed)]).unwrap();
+        let hide = pos(&args, &["--tmpfs", &s(&state)]).expect("the data dir is hidden");
+        let bind = pos(&args, &["--bind", &s(&root), &s(&root)]).unwrap();
+        assert!(expose < hide && hide < bind, "{args:?}");
+        // A directory no exposed path shows needs no hiding.
+        assert!(
+            pos(&args, &["--tmpfs", &s(elsewhere.path())]).is_none(),
+            "{args:?}"
+        );
+        // No host path is shown whole: the root of the sandbox is a fresh tmpfs.
+        assert!(pos(&args, &["--ro-bind", "/", "/"]).is_none(), "{args:?}");
+        assert!(
+            pos(&args, &["--ro-bind", "/usr", "/usr"]).is_some(),
+            "{args:?}"
+        );
+    }
+}
