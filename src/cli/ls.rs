@@ -67,7 +67,7 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
         Some(c) if c.sandbox.provider == kind => crate::provider::for_config(&c.sandbox)?,
         _ => crate::provider::for_kind(kind)?,
     };
-    super::leftovers::reap(g.quiet || args.json).await;
+    super::leftovers::reap(g.quiet).await;
     let ci_runs = super::leftovers::runs();
     let ci_of = |s: &SandboxInfo| {
         ci_runs
