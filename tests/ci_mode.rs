@@ -298,3 +298,93 @@ fn sigterm_mid_task_destroys_the_sandbox_and_exits_143() {
     assert_eq!(v["stopped_by"], "SIGTERM");
     assert_clean(&t);
 }
+
+/// `rclaude ci` killed with SIGKILL: its sandbox (with the task still running in it) is left
+/// behind until a later command notices that the run is gone.
+fn kill_ci_mid_task(t: &TestRepo) -> String {
+    let mut child = start_slow(t);
+    signal(&child, "-KILL");
+    let _ = child.wait();
+    let left = sandboxes_left(t);
+    assert_eq!(left.len(), 1, "{left:?}");
+    left[0].file_name().unwrap().to_string_lossy().into_owned()
+}
+
+#[test]
+fn sandboxes_of_ci_runs_killed_with_sigkill_are_reaped_by_the_next_ci_up_or_ls() {
+    let t = repo();
+    for next in [&["ls"][..], &["ci", "independent"], &["up"]] {
+        let id = kill_ci_mid_task(&t);
+        let r = t.ok(next);
+        assert!(
+            r.stderr().contains(&format!("Destroyed sandbox {id}")),
+            "{next:?}: {}",
+            r.all()
+        );
+        assert!(r.stderr().contains("killed"), "{}", r.all());
+        let left: Vec<_> = sandboxes_left(&t)
+            .into_iter()
+            .filter(|d| d.ends_with(&id))
+            .collect();
+        assert!(left.is_empty(), "{next:?} left {left:?}");
+        assert!(ci_records_left(&t).is_empty(), "{:?}", ci_records_left(&t));
+        if next == ["up"] {
+            t.ok(&["down", "--yes", "--discard"]);
+        }
+    }
+    assert_clean(&t);
+}
+
+#[test]
+fn down_sandbox_destroys_a_sandbox_by_id_and_ls_marks_ci_sandboxes() {
+    let t = repo();
+    // While a run is alive, `ls` marks its sandbox and `down --sandbox` refuses it.
+    let mut child = start_slow(&t);
+    let id = sandboxes_left(&t)[0]
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let ls = t.ok(&["ls"]);
+    let line = ls
+        .stdout()
+        .lines()
+        .find(|l| l.contains(&id))
+        .unwrap()
+        .to_string();
+    assert!(line.starts_with("ci "), "{}", ls.all());
+    let v: Value = serde_json::from_str(&t.ok(&["ls", "--json"]).stdout()).unwrap();
+    assert_eq!(v[0]["ci"]["running"], true, "{v}");
+    let r = t.rclaude(&["down", "--sandbox", &id, "--yes"]);
+    assert_eq!(r.code(), 64, "{}", r.all());
+    assert!(r.stderr().contains("still running"), "{}", r.all());
+    signal(&child, "-KILL");
+    let _ = child.wait();
+
+    // Killed: destroyed by id, without a repository around, and its ci record goes too.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let mut down = t.cmd(&["down", "--sandbox", &id]);
+    down.current_dir(elsewhere.path());
+    let r = common::Run(down.output().unwrap());
+    assert_eq!(
+        r.code(),
+        64,
+        "needs --yes when not interactive: {}",
+        r.all()
+    );
+    let mut down = t.cmd(&["down", "--sandbox", &id, "--yes"]);
+    down.current_dir(elsewhere.path());
+    let r = common::Run(down.output().unwrap());
+    assert_eq!(r.code(), 0, "{}", r.all());
+    assert!(
+        r.stderr().contains(&format!("Destroyed sandbox {id}")),
+        "{}",
+        r.all()
+    );
+    assert_clean(&t);
+
+    // An id that does not exist is a clear error.
+    let r = t.rclaude(&["down", "--sandbox", "local-000000000000", "--yes"]);
+    assert_eq!(r.code(), 69, "{}", r.all());
+    assert!(r.stderr().contains("rclaude ls"), "{}", r.all());
+}

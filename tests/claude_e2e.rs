@@ -414,14 +414,7 @@ fn failures_are_reported_with_claude_codes_exit_code() {
     if skip() {
         return;
     }
-    let bin = claude_cache().join("node_modules/.bin");
-    let config = CONFIG.replace(
-        "[env]\n",
-        &format!(
-            "[env]\nPATH = \"{}:/usr/local/bin:/usr/bin:/bin\"\n",
-            bin.display()
-        ),
-    );
+    let config = with_cached_claude(CONFIG);
     let t = TestRepo::new(&config);
     t.write("README.md", "# demo\n");
     t.commit_all("initial");
@@ -471,6 +464,24 @@ fn failures_are_reported_with_claude_codes_exit_code() {
     assert_eq!(r.code(), 78, "{}", r.all());
 }
 
+/// `config` with the cached Claude Code on PATH, and its directory exposed to the sandbox
+/// (which sees no host path outside the system directories otherwise).
+fn with_cached_claude(config: &str) -> String {
+    let dir = claude_cache();
+    config
+        .replace(
+            "provider = \"local\"\n",
+            &format!("provider = \"local\"\nexpose = [\"{}\"]\n", dir.display()),
+        )
+        .replace(
+            "[env]\n",
+            &format!(
+                "[env]\nPATH = \"{}:/usr/local/bin:/usr/bin:/bin\"\n",
+                dir.join("node_modules/.bin").display()
+            ),
+        )
+}
+
 /// A repository whose config puts the cached Claude Code on PATH (no install step).
 fn direct_repo() -> TestRepo {
     direct_repo_with("")
@@ -478,14 +489,7 @@ fn direct_repo() -> TestRepo {
 
 /// [`direct_repo`] with lines added to the config's `[claude]` table.
 fn direct_repo_with(claude_extra: &str) -> TestRepo {
-    let bin = claude_cache().join("node_modules/.bin");
-    let config = format!("{CONFIG}{claude_extra}").replace(
-        "[env]\n",
-        &format!(
-            "[env]\nPATH = \"{}:/usr/local/bin:/usr/bin:/bin\"\n",
-            bin.display()
-        ),
-    );
+    let config = with_cached_claude(&format!("{CONFIG}{claude_extra}"));
     let t = TestRepo::new(&config);
     t.write("README.md", "# demo\n");
     t.commit_all("initial");

@@ -386,3 +386,81 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// Whether a process whose command line contains `marker` runs on this machine.
+fn running(marker: &str) -> bool {
+    std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+        std::fs::read(e.path().join("cmdline"))
+            .map(|c| String::from_utf8_lossy(&c).contains(marker))
+            .unwrap_or(false)
+    })
+}
+
+fn gone_within(marker: &str, d: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + d;
+    while running(marker) {
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    true
+}
+
+/// Start a background process in the sandbox, then SIGKILL the sandbox's agent.
+fn crash_agent_leaving(t: &TestRepo, marker: &str) {
+    t.ok(&[
+        "exec",
+        "--",
+        &format!("nohup sh -c 'while true; do sleep 0.05; done' {marker} >/dev/null 2>&1 &"),
+    ]);
+    assert!(running(marker), "the background process did not start");
+    let dir = std::fs::read_dir(t.sandboxes_dir())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("agent.json")).unwrap()).unwrap();
+    // SAFETY: kill(2) on the agent this test's sandbox runs.
+    unsafe { libc::kill(state["pid"].as_i64().unwrap() as i32, libc::SIGKILL) };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+}
+
+#[test]
+fn without_bubblewrap_a_crashed_agents_processes_end_at_restart_pause_and_down() {
+    let t = TestRepo::new("[sandbox]\nprovider = \"local\"\nisolation = \"none\"\n");
+    t.write("README", "hi\n");
+    t.commit_all("init");
+    t.ok(&["up"]);
+    for next in [&["exec", "--", "true"][..], &["pause"], &["down", "--yes"]] {
+        let marker = format!("crash-{}", uuid::Uuid::new_v4().simple());
+        crash_agent_leaving(&t, &marker);
+        t.ok(next);
+        assert!(
+            gone_within(&marker, std::time::Duration::from_secs(3)),
+            "a process of the crashed agent survived `rclaude {next:?}`"
+        );
+        if next == ["pause"] {
+            t.ok(&["resume"]);
+        }
+        if next == ["down", "--yes"] {
+            assert_eq!(std::fs::read_dir(t.sandboxes_dir()).unwrap().count(), 0);
+        }
+    }
+}
+
+#[test]
+fn with_bubblewrap_a_crashed_agents_processes_end_with_it() {
+    let t = TestRepo::new("[sandbox]\nprovider = \"local\"\nisolation = \"bwrap\"\n");
+    t.write("README", "hi\n");
+    t.commit_all("init");
+    t.ok(&["up"]);
+    let marker = format!("crash-{}", uuid::Uuid::new_v4().simple());
+    crash_agent_leaving(&t, &marker);
+    assert!(
+        gone_within(&marker, std::time::Duration::from_secs(3)),
+        "a process of the crashed agent survived it"
+    );
+}

@@ -14,6 +14,7 @@
 //! ```
 
 mod auth;
+mod bwrap;
 mod fdio;
 mod files;
 mod filesystem;
@@ -23,6 +24,7 @@ mod isolation;
 pub mod paths;
 mod process;
 mod pty;
+mod reaper;
 mod rpc;
 mod watch;
 
@@ -41,7 +43,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 pub use auth::sign as sign_file_url;
-pub use isolation::Launcher;
+pub use isolation::{IsolationReport, Launcher};
 
 use crate::config::Isolation;
 use crate::envd::ENVD_PORT;
@@ -64,6 +66,11 @@ pub struct AgentOptions {
     pub env: BTreeMap<String, String>,
     /// Process isolation (bubblewrap).
     pub isolation: Isolation,
+    /// Host paths a bubblewrapped sandbox sees read-only, besides the system directories.
+    pub expose: Vec<PathBuf>,
+    /// Where the agent records the process groups it starts; those a previous agent left
+    /// running are killed at start (see `reap_leftovers`).
+    pub groups_file: Option<PathBuf>,
     /// Keepalive interval on process streams when the client does not ask for one.
     pub keepalive_default: Duration,
 }
@@ -79,6 +86,8 @@ impl AgentOptions {
             workdir: None,
             env: BTreeMap::new(),
             isolation: Isolation::Auto,
+            expose: Vec::new(),
+            groups_file: None,
             keepalive_default: Duration::from_secs(90),
         }
     }
@@ -118,6 +127,18 @@ pub struct Agent {
     local_addr: SocketAddr,
     state: Arc<AgentState>,
     launcher: Launcher,
+    isolation: IsolationReport,
+}
+
+/// Kill the processes a dead agent left running, from its record of process groups (`path`,
+/// the agent's `groups_file`). Returns how many processes were killed.
+pub fn reap_leftovers(path: &std::path::Path) -> usize {
+    reaper::reap(path)
+}
+
+/// The isolation `isolation` gives on this machine now (bubblewrap found and working, or not).
+pub fn isolation_report(isolation: Isolation) -> IsolationReport {
+    isolation::report_for(isolation)
 }
 
 /// Validate options, pick the process launcher and bind the listener.
@@ -131,10 +152,35 @@ pub async fn bind(opts: AgentOptions) -> Result<Agent, AgentError> {
         opts.workdir.as_deref(),
     )?);
     let isolation = opts.isolation;
-    let launcher = tokio::task::spawn_blocking(move || isolation::select(isolation))
-        .await
-        .map_err(|e| AgentError::Isolation(e.to_string()))?
-        .map_err(AgentError::Isolation)?;
+    let view = isolation::View {
+        expose: opts.expose.clone(),
+        // rclaude's own files: other sandboxes' tokens, session records, the server token.
+        hide: vec![
+            crate::dirs::data_dir(),
+            crate::dirs::state_dir(),
+            crate::dirs::config_dir(),
+        ],
+    };
+    let (launcher, report) =
+        tokio::task::spawn_blocking(move || isolation::select(isolation, view))
+            .await
+            .map_err(|e| AgentError::Isolation(e.to_string()))?
+            .map_err(AgentError::Isolation)?;
+    let group_log = match &opts.groups_file {
+        Some(f) => {
+            let killed = reaper::reap(f);
+            if killed > 0 {
+                tracing::warn!("killed {killed} process(es) a previous agent left running");
+            }
+            Some(reaper::GroupLog::create(f, conf.root()).map_err(|e| {
+                AgentError::Root(paths::PathError::Io {
+                    path: f.display().to_string(),
+                    source: e,
+                })
+            })?)
+        }
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
         .map_err(|source| AgentError::Bind {
@@ -155,6 +201,7 @@ pub async fn bind(opts: AgentOptions) -> Result<Agent, AgentError> {
         launcher.clone(),
         &opts.env,
         opts.keepalive_default,
+        group_log,
     ));
     let watchers = watch::Watchers::new(conf.clone(), opts.keepalive_default);
     let state = Arc::new(AgentState {
@@ -169,6 +216,7 @@ pub async fn bind(opts: AgentOptions) -> Result<Agent, AgentError> {
         local_addr,
         state,
         launcher,
+        isolation: report,
     })
 }
 
@@ -189,6 +237,11 @@ impl Agent {
     /// How processes are launched (bubblewrap or plain).
     pub fn launcher(&self) -> &Launcher {
         &self.launcher
+    }
+
+    /// The isolation in effect, and what is missing when there is none.
+    pub fn isolation(&self) -> &IsolationReport {
+        &self.isolation
     }
 
     /// Serve until `shutdown` resolves; then kill every process group still running, let

@@ -6,7 +6,7 @@
 //! discarded). A client disconnecting never kills the process.
 
 use std::collections::{BTreeMap, HashMap};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -22,6 +22,7 @@ use super::fdio::{self, NbFd};
 use super::isolation::Launcher;
 use super::paths::{Confinement, Follow};
 use super::pty;
+use super::reaper::{GroupLog, MARKER_VAR};
 use super::rpc::{self, RpcResult, err};
 use crate::envd::connect::{CONTENT_TYPE_STREAM, CONTENT_TYPE_UNARY, Code, ConnectError};
 use crate::envd::proto::{
@@ -188,29 +189,6 @@ fn signal_group(pid: u32, sig: libc::c_int) -> std::io::Result<()> {
     Err(e)
 }
 
-/// Go's `ProcessState.String()` signal names, as envd reports them.
-fn signal_text(sig: i32) -> String {
-    let name = match sig {
-        libc::SIGHUP => "hangup",
-        libc::SIGINT => "interrupt",
-        libc::SIGQUIT => "quit",
-        libc::SIGILL => "illegal instruction",
-        libc::SIGTRAP => "trace/breakpoint trap",
-        libc::SIGABRT => "aborted",
-        libc::SIGBUS => "bus error",
-        libc::SIGFPE => "floating point exception",
-        libc::SIGKILL => "killed",
-        libc::SIGUSR1 => "user defined signal 1",
-        libc::SIGSEGV => "segmentation fault",
-        libc::SIGUSR2 => "user defined signal 2",
-        libc::SIGPIPE => "broken pipe",
-        libc::SIGALRM => "alarm clock",
-        libc::SIGTERM => "terminated",
-        _ => return format!("signal {sig}"),
-    };
-    name.to_string()
-}
-
 /// The end event for an exit status: `exit status N` / `signal: killed`, code -1 on signals,
 /// `error` set (to the status text) whenever the exit was not clean.
 pub fn end_event(status: std::process::ExitStatus) -> EndEvent {
@@ -222,7 +200,11 @@ pub fn end_event(status: std::process::ExitStatus) -> EndEvent {
             } else {
                 ""
             };
-            (-1, false, format!("signal: {}{core}", signal_text(s)))
+            (
+                -1,
+                false,
+                format!("signal: {}{core}", crate::envd::signals::name(s)),
+            )
         }
         (None, None) => (-1, false, "unknown exit status".into()),
     };
@@ -241,6 +223,8 @@ pub struct Processes {
     /// Every process group started, including those whose leader exited: background children
     /// may live on in them until the agent shuts down.
     groups: Mutex<std::collections::HashSet<u32>>,
+    /// The same groups on disk, for the next agent to kill when this one dies (see `reaper`).
+    group_log: Option<GroupLog>,
     conf: Arc<Confinement>,
     launcher: Launcher,
     base_env: BTreeMap<String, String>,
@@ -253,6 +237,7 @@ impl Processes {
         launcher: Launcher,
         extra_env: &BTreeMap<String, String>,
         keepalive_default: Duration,
+        group_log: Option<GroupLog>,
     ) -> Self {
         let mut base_env = BTreeMap::new();
         let path = std::env::var("PATH").unwrap_or_else(|_| {
@@ -264,10 +249,12 @@ impl Processes {
         base_env.insert("USER".into(), user.clone());
         base_env.insert("LOGNAME".into(), user);
         base_env.insert("E2B_SANDBOX".into(), "true".into());
+        base_env.insert(MARKER_VAR.into(), conf.root().display().to_string());
         base_env.extend(extra_env.iter().map(|(k, v)| (k.clone(), v.clone())));
         Processes {
             procs: Mutex::new(HashMap::new()),
             groups: Mutex::new(std::collections::HashSet::new()),
+            group_log,
             conf,
             launcher,
             base_env,
@@ -275,20 +262,28 @@ impl Processes {
         }
     }
 
-    /// Kill every process group the agent started, with whatever is left in it.
+    /// Kill every process group the agent started, with whatever is left in it, and the
+    /// sandbox's PID namespace.
     pub fn kill_all(&self) {
         let groups: Vec<u32> = self.groups.lock().unwrap().drain().collect();
         for g in groups {
             let _ = signal_group(g, libc::SIGKILL);
         }
+        self.launcher.shutdown();
+        if let Some(log) = &self.group_log {
+            log.clear();
+        }
     }
 
-    /// Remember a new process group; forget groups that have emptied.
+    /// Remember a new process group (in memory and on disk); forget groups that have emptied.
     fn track_group(&self, pgid: u32) {
         let mut groups = self.groups.lock().unwrap();
         // SAFETY: signal 0 only checks whether the group still has members.
         groups.retain(|g| unsafe { libc::kill(-(*g as libc::pid_t), 0) } == 0);
         groups.insert(pgid);
+        if let Some(log) = &self.group_log {
+            log.record(pgid, &groups);
+        }
     }
 
     /// Number of processes still running.
@@ -353,13 +348,35 @@ impl Processes {
                 format!("cwd '{}' does not exist", cwd.display()),
             ));
         }
+        let pty_pair = match req.pty {
+            Some(p) => Some(
+                pty::open(p.size)
+                    .map_err(|e| err(Code::Internal, format!("cannot open a terminal: {e}")))?,
+            ),
+            None => None,
+        };
+        let tty = pty_pair.as_ref().and_then(|(_, slave)| {
+            std::fs::read_link(format!("/proc/self/fd/{}", slave.as_raw_fd())).ok()
+        });
         let mut cmd = self
             .launcher
-            .command(self.conf.root(), &cwd, &cfg.cmd, &cfg.args);
+            .command(self.conf.root(), &cwd, &cfg.cmd, &cfg.args, tty.as_deref())
+            .map_err(|e| {
+                err(
+                    Code::Internal,
+                    format!("cannot set up the sandbox for the process: {e}"),
+                )
+            })?;
+        if let Some(h) = self.launcher.holder_group() {
+            self.track_group(h);
+        }
         cmd.env_clear()
             .envs(&self.base_env)
             .envs(&cfg.envs)
             .kill_on_drop(false);
+        if !self.launcher.is_isolated() {
+            die_with_agent(&mut cmd);
+        }
 
         let spawn_err = |e: std::io::Error| {
             err(
@@ -376,8 +393,7 @@ impl Processes {
         let mut outputs: Vec<Output> = Vec::new();
         let input;
         let child;
-        if let Some(p) = req.pty {
-            let (master, slave) = pty::open(p.size).map_err(io_err)?;
+        if let Some((master, slave)) = pty_pair {
             let dup = |fd: &OwnedFd| fd.try_clone().map(Stdio::from).map_err(io_err);
             cmd.stdin(dup(&slave)?)
                 .stdout(dup(&slave)?)
@@ -806,6 +822,24 @@ async fn stream_events(
                 )))
                 .await
         }
+    }
+}
+
+/// Without bubblewrap: the process gets SIGKILL when the agent dies (its background children
+/// are killed by the next agent from the on-disk record of groups).
+fn die_with_agent(cmd: &mut tokio::process::Command) {
+    let agent = std::process::id() as libc::pid_t;
+    // SAFETY: prctl and getppid are async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::getppid() != agent {
+                return Err(std::io::Error::other("the agent exited"));
+            }
+            Ok(())
+        });
     }
 }
 

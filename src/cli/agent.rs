@@ -43,9 +43,17 @@ pub struct Args {
     /// Default environment variable for every process (repeatable).
     #[arg(long = "env", value_name = "KEY=VALUE")]
     pub env: Vec<String>,
-    /// Write `{"pid":..,"port":..}` here once listening.
+    /// Write `{"pid":..,"port":..,"isolation":..}` here once listening.
     #[arg(long, value_name = "FILE")]
     pub state_file: Option<PathBuf>,
+    /// With bubblewrap: a host path processes see read-only (repeatable); by default they see
+    /// only the system directories (/usr, /etc, /opt, /bin, /lib...) and the root.
+    #[arg(long = "expose", value_name = "PATH")]
+    pub expose: Vec<PathBuf>,
+    /// Record the process groups started here, and kill those a previous agent with the same
+    /// file left running.
+    #[arg(long, value_name = "FILE")]
+    pub groups_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -93,6 +101,8 @@ pub async fn run(_g: &GlobalArgs, args: Args) -> CliResult {
             IsolationArg::Bwrap => Isolation::Bwrap,
             IsolationArg::None => Isolation::None,
         },
+        expose: args.expose,
+        groups_file: args.groups_file,
         ..AgentOptions::new(PathBuf::new())
     };
     let agent = bind(opts)
@@ -103,6 +113,7 @@ pub async fn run(_g: &GlobalArgs, args: Args) -> CliResult {
         let state = crate::provider::local::AgentState {
             pid: std::process::id(),
             port: addr.port(),
+            isolation: Some(agent.isolation().clone()),
         };
         crate::session::write_atomic(f, &serde_json::to_vec(&state).unwrap_or_default())?;
     }

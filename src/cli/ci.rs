@@ -71,6 +71,9 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
     let started = Instant::now();
     // First of all: from here on a signal can no longer kill us before the sandbox is gone.
     let mut signals = Signals::install()?;
+    // Tasks' remote processes see the signals too (see `signals`); ci handles them itself.
+    let _attached =
+        super::signals::attach().map_err(|e| CliError::io("installing signal handlers", e))?;
     let timeout = args.timeout.as_deref().map(parse_duration).transpose()?;
     // With --json, stdout is the summary's alone: everything else printed goes to stderr.
     let mut json_out = if args.json {
@@ -86,7 +89,10 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
     let plan = plan(&ctx.config, &args.tasks)?;
     // A throwaway session record, apart from the repository's own.
     let run_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
-    let scratch = crate::dirs::state_dir().join("ci").join(&run_id);
+    // Sandboxes of earlier runs that were killed (SIGKILL) before they could clean up.
+    super::leftovers::reap(g.quiet).await;
+    // Recorded with our pid, so that a later run can clean up after this one if it is killed.
+    let scratch = super::leftovers::start_run(&run_id)?;
     ctx.store = SessionStore::in_dir(&scratch, "session");
     let provider_name = ctx.config.sandbox.provider.as_str().to_string();
     let deadline = timeout.map(|t| started + t);
@@ -131,7 +137,7 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
         None => true,
     };
     if destroyed {
-        let _ = std::fs::remove_dir_all(&scratch);
+        super::leftovers::finish_run(&scratch);
     }
 
     // A signal that raced with the end of the work still counts as an interruption.
@@ -192,7 +198,7 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
 /// Why the run was cut short.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stop {
-    /// SIGINT (2) or SIGTERM (15).
+    /// SIGINT (2), SIGTERM (15) or SIGHUP (1).
     Signal(i32),
     /// `--timeout` expired.
     Timeout,
@@ -411,6 +417,7 @@ fn stop_name(s: Stop) -> &'static str {
     match s {
         Stop::Timeout => "timeout",
         Stop::Signal(libc::SIGTERM) => "SIGTERM",
+        Stop::Signal(libc::SIGHUP) => "SIGHUP",
         Stop::Signal(_) => "SIGINT",
     }
 }
@@ -422,13 +429,14 @@ fn report(e: &CliError) {
     }
 }
 
-/// SIGINT and SIGTERM, caught for the rest of the process's life.
+/// SIGINT, SIGTERM and SIGHUP, caught for the rest of the process's life.
 ///
 /// Polled directly by the code that reacts to them (no listener task), so a signal is seen in
 /// the same wake-up that delivers it to the remote-process streaming below.
 struct Signals {
     int: tokio::signal::unix::Signal,
     term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
     /// The first signal received.
     first: Option<i32>,
 }
@@ -439,6 +447,7 @@ impl Signals {
         Ok(Signals {
             int: signal(SignalKind::interrupt()).map_err(err)?,
             term: signal(SignalKind::terminate()).map_err(err)?,
+            hup: signal(SignalKind::hangup()).map_err(err)?,
             first: None,
         })
     }
@@ -448,6 +457,7 @@ impl Signals {
         let sig = tokio::select! {
             Some(()) = self.int.recv() => libc::SIGINT,
             Some(()) = self.term.recv() => libc::SIGTERM,
+            Some(()) = self.hup.recv() => libc::SIGHUP,
             else => std::future::pending().await,
         };
         self.first.get_or_insert(sig);

@@ -1,18 +1,27 @@
-//! `rclaude down`: destroy the sandbox and its files.
+//! `rclaude down`: destroy the sandbox and its files (this repository's, or any by id).
 
 use std::io::{BufRead, IsTerminal, Write};
 
 use super::GlobalArgs;
-use super::context::Ctx;
+use super::context::{Ctx, start_dir};
+use crate::config::{Config, ProviderKind};
 use crate::error::{CliError, CliResult};
+use crate::provider::ProviderError;
+use crate::session::{Repo, SessionStore};
 
 /// Destroy this repository's sandbox and everything in it.
 ///
 /// Work in the sandbox that is not on this machine yet (commits, uncommitted edits) is first
 /// brought back as a local branch, as `rclaude pull` does, unless `--discard` is given.
 /// Asks for confirmation unless `--yes`; in a non-interactive session `--yes` is required.
+///
+/// `--sandbox ID` destroys any sandbox rclaude made, by id (as `rclaude ls` lists them), e.g.
+/// one left behind by a `rclaude ci` run that was killed; its work is not pulled back unless it
+/// is this repository's sandbox.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:\n  rclaude down\n  rclaude down --yes")]
+#[command(
+    after_help = "Examples:\n  rclaude down\n  rclaude down --yes\n  rclaude ls && rclaude down --sandbox local-3f2a9c0d1e4b --yes"
+)]
 pub struct Args {
     /// Don't ask for confirmation.
     #[arg(short, long)]
@@ -20,9 +29,26 @@ pub struct Args {
     /// Don't bring unpulled sandbox work back first.
     #[arg(long)]
     pub discard: bool,
+    /// Destroy this sandbox (an id from `rclaude ls`) instead of this repository's.
+    #[arg(long, value_name = "ID")]
+    pub sandbox: Option<String>,
+    /// With --sandbox: its provider (default: the one of a ci run that made it, else
+    /// .rclaude.toml's, else local).
+    #[arg(long, value_name = "NAME", value_parser = super::ls::parse_kind, requires = "sandbox")]
+    pub provider: Option<ProviderKind>,
 }
 
 pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
+    if let Some(id) = args.sandbox.clone() {
+        let repo = Repo::discover(&start_dir(g)?).ok();
+        let own = match &repo {
+            Some(r) => SessionStore::for_repo(r).load()?,
+            None => None,
+        };
+        if own.is_none_or(|rec| rec.sandbox_id != id) {
+            return down_by_id(g, &args, &id, repo.as_ref()).await;
+        }
+    }
     let ctx = Ctx::load(g)?;
     let _lock = ctx.store.lock()?;
     let Some(record) = ctx.store.load()? else {
@@ -59,6 +85,60 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
     ctx.reporter
         .event(&record, "stopped", serde_json::json!({}));
     ctx.reporter.flush().await;
+    Ok(0)
+}
+
+/// `down --sandbox ID` for a sandbox that is not this repository's.
+async fn down_by_id(g: &GlobalArgs, args: &Args, id: &str, repo: Option<&Repo>) -> CliResult {
+    let ci_run = super::leftovers::run_of(id);
+    let config = match repo {
+        Some(r) if r.config_path().exists() => Some(Config::load(&r.config_path())?),
+        _ => None,
+    };
+    let kind = args
+        .provider
+        .or_else(|| {
+            let name = ci_run.as_ref()?.record.as_ref()?.provider.clone();
+            ProviderKind::ALL.into_iter().find(|k| k.as_str() == name)
+        })
+        .or(config.as_ref().map(|c| c.sandbox.provider))
+        .unwrap_or_default();
+    if let Some(run) = ci_run.as_ref().filter(|r| r.alive) {
+        return Err(CliError::usage(format!(
+            "sandbox {id} belongs to a `rclaude ci` run that is still running (pid {})",
+            run.pid
+        ))
+        .hint("stop that run instead (it destroys its sandbox when it ends)"));
+    }
+    if !args.yes
+        && !confirm(&format!(
+            "Destroy sandbox {id} ({}) and all its files?",
+            kind.as_str()
+        ))?
+    {
+        eprintln!("Kept the sandbox.");
+        return Ok(1);
+    }
+    let provider = match &config {
+        Some(c) if c.sandbox.provider == kind => crate::provider::for_config(&c.sandbox)?,
+        _ => crate::provider::for_kind(kind)?,
+    };
+    match provider.kill(id).await {
+        Ok(()) => {}
+        Err(ProviderError::NotFound(_)) => {
+            super::leftovers::forget(id);
+            return Err(CliError::unavailable(format!(
+                "there is no sandbox {id} on provider \"{}\"",
+                kind.as_str()
+            ))
+            .hint("`rclaude ls` lists the sandboxes (`--provider NAME` for another provider)"));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    super::leftovers::forget(id);
+    if !g.quiet {
+        eprintln!("Destroyed sandbox {id} ({}).", kind.as_str());
+    }
     Ok(0)
 }
 

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use super::GlobalArgs;
 use super::context::Ctx;
-use super::stream::{Sink, run_streamed};
+use super::stream::{Input, Sink, run_streamed_with};
 use super::up::{UpOptions, bring_up};
 use crate::config::HumanDuration;
 use crate::error::{CliError, CliResult};
@@ -16,9 +16,14 @@ use crate::provider::ExecRequest;
 /// command runs in the sandbox directory that matches your current directory in the repository.
 /// A single argument is a shell command line (pipes and `&&` work); several arguments are quoted
 /// and run as one command. `[env]` and `[secrets]` from .rclaude.toml are set.
+///
+/// When stdin is not a terminal (a pipe or a file), it is streamed to the command, and its end
+/// closes the command's stdin; `--no-stdin` gives the command an empty stdin instead. SIGINT
+/// (Ctrl-C), SIGTERM and SIGHUP stop the remote command (SIGTERM, then SIGKILL) before rclaude
+/// exits with 130, 143 or 129.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  rclaude exec -- cargo test -p core\n  rclaude exec -- 'ls | wc -l'\n  rclaude exec -e RUST_LOG=debug --timeout 10m -- ./scripts/check.sh"
+    after_help = "Examples:\n  rclaude exec -- cargo test -p core\n  rclaude exec -- 'ls | wc -l'\n  rclaude exec -e RUST_LOG=debug --timeout 10m -- ./scripts/check.sh\n  gzip -dc dump.sql.gz | rclaude exec -- psql app"
 )]
 pub struct Args {
     /// Don't sync the work tree first.
@@ -33,6 +38,9 @@ pub struct Args {
     /// Kill the command after this long (e.g. 90s, 10m).
     #[arg(long, value_name = "DURATION")]
     pub timeout: Option<String>,
+    /// Don't forward stdin, even when it is a pipe or a file.
+    #[arg(short = 'n', long)]
+    pub no_stdin: bool,
     /// The command and its arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,
@@ -59,8 +67,31 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
         .env(env)
         .timeout(timeout);
 
-    let status = run_streamed(&*live.sandbox, req, Sink::Terminal).await?;
+    let input = if !args.no_stdin && stdin_has_input() {
+        Input::Forward
+    } else {
+        Input::Closed
+    };
+    let status = run_streamed_with(&*live.sandbox, req, Sink::Terminal, input).await?;
     Ok(status.shell_code())
+}
+
+/// Whether our stdin is something to forward: not a terminal (whose keystrokes belong to the
+/// user), not /dev/null (nothing to send), and open.
+fn stdin_has_input() -> bool {
+    use std::io::IsTerminal;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        return false;
+    }
+    let Ok(meta) =
+        std::fs::metadata("/proc/self/fd/0").or_else(|_| std::fs::metadata("/dev/stdin"))
+    else {
+        return false;
+    };
+    let null = std::fs::metadata("/dev/null").map(|m| m.rdev()).ok();
+    !(meta.file_type().is_char_device() && Some(meta.rdev()) == null)
 }
 
 /// One argument is used verbatim as a shell line; several are shell-quoted and joined.

@@ -17,7 +17,9 @@ use crate::session::{Repo, SessionStore};
 ///
 /// The provider is `--provider`, else the one in this repository's .rclaude.toml, else
 /// `local`. For E2B this lists every rclaude sandbox of the API key's team, running and
-/// paused, across all pages.
+/// paused, across all pages. Sandboxes of `rclaude ci` runs that were killed before they could
+/// destroy them are destroyed first; a running ci run's sandbox is marked `ci`, one that could
+/// not be destroyed `left`.
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Examples:\n  rclaude ls\n  rclaude ls --provider e2b\n  rclaude ls --json | jq '.[] | select(.state == \"paused\") | .id'"
@@ -31,7 +33,7 @@ pub struct Args {
     pub provider: Option<ProviderKind>,
 }
 
-fn parse_kind(s: &str) -> Result<ProviderKind, String> {
+pub(super) fn parse_kind(s: &str) -> Result<ProviderKind, String> {
     ProviderKind::ALL
         .into_iter()
         .find(|k| k.as_str() == s)
@@ -65,6 +67,13 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
         Some(c) if c.sandbox.provider == kind => crate::provider::for_config(&c.sandbox)?,
         _ => crate::provider::for_kind(kind)?,
     };
+    super::leftovers::reap(g.quiet).await;
+    let ci_runs = super::leftovers::runs();
+    let ci_of = |s: &SandboxInfo| {
+        ci_runs
+            .iter()
+            .find(|r| r.record.as_ref().is_some_and(|rec| rec.sandbox_id == s.id))
+    };
     let mut sandboxes = provider.list().await?;
     sandboxes.sort_by(|a, b| b.started_at.cmp(&a.started_at));
     let is_current = |s: &SandboxInfo| current.as_deref() == Some(s.id.as_str());
@@ -83,6 +92,7 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
                     "started_at": s.started_at,
                     "end_at": s.end_at,
                     "current": is_current(s),
+                    "ci": ci_of(s).map(|r| json!({ "pid": r.pid, "running": r.alive })),
                 })
             })
             .collect();
@@ -100,10 +110,11 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
         .iter()
         .map(|s| {
             [
-                if is_current(s) {
-                    "*".into()
-                } else {
-                    " ".into()
+                match ci_of(s) {
+                    _ if is_current(s) => "*".into(),
+                    Some(r) if r.alive => "ci".into(),
+                    Some(_) => "left".into(),
+                    None => " ".into(),
                 },
                 s.id.clone(),
                 s.state.to_string(),
@@ -139,8 +150,21 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
             .collect();
         println!("{}", line.join("  ").trim_end());
     }
+    let mut legend = Vec::new();
     if current.is_some() {
-        println!("\n* this repository's sandbox");
+        legend.push("* this repository's sandbox".to_string());
+    }
+    if sandboxes.iter().any(|s| ci_of(s).is_some_and(|r| r.alive)) {
+        legend.push("ci: a running `rclaude ci` run's sandbox (destroyed when it ends)".into());
+    }
+    if sandboxes.iter().any(|s| ci_of(s).is_some_and(|r| !r.alive)) {
+        legend.push(
+            "left: left behind by a killed `rclaude ci` run; `rclaude down --sandbox ID` removes it"
+                .into(),
+        );
+    }
+    if !legend.is_empty() {
+        println!("\n{}", legend.join("\n"));
     }
     Ok(0)
 }

@@ -11,6 +11,7 @@ mod down;
 mod exec;
 mod hooks;
 mod init;
+mod leftovers;
 mod login;
 mod logs;
 mod ls;
@@ -22,6 +23,7 @@ mod resume;
 mod run;
 mod schema;
 mod shell;
+mod signals;
 mod status;
 mod stream;
 mod sync;
@@ -51,7 +53,9 @@ Exit codes:
   77     authentication failed (API key or token)
   78     not in a git repository, or .rclaude.toml missing or invalid
   124    ci: --timeout expired, or a task's own timeout stopped it
-  130    interrupted (Ctrl-C; ci: SIGINT, 143 for SIGTERM)";
+  129    interrupted by SIGHUP (the remote command is stopped first)
+  130    interrupted by SIGINT / Ctrl-C (the remote command is stopped first)
+  143    interrupted by SIGTERM (the remote command is stopped first)";
 
 const EXAMPLES: &str = concat!(
     "Examples:\n",
@@ -192,9 +196,12 @@ async fn dispatch(cli: Cli) -> Result<i32, CliError> {
 }
 
 fn report_error(e: &CliError) {
-    eprintln!("error: {}", e.message);
+    use std::io::Write;
+    // Never panic here: after SIGHUP the terminal may be gone.
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "error: {}", e.message);
     if let Some(h) = &e.hint {
-        eprintln!("  hint: {h}");
+        let _ = writeln!(err, "  hint: {h}");
     }
 }
 

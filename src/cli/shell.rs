@@ -87,6 +87,8 @@ pub(crate) async fn interactive(sandbox: &dyn Sandbox, mut req: PtyRequest) -> C
     let mut winch = signal(SignalKind::window_change()).ok();
     let mut term = signal(SignalKind::terminate()).ok();
     let mut hup = signal(SignalKind::hangup()).ok();
+    // This loop handles SIGTERM and SIGHUP itself (see `signals`).
+    let _signals = super::signals::attach().ok();
     let stdout = std::io::stdout();
     let mut input_open = true;
     let code = loop {

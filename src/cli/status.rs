@@ -4,7 +4,9 @@ use serde_json::json;
 
 use super::GlobalArgs;
 use super::context::Ctx;
+use crate::agent::IsolationReport;
 use crate::error::CliResult;
+use crate::provider::local::LocalProvider;
 
 /// Show this repository's sandbox: provider, id, state, location, last sync.
 #[derive(Debug, clap::Args)]
@@ -40,6 +42,10 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
     };
     let caps = provider.capabilities();
     let sync = record.sync.clone().unwrap_or(serde_json::Value::Null);
+    let isolation = local_isolation(&record.provider, &record.sandbox_id).await;
+    if let Some(w) = isolation.as_ref().and_then(isolation_warning) {
+        ctx.ui.warn(w);
+    }
     if args.json {
         let out = json!({
             "repository": ctx.repo.root,
@@ -52,6 +58,7 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
             "end_at": info.as_ref().and_then(|i| i.end_at.clone()),
             "sync": sync,
             "capabilities": caps,
+            "isolation": isolation,
         });
         println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
         return Ok(0);
@@ -68,6 +75,9 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
     );
     if let Some(end) = info.as_ref().and_then(|i| i.end_at.clone()) {
         println!("Pauses at   {end}");
+    }
+    if let Some(iso) = &isolation {
+        println!("Isolation   {}", isolation_line(iso));
     }
     if let Some(snap) = sync.get("snapshot").and_then(|v| v.as_str()) {
         println!("Last sync   snapshot {}", &snap[..snap.len().min(12)]);
@@ -90,4 +100,48 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
         );
     }
     Ok(0)
+}
+
+/// The isolation of a local sandbox (`None` for other providers, which are separate machines).
+pub(super) async fn local_isolation(provider: &str, id: &str) -> Option<IsolationReport> {
+    if provider != "local" {
+        return None;
+    }
+    LocalProvider::new().isolation(id).await.ok().flatten()
+}
+
+/// One line for `status`: what a sandbox process can see.
+fn isolation_line(iso: &IsolationReport) -> String {
+    if iso.is_isolated() {
+        "bubblewrap: commands see the system directories (/usr, /etc, /opt) read-only and their \
+         own sandbox; not your home, other repositories, other sandboxes or rclaude's files"
+            .into()
+    } else {
+        "NONE: commands run unconfined, with your user's rights".into()
+    }
+}
+
+/// The warning `up` and `status` print every time a local sandbox runs without isolation.
+pub(super) fn isolation_warning(iso: &IsolationReport) -> Option<String> {
+    if iso.is_isolated() {
+        return None;
+    }
+    let exposed = "sandbox commands run unconfined, with your user's rights: they can read and \
+                   change your files (~/.ssh, other repositories), other sandboxes and rclaude's \
+                   tokens";
+    Some(match &iso.missing {
+        None => format!(
+            "this sandbox is NOT isolated (isolation = \"none\" in .rclaude.toml): {exposed}"
+        ),
+        Some(why) if why.contains("not installed") => format!(
+            "this sandbox is NOT isolated: {why}, so {exposed}. Install it \
+             (`apt-get install bubblewrap`, `dnf install bubblewrap`), then `rclaude pause` and \
+             `rclaude up` restart the sandbox confined"
+        ),
+        Some(why) => format!(
+            "this sandbox is NOT isolated: {why}, so {exposed}. bubblewrap needs unprivileged \
+             user namespaces (sysctl kernel.unprivileged_userns_clone=1; on Ubuntu 24.04 an \
+             AppArmor profile for bwrap); then `rclaude pause` and `rclaude up`"
+        ),
+    })
 }

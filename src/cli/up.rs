@@ -53,6 +53,8 @@ pub struct Live {
 
 pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
     let ctx = Ctx::load(g)?;
+    // Sandboxes of `rclaude ci` runs that were killed before they could destroy them.
+    super::leftovers::reap(g.quiet).await;
     let watch = args.watch || (ctx.config.sync.watch && !args.no_watch && ctx.ui.is_fancy());
     let guard = if watch {
         Some(super::watch::only_watch(&ctx)?)
@@ -72,6 +74,14 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
         "Sandbox {} ({}) is up; the repository is at {}",
         live.record.sandbox_id, live.record.provider, live.record.workdir
     ));
+    let isolation =
+        super::status::local_isolation(&live.record.provider, &live.record.sandbox_id).await;
+    if let Some(w) = isolation
+        .as_ref()
+        .and_then(super::status::isolation_warning)
+    {
+        ctx.ui.warn(w);
+    }
     if let Some(guard) = guard {
         return super::watch::watch_loop(&ctx, live, guard).await;
     }
@@ -197,6 +207,7 @@ async fn create(
         env: ctx.config.env.clone(),
         metadata,
         isolation: cfg.isolation,
+        expose: cfg.expose.clone(),
     };
     let step = ctx.ui.step(format!("Creating {} sandbox", provider.name()));
     let info = match provider.create(&spec).await {

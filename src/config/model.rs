@@ -181,6 +181,11 @@ pub struct SandboxConfig {
     /// Local provider: `auto`, `bwrap` or `none`.
     #[serde(default)]
     pub isolation: Isolation,
+    /// Local provider with bubblewrap: host paths the sandbox sees read-only besides the system
+    /// directories (absolute, or `~/...` in your home), e.g. a toolchain such as `~/.nvm`.
+    /// Read when the sandbox is created.
+    #[serde(default)]
+    pub expose: Vec<String>,
     /// Northflank project id. May be left out here and given as `NORTHFLANK_PROJECT_ID` instead:
     /// the Northflank provider checks that one of the two is set.
     #[serde(default)]
@@ -198,6 +203,7 @@ impl Default for SandboxConfig {
             auto_pause: true,
             workdir: default_workdir(),
             isolation: Isolation::Auto,
+            expose: Vec::new(),
             project: None,
         }
     }

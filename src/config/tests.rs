@@ -182,7 +182,7 @@ fn the_briefs_example_messages() {
     let e = err("[sandbox]\nimage = \"x\"\ncolour = \"red\"\n");
     assert_eq!(
         e.to_string().lines().next().unwrap(),
-        ".rclaude.toml:3:1: error in sandbox.colour: unknown key; valid keys: provider, image, cpu, memory_mb, timeout, auto_pause, workdir, isolation, project"
+        ".rclaude.toml:3:1: error in sandbox.colour: unknown key; valid keys: provider, image, cpu, memory_mb, timeout, auto_pause, workdir, isolation, expose, project"
     );
     let e = err("[sandbox]\nprovider = \"e2b\"\ncpu = 2\ntimeout = \"5 parsecs\"\n");
     assert_eq!(
@@ -442,6 +442,20 @@ fn invalid_values() {
         "sandbox.isolation",
         ErrorKind::InvalidValue,
         "valid values: auto, bwrap, none",
+    );
+    check(
+        "[sandbox]\nexpose = [\"~/.nvm\", \"toolchains/go\"]\n",
+        "\"toolchains/go\"",
+        "sandbox.expose[1]",
+        ErrorKind::InvalidValue,
+        "use an absolute path or one under your home directory",
+    );
+    check(
+        "[sandbox]\nexpose = [\"/opt/../root\"]\n",
+        "\"/opt/../root\"",
+        "sandbox.expose[0]",
+        ErrorKind::InvalidValue,
+        "without `..`",
     );
     check(
         "[sandbox]\ncpu = -1\n",

@@ -145,6 +145,20 @@ fn check_sandbox(config: &Config, issues: &mut Issues) {
             ),
         );
     }
+    for (i, p) in s.expose.iter().enumerate() {
+        let rest = p.strip_prefix("~/").unwrap_or(p);
+        if !(p.starts_with('/') || p.starts_with("~/")) || rest.is_empty() || has_parent_dir(p) {
+            issues.push(
+                path!["sandbox", "expose", i],
+                At::Value,
+                ErrorKind::InvalidValue,
+                format!(
+                    "invalid path \"{p}\": use an absolute path or one under your home directory \
+                     (\"~/...\"), without `..`, e.g. \"~/.nvm\""
+                ),
+            );
+        }
+    }
     for (key, value) in [("cpu", s.cpu), ("memory_mb", s.memory_mb)] {
         if value == Some(0) {
             issues.push(

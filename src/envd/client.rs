@@ -555,15 +555,30 @@ struct DecodeState {
     dec: EnvelopeDecoder,
     done: bool,
     procedure: String,
+    url: String,
+}
+
+impl DecodeState {
+    /// The connection closed before the stream's end: the server (the sandbox's agent, envd)
+    /// went away, or the network in between dropped.
+    fn cut(&mut self, how: String) -> Result<ProcessEvent, SandboxError> {
+        self.done = true;
+        Err(SandboxError::Unreachable {
+            url: self.url.clone(),
+            reason: format!("the connection closed in the middle of the stream ({how})"),
+        })
+    }
 }
 
 /// Decode a server stream of `{event}` messages ending with the end-of-stream frame.
 fn decode_events(resp: reqwest::Response, procedure: String) -> ProcessStream {
+    let url = resp.url().to_string();
     let st = DecodeState {
         body: Box::pin(resp.bytes_stream()),
         dec: EnvelopeDecoder::new(),
         done: false,
         procedure,
+        url,
     };
     let s = futures::stream::unfold(st, |mut st| async move {
         if st.done {
@@ -597,20 +612,9 @@ fn decode_events(resp: reqwest::Response, procedure: String) -> ProcessStream {
                 }
                 Ok(None) => match st.body.next().await {
                     Some(Ok(chunk)) => st.dec.push(&chunk),
-                    Some(Err(e)) => {
-                        return Some((
-                            fail(&mut st, format!("stream interrupted: {}", error_chain(&e))),
-                            st,
-                        ));
-                    }
+                    Some(Err(e)) => return Some((st.cut(error_chain(&e)), st)),
                     None => {
-                        return Some((
-                            fail(
-                                &mut st,
-                                "the stream ended without an end-of-stream message".into(),
-                            ),
-                            st,
-                        ));
+                        return Some((st.cut("no end-of-stream message".into()), st));
                     }
                 },
             }

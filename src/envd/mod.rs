@@ -8,6 +8,7 @@ pub mod client;
 pub mod connect;
 pub mod proto;
 pub mod sandbox;
+pub mod signals;
 
 /// Header carrying the sandbox access token.
 pub const ACCESS_TOKEN_HEADER: &str = "x-access-token";

@@ -58,7 +58,7 @@ impl EnvdSandbox {
             },
             pty: None,
             tag: req.tag.clone(),
-            stdin: Some(req.stdin.is_some()),
+            stdin: Some(req.stdin.is_some() || req.stream_stdin),
         })
     }
 }
@@ -191,6 +191,20 @@ impl Sandbox for EnvdSandbox {
         self.client
             .send_signal(ProcessSelector::Pid(pid), sig)
             .await
+    }
+
+    fn streams_stdin(&self) -> bool {
+        true
+    }
+
+    async fn write_stdin(&self, pid: u32, data: Bytes) -> Result<(), SandboxError> {
+        self.client
+            .send_stdin(ProcessSelector::Pid(pid), &data)
+            .await
+    }
+
+    async fn close_stdin(&self, pid: u32) -> Result<(), SandboxError> {
+        self.client.close_stdin(ProcessSelector::Pid(pid)).await
     }
 
     async fn write_files(&self, files: Vec<FileUpload>) -> Result<(), SandboxError> {

@@ -2,10 +2,12 @@
 //! a detached `rclaude agent` on a random loopback port with a random token.
 //!
 //! Layout of `$XDG_DATA_HOME/rclaude/sandboxes/<id>/`:
-//! `sandbox.json` (identity and metadata), `agent.token` (0600), `agent.json` (pid and port while
-//! running), `agent.log`, and `root/` — the agent's confinement root, holding `home/` and
-//! `workspace/` (the repository). Pause stops the agent and its processes (files stay), resume
-//! starts it again, kill removes the directory.
+//! `sandbox.json` (identity and metadata), `agent.token` (0600), `agent.json` (pid, port and
+//! isolation while running), `agent.groups` (the process groups the agent started, so that a
+//! crashed agent's leftovers are killed), `agent.log`, and `root/` — the agent's confinement
+//! root, holding `home/` and `workspace/` (the repository). Only `root/` is visible to the
+//! sandbox's processes under bubblewrap. Pause stops the agent and its processes (files stay),
+//! resume starts it again, kill removes the directory.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -18,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     Capabilities, Provider, ProviderError, Sandbox, SandboxInfo, SandboxSpec, SandboxState,
 };
+use crate::agent::IsolationReport;
 use crate::config::Isolation;
 use crate::envd::client::EnvdClient;
 use crate::envd::sandbox::EnvdSandbox;
@@ -33,6 +36,9 @@ struct SandboxFile {
     created_at: String,
     metadata: BTreeMap<String, String>,
     isolation: Isolation,
+    /// `[sandbox] expose` at creation: host paths the sandbox sees read-only.
+    #[serde(default)]
+    expose: Vec<String>,
 }
 
 /// `agent.json`, written by `rclaude agent --state-file` once it listens.
@@ -40,6 +46,9 @@ struct SandboxFile {
 pub struct AgentState {
     pub pid: u32,
     pub port: u16,
+    /// The isolation the agent runs its processes with.
+    #[serde(default)]
+    pub isolation: Option<IsolationReport>,
 }
 
 /// Sandboxes on this machine.
@@ -135,6 +144,8 @@ impl LocalProvider {
             .arg(dir.join("agent.token"))
             .arg("--state-file")
             .arg(&state_file)
+            .arg("--groups-file")
+            .arg(dir.join("agent.groups"))
             .arg("--isolation")
             .arg(isolation_arg(file.isolation))
             .arg("--env")
@@ -146,6 +157,7 @@ impl LocalProvider {
             ))
             .arg("--env")
             .arg(format!("RCLAUDE_SANDBOX_ID={}", file.id))
+            .args(toolchain_args(&file.expose))
             .env_remove("RCLAUDE_AGENT_TOKEN")
             .stdin(std::process::Stdio::null())
             .stdout(
@@ -201,6 +213,25 @@ impl LocalProvider {
         }
     }
 
+    /// The isolation of a sandbox's processes: what its running agent reports, or what its
+    /// agent would get on this machine when it starts.
+    pub async fn isolation(&self, id: &str) -> Result<Option<IsolationReport>, ProviderError> {
+        let Some((dir, file)) = self.read_sandbox(id)? else {
+            return Ok(None);
+        };
+        if let Some((state, _)) = self.running_agent(&dir).await
+            && let Some(report) = state.isolation
+        {
+            return Ok(Some(report));
+        }
+        let isolation = file.isolation;
+        Ok(
+            tokio::task::spawn_blocking(move || crate::agent::isolation_report(isolation))
+                .await
+                .ok(),
+        )
+    }
+
     fn info_from(&self, dir: &Path, file: &SandboxFile, running: bool) -> SandboxInfo {
         SandboxInfo {
             id: file.id.clone(),
@@ -217,8 +248,20 @@ impl LocalProvider {
         }
     }
 
-    /// Stop the agent (it kills its processes on SIGTERM); SIGKILL after a grace period.
+    /// Stop the agent (it kills its processes on SIGTERM); SIGKILL after a grace period. Then
+    /// kill whatever a crashed (or SIGKILLed) agent left running.
     async fn stop_agent(&self, dir: &Path) {
+        self.stop_running_agent(dir).await;
+        let killed = crate::agent::reap_leftovers(&dir.join("agent.groups"));
+        if killed > 0 {
+            tracing::info!(
+                "killed {killed} process(es) left running by the stopped agent of {}",
+                dir.display()
+            );
+        }
+    }
+
+    async fn stop_running_agent(&self, dir: &Path) {
         let Ok(bytes) = std::fs::read(dir.join("agent.json")) else {
             return;
         };
@@ -283,6 +326,7 @@ impl Provider for LocalProvider {
             created_at: crate::time::now_rfc3339(),
             metadata: spec.metadata.clone(),
             isolation: spec.isolation,
+            expose: spec.expose.clone(),
         };
         let json =
             serde_json::to_vec_pretty(&file).map_err(|e| ProviderError::Config(e.to_string()))?;
@@ -355,6 +399,47 @@ impl Provider for LocalProvider {
         out.sort_by(|a, b| a.started_at.cmp(&b.started_at));
         Ok(out)
     }
+}
+
+/// `--expose` and `--env` arguments for the agent: the paths of `[sandbox] expose` (`~/`
+/// expanded), and the Rust toolchain when rustup is installed in the user's home — toolchains
+/// only (`~/.rustup`, `~/.cargo/bin`), never `~/.cargo` itself, which holds registry tokens.
+fn toolchain_args(expose: &[String]) -> Vec<String> {
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let expand = |p: &str| -> Option<PathBuf> {
+        match p.strip_prefix("~/") {
+            Some(rest) => home.as_ref().map(|h| h.join(rest)),
+            None => Some(PathBuf::from(p)),
+        }
+    };
+    let mut args = Vec::new();
+    let mut push = |p: &Path| {
+        args.push("--expose".to_string());
+        args.push(p.display().to_string());
+    };
+    let rustup = std::env::var_os("RUSTUP_HOME")
+        .map(PathBuf::from)
+        .or_else(|| home.as_ref().map(|h| h.join(".rustup")));
+    let cargo_bin = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| home.as_ref().map(|h| h.join(".cargo")))
+        .map(|c| c.join("bin"));
+    let mut rustup_env = None;
+    if let Some(r) = rustup.filter(|r| r.is_dir()) {
+        push(&r);
+        rustup_env = Some(format!("RUSTUP_HOME={}", r.display()));
+    }
+    if let Some(b) = cargo_bin.filter(|b| b.is_dir()) {
+        push(&b);
+    }
+    for p in expose.iter().filter_map(|p| expand(p)) {
+        push(&p);
+    }
+    if let Some(e) = rustup_env {
+        args.push("--env".into());
+        args.push(e);
+    }
+    args
 }
 
 fn isolation_arg(i: Isolation) -> &'static str {

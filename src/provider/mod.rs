@@ -79,6 +79,8 @@ pub struct SandboxSpec {
     pub metadata: BTreeMap<String, String>,
     /// Local provider: process isolation.
     pub isolation: crate::config::Isolation,
+    /// Local provider: host paths the sandbox sees read-only (`[sandbox] expose`).
+    pub expose: Vec<String>,
 }
 
 /// Lifecycle state as the provider reports it.
@@ -132,8 +134,12 @@ pub struct ExecRequest {
     /// Working directory; `None` = the sandbox's workdir.
     pub cwd: Option<String>,
     pub env: BTreeMap<String, String>,
-    /// Bytes written to stdin before it is closed; `None` = stdin closed at start.
+    /// Bytes written to stdin before it is closed; `None` = stdin closed at start (unless
+    /// `stream_stdin`).
     pub stdin: Option<Bytes>,
+    /// Keep stdin open: the caller writes it with [`Sandbox::write_stdin`] and closes it with
+    /// [`Sandbox::close_stdin`] (only where [`Sandbox::streams_stdin`]).
+    pub stream_stdin: bool,
     /// Kill the process after this long.
     pub timeout: Option<Duration>,
     /// A tag to find the process again (detached runs).
@@ -148,6 +154,7 @@ impl ExecRequest {
             cwd: None,
             env: BTreeMap::new(),
             stdin: None,
+            stream_stdin: false,
             timeout: None,
             tag: None,
         }
@@ -200,18 +207,15 @@ impl ExitStatus {
         self.code == 0
     }
 
-    /// Exit code suitable for this process: the remote code, or 128+signal, or 1.
+    /// Exit code suitable for this process: the remote code, or 128+S when signal S killed
+    /// it (`signal: NAME` as envd reports it, for every signal), or 1 when unknown.
     pub fn shell_code(&self) -> i32 {
         if self.code >= 0 {
             return self.code;
         }
-        match self.status.strip_prefix("signal: ") {
-            Some("killed") => 128 + 9,
-            Some("terminated") => 128 + 15,
-            Some("interrupt") => 128 + 2,
-            Some("hangup") => 128 + 1,
-            _ => 1,
-        }
+        crate::envd::signals::from_status(&self.status)
+            .map(|s| 128 + s)
+            .unwrap_or(1)
     }
 }
 
@@ -395,6 +399,19 @@ pub trait Sandbox: Send + Sync {
     async fn exec(&self, req: ExecRequest) -> Result<ExecStream, SandboxError>;
     /// Send a signal (`SIGTERM` or `SIGKILL`) to a process.
     async fn kill_process(&self, pid: u32, force: bool) -> Result<(), SandboxError>;
+    /// Whether a process's stdin can be streamed ([`ExecRequest::stream_stdin`]); otherwise
+    /// stdin can only be given whole at start.
+    fn streams_stdin(&self) -> bool {
+        false
+    }
+    /// Write to the stdin of a process started with [`ExecRequest::stream_stdin`].
+    async fn write_stdin(&self, _pid: u32, _data: Bytes) -> Result<(), SandboxError> {
+        Err(SandboxError::Unsupported("streaming stdin".into()))
+    }
+    /// Close the stdin of a process started with [`ExecRequest::stream_stdin`] (EOF).
+    async fn close_stdin(&self, _pid: u32) -> Result<(), SandboxError> {
+        Err(SandboxError::Unsupported("streaming stdin".into()))
+    }
     /// Write several small files in one request (atomically each).
     async fn write_files(&self, files: Vec<FileUpload>) -> Result<(), SandboxError>;
     /// Stream a local file to `remote_path`.
