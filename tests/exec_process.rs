@@ -318,3 +318,52 @@ fn an_agent_that_dies_mid_command_is_reported_as_gone_with_a_hint() {
     let r = t.ok(&["exec", "--no-sync", "--", "echo back"]);
     assert_eq!(r.stdout(), "back\n");
 }
+
+#[test]
+fn a_closed_stdout_stops_the_remote_command() {
+    let t = repo();
+    let m = marker();
+    let mut child = t
+        .cmd(&[
+            "exec",
+            "--no-sync",
+            "--",
+            "bash",
+            "-c",
+            &format!("exec -a {m} yes"),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 4];
+    child
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_exact(&mut first)
+        .unwrap();
+    drop(child.stdout.take()); // the reader goes away, like `| head -1`
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "rclaude kept running");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(141), "128 + SIGPIPE");
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        wait_gone(&m, Duration::from_secs(10)),
+        "the remote `yes` still runs"
+    );
+}

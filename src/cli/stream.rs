@@ -110,8 +110,19 @@ pub async fn run_streamed_with(
                     ExecEvent::Stdout(b) => {
                         if let Sink::Tee { tap } = &mut sink { tap(&b); }
                         let mut o = stdout.lock();
-                        let _ = o.write_all(&b);
-                        let _ = o.flush();
+                        let written = o.write_all(&b).and_then(|()| o.flush());
+                        drop(o);
+                        if let Err(e) = written
+                            && e.kind() == std::io::ErrorKind::BrokenPipe
+                            && stop.is_none()
+                        {
+                            // Whoever read our output went away (`| head`): stop the remote
+                            // command too, then exit as a shell would (141).
+                            stop = Some((libc::SIGPIPE, Some(tokio::time::Instant::now() + TERM_GRACE)));
+                            if let Some(p) = pid {
+                                let _ = sandbox.kill_process(p, false).await;
+                            }
+                        }
                     }
                     ExecEvent::Stderr(b) => {
                         if let Sink::Tee { tap } = &mut sink { tap(&b); }
