@@ -99,6 +99,9 @@ impl Bwrap {
     fn fs_args(&self, root: &Path, cwd: &Path, tty: Option<&Path>) -> Vec<OsString> {
         let mut a = Args::default();
         let bound = system_view(&mut a);
+        // Private temporary directories first, so that an exposed path or the root living under
+        // the host's `/tmp` is bound on top of them rather than hidden by them.
+        a.push(["--proc", "/proc", "--tmpfs", "/tmp", "--tmpfs", "/var/tmp"]);
         for p in &self.view.expose {
             a.push(["--ro-bind-try"]);
             a.path(p);
@@ -130,9 +133,7 @@ impl Bwrap {
             a.push(["--dev", PRIVATE_PTS, "--symlink"]);
             a.push([format!("{PRIVATE_PTS}/pts/ptmx").as_str(), "/dev/pts/ptmx"]);
         }
-        a.push([
-            "--proc", "/proc", "--tmpfs", "/tmp", "--tmpfs", "/var/tmp", "--bind",
-        ]);
+        a.push(["--bind"]);
         a.path(root);
         a.path(root);
         a.push(["--chdir"]);
