@@ -11,7 +11,9 @@
 //! where `git pack-objects` takes 20 s. So when a bundle carries more than
 //! [`GIT_PACK_ABOVE_COMMITS`] commits and a `git` executable is installed, the pack part comes
 //! from `git pack-objects --revs` (same objects, same walk: the refs minus the hidden commits);
-//! the header is still ours. `RCLAUDE_PACK=libgit2` forces libgit2 for every bundle,
+//! the header is still ours. The same holds for a bundle that carries a blob of over
+//! [`BIG_BLOB_BYTES`] (a large untracked file): git streams such blobs, libgit2 holds two copies
+//! in memory. `RCLAUDE_PACK=libgit2` forces libgit2 for every bundle,
 //! `RCLAUDE_PACK=git` forces `git pack-objects` (when installed).
 //!
 //! Reading: the header is parsed and validated (v2, or v3 with only `@object-format=sha1`),
@@ -131,7 +133,7 @@ pub fn write<'a>(
     let want_git = match choice.as_deref() {
         Some("libgit2") => false,
         Some("git") => true,
-        _ => sent.len() > GIT_PACK_ABOVE_COMMITS,
+        _ => sent.len() > GIT_PACK_ABOVE_COMMITS || has_big_blob(repo, &sent, BIG_BLOB_BYTES),
     };
     if want_git && let Some(git) = find_git() {
         let (objects, pack_bytes) = pack_with_git(&git, repo, refs, hidden, out, progress)?;
@@ -194,6 +196,38 @@ pub fn write<'a>(
 /// Bundles with more commits than this get their pack from `git pack-objects` when available.
 pub const GIT_PACK_ABOVE_COMMITS: usize = 100;
 
+/// Blobs larger than this are streamed into the pack without delta compression: libgit2's pack
+/// builder holds a blob and its compressed copy in memory (a 200 MB file cost 440 MB), where
+/// `git pack-objects` with `core.bigFileThreshold` streams it. A bundle that carries such a blob
+/// gets its pack from git.
+pub const BIG_BLOB_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Whether a commit in `sent` adds or changes a blob of more than `limit` bytes (compared with
+/// its first parent; only object headers are read, never contents).
+fn has_big_blob(repo: &Repository, sent: &HashSet<Oid>, limit: u64) -> bool {
+    let Ok(odb) = repo.odb() else { return false };
+    sent.iter().any(|oid| {
+        let Ok(commit) = repo.find_commit(*oid) else {
+            return false;
+        };
+        let Ok(tree) = commit.tree() else {
+            return false;
+        };
+        let parent = commit.parent(0).ok().and_then(|p| p.tree().ok());
+        let Ok(diff) = repo.diff_tree_to_tree(parent.as_ref(), Some(&tree), None) else {
+            return false;
+        };
+        diff.deltas().any(|d| {
+            let f = d.new_file();
+            f.exists()
+                && f.mode() != git2::FileMode::Commit
+                && odb
+                    .read_header(f.id())
+                    .is_ok_and(|(size, _)| size as u64 > limit)
+        })
+    })
+}
+
 /// `git` on PATH, if any.
 fn find_git() -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
@@ -216,6 +250,9 @@ fn pack_with_git(
     let mut child = Command::new(git)
         .arg("--git-dir")
         .arg(git_dir)
+        // Blobs over the threshold are streamed from the object store instead of read whole.
+        .arg("-c")
+        .arg(format!("core.bigFileThreshold={BIG_BLOB_BYTES}"))
         .args([
             "pack-objects",
             "--stdout",
