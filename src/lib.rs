@@ -10,6 +10,7 @@ pub mod error;
 pub mod gitsync;
 pub mod hooks;
 pub mod livesync;
+pub mod ops;
 pub mod provider;
 pub mod report;
 pub mod session;

@@ -7,8 +7,9 @@
 
 use std::collections::BTreeMap;
 
-use super::{ClaudeError, DEFAULT_VERSION, PACKAGE, sh_quote};
+use super::{ClaudeError, DEFAULT_VERSION, PACKAGE};
 use crate::provider::{ExecRequest, Sandbox};
+use crate::shell::quote;
 
 /// Claude Code as found in the sandbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,7 +90,7 @@ pub async fn probe(
 
 /// The shell script that installs `PACKAGE@version` globally.
 fn install_script(version: &str) -> String {
-    let spec = sh_quote(&format!("{PACKAGE}@{version}"));
+    let spec = quote(&format!("{PACKAGE}@{version}"));
     format!(
         r#"set -e
 command -v npm >/dev/null 2>&1 || exit {NO_NPM}

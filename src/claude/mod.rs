@@ -89,11 +89,6 @@ pub fn validate_permission_mode(mode: &str) -> Result<(), ClaudeError> {
     }
 }
 
-/// Quote for POSIX sh (always single quotes, so any byte sequence is safe).
-pub fn sh_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,7 +103,7 @@ mod tests {
 
     #[test]
     fn quoting_survives_quotes() {
-        assert_eq!(sh_quote("it's"), r"'it'\''s'");
-        assert_eq!(sh_quote(""), "''");
+        assert_eq!(crate::shell::quote("it's"), r"'it'\''s'");
+        assert_eq!(crate::shell::quote(""), "''");
     }
 }

@@ -24,8 +24,9 @@ use std::time::Duration;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use super::{ClaudeError, sh_quote};
+use super::ClaudeError;
 use crate::provider::{Command, ExecEvent, ExecRequest, Sandbox, SandboxError};
+use crate::shell::quote;
 
 /// Where runs keep their files, relative to the repository in the sandbox.
 pub const RUNS_DIR: &str = ".git/rclaude/claude";
@@ -319,10 +320,7 @@ pub async fn start(sandbox: &dyn Sandbox, launch: Launch) -> Result<Started, Cla
     argv.extend(launch.args.headless());
     let line = format!(
         "set -- {}\n{WRAPPER}",
-        argv.iter()
-            .map(|a| sh_quote(a))
-            .collect::<Vec<_>>()
-            .join(" ")
+        argv.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" ")
     );
     let mut env = launch.env.clone();
     env.extend(launch.args.env());
@@ -449,7 +447,7 @@ pub async fn stop(
     let sig = if force { "KILL" } else { "TERM" };
     let line = format!(
         "p=$(cat {} 2>/dev/null) && [ -n \"$p\" ] && kill -{sig} \"$p\" 2>/dev/null",
-        sh_quote(&files.pid())
+        quote(&files.pid())
     );
     let out = crate::provider::run(sandbox, ExecRequest::shell(line)).await?;
     Ok(out.status.success())
@@ -559,10 +557,10 @@ impl<'a> Follower<'a> {
 
 /// The shell line that runs `claude` with `args` in a terminal (login-shell environment).
 pub fn interactive_command(claude: &str, args: &[String]) -> Command {
-    let mut line = format!("exec {}", sh_quote(claude));
+    let mut line = format!("exec {}", quote(claude));
     for a in args {
         line.push(' ');
-        line.push_str(&sh_quote(a));
+        line.push_str(&quote(a));
     }
     Command::Shell(line)
 }
@@ -626,7 +624,12 @@ mod tests {
         };
         assert_eq!(
             line,
-            "exec '/h/claude' '--permission-mode' 'acceptEdits' '--session-id' 'n1'"
+            "exec /h/claude --permission-mode acceptEdits --session-id n1"
         );
+        // Words a shell would split or expand are quoted (one quoting rule: crate::shell).
+        let Command::Shell(line) = interactive_command("/h/my claude", &["it's".into()]) else {
+            panic!()
+        };
+        assert_eq!(line, r"exec '/h/my claude' 'it'\''s'");
     }
 }

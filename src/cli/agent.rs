@@ -84,7 +84,7 @@ pub async fn run(_g: &GlobalArgs, args: Args) -> CliResult {
     if token.as_deref() == Some("") {
         return Err(CliError::usage("the access token is empty"));
     }
-    let env: BTreeMap<String, String> = super::exec::parse_env_pairs(&args.env)?;
+    let env: BTreeMap<String, String> = super::args::parse_env_pairs(&args.env)?;
     let root = args
         .root
         .canonicalize()

@@ -13,11 +13,10 @@ use serde_json::{Value, json};
 use tokio::signal::unix::{SignalKind, signal};
 
 use super::GlobalArgs;
-use super::context::Ctx;
-use super::exec::parse_duration;
-use super::tasks::{OnFailure, RunLog, TaskOutcome, TaskRunner, TaskStatus, plan};
-use super::up::{UpOptions, bring_up};
 use crate::error::{CliError, CliResult, ErrorKind};
+use crate::ops::context::Ctx;
+use crate::ops::tasks::{OnFailure, RunLog, TaskOutcome, TaskRunner, TaskStatus, plan};
+use crate::ops::up::{UpOptions, bring_up};
 use crate::session::{SessionRecord, SessionStore};
 use crate::ui::{Mode, Ui, format_elapsed};
 
@@ -50,7 +49,7 @@ pub struct Args {
     #[arg(
         required = true,
         value_name = "TASK",
-        add = clap_complete::ArgValueCompleter::new(super::completions::task_names)
+        add = clap_complete::ArgValueCompleter::new(super::args::task_names)
     )]
     pub tasks: Vec<String>,
     /// Print a JSON summary on stdout (task output then goes to stderr).
@@ -73,8 +72,12 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
     let mut signals = Signals::install()?;
     // Tasks' remote processes see the signals too (see `signals`); ci handles them itself.
     let _attached =
-        super::signals::attach().map_err(|e| CliError::io("installing signal handlers", e))?;
-    let timeout = args.timeout.as_deref().map(parse_duration).transpose()?;
+        crate::ops::signals::attach().map_err(|e| CliError::io("installing signal handlers", e))?;
+    let timeout = args
+        .timeout
+        .as_deref()
+        .map(super::args::parse_duration)
+        .transpose()?;
     // With --json, stdout is the summary's alone: everything else printed goes to stderr.
     let mut json_out = if args.json {
         Some(stdout_to_stderr()?)
@@ -82,7 +85,7 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
         None
     };
 
-    let mut ctx = Ctx::load(g)?;
+    let mut ctx = g.ctx()?;
     ctx.ui = Ui {
         mode: if g.quiet { Mode::Quiet } else { Mode::Plain },
     };
@@ -90,9 +93,9 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
     // A throwaway session record, apart from the repository's own.
     let run_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
     // Sandboxes of earlier runs that were killed (SIGKILL) before they could clean up.
-    super::leftovers::reap(g.quiet).await;
+    crate::ops::leftovers::reap(g.quiet).await;
     // Recorded with our pid, so that a later run can clean up after this one if it is killed.
-    let scratch = super::leftovers::start_run(&run_id)?;
+    let scratch = crate::ops::leftovers::start_run(&run_id)?;
     ctx.store = SessionStore::in_dir(&scratch, "session");
     let provider_name = ctx.config.sandbox.provider.as_str().to_string();
     let deadline = timeout.map(|t| started + t);
@@ -137,7 +140,7 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
         None => true,
     };
     if destroyed {
-        super::leftovers::finish_run(&scratch);
+        crate::ops::leftovers::finish_run(&scratch);
     }
 
     // A signal that raced with the end of the work still counts as an interruption.

@@ -3,13 +3,13 @@
 use std::collections::BTreeMap;
 
 use super::GlobalArgs;
-use super::attach::{Interrupt, finish, follow, remember_conversation};
-use super::context::Ctx;
-use super::up::{UpOptions, bring_up};
 use crate::claude::install::{self, Installed};
 use crate::claude::run::{self, ClaudeArgs, Conversation, Launch, RunFiles};
 use crate::claude::{self as cc, ClaudeError};
 use crate::error::{CliError, CliResult};
+use crate::ops::claude_run::{Interrupt, finish, follow, remember_conversation};
+use crate::ops::context::Ctx;
+use crate::ops::up::{UpOptions, bring_up};
 use crate::provider::{PtyRequest, Sandbox};
 use crate::session::SessionRecord;
 
@@ -57,7 +57,7 @@ pub struct Args {
 }
 
 pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
-    let ctx = Ctx::load(g)?;
+    let ctx = g.ctx()?;
     let prompt = args.prompt.join(" ");
     let interactive = args.prompt.is_empty();
     if interactive && (args.detach || args.pull || args.json) {
@@ -304,7 +304,7 @@ async fn interactive_session(
         rows: 0,
         tag: Some(format!("{}interactive", run::TAG_PREFIX)),
     };
-    let code = super::shell::interactive(sandbox, req).await?;
+    let code = crate::ops::terminal::interactive(sandbox, req).await?;
     ctx.ui.info(
         "Claude's edits are in the sandbox work tree; `rclaude pull` brings them back · `rclaude claude --continue` resumes this conversation",
     );

@@ -5,10 +5,7 @@
 //! from the `.rclaude.toml` of the repository the shell is in, not from a list frozen at
 //! install time. [`complete_if_asked`] answers those calls before any other work.
 
-use std::ffi::OsStr;
-
 use clap::CommandFactory;
-use clap_complete::engine::CompletionCandidate;
 use clap_complete::env::{CompleteEnv, Shells};
 
 use super::GlobalArgs;
@@ -71,27 +68,4 @@ pub fn complete_if_asked() {
     CompleteEnv::with_factory(super::Cli::command)
         .var(COMPLETE_VAR)
         .complete();
-}
-
-/// Task names from the `.rclaude.toml` of the repository in the current directory.
-pub fn task_names(current: &OsStr) -> Vec<CompletionCandidate> {
-    let current = current.to_string_lossy();
-    let Ok(dir) = std::env::current_dir() else {
-        return Vec::new();
-    };
-    let Ok(repo) = crate::session::Repo::discover(&dir) else {
-        return Vec::new();
-    };
-    let Ok(config) = crate::config::Config::load(&repo.config_path()) else {
-        return Vec::new();
-    };
-    config
-        .tasks
-        .iter()
-        .filter(|(name, _)| name.starts_with(current.as_ref()))
-        .map(|(name, task)| {
-            CompletionCandidate::new(name.as_str())
-                .help(task.description.as_deref().map(|d| d.to_string().into()))
-        })
-        .collect()
 }

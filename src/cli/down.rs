@@ -1,9 +1,6 @@
 //! `rclaude down`: destroy the sandbox and its files (this repository's, or any by id).
 
-use std::io::{BufRead, IsTerminal, Write};
-
 use super::GlobalArgs;
-use super::context::{Ctx, start_dir};
 use crate::config::{Config, ProviderKind};
 use crate::error::{CliError, CliResult};
 use crate::provider::ProviderError;
@@ -34,13 +31,13 @@ pub struct Args {
     pub sandbox: Option<String>,
     /// With --sandbox: its provider (default: the one of a ci run that made it, else
     /// .rclaude.toml's, else local).
-    #[arg(long, value_name = "NAME", value_parser = super::ls::parse_kind, requires = "sandbox")]
+    #[arg(long, value_name = "NAME", value_parser = super::args::parse_kind, requires = "sandbox")]
     pub provider: Option<ProviderKind>,
 }
 
 pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
     if let Some(id) = args.sandbox.clone() {
-        let repo = Repo::discover(&start_dir(g)?).ok();
+        let repo = Repo::discover(&g.start_dir()?).ok();
         let own = match &repo {
             Some(r) => SessionStore::for_repo(r).load()?,
             None => None,
@@ -49,7 +46,7 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
             return down_by_id(g, &args, &id, repo.as_ref()).await;
         }
     }
-    let ctx = Ctx::load(g)?;
+    let ctx = g.ctx()?;
     let _lock = ctx.store.lock()?;
     let Some(record) = ctx.store.load()? else {
         ctx.ui.info(format!(
@@ -59,7 +56,7 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
         return Ok(0);
     };
     if !args.yes
-        && !confirm(&format!(
+        && !crate::ui::confirm(&format!(
             "Destroy sandbox {} ({}) and all its files?",
             record.sandbox_id, record.provider
         ))?
@@ -69,7 +66,7 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
     }
     let provider = ctx.provider_for(&record)?;
     if !args.discard && provider.info(&record.sandbox_id).await?.is_some() {
-        super::pull::rescue_before_destroy(&ctx, &record).await?;
+        crate::ops::pull::rescue_before_destroy(&ctx, &record).await?;
     }
     let step = ctx.ui.step("Destroying sandbox");
     match provider.kill(&record.sandbox_id).await {
@@ -90,7 +87,7 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
 
 /// `down --sandbox ID` for a sandbox that is not this repository's.
 async fn down_by_id(g: &GlobalArgs, args: &Args, id: &str, repo: Option<&Repo>) -> CliResult {
-    let ci_run = super::leftovers::run_of(id);
+    let ci_run = crate::ops::leftovers::run_of(id);
     let config = match repo {
         Some(r) if r.config_path().exists() => Some(Config::load(&r.config_path())?),
         _ => None,
@@ -111,7 +108,7 @@ async fn down_by_id(g: &GlobalArgs, args: &Args, id: &str, repo: Option<&Repo>) 
         .hint("stop that run instead (it destroys its sandbox when it ends)"));
     }
     if !args.yes
-        && !confirm(&format!(
+        && !crate::ui::confirm(&format!(
             "Destroy sandbox {id} ({}) and all its files?",
             kind.as_str()
         ))?
@@ -126,7 +123,7 @@ async fn down_by_id(g: &GlobalArgs, args: &Args, id: &str, repo: Option<&Repo>) 
     match provider.kill(id).await {
         Ok(()) => {}
         Err(ProviderError::NotFound(_)) => {
-            super::leftovers::forget(id);
+            crate::ops::leftovers::forget(id);
             return Err(CliError::unavailable(format!(
                 "there is no sandbox {id} on provider \"{}\"",
                 kind.as_str()
@@ -135,27 +132,9 @@ async fn down_by_id(g: &GlobalArgs, args: &Args, id: &str, repo: Option<&Repo>) 
         }
         Err(e) => return Err(e.into()),
     }
-    super::leftovers::forget(id);
+    crate::ops::leftovers::forget(id);
     if !g.quiet {
         eprintln!("Destroyed sandbox {id} ({}).", kind.as_str());
     }
     Ok(0)
-}
-
-/// Ask a yes/no question on the terminal; refuse when not interactive.
-pub fn confirm(question: &str) -> CliResult<bool> {
-    if !std::io::stdin().is_terminal() {
-        return Err(CliError::usage(format!(
-            "{question} Refusing to answer for you in a non-interactive session"
-        ))
-        .hint("pass --yes to confirm"));
-    }
-    eprint!("{question} [y/N] ");
-    let _ = std::io::stderr().flush();
-    let mut line = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .map_err(|e| CliError::io("reading the answer", e))?;
-    Ok(matches!(line.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
 }

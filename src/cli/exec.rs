@@ -1,13 +1,10 @@
 //! `rclaude exec -- CMD...`: run a command in the sandbox with live output and its exit code.
 
-use std::collections::BTreeMap;
-
 use super::GlobalArgs;
-use super::context::Ctx;
-use super::stream::{Input, Sink, run_streamed_with};
-use super::up::{UpOptions, bring_up};
-use crate::config::HumanDuration;
 use crate::error::{CliError, CliResult};
+use crate::ops::context::Ctx;
+use crate::ops::stream::{Input, Sink, run_streamed_with};
+use crate::ops::up::{UpOptions, bring_up};
 use crate::provider::ExecRequest;
 
 /// Run a command in the sandbox, streaming its output; exit with its exit code.
@@ -47,9 +44,13 @@ pub struct Args {
 }
 
 pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
-    let ctx = Ctx::load(g)?;
-    let env_extra = parse_env_pairs(&args.env)?;
-    let timeout = args.timeout.as_deref().map(parse_duration).transpose()?;
+    let ctx = g.ctx()?;
+    let env_extra = super::args::parse_env_pairs(&args.env)?;
+    let timeout = args
+        .timeout
+        .as_deref()
+        .map(super::args::parse_duration)
+        .transpose()?;
     let live = bring_up(
         &ctx,
         UpOptions {
@@ -62,7 +63,7 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
     let cwd = remote_cwd(&ctx, &live.record.workdir, args.cwd.as_deref(), g)?;
     let mut env = ctx.exec_env(&live.record)?;
     env.extend(env_extra);
-    let req = ExecRequest::shell(command_line(&args.command))
+    let req = ExecRequest::shell(super::args::command_line(&args.command))
         .cwd(cwd)
         .env(env)
         .timeout(timeout);
@@ -94,57 +95,6 @@ fn stdin_has_input() -> bool {
     !(meta.file_type().is_char_device() && Some(meta.rdev()) == null)
 }
 
-/// One argument is used verbatim as a shell line; several are shell-quoted and joined.
-pub fn command_line(args: &[String]) -> String {
-    match args {
-        [one] => one.clone(),
-        many => many
-            .iter()
-            .map(|a| shell_quote(a))
-            .collect::<Vec<_>>()
-            .join(" "),
-    }
-}
-
-/// Quote for POSIX sh when needed.
-pub fn shell_quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%^".contains(c))
-    {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    }
-}
-
-/// `KEY=VALUE` pairs from the command line.
-pub fn parse_env_pairs(pairs: &[String]) -> CliResult<BTreeMap<String, String>> {
-    let mut out = BTreeMap::new();
-    for p in pairs {
-        let (k, v) = p
-            .split_once('=')
-            .ok_or_else(|| CliError::usage(format!("--env {p:?} is not KEY=VALUE")))?;
-        if k.is_empty()
-            || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-            || k.starts_with(|c: char| c.is_ascii_digit())
-        {
-            return Err(CliError::usage(format!(
-                "--env {p:?}: {k:?} is not a valid variable name"
-            )));
-        }
-        out.insert(k.to_string(), v.to_string());
-    }
-    Ok(out)
-}
-
-/// Parse a `--timeout` value with the config's duration syntax.
-pub fn parse_duration(s: &str) -> CliResult<std::time::Duration> {
-    s.parse::<HumanDuration>()
-        .map(|d| d.0)
-        .map_err(|e| CliError::usage(format!("--timeout {s:?}: {e}")))
-}
-
 /// The sandbox directory for `--cwd`, or the one matching the current directory.
 fn remote_cwd(ctx: &Ctx, workdir: &str, cwd: Option<&str>, g: &GlobalArgs) -> CliResult<String> {
     let rel = match cwd {
@@ -161,9 +111,7 @@ fn remote_cwd(ctx: &Ctx, workdir: &str, cwd: Option<&str>, g: &GlobalArgs) -> Cl
             c.trim_end_matches('/').to_string()
         }
         None => {
-            let here = super::context::start_dir(g)?
-                .canonicalize()
-                .unwrap_or_default();
+            let here = g.start_dir()?.canonicalize().unwrap_or_default();
             here.strip_prefix(&ctx.repo.root)
                 .map(|r| r.to_string_lossy().into_owned())
                 .unwrap_or_default()
@@ -174,33 +122,4 @@ fn remote_cwd(ctx: &Ctx, workdir: &str, cwd: Option<&str>, g: &GlobalArgs) -> Cl
     } else {
         format!("{workdir}/{rel}")
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn quotes_only_when_needed() {
-        assert_eq!(command_line(&["ls | wc -l".into()]), "ls | wc -l");
-        assert_eq!(
-            command_line(&["echo".into(), "a b".into(), "it's".into()]),
-            r"echo 'a b' 'it'\''s'"
-        );
-        assert_eq!(
-            command_line(&["cargo".into(), "test".into(), "-p".into(), "x".into()]),
-            "cargo test -p x"
-        );
-        assert_eq!(shell_quote(""), "''");
-    }
-
-    #[test]
-    fn env_pairs_are_validated() {
-        assert_eq!(
-            parse_env_pairs(&["A=1".into(), "B_2=x=y".into()]).unwrap()["B_2"],
-            "x=y"
-        );
-        assert!(parse_env_pairs(&["1A=1".into()]).is_err());
-        assert!(parse_env_pairs(&["novalue".into()]).is_err());
-    }
 }

@@ -6,12 +6,12 @@ use std::path::{Path, PathBuf};
 use clap::Subcommand;
 
 use super::GlobalArgs;
-use super::context::{Ctx, start_dir};
-use super::tasks::{OnFailure, RunLog, TaskRunner, plan};
-use super::up::{UpOptions, bring_up};
 use crate::config::GIT_HOOKS;
 use crate::error::{CliError, CliResult};
 use crate::hooks::{self, Action, HookError};
+use crate::ops::context::Ctx;
+use crate::ops::tasks::{OnFailure, RunLog, TaskRunner, plan};
+use crate::ops::up::{UpOptions, bring_up};
 use crate::session::Repo;
 use crate::ui::{Mode, Ui};
 
@@ -66,7 +66,7 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
 }
 
 fn install(g: &GlobalArgs) -> CliResult {
-    let ctx = Ctx::load(g)?;
+    let ctx = g.ctx()?;
     let dir = hooks::hooks_dir(&ctx.repo.root).map_err(hook_error)?;
     let exe = current_exe()?;
     let wanted: Vec<&str> = ctx.config.hooks.keys().map(String::as_str).collect();
@@ -135,7 +135,7 @@ fn install(g: &GlobalArgs) -> CliResult {
 
 fn uninstall(g: &GlobalArgs) -> CliResult {
     let ui = Ui::detect(g.quiet);
-    let repo = Repo::discover(&start_dir(g)?)?;
+    let repo = Repo::discover(&g.start_dir()?)?;
     let dir = hooks::hooks_dir(&repo.root).map_err(hook_error)?;
     let shown = display_dir(&repo.root, &dir);
     let changes = hooks::uninstall(&dir, &[]).map_err(hook_error)?;
@@ -156,7 +156,7 @@ fn uninstall(g: &GlobalArgs) -> CliResult {
 }
 
 fn status(g: &GlobalArgs) -> CliResult {
-    let ctx = Ctx::load(g)?;
+    let ctx = g.ctx()?;
     let dir = hooks::hooks_dir(&ctx.repo.root).map_err(hook_error)?;
     let wanted: Vec<&str> = ctx.config.hooks.keys().map(String::as_str).collect();
     let hooks::Status { configured, stale } =
@@ -202,11 +202,11 @@ async fn run_hook(g: &GlobalArgs, args: RunArgs) -> CliResult {
         )));
     }
     // A shared core.hooksPath can run this hook in repositories rclaude doesn't manage.
-    let repo = Repo::discover(&start_dir(g)?)?;
+    let repo = Repo::discover(&g.start_dir()?)?;
     if !repo.config_path().exists() {
         return Ok(0);
     }
-    let mut ctx = Ctx::load(g)?;
+    let mut ctx = g.ctx()?;
     // Never spinners or prompts inside git.
     ctx.ui = Ui {
         mode: if g.quiet { Mode::Quiet } else { Mode::Plain },

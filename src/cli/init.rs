@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 
 use super::GlobalArgs;
-use super::context::start_dir;
 use crate::config::ConfigError;
 use crate::config::devcontainer;
 use crate::error::CliResult;
@@ -35,7 +34,7 @@ pub struct Args {
 
 pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
     let ui = Ui::detect(g.quiet);
-    let repo = Repo::discover(&start_dir(g)?)?;
+    let repo = Repo::discover(&g.start_dir()?)?;
     let Some(source) = args.from_devcontainer else {
         let path = crate::config::init::write_starter(&repo.root, args.force)?;
         ui.info(format!(
@@ -45,7 +44,7 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
         return Ok(0);
     };
     let source = match source {
-        Some(path) => start_dir(g)?.join(path),
+        Some(path) => g.start_dir()?.join(path),
         None => devcontainer::DEFAULT_PATHS
             .iter()
             .map(|p| repo.root.join(p))

@@ -4,7 +4,7 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use super::GlobalArgs;
 use crate::error::{CliError, CliResult};
-use crate::report::{Credentials, ServerClient, ServerError};
+use crate::report::{Credentials, ServerClient};
 use crate::ui::Ui;
 
 /// Log in to an rclaude server so sessions, usage and events are reported to it.
@@ -40,7 +40,7 @@ pub async fn login(g: &GlobalArgs, args: LoginArgs) -> CliResult {
     let creds =
         Credentials::new(&args.server, &token).map_err(|e| CliError::usage(e.to_string()))?;
     let client = ServerClient::new(&creds).map_err(|e| CliError::internal(e.to_string()))?;
-    let me = client.me().await.map_err(server_error)?;
+    let me = client.me().await.map_err(super::server::server_error)?;
     let path = creds
         .save()
         .map_err(|e| CliError::new(crate::error::ErrorKind::Io, e.to_string()))?;
@@ -66,23 +66,6 @@ pub async fn logout(g: &GlobalArgs, _args: LogoutArgs) -> CliResult {
         "Not logged in."
     });
     Ok(0)
-}
-
-/// Map a server error to a CLI error with a hint.
-pub fn server_error(e: ServerError) -> CliError {
-    match e {
-        ServerError::Unauthorized(_) => CliError::auth(e.to_string())
-            .hint("check the token, or create one with `rclaude-server admin create-token`"),
-        ServerError::Unreachable { .. } => {
-            CliError::unavailable(e.to_string()).hint("is the server running? check the URL")
-        }
-        ServerError::NotFound(_) => CliError::unavailable(e.to_string()),
-        // The server refused what we asked for (a value out of its range): a usage error.
-        ServerError::Rejected {
-            status: 400 | 422, ..
-        } => CliError::usage(e.to_string()),
-        _ => CliError::unavailable(e.to_string()),
-    }
 }
 
 /// Read a line without echo when stdin is a terminal.

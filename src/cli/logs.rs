@@ -6,9 +6,9 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use super::GlobalArgs;
-use super::context::Ctx;
-use super::login::server_error;
+use crate::claude::ClaudeError;
 use crate::error::{CliError, CliResult};
+use crate::ops::claude_run::{Interrupt, follow, remember, resolve_run};
 use crate::report::{Credentials, ServerClient};
 
 /// Show this repository's session events (created, started, task results, ...) from the server,
@@ -38,7 +38,7 @@ pub struct Args {
 pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
     let logged_in = matches!(Credentials::load(), Ok(Some(_)));
     if args.claude || (!logged_in && args.session.is_none()) {
-        return super::attach::logs(g, args.follow, args.json).await;
+        return claude_logs(g, args.follow, args.json).await;
     }
     let creds = Credentials::load()
         .map_err(|e| CliError::config(e.to_string()))?
@@ -48,12 +48,15 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
         })?;
     let session = match args.session {
         Some(s) => s,
-        None => Ctx::load(g)?.require_session()?.session_id,
+        None => g.ctx()?.require_session()?.session_id,
     };
     let reporter = crate::report::Reporter::from_env();
     reporter.flush().await;
     let client = ServerClient::new(&creds).map_err(|e| CliError::internal(e.to_string()))?;
-    let detail = client.session(&session).await.map_err(server_error)?;
+    let detail = client
+        .session(&session)
+        .await
+        .map_err(super::server::server_error)?;
     let mut last_seq = None;
     for ev in detail["events"].as_array().into_iter().flatten() {
         print_event(ev, args.json);
@@ -119,4 +122,24 @@ fn print_event(ev: &Value, json: bool) {
             .to_string(),
     };
     println!("{at}  {kind:<14} {detail}");
+}
+
+/// `rclaude logs [-f] --claude`: the latest run's transcript, followed with `-f`.
+async fn claude_logs(g: &GlobalArgs, follow_it: bool, json: bool) -> CliResult {
+    let ctx = g.ctx()?;
+    let record = ctx.require_session()?;
+    let sandbox = ctx.connect(&record).await?;
+    let _alive = crate::ops::alive::keep_alive(&ctx, &record);
+    let files = resolve_run(&*sandbox, &record, None).await.map_err(|e| {
+        if e.message == ClaudeError::NoRun.to_string() {
+            e.hint("`rclaude claude \"PROMPT\"` starts one; for the server's session events, `rclaude login --server URL` first")
+        } else {
+            e
+        }
+    })?;
+    let followed = follow(&ctx, &*sandbox, &files, json, follow_it, Interrupt::Detach).await?;
+    if followed.end.is_some() {
+        remember(&ctx, &followed);
+    }
+    Ok(0)
 }

@@ -7,7 +7,6 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::GlobalArgs;
-use super::context::start_dir;
 use crate::config::{Config, ProviderKind};
 use crate::error::{CliError, CliResult};
 use crate::provider::{SandboxInfo, SandboxState};
@@ -29,25 +28,12 @@ pub struct Args {
     #[arg(long)]
     pub json: bool,
     /// Provider to list: local, e2b, daytona or northflank.
-    #[arg(long, value_name = "NAME", value_parser = parse_kind)]
+    #[arg(long, value_name = "NAME", value_parser = super::args::parse_kind)]
     pub provider: Option<ProviderKind>,
 }
 
-pub(super) fn parse_kind(s: &str) -> Result<ProviderKind, String> {
-    ProviderKind::ALL
-        .into_iter()
-        .find(|k| k.as_str() == s)
-        .ok_or_else(|| {
-            let names: Vec<&str> = ProviderKind::ALL.iter().map(|k| k.as_str()).collect();
-            format!(
-                "unknown provider {s:?}; expected one of {}",
-                names.join(", ")
-            )
-        })
-}
-
 pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
-    let repo = Repo::discover(&start_dir(g)?).ok();
+    let repo = Repo::discover(&g.start_dir()?).ok();
     let config = match &repo {
         Some(r) if r.config_path().exists() => Some(Config::load(&r.config_path())?),
         _ => None,
@@ -67,8 +53,8 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
         Some(c) if c.sandbox.provider == kind => crate::provider::for_config(&c.sandbox)?,
         _ => crate::provider::for_kind(kind)?,
     };
-    super::leftovers::reap(g.quiet).await;
-    let ci_runs = super::leftovers::runs();
+    crate::ops::leftovers::reap(g.quiet).await;
+    let ci_runs = crate::ops::leftovers::runs();
     let ci_of = |s: &SandboxInfo| {
         ci_runs
             .iter()
@@ -229,11 +215,5 @@ mod tests {
         assert_eq!(human(Duration::from_secs(2 * 86400 + 4 * 3600)), "2d04h");
         assert_eq!(short_time("2026-03-01T12:34:56.789Z"), "2026-03-01 12:34");
         assert_eq!(short_time("garbage"), "garbage");
-    }
-
-    #[test]
-    fn provider_names_parse() {
-        assert_eq!(parse_kind("e2b").unwrap(), ProviderKind::E2b);
-        assert!(parse_kind("aws").unwrap_err().contains("local, e2b"));
     }
 }

@@ -1,17 +1,15 @@
 //! The `rclaude` command line: argument parsing and dispatch, one file per subcommand.
 
 mod agent;
-mod alive;
+mod args;
 mod attach;
 mod ci;
 mod claude;
 mod completions;
-mod context;
 mod down;
 mod exec;
 mod hooks;
 mod init;
-mod leftovers;
 mod login;
 mod logs;
 mod ls;
@@ -22,12 +20,10 @@ mod pull;
 mod resume;
 mod run;
 mod schema;
+mod server;
 mod shell;
-mod signals;
 mod status;
-mod stream;
 mod sync;
-mod tasks;
 mod up;
 mod usage;
 mod watch;
@@ -36,9 +32,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::error::{CliError, ErrorKind};
-
-pub use exec::shell_quote;
+use crate::error::{CliError, CliResult, ErrorKind};
+use crate::ops::context::Ctx;
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -96,6 +91,22 @@ pub struct GlobalArgs {
     /// Only print warnings, errors and command output.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+}
+
+impl GlobalArgs {
+    /// `-C DIR` or the current directory.
+    pub fn start_dir(&self) -> CliResult<PathBuf> {
+        match &self.dir {
+            Some(d) => Ok(d.clone()),
+            None => std::env::current_dir()
+                .map_err(|e| CliError::io("reading the current directory", e)),
+        }
+    }
+
+    /// The repository, its config and session store, seen from the start directory.
+    pub fn ctx(&self) -> CliResult<Ctx> {
+        Ctx::load(&self.start_dir()?, self.quiet)
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,7 +1,6 @@
 //! `rclaude pause`: stop the sandbox's compute, keep its files.
 
 use super::GlobalArgs;
-use super::context::Ctx;
 use crate::error::CliResult;
 
 /// Pause the sandbox: processes stop (or are frozen, where the provider keeps memory), files stay.
@@ -12,7 +11,7 @@ use crate::error::CliResult;
 pub struct Args {}
 
 pub async fn run(g: &GlobalArgs, _args: Args) -> CliResult {
-    let ctx = Ctx::load(g)?;
+    let ctx = g.ctx()?;
     let _lock = ctx.store.lock()?;
     let record = ctx.require_session()?;
     let provider = ctx.provider_for(&record)?;

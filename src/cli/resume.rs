@@ -1,9 +1,8 @@
 //! `rclaude resume`: start a paused sandbox again.
 
 use super::GlobalArgs;
-use super::context::Ctx;
-use super::up::{UpOptions, bring_up};
 use crate::error::CliResult;
+use crate::ops::up::{UpOptions, bring_up};
 
 /// Resume a paused sandbox and run `[start]`; files are as they were at pause.
 ///
@@ -15,7 +14,7 @@ use crate::error::CliResult;
 pub struct Args {}
 
 pub async fn run(g: &GlobalArgs, _args: Args) -> CliResult {
-    let ctx = Ctx::load(g)?;
+    let ctx = g.ctx()?;
     ctx.require_session()?;
     let live = bring_up(
         &ctx,

@@ -1,10 +1,10 @@
 //! `rclaude run [TASK] [-- ARGS]`: run a task and its dependencies in the sandbox.
 
 use super::GlobalArgs;
-use super::context::Ctx;
-use super::tasks::{OnFailure, RunLog, TaskRunner};
-use super::up::{UpOptions, bring_up};
 use crate::error::{CliError, CliResult};
+use crate::ops::context::Ctx;
+use crate::ops::tasks::{OnFailure, RunLog, TaskRunner};
+use crate::ops::up::{UpOptions, bring_up};
 
 /// Run a task from .rclaude.toml in the sandbox, dependencies first; without TASK, list tasks.
 ///
@@ -16,7 +16,7 @@ use crate::error::{CliError, CliResult};
 )]
 pub struct Args {
     /// The task to run.
-    #[arg(add = clap_complete::ArgValueCompleter::new(super::completions::task_names))]
+    #[arg(add = clap_complete::ArgValueCompleter::new(super::args::task_names))]
     pub task: Option<String>,
     /// Don't sync the work tree first.
     #[arg(long)]
@@ -27,7 +27,7 @@ pub struct Args {
 }
 
 pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
-    let ctx = Ctx::load(g)?;
+    let ctx = g.ctx()?;
     let Some(task) = args.task else {
         list_tasks(&ctx);
         return Ok(0);

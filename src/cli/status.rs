@@ -3,10 +3,8 @@
 use serde_json::json;
 
 use super::GlobalArgs;
-use super::context::Ctx;
 use crate::agent::IsolationReport;
 use crate::error::CliResult;
-use crate::provider::local::LocalProvider;
 
 /// Show this repository's sandbox: provider, id, state, location, last sync.
 #[derive(Debug, clap::Args)]
@@ -18,7 +16,7 @@ pub struct Args {
 }
 
 pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
-    let ctx = Ctx::load(g)?;
+    let ctx = g.ctx()?;
     let Some(record) = ctx.store.load()? else {
         if args.json {
             println!(
@@ -42,8 +40,12 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
     };
     let caps = provider.capabilities();
     let sync = record.sync.clone().unwrap_or(serde_json::Value::Null);
-    let isolation = local_isolation(&record.provider, &record.sandbox_id).await;
-    if let Some(w) = isolation.as_ref().and_then(isolation_warning) {
+    let isolation =
+        crate::ops::isolation::local_isolation(&record.provider, &record.sandbox_id).await;
+    if let Some(w) = isolation
+        .as_ref()
+        .and_then(crate::ops::isolation::isolation_warning)
+    {
         ctx.ui.warn(w);
     }
     if args.json {
@@ -102,14 +104,6 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
     Ok(0)
 }
 
-/// The isolation of a local sandbox (`None` for other providers, which are separate machines).
-pub(super) async fn local_isolation(provider: &str, id: &str) -> Option<IsolationReport> {
-    if provider != "local" {
-        return None;
-    }
-    LocalProvider::new().isolation(id).await.ok().flatten()
-}
-
 /// One line for `status`: what a sandbox process can see.
 fn isolation_line(iso: &IsolationReport) -> String {
     if iso.is_isolated() {
@@ -119,29 +113,4 @@ fn isolation_line(iso: &IsolationReport) -> String {
     } else {
         "NONE: commands run unconfined, with your user's rights".into()
     }
-}
-
-/// The warning `up` and `status` print every time a local sandbox runs without isolation.
-pub(super) fn isolation_warning(iso: &IsolationReport) -> Option<String> {
-    if iso.is_isolated() {
-        return None;
-    }
-    let exposed = "sandbox commands run unconfined, with your user's rights: they can read and \
-                   change your files (~/.ssh, other repositories), other sandboxes and rclaude's \
-                   tokens";
-    Some(match &iso.missing {
-        None => format!(
-            "this sandbox is NOT isolated (isolation = \"none\" in .rclaude.toml): {exposed}"
-        ),
-        Some(why) if why.contains("not installed") => format!(
-            "this sandbox is NOT isolated: {why}, so {exposed}. Install it \
-             (`apt-get install bubblewrap`, `dnf install bubblewrap`), then `rclaude pause` and \
-             `rclaude up` restart the sandbox confined"
-        ),
-        Some(why) => format!(
-            "this sandbox is NOT isolated: {why}, so {exposed}. bubblewrap needs unprivileged \
-             user namespaces (sysctl kernel.unprivileged_userns_clone=1; on Ubuntu 24.04 an \
-             AppArmor profile for bwrap); then `rclaude pause` and `rclaude up`"
-        ),
-    })
 }

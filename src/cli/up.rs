@@ -1,13 +1,8 @@
 //! `rclaude up`: create or resume this repository's sandbox, sync the work tree, run setup.
 
-use std::sync::Arc;
-
 use super::GlobalArgs;
-use super::context::Ctx;
-use super::stream::{Sink, run_streamed};
-use crate::error::{CliError, CliResult};
-use crate::provider::{ExecRequest, Sandbox, SandboxSpec, SandboxState};
-use crate::session::SessionRecord;
+use crate::error::CliResult;
+use crate::ops::up::{UpOptions, bring_up};
 
 /// Create or resume this repository's sandbox, sync your work tree into it, and run setup.
 ///
@@ -32,32 +27,13 @@ pub struct Args {
     pub no_watch: bool,
 }
 
-/// What the caller of [`bring_up`] wants done.
-#[derive(Debug, Clone, Copy)]
-pub struct UpOptions {
-    /// Sync the work tree into the sandbox.
-    pub sync: bool,
-    /// Run `[setup]` when it changed.
-    pub setup: bool,
-    /// Create a new sandbox when the recorded one no longer exists (otherwise: error).
-    pub create_if_gone: bool,
-}
-
-/// A sandbox that is up and synced.
-pub struct Live {
-    pub record: SessionRecord,
-    pub sandbox: Arc<dyn Sandbox>,
-    /// Heartbeats and timeout extensions while the command runs.
-    pub _alive: super::alive::AliveGuard,
-}
-
 pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
-    let ctx = Ctx::load(g)?;
+    let ctx = g.ctx()?;
     // Sandboxes of `rclaude ci` runs that were killed before they could destroy them.
-    super::leftovers::reap(g.quiet).await;
+    crate::ops::leftovers::reap(g.quiet).await;
     let watch = args.watch || (ctx.config.sync.watch && !args.no_watch && ctx.ui.is_fancy());
     let guard = if watch {
-        Some(super::watch::only_watch(&ctx)?)
+        Some(crate::ops::watch::only_watch(&ctx)?)
     } else {
         None
     };
@@ -75,253 +51,17 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
         live.record.sandbox_id, live.record.provider, live.record.workdir
     ));
     let isolation =
-        super::status::local_isolation(&live.record.provider, &live.record.sandbox_id).await;
+        crate::ops::isolation::local_isolation(&live.record.provider, &live.record.sandbox_id)
+            .await;
     if let Some(w) = isolation
         .as_ref()
-        .and_then(super::status::isolation_warning)
+        .and_then(crate::ops::isolation::isolation_warning)
     {
         ctx.ui.warn(w);
     }
     if let Some(guard) = guard {
-        return super::watch::watch_loop(&ctx, live, guard).await;
+        return crate::ops::watch::watch_loop(&ctx, live, guard).await;
     }
     ctx.ui.info("  next: `rclaude run` lists tasks · `rclaude exec -- CMD` · `rclaude pull` brings work back");
     Ok(0)
-}
-
-/// Find or create the sandbox, resume it, sync, run setup and start commands.
-pub async fn bring_up(ctx: &Ctx, opts: UpOptions) -> CliResult<Live> {
-    let _lock = ctx.store.lock()?;
-    let provider_name = ctx.config.sandbox.provider.as_str();
-    let existing = ctx.store.load()?;
-    if let Some(rec) = &existing
-        && rec.provider != provider_name
-    {
-        return Err(CliError::config(format!(
-            "this repository's sandbox {} is on provider \"{}\", but .rclaude.toml now says \"{provider_name}\"",
-            rec.sandbox_id, rec.provider
-        ))
-        .hint("`rclaude pull` to keep its work, then `rclaude down` and `rclaude up` again"));
-    }
-    let provider = ctx.provider()?;
-
-    // 1. Find, resume or create.
-    let fresh;
-    let (mut record, sandbox) = match existing {
-        Some(rec) => {
-            let info = provider.info(&rec.sandbox_id).await?;
-            match info {
-                None if opts.create_if_gone => {
-                    ctx.ui.warn(format!(
-                        "sandbox {} no longer exists; creating a new one",
-                        rec.sandbox_id
-                    ));
-                    fresh = true;
-                    create(ctx, &*provider).await?
-                }
-                None => {
-                    return Err(CliError::unavailable(format!(
-                        "sandbox {} no longer exists",
-                        rec.sandbox_id
-                    ))
-                    .hint("`rclaude up` creates a new one and syncs your work tree into it"));
-                }
-                Some(info) => {
-                    let paused = info.state != SandboxState::Running;
-                    let step = ctx.ui.step(if paused {
-                        "Resuming sandbox"
-                    } else {
-                        "Connecting to sandbox"
-                    });
-                    let sandbox = match provider.connect(&rec.sandbox_id).await {
-                        Ok(s) => s,
-                        Err(e) => {
-                            step.fail(None);
-                            return Err(e.into());
-                        }
-                    };
-                    step.done(Some(&rec.sandbox_id));
-                    if paused {
-                        ctx.reporter.event(&rec, "resumed", serde_json::json!({}));
-                    }
-                    fresh = paused;
-                    (rec, sandbox)
-                }
-            }
-        }
-        None => {
-            fresh = true;
-            create(ctx, &*provider).await?
-        }
-    };
-
-    // 2. Sync.
-    if opts.sync {
-        sync_into(ctx, &mut record, &*sandbox).await?;
-    }
-
-    // 3. Setup (when its lines changed) and start (on create/resume).
-    if opts.setup {
-        run_setup(ctx, &mut record, &*sandbox).await?;
-    }
-    if fresh {
-        run_lines(
-            ctx,
-            &record,
-            &*sandbox,
-            "start",
-            &ctx.config.start.run.lines(),
-        )
-        .await?;
-    }
-    ctx.reporter.flush().await;
-    let alive = super::alive::keep_alive(ctx, &record);
-    Ok(Live {
-        record,
-        sandbox,
-        _alive: alive,
-    })
-}
-
-async fn create(
-    ctx: &Ctx,
-    provider: &dyn crate::provider::Provider,
-) -> CliResult<(SessionRecord, Arc<dyn Sandbox>)> {
-    let cfg = &ctx.config.sandbox;
-    let session_id = uuid::Uuid::new_v4().to_string();
-    let mut metadata = std::collections::BTreeMap::new();
-    metadata.insert("rclaude.repo".to_string(), ctx.repo.name.clone());
-    metadata.insert(
-        "rclaude.branch".to_string(),
-        ctx.repo.branch().unwrap_or_default(),
-    );
-    metadata.insert("rclaude.session".to_string(), session_id.clone());
-    let spec = SandboxSpec {
-        name: ctx.repo.name.clone(),
-        image: cfg.image.clone(),
-        cpu: cfg.cpu,
-        memory_mb: cfg.memory_mb,
-        timeout: Some(cfg.timeout.0),
-        auto_pause: cfg.auto_pause,
-        workdir: cfg.workdir.clone(),
-        env: ctx.config.env.clone(),
-        metadata,
-        isolation: cfg.isolation,
-        expose: cfg.expose.clone(),
-    };
-    let step = ctx.ui.step(format!("Creating {} sandbox", provider.name()));
-    let info = match provider.create(&spec).await {
-        Ok(i) => i,
-        Err(e) => {
-            step.fail(None);
-            return Err(e.into());
-        }
-    };
-    step.done(Some(&info.id));
-    let record = SessionRecord {
-        version: crate::session::RECORD_VERSION,
-        repo_root: ctx.repo.root.clone(),
-        provider: provider.name().to_string(),
-        sandbox_id: info.id.clone(),
-        session_id,
-        workdir: info.workdir.clone(),
-        created_at: crate::time::now_rfc3339(),
-        setup_hash: None,
-        sync: None,
-        claude_session: None,
-    };
-    // Record it at once: a failure later must not orphan the sandbox.
-    ctx.store.save(&record)?;
-    ctx.reporter.session_created(&record, &ctx.session_facts());
-    ctx.reporter
-        .event(&record, "started", serde_json::json!({}));
-    let sandbox = provider.connect(&info.id).await?;
-    Ok((record, sandbox))
-}
-
-/// Push the work tree into the sandbox and record the new sync state.
-pub async fn sync_into(
-    ctx: &Ctx,
-    record: &mut SessionRecord,
-    sandbox: &dyn Sandbox,
-) -> CliResult<()> {
-    let report = super::sync::push(ctx, record, sandbox).await?;
-    record.sync =
-        Some(serde_json::to_value(&report.state).map_err(|e| CliError::internal(e.to_string()))?);
-    ctx.store.save(record)?;
-    Ok(())
-}
-
-/// Run `[setup]` when its hash differs from the one recorded in the sandbox.
-async fn run_setup(ctx: &Ctx, record: &mut SessionRecord, sandbox: &dyn Sandbox) -> CliResult<()> {
-    let lines = ctx.config.setup.run.lines();
-    let hash = ctx.config.setup_hash();
-    let marker = format!("{}/.git/rclaude/setup-hash", record.workdir);
-    let recorded = match sandbox.read_file(&marker).await {
-        Ok(b) => Some(String::from_utf8_lossy(&b).trim().to_string()),
-        Err(crate::provider::SandboxError::NotFound(_)) => None,
-        Err(e) => return Err(e.into()),
-    };
-    if recorded.as_deref() == Some(hash.as_str()) {
-        return Ok(());
-    }
-    if !lines.is_empty() {
-        if recorded.is_some() {
-            ctx.ui
-                .info("[setup] changed since it last ran in this sandbox; running it again");
-        }
-        run_lines(ctx, record, sandbox, "setup", &lines).await?;
-    }
-    sandbox
-        .write_files(vec![crate::provider::FileUpload {
-            path: marker,
-            contents: hash.clone().into(),
-        }])
-        .await?;
-    record.setup_hash = Some(hash);
-    ctx.store.save(record)?;
-    Ok(())
-}
-
-/// Run `[setup]`/`[start]` lines in order, streaming output; the first failure stops.
-async fn run_lines(
-    ctx: &Ctx,
-    record: &SessionRecord,
-    sandbox: &dyn Sandbox,
-    section: &str,
-    lines: &[String],
-) -> CliResult<()> {
-    if lines.is_empty() {
-        return Ok(());
-    }
-    let env = ctx.exec_env(record)?;
-    for (i, line) in lines.iter().enumerate() {
-        let step = ctx.ui.streaming_step(format!("[{section}] {line}"));
-        let req = ExecRequest::shell(line.clone())
-            .cwd(record.workdir.clone())
-            .env(env.clone());
-        let result = run_streamed(sandbox, req, Sink::Terminal).await;
-        match result {
-            Ok(s) if s.success() => step.done(None),
-            Ok(s) => {
-                step.fail(Some(&s.status));
-                return Err(CliError::remote_failure(
-                    format!(
-                        "[{section}] line {} failed with exit code {}: {line}",
-                        i + 1,
-                        s.shell_code()
-                    ),
-                    s.shell_code(),
-                )
-                .hint(format!(
-                    "fix the command in .rclaude.toml [{section}], then run `rclaude up` again"
-                )));
-            }
-            Err(e) => {
-                step.fail(None);
-                return Err(e);
-            }
-        }
-    }
-    Ok(())
 }

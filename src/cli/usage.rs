@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 
 use super::GlobalArgs;
-use super::login::server_error;
 use crate::error::{CliError, CliResult};
 use crate::report::{Credentials, ServerClient};
 
@@ -37,7 +36,10 @@ pub async fn run(_g: &GlobalArgs, args: Args) -> CliResult {
                 .hint("`rclaude login --server URL`")
         })?;
     let client = ServerClient::new(&creds).map_err(|e| CliError::internal(e.to_string()))?;
-    let invoice = client.invoice(&month).await.map_err(server_error)?;
+    let invoice = client
+        .invoice(&month)
+        .await
+        .map_err(super::server::server_error)?;
     if args.json {
         println!(
             "{}",

@@ -27,7 +27,7 @@ pub fn is_ours(contents: &[u8]) -> bool {
 /// stdin; its failure stops here), then `rclaude hooks run <hook> ARGS` with stdin closed so it
 /// can never wait for a terminal, and without git's `GIT_DIR`-style variables.
 pub fn script(hook: &str, exe: &Path) -> String {
-    let exe = sh_quote(&exe.to_string_lossy());
+    let exe = crate::shell::quote(&exe.to_string_lossy());
     format!(
         r#"#!/bin/sh
 {MARKER}: installed by `rclaude hooks install`.
@@ -54,11 +54,6 @@ unset {GIT_VARS}
 exec "$rclaude" hooks run "$hook" "$@" </dev/null
 "#
     )
-}
-
-/// Quote for POSIX sh: always single quotes.
-fn sh_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
 }
 
 #[cfg(test)]

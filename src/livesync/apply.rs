@@ -633,9 +633,7 @@ pub fn parse_ns(s: &str) -> Option<i128> {
         .map(|t| t.unix_timestamp_nanos())
 }
 
-fn quote(s: &str) -> String {
-    crate::cli::shell_quote(s)
-}
+use crate::shell::quote;
 
 fn quote_all(v: &[&str]) -> String {
     v.iter().map(|s| quote(s)).collect::<Vec<_>>().join(" ")

@@ -2,9 +2,12 @@
 //!
 //! Everything here writes to stderr; stdout is reserved for command output and `--json`.
 
+mod prompt;
 mod step;
 
 use std::io::IsTerminal;
+
+pub use prompt::confirm;
 
 pub use step::Step;
 

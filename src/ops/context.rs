@@ -1,10 +1,9 @@
-//! What most commands need: the repository, its config, its session record and provider.
+//! What most operations need: the repository, its config, its session record and provider.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::Arc;
 
-use super::GlobalArgs;
 use crate::config::Config;
 use crate::error::{CliError, CliResult};
 use crate::provider::{Provider, Sandbox};
@@ -22,10 +21,10 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// Discover the repository and load `.rclaude.toml` (required).
-    pub fn load(g: &GlobalArgs) -> CliResult<Ctx> {
-        let ui = Ui::detect(g.quiet);
-        let repo = Repo::discover(&start_dir(g)?)?;
+    /// Discover the repository containing `dir` and load its `.rclaude.toml` (required).
+    pub fn load(dir: &Path, quiet: bool) -> CliResult<Ctx> {
+        let ui = Ui::detect(quiet);
+        let repo = Repo::discover(dir)?;
         let path = repo.config_path();
         let config = Config::load(&path)?;
         let store = SessionStore::for_repo(&repo);
@@ -95,16 +94,6 @@ impl Ctx {
             repository: self.repo.display_name(),
             branch: self.repo.branch().unwrap_or_else(|| "HEAD".into()),
             config_hash: self.config.hash(),
-        }
-    }
-}
-
-/// `-C DIR` or the current directory.
-pub fn start_dir(g: &GlobalArgs) -> CliResult<PathBuf> {
-    match &g.dir {
-        Some(d) => Ok(d.clone()),
-        None => {
-            std::env::current_dir().map_err(|e| CliError::io("reading the current directory", e))
         }
     }
 }

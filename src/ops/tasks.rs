@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::context::Ctx;
-use super::exec::shell_quote;
 use super::stream::{Sink, run_streamed};
 use crate::config::Config;
 use crate::error::{CliError, CliResult, ErrorKind};
 use crate::provider::{ExecRequest, Sandbox};
 use crate::session::SessionRecord;
+use crate::shell::quote;
 use crate::ui::format_elapsed;
 
 /// Tasks to run for `names`, in order: each one's dependencies first, every task once.
@@ -265,7 +265,7 @@ impl<'a> TaskRunner<'a> {
         if !extra_args.is_empty()
             && let Some(last) = lines.last_mut()
         {
-            let extra: Vec<String> = extra_args.iter().map(|a| shell_quote(a)).collect();
+            let extra: Vec<String> = extra_args.iter().map(|a| quote(a)).collect();
             last.push(' ');
             last.push_str(&extra.join(" "));
         }

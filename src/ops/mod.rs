@@ -1,0 +1,19 @@
+//! Operations on a repository's sandbox, shared by the front ends: bring a session up, sync,
+//! run tasks and commands, pull, pause/resume/down, Claude Code runs.
+//!
+//! The CLI parses arguments, calls these and renders; it never calls one subcommand from
+//! another. Below: the sync engines (`gitsync`, `livesync`), `claude`, and the provider layer.
+
+pub mod alive;
+pub mod claude_run;
+pub mod context;
+pub mod isolation;
+pub mod leftovers;
+pub mod pull;
+pub mod signals;
+pub mod stream;
+pub mod sync;
+pub mod tasks;
+pub mod terminal;
+pub mod up;
+pub mod watch;
