@@ -101,7 +101,12 @@ pub async fn usage(
     path = "/v1/invoices/{month}",
     operation_id = "invoice",
     tag = "billing",
-    params(("month" = String, Path, description = "`YYYY-MM`, from 1970-01 to 9998-12")),
+    params((
+        "month" = String,
+        Path,
+        description = "`YYYY-MM`, from 1970-01 to 9998-12",
+        pattern = "^(19[7-9][0-9]|[2-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])-(0[1-9]|1[0-2])$"
+    )),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The invoice", body = Invoice),
