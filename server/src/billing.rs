@@ -12,6 +12,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 use time::{Date, Duration, Month as TimeMonth, OffsetDateTime};
+use utoipa::ToSchema;
+use utoipa::openapi::schema::Object;
 
 use crate::config::Prices;
 
@@ -195,32 +197,57 @@ pub fn storage_days(
 }
 
 /// One line of an invoice.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct InvoiceLine {
     /// `active` or `storage`.
+    #[schema(schema_with = line_kind_schema)]
     pub kind: &'static str,
     pub repository: String,
     /// Seconds (active) or days (storage).
     pub quantity: i64,
     /// `second` or `day`.
+    #[schema(schema_with = unit_schema)]
     pub unit: &'static str,
     /// Price per `price_unit`, in micro-dollars.
     pub unit_price_micros: i64,
     /// `hour` (active) or `month` (storage).
+    #[schema(schema_with = price_unit_schema)]
     pub price_unit: &'static str,
+    /// Micro-dollars, rounded once per line.
     pub amount_micros: i64,
     pub description: String,
 }
 
 /// A month's invoice.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Invoice {
+    /// `YYYY-MM`.
     pub month: String,
     /// `open` while the month (plus the heartbeat grace) is not over, then `final`.
+    #[schema(schema_with = invoice_status_schema)]
     pub status: &'static str,
+    #[schema(schema_with = currency_schema)]
     pub currency: &'static str,
     pub lines: Vec<InvoiceLine>,
+    /// Micro-dollars: the sum of the lines.
     pub total_micros: i64,
+}
+
+// The values the `&'static str` fields above take, for the OpenAPI document.
+fn line_kind_schema() -> Object {
+    crate::model::string_enum(["active", "storage"])
+}
+fn unit_schema() -> Object {
+    crate::model::string_enum(["second", "day"])
+}
+fn price_unit_schema() -> Object {
+    crate::model::string_enum(["hour", "month"])
+}
+fn invoice_status_schema() -> Object {
+    crate::model::string_enum(["open", "final"])
+}
+fn currency_schema() -> Object {
+    crate::model::string_enum(["USD"])
 }
 
 /// Builds the invoice of `month` from intervals and lifetimes (open intervals already cut at
@@ -303,7 +330,7 @@ pub fn invoice(
 }
 
 /// Usage of one repository over a date range.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct RepositoryUsage {
     pub repository: String,
     pub active_seconds: i64,
@@ -314,15 +341,16 @@ pub struct RepositoryUsage {
 }
 
 /// One repository's active seconds on one day.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct DayRepository {
     pub repository: String,
     pub active_seconds: i64,
 }
 
 /// Usage on one UTC day.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct DayUsage {
+    #[schema(format = Date)]
     pub date: String,
     pub active_seconds: i64,
     /// Repositories whose storage was billed that day.
@@ -333,10 +361,15 @@ pub struct DayUsage {
 }
 
 /// `GET /v1/usage` body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Usage {
+    /// First day, inclusive.
+    #[schema(format = Date)]
     pub from: String,
+    /// Last day, inclusive.
+    #[schema(format = Date)]
     pub to: String,
+    #[schema(schema_with = currency_schema)]
     pub currency: &'static str,
     pub repositories: Vec<RepositoryUsage>,
     pub days: Vec<DayUsage>,

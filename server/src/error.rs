@@ -4,10 +4,38 @@ use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::{StatusCode, header, request::Parts};
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::json;
+use utoipa::ToSchema;
 
 use crate::storage::StoreError;
+
+/// The body of every error: `{"error": {"code", "message"}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable (`unauthorized`, `not_found`, `invalid_request`, …).
+    pub code: String,
+    /// For people: says what was wrong and, where it can, what would be valid.
+    pub message: String,
+}
+
+impl ErrorBody {
+    /// An error body with this code and message.
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        ErrorBody {
+            error: ErrorDetail {
+                code: code.to_string(),
+                message: message.into(),
+            },
+        }
+    }
+}
 
 /// An error answered to the client.
 #[derive(Debug, Clone)]
@@ -59,7 +87,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         // Messages may quote what the client sent; a token secret never goes back out.
         let message = crate::redact::tokens(&self.message);
-        let body = json!({ "error": { "code": self.code, "message": message } });
+        let body = ErrorBody::new(self.code, message);
         let mut resp = (self.status, axum::Json(body)).into_response();
         if let Some(s) = self.retry_after_s {
             resp.headers_mut()

@@ -1,24 +1,34 @@
-//! The API's JSON shapes (responses) and the session event vocabulary.
+//! The API's JSON shapes (responses) and the session event vocabulary. Each shape derives
+//! `ToSchema`: the OpenAPI document describes these types, not a copy of them.
 
 use serde::Serialize;
 use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+use utoipa::ToSchema;
+use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 
 /// A session as returned by the API.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct Session {
+    /// UUID.
     pub id: String,
     pub repository: String,
     pub branch: String,
     pub provider: String,
+    #[schema(required = true)]
     pub sandbox_id: Option<String>,
+    #[schema(required = true)]
     pub config_hash: Option<String>,
     /// `created | running | paused | stopped`.
+    #[schema(schema_with = session_state_schema)]
     pub state: String,
+    #[schema(format = DateTime)]
     pub created_at: String,
+    #[schema(format = DateTime)]
     pub updated_at: String,
     /// Last event of any kind (RFC 3339), the session's last sign of life.
+    #[schema(format = DateTime)]
     pub last_seen_at: String,
     /// Billable active seconds so far (the open interval is cut at last sign of life + grace).
     pub active_seconds: i64,
@@ -29,35 +39,97 @@ pub struct Session {
 }
 
 /// One event of a session's history.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct Event {
+    /// UUID.
     pub id: String,
     pub session_id: String,
     #[serde(rename = "type")]
+    #[schema(schema_with = event_type_schema)]
     pub kind: String,
+    /// An object: the keys described by `EventData`, plus any others the client sent.
+    #[schema(value_type = EventData)]
     pub data: Value,
+    #[schema(format = DateTime)]
     pub created_at: String,
     /// 1, 2, 3… per session, in commit order.
     pub seq: i64,
 }
 
+/// The keys of an event's `data` that the server checks (any other key is kept as sent).
+/// `task_started` needs `task`; `task_finished` needs `task`, `exit_code` and `duration_ms`.
+/// Only describes the document: the server keeps `data` as a JSON object.
+#[derive(Debug, ToSchema)]
+pub struct EventData {
+    /// The task's name (1 to 200 characters).
+    #[schema(nullable = false, min_length = 1, max_length = 200)]
+    pub task: Option<String>,
+    #[schema(nullable = false)]
+    pub exit_code: Option<i32>,
+    #[schema(nullable = false, minimum = 0, maximum = 1_000_000_000_000_i64)]
+    pub duration_ms: Option<i64>,
+    /// At most 4096 bytes.
+    #[schema(nullable = false, max_length = 4096)]
+    pub message: Option<String>,
+}
+
+/// A live event: one WebSocket text message, and the answer to appending an event.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct LiveMessage {
+    pub event: Event,
+    /// The session after the event.
+    pub session: Session,
+}
+
+/// A [`LiveMessage`] by reference, to serialize without copying.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct LiveMessageRef<'a> {
+    pub event: &'a Event,
+    pub session: &'a Session,
+}
+
 /// An API token's public description (never the secret).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct TokenInfo {
+    /// UUID.
     pub id: String,
+    /// The public prefix, `rcl_` and 8 characters.
     pub prefix: String,
     pub name: String,
+    #[schema(format = DateTime)]
     pub created_at: String,
+    #[schema(format = DateTime, required = true)]
     pub last_used_at: Option<String>,
+    #[schema(format = DateTime, required = true)]
     pub revoked_at: Option<String>,
 }
 
 /// An account.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct Account {
+    /// UUID.
     pub id: String,
     pub name: String,
+    #[schema(format = DateTime)]
     pub created_at: String,
+}
+
+/// A string schema that allows exactly `values`.
+pub fn string_enum<'a>(values: impl IntoIterator<Item = &'a str>) -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(values))
+        .build()
+}
+
+/// The schema of a session `state`.
+pub fn session_state_schema() -> Object {
+    string_enum(STATES)
+}
+
+/// The schema of an event `type`.
+pub fn event_type_schema() -> Object {
+    string_enum(EventKind::ALL.map(EventKind::as_str))
 }
 
 /// Session states.

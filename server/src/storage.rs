@@ -1570,7 +1570,8 @@ async fn insert_event(
 }
 
 fn live_event(account_id: &str, event: &Event, session: &Session) -> LiveEvent {
-    let message = serde_json::json!({ "event": event, "session": session }).to_string();
+    let message =
+        serde_json::to_string(&crate::model::LiveMessageRef { event, session }).unwrap_or_default();
     LiveEvent {
         account_id: account_id.to_string(),
         session_id: event.session_id.clone(),

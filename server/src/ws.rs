@@ -21,16 +21,18 @@ use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::Receiver;
 use tokio::sync::broadcast::error::RecvError;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::app::AppState;
 use crate::auth::AuthWithCredential;
-use crate::error::{ApiError, ApiPath, ApiQuery};
+use crate::error::{ApiError, ApiPath, ApiQuery, ErrorBody};
 use crate::events::LiveEvent;
+use crate::model::{Event, LiveMessage, LiveMessageRef};
+use crate::openapi::{NO_SESSION, UNAUTHORIZED};
 use crate::revocations::{Credential, Revoked};
 use crate::routes::sessions::session_path_id;
 use crate::storage::Principal;
@@ -65,24 +67,57 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for MaybeWs {
 }
 
 /// Query of the session event stream.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct SessionEventsQuery {
+    /// Only events with a greater `seq` (the WebSocket replays them first).
+    #[param(minimum = 0)]
     pub since_seq: Option<i64>,
-    /// Only for the JSON (non-WebSocket) form.
+    /// JSON form only: at most this many events, 1 to 10000 (default 1000).
+    #[param(minimum = 1, maximum = 10000)]
     pub limit: Option<i64>,
-    /// Browsers may pass the token here instead of the header (WebSocket only).
+    /// WebSocket only: the bearer token, for browsers, which cannot set the header.
     pub token: Option<String>,
 }
 
 /// Query of the account event stream.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AccountEventsQuery {
+    /// The bearer token, for browsers, which cannot set the header.
     pub token: Option<String>,
 }
 
-/// `GET /v1/sessions/{id}/events`: WebSocket stream, or the stored events as JSON.
+/// `{"events": [Event]}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventList {
+    /// By `seq`.
+    pub events: Vec<Event>,
+}
+
+/// A session's events: live (WebSocket) or stored (JSON)
+///
+/// With `Upgrade: websocket` each new event is one text message, a `LiveMessage`; with
+/// `since_seq` the stored events after it are replayed first, with no gap and no duplicate.
+/// Without an upgrade the stored events are answered as JSON, for clients that poll.
+#[utoipa::path(
+    get,
+    path = "/v1/sessions/{id}/events",
+    operation_id = "session_events",
+    tag = "events",
+    params(("id" = String, Path, description = "Session id (UUID)"), SessionEventsQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 101, description = "WebSocket: one `LiveMessage` per event", body = LiveMessage),
+        (status = 200, description = "The stored events (no upgrade)", body = EventList),
+        (status = 400, description = "A refused WebSocket handshake", body = ErrorBody),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 404, description = NO_SESSION, body = ErrorBody),
+        (status = 422, description = "Invalid `since_seq` or `limit`", body = ErrorBody),
+    )
+)]
 pub async fn session_events(
     State(state): State<AppState>,
     AuthWithCredential(p, cred): AuthWithCredential,
@@ -114,7 +149,7 @@ pub async fn session_events(
             .store
             .list_events(&p.account_id, &sid, q.since_seq.unwrap_or(0), limit)
             .await?;
-        return Ok(Json(json!({ "events": events })).into_response());
+        return Ok(Json(EventList { events }).into_response());
     };
     // Live only: start after the last event stored when the handshake was answered.
     let start = q.since_seq.unwrap_or(session.last_seq);
@@ -130,7 +165,25 @@ pub async fn session_events(
         .into_response())
 }
 
-/// `GET /v1/events`: WebSocket stream of every new event of the account.
+/// Live events of the whole account (WebSocket)
+///
+/// Each new event of any of the account's sessions is one text message, a `LiveMessage`, in
+/// order per session.
+#[utoipa::path(
+    get,
+    path = "/v1/events",
+    operation_id = "account_events",
+    tag = "events",
+    params(AccountEventsQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 101, description = "WebSocket: one `LiveMessage` per event", body = LiveMessage),
+        (status = 400, description = "A refused WebSocket handshake", body = ErrorBody),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 422, description = "Invalid query string", body = ErrorBody),
+        (status = 426, description = "Not a WebSocket request (`websocket_required`)", body = ErrorBody),
+    )
+)]
 pub async fn account_events(
     State(state): State<AppState>,
     AuthWithCredential(p, cred): AuthWithCredential,
@@ -205,7 +258,11 @@ async fn backfill(
                 return Ok(Step::Continue);
             }
             *last = ev.seq;
-            let text = json!({ "event": ev, "session": session }).to_string();
+            let text = serde_json::to_string(&LiveMessageRef {
+                event: &ev,
+                session: &session,
+            })
+            .unwrap_or_default();
             if let Step::Stop = send_text(state, socket, &text).await {
                 return Ok(Step::Stop);
             }
@@ -425,7 +482,8 @@ async fn going_away(mut socket: WebSocket) {
 }
 
 async fn close_with_error(mut socket: WebSocket, e: &ApiError) {
-    let text = json!({ "error": { "code": e.code, "message": e.message } }).to_string();
+    let text =
+        serde_json::to_string(&ErrorBody::new(e.code, e.message.clone())).unwrap_or_default();
     let _ = socket.send(Message::Text(text.into())).await;
     let _ = socket
         .send(Message::Close(Some(CloseFrame {

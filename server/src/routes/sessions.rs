@@ -5,41 +5,81 @@ use std::sync::atomic::Ordering;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::app::AppState;
 use crate::auth::Auth;
 use crate::clock::Now;
-use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
-use crate::model::STATES;
+use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
+use crate::model::{Event, EventData, LiveMessage, STATES, Session};
+use crate::openapi::{BAD_JSON, BAD_VALUE, NO_SESSION, NOT_JSON, TOO_LARGE, UNAUTHORIZED};
 use crate::storage::{NewEvent, NewSession, SessionFilter, StoreError};
 use crate::validate;
 
 /// Body of `POST /v1/sessions`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSession {
     /// Client-chosen UUID: makes the create idempotent.
     #[serde(default)]
+    #[schema(format = "uuid")]
     pub id: Option<String>,
+    /// E.g. `github.com/acme/app`: 1 to 300 characters, no control characters or surrounding
+    /// spaces.
+    #[schema(min_length = 1, max_length = 300)]
     pub repository: String,
+    /// 1 to 255 characters, no control characters or surrounding spaces.
+    #[schema(min_length = 1, max_length = 255)]
     pub branch: String,
+    /// Lowercase letters, digits, `-`, `_` (e.g. `local`, `e2b`).
+    #[schema(pattern = "^[a-z0-9_-]{1,32}$")]
     pub provider: String,
+    /// Up to 255 characters without spaces.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 255)]
     pub sandbox_id: Option<String>,
+    /// 1 to 128 hexadecimal digits.
     #[serde(default)]
+    #[schema(pattern = "^[0-9a-fA-F]{1,128}$")]
     pub config_hash: Option<String>,
 }
 
-/// `POST /v1/sessions` → 201 `{"session": Session}` (200 with the same session when a
-/// client-chosen `id` is retried with the same fields; 409 if it names a different session).
+/// `{"session": Session}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionBody {
+    pub session: Session,
+}
+
+/// Create a session
+///
+/// Idempotent when the client chooses the `id`: a retry with the same fields answers 200 with
+/// the same session; an `id` that names a different session is a 409.
+#[utoipa::path(
+    post,
+    path = "/v1/sessions",
+    operation_id = "create_session",
+    tag = "sessions",
+    request_body = CreateSession,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Created", body = SessionBody),
+        (status = 200, description = "Already created with this `id` and the same fields", body = SessionBody),
+        (status = 400, description = BAD_JSON, body = ErrorBody),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 409, description = "The `id` names a different session (`session_id_conflict`)", body = ErrorBody),
+        (status = 413, description = TOO_LARGE, body = ErrorBody),
+        (status = 415, description = NOT_JSON, body = ErrorBody),
+        (status = 422, description = BAD_VALUE, body = ErrorBody),
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     Auth(p): Auth,
     now: Now,
     ApiJson(body): ApiJson<CreateSession>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<SessionBody>), ApiError> {
     validate::repository(&body.repository)?;
     validate::branch(&body.branch)?;
     validate::provider(&body.provider)?;
@@ -80,28 +120,61 @@ pub async fn create(
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(json!({ "session": session }))))
+    Ok((status, Json(SessionBody { session })))
 }
 
-/// Query of `GET /v1/sessions`.
-#[derive(Debug, Deserialize)]
+/// Query of `GET /v1/sessions`: filters (all optional, combined with AND) and paging.
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Exact repository name.
     pub repository: Option<String>,
+    /// `created`, `running`, `paused` or `stopped`.
+    #[param(schema_with = crate::model::session_state_schema)]
     pub state: Option<String>,
+    /// Provider name.
     pub provider: Option<String>,
+    /// Page size, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
+    /// The `next_cursor` of the previous page (absent for the first page).
     pub cursor: Option<String>,
 }
 
-/// `GET /v1/sessions?repository=&state=&provider=&limit=&cursor=` →
-/// `{"sessions": [Session], "next_cursor": null | "…"}`, newest first.
+/// One page of `GET /v1/sessions`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionPage {
+    /// Newest first.
+    pub sessions: Vec<Session>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    #[schema(required = true)]
+    pub next_cursor: Option<String>,
+}
+
+/// List sessions, newest first
+///
+/// Paged: when `next_cursor` is not null, pass it as `cursor` (with the same filters) for the
+/// next page.
+#[utoipa::path(
+    get,
+    path = "/v1/sessions",
+    operation_id = "list_sessions",
+    tag = "sessions",
+    params(ListQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of sessions", body = SessionPage),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 422, description = "Invalid filter, `limit` or `cursor`", body = ErrorBody),
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     Auth(p): Auth,
     now: Now,
     ApiQuery(q): ApiQuery<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SessionPage>, ApiError> {
     let limit = q.limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
         return Err(ApiError::invalid("`limit` must be between 1 and 200"));
@@ -127,9 +200,10 @@ pub async fn list(
         .list_sessions(&p.account_id, &filter, now.s())
         .await?;
     let next_cursor = next.map(|(ms, id)| format!("{ms}.{id}"));
-    Ok(Json(
-        json!({ "sessions": sessions, "next_cursor": next_cursor }),
-    ))
+    Ok(Json(SessionPage {
+        sessions,
+        next_cursor,
+    }))
 }
 
 fn parse_cursor(c: &str) -> Result<(i64, String), ApiError> {
@@ -140,13 +214,35 @@ fn parse_cursor(c: &str) -> Result<(i64, String), ApiError> {
     Ok((ms, id))
 }
 
-/// `GET /v1/sessions/{id}` → `{"session": Session, "events": [Event]}` (all events, by `seq`).
+/// A session with its whole history.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionDetail {
+    pub session: Session,
+    /// Every event, by `seq`.
+    pub events: Vec<Event>,
+}
+
+/// A session with its event history
+#[utoipa::path(
+    get,
+    path = "/v1/sessions/{id}",
+    operation_id = "get_session",
+    tag = "sessions",
+    params(("id" = String, Path, description = "Session id (UUID)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The session and all its events", body = SessionDetail),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 404, description = NO_SESSION, body = ErrorBody),
+        (status = 422, description = BAD_VALUE, body = ErrorBody),
+    )
+)]
 pub async fn get_one(
     State(state): State<AppState>,
     Auth(p): Auth,
     now: Now,
     ApiPath(id): ApiPath<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SessionDetail>, ApiError> {
     let sid = session_path_id(&id)?;
     let session = state
         .store
@@ -157,7 +253,7 @@ pub async fn get_one(
         .store
         .list_events(&p.account_id, &sid, 0, 1_000_000)
         .await?;
-    Ok(Json(json!({ "session": session, "events": events })))
+    Ok(Json(SessionDetail { session, events }))
 }
 
 /// A session id from a path; anything that is not a UUID cannot exist (404).
@@ -166,25 +262,53 @@ pub fn session_path_id(id: &str) -> Result<String, ApiError> {
 }
 
 /// Body of `POST /v1/sessions/{id}/events`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AppendEvent {
     #[serde(rename = "type")]
+    #[schema(schema_with = crate::model::event_type_schema)]
     pub kind: String,
+    /// 1 to 200 visible ASCII characters (a client-generated UUID is typical); a retry with the
+    /// same key is answered with the stored event.
+    #[schema(pattern = "^[!-~]{1,200}$")]
     pub idempotency_key: String,
+    /// An object of at most 16 KiB (absent or null: `{}`).
     #[serde(default)]
+    #[schema(value_type = Option<EventData>)]
     pub data: Option<Value>,
 }
 
-/// `POST /v1/sessions/{id}/events` → 201 `{"event": Event, "session": Session}` the first time,
-/// 200 with the stored event on a retry with the same `idempotency_key`.
+/// Append an event to a session
+///
+/// Idempotent by `idempotency_key`: the first time answers 201, a retry with the same key and
+/// event answers 200 with the stored event.
+#[utoipa::path(
+    post,
+    path = "/v1/sessions/{id}/events",
+    operation_id = "append_event",
+    tag = "sessions",
+    params(("id" = String, Path, description = "Session id (UUID)")),
+    request_body = AppendEvent,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Stored", body = LiveMessage),
+        (status = 200, description = "Already stored with this `idempotency_key`", body = LiveMessage),
+        (status = 400, description = BAD_JSON, body = ErrorBody),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 404, description = NO_SESSION, body = ErrorBody),
+        (status = 409, description = "The session is stopped (`session_stopped`), or the key was used for a different event (`idempotency_key_reused`)", body = ErrorBody),
+        (status = 413, description = TOO_LARGE, body = ErrorBody),
+        (status = 415, description = NOT_JSON, body = ErrorBody),
+        (status = 422, description = BAD_VALUE, body = ErrorBody),
+    )
+)]
 pub async fn append_event(
     State(state): State<AppState>,
     Auth(p): Auth,
     now: Now,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<AppendEvent>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<LiveMessage>), ApiError> {
     let sid = session_path_id(&id)?;
     let kind = validate::event_kind(&body.kind)?;
     validate::idempotency_key(&body.idempotency_key)?;
@@ -218,6 +342,9 @@ pub async fn append_event(
     };
     Ok((
         status,
-        Json(json!({ "event": out.event, "session": out.session })),
+        Json(LiveMessage {
+            event: out.event,
+            session: out.session,
+        }),
     ))
 }

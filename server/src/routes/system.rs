@@ -4,31 +4,83 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::app::AppState;
+use crate::error::ErrorDetail;
 
-/// `GET /healthz`: 200 `{"status":"ok"}` when the database answers, 503 otherwise.
+/// The server's health.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok`, or `unavailable` when the database does not answer.
+    #[schema(schema_with = health_status_schema)]
+    pub status: &'static str,
+    /// The database engine.
+    #[schema(schema_with = engine_schema)]
+    pub database: &'static str,
+    /// Why the server is unavailable (only then).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub error: Option<ErrorDetail>,
+}
+
+fn health_status_schema() -> utoipa::openapi::schema::Object {
+    crate::model::string_enum(["ok", "unavailable"])
+}
+
+fn engine_schema() -> utoipa::openapi::schema::Object {
+    crate::model::string_enum(["sqlite", "postgres"])
+}
+
+/// Liveness and database check
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "healthz",
+    tag = "system",
+    responses(
+        (status = 200, description = "Healthy", body = Health),
+        (status = 503, description = "The database does not answer", body = Health),
+    )
+)]
 pub async fn healthz(State(state): State<AppState>) -> Response {
     let engine = state.store.db().engine.as_str();
     match state.store.ping().await {
-        Ok(()) => Json(json!({ "status": "ok", "database": engine })).into_response(),
+        Ok(()) => Json(Health {
+            status: "ok",
+            database: engine,
+            error: None,
+        })
+        .into_response(),
         Err(e) => {
             tracing::error!(error = %e, "health check: database unreachable");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({
-                    "status": "unavailable",
-                    "database": engine,
-                    "error": { "code": "database_unavailable", "message": "the database does not answer" }
-                })),
+                Json(Health {
+                    status: "unavailable",
+                    database: engine,
+                    error: Some(ErrorDetail {
+                        code: "database_unavailable".into(),
+                        message: "the database does not answer".into(),
+                    }),
+                }),
             )
                 .into_response()
         }
     }
 }
 
-/// `GET /metrics`: Prometheus text format.
+/// Prometheus metrics
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "system",
+    responses(
+        (status = 200, description = "Prometheus text exposition format 0.0.4", body = String, content_type = "text/plain"),
+    )
+)]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     (
         [(
@@ -40,7 +92,20 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// `GET /v1/openapi.json`.
+/// This document
+#[utoipa::path(
+    get,
+    path = "/v1/openapi.json",
+    operation_id = "openapi",
+    tag = "system",
+    responses(
+        (status = 200, description = "The OpenAPI 3.1 document of this API", body = Object),
+    )
+)]
 pub async fn openapi() -> Response {
-    Json(crate::openapi::document()).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        crate::openapi::json(),
+    )
+        .into_response()
 }

@@ -6,7 +6,7 @@
 #![allow(dead_code)]
 
 #[path = "../../../tests/support/skip.rs"]
-mod skip;
+pub mod skip;
 
 use std::path::PathBuf;
 use std::process::Stdio;
