@@ -65,16 +65,67 @@ pub struct CliError {
     pub hint: Option<String>,
     /// Exit with this code instead of the kind's (a remote command's own code).
     pub exit_code: Option<i32>,
+    /// The library error this one was made from, kept for its chain of causes.
+    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
+/// How library errors that predate [`CliError::hint`] append their hint to the message.
+const EMBEDDED_HINT: &str = "\n  hint: ";
+
 impl CliError {
+    /// An error of `kind`. A hint embedded in `message` the way [`Display`](fmt::Display) writes
+    /// one (`"\n  hint: ..."`) is taken out of the message into [`CliError::hint`].
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        let message = message.into();
+        let (message, hint) = match message.split_once(EMBEDDED_HINT) {
+            Some((m, h)) => (m.to_string(), Some(h.trim().to_string())),
+            None => (message, None),
+        };
         CliError {
             kind,
-            message: message.into(),
-            hint: None,
+            message,
+            hint,
             exit_code: None,
+            source: None,
         }
+    }
+
+    /// Keep `source` as the cause of this error (its own causes are printed too).
+    pub fn caused_by(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    /// The causes not already said in the message, outermost first.
+    pub fn causes(&self) -> Vec<String> {
+        let mut said = self.message.clone();
+        let mut out = Vec::new();
+        let mut next: Option<&(dyn std::error::Error + 'static)> = self
+            .source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static));
+        while let Some(e) = next {
+            let text = e.to_string();
+            let text = text.split(EMBEDDED_HINT).next().unwrap_or_default().trim();
+            if !text.is_empty() && !said.contains(text) {
+                out.push(text.to_string());
+                said.push_str(text);
+            }
+            next = e.source();
+        }
+        out
+    }
+
+    /// The error as printed on stderr: `error: ...`, `  caused by: ...` lines, `  hint: ...`.
+    pub fn render(&self) -> String {
+        let mut s = format!("error: {}\n", self.message);
+        for c in self.causes() {
+            s.push_str(&format!("  caused by: {c}\n"));
+        }
+        if let Some(h) = &self.hint {
+            s.push_str(&format!("  hint: {h}\n"));
+        }
+        s
     }
 
     /// A command in the sandbox failed: exit with its code.
@@ -84,6 +135,7 @@ impl CliError {
             message: message.into(),
             hint: None,
             exit_code: Some(code),
+            source: None,
         }
     }
 
@@ -131,7 +183,13 @@ impl fmt::Display for CliError {
     }
 }
 
-impl std::error::Error for CliError {}
+impl std::error::Error for CliError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
 
 /// Result of a command: `Ok(code)` is the exit code to use (0, or a remote command's code).
 pub type CliResult<T = i32> = Result<T, CliError>;
@@ -149,6 +207,7 @@ impl From<crate::provider::SandboxError> for CliError {
             E::Timeout(_) => CliError::unavailable(e.to_string()),
             _ => CliError::new(ErrorKind::Unavailable, e.to_string()),
         }
+        .caused_by(e)
     }
 }
 
@@ -170,7 +229,7 @@ impl From<crate::provider::ProviderError> for CliError {
 
 impl From<crate::config::ConfigError> for CliError {
     fn from(e: crate::config::ConfigError) -> Self {
-        CliError::config(e.to_string())
+        CliError::config(e.to_string()).caused_by(e)
     }
 }
 
@@ -181,7 +240,8 @@ impl From<crate::gitsync::SyncError> for CliError {
             E::NotARepository { .. } => ErrorKind::Config,
             E::Io { .. } => ErrorKind::Io,
             E::Sandbox { source, .. } => {
-                return CliError::from_sandbox_context(e.to_string(), source);
+                let err = CliError::from_sandbox_context(e.to_string(), source);
+                return err.caused_by(e);
             }
             E::InvalidInput { .. } | E::Unsupported(_) => ErrorKind::Usage,
             E::Internal(_) => ErrorKind::Internal,
@@ -191,7 +251,7 @@ impl From<crate::gitsync::SyncError> for CliError {
             | E::BadBundle { .. }
             | E::MissingPrerequisite { .. } => ErrorKind::Sync,
         };
-        CliError::new(kind, e.to_string())
+        CliError::new(kind, e.to_string()).caused_by(e)
     }
 }
 
@@ -207,5 +267,52 @@ impl CliError {
             S::Io { .. } => CliError::new(ErrorKind::Io, message),
             _ => CliError::unavailable(message),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error whose cause is not part of its message.
+    #[derive(Debug, thiserror::Error)]
+    #[error("could not open the session store")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn embedded_hints_become_data() {
+        let e = CliError::from(crate::gitsync::SyncError::NotARepository {
+            path: "/x".into(),
+            reason: "no .git".into(),
+        });
+        assert_eq!(e.message, "/x is not a git work tree: no .git");
+        assert_eq!(
+            e.hint.as_deref(),
+            Some("run rclaude from a git repository (git init creates one)")
+        );
+        // Printed exactly once.
+        assert_eq!(e.render().matches("hint:").count(), 1, "{}", e.render());
+        assert_eq!(e.kind, ErrorKind::Config);
+    }
+
+    #[test]
+    fn causes_are_kept_and_printed_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "disk says no");
+        let e = CliError::internal("syncing failed").caused_by(Outer(io));
+        assert_eq!(
+            e.causes(),
+            ["could not open the session store", "disk says no"]
+        );
+        let text = e.render();
+        assert!(text.contains("  caused by: disk says no\n"), "{text}");
+        assert!(std::error::Error::source(&e).is_some());
+
+        // A cause the message already quotes is not repeated.
+        let e = CliError::from(crate::gitsync::SyncError::Io {
+            context: "reading the index".into(),
+            source: std::io::Error::other("bad header"),
+        });
+        assert_eq!(e.message, "reading the index: bad header");
+        assert!(e.causes().is_empty(), "{:?}", e.causes());
     }
 }

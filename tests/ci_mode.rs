@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::TestRepo;
+use common::{Run, TestRepo};
 use serde_json::Value;
 
 const CONFIG: &str = r#"
@@ -387,4 +387,26 @@ fn down_sandbox_destroys_a_sandbox_by_id_and_ls_marks_ci_sandboxes() {
     let r = t.rclaude(&["down", "--sandbox", "local-000000000000", "--yes"]);
     assert_eq!(r.code(), 69, "{}", r.all());
     assert!(r.stderr().contains("rclaude ls"), "{}", r.all());
+}
+
+/// A library error's hint reaches `ci --json` as data, not inside the message.
+#[test]
+fn json_errors_carry_the_hint_as_data() {
+    let t = TestRepo::new("[sandbox]\nprovider = \"e2b\"\n\n[tasks.build]\nrun = \"true\"\n");
+    t.commit_all("initial");
+    let r = Run(t
+        .cmd(&["ci", "build", "--json"])
+        .env_remove("E2B_API_KEY")
+        .output()
+        .unwrap());
+    assert_ne!(r.code(), 0, "{}", r.all());
+    let v = summary(&r.stdout());
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(message.contains("E2B_API_KEY"), "{v}");
+    assert!(!message.contains("hint:"), "{v}");
+    assert!(
+        v["error"]["hint"].as_str().is_some_and(|h| !h.is_empty()),
+        "{v}"
+    );
+    assert_eq!(r.stderr().matches("hint:").count(), 1, "{}", r.all());
 }

@@ -363,6 +363,7 @@ impl Summary<'_> {
             "error": self.error.map(|e| json!({
                 "kind": e.kind.as_str(),
                 "message": e.message,
+                "causes": e.causes(),
                 "hint": e.hint,
             })),
             "tasks": tasks,
@@ -426,10 +427,7 @@ fn stop_name(s: Stop) -> &'static str {
 }
 
 fn report(e: &CliError) {
-    eprintln!("error: {}", e.message);
-    if let Some(h) = &e.hint {
-        eprintln!("  hint: {h}");
-    }
+    eprint!("{}", e.render());
 }
 
 /// SIGINT, SIGTERM and SIGHUP, caught for the rest of the process's life.

@@ -209,11 +209,7 @@ async fn dispatch(cli: Cli) -> Result<i32, CliError> {
 fn report_error(e: &CliError) {
     use std::io::Write;
     // Never panic here: after SIGHUP the terminal may be gone.
-    let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "error: {}", e.message);
-    if let Some(h) = &e.hint {
-        let _ = writeln!(err, "  hint: {h}");
-    }
+    let _ = std::io::stderr().lock().write_all(e.render().as_bytes());
 }
 
 fn init_logging(command: &Command) {
