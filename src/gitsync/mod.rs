@@ -32,6 +32,7 @@ mod local_apply;
 mod progress;
 mod pull;
 mod push;
+mod push_plan;
 
 pub mod bundle;
 pub mod remote;

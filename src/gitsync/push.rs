@@ -8,6 +8,7 @@ use std::sync::Arc;
 use git2::{ObjectType, Oid, Repository};
 use serde::Serialize;
 
+use super::push_plan::{self, Action, Decision, WantedRef};
 use super::remote::{self, ApplyParams, ExportMode, RepoState};
 use super::snapshot::{self, HeadState, Snapshot};
 use super::{
@@ -247,14 +248,26 @@ pub async fn push(
             });
         }
     }
-    let recreated = state.is_some_and(|s| !s.identity.is_empty() && s.identity != q.identity);
-    let force_full = opts.force_full || recreated;
-    let mut fetched_saved = match state {
-        Some(s) if !recreated => s.fetched_saved.clone(),
-        _ => BTreeMap::new(),
-    };
     let head = snap.head.oid();
     let branch = snap.head.branch().map(str::to_string);
+    let decision = push_plan::decide(
+        &push_plan::Facts {
+            snapshot: snap.commit,
+            index: snap.index_commit,
+            head,
+            branch: branch.as_deref(),
+            excludes_id: &excludes_id,
+            state,
+            force_full: opts.force_full,
+        },
+        &q,
+    );
+    let Decision {
+        action,
+        recreated,
+        mut fetched_saved,
+        leftovers,
+    } = decision;
     let new_state = |fetched_saved: BTreeMap<String, String>| SyncState {
         identity: q.identity.clone(),
         snapshot: Some(snap.commit.to_string()),
@@ -263,73 +276,59 @@ pub async fn push(
         branch: branch.clone(),
         fetched_saved,
     };
+    let report = |sent: Sent, saved: Vec<SavedRef>, state: SyncState| PushReport {
+        skipped_nothing_new: sent.skipped,
+        sent_bytes: sent.bytes,
+        objects: sent.objects,
+        commits: sent.commits,
+        prerequisites: sent.prerequisites,
+        saved,
+        state,
+        head_desc: snap.head.describe(),
+        files_changed: sent.files_changed,
+        sandbox_recreated: recreated,
+        recovered_interrupted_apply: sent.recovered,
+        index_conflicts: snap.index_conflicts,
+        skipped_nested: snap.skipped_nested.clone(),
+        submodules: snap.submodules.clone(),
+    };
 
-    let nothing_new = !q.marker
-        && !force_full
-        && q.synced.snapshot == Some(snap.commit)
-        && q.get_ref("refs/rclaude/snapshot") == Some(snap.commit)
-        && q.synced.index == Some(snap.index_commit)
-        && q.synced.head == head
-        && q.synced.branch == branch
-        && q.synced.excludes.as_deref() == Some(excludes_id.as_str());
-
-    // Saved refs in the sandbox that an earlier sync did not bring back.
-    let leftovers: Vec<(String, Oid)> = q
-        .refs
-        .iter()
-        .filter(|(n, _)| n.starts_with("refs/rclaude/saved/") && !fetched_saved.contains_key(n))
-        .cloned()
-        .collect();
-
-    if nothing_new {
-        let mut saved = Vec::new();
-        if !leftovers.is_empty() {
-            let wanted: Vec<(String, Oid, Vec<String>, bool)> = leftovers
-                .iter()
-                .map(|(n, o)| (n.clone(), *o, Vec::new(), true))
-                .collect();
-            let known: Vec<Oid> = [Some(snap.commit), Some(snap.index_commit), head]
-                .into_iter()
-                .flatten()
-                .collect();
-            saved = bring_back(
-                repo_path,
-                sandbox,
-                wanted,
-                known,
-                q.synced.snapshot,
-                progress,
-            )
-            .await?;
-            for r in &saved {
-                fetched_saved.insert(r.sandbox_name.clone(), r.oid.clone());
+    let (force_full, prev) = match action {
+        Action::Skip => {
+            let mut saved = Vec::new();
+            if !leftovers.is_empty() {
+                let known: Vec<Oid> = [Some(snap.commit), Some(snap.index_commit), head]
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                saved = bring_back(
+                    repo_path,
+                    sandbox,
+                    leftovers,
+                    known,
+                    q.synced.snapshot,
+                    progress,
+                )
+                .await?;
+                for r in &saved {
+                    fetched_saved.insert(r.sandbox_name.clone(), r.oid.clone());
+                }
             }
+            let sent = Sent {
+                skipped: true,
+                ..Sent::default()
+            };
+            return Ok(report(sent, saved, new_state(fetched_saved)));
         }
-        return Ok(PushReport {
-            skipped_nothing_new: true,
-            sent_bytes: 0,
-            objects: 0,
-            commits: 0,
-            prerequisites: 0,
-            saved,
-            state: new_state(fetched_saved),
-            head_desc: snap.head.describe(),
-            files_changed: 0,
-            sandbox_recreated: recreated,
-            recovered_interrupted_apply: false,
-            index_conflicts: snap.index_conflicts,
-            skipped_nested: snap.skipped_nested.clone(),
-            submodules: snap.submodules.clone(),
-        });
-    }
+        Action::Send {
+            full,
+            prev_snapshot,
+        } => (full, prev_snapshot),
+    };
 
     progress.stage("bundle");
     let path = repo_path.to_path_buf();
     let sandbox_refs = q.refs.clone();
-    let prev = q
-        .synced
-        .snapshot
-        .or_else(|| q.get_ref("refs/rclaude/snapshot"));
     let snap2 = snap.clone();
     let plan = blocking(progress, move |p| {
         plan_bundle(&path, &snap2, &sandbox_refs, force_full, prev, p)
@@ -337,7 +336,10 @@ pub async fn push(
     .await?;
 
     let mut bundle_remote = None;
-    let (mut sent_bytes, mut objects, mut commits, mut prerequisites) = (0, 0, 0, 0);
+    let mut sent = Sent {
+        files_changed: plan.files_changed,
+        ..Sent::default()
+    };
     if let Some((tmp, written)) = &plan.bundle {
         progress.stage("upload");
         let final_path =
@@ -364,10 +366,10 @@ pub async fn push(
             .await
             .map_err(SyncError::sandbox("moving the uploaded bundle into place"))?;
         bundle_remote = Some(final_path);
-        sent_bytes = written.bytes;
-        objects = written.objects;
-        commits = written.commits;
-        prerequisites = written.prerequisites.len();
+        sent.bytes = written.bytes;
+        sent.objects = written.objects;
+        sent.commits = written.commits;
+        sent.prerequisites = written.prerequisites.len();
     }
 
     progress.stage("apply");
@@ -396,16 +398,7 @@ pub async fn push(
     let applied = remote::apply(sandbox, &params).await?;
 
     // Bring saved work back: what this apply saved, and leftovers of earlier syncs.
-    let mut wanted: Vec<(String, Oid, Vec<String>, bool)> = applied
-        .saved
-        .iter()
-        .map(|s| (s.name.clone(), s.oid, s.kinds.clone(), false))
-        .collect();
-    for (n, o) in &leftovers {
-        if !wanted.iter().any(|(w, ..)| w == n) {
-            wanted.push((n.clone(), *o, Vec::new(), true));
-        }
-    }
+    let wanted = push_plan::wanted_after_apply(&applied.saved, &leftovers);
     let mut saved = Vec::new();
     if !wanted.is_empty() {
         match bring_back(
@@ -422,16 +415,8 @@ pub async fn push(
             Err(e) => {
                 // The sandbox keeps them; the next sync brings them back. Report them as remote only.
                 tracing::warn!("could not bring saved sandbox work back: {e}");
-                for (name, oid, kinds, earlier) in wanted {
-                    saved.push(saved_ref(
-                        &name,
-                        &name,
-                        oid,
-                        &kinds,
-                        false,
-                        earlier,
-                        plan.prev_snapshot,
-                    ));
+                for w in wanted {
+                    saved.push(saved_ref(&w.name, &w, false, plan.prev_snapshot));
                 }
             }
         }
@@ -439,23 +424,20 @@ pub async fn push(
     for r in saved.iter().filter(|r| r.local) {
         fetched_saved.insert(r.sandbox_name.clone(), r.oid.clone());
     }
+    sent.recovered = applied.recovered;
+    Ok(report(sent, saved, new_state(fetched_saved)))
+}
 
-    Ok(PushReport {
-        skipped_nothing_new: false,
-        sent_bytes,
-        objects,
-        commits,
-        prerequisites,
-        saved,
-        state: new_state(fetched_saved),
-        head_desc: snap.head.describe(),
-        files_changed: plan.files_changed,
-        sandbox_recreated: recreated,
-        recovered_interrupted_apply: applied.recovered,
-        index_conflicts: snap.index_conflicts,
-        skipped_nested: snap.skipped_nested.clone(),
-        submodules: snap.submodules.clone(),
-    })
+/// What a push sent, for its report.
+#[derive(Debug, Default)]
+struct Sent {
+    skipped: bool,
+    bytes: u64,
+    objects: u64,
+    commits: u64,
+    prerequisites: usize,
+    files_changed: usize,
+    recovered: bool,
 }
 
 /// The sandbox's `.git/info/exclude`: the laptop's own plus the `[sync] ignore` patterns.
@@ -594,13 +576,11 @@ fn describe_kind(k: &str) -> String {
 
 fn saved_ref(
     local_name: &str,
-    sandbox_name: &str,
-    oid: Oid,
-    kinds: &[String],
+    wanted: &WantedRef,
     local: bool,
-    earlier: bool,
     prev_snapshot: Option<Oid>,
 ) -> SavedRef {
+    let sandbox_name = wanted.name.as_str();
     let mut commands = vec![format!(
         "git log --stat -p HEAD..{local_name}    # what the sandbox had that HEAD lacks"
     )];
@@ -621,10 +601,10 @@ fn saved_ref(
     SavedRef {
         name: local_name.to_string(),
         sandbox_name: sandbox_name.to_string(),
-        oid: oid.to_string(),
-        kinds: kinds.iter().map(|k| describe_kind(k)).collect(),
+        oid: wanted.oid.to_string(),
+        kinds: wanted.kinds.iter().map(|k| describe_kind(k)).collect(),
         local,
-        earlier,
+        earlier: wanted.earlier,
         commands,
     }
 }
@@ -633,34 +613,26 @@ fn saved_ref(
 async fn bring_back(
     repo_path: &Path,
     sandbox: &dyn Sandbox,
-    wanted: Vec<(String, Oid, Vec<String>, bool)>,
+    wanted: Vec<WantedRef>,
     mut bases: Vec<Oid>,
     prev_snapshot: Option<Oid>,
     progress: &dyn SyncProgress,
 ) -> Result<Vec<SavedRef>, SyncError> {
     progress.stage("fetch-saved");
     // Commits we already have for other saved refs help as bases too.
-    let names: Vec<String> = wanted.iter().map(|(n, ..)| n.clone()).collect();
+    let names: Vec<String> = wanted.iter().map(|w| w.name.clone()).collect();
     if let Some(p) = prev_snapshot {
         bases.push(p);
     }
     let fetched = fetch_refs(repo_path, sandbox, ExportMode::Refs(names), bases, progress).await?;
     let mut out = Vec::new();
-    for (name, oid, kinds, earlier) in wanted {
+    for w in wanted {
         let local_name = fetched
             .iter()
-            .find(|(sn, ..)| *sn == name)
+            .find(|(sn, ..)| *sn == w.name)
             .map(|(_, ln, _)| ln.clone())
-            .unwrap_or_else(|| name.clone());
-        out.push(saved_ref(
-            &local_name,
-            &name,
-            oid,
-            &kinds,
-            true,
-            earlier,
-            prev_snapshot,
-        ));
+            .unwrap_or_else(|| w.name.clone());
+        out.push(saved_ref(&local_name, &w, true, prev_snapshot));
     }
     Ok(out)
 }
