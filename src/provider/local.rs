@@ -39,7 +39,13 @@ struct SandboxFile {
     /// `[sandbox] expose` at creation: host paths the sandbox sees read-only.
     #[serde(default)]
     expose: Vec<String>,
+    /// Plain environment for every process ([`SandboxSpec::env`]).
+    #[serde(default)]
+    env: BTreeMap<String, String>,
 }
+
+/// Variables the local provider sets itself; the spec's environment does not override them.
+const OWN_VARS: &[&str] = &["PATH", "NPM_CONFIG_PREFIX", "RCLAUDE_SANDBOX_ID"];
 
 /// `agent.json`, written by `rclaude agent --state-file` once it listens.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -148,6 +154,12 @@ impl LocalProvider {
             .arg(dir.join("agent.groups"))
             .arg("--isolation")
             .arg(isolation_arg(file.isolation))
+            .args(
+                file.env
+                    .iter()
+                    .filter(|(k, _)| !OWN_VARS.contains(&k.as_str()))
+                    .flat_map(|(k, v)| ["--env".to_string(), format!("{k}={v}")]),
+            )
             .arg("--env")
             .arg(format!("PATH={}:{path}", local_bin.display()))
             .arg("--env")
@@ -327,6 +339,7 @@ impl Provider for LocalProvider {
             metadata: spec.metadata.clone(),
             isolation: spec.isolation,
             expose: spec.expose.clone(),
+            env: spec.env.clone(),
         };
         let json =
             serde_json::to_vec_pretty(&file).map_err(|e| ProviderError::Config(e.to_string()))?;
