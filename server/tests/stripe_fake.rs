@@ -47,12 +47,16 @@ async fn post(
 }
 
 fn form(identifier: &str, value: i64) -> String {
+    form_at(identifier, value, now() - 60)
+}
+
+fn form_at(identifier: &str, value: i64, timestamp: i64) -> String {
     url::form_urlencoded::Serializer::new(String::new())
         .append_pair("event_name", METER)
         .append_pair("payload[stripe_customer_id]", "cus_A1")
         .append_pair("payload[value]", &value.to_string())
         .append_pair("identifier", identifier)
-        .append_pair("timestamp", &(now() - 60).to_string())
+        .append_pair("timestamp", &timestamp.to_string())
         .finish()
 }
 
@@ -118,7 +122,7 @@ async fn fake_follows_stripes_api() {
         (s, v["error"]["code"].as_str()),
         (400, Some("parameter_unknown"))
     );
-    let bad_ts = form("id-2", 1).replace(&format!("timestamp={}", now() - 60), "timestamp=1000");
+    let bad_ts = form_at("id-2", 1, 1000);
     let (s, v, _) = post(&fake, auth, None, FORM, &bad_ts).await;
     assert_eq!((s, v["error"]["param"].as_str()), (400, Some("timestamp")));
     let bad_name = form("id-3", 1).replace(METER, "no_such_meter");
@@ -126,9 +130,11 @@ async fn fake_follows_stripes_api() {
     assert_eq!((s, v["error"]["param"].as_str()), (400, Some("event_name")));
 
     // Idempotency: same key + same parameters → replay; different parameters → idempotency_error.
-    let (s, first, _) = post(&fake, auth, Some("key-1"), FORM, &form("id-4", 7)).await;
+    // (One body for both: `form` stamps the current time, which may tick between the calls.)
+    let body = form("id-4", 7);
+    let (s, first, _) = post(&fake, auth, Some("key-1"), FORM, &body).await;
     assert_eq!(s, 200);
-    let (s, again, h) = post(&fake, auth, Some("key-1"), FORM, &form("id-4", 7)).await;
+    let (s, again, h) = post(&fake, auth, Some("key-1"), FORM, &body).await;
     assert_eq!(s, 200);
     assert_eq!(again, first);
     assert_eq!(h.get("idempotent-replayed").unwrap(), "true");
