@@ -33,9 +33,12 @@ mod progress;
 mod pull;
 mod push;
 mod push_plan;
+mod push_report;
+mod saved;
 
 pub mod bundle;
 pub mod remote;
+mod scripts;
 pub mod snapshot;
 
 use std::path::{Path, PathBuf};

@@ -2,18 +2,19 @@
 
 use std::collections::BTreeMap;
 use std::io::BufWriter;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use git2::{ObjectType, Oid, Repository};
-use serde::Serialize;
 
-use super::push_plan::{self, Action, Decision, WantedRef};
-use super::remote::{self, ApplyParams, ExportMode, RepoState};
+use super::push_plan::{self, Action, Decision};
+pub(crate) use super::push_report::plural;
+pub use super::push_report::{PushReport, SavedRef};
+use super::remote::{self, ApplyParams, RepoState};
+use super::saved::{bring_back, saved_ref};
 use super::snapshot::{self, HeadState, Snapshot};
 use super::{
-    EMPTY_TREE, SyncError, SyncProgress, SyncState, blocking, bundle, free_ref_name, local_tmp_dir,
-    open_repo, short,
+    EMPTY_TREE, SyncError, SyncProgress, SyncState, blocking, bundle, local_tmp_dir, open_repo,
 };
 use crate::provider::{Progress, Sandbox, SandboxError};
 
@@ -27,154 +28,6 @@ pub struct PushOptions {
     /// Recurse into submodules (not supported yet: submodules travel as gitlinks, and every
     /// sync says which ones; `git submodule update --init` in `[setup]` checks them out).
     pub submodules: bool,
-}
-
-/// Sandbox work that a push saved before overwriting it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct SavedRef {
-    /// Ref name in this repository (normally the same as in the sandbox).
-    pub name: String,
-    /// Ref name in the sandbox.
-    pub sandbox_name: String,
-    pub oid: String,
-    /// What it holds: `uncommitted edits`, `commits made in the sandbox`, `staged changes`,
-    /// `commits on the branch being replaced`.
-    pub kinds: Vec<String>,
-    /// Brought back into this repository.
-    pub local: bool,
-    /// Saved by an earlier sync that did not finish bringing it back.
-    pub earlier: bool,
-    /// Commands to inspect or take it.
-    pub commands: Vec<String>,
-}
-
-impl SavedRef {
-    /// A user-facing paragraph about this saved ref.
-    pub fn describe(&self) -> String {
-        let what = if self.kinds.is_empty() {
-            "work".to_string()
-        } else {
-            self.kinds.join(", ")
-        };
-        let mut m = format!(
-            "The sandbox had {what} that this machine did not have. rclaude committed it to {}{} before syncing; nothing was lost.",
-            self.name,
-            if self.local {
-                " (in the sandbox and here)"
-            } else {
-                " in the sandbox"
-            },
-        );
-        if self.earlier {
-            m.push_str(" (saved by an earlier sync)");
-        }
-        for c in &self.commands {
-            m.push_str("\n    ");
-            m.push_str(c);
-        }
-        m
-    }
-}
-
-/// What [`push`] did.
-#[derive(Debug, Clone, Serialize)]
-pub struct PushReport {
-    /// The sandbox already had this exact state: nothing was sent or applied.
-    pub skipped_nothing_new: bool,
-    /// Bundle bytes uploaded (0 when no bundle was needed).
-    pub sent_bytes: u64,
-    /// Objects in the bundle.
-    pub objects: u64,
-    /// Commits in the bundle.
-    pub commits: u64,
-    /// Prerequisite commits of the bundle (0 = a complete bundle).
-    pub prerequisites: usize,
-    /// Sandbox work saved before the apply (and earlier saves not yet brought back).
-    pub saved: Vec<SavedRef>,
-    /// New state to persist.
-    pub state: SyncState,
-    /// e.g. `main at 1a2b3c4d5e`.
-    pub head_desc: String,
-    /// Files that differ between the sandbox's previous snapshot and the new one.
-    pub files_changed: usize,
-    /// The sandbox identity differed from the state: it was recreated, everything was resent.
-    pub sandbox_recreated: bool,
-    /// An interrupted apply was found and completed.
-    pub recovered_interrupted_apply: bool,
-    /// The local index had conflicts; the sandbox index got HEAD's tree instead.
-    pub index_conflicts: bool,
-    /// Embedded repositories (not submodules) in the work tree that were not synced.
-    pub skipped_nested: Vec<String>,
-    /// Submodules: the sandbox gets the commit each is at, not its files.
-    pub submodules: Vec<String>,
-}
-
-impl PushReport {
-    /// A short user-facing summary (several lines when work was saved).
-    pub fn summary(&self) -> String {
-        let mut s = if self.skipped_nothing_new {
-            format!("Sandbox already up to date ({}).", self.head_desc)
-        } else if self.sent_bytes == 0 {
-            format!(
-                "Synced {} to the sandbox ({} file{} changed, no new objects).",
-                self.head_desc,
-                self.files_changed,
-                plural(self.files_changed)
-            )
-        } else {
-            format!(
-                "Synced {} to the sandbox: {} file{} changed, sent {} ({} object{}{}).",
-                self.head_desc,
-                self.files_changed,
-                plural(self.files_changed),
-                human_bytes(self.sent_bytes),
-                self.objects,
-                plural(self.objects as usize),
-                if self.prerequisites == 0 {
-                    ", complete bundle"
-                } else {
-                    ""
-                }
-            )
-        };
-        if self.sandbox_recreated {
-            s.push_str(
-                "\nThe sandbox was recreated since the last sync; everything was sent again.",
-            );
-        }
-        if self.recovered_interrupted_apply {
-            s.push_str("\nAn interrupted sync was found in the sandbox and completed.");
-        }
-        if !self.skipped_nested.is_empty() {
-            s.push_str(&format!(
-                "\nNot synced (another git repository inside the work tree; make it a submodule or ignore it): {}",
-                self.skipped_nested.join(", ")
-            ));
-        }
-        if self.index_conflicts {
-            s.push_str(
-                "\nYour index has unresolved conflicts; the sandbox's index was set to HEAD.",
-            );
-        }
-        for r in &self.saved {
-            s.push('\n');
-            s.push_str(&r.describe());
-        }
-        s
-    }
-}
-
-pub(crate) fn plural(n: usize) -> &'static str {
-    if n == 1 { "" } else { "s" }
-}
-
-pub(crate) fn human_bytes(n: u64) -> String {
-    match n {
-        n if n < 1024 => format!("{n} B"),
-        n if n < 1024 * 1024 => format!("{:.1} KiB", n as f64 / 1024.0),
-        n if n < 1024 * 1024 * 1024 => format!("{:.1} MiB", n as f64 / (1024.0 * 1024.0)),
-        n => format!("{:.2} GiB", n as f64 / (1024.0 * 1024.0 * 1024.0)),
-    }
 }
 
 /// Local facts gathered before talking to the sandbox.
@@ -562,136 +415,6 @@ pub(crate) fn count_changes(
         .diff_tree_to_tree(Some(&from_tree), Some(&to_tree), None)
         .map_err(SyncError::git("comparing snapshots"))?;
     Ok(diff.deltas().len())
-}
-
-fn describe_kind(k: &str) -> String {
-    match k {
-        "worktree" => "uncommitted edits".into(),
-        "commits" => "commits made in the sandbox".into(),
-        "index" => "staged changes".into(),
-        "branch" => "commits on the branch being replaced".into(),
-        other => other.into(),
-    }
-}
-
-fn saved_ref(
-    local_name: &str,
-    wanted: &WantedRef,
-    local: bool,
-    prev_snapshot: Option<Oid>,
-) -> SavedRef {
-    let sandbox_name = wanted.name.as_str();
-    let mut commands = vec![format!(
-        "git log --stat -p HEAD..{local_name}    # what the sandbox had that HEAD lacks"
-    )];
-    if let Some(p) = prev_snapshot {
-        commands.push(format!(
-            "git diff {} {local_name}    # sandbox changes since the last sync",
-            short(&p)
-        ));
-    }
-    commands.push(format!(
-        "git switch -c sandbox-work {local_name}    # continue from it on a branch"
-    ));
-    if !local {
-        commands = vec![format!(
-            "rclaude pull --ref {sandbox_name}    # bring it here (the next sync also retries)"
-        )];
-    }
-    SavedRef {
-        name: local_name.to_string(),
-        sandbox_name: sandbox_name.to_string(),
-        oid: wanted.oid.to_string(),
-        kinds: wanted.kinds.iter().map(|k| describe_kind(k)).collect(),
-        local,
-        earlier: wanted.earlier,
-        commands,
-    }
-}
-
-/// Fetch saved refs from the sandbox into local refs of the same name.
-async fn bring_back(
-    repo_path: &Path,
-    sandbox: &dyn Sandbox,
-    wanted: Vec<WantedRef>,
-    mut bases: Vec<Oid>,
-    prev_snapshot: Option<Oid>,
-    progress: &dyn SyncProgress,
-) -> Result<Vec<SavedRef>, SyncError> {
-    progress.stage("fetch-saved");
-    // Commits we already have for other saved refs help as bases too.
-    let names: Vec<String> = wanted.iter().map(|w| w.name.clone()).collect();
-    if let Some(p) = prev_snapshot {
-        bases.push(p);
-    }
-    let fetched = fetch_refs(repo_path, sandbox, ExportMode::Refs(names), bases, progress).await?;
-    let mut out = Vec::new();
-    for w in wanted {
-        let local_name = fetched
-            .iter()
-            .find(|(sn, ..)| *sn == w.name)
-            .map(|(_, ln, _)| ln.clone())
-            .unwrap_or_else(|| w.name.clone());
-        out.push(saved_ref(&local_name, &w, true, prev_snapshot));
-    }
-    Ok(out)
-}
-
-/// Export refs from the sandbox and create them locally under the same names (a taken name with
-/// another value gets a `-2`, `-3` suffix). Returns `(sandbox name, local name, oid)`.
-async fn fetch_refs(
-    repo_path: &Path,
-    sandbox: &dyn Sandbox,
-    mode: ExportMode,
-    bases: Vec<Oid>,
-    progress: &dyn SyncProgress,
-) -> Result<Vec<(String, String, Oid)>, SyncError> {
-    let out = remote::remote_tmp_path(sandbox, &format!("export-{}.bundle", uuid::Uuid::new_v4()));
-    let e = remote::export(sandbox, &mode, &bases, &out).await?;
-    let local_bundle = match &e.bundle {
-        Some((path, size)) => {
-            Some(download_bundle(repo_path, sandbox, path, *size, progress).await?)
-        }
-        None => None,
-    };
-    let path: PathBuf = repo_path.to_path_buf();
-    let refs = e.refs.clone();
-    blocking(progress, move |p| {
-        let repo = open_repo(&path)?;
-        if let Some(b) = &local_bundle {
-            p.stage("index");
-            bundle::read(&repo, b, p)?;
-        }
-        let mut done = Vec::new();
-        for (name, oid) in refs {
-            repo.find_commit(oid).map_err(|_| SyncError::Protocol {
-                step: "export",
-                detail: format!("{name} ({oid}) did not arrive"),
-            })?;
-            let local_name = match repo.refname_to_id(&name) {
-                Ok(o) if o == oid => name.clone(),
-                Ok(_) => {
-                    let (prefix, stamp) = name
-                        .rsplit_once('/')
-                        .unwrap_or(("refs/rclaude/saved", &name));
-                    free_ref_name(&repo, &format!("{prefix}/"), stamp)
-                }
-                Err(_) => name.clone(),
-            };
-            if local_name != name || repo.refname_to_id(&name).is_err() {
-                repo.reference(
-                    &local_name,
-                    oid,
-                    false,
-                    "rclaude: sandbox work saved before a sync",
-                )
-                .map_err(SyncError::git(format!("creating {local_name}")))?;
-            }
-            done.push((name, local_name, oid));
-        }
-        Ok(done)
-    })
-    .await
 }
 
 /// Download a bundle the sandbox wrote into a local temporary file, then remove it there.
