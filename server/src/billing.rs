@@ -7,6 +7,8 @@
 //!   (from the session's creation until its `stopped` event; a session never stopped keeps
 //!   counting up to today). `amount = days × month_micros / days_in_month`, rounded once per line.
 //! - Intervals are split at UTC midnight for per-day figures and at month boundaries for invoices.
+//!
+//! Length: a third of the file is unit tests of the arithmetic.
 
 use std::collections::{BTreeMap, BTreeSet};
 

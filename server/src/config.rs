@@ -1,5 +1,8 @@
 //! Server configuration: prices, heartbeat grace, limits; parsed from flags, env and an optional
 //! TOML file (flags and env win over the file, the file over the defaults).
+//!
+//! Length: every setting's flag, variable, file key, default and range in one table-like
+//! struct, plus its tests; splitting it would hide which source wins.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -4,6 +4,8 @@
 //! Output is delivered losslessly with back-pressure: a reader waits until every attached stream
 //! has taken a chunk (a client that disconnects is dropped; with no stream attached output is
 //! discarded). A client disconnecting never kills the process.
+//!
+//! Length: one RPC service; start, connect, input, signal and list share the process table.
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::fd::{AsRawFd, OwnedFd};

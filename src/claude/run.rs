@@ -17,6 +17,8 @@
 //!
 //! Nothing depends on a client stream: a [`Follower`] polls the transcript with range reads
 //! from any machine, and stops at the exit marker. Secrets are only in the process environment.
+//!
+//! Length: the last ~70 lines are unit tests.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

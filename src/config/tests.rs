@@ -1,4 +1,6 @@
 //! Loading, error locations and messages, plans, hashes and secrets.
+//!
+//! Length: test cases only, one per rule of the file format.
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -1,5 +1,8 @@
 //! HTTP client for the envd protocol (E2B sandboxes and `rclaude agent` alike): Connect-RPC with
 //! the JSON codec over HTTP/1.1, plus the `/files` endpoints. Errors map to [`SandboxError`].
+//!
+//! Length: one client type for every envd endpoint (processes, files, watchers), each method
+//! a request/response mapping; splitting it would scatter the shared error mapping.
 
 use std::path::Path;
 use std::pin::Pin;

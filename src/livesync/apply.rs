@@ -3,6 +3,8 @@
 //! step. Sandbox edits are never overwritten silently: a remote file changed since rclaude last
 //! wrote it is moved aside as a conflict copy first, and a remote file changed since then is not
 //! deleted.
+//!
+//! Length: planning and applying share the conflict rules, so they stay together.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;

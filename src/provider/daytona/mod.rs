@@ -14,6 +14,8 @@
 //!
 //! Transitions are refused while `state != desiredState`; every call first waits for the sandbox
 //! to settle.
+//!
+//! Length: the lifecycle calls of one REST API with their state polling and error mapping.
 
 mod api;
 pub mod logs;

@@ -16,6 +16,9 @@
 //! process group); the exit status is then `-1` / `signal: killed` (or `terminated`).
 //! Output is line-granular (the daemon relays lines), and a last line without a newline gets
 //! one: use files for byte-exact data.
+//!
+//! Length: one `Sandbox` implementation over one API (the toolbox): exec, files and PTY share
+//! its session and error handling.
 
 use crate::provider::download::DownloadFile;
 use std::collections::HashMap;

@@ -16,6 +16,9 @@
 //! low) and the client honours the rate-limit headers (see [`api`]).
 //!
 //! A sandbox id is `<project>/<service>`, so an existing sandbox is found without the config.
+//!
+//! Length: the lifecycle calls of one REST API (volume + service), the request budget and
+//! error mapping they share.
 
 pub mod api;
 pub mod exec;
