@@ -22,6 +22,7 @@ pub mod e2b;
 pub mod local;
 pub mod northflank;
 pub mod npmrc;
+pub mod retry;
 pub mod shellwrap;
 
 /// The provider named in `.rclaude.toml`.

@@ -11,7 +11,7 @@ use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 
 use super::settings::DaytonaSettings;
-use crate::provider::e2b::retry::is_retryable;
+use crate::provider::retry::is_retryable;
 use crate::provider::{ProviderError, SandboxError};
 
 /// Daytona's error body: `{statusCode, message, code?}`; `message` may be a list (validation).

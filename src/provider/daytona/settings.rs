@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::provider::ProviderError;
-use crate::provider::e2b::RetryPolicy;
+use crate::provider::retry::RetryPolicy;
 
 /// Daytona's API.
 pub const DEFAULT_API_URL: &str = "https://app.daytona.io/api";

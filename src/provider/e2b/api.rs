@@ -9,8 +9,8 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap};
 use reqwest::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 
-use super::retry::is_retryable;
 use super::settings::E2bSettings;
+use crate::provider::retry::is_retryable;
 use crate::provider::{ProviderError, SandboxError};
 
 /// `POST /v2/sandboxes` body (NewSandboxV2).

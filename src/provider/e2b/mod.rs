@@ -15,7 +15,6 @@
 
 pub mod address;
 mod api;
-pub mod retry;
 pub mod settings;
 
 use std::sync::Arc;
@@ -24,8 +23,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use reqwest::Method;
 
+pub use crate::provider::retry::RetryPolicy;
 pub use address::{EnvdAddress, envd_address};
-pub use retry::RetryPolicy;
 pub use settings::E2bSettings;
 
 use super::{

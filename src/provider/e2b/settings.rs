@@ -3,8 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use super::retry::RetryPolicy;
 use crate::provider::ProviderError;
+use crate::provider::retry::RetryPolicy;
 
 /// E2B's default domain.
 pub const DEFAULT_DOMAIN: &str = "e2b.app";

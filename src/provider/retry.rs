@@ -1,5 +1,5 @@
-//! When and how long to wait before retrying a REST call, as E2B's SDK does: connection
-//! failures (the request never left) up to `E2B_CONNECTION_RETRIES` times; responses 429, 502,
+//! When and how long to wait before retrying a provider's REST call (E2B and Daytona), as E2B's
+//! SDK does: connection failures (the request never left) up to `E2B_CONNECTION_RETRIES` times; responses 429, 502,
 //! 503, 504 or carrying `Should-Retry: true` up to 3 times, after `Retry-After` when the server
 //! sends it, else after a jittered exponential backoff from 0.1 s to 10 s. Nothing else is
 //! retried (other 4xx and 500 mean the request itself was wrong or failed).
