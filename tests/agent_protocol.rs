@@ -20,7 +20,7 @@ use rclaude::envd::proto::{
     B64, DataEvent, EndEvent, FileType, ProcessConfig, ProcessEvent, ProcessInput, ProcessSelector,
     Pty, PtySize, Signal, StartRequest,
 };
-use rclaude::envd::sandbox::EnvdSandbox;
+use rclaude::provider::envd_sandbox::EnvdSandbox;
 use rclaude::provider::{ExecRequest, FileUpload, Sandbox, SandboxError, run};
 use serde_json::{Value, json};
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use agent::TestAgent;
 use rclaude::claude::render::Renderer;
 use rclaude::claude::run::{self, ClaudeArgs, Conversation, Follower, Launch, RunEnd};
-use rclaude::envd::sandbox::EnvdSandbox;
+use rclaude::provider::envd_sandbox::EnvdSandbox;
 use rclaude::provider::{FileUpload, Sandbox};
 
 /// Prints an init event with its `--session-id`/`--resume`, the prompt (from stdin) and the

@@ -117,8 +117,8 @@ async fn down_by_id(g: &GlobalArgs, args: &Args, id: &str, repo: Option<&Repo>) 
         return Ok(1);
     }
     let provider = match &config {
-        Some(c) if c.sandbox.provider == kind => crate::provider::for_config(&c.sandbox)?,
-        _ => crate::provider::for_kind(kind)?,
+        Some(c) if c.sandbox.provider == kind => crate::provider::select::for_config(&c.sandbox)?,
+        _ => crate::provider::select::for_kind(kind)?,
     };
     match provider.kill(id).await {
         Ok(()) => {}

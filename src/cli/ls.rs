@@ -50,8 +50,8 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
         None => None,
     };
     let provider = match &config {
-        Some(c) if c.sandbox.provider == kind => crate::provider::for_config(&c.sandbox)?,
-        _ => crate::provider::for_kind(kind)?,
+        Some(c) if c.sandbox.provider == kind => crate::provider::select::for_config(&c.sandbox)?,
+        _ => crate::provider::select::for_kind(kind)?,
     };
     crate::ops::leftovers::reap(g.quiet).await;
     let ci_runs = crate::ops::leftovers::runs();

@@ -7,7 +7,6 @@
 pub mod client;
 pub mod connect;
 pub mod proto;
-pub mod sandbox;
 pub mod signals;
 
 /// Header carrying the sandbox access token.

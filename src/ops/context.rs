@@ -39,7 +39,7 @@ impl Ctx {
 
     /// The provider named in the config.
     pub fn provider(&self) -> CliResult<Box<dyn Provider>> {
-        Ok(crate::provider::for_config(&self.config.sandbox)?)
+        Ok(crate::provider::select::for_config(&self.config.sandbox)?)
     }
 
     /// The provider that owns an existing session (which may differ from the config's).
@@ -55,7 +55,7 @@ impl Ctx {
                 )));
             }
         };
-        Ok(crate::provider::for_kind(kind)?)
+        Ok(crate::provider::select::for_kind(kind)?)
     }
 
     /// The session record, or an error telling the user to run `rclaude up`.

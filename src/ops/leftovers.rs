@@ -113,7 +113,7 @@ pub async fn reap(quiet: bool) -> Vec<(String, String)> {
         };
         let destroyed = match kind(&record.provider)
             .ok_or_else(|| format!("unknown provider {:?}", record.provider))
-            .and_then(|k| crate::provider::for_kind(k).map_err(|e| e.to_string()))
+            .and_then(|k| crate::provider::select::for_kind(k).map_err(|e| e.to_string()))
         {
             Ok(p) => match p.kill(&record.sandbox_id).await {
                 Ok(()) | Err(ProviderError::NotFound(_)) => Ok(()),

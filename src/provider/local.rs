@@ -23,7 +23,7 @@ use super::{
 use crate::agent::IsolationReport;
 use crate::config::Isolation;
 use crate::envd::client::EnvdClient;
-use crate::envd::sandbox::EnvdSandbox;
+use crate::provider::envd_sandbox::EnvdSandbox;
 
 /// How long `resume` waits for a freshly started agent.
 const AGENT_START_TIMEOUT: Duration = Duration::from_secs(15);

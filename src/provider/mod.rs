@@ -19,33 +19,13 @@ pub use crate::envd::proto::EntryInfo;
 pub mod daytona;
 pub mod download;
 pub mod e2b;
+pub mod envd_sandbox;
 pub mod local;
 pub mod northflank;
 pub mod npmrc;
 pub mod retry;
+pub mod select;
 pub mod shellwrap;
-
-/// The provider named in `.rclaude.toml`.
-pub fn for_kind(kind: crate::config::ProviderKind) -> Result<Box<dyn Provider>, ProviderError> {
-    use crate::config::ProviderKind;
-    match kind {
-        ProviderKind::Local => Ok(Box::new(local::LocalProvider::new())),
-        ProviderKind::E2b => Ok(Box::new(e2b::E2bProvider::from_env()?)),
-        ProviderKind::Daytona => Ok(Box::new(daytona::DaytonaProvider::from_env()?)),
-        ProviderKind::Northflank => Ok(Box::new(northflank::NorthflankProvider::from_env(None)?)),
-    }
-}
-
-/// The provider for a `[sandbox]` section: like [`for_kind`], with the settings that live in the
-/// config (Northflank's `project`).
-pub fn for_config(cfg: &crate::config::SandboxConfig) -> Result<Box<dyn Provider>, ProviderError> {
-    match cfg.provider {
-        crate::config::ProviderKind::Northflank => Ok(Box::new(
-            northflank::NorthflankProvider::from_env(cfg.project.as_deref())?,
-        )),
-        kind => for_kind(kind),
-    }
-}
 
 /// What a provider's sandboxes can and cannot do; `status` reports these.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]

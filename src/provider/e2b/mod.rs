@@ -32,7 +32,7 @@ use super::{
     SandboxState,
 };
 use crate::envd::client::EnvdClient;
-use crate::envd::sandbox::EnvdSandbox;
+use crate::provider::envd_sandbox::EnvdSandbox;
 use api::{Api, Call, NewSandbox, Reply, SandboxDetail, SandboxHandle};
 
 /// Metadata key marking a sandbox as rclaude's (value `"true"`); `list` filters on it.

@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 
-use super::client::EnvdClient;
-use super::proto::{
+use crate::envd::client::EnvdClient;
+use crate::envd::proto::{
     B64, DataEvent, EntryInfo, ProcessConfig, ProcessEvent, ProcessInput, ProcessSelector, Pty,
     PtySize, Signal, StartRequest,
 };
@@ -120,7 +120,7 @@ impl PtyInput for EnvdPtyInput {
 }
 
 /// Wait for the `start` event of a new process stream and return its pid.
-async fn first_pid(events: &mut super::client::ProcessStream) -> Result<u32, SandboxError> {
+async fn first_pid(events: &mut crate::envd::client::ProcessStream) -> Result<u32, SandboxError> {
     match events.next().await {
         Some(Ok(ProcessEvent::Start(s))) => Ok(s.pid),
         Some(Ok(other)) => Err(SandboxError::Protocol(format!(
