@@ -18,12 +18,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use rclaude_server::app::{AppState, SocketTracker, router};
+use rclaude_server::app::router;
 use rclaude_server::config::ServerConfig;
 use rclaude_server::dashboard::auth::{new_secret, session_hash};
 use rclaude_server::events::Hub;
 use rclaude_server::metrics::Metrics;
 use rclaude_server::model::EventKind;
+use rclaude_server::state::{AppState, SocketTracker};
 use rclaude_server::storage::{NewEvent, NewSession, Store};
 use serde_json::json;
 use sqlx::Connection;

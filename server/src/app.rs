@@ -1,101 +1,18 @@
-//! The application state and the router (every route is listed in [`ROUTES`], which the OpenAPI
-//! document is checked against).
-
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+//! The router with its middleware (every route is also listed in [`crate::routes::ROUTES`],
+//! which the OpenAPI document is checked against).
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use tokio::sync::{Notify, watch};
 use tower_http::catch_panic::CatchPanicLayer;
 
-use crate::config::ServerConfig;
 use crate::error::{ApiError, method_not_allowed, route_not_found};
-use crate::events::Hub;
-use crate::metrics::Metrics;
 use crate::routes;
-use crate::storage::Store;
 use crate::ws;
 
-/// Shared by all handlers.
-#[derive(Clone)]
-pub struct AppState {
-    pub store: Store,
-    pub config: Arc<ServerConfig>,
-    pub hub: Hub,
-    pub metrics: Arc<Metrics>,
-    /// Turns true when the server is shutting down (WebSockets close with 1001).
-    pub shutdown: watch::Receiver<bool>,
-    pub sockets: Arc<SocketTracker>,
-    /// Credentials withdrawn on this replica (closes their WebSockets).
-    pub revocations: crate::revocations::Revocations,
-}
-
-/// Counts open WebSockets so shutdown can wait for them to say goodbye.
-#[derive(Debug, Default)]
-pub struct SocketTracker {
-    open: AtomicUsize,
-    idle: Notify,
-}
-
-impl SocketTracker {
-    pub fn enter(self: &Arc<Self>) -> SocketGuard {
-        self.open.fetch_add(1, Ordering::SeqCst);
-        SocketGuard(self.clone())
-    }
-
-    pub fn open(&self) -> usize {
-        self.open.load(Ordering::SeqCst)
-    }
-
-    /// Waits until no socket is open or `limit` passes.
-    pub async fn wait_idle(&self, limit: Duration) {
-        let _ = tokio::time::timeout(limit, async {
-            while self.open() > 0 {
-                let n = self.idle.notified();
-                if self.open() == 0 {
-                    break;
-                }
-                n.await;
-            }
-        })
-        .await;
-    }
-}
-
-/// Held by a WebSocket task while it runs.
-pub struct SocketGuard(Arc<SocketTracker>);
-
-impl Drop for SocketGuard {
-    fn drop(&mut self) {
-        if self.0.open.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.0.idle.notify_waiters();
-        }
-    }
-}
-
-/// Every (method, path) the server answers; `/v1/openapi.json` documents exactly these.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("get", "/healthz"),
-    ("get", "/metrics"),
-    ("get", "/v1/openapi.json"),
-    ("get", "/v1/me"),
-    ("get", "/v1/tokens"),
-    ("post", "/v1/tokens"),
-    ("delete", "/v1/tokens/{token}"),
-    ("get", "/v1/sessions"),
-    ("post", "/v1/sessions"),
-    ("get", "/v1/sessions/{id}"),
-    ("get", "/v1/sessions/{id}/events"),
-    ("post", "/v1/sessions/{id}/events"),
-    ("get", "/v1/events"),
-    ("get", "/v1/usage"),
-    ("get", "/v1/invoices/{month}"),
-];
+use crate::state::AppState;
 
 /// Builds the router with all middleware.
 pub fn router(state: AppState) -> Router {

@@ -9,18 +9,14 @@ use axum::http::{header, request::Parts};
 use rand::Rng;
 use sha2::{Digest, Sha256};
 
-use crate::app::AppState;
 use crate::clock::Now;
 use crate::error::ApiError;
 use crate::model::TokenInfo;
 use crate::revocations::Credential;
+use crate::state::AppState;
 use crate::storage::{Principal, Store, StoreError, TokenKey};
 
-const PREFIX_TAG: &str = "rcl_";
-const ID_LEN: usize = 8;
-const SECRET_LEN: usize = 32;
-/// Length of the public prefix (`rcl_` + 8 characters).
-pub const PREFIX_LEN: usize = PREFIX_TAG.len() + ID_LEN;
+pub use crate::redact::{ID_LEN, PREFIX_LEN, PREFIX_TAG, SECRET_LEN};
 /// How stale `last_used_at` may get before a request refreshes it.
 const TOUCH_EVERY_MS: i64 = 60_000;
 

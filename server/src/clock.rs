@@ -9,8 +9,8 @@ use axum::http::request::Parts;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::app::AppState;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 /// The header tests use to set the request's "now".
 pub const TEST_NOW_HEADER: &str = "x-rclaude-now";

@@ -7,11 +7,13 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::app::{AppState, SocketTracker, router};
+use crate::app::router;
 use crate::config::ServerConfig;
 use crate::db::{self, Engine};
 use crate::events::{self, Hub};
 use crate::metrics::Metrics;
+use crate::state::AppState;
+use crate::state::SocketTracker;
 use crate::storage::Store;
 
 /// Runs the server until SIGINT/SIGTERM, then drains: stops accepting, lets in-flight requests

@@ -27,14 +27,14 @@ use tokio::sync::broadcast::Receiver;
 use tokio::sync::broadcast::error::RecvError;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::app::AppState;
 use crate::auth::AuthWithCredential;
 use crate::error::{ApiError, ApiPath, ApiQuery, ErrorBody};
 use crate::events::LiveEvent;
 use crate::model::{Event, LiveMessage, LiveMessageRef};
-use crate::openapi::{NO_SESSION, UNAUTHORIZED};
+use crate::responses::{NO_SESSION, UNAUTHORIZED};
 use crate::revocations::{Credential, Revoked};
 use crate::routes::sessions::session_path_id;
+use crate::state::AppState;
 use crate::storage::Principal;
 
 const PAGE: i64 = 1000;

@@ -367,7 +367,7 @@ async fn operational_endpoints(db: TestDb) {
         .unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
     let ops = rclaude_server::openapi::operations(&doc);
-    assert_eq!(ops.len(), rclaude_server::app::ROUTES.len());
+    assert_eq!(ops.len(), rclaude_server::routes::ROUTES.len());
     for (method, path) in ops {
         let concrete = path
             .replace("{id}", &sid)

@@ -23,7 +23,7 @@ async fn fetch_document(server: &Server) -> Value {
 }
 
 fn routes() -> BTreeSet<(String, String)> {
-    rclaude_server::app::ROUTES
+    rclaude_server::routes::ROUTES
         .iter()
         .map(|(m, p)| (m.to_string(), p.to_string()))
         .collect()

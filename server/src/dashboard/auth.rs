@@ -15,10 +15,10 @@ use axum::response::{IntoResponse, Redirect, Response};
 use rand::Rng;
 use sha2::{Digest, Sha256};
 
-use crate::app::AppState;
 use crate::clock::Now;
 use crate::config::CookieSecure;
 use crate::error::ApiError;
+use crate::state::AppState;
 use crate::storage::Principal;
 
 /// The session cookie.

@@ -20,7 +20,7 @@ use axum::middleware;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// Every dashboard route (method, path), for documentation and tests.
 pub const ROUTES: &[(&str, &str)] = &[

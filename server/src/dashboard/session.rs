@@ -11,9 +11,9 @@ use super::auth::WebUser;
 use super::layout::{
     self, Nav, duration, html_response, page, q, short_id, state_badge, time, usd,
 };
-use crate::app::AppState;
 use crate::clock::Now;
 use crate::model::{Event, Session};
+use crate::state::AppState;
 
 /// Events per timeline page.
 pub const TIMELINE_PAGE: i64 = 200;

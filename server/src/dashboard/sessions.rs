@@ -13,9 +13,9 @@ use super::auth::WebUser;
 use super::layout::{
     self, Nav, duration, html_response, page, q, short_id, state_badge, time, usd,
 };
-use crate::app::AppState;
 use crate::clock::Now;
 use crate::model::{STATES, Session};
+use crate::state::AppState;
 use crate::storage::{RepoSummary, SessionFilter};
 
 /// Sessions shown per repository on the overview.

@@ -10,8 +10,8 @@ use super::auth::{
     self, SESSION_COOKIE, SIGNIN_COOKIE, SIGNIN_COOKIE_MAX_AGE, WebUser, same_origin, same_secret,
 };
 use super::layout::{self, Nav, error_page, html_response, page};
-use crate::app::AppState;
 use crate::clock::Now;
+use crate::state::AppState;
 
 fn query_param(raw: Option<&str>, key: &str) -> Option<String> {
     url::form_urlencoded::parse(raw?.as_bytes())

@@ -12,9 +12,9 @@ use maud::{Markup, html};
 use super::auth::WebUser;
 use super::chart::{Bar, bar_chart};
 use super::layout::{self, Nav, duration, html_response, page, usd};
-use crate::app::AppState;
 use crate::billing::{self, Invoice, Month, MonthError, Usage};
 use crate::clock::Now;
+use crate::state::AppState;
 use crate::storage::StoreError;
 
 fn month_param(raw: Option<&str>, now: Now) -> Result<Month, (StatusCode, String)> {

@@ -5,12 +5,12 @@ use axum::extract::State;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use crate::app::AppState;
 use crate::auth::Auth;
 use crate::billing::{self, Invoice, Month, Usage};
 use crate::clock::Now;
 use crate::error::{ApiError, ApiPath, ApiQuery, ErrorBody};
-use crate::openapi::UNAUTHORIZED;
+use crate::responses::UNAUTHORIZED;
+use crate::state::AppState;
 use crate::validate;
 
 /// Query of `GET /v1/usage`: a range of UTC days, both inclusive.

@@ -9,12 +9,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::app::AppState;
 use crate::auth::Auth;
 use crate::clock::Now;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
 use crate::model::{Event, EventData, LiveMessage, STATES, Session};
-use crate::openapi::{BAD_JSON, BAD_VALUE, NO_SESSION, NOT_JSON, TOO_LARGE, UNAUTHORIZED};
+use crate::responses::{BAD_JSON, BAD_VALUE, NO_SESSION, NOT_JSON, TOO_LARGE, UNAUTHORIZED};
+use crate::state::AppState;
 use crate::storage::{NewEvent, NewSession, SessionFilter, StoreError};
 use crate::validate;
 

@@ -7,8 +7,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::app::AppState;
 use crate::error::ErrorDetail;
+use crate::state::AppState;
 
 /// The server's health.
 #[derive(Debug, Serialize, ToSchema)]

@@ -6,12 +6,12 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::app::AppState;
 use crate::auth::{self, Auth};
 use crate::clock::Now;
 use crate::error::{ApiError, ApiJsonOrEmpty, ApiPath, ErrorBody};
 use crate::model::{Account, TokenInfo};
-use crate::openapi::{BAD_JSON, BAD_VALUE, NOT_JSON, TOO_LARGE, UNAUTHORIZED};
+use crate::responses::{BAD_JSON, BAD_VALUE, NOT_JSON, TOO_LARGE, UNAUTHORIZED};
+use crate::state::AppState;
 use crate::storage::StoreError;
 use crate::validate;
 
