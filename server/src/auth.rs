@@ -7,7 +7,6 @@
 use axum::extract::FromRequestParts;
 use axum::http::{header, request::Parts};
 use rand::Rng;
-use sha2::{Digest, Sha256};
 
 use crate::clock::Now;
 use crate::error::ApiError;
@@ -16,7 +15,7 @@ use crate::revocations::Credential;
 use crate::state::AppState;
 use crate::storage::{Principal, Store, StoreError, TokenKey};
 
-pub use crate::redact::{ID_LEN, PREFIX_LEN, PREFIX_TAG, SECRET_LEN};
+pub use crate::token::{ID_LEN, PREFIX_LEN, PREFIX_TAG, SECRET_LEN, hash};
 /// How stale `last_used_at` may get before a request refreshes it.
 const TOUCH_EVERY_MS: i64 = 60_000;
 
@@ -43,11 +42,6 @@ pub fn generate() -> NewToken {
         secret: format!("{prefix}_{secret}"),
         prefix,
     }
-}
-
-/// SHA-256 of a token, hex.
-pub fn hash(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
 }
 
 /// Does `s` look like one of our tokens (before any database lookup)?

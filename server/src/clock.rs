@@ -4,13 +4,15 @@
 //! `x-rclaude-now: <RFC 3339>` request header, so tests can drive pause/resume cycles across month
 //! boundaries and crashed clients without sleeping. Without the flag the header is ignored.
 
-use axum::extract::FromRequestParts;
+use std::sync::Arc;
+
+use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use crate::config::ServerConfig;
 use crate::error::ApiError;
-use crate::state::AppState;
 
 /// The header tests use to set the request's "now".
 pub const TEST_NOW_HEADER: &str = "x-rclaude-now";
@@ -33,14 +35,16 @@ impl Now {
     }
 }
 
-impl FromRequestParts<AppState> for Now {
+/// Any state that holds the server's configuration (the app's state does).
+impl<S> FromRequestParts<S> for Now
+where
+    S: Send + Sync,
+    Arc<ServerConfig>: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        if !state.config.test_clock {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if !Arc::<ServerConfig>::from_ref(state).test_clock {
             return Ok(Now::system());
         }
         match parts.headers.get(TEST_NOW_HEADER) {

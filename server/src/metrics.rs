@@ -10,8 +10,6 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 
-use crate::state::AppState;
-
 const BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
 ];
@@ -134,7 +132,11 @@ fn escape(s: &str) -> String {
 
 /// Middleware: metrics and one structured log line per request (path only: the query string may
 /// carry a token and is never logged).
-pub async fn track(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+pub async fn track(
+    State(metrics): State<std::sync::Arc<Metrics>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let slot = AccountSlot::default();
     req.extensions_mut().insert(slot.clone());
     let start = Instant::now();
@@ -154,7 +156,7 @@ pub async fn track(State(state): State<AppState>, mut req: Request, next: Next) 
     let resp = next.run(req).await;
     let status = resp.status().as_u16();
     let secs = start.elapsed().as_secs_f64();
-    state.metrics.observe(&method, &route, status, secs);
+    metrics.observe(&method, &route, status, secs);
     let account = slot.0.lock().expect("slot lock").take();
     tracing::info!(
         target: "rclaude_server::http",

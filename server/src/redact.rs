@@ -6,14 +6,7 @@
 
 use std::borrow::Cow;
 
-/// The tag every token starts with.
-pub const PREFIX_TAG: &str = "rcl_";
-/// Characters of a token's id, after the tag.
-pub const ID_LEN: usize = 8;
-/// Characters of a token's secret, after the prefix and `_`.
-pub const SECRET_LEN: usize = 32;
-/// Length of the public prefix (`rcl_` + 8 characters).
-pub const PREFIX_LEN: usize = PREFIX_TAG.len() + ID_LEN;
+use crate::token::PREFIX_LEN;
 
 /// `text` with the secret part of every token-shaped substring replaced by `***`.
 ///

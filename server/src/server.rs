@@ -10,7 +10,8 @@ use tokio::sync::watch;
 use crate::app::router;
 use crate::config::ServerConfig;
 use crate::db::{self, Engine};
-use crate::events::{self, Hub};
+use crate::events::Hub;
+use crate::events_listen;
 use crate::metrics::Metrics;
 use crate::state::AppState;
 use crate::state::SocketTracker;
@@ -46,7 +47,7 @@ pub async fn serve_until(
 
     let listener_task = if db.engine == Engine::Postgres {
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(events::listen_postgres(
+        let task = tokio::spawn(events_listen::listen_postgres(
             db.url.clone(),
             store.clone(),
             hub.clone(),

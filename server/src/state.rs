@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use axum::extract::FromRef;
 use tokio::sync::{Notify, watch};
 
 use crate::config::ServerConfig;
@@ -23,6 +24,12 @@ pub struct AppState {
     pub sockets: Arc<SocketTracker>,
     /// Credentials withdrawn on this replica (closes their WebSockets).
     pub revocations: crate::revocations::Revocations,
+}
+
+impl FromRef<AppState> for Arc<ServerConfig> {
+    fn from_ref(state: &AppState) -> Self {
+        state.config.clone()
+    }
 }
 
 /// Counts open WebSockets so shutdown can wait for them to say goodbye.

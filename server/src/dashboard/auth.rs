@@ -44,7 +44,7 @@ fn well_formed_secret(s: &str) -> bool {
 
 /// What the database stores for a session secret.
 pub fn session_hash(secret: &str) -> String {
-    crate::auth::hash(secret)
+    crate::token::hash(secret)
 }
 
 /// The CSRF token of the session with this secret.
