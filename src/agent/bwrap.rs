@@ -65,8 +65,6 @@ impl std::fmt::Debug for Bwrap {
 /// The process holding a sandbox's PID namespace open.
 struct Holder {
     child: Child,
-    /// Host pid of the namespace's init (bubblewrap's reaper, PID 1 inside).
-    init_pid: u32,
     ns: Arc<NsFds>,
     /// Write end of the holder's stdin: closing it (the agent exiting) ends the holder.
     _stdin: OwnedFd,
@@ -256,7 +254,6 @@ impl Bwrap {
         tracing::debug!(init_pid, "sandbox PID namespace started");
         Ok(Holder {
             child,
-            init_pid,
             ns: Arc::new(ns),
             _stdin: stdin_w,
         })
@@ -265,8 +262,10 @@ impl Bwrap {
     /// End the PID namespace: every process still in it is killed by the kernel.
     pub fn shutdown(&self) {
         if let Some(mut h) = self.holder.lock().unwrap().take() {
-            // SAFETY: kill(2) on the namespace's init, a process we started.
-            unsafe { libc::kill(h.init_pid as libc::pid_t, libc::SIGKILL) };
+            // Killing the holder (our own child, so its pid cannot have been reused) takes the
+            // namespace's init with it (`--die-with-parent`), and the kernel then kills every
+            // process in the namespace. The init's own pid is never signalled: once it has
+            // exited that number may belong to anyone.
             let _ = h.child.kill();
             let _ = h.child.wait();
         }

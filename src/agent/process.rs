@@ -269,7 +269,10 @@ impl Processes {
     pub fn kill_all(&self) {
         let groups: Vec<u32> = self.groups.lock().unwrap().drain().collect();
         for g in groups {
-            let _ = signal_group(g, libc::SIGKILL);
+            // A group that emptied may have been reused by someone else's processes.
+            if super::reaper::group_is_ours(g, self.conf.root()) {
+                let _ = signal_group(g, libc::SIGKILL);
+            }
         }
         self.launcher.shutdown();
         if let Some(log) = &self.group_log {

@@ -128,6 +128,16 @@ fn has_marker(pid: u32, marker: &[u8]) -> bool {
         .unwrap_or(false)
 }
 
+/// Whether process group `pgid` still holds a process of the sandbox at `root` (one carrying its
+/// marker variable). Group ids are reused once a group empties (PIDs wrap at `pid_max`, as low
+/// as 32768), so a remembered group must be checked before it is signalled.
+pub fn group_is_ours(pgid: u32, root: &Path) -> bool {
+    let marker = format!("{MARKER_VAR}={}", root.display()).into_bytes();
+    processes()
+        .iter()
+        .any(|p| p.pgid == pgid && has_marker(p.pid, &marker))
+}
+
 /// Kill the process groups recorded in `path` that are still running, and empty the record.
 /// Returns how many processes were killed. A missing record is nothing to do.
 pub fn reap(path: &Path) -> usize {
