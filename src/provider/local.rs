@@ -285,15 +285,19 @@ impl LocalProvider {
             return;
         }
         let pid = state.pid as libc::pid_t;
-        // SAFETY: plain kill(2) on a pid we started and verified answers with our token.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
+        // The agent answered just now, so `pid` is still it: hold it by a pidfd from here on, so
+        // that no signal can reach another process should the number be reused (pid_max may be
+        // as low as 32768, and busy machines wrap it in seconds).
+        let Some(agent) = PidFd::open(pid) else {
+            return;
+        };
+        agent.signal(libc::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline && process_alive(pid) {
+        while Instant::now() < deadline && agent.alive() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        if process_alive(pid) {
-            // SAFETY: as above.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+        if agent.alive() {
+            agent.signal(libc::SIGKILL);
         }
         let _ = std::fs::remove_file(dir.join("agent.json"));
     }
@@ -485,22 +489,15 @@ fn detach(cmd: &mut std::process::Command) {
     }
 }
 
-fn process_alive(pid: libc::pid_t) -> bool {
-    // SAFETY: signal 0 only checks for existence.
-    let alive = unsafe { libc::kill(pid, 0) } == 0;
-    if !alive {
-        return false;
-    }
-    // A zombie (exited, not yet reaped by its parent) counts as gone.
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat
-            .rsplit(')')
+/// Whether `pid` is a zombie (exited, not yet reaped by its parent).
+fn is_zombie(pid: libc::pid_t) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit(')')
             .next()
             .unwrap_or("")
             .trim_start()
-            .starts_with('Z'),
-        Err(_) => true,
-    }
+            .starts_with('Z')
+    })
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ProviderError> {
@@ -544,4 +541,38 @@ fn log_tail(path: &Path) -> String {
 
 fn io_err(context: impl Into<String>, e: std::io::Error) -> ProviderError {
     ProviderError::Sandbox(crate::provider::SandboxError::io(context, e))
+}
+
+/// A process held by a pidfd: signals reach it or nobody, never a process that reused its id.
+struct PidFd(std::os::fd::OwnedFd, libc::pid_t);
+
+impl PidFd {
+    fn open(pid: libc::pid_t) -> Option<PidFd> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: pidfd_open(2) takes a pid and flags and returns a new descriptor or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        // SAFETY: a non-negative result is a descriptor we now own.
+        (fd >= 0).then(|| PidFd(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) }, pid))
+    }
+
+    /// Send `sig` (0: only check); whether it was delivered (false once the process is gone).
+    fn signal(&self, sig: libc::c_int) -> bool {
+        use std::os::fd::AsRawFd;
+        // SAFETY: pidfd_send_signal(2) on our descriptor, with no siginfo.
+        unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                self.0.as_raw_fd(),
+                sig,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            ) == 0
+        }
+    }
+
+    /// Running (a zombie counts as gone). While a signal still reaches it, the process has not
+    /// been reaped, so its id still names it and `/proc/PID` is its own.
+    fn alive(&self) -> bool {
+        self.signal(0) && !is_zombie(self.1)
+    }
 }
