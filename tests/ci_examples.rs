@@ -2,6 +2,8 @@
 //! real tasks, the tasks the GitHub Actions workflow and the GitLab job run exist in the Rust
 //! example, and both files follow their platform's published JSON schema.
 
+#[path = "support/pip_tool.rs"]
+mod pip_tool;
 #[path = "support/skip.rs"]
 mod skip;
 
@@ -58,52 +60,26 @@ fn the_workflow_runs_tasks_the_rust_example_defines() {
 /// against. `None` when python3-venv is missing and `RCLAUDE_SKIP_PYTHON=1`.
 fn check_jsonschema() -> Option<PathBuf> {
     const VERSION: &str = "0.39.0";
-    let venv = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .unwrap()
-        .join(format!("check-jsonschema-{VERSION}"));
-    let bin = venv.join("bin/check-jsonschema");
-    if bin.exists() {
-        return Some(bin);
-    }
-    let venv_ok = Command::new("python3")
-        .args(["-c", "import venv, ensurepip"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !venv_ok {
-        if skip::opted_out(
-            "RCLAUDE_SKIP_PYTHON",
-            "CI workflow schema test: python3 with venv missing",
-        ) {
-            return None;
+    match pip_tool::install(
+        env!("CARGO_TARGET_TMPDIR"),
+        "check-jsonschema",
+        VERSION,
+        "check-jsonschema",
+    ) {
+        Ok(bin) => Some(bin),
+        Err(())
+            if skip::opted_out(
+                "RCLAUDE_SKIP_PYTHON",
+                "CI workflow schema test: python3 with venv missing",
+            ) =>
+        {
+            None
         }
-        panic!(
+        Err(()) => panic!(
             "checking the CI examples against their published schemas needs python3 with venv \
              (Debian: apt-get install -y python3-venv), or set RCLAUDE_SKIP_PYTHON=1 to skip it"
-        );
+        ),
     }
-    let ok = Command::new("python3")
-        .args(["-m", "venv"])
-        .arg(&venv)
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "python3 -m venv {} failed", venv.display());
-    let out = Command::new(venv.join("bin/pip"))
-        .args([
-            "install",
-            "--quiet",
-            &format!("check-jsonschema=={VERSION}"),
-        ])
-        .output()
-        .expect("run pip");
-    if !out.status.success() {
-        let _ = std::fs::remove_dir_all(&venv);
-        panic!(
-            "pip install check-jsonschema=={VERSION} failed (is PyPI reachable?): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Some(bin)
 }
 
 fn validate(bin: &Path, schema: &str, file: &Path) -> std::process::Output {
