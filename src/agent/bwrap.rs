@@ -150,19 +150,15 @@ impl Bwrap {
     ) -> io::Result<tokio::process::Command> {
         let ns = self.namespace()?;
         let mut c = tokio::process::Command::new(&self.path);
-        c.args(["--die-with-parent", "--cap-drop", "ALL", "--unshare-ipc"]);
-        c.args(["--pidns", "3"]);
-        if ns.userns.is_some() {
-            c.args(["--userns", "4"]);
-        }
-        if ns.userns2.is_some() {
-            c.args(["--userns2", "5"]);
-        }
-        c.args(self.fs_args(root, cwd, tty))
-            .arg("--")
-            .arg(program)
-            .args(args)
-            .current_dir(cwd);
+        c.args(self.command_args(
+            root,
+            cwd,
+            program,
+            args,
+            tty,
+            (ns.userns.is_some(), ns.userns2.is_some()),
+        ))
+        .current_dir(cwd);
         let fds: Vec<RawFd> = std::iter::once(ns.pid.as_raw_fd())
             .chain(ns.userns.as_ref().map(|f| f.as_raw_fd()))
             .chain(ns.userns2.as_ref().map(|f| f.as_raw_fd()))
@@ -178,6 +174,36 @@ impl Bwrap {
         Ok(c)
     }
 
+    /// bubblewrap's arguments for a command joining the sandbox's PID namespace (descriptor 3,
+    /// its user namespaces 4 and 5 when `userns` says they are passed).
+    fn command_args(
+        &self,
+        root: &Path,
+        cwd: &Path,
+        program: &str,
+        args: &[String],
+        tty: Option<&Path>,
+        userns: (bool, bool),
+    ) -> Vec<OsString> {
+        let mut a = Args::default();
+        // No `--die-with-parent` here: with `--pidns`, bubblewrap forks an intermediate child
+        // that exits at once, and the command's process may set its parent-death signal while
+        // that child still lives; the intermediate's exit then SIGKILLs the command (exit 137,
+        // seen under load; bubblewrap 0.8 to 0.11). The command dies with the agent all the
+        // same: it lives in the sandbox's PID namespace, whose holder ends with the agent.
+        a.push(["--cap-drop", "ALL", "--unshare-ipc", "--pidns", "3"]);
+        if userns.0 {
+            a.push(["--userns", "4"]);
+        }
+        if userns.1 {
+            a.push(["--userns2", "5"]);
+        }
+        a.0.extend(self.fs_args(root, cwd, tty));
+        a.push(["--", program]);
+        a.0.extend(args.iter().map(OsString::from));
+        a.0
+    }
+
     /// The sandbox's PID namespace, starting its holder when there is none (or it ended).
     fn namespace(&self) -> io::Result<Arc<NsFds>> {
         let mut guard = self.holder.lock().unwrap();
@@ -185,12 +211,23 @@ impl Bwrap {
             if matches!(h.child.try_wait(), Ok(None)) {
                 return Ok(h.ns.clone());
             }
-            tracing::warn!("the sandbox's PID namespace holder ended; starting a new one");
+            tracing::warn!(
+                status = ?h.child.try_wait().ok().flatten(),
+                "the sandbox's PID namespace holder ended; starting a new one"
+            );
         }
         let h = self.start_holder()?;
         let ns = h.ns.clone();
         *guard = Some(h);
         Ok(ns)
+    }
+
+    /// Whether the PID namespace holder is running (false: none started yet, or it ended).
+    pub fn holder_running(&self) -> bool {
+        let mut guard = self.holder.lock().unwrap();
+        guard
+            .as_mut()
+            .is_some_and(|h| matches!(h.child.try_wait(), Ok(None)))
     }
 
     /// Process group of the holder (for the on-disk record of groups), if running.
@@ -251,7 +288,21 @@ impl Bwrap {
                 return Err(e);
             }
         };
-        tracing::debug!(init_pid, "sandbox PID namespace started");
+        tracing::debug!(
+            init_pid,
+            holder = child.id(),
+            "sandbox PID namespace started"
+        );
+        // What bubblewrap says later (it only speaks when something went wrong) goes to the log.
+        if let Some(err) = child.stderr.take() {
+            let holder = child.id();
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+                    tracing::warn!(holder, "sandbox PID namespace holder: {line}");
+                }
+            });
+        }
         Ok(Holder {
             child,
             ns: Arc::new(ns),
@@ -429,6 +480,27 @@ mod tests {
     fn pos(args: &[OsString], seq: &[&str]) -> Option<usize> {
         args.windows(seq.len())
             .position(|w| w.iter().zip(seq).all(|(a, b)| a == b))
+    }
+
+    #[test]
+    fn commands_join_the_namespace_without_a_parent_death_signal() {
+        let b = Bwrap::new(PathBuf::from("/usr/bin/bwrap"), View::default());
+        let args = b.command_args(
+            Path::new("/"),
+            Path::new("/"),
+            "true",
+            &[],
+            None,
+            (true, true),
+        );
+        let pos_of = |s: &str| args.iter().position(|a| a == s);
+        let pidns = pos_of("--pidns").expect("joins the namespace");
+        assert!(pidns < pos_of("--").unwrap());
+        assert!(pos_of("--userns").is_some() && pos_of("--userns2").is_some());
+        assert!(
+            pos_of("--die-with-parent").is_none(),
+            "--die-with-parent with --pidns races bubblewrap's intermediate child: {args:?}"
+        );
     }
 
     #[test]

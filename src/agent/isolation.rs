@@ -123,6 +123,14 @@ impl Launcher {
         }
     }
 
+    /// Whether the sandbox's PID namespace is alive (always true without isolation).
+    pub fn namespace_alive(&self) -> bool {
+        match self {
+            Launcher::Plain => true,
+            Launcher::Bwrap(b) => b.holder_running(),
+        }
+    }
+
     /// Kill whatever isolation keeps running (the PID namespace and every process in it).
     pub fn shutdown(&self) {
         if let Launcher::Bwrap(b) = self {

@@ -21,6 +21,7 @@ mod filesystem;
 #[doc(hidden)]
 pub mod fuzzing;
 mod isolation;
+mod leader;
 pub mod paths;
 mod process;
 mod pty;

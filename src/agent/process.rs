@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::fdio::{self, NbFd};
 use super::isolation::Launcher;
+use super::leader::{self, Leader};
 use super::paths::{Confinement, Follow};
 use super::pty;
 use super::reaper::{GroupLog, MARKER_VAR};
@@ -67,6 +68,7 @@ struct Subscribers {
 /// One process started by the agent.
 pub struct Proc {
     info: ProcessInfo,
+    leader: Arc<Leader>,
     started: Instant,
     input: Input,
     subs: Mutex<Subscribers>,
@@ -121,74 +123,19 @@ impl Proc {
                 format!("process with pid {} has already exited", self.pid()),
             ));
         }
-        signal_group(self.pid(), sig).map_err(|e| {
-            err(
+        match self.leader.signal_group(sig) {
+            Ok(true) => Ok(()),
+            // Reaped while its output drains: it has exited.
+            Ok(false) => Err(err(
+                Code::NotFound,
+                format!("process with pid {} has already exited", self.pid()),
+            )),
+            Err(e) => Err(err(
                 Code::Internal,
                 format!("cannot signal process {}: {e}", self.pid()),
-            )
-        })
-    }
-}
-
-/// True when `pid` runs bubblewrap.
-fn is_bwrap(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "bwrap")
-}
-
-/// Processes of group `pgid` other than its leader (Linux `/proc`).
-fn group_members(pgid: u32) -> Vec<u32> {
-    let Ok(rd) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    rd.flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&p| p != pgid)
-        .filter(|&p| {
-            std::fs::read_to_string(format!("/proc/{p}/stat"))
-                .ok()
-                .and_then(|s| {
-                    // Fields after the `(comm)`: state, ppid, pgrp, ...
-                    let rest = s.rsplit_once(')')?.1;
-                    rest.split_whitespace().nth(2)?.parse::<u32>().ok()
-                })
-                == Some(pgid)
-        })
-        .collect()
-}
-
-/// Signal a process group (every process started by the agent leads its own group).
-fn signal_group(pid: u32, sig: libc::c_int) -> std::io::Result<()> {
-    // Under bubblewrap the group leader is bwrap itself, and its `--die-with-parent` turns a
-    // SIGTERM to bwrap into a SIGKILL for the command: deliver gentle signals to the command
-    // (and the rest of its group) instead, so it can shut down cleanly.
-    if sig != libc::SIGKILL && is_bwrap(pid) {
-        let members = group_members(pid);
-        if !members.is_empty() {
-            for m in members {
-                // SAFETY: kill has no memory-safety preconditions.
-                unsafe { libc::kill(m as libc::pid_t, sig) };
-            }
-            return Ok(());
+            )),
         }
     }
-    let pid = pid as libc::pid_t;
-    // SAFETY: kill has no memory-safety preconditions.
-    if unsafe { libc::kill(-pid, sig) } == 0 {
-        return Ok(());
-    }
-    let e = std::io::Error::last_os_error();
-    if e.raw_os_error() == Some(libc::ESRCH) {
-        // SAFETY: as above.
-        if unsafe { libc::kill(pid, sig) } == 0 {
-            return Ok(());
-        }
-        let e2 = std::io::Error::last_os_error();
-        if e2.raw_os_error() == Some(libc::ESRCH) {
-            return Ok(()); // already gone
-        }
-        return Err(e2);
-    }
-    Err(e)
 }
 
 /// The end event for an exit status: `exit status N` / `signal: killed`, code -1 on signals,
@@ -267,11 +214,22 @@ impl Processes {
     /// Kill every process group the agent started, with whatever is left in it, and the
     /// sandbox's PID namespace.
     pub fn kill_all(&self) {
+        let leaders: Vec<Arc<Leader>> = self
+            .procs
+            .lock()
+            .unwrap()
+            .values()
+            .map(|p| p.leader.clone())
+            .collect();
+        for l in leaders {
+            let _ = l.signal_group(libc::SIGKILL);
+        }
         let groups: Vec<u32> = self.groups.lock().unwrap().drain().collect();
         for g in groups {
-            // A group that emptied may have been reused by someone else's processes.
+            // A group whose leader was reaped and that emptied may have been reused by someone
+            // else's processes: only a group still holding this sandbox's processes is killed.
             if super::reaper::group_is_ours(g, self.conf.root()) {
-                let _ = signal_group(g, libc::SIGKILL);
+                let _ = leader::signal_group(g, libc::SIGKILL);
             }
         }
         self.launcher.shutdown();
@@ -363,7 +321,7 @@ impl Processes {
         let tty = pty_pair.as_ref().and_then(|(_, slave)| {
             std::fs::read_link(format!("/proc/self/fd/{}", slave.as_raw_fd())).ok()
         });
-        let mut cmd = self
+        let cmd = self
             .launcher
             .command(self.conf.root(), &cwd, &cfg.cmd, &cfg.args, tty.as_deref())
             .map_err(|e| {
@@ -375,10 +333,9 @@ impl Processes {
         if let Some(h) = self.launcher.holder_group() {
             self.track_group(h);
         }
-        cmd.env_clear()
-            .envs(&self.base_env)
-            .envs(&cfg.envs)
-            .kill_on_drop(false);
+        // A std command: the child is reaped by its `Leader`, not by tokio.
+        let mut cmd = cmd.into_std();
+        cmd.env_clear().envs(&self.base_env).envs(&cfg.envs);
         if !self.launcher.is_isolated() {
             die_with_agent(&mut cmd);
         }
@@ -444,10 +401,10 @@ impl Processes {
                 STD_CHUNK,
             ));
         }
-        let pid = child
-            .id()
-            .ok_or_else(|| err(Code::Internal, "the process exited before it got a pid"))?;
+        let leader = Arc::new(Leader::new(child));
+        let pid = leader.pid();
         let proc = Arc::new(Proc {
+            leader: leader.clone(),
             info: ProcessInfo {
                 config: req.process.clone(),
                 pid,
@@ -481,7 +438,7 @@ impl Processes {
                 tokio::select! {
                     _ = tokio::time::sleep(t) => {
                         tracing::debug!(pid, "process timeout elapsed; killing its process group");
-                        let _ = signal_group(pid, libc::SIGKILL);
+                        let _ = leader.signal_group(libc::SIGKILL);
                     }
                     _ = exited.wait_for(|e| *e) => {}
                 }
@@ -489,9 +446,8 @@ impl Processes {
         }
         let table = self.clone();
         let waited = proc.clone();
-        let mut child = child;
         tokio::spawn(async move {
-            let status = child.wait().await;
+            let status = waited.leader.wait().await;
             let _ = exited_tx.send(true);
             for r in readers {
                 let _ = r.await;
@@ -509,6 +465,16 @@ impl Processes {
                 },
             };
             tracing::debug!(pid, status = %end.status, "process ended");
+            if table.launcher.is_isolated() && end.exit_code == 128 + libc::SIGKILL {
+                // bubblewrap reports a command killed by SIGKILL as 137: say whether the
+                // sandbox's PID namespace went with it (the kernel kills all of it then).
+                tracing::info!(
+                    pid,
+                    cmd = %waited.info.config.cmd,
+                    namespace_alive = table.launcher.namespace_alive(),
+                    "the command was killed by SIGKILL"
+                );
+            }
             waited.finish(end);
             tokio::time::sleep(KEEP_ENDED).await;
             let mut procs = table.procs.lock().unwrap();
@@ -832,7 +798,7 @@ async fn stream_events(
 
 /// Without bubblewrap: the process gets SIGKILL when the agent dies (its background children
 /// are killed by the next agent from the on-disk record of groups).
-fn die_with_agent(cmd: &mut tokio::process::Command) {
+fn die_with_agent(cmd: &mut std::process::Command) {
     let agent = std::process::id() as libc::pid_t;
     // SAFETY: prctl and getppid are async-signal-safe.
     unsafe {

@@ -215,12 +215,15 @@ fn report_error(e: &CliError) {
 fn init_logging(command: &Command) {
     use tracing_subscriber::EnvFilter;
     // The agent logs at info by default (its log file is the sandbox's diagnostics); the CLI is quiet.
-    let default = if matches!(command, Command::Agent(_)) {
-        "info"
-    } else {
-        "warn"
-    };
-    let filter = EnvFilter::try_from_env("RCLAUDE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    // `RCLAUDE_AGENT_LOG` sets the agent's level alone (the CLI that starts it passes its
+    // environment on), so an agent can log at debug without the CLI's output changing.
+    let agent = matches!(command, Command::Agent(_));
+    let default = if agent { "info" } else { "warn" };
+    let filter = agent
+        .then(|| EnvFilter::try_from_env("RCLAUDE_AGENT_LOG").ok())
+        .flatten()
+        .or_else(|| EnvFilter::try_from_env("RCLAUDE_LOG").ok())
+        .unwrap_or_else(|| EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -92,8 +92,36 @@ impl TestRepo {
     /// Run `rclaude ARGS`, asserting success.
     pub fn ok(&self, args: &[&str]) -> Run {
         let r = self.rclaude(args);
-        assert_eq!(r.code(), 0, "rclaude {args:?} failed:\n{}", r.all());
+        assert_eq!(
+            r.code(),
+            0,
+            "rclaude {args:?} failed:\n{}{}",
+            r.all(),
+            self.agent_logs()
+        );
         r
+    }
+
+    /// The logs of this test's local agents, for failure messages (a sandbox command that
+    /// failed often says why only there).
+    pub fn agent_logs(&self) -> String {
+        let mut out = String::new();
+        for e in std::fs::read_dir(self.sandboxes_dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let log = e.path().join("agent.log");
+            if let Ok(text) = std::fs::read_to_string(&log) {
+                let tail: Vec<&str> = text.lines().rev().take(60).collect();
+                out.push_str(&format!("--- {} (last lines)\n", log.display()));
+                for l in tail.into_iter().rev() {
+                    out.push_str(l);
+                    out.push('\n');
+                }
+            }
+        }
+        out
     }
 
     /// The local sandboxes directory of this test's home.
