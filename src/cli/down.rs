@@ -117,7 +117,9 @@ async fn down_by_id(g: &GlobalArgs, args: &Args, id: &str, repo: Option<&Repo>) 
         return Ok(1);
     }
     let provider = match &config {
-        Some(c) if c.sandbox.provider == kind => crate::provider::select::for_config(&c.sandbox)?,
+        Some(c) if c.sandbox.provider == kind => {
+            crate::provider::select::for_settings(c.sandbox.provider, c.sandbox.project.as_deref())?
+        }
         _ => crate::provider::select::for_kind(kind)?,
     };
     match provider.kill(id).await {

@@ -50,7 +50,9 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
         None => None,
     };
     let provider = match &config {
-        Some(c) if c.sandbox.provider == kind => crate::provider::select::for_config(&c.sandbox)?,
+        Some(c) if c.sandbox.provider == kind => {
+            crate::provider::select::for_settings(c.sandbox.provider, c.sandbox.project.as_deref())?
+        }
         _ => crate::provider::select::for_kind(kind)?,
     };
     crate::ops::leftovers::reap(g.quiet).await;

@@ -39,7 +39,10 @@ impl Ctx {
 
     /// The provider named in the config.
     pub fn provider(&self) -> CliResult<Box<dyn Provider>> {
-        Ok(crate::provider::select::for_config(&self.config.sandbox)?)
+        Ok(crate::provider::select::for_settings(
+            self.config.sandbox.provider,
+            self.config.sandbox.project.as_deref(),
+        )?)
     }
 
     /// The provider that owns an existing session (which may differ from the config's).

@@ -4,7 +4,7 @@
 /// treats specially, else in single quotes.
 ///
 /// ```
-/// use rclaude::shell::quote;
+/// use rclaude_sandbox::shell::quote;
 /// assert_eq!(quote("cargo"), "cargo");
 /// assert_eq!(quote("it's here"), r"'it'\''s here'");
 /// assert_eq!(quote(""), "''");
@@ -22,7 +22,7 @@ pub fn quote(s: &str) -> String {
 /// Quote every word and join them with spaces.
 ///
 /// ```
-/// assert_eq!(rclaude::shell::quote_all(&["npm", "run", "a b"]), "npm run 'a b'");
+/// assert_eq!(rclaude_sandbox::shell::quote_all(&["npm", "run", "a b"]), "npm run 'a b'");
 /// ```
 pub fn quote_all<S: AsRef<str>>(words: &[S]) -> String {
     words

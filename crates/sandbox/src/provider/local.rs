@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 use super::{
     Capabilities, Provider, ProviderError, Sandbox, SandboxInfo, SandboxSpec, SandboxState,
 };
+use crate::Isolation;
 use crate::agent::IsolationReport;
-use crate::config::Isolation;
 use crate::envd::client::EnvdClient;
 use crate::provider::envd_sandbox::EnvdSandbox;
 

@@ -32,7 +32,7 @@ fn fixture() -> &'static Fixture {
         std::fs::write(root.path().join("d/f.txt"), "12345").expect("file");
         let mut opts = super::AgentOptions::new(root.path().to_path_buf());
         opts.listen = "127.0.0.1:0".parse().expect("addr");
-        opts.isolation = crate::config::Isolation::None;
+        opts.isolation = crate::Isolation::None;
         let agent = runtime.block_on(super::bind(opts)).expect("agent");
         let router = super::router(agent.state.clone());
         Fixture {

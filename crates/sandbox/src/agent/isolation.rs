@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 pub use super::bwrap::View;
 use super::bwrap::{self, Bwrap};
-use crate::config::Isolation;
+use crate::Isolation;
 
 /// How the agent launches processes.
 #[derive(Debug, Clone)]

@@ -59,7 +59,7 @@ pub struct SandboxSpec {
     /// Labels stored with the sandbox (repository, branch, session id).
     pub metadata: BTreeMap<String, String>,
     /// Local provider: process isolation.
-    pub isolation: crate::config::Isolation,
+    pub isolation: crate::Isolation,
     /// Local provider: host paths the sandbox sees read-only (`[sandbox] expose`).
     pub expose: Vec<String>,
 }

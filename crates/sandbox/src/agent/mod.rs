@@ -3,8 +3,8 @@
 //! `process.Process` and `filesystem.Filesystem` Connect services, confined to one directory.
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), rclaude::agent::AgentError> {
-//! use rclaude::agent::{AgentOptions, bind};
+//! # async fn demo() -> Result<(), rclaude_sandbox::agent::AgentError> {
+//! use rclaude_sandbox::agent::{AgentOptions, bind};
 //! let mut opts = AgentOptions::new("/srv/sandbox".into());
 //! opts.token = Some("secret".into());
 //! let agent = bind(opts).await?;
@@ -46,7 +46,7 @@ use axum::routing::{get, post};
 pub use auth::sign as sign_file_url;
 pub use isolation::{IsolationReport, Launcher};
 
-use crate::config::Isolation;
+use crate::Isolation;
 use crate::envd::ENVD_PORT;
 use crate::envd::proto::HttpError;
 
