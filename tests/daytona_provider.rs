@@ -370,7 +370,7 @@ async fn files_round_trip_byte_exact() {
     assert_eq!(seen.load(Ordering::SeqCst), data.len() as u64);
     assert_eq!(std::fs::read(&remote).unwrap(), data);
     let st = sb.stat(&remote).await.unwrap().unwrap();
-    assert_eq!(st.size.0, data.len() as i64);
+    assert_eq!(st.size, data.len() as u64);
     let back = local.path().join("back/big.bin");
     let seen = Arc::new(AtomicU64::new(0));
     let s2 = seen.clone();
@@ -422,7 +422,7 @@ async fn files_round_trip_byte_exact() {
     assert!(!sb.make_dir(&d).await.unwrap());
     assert!(sb.make_dir(&format!("{}/a.txt", e.workdir)).await.is_err());
     let dir = sb.stat(&d).await.unwrap().unwrap();
-    assert_eq!(dir.file_type, rclaude::envd::proto::FileType::Directory);
+    assert!(dir.is_dir());
     sb.rename(
         &format!("{}/a.txt", e.workdir),
         &format!("{}/c.txt", e.workdir),

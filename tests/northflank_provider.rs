@@ -387,8 +387,8 @@ async fn files_round_trip_byte_exact_over_exec() {
     assert_eq!(std::fs::read(&back).unwrap(), data);
     assert_eq!(seen.load(Ordering::SeqCst), data.len() as u64);
     assert_eq!(
-        sb.stat(&remote).await.unwrap().unwrap().size.0,
-        data.len() as i64
+        sb.stat(&remote).await.unwrap().unwrap().size,
+        data.len() as u64
     );
 
     sb.write_files(vec![
@@ -432,7 +432,7 @@ async fn files_round_trip_byte_exact_over_exec() {
         Err(SandboxError::AlreadyExists(_))
     ));
     let st = sb.stat(&d).await.unwrap().unwrap();
-    assert_eq!(st.file_type, rclaude::envd::proto::FileType::Directory);
+    assert!(st.is_dir());
     sb.write_files(vec![FileUpload {
         path: format!("{}/b.txt", e.workdir),
         contents: "B".into(),

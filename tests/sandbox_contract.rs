@@ -79,7 +79,7 @@ async fn contract(p: &dyn Provider, workdir: &str, image: Option<&str>) {
     .unwrap();
     assert_eq!(sbx.read_file(&a).await.unwrap().as_ref(), bytes, "{name}");
     let st = sbx.stat(&a).await.unwrap().expect("stat of a written file");
-    assert_eq!(st.size.0, bytes.len() as i64, "{name}");
+    assert_eq!(st.size, bytes.len() as u64, "{name}");
     let b = format!("{wd}/dir/b.bin");
     sbx.rename(&a, &b).await.unwrap();
     assert!(sbx.stat(&a).await.unwrap().is_none(), "{name}");

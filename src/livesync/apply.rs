@@ -14,8 +14,7 @@ use futures::StreamExt;
 
 use super::filter::PathFilter;
 use super::local::{LocalState, state_of, walk};
-use crate::envd::proto::FileType;
-use crate::provider::{EntryInfo, ExecRequest, FileUpload, Sandbox, SandboxError};
+use crate::provider::{Entry, ExecRequest, FileUpload, Sandbox, SandboxError};
 
 /// How many RPCs run at once.
 const CONCURRENCY: usize = 32;
@@ -118,7 +117,7 @@ impl RemoteState {
     }
 
     /// True when the remote entry changed after rclaude last wrote (or synced) it.
-    fn changed_remotely(&self, rel: &str, remote: &EntryInfo) -> bool {
+    fn changed_remotely(&self, rel: &str, remote: &Entry) -> bool {
         let Some(mtime) = remote.modified_time.as_deref().and_then(parse_ns) else {
             return false;
         };
@@ -268,8 +267,8 @@ async fn replaced_by_dirs(
         let path = format!("{workdir}/{rel}");
         match stat_entry(sandbox, workdir, &rel).await? {
             None => {}
-            Some(e) if e.file_type != FileType::Directory || e.symlink_target.is_some() => {
-                let is_link = e.symlink_target.is_some() || e.file_type == FileType::Symlink;
+            Some(e) if !e.is_dir() || e.is_symlink() => {
+                let is_link = e.is_symlink();
                 if !is_link && remote.changed_remotely(&rel, &e) {
                     let aside = conflict_name(sandbox, workdir, &rel, stamp).await?;
                     sandbox.rename(&path, &format!("{workdir}/{aside}")).await?;
@@ -318,9 +317,7 @@ pub async fn apply(
     let mut prune: Vec<String> = Vec::new();
     for (op, st) in ops.iter().zip(&stats) {
         let rel = op.rel();
-        let remote_dir = st
-            .as_ref()
-            .is_some_and(|e| e.file_type == FileType::Directory);
+        let remote_dir = st.as_ref().is_some_and(|e| e.is_dir());
         let edited_there = st
             .as_ref()
             .is_some_and(|e| !remote_dir && remote.changed_remotely(rel, e));
@@ -552,13 +549,13 @@ async fn stat_many(
     sandbox: &dyn Sandbox,
     workdir: &str,
     rels: Vec<String>,
-) -> Result<Vec<Option<EntryInfo>>, SandboxError> {
+) -> Result<Vec<Option<Entry>>, SandboxError> {
     let mut by_dir: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (i, rel) in rels.iter().enumerate() {
         let dir = rel.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
         by_dir.entry(dir).or_default().push(i);
     }
-    let mut out: Vec<Option<EntryInfo>> = vec![None; rels.len()];
+    let mut out: Vec<Option<Entry>> = vec![None; rels.len()];
     let mut singles: Vec<usize> = Vec::new();
     let listings = futures::stream::iter(by_dir.into_iter().map(|(dir, idx)| async move {
         if idx.len() < LIST_DIR_FROM {
@@ -577,7 +574,7 @@ async fn stat_many(
     for (idx, listing) in listings {
         match listing {
             Some(Ok(entries)) => {
-                let by_name: std::collections::HashMap<&str, &EntryInfo> =
+                let by_name: std::collections::HashMap<&str, &Entry> =
                     entries.iter().map(|e| (e.name.as_str(), e)).collect();
                 for i in idx {
                     let name = rels[i].rsplit('/').next().unwrap_or(&rels[i]);
@@ -610,7 +607,7 @@ async fn stat_entry(
     sandbox: &dyn Sandbox,
     workdir: &str,
     rel: &str,
-) -> Result<Option<EntryInfo>, SandboxError> {
+) -> Result<Option<Entry>, SandboxError> {
     match sandbox.stat(&format!("{workdir}/{rel}")).await {
         Err(SandboxError::InvalidArgument(why)) => {
             let (dir, name) = rel.rsplit_once('/').unwrap_or(("", rel));
@@ -648,7 +645,7 @@ mod tests {
     #[test]
     fn remote_changes_are_judged_against_our_last_write_or_the_sync_epoch() {
         let mut r = RemoteState::new(["a".to_string()], 1_000);
-        let entry = |t: &str| EntryInfo {
+        let entry = |t: &str| Entry {
             modified_time: Some(t.to_string()),
             ..Default::default()
         };

@@ -3,7 +3,7 @@
 //! (temporary name + rename) like the agent's. Faults can be injected for interruption tests.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,10 +11,9 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use rclaude::envd::proto::{EntryInfo, FileType, I64};
 use rclaude::provider::{
-    Command, ExecEvent, ExecRequest, ExecStream, ExitStatus, FileUpload, Progress, Sandbox,
-    SandboxError,
+    Command, Entry, EntryKind, ExecEvent, ExecRequest, ExecStream, ExitStatus, FileUpload,
+    Progress, Sandbox, SandboxError,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
@@ -398,32 +397,30 @@ impl Sandbox for DirSandbox {
         }
     }
 
-    async fn stat(&self, path: &str) -> Result<Option<EntryInfo>, SandboxError> {
+    async fn stat(&self, path: &str) -> Result<Option<Entry>, SandboxError> {
         let p = Path::new(path);
         let m = match tokio::fs::symlink_metadata(p).await {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io("stat", e)),
             Ok(m) => m,
         };
-        let file_type = if m.is_symlink() {
-            FileType::Symlink
+        let kind = if m.is_symlink() {
+            EntryKind::Symlink
         } else if m.is_dir() {
-            FileType::Directory
+            EntryKind::Directory
         } else {
-            FileType::File
+            EntryKind::File
         };
-        Ok(Some(EntryInfo {
+        Ok(Some(Entry {
             name: p
                 .file_name()
                 .and_then(|n| n.to_str())
                 .unwrap_or("")
                 .to_string(),
-            file_type,
+            kind,
             path: path.to_string(),
-            size: I64(m.len() as i64),
+            size: m.len(),
             mode: m.permissions().mode(),
-            permissions: format!("{:o}", m.mode() & 0o7777),
-            is_symlink: m.is_symlink(),
             symlink_target: if m.is_symlink() {
                 std::fs::read_link(p)
                     .ok()
@@ -431,7 +428,7 @@ impl Sandbox for DirSandbox {
             } else {
                 None
             },
-            ..EntryInfo::default()
+            modified_time: None,
         }))
     }
 

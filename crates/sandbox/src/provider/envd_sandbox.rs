@@ -9,12 +9,12 @@ use futures::StreamExt;
 
 use crate::envd::client::EnvdClient;
 use crate::envd::proto::{
-    B64, DataEvent, EntryInfo, ProcessConfig, ProcessEvent, ProcessInput, ProcessSelector, Pty,
-    PtySize, Signal, StartRequest,
+    B64, DataEvent, ProcessConfig, ProcessEvent, ProcessInput, ProcessSelector, Pty, PtySize,
+    Signal, StartRequest,
 };
 use crate::provider::{
-    Command, ExecEvent, ExecRequest, ExecStream, ExitStatus, FileUpload, ProcessEntry, Progress,
-    PtyInput, PtyRequest, PtySession, Sandbox, SandboxError,
+    Command, Entry, ExecEvent, ExecRequest, ExecStream, ExitStatus, FileUpload, ProcessEntry,
+    Progress, PtyInput, PtyRequest, PtySession, Sandbox, SandboxError,
 };
 
 /// A sandbox reached through an envd endpoint.
@@ -248,9 +248,9 @@ impl Sandbox for EnvdSandbox {
         self.client.remove(path).await
     }
 
-    async fn stat(&self, path: &str) -> Result<Option<EntryInfo>, SandboxError> {
+    async fn stat(&self, path: &str) -> Result<Option<Entry>, SandboxError> {
         match self.client.stat(path).await {
-            Ok(e) => Ok(Some(e)),
+            Ok(e) => Ok(Some(e.into())),
             Err(SandboxError::NotFound(_)) => Ok(None),
             Err(e) => Err(e),
         }
@@ -272,8 +272,9 @@ impl Sandbox for EnvdSandbox {
         self.client.read_from(path, offset).await
     }
 
-    async fn list_dir(&self, path: &str) -> Result<Vec<EntryInfo>, SandboxError> {
-        self.client.list_dir(path, 1).await
+    async fn list_dir(&self, path: &str) -> Result<Vec<Entry>, SandboxError> {
+        let entries = self.client.list_dir(path, 1).await?;
+        Ok(entries.into_iter().map(Entry::from).collect())
     }
 
     async fn processes(&self) -> Result<Vec<ProcessEntry>, SandboxError> {

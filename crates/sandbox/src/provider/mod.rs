@@ -14,11 +14,12 @@ use bytes::Bytes;
 use futures::Stream;
 use serde::{Deserialize, Serialize};
 
-pub use crate::envd::proto::EntryInfo;
+pub use entry::{Entry, EntryKind};
 
 pub mod daytona;
 pub mod download;
 pub mod e2b;
+mod entry;
 pub mod envd_sandbox;
 pub mod local;
 pub mod northflank;
@@ -414,7 +415,7 @@ pub trait Sandbox: Send + Sync {
     /// Remove a file or directory (recursively); a missing path is not an error.
     async fn remove(&self, path: &str) -> Result<(), SandboxError>;
     /// File metadata, `None` when missing.
-    async fn stat(&self, path: &str) -> Result<Option<EntryInfo>, SandboxError>;
+    async fn stat(&self, path: &str) -> Result<Option<Entry>, SandboxError>;
     /// Create a directory and its parents; `false` when it already existed.
     async fn make_dir(&self, path: &str) -> Result<bool, SandboxError>;
     /// Rename a file or directory.
@@ -427,7 +428,7 @@ pub trait Sandbox: Send + Sync {
         Ok(all.slice(start..))
     }
     /// Entries of a directory (one level): metadata for many paths in one request.
-    async fn list_dir(&self, _path: &str) -> Result<Vec<EntryInfo>, SandboxError> {
+    async fn list_dir(&self, _path: &str) -> Result<Vec<Entry>, SandboxError> {
         Err(SandboxError::Unsupported("listing directories".into()))
     }
     /// Processes still running (with their tags).

@@ -36,11 +36,10 @@ use serde::Deserialize;
 use super::api::{Api, Call, chain};
 use super::logs::{self, Channel, Demux};
 use super::settings::check_path;
-use crate::envd::proto::{FileType, I64};
 use crate::provider::shellwrap::{self, Detected, StartDetector, StdinSource};
 use crate::provider::{
-    EntryInfo, ExecEvent, ExecRequest, ExecStream, ExitStatus, FileUpload, Progress, Sandbox,
-    SandboxError,
+    Entry, EntryKind, ExecEvent, ExecRequest, ExecStream, ExitStatus, FileUpload, Progress,
+    Sandbox, SandboxError,
 };
 
 /// How long to keep asking for an exit code the daemon has not written yet.
@@ -102,15 +101,9 @@ struct FileInfo {
     #[serde(default)]
     size: i64,
     #[serde(default)]
-    mode: String,
-    #[serde(default)]
     mod_time: String,
     #[serde(default)]
     is_dir: bool,
-    #[serde(default)]
-    owner: String,
-    #[serde(default)]
-    group: String,
     #[serde(default)]
     permissions: String,
 }
@@ -464,30 +457,25 @@ fn tokio_stream_from<T: Send + 'static>(
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
-fn entry_from(path: &str, f: FileInfo) -> EntryInfo {
-    let perm = u32::from_str_radix(f.permissions.trim_start_matches('0'), 8).unwrap_or(0);
-    let perm = if f.permissions.trim_start_matches('0').is_empty() {
+fn entry_from(path: &str, f: FileInfo) -> Entry {
+    let digits = f.permissions.trim_start_matches('0');
+    let perm = if digits.is_empty() {
         0
     } else {
-        perm
+        u32::from_str_radix(digits, 8).unwrap_or(0)
     };
-    EntryInfo {
+    Entry {
         name: f.name,
-        file_type: if f.is_dir {
-            FileType::Directory
+        kind: if f.is_dir {
+            EntryKind::Directory
         } else {
-            FileType::File
+            EntryKind::File
         },
         path: path.to_string(),
-        size: I64(f.size),
+        size: u64::try_from(f.size).unwrap_or(0),
         mode: perm,
-        permissions: f.mode,
-        owner: f.owner,
-        group: f.group,
         modified_time: Some(f.mod_time).filter(|t| !t.is_empty()),
         symlink_target: None,
-        metadata: Default::default(),
-        is_symlink: false,
     }
 }
 
@@ -677,7 +665,7 @@ impl Sandbox for DaytonaSandbox {
         }
     }
 
-    async fn stat(&self, path: &str) -> Result<Option<EntryInfo>, SandboxError> {
+    async fn stat(&self, path: &str) -> Result<Option<Entry>, SandboxError> {
         check_path(path)?;
         let r = self
             .call(Call::new(Method::GET, self.url("/files/info")).query("path", path))
@@ -691,7 +679,7 @@ impl Sandbox for DaytonaSandbox {
 
     async fn make_dir(&self, path: &str) -> Result<bool, SandboxError> {
         match self.stat(path).await? {
-            Some(e) if e.file_type == FileType::Directory => return Ok(false),
+            Some(e) if e.is_dir() => return Ok(false),
             Some(_) => {
                 return Err(SandboxError::AlreadyExists(format!(
                     "{path} exists and is not a directory"

@@ -20,11 +20,10 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::exec::{self, Collected, Input, Output, Target};
-use crate::envd::proto::{FileType, I64};
 use crate::provider::shellwrap::{self, Detected, StartDetector, StdinSource};
 use crate::provider::{
-    EntryInfo, ExecEvent, ExecRequest, ExecStream, ExitStatus, FileUpload, Progress, Sandbox,
-    SandboxError,
+    Entry, EntryKind, ExecEvent, ExecRequest, ExecStream, ExitStatus, FileUpload, Progress,
+    Sandbox, SandboxError,
 };
 
 /// After a kill, how long to wait for the command's completion.
@@ -438,7 +437,7 @@ impl Sandbox for NorthflankSandbox {
         }
     }
 
-    async fn stat(&self, path: &str) -> Result<Option<EntryInfo>, SandboxError> {
+    async fn stat(&self, path: &str) -> Result<Option<Entry>, SandboxError> {
         check_path(path)?;
         let body = format!(
             "[ -e \"$1\" ] || [ -L \"$1\" ] || exit {MISSING}\n\
@@ -487,7 +486,7 @@ impl Sandbox for NorthflankSandbox {
 }
 
 /// The stat script's output: raw mode (hex), size, owner, group, mtime, [symlink target].
-fn parse_stat(path: &str, out: &[u8]) -> Result<EntryInfo, SandboxError> {
+fn parse_stat(path: &str, out: &[u8]) -> Result<Entry, SandboxError> {
     let text = String::from_utf8_lossy(out);
     let lines: Vec<&str> = text.lines().collect();
     let bad = || SandboxError::Protocol(format!("unreadable stat output for {path}: {text:?}"));
@@ -498,51 +497,32 @@ fn parse_stat(path: &str, out: &[u8]) -> Result<EntryInfo, SandboxError> {
     let size = lines[1].trim().parse::<i64>().map_err(|_| bad())?;
     let mtime = lines[4].trim().parse::<i64>().map_err(|_| bad())?;
     let kind = raw & 0o170000;
-    let file_type = match kind {
-        0o040000 => FileType::Directory,
-        0o120000 => FileType::Symlink,
-        _ => FileType::File,
+    let entry_kind = match kind {
+        0o040000 => EntryKind::Directory,
+        0o120000 => EntryKind::Symlink,
+        _ => EntryKind::File,
     };
-    let is_symlink = kind == 0o120000;
-    let perm = raw & 0o7777;
-    let mut permissions = String::new();
-    permissions.push(match kind {
-        0o040000 => 'd',
-        0o120000 => 'L',
-        _ => '-',
-    });
-    for shift in [6, 3, 0] {
-        let bits = (perm >> shift) & 7;
-        permissions.push(if bits & 4 != 0 { 'r' } else { '-' });
-        permissions.push(if bits & 2 != 0 { 'w' } else { '-' });
-        permissions.push(if bits & 1 != 0 { 'x' } else { '-' });
-    }
     let modified = time::OffsetDateTime::from_unix_timestamp(mtime)
         .ok()
         .and_then(|t| {
             t.format(&time::format_description::well_known::Rfc3339)
                 .ok()
         });
-    Ok(EntryInfo {
+    Ok(Entry {
         name: Path::new(path)
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "/".into()),
-        file_type,
+        kind: entry_kind,
         path: path.to_string(),
-        size: I64(size),
-        mode: perm,
-        permissions,
-        owner: lines[2].trim().to_string(),
-        group: lines[3].trim().to_string(),
+        size: u64::try_from(size).unwrap_or(0),
+        mode: raw & 0o7777,
         modified_time: modified,
-        symlink_target: if is_symlink {
+        symlink_target: if entry_kind == EntryKind::Symlink {
             lines.get(5).map(|s| s.to_string())
         } else {
             None
         },
-        metadata: Default::default(),
-        is_symlink,
     })
 }
 
@@ -553,16 +533,15 @@ mod tests {
     #[test]
     fn stat_output() {
         let e = parse_stat("/w/a.txt", b"81a4\n12\nroot\nroot\n1700000000\n").unwrap();
-        assert_eq!(e.file_type, FileType::File);
-        assert_eq!(e.size.0, 12);
+        assert_eq!(e.kind, EntryKind::File);
+        assert_eq!(e.size, 12);
         assert_eq!(e.mode, 0o644);
-        assert_eq!(e.permissions, "-rw-r--r--");
         assert_eq!(e.name, "a.txt");
         assert_eq!(e.modified_time.as_deref(), Some("2023-11-14T22:13:20Z"));
         let d = parse_stat("/w", b"41ed\n4096\nu\ng\n0\n").unwrap();
-        assert_eq!(d.file_type, FileType::Directory);
+        assert_eq!(d.kind, EntryKind::Directory);
         let l = parse_stat("/w/l", b"a1ff\n3\nu\ng\n0\n/etc\n").unwrap();
-        assert!(l.is_symlink);
+        assert!(l.is_symlink());
         assert_eq!(l.symlink_target.as_deref(), Some("/etc"));
         assert!(parse_stat("/w", b"zz\n").is_err());
     }
