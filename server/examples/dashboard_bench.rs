@@ -78,6 +78,7 @@ async fn event(
         kind,
         idempotency_key: uuid::Uuid::new_v4().to_string(),
         data,
+        by_server: false,
     };
     store.append_event(acct, sid, &new, ms).await?;
     Ok(())
@@ -113,6 +114,8 @@ async fn seed(store: &Store, n: usize) -> anyhow::Result<(String, String, String
                     provider: "local".into(),
                     sandbox_id: Some(format!("sbx-{i}")),
                     config_hash: Some("abc123".into()),
+                    managed: false,
+                    idempotency_key: None,
                 },
                 t,
             )
@@ -184,6 +187,8 @@ async fn seed(store: &Store, n: usize) -> anyhow::Result<(String, String, String
                 provider: "local".into(),
                 sandbox_id: None,
                 config_hash: None,
+                managed: false,
+                idempotency_key: None,
             },
             t,
         )
@@ -314,6 +319,7 @@ async fn run(engine: &str, args: &Args) -> anyhow::Result<()> {
             shutdown: rx,
             sockets: Arc::new(SocketTracker::default()),
             revocations: Default::default(),
+            sandboxes: None,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);

@@ -33,7 +33,18 @@ pub fn router(state: AppState) -> Router {
             "/v1/sessions",
             get(routes::sessions::list).post(routes::sessions::create),
         )
-        .route("/v1/sessions/{id}", get(routes::sessions::get_one))
+        .route(
+            "/v1/sessions/{id}",
+            get(routes::sessions::get_one).delete(routes::managed::delete),
+        )
+        .route(
+            "/v1/sessions/{id}/pause",
+            axum::routing::post(routes::managed::pause),
+        )
+        .route(
+            "/v1/sessions/{id}/resume",
+            axum::routing::post(routes::managed::resume),
+        )
         .route(
             "/v1/sessions/{id}/events",
             get(ws::session_events).post(routes::sessions::append_event),

@@ -20,7 +20,8 @@ pub struct Cli {
     /// A TOML config file (keys: listen, database_url, price_hour_usd, price_storage_month_usd,
     /// heartbeat_grace, max_body_bytes, request_timeout, db_max_connections, cookie_secure,
     /// dashboard_session_ttl, stripe_api_key, stripe_meter_event, stripe_api_base,
-    /// stripe_api_version, stripe_poll_interval, stripe_retry_base, stripe_retry_max). Flags and
+    /// stripe_api_version, stripe_poll_interval, stripe_retry_base, stripe_retry_max, sandbox_provider,
+    /// sandboxes_dir, agent_bin). Flags and
     /// env win.
     #[arg(long, env = "RCLAUDE_SERVER_CONFIG", global = true)]
     pub config: Option<PathBuf>,
@@ -120,6 +121,18 @@ pub struct ServeArgs {
     /// Longest retry delay [default: 1h].
     #[arg(long, env = "RCLAUDE_STRIPE_RETRY_MAX")]
     pub stripe_retry_max: Option<String>,
+    /// Where managed sessions' sandboxes run: local (an `rclaude agent` per sandbox on this
+    /// machine), e2b, daytona, northflank (keys from this server's environment), or none
+    /// [default: local].
+    #[arg(long, env = "RCLAUDE_SANDBOX_PROVIDER")]
+    pub sandbox_provider: Option<String>,
+    /// The local provider's sandboxes [default: $XDG_DATA_HOME/rclaude/server-sandboxes].
+    #[arg(long, env = "RCLAUDE_SANDBOXES_DIR")]
+    pub sandboxes_dir: Option<std::path::PathBuf>,
+    /// The `rclaude` executable that runs local sandboxes' agents [default: `rclaude` beside
+    /// this server, else on PATH].
+    #[arg(long, env = "RCLAUDE_AGENT_BIN")]
+    pub agent_bin: Option<std::path::PathBuf>,
 }
 
 impl ServeArgs {
@@ -146,6 +159,9 @@ impl ServeArgs {
             stripe_poll_interval: self.stripe_poll_interval.or(other.stripe_poll_interval),
             stripe_retry_base: self.stripe_retry_base.or(other.stripe_retry_base),
             stripe_retry_max: self.stripe_retry_max.or(other.stripe_retry_max),
+            sandbox_provider: self.sandbox_provider.or(other.sandbox_provider),
+            sandboxes_dir: self.sandboxes_dir.or(other.sandboxes_dir),
+            agent_bin: self.agent_bin.or(other.agent_bin),
         }
     }
 }
@@ -214,6 +230,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         stripe_poll_interval: serve_args.stripe_poll_interval,
         stripe_retry_base: serve_args.stripe_retry_base,
         stripe_retry_max: serve_args.stripe_retry_max,
+        sandbox_provider: serve_args.sandbox_provider,
+        sandboxes_dir: serve_args.sandboxes_dir,
+        agent_bin: serve_args.agent_bin,
     };
     let cfg = config::resolve(file, over)?;
     match admin {

@@ -59,6 +59,30 @@ pub struct ServerConfig {
     pub dashboard: DashboardConfig,
     /// The Stripe usage export; `None` when no API key is configured.
     pub stripe: Option<StripeConfig>,
+    /// Managed sandboxes: the provider the server creates them with.
+    pub sandboxes: SandboxSettings,
+}
+
+/// Where managed sessions' sandboxes run (see docs/server.md, "Managed sessions").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxSettings {
+    /// `None`: this server manages no sandboxes (`sandbox_provider = "none"`).
+    pub provider: Option<rclaude_sandbox::ProviderKind>,
+    /// The local provider's sandboxes.
+    pub dir: PathBuf,
+    /// The `rclaude` executable that runs local sandboxes' agents (`None`: beside this
+    /// server's executable, else on PATH).
+    pub agent_bin: Option<PathBuf>,
+}
+
+impl Default for SandboxSettings {
+    fn default() -> Self {
+        SandboxSettings {
+            provider: Some(rclaude_sandbox::ProviderKind::Local),
+            dir: default_data_dir().join("server-sandboxes"),
+            agent_bin: None,
+        }
+    }
 }
 
 /// When the dashboard's session cookie carries the `Secure` attribute.
@@ -146,20 +170,29 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(10),
             dashboard: DashboardConfig::default(),
             stripe: None,
+            sandboxes: SandboxSettings::default(),
         }
     }
 }
 
 /// `$XDG_DATA_HOME/rclaude/server.db` (or `~/.local/share/rclaude/server.db`, or `./rclaude-server.db`).
 pub fn default_database_url() -> String {
-    let base = std::env::var_os("XDG_DATA_HOME")
+    let dir = default_data_dir();
+    if dir.as_os_str().is_empty() {
+        "rclaude-server.db".to_string()
+    } else {
+        dir.join("server.db").display().to_string()
+    }
+}
+
+/// `$XDG_DATA_HOME/rclaude` (or `~/.local/share/rclaude`; empty: the current directory).
+fn default_data_dir() -> PathBuf {
+    std::env::var_os("XDG_DATA_HOME")
         .map(PathBuf::from)
         .filter(|p| p.is_absolute())
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")));
-    match base {
-        Some(dir) => dir.join("rclaude").join("server.db").display().to_string(),
-        None => "rclaude-server.db".to_string(),
-    }
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .map(|d| d.join("rclaude"))
+        .unwrap_or_default()
 }
 
 /// A configuration value that could not be understood.
@@ -286,6 +319,9 @@ pub struct FileConfig {
     pub stripe_poll_interval: Option<NumOrStr>,
     pub stripe_retry_base: Option<NumOrStr>,
     pub stripe_retry_max: Option<NumOrStr>,
+    pub sandbox_provider: Option<String>,
+    pub sandboxes_dir: Option<PathBuf>,
+    pub agent_bin: Option<PathBuf>,
 }
 
 /// A TOML value written either as a number or as a string (`0.10` or `"0.10"`).
@@ -344,6 +380,9 @@ pub struct Overrides {
     pub stripe_poll_interval: Option<String>,
     pub stripe_retry_base: Option<String>,
     pub stripe_retry_max: Option<String>,
+    pub sandbox_provider: Option<String>,
+    pub sandboxes_dir: Option<PathBuf>,
+    pub agent_bin: Option<PathBuf>,
 }
 
 /// Merges flags/env over the file over the defaults, validating every value.
@@ -352,6 +391,30 @@ pub fn resolve(file: FileConfig, over: Overrides) -> Result<ServerConfig, Config
         stripe: resolve_stripe(&file, &over)?,
         ..ServerConfig::default()
     };
+    if let Some(v) = over
+        .sandbox_provider
+        .clone()
+        .or(file.sandbox_provider.clone())
+    {
+        cfg.sandboxes.provider = match v.trim() {
+            "none" => None,
+            name => Some(
+                rclaude_sandbox::ProviderKind::ALL
+                    .into_iter()
+                    .find(|k| k.as_str() == name)
+                    .ok_or_else(|| ConfigError::Invalid {
+                        what: "sandbox_provider".into(),
+                        message: format!(
+                            "`{v}` is not one of none, local, e2b, daytona, northflank"
+                        ),
+                    })?,
+            ),
+        };
+    }
+    if let Some(v) = over.sandboxes_dir.clone().or(file.sandboxes_dir.clone()) {
+        cfg.sandboxes.dir = v;
+    }
+    cfg.sandboxes.agent_bin = over.agent_bin.clone().or(file.agent_bin.clone());
     if let Some(v) = over.listen.or(file.listen) {
         cfg.listen = v.parse().map_err(|_| ConfigError::BadAddress {
             what: "listen".into(),

@@ -108,6 +108,7 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound => ApiError::not_found("not found"),
             StoreError::Conflict(m) => ApiError::conflict("conflict", m),
+            StoreError::Managed(m) => ApiError::conflict("session_managed", m),
             StoreError::InvalidTransition(t) => {
                 ApiError::conflict("session_stopped", t.to_string())
             }

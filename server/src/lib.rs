@@ -23,6 +23,7 @@ pub mod redact;
 pub mod responses;
 pub mod revocations;
 pub mod routes;
+pub mod sandboxes;
 pub mod server;
 pub mod state;
 pub mod storage;

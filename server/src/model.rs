@@ -36,6 +36,9 @@ pub struct Session {
     pub cost_micros: i64,
     /// Highest event sequence number of this session.
     pub last_seq: i64,
+    /// The server created this session's sandbox and owns its lifecycle: it pauses, resumes and
+    /// stops it, and bills from its own record (clients' reports do not change billing).
+    pub managed: bool,
 }
 
 /// One event of a session's history.
@@ -149,6 +152,14 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// Whether the event moves the session between states (as opposed to a sign of life).
+    pub fn changes_state(self) -> bool {
+        matches!(
+            self,
+            EventKind::Started | EventKind::Paused | EventKind::Resumed | EventKind::Stopped
+        )
+    }
+
     pub const ALL: [EventKind; 8] = [
         EventKind::Created,
         EventKind::Started,

@@ -9,7 +9,7 @@ use serde_json::Value;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{billing, sessions, system, tokens};
+use crate::routes::{billing, managed, sessions, system, tokens};
 use crate::ws;
 
 const DESCRIPTION: &str = "Sessions, events, usage metering, billing and API tokens for rclaude.\n\n\
@@ -35,6 +35,9 @@ Timestamps are RFC 3339 UTC, set by the server. Money is integer micro-dollars \
         sessions::list,
         sessions::create,
         sessions::get_one,
+        managed::delete,
+        managed::pause,
+        managed::resume,
         ws::session_events,
         sessions::append_event,
         ws::account_events,

@@ -71,6 +71,10 @@ pub async fn serve_until(
         ))
     });
 
+    let sandboxes = crate::sandboxes::Sandboxes::from_settings(&cfg.sandboxes)?;
+    if let Some(s) = &sandboxes {
+        tracing::info!(provider = s.kind().as_str(), "managed sessions enabled");
+    }
     let sockets = Arc::new(SocketTracker::default());
     let state = AppState {
         store,
@@ -80,6 +84,7 @@ pub async fn serve_until(
         shutdown: shutdown_rx,
         sockets: sockets.clone(),
         revocations: Default::default(),
+        sandboxes,
     };
     let app = router(state);
     let listener = TcpListener::bind(cfg.listen)

@@ -24,6 +24,8 @@ pub struct AppState {
     pub sockets: Arc<SocketTracker>,
     /// Credentials withdrawn on this replica (closes their WebSockets).
     pub revocations: crate::revocations::Revocations,
+    /// The provider of managed sessions' sandboxes (`None`: this deployment manages none).
+    pub sandboxes: Option<crate::sandboxes::Sandboxes>,
 }
 
 impl FromRef<AppState> for Arc<ServerConfig> {

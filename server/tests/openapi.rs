@@ -92,7 +92,8 @@ fn the_checker_rejects_answers_that_differ_from_the_document() {
     let doc = rclaude_server::openapi::document();
     let me = json!({
         "account": {"id": "a", "name": "alice", "created_at": "2025-01-10T10:00:00Z"},
-        "token": {"id": "t", "prefix": "rcl_abcdefgh"}
+        "token": {"id": "t", "prefix": "rcl_abcdefgh"},
+        "capabilities": {"managed_sessions": "local"}
     });
     Conformance::new(doc.clone()).check(
         "get",
@@ -251,7 +252,10 @@ impl Run {
 
 async fn answers_follow_the_document(db: TestDb) {
     let token = create_account(&db, "alice").await;
-    let server = Server::start(&db, &[]).await;
+    let sandboxes = db.dir.path().join("sandboxes");
+    let flags = sandbox_flags(&sandboxes, &agent_bin());
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let server = Server::start(&db, &flags).await;
     let doc = fetch_document(&server).await;
     let mut run = Run {
         http: reqwest::Client::new(),
@@ -608,9 +612,121 @@ async fn answers_follow_the_document(db: TestDb) {
         .await;
     }
 
+    // Managed sessions: created, paused, resumed and deleted by the server.
+    let created = run
+        .authed(
+            "post",
+            "/v1/sessions",
+            "/v1/sessions",
+            Body::Json(json!({"managed": true, "repository": "acme/managed"})),
+            201,
+        )
+        .await;
+    let mid = created["session"]["id"].as_str().unwrap().to_string();
+    let missing = uuid::Uuid::new_v4().to_string();
+    for (method, template, suffix) in [
+        ("post", "/v1/sessions/{id}/pause", "/pause"),
+        ("post", "/v1/sessions/{id}/resume", "/resume"),
+        ("delete", "/v1/sessions/{id}", ""),
+    ] {
+        run.authed(
+            method,
+            template,
+            &format!("/v1/sessions/{missing}{suffix}"),
+            Body::None,
+            404,
+        )
+        .await;
+        // A session its client runs is not the server's to act on.
+        run.authed(
+            method,
+            template,
+            &format!("/v1/sessions/{sid}{suffix}"),
+            Body::None,
+            409,
+        )
+        .await;
+    }
+    let pause = format!("/v1/sessions/{mid}/pause");
+    let resume = format!("/v1/sessions/{mid}/resume");
+    // The same database served by a server without sandboxes, and by one whose agent cannot
+    // start: 501 and 502 for what needs the provider.
+    let none = Server::start(&db, &["--sandbox-provider", "none"]).await;
+    let broken_flags = sandbox_flags(&sandboxes, std::path::Path::new("/bin/false"));
+    let broken_flags: Vec<&str> = broken_flags.iter().map(String::as_str).collect();
+    let broken = Server::start(&db, &broken_flags).await;
+    let base = std::mem::replace(&mut run.base, none.base.clone());
+    let managed_body = || Body::Json(json!({"managed": true, "repository": "acme/managed"}));
+    run.authed("post", "/v1/sessions", "/v1/sessions", managed_body(), 501)
+        .await;
+    for (method, template, path) in [
+        ("post", "/v1/sessions/{id}/pause", pause.as_str()),
+        ("post", "/v1/sessions/{id}/resume", resume.as_str()),
+        (
+            "delete",
+            "/v1/sessions/{id}",
+            &format!("/v1/sessions/{mid}"),
+        ),
+    ] {
+        run.authed(method, template, path, Body::None, 501).await;
+    }
+    run.base = base.clone();
+    run.authed("post", "/v1/sessions/{id}/pause", &pause, Body::None, 200)
+        .await;
+    run.base = broken.base.clone();
+    run.authed("post", "/v1/sessions", "/v1/sessions", managed_body(), 502)
+        .await;
+    run.authed("post", "/v1/sessions/{id}/resume", &resume, Body::None, 502)
+        .await;
+    run.base = base;
+    assert!(none.terminate().await);
+    assert!(broken.terminate().await);
+    run.authed("post", "/v1/sessions/{id}/resume", &resume, Body::None, 200)
+        .await;
+    // A sandbox the provider lost cannot be resumed.
+    let lost = run
+        .authed(
+            "post",
+            "/v1/sessions",
+            "/v1/sessions",
+            Body::Json(json!({"managed": true, "repository": "acme/lost"})),
+            201,
+        )
+        .await;
+    let lost_id = lost["session"]["id"].as_str().unwrap().to_string();
+    run.authed(
+        "post",
+        "/v1/sessions/{id}/pause",
+        &format!("/v1/sessions/{lost_id}/pause"),
+        Body::None,
+        200,
+    )
+    .await;
+    std::fs::remove_dir_all(sandboxes.join(lost["sandbox"]["id"].as_str().unwrap())).unwrap();
+    run.authed(
+        "post",
+        "/v1/sessions/{id}/resume",
+        &format!("/v1/sessions/{lost_id}/resume"),
+        Body::None,
+        410,
+    )
+    .await;
+    let delete = format!("/v1/sessions/{mid}");
+    run.authed("delete", "/v1/sessions/{id}", &delete, Body::None, 200)
+        .await;
+    run.authed("delete", "/v1/sessions/{id}", &delete, Body::None, 409)
+        .await;
+
     // Every route was called, and every status the document gives was answered and checked
-    // (but a health check with the database down).
-    let unexercised = [("get", "/healthz", 503)];
+    // (but a health check with the database down, and provider failures in the middle of a
+    // pause or delete, or a machine without the `rclaude` executable).
+    let unexercised = [
+        ("get", "/healthz", 503),
+        ("post", "/v1/sessions/{id}/pause", 502),
+        ("delete", "/v1/sessions/{id}", 502),
+        ("post", "/v1/sessions", 503),
+        ("post", "/v1/sessions/{id}/resume", 503),
+    ];
     for (method, path) in routes() {
         let seen = run
             .check

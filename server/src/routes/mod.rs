@@ -1,6 +1,7 @@
 //! HTTP handlers, one file per resource, and the list of every route.
 
 pub mod billing;
+pub mod managed;
 pub mod sessions;
 pub mod system;
 pub mod tokens;
@@ -17,6 +18,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/sessions"),
     ("post", "/v1/sessions"),
     ("get", "/v1/sessions/{id}"),
+    ("delete", "/v1/sessions/{id}"),
+    ("post", "/v1/sessions/{id}/pause"),
+    ("post", "/v1/sessions/{id}/resume"),
     ("get", "/v1/sessions/{id}/events"),
     ("post", "/v1/sessions/{id}/events"),
     ("get", "/v1/events"),

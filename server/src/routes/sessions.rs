@@ -4,7 +4,7 @@ use std::sync::atomic::Ordering;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -17,6 +17,8 @@ use crate::responses::{BAD_JSON, BAD_VALUE, NO_SESSION, NOT_JSON, TOO_LARGE, UNA
 use crate::state::AppState;
 use crate::storage::{NewEvent, NewSession, SessionFilter, StoreError};
 use crate::validate;
+
+use super::managed::{CreateManaged, ManagedBody};
 
 /// Body of `POST /v1/sessions`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -52,34 +54,84 @@ pub struct SessionBody {
     pub session: Session,
 }
 
+/// Body of `POST /v1/sessions`: a session the client runs and reports on, or (with
+/// `"managed": true`) one the server creates and runs.
+#[derive(Debug)]
+pub enum CreateRequest {
+    Reported(CreateSession),
+    Managed(CreateManaged),
+}
+
+/// The document's view of [`CreateRequest`].
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[serde(untagged)]
+pub enum CreateRequestDoc {
+    Reported(CreateSession),
+    Managed(CreateManaged),
+}
+
+impl<'de> Deserialize<'de> for CreateRequest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        // Which shape is decided by `managed`; errors still name the field at fault.
+        fn shape<T: serde::de::DeserializeOwned, E: Error>(v: Value) -> Result<T, E> {
+            serde_path_to_error::deserialize(v).map_err(|e| {
+                let path = e.path().to_string();
+                E::custom(format!("field `{path}`: {}", e.into_inner()))
+            })
+        }
+        let v = Value::deserialize(d)?;
+        if v.get("managed").is_some() {
+            shape(v).map(CreateRequest::Managed)
+        } else {
+            shape(v).map(CreateRequest::Reported)
+        }
+    }
+}
+
 /// Create a session
 ///
-/// Idempotent when the client chooses the `id`: a retry with the same fields answers 200 with
-/// the same session; an `id` that names a different session is a 409.
+/// A reported session (the client runs the sandbox): idempotent when the client chooses the
+/// `id`; a retry with the same fields answers 200 with the same session, an `id` that names a
+/// different session is a 409. A managed session (`"managed": true`): the server creates the
+/// sandbox and answers how to reach its envd (`sandbox`); idempotent by the `Idempotency-Key`
+/// header (a retry answers 200 with the same session).
 #[utoipa::path(
     post,
     path = "/v1/sessions",
     operation_id = "create_session",
     tag = "sessions",
-    request_body = CreateSession,
+    request_body = CreateRequestDoc,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Managed sessions: a retry with the same key answers the same session")),
     security(("bearer" = [])),
     responses(
-        (status = 201, description = "Created", body = SessionBody),
-        (status = 200, description = "Already created with this `id` and the same fields", body = SessionBody),
+        (status = 201, description = "Created", body = ManagedBody),
+        (status = 200, description = "Already created with this `id` (or `Idempotency-Key`) and the same fields", body = ManagedBody),
         (status = 400, description = BAD_JSON, body = ErrorBody),
         (status = 401, description = UNAUTHORIZED, body = ErrorBody),
         (status = 409, description = "The `id` names a different session (`session_id_conflict`)", body = ErrorBody),
         (status = 413, description = TOO_LARGE, body = ErrorBody),
         (status = 415, description = NOT_JSON, body = ErrorBody),
         (status = 422, description = BAD_VALUE, body = ErrorBody),
+        (status = 501, description = "A managed session, and this server manages no sandboxes", body = ErrorBody),
+        (status = 502, description = "A managed session, and the sandbox provider failed", body = ErrorBody),
+        (status = 503, description = "A managed session, and the sandbox provider cannot be used on this machine", body = ErrorBody),
     )
 )]
 pub async fn create(
     State(state): State<AppState>,
     Auth(p): Auth,
     now: Now,
-    ApiJson(body): ApiJson<CreateSession>,
-) -> Result<(StatusCode, Json<SessionBody>), ApiError> {
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<CreateRequest>,
+) -> Result<(StatusCode, Json<ManagedBody>), ApiError> {
+    let body = match body {
+        CreateRequest::Managed(m) => {
+            return super::managed::create(&state, &p.account_id, now, &headers, m).await;
+        }
+        CreateRequest::Reported(b) => b,
+    };
     validate::repository(&body.repository)?;
     validate::branch(&body.branch)?;
     validate::provider(&body.provider)?;
@@ -100,6 +152,8 @@ pub async fn create(
         provider: body.provider,
         sandbox_id: body.sandbox_id,
         config_hash: body.config_hash,
+        managed: false,
+        idempotency_key: None,
     };
     let (session, created) = state
         .store
@@ -120,7 +174,13 @@ pub async fn create(
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(SessionBody { session })))
+    Ok((
+        status,
+        Json(ManagedBody {
+            session,
+            sandbox: None,
+        }),
+    ))
 }
 
 /// Query of `GET /v1/sessions`: filters (all optional, combined with AND) and paging.
@@ -317,6 +377,7 @@ pub async fn append_event(
         kind,
         idempotency_key: body.idempotency_key,
         data,
+        by_server: false,
     };
     let out = state
         .store
@@ -324,6 +385,7 @@ pub async fn append_event(
         .await
         .map_err(|e| match e {
             StoreError::NotFound => ApiError::session_not_found(&id),
+            StoreError::Managed(m) => ApiError::conflict("session_managed", m),
             StoreError::Conflict(m) => ApiError::conflict("idempotency_key_reused", m),
             e => e.into(),
         })?;

@@ -20,6 +20,17 @@ use crate::validate;
 pub struct Me {
     pub account: Account,
     pub token: TokenRef,
+    /// What this server offers its clients.
+    pub capabilities: Capabilities,
+}
+
+/// What a server offers its clients.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Capabilities {
+    /// The provider of managed sessions (`POST /v1/sessions` with `"managed": true`): `local`,
+    /// `e2b`, `daytona` or `northflank`; null when this server manages no sandboxes.
+    #[schema(required = true)]
+    pub managed_sessions: Option<String>,
 }
 
 /// The token a request was made with.
@@ -50,6 +61,12 @@ pub async fn me(State(state): State<AppState>, Auth(p): Auth) -> Result<Json<Me>
         token: TokenRef {
             id: p.token_id,
             prefix: p.token_prefix,
+        },
+        capabilities: Capabilities {
+            managed_sessions: state
+                .sandboxes
+                .as_ref()
+                .map(|s| s.kind().as_str().to_string()),
         },
     }))
 }

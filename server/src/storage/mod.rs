@@ -27,6 +27,9 @@ pub enum StoreError {
     NotFound,
     #[error("{0}")]
     Conflict(String),
+    /// A client tried to change the state of a session the server manages.
+    #[error("{0}")]
+    Managed(String),
     #[error("{0}")]
     InvalidTransition(#[from] TransitionError),
     #[error("database error: {0}")]
@@ -73,6 +76,10 @@ pub struct NewSession {
     pub provider: String,
     pub sandbox_id: Option<String>,
     pub config_hash: Option<String>,
+    /// The server created the sandbox and owns its lifecycle (and billing).
+    pub managed: bool,
+    /// The create request's `Idempotency-Key` (managed sessions).
+    pub idempotency_key: Option<String>,
 }
 
 /// A new event (validated by the caller).
@@ -81,6 +88,8 @@ pub struct NewEvent {
     pub kind: EventKind,
     pub idempotency_key: String,
     pub data: Value,
+    /// Recorded by the server itself (a managed session's transitions), not sent by a client.
+    pub by_server: bool,
 }
 
 /// Filters of `GET /v1/sessions`.
@@ -172,7 +181,7 @@ macro_rules! session_select {
     () => {
         "SELECT s.id, r.name, s.branch, s.provider, s.sandbox_id, s.config_hash, s.state, \
          s.created_at_ms, s.updated_at_ms, s.last_seen_s, s.active_since_s, s.active_closed_s, \
-         s.last_seq, s.account_id \
+         s.last_seq, s.account_id, s.managed \
          FROM sessions s JOIN repositories r ON r.id = s.repository_id "
     };
 }
@@ -180,7 +189,7 @@ macro_rules! session_select {
 /// The columns of `session_select!` (without the FROM clause).
 const SESSION_COLS: &str = "SELECT s.id, r.name, s.branch, s.provider, s.sandbox_id, \
      s.config_hash, s.state, s.created_at_ms, s.updated_at_ms, s.last_seen_s, s.active_since_s, \
-     s.active_closed_s, s.last_seq, s.account_id";
+     s.active_closed_s, s.last_seq, s.account_id, s.managed";
 
 const METER_COLS: &str = "id, source, interval_id, account_id, customer_id, event_name, value, \
      timestamp_s, state, attempts, next_attempt_ms, last_error, created_at_ms, sent_at_ms";
@@ -234,6 +243,18 @@ struct SessionRow {
     active_since_s: Option<i64>,
     active_closed_s: i64,
     last_seq: i64,
+    managed: bool,
+}
+
+/// How long after its last sign of life a session stays billable: the configured grace for
+/// sessions clients report on, unbounded for managed ones (the server itself closes their
+/// intervals when it pauses, stops or loses the sandbox).
+pub(crate) fn grace_s(prices: &Prices, managed: bool) -> i64 {
+    if managed {
+        i64::MAX / 4
+    } else {
+        prices.heartbeat_grace_s
+    }
 }
 
 impl SessionRow {
@@ -252,6 +273,7 @@ impl SessionRow {
             active_since_s: r.try_get(10)?,
             active_closed_s: r.try_get(11)?,
             last_seq: r.try_get(12)?,
+            managed: r.try_get::<i64, _>("managed")? != 0,
         })
     }
 
@@ -265,7 +287,7 @@ impl SessionRow {
 
     /// The API view at `now_s` (the open interval cut at last sign of life + grace).
     fn to_session(&self, prices: &Prices, now_s: i64) -> Session {
-        let open = metering::effective_end(&self.meter(), now_s, prices.heartbeat_grace_s)
+        let open = metering::effective_end(&self.meter(), now_s, grace_s(prices, self.managed))
             .map(|(a, b)| b - a)
             .unwrap_or(0);
         let active_seconds = self.active_closed_s + open;
@@ -283,6 +305,7 @@ impl SessionRow {
             active_seconds,
             cost_micros: crate::billing::active_amount(active_seconds, prices.hour_micros),
             last_seq: self.last_seq,
+            managed: self.managed,
         }
     }
 }

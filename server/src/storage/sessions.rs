@@ -36,8 +36,9 @@ impl Store {
                 .try_get(0)?;
         let inserted = sqlx::query(
             "INSERT INTO sessions (id, account_id, repository_id, branch, provider, sandbox_id, \
-             config_hash, state, created_at_ms, updated_at_ms, last_seen_s, active_closed_s, last_seq) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'created', $8, $8, $9, 0, 1) \
+             config_hash, state, created_at_ms, updated_at_ms, last_seen_s, active_closed_s, last_seq, \
+             managed, idempotency_key) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'created', $8, $8, $9, 0, 1, $10, $11) \
              ON CONFLICT (id) DO NOTHING",
         )
         .bind(&new.id)
@@ -49,6 +50,8 @@ impl Store {
         .bind(&new.config_hash)
         .bind(now_ms)
         .bind(now_s)
+        .bind(i64::from(new.managed))
+        .bind(&new.idempotency_key)
         .execute(&mut *tx)
         .await?
         .rows_affected()
@@ -92,6 +95,25 @@ impl Store {
         self.announce(&mut conn, live, &event.id).await;
         drop(conn);
         Ok((session, true))
+    }
+
+    /// The managed session an account created with this `Idempotency-Key`, if any.
+    pub async fn session_by_idempotency_key(
+        &self,
+        account_id: &str,
+        key: &str,
+        now_ms: i64,
+    ) -> Result<Option<Session>> {
+        let row = sqlx::query(concat!(
+            session_select!(),
+            "WHERE s.account_id = $1 AND s.idempotency_key = $2"
+        ))
+        .bind(account_id)
+        .bind(key)
+        .fetch_optional(&self.db.read)
+        .await?;
+        row.map(|r| self.session_from_row(&r, now_ms.div_euclid(1000)))
+            .transpose()
     }
 
     /// One session of an account.
@@ -238,7 +260,8 @@ impl Store {
             "UPDATE sessions SET last_seq = last_seq + 1 WHERE id = $1 AND account_id = $2 \
              RETURNING id, (SELECT r.name FROM repositories r WHERE r.id = sessions.repository_id), \
              branch, provider, sandbox_id, config_hash, state, created_at_ms, updated_at_ms, \
-             last_seen_s, active_since_s, active_closed_s, last_seq, account_id, repository_id",
+             last_seen_s, active_since_s, active_closed_s, last_seq, account_id, repository_id, \
+             managed",
         )
         .bind(session_id)
         .bind(account_id)
@@ -268,10 +291,26 @@ impl Store {
             };
         }
 
+        if sr.managed && !new.by_server && new.kind.changes_state() {
+            tx.rollback().await?;
+            return Err(StoreError::Managed(format!(
+                "session {session_id} is managed by the server: its state changes through \
+                 POST /v1/sessions/{{id}}/pause, /resume and DELETE /v1/sessions/{{id}}, not \
+                 through `{}` events",
+                new.kind.as_str()
+            )));
+        }
         // Server time, never before the session's previous event.
         let now_ms = now_ms.max(sr.updated_at_ms);
         let now_s = now_ms.div_euclid(1000);
-        let tr = metering::apply(sr.meter(), new.kind, now_s, self.prices.heartbeat_grace_s)?;
+        // A managed session's interval is never cut at a last sign of life (its grace is
+        // unbounded): client reports say it is in use but cannot end or extend its billing.
+        let tr = metering::apply(
+            sr.meter(),
+            new.kind,
+            now_s,
+            grace_s(&self.prices, sr.managed),
+        )?;
         let event = Event {
             id: uuid::Uuid::new_v4().to_string(),
             session_id: session_id.to_string(),

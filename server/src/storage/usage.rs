@@ -33,7 +33,7 @@ impl Store {
             });
         }
         let rows = sqlx::query(
-            "SELECT r.name, s.active_since_s, s.last_seen_s FROM sessions s \
+            "SELECT r.name, s.active_since_s, s.last_seen_s, s.managed FROM sessions s \
              JOIN repositories r ON r.id = s.repository_id \
              WHERE s.account_id = $1 AND s.active_since_s IS NOT NULL AND s.active_since_s < $2",
         )
@@ -47,9 +47,11 @@ impl Store {
                 active_since_s: r.try_get(1)?,
                 last_seen_s: r.try_get(2)?,
             };
-            if let Some((start_s, end_s)) =
-                metering::effective_end(&m, now_s, self.prices.heartbeat_grace_s)
-                && end_s > from_s
+            if let Some((start_s, end_s)) = metering::effective_end(
+                &m,
+                now_s,
+                grace_s(&self.prices, r.try_get::<i64, _>(3)? != 0),
+            ) && end_s > from_s
                 && end_s > start_s
             {
                 out.push(Interval {
@@ -205,7 +207,7 @@ impl Store {
         .bind(to_s)
         .fetch_all(db);
         let open = sqlx::query(
-            "SELECT repository_id, active_since_s, last_seen_s FROM sessions \
+            "SELECT repository_id, active_since_s, last_seen_s, managed FROM sessions \
              WHERE account_id = $1 AND active_since_s IS NOT NULL AND active_since_s < $2",
         )
         .bind(account_id)
@@ -273,9 +275,11 @@ impl Store {
                 active_since_s: r.try_get(1)?,
                 last_seen_s: r.try_get(2)?,
             };
-            if let Some((start_s, end_s)) =
-                metering::effective_end(&m, now_s, self.prices.heartbeat_grace_s)
-                && end_s > from_s
+            if let Some((start_s, end_s)) = metering::effective_end(
+                &m,
+                now_s,
+                grace_s(&self.prices, r.try_get::<i64, _>(3)? != 0),
+            ) && end_s > from_s
                 && end_s > start_s
             {
                 intervals.push(Interval {
@@ -362,7 +366,7 @@ impl Store {
             q = q.bind(id);
         }
         for r in q.fetch_all(&self.db.read).await? {
-            let rid: String = r.try_get(14)?;
+            let rid: String = r.try_get("rid")?;
             out.entry(rid)
                 .or_default()
                 .push(self.session_from_row(&r, now_s)?);

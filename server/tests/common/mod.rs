@@ -137,6 +137,32 @@ pub async fn create_account(db: &TestDb, name: &str) -> String {
     out.lines().last().expect("a token line").trim().to_string()
 }
 
+/// The `rclaude` executable a server runs local sandboxes' agents with (built when missing).
+pub fn agent_bin() -> PathBuf {
+    let dir = std::path::Path::new(BIN).parent().expect("target dir");
+    let bin = dir.join("rclaude");
+    if !bin.is_file() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let ok = std::process::Command::new(cargo)
+            .args(["build", "-p", "rclaude", "--bin", "rclaude"])
+            .status()
+            .expect("cargo build")
+            .success();
+        assert!(ok, "building the rclaude binary for the agent failed");
+    }
+    bin
+}
+
+/// Flags for a server whose managed sandboxes live in `dir`, run by `agent`.
+pub fn sandbox_flags(dir: &std::path::Path, agent: &std::path::Path) -> Vec<String> {
+    vec![
+        "--sandboxes-dir".into(),
+        dir.display().to_string(),
+        "--agent-bin".into(),
+        agent.display().to_string(),
+    ]
+}
+
 /// A running `rclaude-server` process.
 pub struct Server {
     pub base: String,

@@ -140,6 +140,11 @@ impl EnvdClient {
         &self.base
     }
 
+    /// The access token sent with every request, if any.
+    pub fn access_token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

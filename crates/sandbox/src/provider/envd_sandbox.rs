@@ -13,8 +13,8 @@ use crate::envd::proto::{
     Signal, StartRequest,
 };
 use crate::provider::{
-    Command, Entry, ExecEvent, ExecRequest, ExecStream, ExitStatus, FileUpload, ProcessEntry,
-    Progress, PtyInput, PtyRequest, PtySession, Sandbox, SandboxError,
+    Command, Entry, EnvdAccess, ExecEvent, ExecRequest, ExecStream, ExitStatus, FileUpload,
+    ProcessEntry, Progress, PtyInput, PtyRequest, PtySession, Sandbox, SandboxError,
 };
 
 /// A sandbox reached through an envd endpoint.
@@ -156,6 +156,13 @@ impl Sandbox for EnvdSandbox {
 
     fn workdir(&self) -> &str {
         &self.workdir
+    }
+
+    fn envd_access(&self) -> Option<EnvdAccess> {
+        Some(EnvdAccess {
+            url: self.client.base_url().to_string(),
+            access_token: self.client.access_token().map(str::to_string),
+        })
     }
 
     async fn exec(&self, req: ExecRequest) -> Result<ExecStream, SandboxError> {

@@ -61,6 +61,8 @@ pub struct AgentState {
 #[derive(Debug, Clone)]
 pub struct LocalProvider {
     base: PathBuf,
+    /// The executable that runs `agent` (default: this one, or `RCLAUDE_AGENT_BIN`).
+    agent_bin: Option<PathBuf>,
 }
 
 impl Default for LocalProvider {
@@ -74,6 +76,16 @@ impl LocalProvider {
     pub fn new() -> Self {
         LocalProvider {
             base: crate::dirs::data_dir().join("sandboxes"),
+            agent_bin: None,
+        }
+    }
+
+    /// Sandboxes under `base`, their agents run by `agent_bin agent ...` (an `rclaude`
+    /// executable): how a server that is not itself `rclaude` hosts local sandboxes.
+    pub fn at(base: PathBuf, agent_bin: PathBuf) -> Self {
+        LocalProvider {
+            base,
+            agent_bin: Some(agent_bin),
         }
     }
 
@@ -133,7 +145,10 @@ impl LocalProvider {
             .append(true)
             .open(dir.join("agent.log"))
             .map_err(|e| io_err(format!("opening {}", dir.join("agent.log").display()), e))?;
-        let exe = agent_binary()?;
+        let exe = match &self.agent_bin {
+            Some(p) => p.clone(),
+            None => agent_binary()?,
+        };
         let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
         let local_bin = home.join(".local/bin");
         let mut cmd = std::process::Command::new(&exe);

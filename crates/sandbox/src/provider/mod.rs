@@ -16,6 +16,25 @@ use serde::{Deserialize, Serialize};
 
 pub use entry::{Entry, EntryKind};
 
+/// Where a sandbox's envd listens and the token it requires.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EnvdAccess {
+    pub url: String,
+    pub access_token: Option<String>,
+}
+
+impl std::fmt::Debug for EnvdAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnvdAccess")
+            .field("url", &self.url)
+            .field(
+                "access_token",
+                &self.access_token.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
 pub mod daytona;
 pub mod download;
 pub mod e2b;
@@ -377,6 +396,11 @@ pub trait Sandbox: Send + Sync {
     fn id(&self) -> &str;
     /// Absolute path of the repository inside the sandbox.
     fn workdir(&self) -> &str;
+    /// How a client reaches this sandbox's envd directly (URL and access token), when it speaks
+    /// envd: what a server hands to the clients of a sandbox it manages.
+    fn envd_access(&self) -> Option<EnvdAccess> {
+        None
+    }
     /// Start a process and stream its events.
     async fn exec(&self, req: ExecRequest) -> Result<ExecStream, SandboxError>;
     /// Send a signal (`SIGTERM` or `SIGKILL`) to a process.

@@ -1,0 +1,348 @@
+//! Managed sessions: the server creates the sandbox (`POST /v1/sessions` with `"managed": true`),
+//! pauses, resumes and deletes it, and records each transition itself, so billing follows the
+//! server's own observations. Clients then talk to the sandbox's envd directly with the URL and
+//! the per-sandbox token these answers carry; the server is never in the data path.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::auth::Auth;
+use crate::clock::Now;
+use crate::error::{ApiError, ApiPath, ErrorBody};
+use crate::model::{EventKind, Session};
+use crate::responses::{NO_SESSION, UNAUTHORIZED};
+use crate::sandboxes::{Reached, Sandboxes};
+use crate::state::AppState;
+use crate::storage::{NewEvent, NewSession};
+use crate::validate;
+
+use super::sessions::session_path_id;
+
+/// Body of `POST /v1/sessions` creating a managed session.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateManaged {
+    /// `true`: the server creates and owns the sandbox.
+    pub managed: bool,
+    /// E.g. `github.com/acme/app`: 1 to 300 characters, no control characters or surrounding
+    /// spaces.
+    #[schema(min_length = 1, max_length = 300)]
+    pub repository: String,
+    /// The session's name, also the branch it works on (default `main`); 1 to 255 characters.
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 255)]
+    pub name: Option<String>,
+}
+
+/// How a client reaches a managed session's sandbox: its envd, directly.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SandboxAccess {
+    /// The provider's sandbox id.
+    pub id: String,
+    /// Base URL of the sandbox's envd (process and file APIs).
+    pub envd_url: String,
+    /// Send as `X-Access-Token`; valid for this one sandbox only.
+    #[schema(required = true)]
+    pub access_token: Option<String>,
+    /// The repository's directory inside the sandbox.
+    pub workdir: String,
+}
+
+/// A managed session and, while it runs, how to reach its sandbox.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ManagedBody {
+    pub session: Session,
+    /// Absent once the session is paused or stopped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<SandboxAccess>,
+}
+
+fn access(r: Reached) -> Result<SandboxAccess, ApiError> {
+    let a = r.access.ok_or_else(|| {
+        ApiError::internal("the sandbox provider gives no direct envd access for this sandbox")
+    })?;
+    Ok(SandboxAccess {
+        id: r.sandbox_id,
+        envd_url: a.url,
+        access_token: a.access_token,
+        workdir: r.workdir,
+    })
+}
+
+fn sandboxes(state: &AppState) -> Result<&Sandboxes, ApiError> {
+    state.sandboxes.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "managed_sessions_disabled",
+            "this server manages no sandboxes (started with --sandbox-provider none); report a \
+             session you run yourself instead (without `managed`)",
+        )
+    })
+}
+
+/// The `Idempotency-Key` header, when sent: 1 to 200 visible ASCII characters.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = v
+        .to_str()
+        .map_err(|_| ApiError::invalid("Idempotency-Key: visible ASCII characters only"))?;
+    validate::idempotency_key(key)?;
+    Ok(Some(key.to_string()))
+}
+
+/// Record a transition the server made (its own clock, its own idempotency key).
+async fn record(
+    state: &AppState,
+    account_id: &str,
+    session_id: &str,
+    kind: EventKind,
+    now: Now,
+) -> Result<Session, ApiError> {
+    let new = NewEvent {
+        kind,
+        idempotency_key: format!("server:{}:{}", kind.as_str(), uuid::Uuid::new_v4()),
+        data: serde_json::json!({ "by": "server" }),
+        by_server: true,
+    };
+    Ok(state
+        .store
+        .append_event(account_id, session_id, &new, now.ms())
+        .await?
+        .session)
+}
+
+/// `POST /v1/sessions` with `"managed": true` (dispatched from `sessions::create`).
+pub async fn create(
+    state: &AppState,
+    account_id: &str,
+    now: Now,
+    headers: &HeaderMap,
+    body: CreateManaged,
+) -> Result<(StatusCode, Json<ManagedBody>), ApiError> {
+    if !body.managed {
+        return Err(ApiError::invalid("`managed` must be true here"));
+    }
+    validate::repository(&body.repository)?;
+    let branch = body.name.unwrap_or_else(|| "main".to_string());
+    validate::branch(&branch)?;
+    let key = idempotency_key(headers)?;
+    let sandboxes = sandboxes(state)?;
+    if let Some(k) = &key
+        && let Some(existing) = state
+            .store
+            .session_by_idempotency_key(account_id, k, now.ms())
+            .await?
+    {
+        return again(state, sandboxes, existing).await;
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    let reached = sandboxes.create(&body.repository, &id, account_id).await?;
+    let new = NewSession {
+        id: id.clone(),
+        repository: body.repository,
+        branch,
+        provider: sandboxes.kind().as_str().to_string(),
+        sandbox_id: Some(reached.sandbox_id.clone()),
+        config_hash: None,
+        managed: true,
+        idempotency_key: key.clone(),
+    };
+    if let Err(e) = state.store.create_session(account_id, &new, now.ms()).await {
+        // Not recorded: the sandbox must not live on unbilled. A concurrent create with the
+        // same key won the race: answer its session.
+        let _ = sandboxes.kill(&reached.sandbox_id).await;
+        if let Some(k) = &key
+            && let Some(existing) = state
+                .store
+                .session_by_idempotency_key(account_id, k, now.ms())
+                .await?
+        {
+            return again(state, sandboxes, existing).await;
+        }
+        return Err(e.into());
+    }
+    let session = record(state, account_id, &id, EventKind::Started, now).await?;
+    state
+        .metrics
+        .sessions_created
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Ok((
+        StatusCode::CREATED,
+        Json(ManagedBody {
+            session,
+            sandbox: Some(access(reached)?),
+        }),
+    ))
+}
+
+/// A retried create: the session it made, reachable again while it runs.
+async fn again(
+    _state: &AppState,
+    sandboxes: &Sandboxes,
+    session: Session,
+) -> Result<(StatusCode, Json<ManagedBody>), ApiError> {
+    let sandbox = match (&session.sandbox_id, session.state.as_str()) {
+        (Some(sid), "running") => Some(access(sandboxes.reach(sid).await?)?),
+        _ => None,
+    };
+    Ok((StatusCode::OK, Json(ManagedBody { session, sandbox })))
+}
+
+/// A managed session of the caller's account, or the error that says why not.
+async fn managed_session(
+    state: &AppState,
+    account_id: &str,
+    id: &str,
+    now: Now,
+) -> Result<(String, Session), ApiError> {
+    let sid = session_path_id(id)?;
+    let session = state
+        .store
+        .get_session(account_id, &sid, now.s())
+        .await?
+        .ok_or_else(|| ApiError::session_not_found(id))?;
+    if !session.managed {
+        return Err(ApiError::conflict(
+            "session_not_managed",
+            format!(
+                "session `{id}` runs in a sandbox its client controls; pause or stop it there \
+                 (`rclaude pause` / `rclaude down`)"
+            ),
+        ));
+    }
+    if session.state == "stopped" {
+        return Err(ApiError::conflict(
+            "session_stopped",
+            format!("session `{id}` is stopped; create a new one"),
+        ));
+    }
+    Ok((sid, session))
+}
+
+fn sandbox_id(session: &Session) -> Result<&str, ApiError> {
+    session
+        .sandbox_id
+        .as_deref()
+        .ok_or_else(|| ApiError::internal("a managed session without a sandbox id"))
+}
+
+/// Pause a managed session
+///
+/// Pauses the sandbox at the provider and stops billing active time. Pausing a paused session
+/// changes nothing.
+#[utoipa::path(
+    post,
+    path = "/v1/sessions/{id}/pause",
+    operation_id = "pause_session",
+    tag = "sessions",
+    params(("id" = String, Path, description = "Session id (UUID)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Paused", body = ManagedBody),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 404, description = NO_SESSION, body = ErrorBody),
+        (status = 409, description = "Not a managed session (`session_not_managed`) or stopped (`session_stopped`)", body = ErrorBody),
+        (status = 501, description = "This server manages no sandboxes", body = ErrorBody),
+        (status = 502, description = "The sandbox provider failed", body = ErrorBody),
+    )
+)]
+pub async fn pause(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    now: Now,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<ManagedBody>, ApiError> {
+    let (sid, session) = managed_session(&state, &p.account_id, &id, now).await?;
+    if session.state == "paused" {
+        return Ok(Json(ManagedBody {
+            session,
+            sandbox: None,
+        }));
+    }
+    sandboxes(&state)?.pause(sandbox_id(&session)?).await?;
+    let session = record(&state, &p.account_id, &sid, EventKind::Paused, now).await?;
+    Ok(Json(ManagedBody {
+        session,
+        sandbox: None,
+    }))
+}
+
+/// Resume a managed session
+///
+/// Resumes the sandbox and answers how to reach it. Resuming a running session only answers
+/// how to reach it (what another machine of the same account does to join the session).
+#[utoipa::path(
+    post,
+    path = "/v1/sessions/{id}/resume",
+    operation_id = "resume_session",
+    tag = "sessions",
+    params(("id" = String, Path, description = "Session id (UUID)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Running", body = ManagedBody),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 404, description = NO_SESSION, body = ErrorBody),
+        (status = 409, description = "Not a managed session (`session_not_managed`) or stopped (`session_stopped`)", body = ErrorBody),
+        (status = 410, description = "The provider lost the sandbox (`sandbox_gone`)", body = ErrorBody),
+        (status = 501, description = "This server manages no sandboxes", body = ErrorBody),
+        (status = 502, description = "The sandbox provider failed", body = ErrorBody),
+        (status = 503, description = "The sandbox provider cannot be used on this machine", body = ErrorBody),
+    )
+)]
+pub async fn resume(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    now: Now,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<ManagedBody>, ApiError> {
+    let (sid, session) = managed_session(&state, &p.account_id, &id, now).await?;
+    let reached = sandboxes(&state)?.reach(sandbox_id(&session)?).await?;
+    let session = if session.state == "running" {
+        session
+    } else {
+        record(&state, &p.account_id, &sid, EventKind::Resumed, now).await?
+    };
+    Ok(Json(ManagedBody {
+        session,
+        sandbox: Some(access(reached)?),
+    }))
+}
+
+/// Delete a managed session
+///
+/// Kills the sandbox (its files are gone) and stops the session; billing ends now.
+#[utoipa::path(
+    delete,
+    path = "/v1/sessions/{id}",
+    operation_id = "delete_session",
+    tag = "sessions",
+    params(("id" = String, Path, description = "Session id (UUID)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Stopped; the sandbox is gone", body = ManagedBody),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 404, description = NO_SESSION, body = ErrorBody),
+        (status = 409, description = "Not a managed session (`session_not_managed`) or already stopped (`session_stopped`)", body = ErrorBody),
+        (status = 501, description = "This server manages no sandboxes", body = ErrorBody),
+        (status = 502, description = "The sandbox provider failed", body = ErrorBody),
+    )
+)]
+pub async fn delete(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    now: Now,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<ManagedBody>, ApiError> {
+    let (sid, session) = managed_session(&state, &p.account_id, &id, now).await?;
+    sandboxes(&state)?.kill(sandbox_id(&session)?).await?;
+    let session = record(&state, &p.account_id, &sid, EventKind::Stopped, now).await?;
+    Ok(Json(ManagedBody {
+        session,
+        sandbox: None,
+    }))
+}

@@ -1,0 +1,168 @@
+//! Managed sandboxes: the provider this server creates, pauses, resumes and kills sandboxes with
+//! (the same provider library the CLI uses in direct mode). Provider keys come from the server's
+//! environment and never leave this module: answers carry only a sandbox's envd URL and its
+//! per-sandbox access token.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use rclaude_sandbox::ProviderKind;
+use rclaude_sandbox::provider::{EnvdAccess, Provider, ProviderError, SandboxSpec};
+
+use crate::config::SandboxSettings;
+use crate::error::ApiError;
+
+/// The provider of this deployment's managed sandboxes.
+#[derive(Clone)]
+pub struct Sandboxes {
+    kind: ProviderKind,
+    /// `Err`: why this provider cannot be used on this machine (said on every request).
+    provider: Result<Arc<dyn Provider>, String>,
+}
+
+impl std::fmt::Debug for Sandboxes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sandboxes")
+            .field("provider", &self.kind.as_str())
+            .finish()
+    }
+}
+
+/// A sandbox just created or resumed, and how clients reach it.
+#[derive(Debug, Clone)]
+pub struct Reached {
+    pub sandbox_id: String,
+    pub workdir: String,
+    pub access: Option<EnvdAccess>,
+}
+
+impl Sandboxes {
+    /// The provider the settings name; `None` when the deployment manages no sandboxes.
+    pub fn from_settings(s: &SandboxSettings) -> anyhow::Result<Option<Sandboxes>> {
+        let Some(kind) = s.provider else {
+            return Ok(None);
+        };
+        let provider: Result<Arc<dyn Provider>, String> = match kind {
+            ProviderKind::Local => match s.agent_bin.clone().or_else(find_agent_bin) {
+                Some(agent) => Ok(Arc::new(
+                    rclaude_sandbox::provider::local::LocalProvider::at(s.dir.clone(), agent),
+                )),
+                None => {
+                    let why = "managed sandboxes on the local provider need the `rclaude` \
+                               executable (it runs each sandbox's agent): put it beside \
+                               rclaude-server or on PATH, or start the server with --agent-bin"
+                        .to_string();
+                    tracing::warn!("{why}");
+                    Err(why)
+                }
+            },
+            other => Ok(Arc::from(
+                rclaude_sandbox::provider::select::for_kind(other)
+                    .map_err(|e| anyhow::anyhow!("sandbox provider {}: {e}", other.as_str()))?,
+            )),
+        };
+        Ok(Some(Sandboxes { kind, provider }))
+    }
+
+    pub fn kind(&self) -> ProviderKind {
+        self.kind
+    }
+
+    fn provider(&self) -> Result<&Arc<dyn Provider>, ApiError> {
+        self.provider.as_ref().map_err(|why| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "sandbox_provider_unavailable",
+                why.clone(),
+            )
+        })
+    }
+
+    /// Create a sandbox for `repository` and connect to it.
+    pub async fn create(
+        &self,
+        repository: &str,
+        session_id: &str,
+        account_id: &str,
+    ) -> Result<Reached, ApiError> {
+        let spec = SandboxSpec {
+            name: repository
+                .rsplit('/')
+                .next()
+                .unwrap_or(repository)
+                .to_string(),
+            workdir: "/home/user/workspace".into(),
+            metadata: [
+                ("rclaude.repo".to_string(), repository.to_string()),
+                ("rclaude.session".to_string(), session_id.to_string()),
+                ("rclaude.account".to_string(), account_id.to_string()),
+                ("rclaude.managed".to_string(), "true".to_string()),
+            ]
+            .into(),
+            ..SandboxSpec::default()
+        };
+        let info = self
+            .provider()?
+            .create(&spec)
+            .await
+            .map_err(provider_error)?;
+        self.reach(&info.id).await
+    }
+
+    /// Connect to (and so resume) a sandbox.
+    pub async fn reach(&self, sandbox_id: &str) -> Result<Reached, ApiError> {
+        let sandbox = self
+            .provider()?
+            .connect(sandbox_id)
+            .await
+            .map_err(provider_error)?;
+        Ok(Reached {
+            sandbox_id: sandbox_id.to_string(),
+            workdir: sandbox.workdir().to_string(),
+            access: sandbox.envd_access(),
+        })
+    }
+
+    pub async fn pause(&self, sandbox_id: &str) -> Result<(), ApiError> {
+        self.provider()?
+            .pause(sandbox_id)
+            .await
+            .map_err(provider_error)
+    }
+
+    /// Kill a sandbox; one that is already gone is not an error.
+    pub async fn kill(&self, sandbox_id: &str) -> Result<(), ApiError> {
+        match self.provider()?.kill(sandbox_id).await {
+            Ok(()) | Err(ProviderError::NotFound(_)) => Ok(()),
+            Err(e) => Err(provider_error(e)),
+        }
+    }
+}
+
+/// A provider failure as an API error (its message never carries a key: providers redact).
+fn provider_error(e: ProviderError) -> ApiError {
+    tracing::warn!(error = %e, "sandbox provider call failed");
+    match e {
+        ProviderError::NotFound(m) => ApiError::new(StatusCode::GONE, "sandbox_gone", m),
+        ProviderError::Config(m) => ApiError::invalid(m),
+        other => ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "sandbox_provider",
+            format!("the sandbox provider failed: {other}"),
+        ),
+    }
+}
+
+/// `rclaude` beside this executable, else on PATH.
+fn find_agent_bin() -> Option<PathBuf> {
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|d| d.join("rclaude")))
+        .filter(|p| p.is_file());
+    beside.or_else(|| {
+        std::env::split_paths(&std::env::var_os("PATH")?)
+            .map(|d| d.join("rclaude"))
+            .find(|p| p.is_file())
+    })
+}

@@ -1,0 +1,324 @@
+//! Managed sessions against the real server binary, a real database (SQLite and PostgreSQL) and
+//! the local provider's real agents: the server creates, pauses, resumes and deletes sandboxes,
+//! clients reach them through envd directly, and billing follows the server's own transitions.
+
+mod common;
+
+use std::path::Path;
+
+use common::{Engine, Server, TestDb, create_account};
+use rclaude_sandbox::envd::client::EnvdClient;
+use rclaude_sandbox::provider::envd_sandbox::EnvdSandbox;
+use rclaude_sandbox::provider::{ExecRequest, run};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const T0: &str = "2026-03-02T10:00:00Z";
+
+async fn start(db: &TestDb, sandboxes: &Path) -> Server {
+    let flags = common::sandbox_flags(sandboxes, &common::agent_bin());
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    Server::start(db, &flags).await
+}
+
+/// `POST /v1/sessions` for a managed session, with an optional Idempotency-Key, at `at`.
+async fn create(
+    c: &common::Client,
+    body: Value,
+    key: Option<&str>,
+    at: &str,
+) -> (StatusCode, Value) {
+    let mut req = c
+        .http
+        .post(format!("{}/v1/sessions", c.base))
+        .bearer_auth(&c.token)
+        .header("x-rclaude-now", at)
+        .json(&body);
+    if let Some(k) = key {
+        req = req.header("idempotency-key", k);
+    }
+    let resp = req.send().await.expect("request");
+    let status = resp.status();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+async fn act(
+    c: &common::Client,
+    method: reqwest::Method,
+    path: &str,
+    at: &str,
+) -> (StatusCode, Value) {
+    c.send(method, path, None, Some(at)).await
+}
+
+/// Run a shell command in the sandbox through its envd, as a client of the session would.
+async fn exec(sandbox: &Value, cmd: &str) -> Result<String, String> {
+    let client = EnvdClient::new(
+        sandbox["envd_url"].as_str().unwrap(),
+        sandbox["access_token"].as_str().map(str::to_string),
+        Default::default(),
+    )
+    .map_err(|e| e.to_string())?;
+    let sbx = EnvdSandbox::new(
+        client,
+        sandbox["id"].as_str().unwrap(),
+        sandbox["workdir"].as_str().unwrap(),
+        false,
+    );
+    let out = run(&sbx, ExecRequest::shell(cmd))
+        .await
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!("exit {}: {}", out.status.code, out.stderr_str()));
+    }
+    Ok(out.stdout_str())
+}
+
+fn sandbox_dirs(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+}
+
+async fn lifecycle(engine: Engine) {
+    let Some(db) = TestDb::new(engine).await else {
+        return;
+    };
+    let sandboxes = db.dir.path().join("sandboxes");
+    let token = create_account(&db, "acme").await;
+    let other = create_account(&db, "other").await;
+    let server = start(&db, &sandboxes).await;
+    let c = server.client(&token);
+    let o = server.client(&other);
+
+    let (s, me) = c.get("/v1/me").await;
+    assert_eq!(s, StatusCode::OK, "{me}");
+    assert_eq!(me["capabilities"]["managed_sessions"], "local", "{me}");
+
+    let body = json!({"managed": true, "repository": "github.com/acme/app"});
+    let (s, v) = create(&c, body.clone(), Some("create-1"), T0).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let id = v["session"]["id"].as_str().unwrap().to_string();
+    assert_eq!(v["session"]["managed"], true, "{v}");
+    assert_eq!(v["session"]["state"], "running", "{v}");
+    assert_eq!(v["session"]["provider"], "local", "{v}");
+    let sandbox = v["sandbox"].clone();
+    assert!(
+        sandbox["envd_url"]
+            .as_str()
+            .unwrap()
+            .starts_with("http://127.0.0.1:")
+    );
+    let secret = sandbox["access_token"].as_str().unwrap().to_string();
+
+    // The client reaches the sandbox directly; the work persists in it.
+    assert_eq!(
+        exec(&sandbox, "echo work > notes.txt && echo managed-$((1+1))")
+            .await
+            .unwrap(),
+        "managed-2\n"
+    );
+
+    // A retried create is the same session, not a second sandbox.
+    let (s, again) = create(&c, body.clone(), Some("create-1"), T0).await;
+    assert_eq!(s, StatusCode::OK, "{again}");
+    assert_eq!(again["session"]["id"], id.as_str());
+    assert_eq!(sandbox_dirs(&sandboxes), 1);
+
+    // Another account sees nothing of it.
+    for (m, p) in [
+        (reqwest::Method::POST, format!("/v1/sessions/{id}/pause")),
+        (reqwest::Method::POST, format!("/v1/sessions/{id}/resume")),
+        (reqwest::Method::DELETE, format!("/v1/sessions/{id}")),
+        (reqwest::Method::GET, format!("/v1/sessions/{id}")),
+    ] {
+        let (s, v) = act(&o, m, &p, T0).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{p}: {v}");
+    }
+
+    // Clients cannot move a managed session between states; their reports change no billing.
+    let (s, v) = c
+        .post_at(
+            &format!("/v1/sessions/{id}/events"),
+            json!({"type": "paused", "idempotency_key": "k1"}),
+            "2026-03-02T10:30:00Z",
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["error"]["code"], "session_managed", "{v}");
+
+    // No client says anything for three hours: a managed session is still billed (the server
+    // owns its lifecycle), where a reported one would be cut at last sign of life + grace.
+    let (_, v) = c
+        .get_at(&format!("/v1/sessions/{id}"), "2026-03-02T13:00:00Z")
+        .await;
+    assert_eq!(v["session"]["active_seconds"], 3 * 3600, "{v}");
+
+    let (s, v) = act(
+        &c,
+        reqwest::Method::POST,
+        &format!("/v1/sessions/{id}/pause"),
+        "2026-03-02T13:00:00Z",
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["session"]["state"], "paused");
+    assert!(v.get("sandbox").is_none(), "{v}");
+    assert!(
+        exec(&sandbox, "true").await.is_err(),
+        "the paused sandbox still answers"
+    );
+    // Paused time is free.
+    let (_, v) = c
+        .get_at(&format!("/v1/sessions/{id}"), "2026-03-02T15:00:00Z")
+        .await;
+    assert_eq!(v["session"]["active_seconds"], 3 * 3600, "{v}");
+
+    let (s, v) = act(
+        &c,
+        reqwest::Method::POST,
+        &format!("/v1/sessions/{id}/resume"),
+        "2026-03-02T15:00:00Z",
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["session"]["state"], "running");
+    assert_eq!(
+        exec(&v["sandbox"], "cat notes.txt").await.unwrap(),
+        "work\n"
+    );
+
+    let (s, v) = act(
+        &c,
+        reqwest::Method::DELETE,
+        &format!("/v1/sessions/{id}"),
+        "2026-03-02T16:00:00Z",
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["session"]["state"], "stopped");
+    assert_eq!(v["session"]["active_seconds"], 4 * 3600, "{v}");
+    assert_eq!(sandbox_dirs(&sandboxes), 0, "the sandbox is gone");
+    let (s, v) = act(
+        &c,
+        reqwest::Method::POST,
+        &format!("/v1/sessions/{id}/pause"),
+        "2026-03-02T16:00:00Z",
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["error"]["code"], "session_stopped", "{v}");
+
+    // Reported sessions are not the server's to pause.
+    let reported = c.new_session("github.com/acme/app", Some(T0)).await;
+    let (s, v) = act(
+        &c,
+        reqwest::Method::POST,
+        &format!("/v1/sessions/{reported}/pause"),
+        T0,
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["error"]["code"], "session_not_managed", "{v}");
+
+    let log = server.log_text();
+    assert!(
+        !log.contains(&secret),
+        "the envd token is in the server log"
+    );
+    assert!(server.terminate().await);
+}
+
+#[tokio::test]
+async fn managed_sessions_on_sqlite() {
+    lifecycle(Engine::Sqlite).await;
+}
+
+#[tokio::test]
+async fn managed_sessions_on_postgres() {
+    lifecycle(Engine::Postgres).await;
+}
+
+#[tokio::test]
+async fn bad_creates_are_refused_and_create_nothing() {
+    let db = TestDb::new(Engine::Sqlite).await.unwrap();
+    let sandboxes = db.dir.path().join("sandboxes");
+    let token = create_account(&db, "acme").await;
+    let server = start(&db, &sandboxes).await;
+    let c = server.client(&token);
+    for (body, key, what) in [
+        (
+            json!({"managed": true, "repository": "acme/\u{7}app"}),
+            None,
+            "control character",
+        ),
+        (
+            json!({"managed": true, "repository": "acme/app", "image": "x"}),
+            None,
+            "unknown field",
+        ),
+        (json!({"managed": true}), None, "no repository"),
+        (
+            json!({"managed": true, "repository": "acme/app"}),
+            Some("bad key with spaces"),
+            "key",
+        ),
+        (
+            json!({"managed": false, "repository": "acme/app"}),
+            None,
+            "managed false",
+        ),
+    ] {
+        let (s, v) = create(&c, body, key, T0).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{what}: {v}");
+        assert!(v["error"]["message"].as_str().is_some(), "{what}: {v}");
+    }
+    let (_, list) = c.get("/v1/sessions").await;
+    assert_eq!(list["sessions"].as_array().unwrap().len(), 0, "{list}");
+    assert_eq!(sandbox_dirs(&sandboxes), 0);
+    assert!(server.terminate().await);
+}
+
+#[tokio::test]
+async fn a_server_without_sandboxes_says_so() {
+    let db = TestDb::new(Engine::Sqlite).await.unwrap();
+    let token = create_account(&db, "acme").await;
+    let server = Server::start(&db, &["--sandbox-provider", "none"]).await;
+    let c = server.client(&token);
+    let (_, me) = c.get("/v1/me").await;
+    assert_eq!(me["capabilities"]["managed_sessions"], Value::Null, "{me}");
+    let (s, v) = create(
+        &c,
+        json!({"managed": true, "repository": "acme/app"}),
+        None,
+        T0,
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_IMPLEMENTED, "{v}");
+    assert_eq!(v["error"]["code"], "managed_sessions_disabled", "{v}");
+    // Reporting a session the client runs still works.
+    c.new_session("acme/app", Some(T0)).await;
+    assert!(server.terminate().await);
+}
+
+#[tokio::test]
+async fn an_unknown_sandbox_provider_stops_the_server_at_start() {
+    let db = TestDb::new(Engine::Sqlite).await.unwrap();
+    let out = tokio::process::Command::new(common::BIN)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--sandbox-provider",
+            "aws",
+        ])
+        .arg("--database-url")
+        .arg(&db.url)
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("sandbox_provider") && err.contains("local"),
+        "{err}"
+    );
+}
