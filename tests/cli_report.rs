@@ -31,8 +31,13 @@ struct Server {
 
 impl Server {
     fn start(db: &str, listen: &str) -> Server {
+        Server::start_with(db, listen, &[])
+    }
+
+    fn start_with(db: &str, listen: &str, extra: &[&str]) -> Server {
         let mut child = Command::new(server_bin())
             .args(["serve", "--listen", listen, "--database-url", db])
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -251,4 +256,106 @@ fn usage_months_out_of_range_are_usage_errors() {
     }
     let r = repo.rclaude(&["usage", "--month", "9999-12"]);
     assert!(r.stderr().contains("1970-01 to 9998-12"), "{}", r.all());
+}
+
+fn record_of(t: &TestRepo) -> serde_json::Value {
+    let dir = t.home.path().join("state/repos");
+    let f = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .find(|e| e.path().extension().is_some_and(|x| x == "json"))
+        .unwrap();
+    serde_json::from_slice(&std::fs::read(f.path()).unwrap()).unwrap()
+}
+
+#[test]
+fn a_managed_session_is_created_paused_and_ended_by_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("server.db").display());
+    let sandboxes = dir.path().join("sandboxes");
+    let server = Server::start_with(
+        &db,
+        "127.0.0.1:0",
+        &[
+            "--sandboxes-dir",
+            sandboxes.to_str().unwrap(),
+            "--agent-bin",
+            common::bin(),
+        ],
+    );
+    let token = server
+        .admin(&["create-account", "alice"])
+        .lines()
+        .last()
+        .unwrap()
+        .trim()
+        .to_string();
+    let t = TestRepo::new(&format!("[sandbox]\nmanaged = true\n{CONFIG}"));
+    t.write("a.txt", "from the laptop\n");
+    t.commit_all("init");
+
+    // Not logged in: managed mode says what it needs.
+    let r = t.rclaude(&["up"]);
+    assert_eq!(r.code(), 78, "{}", r.all());
+    assert!(r.stderr().contains("rclaude login"), "{}", r.all());
+
+    let login = t
+        .cmd(&["login", "--server", &server.base])
+        .env("RCLAUDE_TOKEN", &token)
+        .output()
+        .unwrap();
+    assert!(login.status.success());
+    t.ok(&["up"]);
+    let record = record_of(&t);
+    assert_eq!(record["provider"], "managed");
+    let session = record["session_id"].as_str().unwrap().to_string();
+    let on_server = |path: &str| server.get(&token, path);
+    let detail = on_server(&format!("/v1/sessions/{session}"));
+    assert_eq!(detail["session"]["managed"], true, "{detail:#}");
+    assert_eq!(detail["session"]["state"], "running");
+    assert_eq!(detail["session"]["provider"], "local");
+    assert_eq!(std::fs::read_dir(&sandboxes).unwrap().count(), 1);
+
+    // The work tree was synced straight into the server's sandbox.
+    let r = t.ok(&["exec", "--", "cat a.txt; echo session=$RCLAUDE_SESSION"]);
+    assert_eq!(
+        r.stdout(),
+        format!("from the laptop\nsession={session}\n"),
+        "{}",
+        r.all()
+    );
+    t.ok(&["run", "test"]);
+    t.ok(&["pause"]);
+    assert_eq!(
+        on_server(&format!("/v1/sessions/{session}"))["session"]["state"],
+        "paused"
+    );
+    // The next command resumes it through the server.
+    let r = t.ok(&["exec", "--", "cat a.txt"]);
+    assert_eq!(r.stdout(), "from the laptop\n");
+    t.ok(&["down", "--yes", "--discard"]);
+    let detail = on_server(&format!("/v1/sessions/{session}"));
+    assert_eq!(detail["session"]["state"], "stopped", "{detail:#}");
+    assert_eq!(std::fs::read_dir(&sandboxes).unwrap().count(), 0);
+    // The lifecycle is the server's own record; the client added its task reports.
+    assert_eq!(
+        event_types(&detail),
+        [
+            "created",
+            "started",
+            "task_started",
+            "task_finished",
+            "task_started",
+            "task_finished",
+            "paused",
+            "resumed",
+            "stopped"
+        ],
+        "{detail:#}"
+    );
+    for e in detail["events"].as_array().unwrap() {
+        if ["started", "paused", "resumed", "stopped"].contains(&e["type"].as_str().unwrap()) {
+            assert_eq!(e["data"]["by"], "server", "{e}");
+        }
+    }
 }

@@ -90,6 +90,10 @@ pub struct SandboxConfig {
     /// the Northflank provider checks that one of the two is set.
     #[serde(default)]
     pub project: Option<String>,
+    /// Let the rclaude server you are logged in to create and run the sandbox (its provider,
+    /// its account: no provider key here); `provider` and its settings are then the server's.
+    #[serde(default)]
+    pub managed: bool,
 }
 
 impl Default for SandboxConfig {
@@ -105,6 +109,7 @@ impl Default for SandboxConfig {
             isolation: Isolation::Auto,
             expose: Vec::new(),
             project: None,
+            managed: false,
         }
     }
 }

@@ -37,17 +37,50 @@ impl Ctx {
         })
     }
 
-    /// The provider named in the config.
+    /// The provider named in the config (the server's, with `[sandbox] managed = true`).
     pub fn provider(&self) -> CliResult<Box<dyn Provider>> {
+        if self.config.sandbox.managed {
+            return self.managed_provider();
+        }
         Ok(crate::provider::select::for_settings(
             self.config.sandbox.provider,
             self.config.sandbox.project.as_deref(),
         )?)
     }
 
+    /// The name sessions of this config are recorded under.
+    pub fn provider_name(&self) -> &'static str {
+        if self.config.sandbox.managed {
+            crate::report::managed::MANAGED
+        } else {
+            self.config.sandbox.provider.as_str()
+        }
+    }
+
+    /// Sessions the logged-in server creates and runs.
+    fn managed_provider(&self) -> CliResult<Box<dyn Provider>> {
+        let client = self
+            .reporter
+            .client()
+            .ok_or_else(|| {
+                CliError::config("[sandbox] managed = true needs an rclaude server").hint(
+                    "`rclaude login --server URL` first, or set managed = false to run the \
+                     sandbox with your own provider",
+                )
+            })?
+            .map_err(|e| CliError::unavailable(e.to_string()))?;
+        let facts = self.session_facts();
+        Ok(Box::new(crate::report::managed::ManagedProvider::new(
+            client,
+            facts.repository,
+            facts.branch,
+        )))
+    }
+
     /// The provider that owns an existing session (which may differ from the config's).
     pub fn provider_for(&self, record: &SessionRecord) -> CliResult<Box<dyn Provider>> {
         let kind = match record.provider.as_str() {
+            crate::report::managed::MANAGED => return self.managed_provider(),
             "local" => crate::config::ProviderKind::Local,
             "e2b" => crate::config::ProviderKind::E2b,
             "daytona" => crate::config::ProviderKind::Daytona,

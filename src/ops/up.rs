@@ -31,7 +31,7 @@ pub struct Live {
 /// Find or create the sandbox, resume it, sync, run setup and start commands.
 pub async fn bring_up(ctx: &Ctx, opts: UpOptions) -> CliResult<Live> {
     let _lock = ctx.store.lock()?;
-    let provider_name = ctx.config.sandbox.provider.as_str();
+    let provider_name = ctx.provider_name();
     let existing = ctx.store.load()?;
     if let Some(rec) = &existing
         && rec.provider != provider_name
@@ -157,6 +157,12 @@ async fn create(
         }
     };
     step.done(Some(&info.id));
+    // A managed session's id is the server's (the sandbox id it answers is that session).
+    let session_id = if provider.name() == crate::report::managed::MANAGED {
+        info.id.clone()
+    } else {
+        session_id
+    };
     let record = SessionRecord {
         version: crate::session::RECORD_VERSION,
         repo_root: ctx.repo.root.clone(),

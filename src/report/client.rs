@@ -36,6 +36,9 @@ impl ServerError {
     }
 }
 
+/// How long a managed-session call may take (the server creates or resumes a sandbox).
+const MANAGED_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// A client bound to one server and token.
 #[derive(Debug, Clone)]
 pub struct ServerClient {
@@ -148,6 +151,55 @@ impl ServerClient {
         self.send(
             self.http
                 .get(format!("{}/v1/sessions/{session}", self.base)),
+        )
+        .await
+    }
+
+    /// `POST /v1/sessions` with `"managed": true`: the server creates the sandbox. Idempotent
+    /// by `key`.
+    pub async fn create_managed(
+        &self,
+        repository: &str,
+        name: &str,
+        key: &str,
+    ) -> Result<Value, ServerError> {
+        let body = json!({ "managed": true, "repository": repository, "name": name });
+        self.send(
+            self.http
+                .post(format!("{}/v1/sessions", self.base))
+                .header("idempotency-key", key)
+                .timeout(MANAGED_TIMEOUT)
+                .json(&body),
+        )
+        .await
+    }
+
+    /// `POST /v1/sessions/{id}/pause` or `/resume` (managed sessions).
+    pub async fn session_action(&self, session: &str, action: &str) -> Result<Value, ServerError> {
+        self.send(
+            self.http
+                .post(format!("{}/v1/sessions/{session}/{action}", self.base))
+                .timeout(MANAGED_TIMEOUT),
+        )
+        .await
+    }
+
+    /// `GET /v1/sessions?repository=` (the first page, newest first).
+    pub async fn list_sessions(&self, repository: &str) -> Result<Value, ServerError> {
+        self.send(
+            self.http
+                .get(format!("{}/v1/sessions", self.base))
+                .query(&[("repository", repository), ("limit", "200")]),
+        )
+        .await
+    }
+
+    /// `DELETE /v1/sessions/{id}` (managed sessions: the server kills the sandbox).
+    pub async fn delete_session(&self, session: &str) -> Result<Value, ServerError> {
+        self.send(
+            self.http
+                .delete(format!("{}/v1/sessions/{session}", self.base))
+                .timeout(MANAGED_TIMEOUT),
         )
         .await
     }

@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod credentials;
+pub mod managed;
 pub mod outbox;
 
 use std::time::Duration;
@@ -52,9 +53,17 @@ impl Reporter {
         self.creds.is_some()
     }
 
+    /// A client of the configured server, when there is one.
+    pub fn client(&self) -> Option<Result<ServerClient, ServerError>> {
+        self.creds.as_ref().map(ServerClient::new)
+    }
+
     /// Queue the creation of a session (idempotent on the server by its id).
     pub fn session_created(&self, record: &SessionRecord, facts: &SessionFacts) {
         let Some(c) = &self.creds else { return };
+        if record.provider == managed::MANAGED {
+            return; // the server created it
+        }
         let body = json!({
             "id": record.session_id,
             "repository": facts.repository,
@@ -66,9 +75,15 @@ impl Reporter {
         self.queue(Pending::create_session(&c.server, body));
     }
 
-    /// Queue an event (`started`, `paused`, `resumed`, `stopped`, `task_started`, ...).
+    /// Queue an event (`started`, `paused`, `resumed`, `stopped`, `task_started`, ...). A
+    /// managed session's state changes are the server's own record: they are not reported.
     pub fn event(&self, record: &SessionRecord, kind: &str, data: Value) {
         let Some(c) = &self.creds else { return };
+        if record.provider == managed::MANAGED
+            && matches!(kind, "started" | "paused" | "resumed" | "stopped")
+        {
+            return;
+        }
         self.queue(Pending::event(&c.server, &record.session_id, kind, data));
     }
 

@@ -1,0 +1,208 @@
+//! Managed mode: the rclaude server owns the sandbox. A [`Provider`] whose lifecycle calls go to
+//! the server's API (create, pause, resume, delete) and whose sandboxes are reached directly
+//! through the envd URL and per-sandbox token the server answers; the server is never in the
+//! data path of files and processes.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use super::{ServerClient, ServerError};
+use crate::envd::client::EnvdClient;
+use crate::provider::envd_sandbox::EnvdSandbox;
+use crate::provider::{
+    Capabilities, Provider, ProviderError, Sandbox, SandboxError, SandboxInfo, SandboxSpec,
+    SandboxState,
+};
+
+/// The name managed sessions are recorded under (in place of a provider's).
+pub const MANAGED: &str = "managed";
+
+/// Sandboxes the server creates and runs for this account. Sandbox ids are the server's
+/// session ids.
+pub struct ManagedProvider {
+    client: ServerClient,
+    repository: String,
+    branch: String,
+}
+
+impl ManagedProvider {
+    /// Sessions for `repository` (as the server names it) on `branch`.
+    pub fn new(client: ServerClient, repository: String, branch: String) -> ManagedProvider {
+        ManagedProvider {
+            client,
+            repository,
+            branch,
+        }
+    }
+
+    /// The sandbox a managed-session answer points at.
+    fn sandbox(answer: &Value) -> Result<Arc<dyn Sandbox>, ProviderError> {
+        let s = &answer["sandbox"];
+        let (Some(url), Some(id), Some(workdir)) = (
+            s["envd_url"].as_str(),
+            s["id"].as_str(),
+            s["workdir"].as_str(),
+        ) else {
+            return Err(protocol(
+                "the server's answer names no sandbox to reach (is the session running?)",
+            ));
+        };
+        let client = EnvdClient::new(
+            url,
+            s["access_token"].as_str().map(str::to_string),
+            Default::default(),
+        )?;
+        // E2B's envd runs commands in a login shell, as its SDK does; the local agent does not.
+        let login_shell = answer["session"]["provider"] == "e2b";
+        Ok(Arc::new(EnvdSandbox::new(client, id, workdir, login_shell)))
+    }
+
+    fn info(session: &Value, workdir: &str) -> Option<SandboxInfo> {
+        let state = match session["state"].as_str()? {
+            "running" => SandboxState::Running,
+            "paused" => SandboxState::Paused,
+            "stopped" => return None,
+            other => SandboxState::Other(other.to_string()),
+        };
+        Some(SandboxInfo {
+            id: session["id"].as_str()?.to_string(),
+            provider: MANAGED.to_string(),
+            state,
+            workdir: workdir.to_string(),
+            metadata: BTreeMap::from([
+                (
+                    "rclaude.repo".to_string(),
+                    session["repository"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                ),
+                (
+                    "rclaude.provider".to_string(),
+                    session["provider"].as_str().unwrap_or_default().to_string(),
+                ),
+            ]),
+            started_at: session["created_at"].as_str().map(str::to_string),
+            end_at: None,
+        })
+    }
+}
+
+fn protocol(m: &str) -> ProviderError {
+    ProviderError::Sandbox(SandboxError::Protocol(m.to_string()))
+}
+
+/// A server error as a provider error: a session the server no longer has is gone.
+fn server_error(e: ServerError) -> ProviderError {
+    match e {
+        ServerError::NotFound(m) => ProviderError::NotFound(m),
+        ServerError::Rejected {
+            status: 410,
+            message,
+            ..
+        } => ProviderError::NotFound(message),
+        ServerError::Rejected {
+            status: 409,
+            code,
+            message,
+        } if code == "session_stopped" => ProviderError::NotFound(message),
+        other => ProviderError::Api {
+            provider: "rclaude server".into(),
+            status: match &other {
+                ServerError::Rejected { status, .. } => *status,
+                ServerError::Unauthorized(_) => 401,
+                _ => 0,
+            },
+            message: other.to_string(),
+            hint: None,
+        },
+    }
+}
+
+#[async_trait]
+impl Provider for ManagedProvider {
+    fn name(&self) -> &'static str {
+        MANAGED
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            pause_keeps_memory: false,
+            persistent_disk: true,
+            auto_pause: false,
+            pty: true,
+        }
+    }
+
+    async fn create(&self, spec: &SandboxSpec) -> Result<SandboxInfo, ProviderError> {
+        // The client's session id makes a retried create the same session on the server.
+        let key = spec
+            .metadata
+            .get("rclaude.session")
+            .cloned()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let answer = self
+            .client
+            .create_managed(&self.repository, &self.branch, &key)
+            .await
+            .map_err(server_error)?;
+        let workdir = answer["sandbox"]["workdir"].as_str().unwrap_or_default();
+        Self::info(&answer["session"], workdir)
+            .ok_or_else(|| protocol("the server created a session that is not running"))
+    }
+
+    async fn connect(&self, id: &str) -> Result<Arc<dyn Sandbox>, ProviderError> {
+        let answer = self
+            .client
+            .session_action(id, "resume")
+            .await
+            .map_err(server_error)?;
+        Self::sandbox(&answer)
+    }
+
+    async fn info(&self, id: &str) -> Result<Option<SandboxInfo>, ProviderError> {
+        match self.client.session(id).await {
+            Ok(v) => Ok(Self::info(&v["session"], "")),
+            Err(ServerError::NotFound(_)) => Ok(None),
+            Err(e) => Err(server_error(e)),
+        }
+    }
+
+    async fn pause(&self, id: &str) -> Result<(), ProviderError> {
+        self.client
+            .session_action(id, "pause")
+            .await
+            .map(|_| ())
+            .map_err(server_error)
+    }
+
+    async fn kill(&self, id: &str) -> Result<(), ProviderError> {
+        match self.client.delete_session(id).await {
+            Ok(_) => Ok(()),
+            Err(e) => match server_error(e) {
+                ProviderError::NotFound(_) => Ok(()),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn list(&self) -> Result<Vec<SandboxInfo>, ProviderError> {
+        let v = self
+            .client
+            .list_sessions(&self.repository)
+            .await
+            .map_err(server_error)?;
+        Ok(v["sessions"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|s| s["managed"] == true)
+                    .filter_map(|s| Self::info(s, ""))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+}
