@@ -30,8 +30,9 @@ struct Server {
 }
 
 impl Server {
+    /// A server that manages no sandboxes: the CLI runs them (direct mode) and reports.
     fn start(db: &str, listen: &str) -> Server {
-        Server::start_with(db, listen, &[])
+        Server::start_with(db, listen, &["--sandbox-provider", "none"])
     }
 
     fn start_with(db: &str, listen: &str, extra: &[&str]) -> Server {
@@ -290,21 +291,31 @@ fn a_managed_session_is_created_paused_and_ended_by_the_server() {
         .unwrap()
         .trim()
         .to_string();
-    let t = TestRepo::new(&format!("[sandbox]\nmanaged = true\n{CONFIG}"));
-    t.write("a.txt", "from the laptop\n");
-    t.commit_all("init");
-
-    // Not logged in: managed mode says what it needs.
-    let r = t.rclaude(&["up"]);
+    // `managed = true` without a server says what it needs.
+    let forced = TestRepo::new("[sandbox]\nmanaged = true\n");
+    forced.commit_all("init");
+    let r = forced.rclaude(&["up"]);
     assert_eq!(r.code(), 78, "{}", r.all());
     assert!(r.stderr().contains("rclaude login"), "{}", r.all());
 
-    let login = t
-        .cmd(&["login", "--server", &server.base])
-        .env("RCLAUDE_TOKEN", &token)
-        .output()
-        .unwrap();
-    assert!(login.status.success());
+    // No `managed` key: managed because the server we are logged in to offers it.
+    let t = TestRepo::new(CONFIG);
+    t.git(&["remote", "add", "origin", "https://github.com/acme/app.git"]);
+    t.write("a.txt", "from the laptop\n");
+    t.commit_all("init");
+    let login = |t: &TestRepo| {
+        let out = t
+            .cmd(&["login", "--server", &server.base])
+            .env("RCLAUDE_TOKEN", &token)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    login(&t);
     t.ok(&["up"]);
     let record = record_of(&t);
     assert_eq!(record["provider"], "managed");
@@ -325,6 +336,20 @@ fn a_managed_session_is_created_paused_and_ended_by_the_server() {
         r.all()
     );
     t.ok(&["run", "test"]);
+
+    // Another clone of the repository, on another machine (its own home), joins the session.
+    let other = TestRepo::new(CONFIG);
+    other.git(&["fetch", "-q", t.path().to_str().unwrap(), "main"]);
+    other.git(&["reset", "-q", "--hard", "FETCH_HEAD"]);
+    other.git(&["remote", "add", "origin", "git@github.com:acme/app.git"]);
+    login(&other);
+    let r = other.ok(&["up"]);
+    assert!(r.stderr().contains("Joining session"), "{}", r.all());
+    assert_eq!(record_of(&other)["session_id"], session.as_str());
+    assert_eq!(std::fs::read_dir(&sandboxes).unwrap().count(), 1);
+    let r = other.ok(&["exec", "--", "cat a.txt"]);
+    assert_eq!(r.stdout(), "from the laptop\n");
+
     t.ok(&["pause"]);
     assert_eq!(
         on_server(&format!("/v1/sessions/{session}"))["session"]["state"],
@@ -358,4 +383,19 @@ fn a_managed_session_is_created_paused_and_ended_by_the_server() {
             assert_eq!(e["data"]["by"], "server", "{e}");
         }
     }
+
+    // `up --direct`: the sandbox is ours again, the server only hears about it. (A record of
+    // a managed session would be refused: forget the stopped one first.)
+    let r = other.rclaude(&["up", "--direct"]);
+    assert_eq!(r.code(), 78, "{}", r.all());
+    for e in std::fs::read_dir(other.home.path().join("state/repos")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "json") {
+            std::fs::remove_file(p).unwrap();
+        }
+    }
+    let r = other.ok(&["up", "--direct"]);
+    assert!(!r.stderr().contains("Joining"), "{}", r.all());
+    assert_eq!(record_of(&other)["provider"], "local");
+    assert_eq!(std::fs::read_dir(&sandboxes).unwrap().count(), 0);
 }

@@ -282,8 +282,10 @@ struct Server {
 
 impl Server {
     fn start(db: &str) -> Server {
+        // Direct mode: the CLI runs the sandbox and reports to the server.
         let mut child = Command::new(server_bin())
             .args(["serve", "--listen", "127.0.0.1:0", "--database-url", db])
+            .args(["--sandbox-provider", "none"])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

@@ -25,10 +25,17 @@ pub struct Args {
     /// Don't live-sync even when `[sync] watch = true`.
     #[arg(long)]
     pub no_watch: bool,
+    /// Run a new sandbox with your own provider even when the server you are logged in to
+    /// offers managed sessions (as `[sandbox] managed = false` does).
+    #[arg(long)]
+    pub direct: bool,
 }
 
 pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
-    let ctx = g.ctx()?;
+    let mut ctx = g.ctx()?;
+    if args.direct {
+        ctx.config.sandbox.managed = Some(false);
+    }
     // Sandboxes of `rclaude ci` runs that were killed before they could destroy them.
     crate::ops::leftovers::reap(g.quiet).await;
     let watch = args.watch || (ctx.config.sync.watch && !args.no_watch && ctx.ui.is_fancy());

@@ -92,8 +92,10 @@ pub struct SandboxConfig {
     pub project: Option<String>,
     /// Let the rclaude server you are logged in to create and run the sandbox (its provider,
     /// its account: no provider key here); `provider` and its settings are then the server's.
+    /// Unset: managed when you are logged in to a server that offers it (`rclaude up --direct`
+    /// or `RCLAUDE_DIRECT=1` opts out once); `false`: always your own provider.
     #[serde(default)]
-    pub managed: bool,
+    pub managed: Option<bool>,
 }
 
 impl Default for SandboxConfig {
@@ -109,7 +111,7 @@ impl Default for SandboxConfig {
             isolation: Isolation::Auto,
             expose: Vec::new(),
             project: None,
-            managed: false,
+            managed: None,
         }
     }
 }

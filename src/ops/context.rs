@@ -18,6 +18,8 @@ pub struct Ctx {
     pub config: Config,
     pub store: SessionStore,
     pub reporter: Reporter,
+    /// Whether new sessions are managed by the server, once decided ([`Ctx::decide_managed`]).
+    managed: std::sync::OnceLock<bool>,
 }
 
 impl Ctx {
@@ -34,12 +36,52 @@ impl Ctx {
             config,
             store,
             reporter: Reporter::from_env(),
+            managed: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Decide whether new sessions are managed by the server: `[sandbox] managed` when set
+    /// (`RCLAUDE_DIRECT=1` forces direct mode); unset, managed when logged in to a server that
+    /// offers managed sandboxes (asked once, at the first session this command creates).
+    pub async fn decide_managed(&self) -> bool {
+        if let Some(m) = self.managed.get() {
+            return *m;
+        }
+        let direct = std::env::var("RCLAUDE_DIRECT").is_ok_and(|v| !v.is_empty() && v != "0");
+        let m = match self.config.sandbox.managed {
+            _ if direct => false,
+            Some(m) => m,
+            None => self.server_offers_managed().await,
+        };
+        *self.managed.get_or_init(|| m)
+    }
+
+    async fn server_offers_managed(&self) -> bool {
+        let Some(Ok(client)) = self.reporter.client() else {
+            return false;
+        };
+        match client.me().await {
+            Ok(me) => me["capabilities"]["managed_sessions"].is_string(),
+            Err(e) => {
+                self.ui.warn(format!(
+                    "{e}; running the sandbox with your own provider (`[sandbox] managed = true` \
+                     waits for the server instead)"
+                ));
+                false
+            }
+        }
+    }
+
+    fn is_managed(&self) -> bool {
+        self.managed
+            .get()
+            .copied()
+            .unwrap_or(self.config.sandbox.managed == Some(true))
     }
 
     /// The provider named in the config (the server's, with `[sandbox] managed = true`).
     pub fn provider(&self) -> CliResult<Box<dyn Provider>> {
-        if self.config.sandbox.managed {
+        if self.is_managed() {
             return self.managed_provider();
         }
         Ok(crate::provider::select::for_settings(
@@ -50,7 +92,7 @@ impl Ctx {
 
     /// The name sessions of this config are recorded under.
     pub fn provider_name(&self) -> &'static str {
-        if self.config.sandbox.managed {
+        if self.is_managed() {
             crate::report::managed::MANAGED
         } else {
             self.config.sandbox.provider.as_str()

@@ -31,18 +31,39 @@ pub struct Live {
 /// Find or create the sandbox, resume it, sync, run setup and start commands.
 pub async fn bring_up(ctx: &Ctx, opts: UpOptions) -> CliResult<Live> {
     let _lock = ctx.store.lock()?;
-    let provider_name = ctx.provider_name();
-    let existing = ctx.store.load()?;
-    if let Some(rec) = &existing
-        && rec.provider != provider_name
-    {
-        return Err(CliError::config(format!(
-            "this repository's sandbox {} is on provider \"{}\", but .rclaude.toml now says \"{provider_name}\"",
-            rec.sandbox_id, rec.provider
-        ))
-        .hint("`rclaude pull` to keep its work, then `rclaude down` and `rclaude up` again"));
+    let mut existing = ctx.store.load()?;
+    if existing.is_none() {
+        ctx.decide_managed().await;
     }
-    let provider = ctx.provider()?;
+    let provider_name = ctx.provider_name();
+    let managed = crate::report::managed::MANAGED;
+    if let Some(rec) = &existing {
+        let mismatch = match (rec.provider == managed, ctx.config.sandbox.managed) {
+            (true, Some(false)) | (false, Some(true)) => true,
+            (true, _) => false,
+            (false, _) => rec.provider != provider_name,
+        };
+        if mismatch {
+            let wanted = if ctx.config.sandbox.managed == Some(true) {
+                managed
+            } else {
+                ctx.config.sandbox.provider.as_str()
+            };
+            return Err(CliError::config(format!(
+                "this repository's sandbox {} is on provider \"{}\", but .rclaude.toml now says \"{wanted}\"",
+                rec.sandbox_id, rec.provider
+            ))
+            .hint("`rclaude pull` to keep its work, then `rclaude down` and `rclaude up` again"));
+        }
+    }
+    let provider = match &existing {
+        Some(rec) if rec.provider == managed => ctx.provider_for(rec)?,
+        _ => ctx.provider()?,
+    };
+    if existing.is_none() && provider_name == managed {
+        // Another clone (another machine) may have started this repository's session.
+        existing = adopt_server_session(ctx, &*provider).await?;
+    }
 
     // 1. Find, resume or create.
     let fresh;
@@ -120,6 +141,43 @@ pub async fn bring_up(ctx: &Ctx, opts: UpOptions) -> CliResult<Live> {
         sandbox,
         _alive: alive,
     })
+}
+
+/// The server's newest live managed session of this repository and branch, recorded here.
+async fn adopt_server_session(
+    ctx: &Ctx,
+    provider: &dyn crate::provider::Provider,
+) -> CliResult<Option<SessionRecord>> {
+    let branch = ctx.repo.branch().unwrap_or_else(|| "HEAD".into());
+    let found = provider
+        .list()
+        .await?
+        .into_iter()
+        .find(|s| s.metadata.get("rclaude.branch") == Some(&branch));
+    let Some(info) = found else {
+        return Ok(None);
+    };
+    ctx.ui.info(format!(
+        "Joining session {} (started from another clone of this repository)",
+        info.id
+    ));
+    let record = SessionRecord {
+        version: crate::session::RECORD_VERSION,
+        repo_root: ctx.repo.root.clone(),
+        provider: crate::report::managed::MANAGED.to_string(),
+        sandbox_id: info.id.clone(),
+        session_id: info.id.clone(),
+        workdir: provider.connect(&info.id).await?.workdir().to_string(),
+        created_at: info
+            .started_at
+            .clone()
+            .unwrap_or_else(crate::time::now_rfc3339),
+        setup_hash: None,
+        sync: None,
+        claude_session: None,
+    };
+    ctx.store.save(&record)?;
+    Ok(Some(record))
 }
 
 async fn create(

@@ -81,6 +81,10 @@ impl ManagedProvider {
                         .to_string(),
                 ),
                 (
+                    "rclaude.branch".to_string(),
+                    session["branch"].as_str().unwrap_or_default().to_string(),
+                ),
+                (
                     "rclaude.provider".to_string(),
                     session["provider"].as_str().unwrap_or_default().to_string(),
                 ),
