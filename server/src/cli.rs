@@ -21,7 +21,7 @@ pub struct Cli {
     /// heartbeat_grace, max_body_bytes, request_timeout, db_max_connections, cookie_secure,
     /// dashboard_session_ttl, stripe_api_key, stripe_meter_event, stripe_api_base,
     /// stripe_api_version, stripe_poll_interval, stripe_retry_base, stripe_retry_max, sandbox_provider,
-    /// sandboxes_dir, agent_bin). Flags and
+    /// sandboxes_dir, agent_bin, idle_pause). Flags and
     /// env win.
     #[arg(long, env = "RCLAUDE_SERVER_CONFIG", global = true)]
     pub config: Option<PathBuf>,
@@ -133,6 +133,10 @@ pub struct ServeArgs {
     /// this server, else on PATH].
     #[arg(long, env = "RCLAUDE_AGENT_BIN")]
     pub agent_bin: Option<std::path::PathBuf>,
+    /// Pause a running managed session after this long without client activity (e.g. 15m;
+    /// `off` never) [default: 15m].
+    #[arg(long, env = "RCLAUDE_IDLE_PAUSE")]
+    pub idle_pause: Option<String>,
 }
 
 impl ServeArgs {
@@ -162,6 +166,7 @@ impl ServeArgs {
             sandbox_provider: self.sandbox_provider.or(other.sandbox_provider),
             sandboxes_dir: self.sandboxes_dir.or(other.sandboxes_dir),
             agent_bin: self.agent_bin.or(other.agent_bin),
+            idle_pause: self.idle_pause.or(other.idle_pause),
         }
     }
 }
@@ -233,6 +238,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         sandbox_provider: serve_args.sandbox_provider,
         sandboxes_dir: serve_args.sandboxes_dir,
         agent_bin: serve_args.agent_bin,
+        idle_pause: serve_args.idle_pause,
     };
     let cfg = config::resolve(file, over)?;
     match admin {

@@ -73,6 +73,9 @@ pub struct SandboxSettings {
     /// The `rclaude` executable that runs local sandboxes' agents (`None`: beside this
     /// server's executable, else on PATH).
     pub agent_bin: Option<PathBuf>,
+    /// A running managed session no client has shown activity on for this long is paused
+    /// (`None`: never).
+    pub idle_pause: Option<Duration>,
 }
 
 impl Default for SandboxSettings {
@@ -81,6 +84,7 @@ impl Default for SandboxSettings {
             provider: Some(rclaude_sandbox::ProviderKind::Local),
             dir: default_data_dir().join("server-sandboxes"),
             agent_bin: None,
+            idle_pause: Some(Duration::from_secs(15 * 60)),
         }
     }
 }
@@ -322,6 +326,7 @@ pub struct FileConfig {
     pub sandbox_provider: Option<String>,
     pub sandboxes_dir: Option<PathBuf>,
     pub agent_bin: Option<PathBuf>,
+    pub idle_pause: Option<NumOrStr>,
 }
 
 /// A TOML value written either as a number or as a string (`0.10` or `"0.10"`).
@@ -383,6 +388,7 @@ pub struct Overrides {
     pub sandbox_provider: Option<String>,
     pub sandboxes_dir: Option<PathBuf>,
     pub agent_bin: Option<PathBuf>,
+    pub idle_pause: Option<String>,
 }
 
 /// Merges flags/env over the file over the defaults, validating every value.
@@ -415,6 +421,18 @@ pub fn resolve(file: FileConfig, over: Overrides) -> Result<ServerConfig, Config
         cfg.sandboxes.dir = v;
     }
     cfg.sandboxes.agent_bin = over.agent_bin.clone().or(file.agent_bin.clone());
+    if let Some(v) = over
+        .idle_pause
+        .clone()
+        .or(file.idle_pause.as_ref().map(|v| v.text()))
+    {
+        cfg.sandboxes.idle_pause = match v.trim() {
+            "off" | "never" | "0" => None,
+            _ => Some(Duration::from_secs(
+                duration_within("idle_pause", &v, 1, 30 * 86_400)? as u64,
+            )),
+        };
+    }
     if let Some(v) = over.listen.or(file.listen) {
         cfg.listen = v.parse().map_err(|_| ConfigError::BadAddress {
             what: "listen".into(),

@@ -14,6 +14,7 @@ pub mod db;
 pub mod error;
 pub mod events;
 pub mod events_listen;
+pub mod guardians;
 pub mod listen;
 pub mod metering;
 pub mod metrics;

@@ -10,8 +10,11 @@ use axum::http::StatusCode;
 use rclaude_sandbox::ProviderKind;
 use rclaude_sandbox::provider::{EnvdAccess, Provider, ProviderError, SandboxSpec};
 
+use crate::clock::Now;
 use crate::config::SandboxSettings;
 use crate::error::ApiError;
+use crate::model::{EventKind, Session};
+use crate::storage::{NewEvent, Store, StoreError};
 
 /// The provider of this deployment's managed sandboxes.
 #[derive(Clone)]
@@ -165,4 +168,26 @@ fn find_agent_bin() -> Option<PathBuf> {
             .map(|d| d.join("rclaude"))
             .find(|p| p.is_file())
     })
+}
+
+/// Record a transition the server made on a managed session (its clock, its own idempotency
+/// key): the server's record is what managed sessions are billed from.
+pub async fn record(
+    store: &Store,
+    account_id: &str,
+    session_id: &str,
+    kind: EventKind,
+    now: Now,
+    data: serde_json::Value,
+) -> Result<Session, StoreError> {
+    let new = NewEvent {
+        kind,
+        idempotency_key: format!("server:{}:{}", kind.as_str(), uuid::Uuid::new_v4()),
+        data,
+        by_server: true,
+    };
+    Ok(store
+        .append_event(account_id, session_id, &new, now.ms())
+        .await?
+        .session)
 }

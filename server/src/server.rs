@@ -75,6 +75,15 @@ pub async fn serve_until(
     if let Some(s) = &sandboxes {
         tracing::info!(provider = s.kind().as_str(), "managed sessions enabled");
     }
+    let idle_task = match (&sandboxes, cfg.sandboxes.idle_pause) {
+        (Some(s), Some(idle)) => Some(tokio::spawn(crate::guardians::idle_pause(
+            store.clone(),
+            s.clone(),
+            idle,
+            shutdown_rx.clone(),
+        ))),
+        _ => None,
+    };
     let sockets = Arc::new(SocketTracker::default());
     let state = AppState {
         store,
@@ -120,6 +129,9 @@ pub async fn serve_until(
     }
     sockets.wait_idle(Duration::from_secs(3)).await;
     if let Some(t) = stripe_task {
+        let _ = tokio::time::timeout(Duration::from_secs(3), t).await;
+    }
+    if let Some(t) = idle_task {
         let _ = tokio::time::timeout(Duration::from_secs(3), t).await;
     }
     if let Some(t) = listener_task {

@@ -15,8 +15,11 @@ use serde_json::{Value, json};
 
 const T0: &str = "2026-03-02T10:00:00Z";
 
+/// A server whose clock the test drives (`x-rclaude-now`): no idle auto-pause, which runs on the
+/// real clock.
 async fn start(db: &TestDb, sandboxes: &Path) -> Server {
-    let flags = common::sandbox_flags(sandboxes, &common::agent_bin());
+    let mut flags = common::sandbox_flags(sandboxes, &common::agent_bin());
+    flags.extend(["--idle-pause".to_string(), "off".to_string()]);
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     Server::start(db, &flags).await
 }
@@ -28,12 +31,24 @@ async fn create(
     key: Option<&str>,
     at: &str,
 ) -> (StatusCode, Value) {
+    create_now(c, body, key, Some(at)).await
+}
+
+/// Like [`create`], at the server's own clock when `at` is `None`.
+async fn create_now(
+    c: &common::Client,
+    body: Value,
+    key: Option<&str>,
+    at: Option<&str>,
+) -> (StatusCode, Value) {
     let mut req = c
         .http
         .post(format!("{}/v1/sessions", c.base))
         .bearer_auth(&c.token)
-        .header("x-rclaude-now", at)
         .json(&body);
+    if let Some(at) = at {
+        req = req.header("x-rclaude-now", at);
+    }
     if let Some(k) = key {
         req = req.header("idempotency-key", k);
     }
@@ -321,4 +336,110 @@ async fn an_unknown_sandbox_provider_stops_the_server_at_start() {
         err.contains("sandbox_provider") && err.contains("local"),
         "{err}"
     );
+}
+
+/// Idle auto-pause: a session no client shows activity on is paused by the server (once, even
+/// with two replicas on one database) and stops billing; a session with heartbeats keeps running.
+async fn idle_pause(engine: Engine) {
+    let Some(db) = TestDb::new(engine).await else {
+        return;
+    };
+    let sandboxes = db.dir.path().join("sandboxes");
+    let token = create_account(&db, "acme").await;
+    let mut flags = common::sandbox_flags(&sandboxes, &common::agent_bin());
+    flags.extend(["--idle-pause".to_string(), "2s".to_string()]);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let one = Server::start(&db, &flags).await;
+    // A second replica on the same database (PostgreSQL: the advisory lock keeps them apart).
+    let two = match engine {
+        Engine::Postgres => Some(Server::start(&db, &flags).await),
+        Engine::Sqlite => None,
+    };
+    let c = one.client(&token);
+    let body = |repo: &str| json!({"managed": true, "repository": repo});
+    let (s, idle) = create_now(&c, body("acme/idle"), None, None).await;
+    assert_eq!(s, StatusCode::CREATED, "{idle}");
+    let (s, busy) = create_now(&c, body("acme/busy"), None, None).await;
+    assert_eq!(s, StatusCode::CREATED, "{busy}");
+    let idle_id = idle["session"]["id"].as_str().unwrap().to_string();
+    let busy_id = busy["session"]["id"].as_str().unwrap().to_string();
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let paused = loop {
+        // The busy session's client keeps sending heartbeats.
+        c.event(&busy_id, "heartbeat", None).await;
+        let (_, v) = c.get(&format!("/v1/sessions/{idle_id}")).await;
+        if v["session"]["state"] == "paused" {
+            break v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the idle session was not paused: {v}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    };
+    let pauses: Vec<&Value> = paused["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "paused")
+        .collect();
+    assert_eq!(pauses.len(), 1, "{paused}");
+    assert_eq!(pauses[0]["data"]["reason"], "idle", "{paused}");
+    assert!(
+        exec(&idle["sandbox"], "true").await.is_err(),
+        "its agent still runs"
+    );
+    let billed = paused["session"]["active_seconds"].as_i64().unwrap();
+    for _ in 0..10 {
+        c.event(&busy_id, "heartbeat", None).await;
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    let (_, again) = c.get(&format!("/v1/sessions/{idle_id}")).await;
+    assert_eq!(
+        again["session"]["active_seconds"], billed,
+        "paused time is billed"
+    );
+    assert_eq!(
+        again["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["type"] == "paused")
+            .count(),
+        1,
+        "paused twice: {again}"
+    );
+    let (_, b) = c.get(&format!("/v1/sessions/{busy_id}")).await;
+    assert_eq!(b["session"]["state"], "running", "{b}");
+    assert_eq!(exec(&busy["sandbox"], "echo up").await.unwrap(), "up\n");
+    // Resuming works as for any paused session.
+    let (s, v) = c
+        .post(&format!("/v1/sessions/{idle_id}/resume"), json!({}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(exec(&v["sandbox"], "echo back").await.unwrap(), "back\n");
+    for id in [&idle_id, &busy_id] {
+        c.send(
+            reqwest::Method::DELETE,
+            &format!("/v1/sessions/{id}"),
+            None,
+            None,
+        )
+        .await;
+    }
+    if let Some(two) = two {
+        assert!(two.terminate().await);
+    }
+    assert!(one.terminate().await);
+}
+
+#[tokio::test]
+async fn idle_sessions_are_paused_on_sqlite() {
+    idle_pause(Engine::Sqlite).await;
+}
+
+#[tokio::test]
+async fn idle_sessions_are_paused_once_by_two_replicas_on_postgres() {
+    idle_pause(Engine::Postgres).await;
 }

@@ -16,7 +16,7 @@ use crate::model::{EventKind, Session};
 use crate::responses::{NO_SESSION, UNAUTHORIZED};
 use crate::sandboxes::{Reached, Sandboxes};
 use crate::state::AppState;
-use crate::storage::{NewEvent, NewSession};
+use crate::storage::NewSession;
 use crate::validate;
 
 use super::sessions::session_path_id;
@@ -95,7 +95,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     Ok(Some(key.to_string()))
 }
 
-/// Record a transition the server made (its own clock, its own idempotency key).
+/// Record a transition the server made.
 async fn record(
     state: &AppState,
     account_id: &str,
@@ -103,17 +103,8 @@ async fn record(
     kind: EventKind,
     now: Now,
 ) -> Result<Session, ApiError> {
-    let new = NewEvent {
-        kind,
-        idempotency_key: format!("server:{}:{}", kind.as_str(), uuid::Uuid::new_v4()),
-        data: serde_json::json!({ "by": "server" }),
-        by_server: true,
-    };
-    Ok(state
-        .store
-        .append_event(account_id, session_id, &new, now.ms())
-        .await?
-        .session)
+    let data = serde_json::json!({ "by": "server" });
+    Ok(crate::sandboxes::record(&state.store, account_id, session_id, kind, now, data).await?)
 }
 
 /// `POST /v1/sessions` with `"managed": true` (dispatched from `sessions::create`).

@@ -217,6 +217,22 @@ impl Store {
         &self.prices
     }
 
+    /// Take the deployment-wide lock of a background job (`key`) if no other replica holds it:
+    /// a PostgreSQL transaction-scoped advisory lock, held by the guard's open transaction (so
+    /// it is released however the guard goes away). SQLite serves one server: always granted.
+    pub async fn try_job_lock(&self, key: i64) -> Result<Option<JobLock>> {
+        if self.db.engine != Engine::Postgres {
+            return Ok(Some(JobLock(None)));
+        }
+        let mut tx = self.db.write.begin().await?;
+        let got: bool = sqlx::query("SELECT pg_try_advisory_xact_lock($1)")
+            .bind(key)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+        Ok(got.then_some(JobLock(Some(tx))))
+    }
+
     /// Cheap liveness check of the database.
     pub async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.db.read).await?;
@@ -225,6 +241,18 @@ impl Store {
 
     fn session_from_row(&self, r: &AnyRow, now_s: i64) -> Result<Session> {
         Ok(SessionRow::from_row(r)?.to_session(&self.prices, now_s))
+    }
+}
+
+/// A held job lock ([`Store::try_job_lock`]); [`JobLock::release`] gives it back (dropping
+/// it does too, once its transaction is rolled back).
+pub struct JobLock(Option<sqlx::Transaction<'static, sqlx::Any>>);
+
+impl JobLock {
+    pub async fn release(self) {
+        if let Some(tx) = self.0 {
+            let _ = tx.commit().await;
+        }
     }
 }
 

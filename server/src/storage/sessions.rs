@@ -116,6 +116,25 @@ impl Store {
             .transpose()
     }
 
+    /// Running managed sessions whose last event is older than `before_ms`:
+    /// `(account_id, session_id, sandbox_id)`, oldest first.
+    pub async fn idle_managed_sessions(
+        &self,
+        before_ms: i64,
+    ) -> Result<Vec<(String, String, String)>> {
+        let rows = sqlx::query(
+            "SELECT account_id, id, sandbox_id FROM sessions \
+             WHERE managed = 1 AND state = 'running' AND updated_at_ms < $1 \
+             AND sandbox_id IS NOT NULL ORDER BY updated_at_ms LIMIT 100",
+        )
+        .bind(before_ms)
+        .fetch_all(&self.db.read)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .collect()
+    }
+
     /// One session of an account.
     pub async fn get_session(
         &self,
