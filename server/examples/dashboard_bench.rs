@@ -79,6 +79,7 @@ async fn event(
         idempotency_key: uuid::Uuid::new_v4().to_string(),
         data,
         by_server: false,
+        lost: false,
     };
     store.append_event(acct, sid, &new, ms).await?;
     Ok(())

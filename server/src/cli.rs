@@ -21,7 +21,7 @@ pub struct Cli {
     /// heartbeat_grace, max_body_bytes, request_timeout, db_max_connections, cookie_secure,
     /// dashboard_session_ttl, stripe_api_key, stripe_meter_event, stripe_api_base,
     /// stripe_api_version, stripe_poll_interval, stripe_retry_base, stripe_retry_max, sandbox_provider,
-    /// sandboxes_dir, agent_bin, idle_pause). Flags and
+    /// sandboxes_dir, agent_bin, idle_pause, reconcile_every). Flags and
     /// env win.
     #[arg(long, env = "RCLAUDE_SERVER_CONFIG", global = true)]
     pub config: Option<PathBuf>,
@@ -137,6 +137,10 @@ pub struct ServeArgs {
     /// `off` never) [default: 15m].
     #[arg(long, env = "RCLAUDE_IDLE_PAUSE")]
     pub idle_pause: Option<String>,
+    /// How often managed sessions are checked against the provider: a lost sandbox closes its
+    /// session, a sandbox no session owns is killed (e.g. 60s; `off` never) [default: 60s].
+    #[arg(long, env = "RCLAUDE_RECONCILE_EVERY")]
+    pub reconcile_every: Option<String>,
 }
 
 impl ServeArgs {
@@ -167,6 +171,7 @@ impl ServeArgs {
             sandboxes_dir: self.sandboxes_dir.or(other.sandboxes_dir),
             agent_bin: self.agent_bin.or(other.agent_bin),
             idle_pause: self.idle_pause.or(other.idle_pause),
+            reconcile_every: self.reconcile_every.or(other.reconcile_every),
         }
     }
 }
@@ -239,6 +244,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         sandboxes_dir: serve_args.sandboxes_dir,
         agent_bin: serve_args.agent_bin,
         idle_pause: serve_args.idle_pause,
+        reconcile_every: serve_args.reconcile_every,
     };
     let cfg = config::resolve(file, over)?;
     match admin {

@@ -76,6 +76,8 @@ pub struct SandboxSettings {
     /// A running managed session no client has shown activity on for this long is paused
     /// (`None`: never).
     pub idle_pause: Option<Duration>,
+    /// How often the database is reconciled with the provider (`None`: never).
+    pub reconcile_every: Option<Duration>,
 }
 
 impl Default for SandboxSettings {
@@ -85,6 +87,7 @@ impl Default for SandboxSettings {
             dir: default_data_dir().join("server-sandboxes"),
             agent_bin: None,
             idle_pause: Some(Duration::from_secs(15 * 60)),
+            reconcile_every: Some(Duration::from_secs(60)),
         }
     }
 }
@@ -327,6 +330,7 @@ pub struct FileConfig {
     pub sandboxes_dir: Option<PathBuf>,
     pub agent_bin: Option<PathBuf>,
     pub idle_pause: Option<NumOrStr>,
+    pub reconcile_every: Option<NumOrStr>,
 }
 
 /// A TOML value written either as a number or as a string (`0.10` or `"0.10"`).
@@ -389,6 +393,7 @@ pub struct Overrides {
     pub sandboxes_dir: Option<PathBuf>,
     pub agent_bin: Option<PathBuf>,
     pub idle_pause: Option<String>,
+    pub reconcile_every: Option<String>,
 }
 
 /// Merges flags/env over the file over the defaults, validating every value.
@@ -430,6 +435,18 @@ pub fn resolve(file: FileConfig, over: Overrides) -> Result<ServerConfig, Config
             "off" | "never" | "0" => None,
             _ => Some(Duration::from_secs(
                 duration_within("idle_pause", &v, 1, 30 * 86_400)? as u64,
+            )),
+        };
+    }
+    if let Some(v) = over
+        .reconcile_every
+        .clone()
+        .or(file.reconcile_every.as_ref().map(|v| v.text()))
+    {
+        cfg.sandboxes.reconcile_every = match v.trim() {
+            "off" | "never" | "0" => None,
+            _ => Some(Duration::from_secs(
+                duration_within("reconcile_every", &v, 1, 86_400)? as u64,
             )),
         };
     }

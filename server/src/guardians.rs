@@ -1,9 +1,14 @@
 //! Background jobs that act on managed sessions for the deployment: idle auto-pause (a running
 //! managed session no client has shown activity on for `idle_pause` is paused, and stops
-//! billing). One replica acts at a time (a PostgreSQL advisory lock per round), so two replicas
-//! never pause, or bill, the same session twice.
+//! billing) and the reconciler (the database and the provider agree: a sandbox the provider lost
+//! closes its session at its last sign of life; a sandbox no session owns is killed). One replica
+//! acts at a time (a PostgreSQL advisory lock per round), so two replicas never pause, or bill,
+//! the same session twice.
 
+use std::collections::HashMap;
 use std::time::Duration;
+
+use rclaude_sandbox::provider::SandboxState;
 
 use tokio::sync::watch;
 
@@ -14,6 +19,8 @@ use crate::storage::{Store, StoreError};
 
 /// The advisory lock key of the idle auto-pause job.
 const IDLE_PAUSE_LOCK: i64 = 0x0072_636c_6175_6401;
+/// The advisory lock key of the reconciler.
+const RECONCILE_LOCK: i64 = 0x0072_636c_6175_6402;
 
 /// Pause idle managed sessions until `shutdown` turns true.
 pub async fn idle_pause(
@@ -65,4 +72,86 @@ pub async fn idle_round(
     }
     lock.release().await;
     Ok(paused)
+}
+
+/// Reconcile the database with the provider every `every` until `shutdown` turns true. A
+/// sandbox no session owns is killed once it has been seen so for `3 × every` (a create in
+/// flight records its session well within that).
+pub async fn reconcile(
+    store: Store,
+    sandboxes: Sandboxes,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut orphans: HashMap<String, std::time::Instant> = HashMap::new();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        if let Err(e) = reconcile_round(&store, &sandboxes, every * 3, &mut orphans).await {
+            tracing::warn!(error = %e, "reconciler round failed");
+        }
+    }
+}
+
+/// One round of [`reconcile`].
+pub async fn reconcile_round(
+    store: &Store,
+    sandboxes: &Sandboxes,
+    orphan_grace: Duration,
+    orphans: &mut HashMap<String, std::time::Instant>,
+) -> Result<(), StoreError> {
+    let Some(lock) = store.try_job_lock(RECONCILE_LOCK).await? else {
+        return Ok(());
+    };
+    let now = Now::system();
+    for (account, session, sandbox) in store.running_managed_sessions().await? {
+        let (kind, reason) = match sandboxes.state(&sandbox).await {
+            Ok(Some(SandboxState::Running)) => {
+                store.touch_session(&session, now.s()).await?;
+                continue;
+            }
+            Ok(Some(_)) => (EventKind::Paused, "lost"),
+            Ok(None) => (EventKind::Stopped, "gone"),
+            Err(e) => {
+                tracing::warn!(session, error = e.message, "cannot ask the provider");
+                continue;
+            }
+        };
+        tracing::warn!(
+            session,
+            sandbox,
+            reason,
+            "the provider no longer runs this session's sandbox"
+        );
+        let data = serde_json::json!({ "by": "server", "reason": reason });
+        if let Err(e) = sandboxes::record(store, &account, &session, kind, now, data).await {
+            tracing::warn!(session, error = %e, "cannot record a lost sandbox");
+        }
+    }
+    let known = store.live_managed_sandboxes().await?;
+    match sandboxes.server_made().await {
+        Ok(ids) => {
+            let seen: std::collections::HashSet<&String> = ids.iter().collect();
+            orphans.retain(|id, _| seen.contains(id) && !known.contains(id));
+            for id in ids.iter().filter(|id| !known.contains(*id)) {
+                let since = *orphans
+                    .entry(id.clone())
+                    .or_insert_with(std::time::Instant::now);
+                if since.elapsed() >= orphan_grace {
+                    tracing::warn!(sandbox = id, "killing a sandbox no session owns");
+                    match sandboxes.kill(id).await {
+                        Ok(()) => {
+                            orphans.remove(id);
+                        }
+                        Err(e) => tracing::warn!(sandbox = id, error = e.message, "cannot kill"),
+                    }
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = e.message, "cannot list the provider's sandboxes"),
+    }
+    lock.release().await;
+    Ok(())
 }

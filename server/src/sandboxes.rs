@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::http::StatusCode;
 use rclaude_sandbox::ProviderKind;
-use rclaude_sandbox::provider::{EnvdAccess, Provider, ProviderError, SandboxSpec};
+use rclaude_sandbox::provider::{EnvdAccess, Provider, ProviderError, SandboxSpec, SandboxState};
 
 use crate::clock::Now;
 use crate::config::SandboxSettings;
@@ -127,6 +127,30 @@ impl Sandboxes {
         })
     }
 
+    /// What the provider says of a sandbox now (`None`: it no longer exists).
+    pub async fn state(&self, sandbox_id: &str) -> Result<Option<SandboxState>, ApiError> {
+        Ok(self
+            .provider()?
+            .info(sandbox_id)
+            .await
+            .map_err(provider_error)?
+            .map(|i| i.state))
+    }
+
+    /// Sandboxes a server created (any server of this deployment): those carrying the
+    /// `rclaude.account` label.
+    pub async fn server_made(&self) -> Result<Vec<String>, ApiError> {
+        Ok(self
+            .provider()?
+            .list()
+            .await
+            .map_err(provider_error)?
+            .into_iter()
+            .filter(|i| i.metadata.contains_key("rclaude.account"))
+            .map(|i| i.id)
+            .collect())
+    }
+
     pub async fn pause(&self, sandbox_id: &str) -> Result<(), ApiError> {
         self.provider()?
             .pause(sandbox_id)
@@ -180,11 +204,13 @@ pub async fn record(
     now: Now,
     data: serde_json::Value,
 ) -> Result<Session, StoreError> {
+    let lost = data["reason"] == "lost" || data["reason"] == "gone";
     let new = NewEvent {
         kind,
         idempotency_key: format!("server:{}:{}", kind.as_str(), uuid::Uuid::new_v4()),
         data,
         by_server: true,
+        lost,
     };
     Ok(store
         .append_event(account_id, session_id, &new, now.ms())

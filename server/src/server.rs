@@ -84,6 +84,15 @@ pub async fn serve_until(
         ))),
         _ => None,
     };
+    let reconcile_task = match (&sandboxes, cfg.sandboxes.reconcile_every) {
+        (Some(s), Some(every)) => Some(tokio::spawn(crate::guardians::reconcile(
+            store.clone(),
+            s.clone(),
+            every,
+            shutdown_rx.clone(),
+        ))),
+        _ => None,
+    };
     let sockets = Arc::new(SocketTracker::default());
     let state = AppState {
         store,
@@ -131,7 +140,7 @@ pub async fn serve_until(
     if let Some(t) = stripe_task {
         let _ = tokio::time::timeout(Duration::from_secs(3), t).await;
     }
-    if let Some(t) = idle_task {
+    for t in [idle_task, reconcile_task].into_iter().flatten() {
         let _ = tokio::time::timeout(Duration::from_secs(3), t).await;
     }
     if let Some(t) = listener_task {

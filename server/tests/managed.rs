@@ -15,11 +15,11 @@ use serde_json::{Value, json};
 
 const T0: &str = "2026-03-02T10:00:00Z";
 
-/// A server whose clock the test drives (`x-rclaude-now`): no idle auto-pause, which runs on the
-/// real clock.
+/// A server whose clock the test drives (`x-rclaude-now`): no idle auto-pause or reconciler,
+/// which run on the real clock.
 async fn start(db: &TestDb, sandboxes: &Path) -> Server {
     let mut flags = common::sandbox_flags(sandboxes, &common::agent_bin());
-    flags.extend(["--idle-pause".to_string(), "off".to_string()]);
+    flags.extend(["--idle-pause", "off", "--reconcile-every", "off"].map(String::from));
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     Server::start(db, &flags).await
 }
@@ -442,4 +442,93 @@ async fn idle_sessions_are_paused_on_sqlite() {
 #[tokio::test]
 async fn idle_sessions_are_paused_once_by_two_replicas_on_postgres() {
     idle_pause(Engine::Postgres).await;
+}
+
+/// The reconciler: a session whose agent was killed behind the server's back is closed (paused,
+/// billing stopped at its last sign of life), and a sandbox no session owns is killed.
+#[tokio::test]
+async fn the_reconciler_closes_lost_sessions_and_kills_orphans() {
+    let db = TestDb::new(Engine::Sqlite).await.unwrap();
+    let sandboxes = db.dir.path().join("sandboxes");
+    let token = create_account(&db, "acme").await;
+    let agent = common::agent_bin();
+    let mut flags = common::sandbox_flags(&sandboxes, &agent);
+    flags.extend(["--idle-pause", "off", "--reconcile-every", "1s"].map(String::from));
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let server = Server::start(&db, &flags).await;
+    let c = server.client(&token);
+    let (s, v) = create_now(
+        &c,
+        json!({"managed": true, "repository": "acme/app"}),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let id = v["session"]["id"].as_str().unwrap().to_string();
+    let sandbox_id = v["sandbox"]["id"].as_str().unwrap().to_string();
+
+    // A sandbox made by a server but owned by no session (as a create that crashed before
+    // recording would leave).
+    let orphan = {
+        use rclaude_sandbox::provider::{Provider, SandboxSpec};
+        let p = rclaude_sandbox::provider::local::LocalProvider::at(sandboxes.clone(), agent);
+        let spec = SandboxSpec {
+            name: "orphan".into(),
+            metadata: [("rclaude.account".to_string(), "someone".to_string())].into(),
+            ..SandboxSpec::default()
+        };
+        let info = p.create(&spec).await.unwrap();
+        p.connect(&info.id).await.unwrap();
+        info.id
+    };
+    assert!(sandboxes.join(&orphan).exists());
+
+    // Let the server see the session alive for a while, then kill its agent behind its back.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let state: Value = serde_json::from_slice(
+        &std::fs::read(sandboxes.join(&sandbox_id).join("agent.json")).unwrap(),
+    )
+    .unwrap();
+    // SAFETY: kill(2) on the agent this test's server started.
+    unsafe { libc::kill(state["pid"].as_i64().unwrap() as i32, libc::SIGKILL) };
+    let killed_at = std::time::Instant::now();
+    let created = std::time::Instant::now() - std::time::Duration::from_secs(3);
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let closed = loop {
+        let (_, v) = c.get(&format!("/v1/sessions/{id}")).await;
+        if v["session"]["state"] != "running" {
+            break v;
+        }
+        assert!(std::time::Instant::now() < deadline, "still running: {v}");
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    };
+    assert_eq!(closed["session"]["state"], "paused", "{closed}");
+    let last = closed["events"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (last["type"].as_str(), last["data"]["reason"].as_str()),
+        (Some("paused"), Some("lost"))
+    );
+    // Billed up to its last sign of life (within a reconcile round), not up to the discovery.
+    let billed = closed["session"]["active_seconds"].as_i64().unwrap();
+    let alive = (killed_at - created).as_secs() as i64;
+    assert!(
+        billed <= alive + 2,
+        "billed {billed}s, alive about {alive}s"
+    );
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while sandboxes.join(&orphan).exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the orphan sandbox lives on"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    assert!(
+        sandboxes.join(&sandbox_id).exists(),
+        "the session's own sandbox was killed"
+    );
+    assert!(server.terminate().await);
 }

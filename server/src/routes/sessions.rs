@@ -378,6 +378,7 @@ pub async fn append_event(
         idempotency_key: body.idempotency_key,
         data,
         by_server: false,
+        lost: false,
     };
     let out = state
         .store

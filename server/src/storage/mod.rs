@@ -90,6 +90,9 @@ pub struct NewEvent {
     pub data: Value,
     /// Recorded by the server itself (a managed session's transitions), not sent by a client.
     pub by_server: bool,
+    /// The server found the sandbox lost: a running interval closes at the session's last sign
+    /// of life, not now.
+    pub lost: bool,
 }
 
 /// Filters of `GET /v1/sessions`.

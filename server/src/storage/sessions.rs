@@ -116,6 +116,45 @@ impl Store {
             .transpose()
     }
 
+    /// Every running managed session: `(account_id, session_id, sandbox_id)`.
+    pub async fn running_managed_sessions(&self) -> Result<Vec<(String, String, String)>> {
+        let rows = sqlx::query(
+            "SELECT account_id, id, sandbox_id FROM sessions \
+             WHERE managed = 1 AND state = 'running' AND sandbox_id IS NOT NULL",
+        )
+        .fetch_all(&self.db.read)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .collect()
+    }
+
+    /// Sandbox ids of every managed session that is not stopped (the sandboxes this deployment
+    /// should have).
+    pub async fn live_managed_sandboxes(&self) -> Result<std::collections::HashSet<String>> {
+        let rows = sqlx::query(
+            "SELECT sandbox_id FROM sessions \
+             WHERE managed = 1 AND state <> 'stopped' AND sandbox_id IS NOT NULL",
+        )
+        .fetch_all(&self.db.read)
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    }
+
+    /// The server saw a running session's sandbox alive at `now_s`: its last sign of life, where
+    /// billing stops should the sandbox be lost later.
+    pub async fn touch_session(&self, session_id: &str, now_s: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE sessions SET last_seen_s = $2 \
+             WHERE id = $1 AND state = 'running' AND last_seen_s < $2",
+        )
+        .bind(session_id)
+        .bind(now_s)
+        .execute(&self.db.write)
+        .await?;
+        Ok(())
+    }
+
     /// Running managed sessions whose last event is older than `before_ms`:
     /// `(account_id, session_id, sandbox_id)`, oldest first.
     pub async fn idle_managed_sessions(
@@ -324,12 +363,12 @@ impl Store {
         let now_s = now_ms.div_euclid(1000);
         // A managed session's interval is never cut at a last sign of life (its grace is
         // unbounded): client reports say it is in use but cannot end or extend its billing.
-        let tr = metering::apply(
-            sr.meter(),
-            new.kind,
-            now_s,
-            grace_s(&self.prices, sr.managed),
-        )?;
+        let grace = if new.lost {
+            0
+        } else {
+            grace_s(&self.prices, sr.managed)
+        };
+        let tr = metering::apply(sr.meter(), new.kind, now_s, grace)?;
         let event = Event {
             id: uuid::Uuid::new_v4().to_string(),
             session_id: session_id.to_string(),
