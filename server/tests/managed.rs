@@ -201,6 +201,23 @@ async fn lifecycle(engine: Engine) {
         "work\n"
     );
 
+    // A server restart leaves the sandbox running: the new process re-adopts it (same agent,
+    // same envd address, the work still there).
+    let url = v["sandbox"]["envd_url"].clone();
+    assert!(server.terminate().await);
+    let server = start(&db, &sandboxes).await;
+    let c = server.client(&token);
+    let (s, v) = act(
+        &c,
+        reqwest::Method::POST,
+        &format!("/v1/sessions/{id}/resume"),
+        "2026-03-02T15:30:00Z",
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["sandbox"]["envd_url"], url, "a new agent was started");
+    assert_eq!(exec(&v["sandbox"], "cat notes.txt").await.unwrap(), "work\n");
+
     let (s, v) = act(
         &c,
         reqwest::Method::DELETE,
