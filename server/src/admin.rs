@@ -52,6 +52,27 @@ pub enum AdminCommand {
         #[arg(long, conflicts_with = "customer")]
         clear: bool,
     },
+    /// Limit an account's managed sessions: a monthly budget (at which its running sessions
+    /// pause and new ones are refused) and how many may run at once.
+    #[command(
+        after_help = "Examples:\n  rclaude-server admin set-limits acme --max-usd-per-month 50 --max-running 3\n  rclaude-server admin set-limits acme --no-budget"
+    )]
+    SetLimits {
+        /// Account name or id.
+        account: String,
+        /// Budget per calendar month in USD (e.g. 50, 12.5).
+        #[arg(long, conflicts_with = "no_budget")]
+        max_usd_per_month: Option<String>,
+        /// Remove the monthly budget.
+        #[arg(long)]
+        no_budget: bool,
+        /// Managed sessions running at once (at least 1).
+        #[arg(long, conflicts_with = "no_running_limit")]
+        max_running: Option<i64>,
+        /// Remove the limit on sessions running at once.
+        #[arg(long)]
+        no_running_limit: bool,
+    },
     /// Show the Stripe export backlog: pending, sent and failed meter events, the oldest pending.
     StripeStatus,
     /// Queue failed Stripe meter events again (all, or one account's).
@@ -99,6 +120,42 @@ async fn run_with(
                 info.prefix, info.name
             )?;
             writeln!(out, "{secret}")?;
+        }
+        AdminCommand::SetLimits {
+            account,
+            max_usd_per_month,
+            no_budget,
+            max_running,
+            no_running_limit,
+        } => {
+            let account = find(store, &account).await?;
+            let mut limits = store.limits(&account.id).await?;
+            if let Some(usd) = max_usd_per_month {
+                limits.max_month_micros =
+                    Some(crate::config::parse_usd("--max-usd-per-month", &usd)?);
+            }
+            if no_budget {
+                limits.max_month_micros = None;
+            }
+            if let Some(n) = max_running {
+                if n < 1 {
+                    bail!("--max-running must be at least 1 (or use --no-running-limit)");
+                }
+                limits.max_running = Some(n);
+            }
+            if no_running_limit {
+                limits.max_running = None;
+            }
+            store.set_limits(&account.id, limits).await?;
+            let budget = limits
+                .max_month_micros
+                .map(|m| format!("{}/month", crate::billing::format_usd(m)))
+                .unwrap_or_else(|| "no budget".into());
+            let running = limits
+                .max_running
+                .map(|n| format!("at most {n} running"))
+                .unwrap_or_else(|| "no running limit".into());
+            writeln!(out, "account {}: {budget}, {running}", account.name)?;
         }
         AdminCommand::CreateToken { account, name } => {
             validate::text("token name", &name, 100).map_err(|e| anyhow::anyhow!(e.message))?;

@@ -130,6 +130,24 @@ pub async fn reconcile_round(
             tracing::warn!(session, error = %e, "cannot record a lost sandbox");
         }
     }
+    // Accounts at their monthly budget: their running sessions pause.
+    for (account, max) in store.budgeted_accounts().await? {
+        if crate::limits::month_cost(store, &account, now).await? < max {
+            continue;
+        }
+        for (session, sandbox) in store.running_managed_of(&account).await? {
+            if let Err(e) = sandboxes.pause(&sandbox).await {
+                tracing::warn!(session, error = e.message, "cannot pause at the budget cap");
+                continue;
+            }
+            let data = serde_json::json!({ "by": "server", "reason": "budget" });
+            if let Err(e) =
+                sandboxes::record(store, &account, &session, EventKind::Paused, now, data).await
+            {
+                tracing::warn!(session, error = %e, "cannot record a budget pause");
+            }
+        }
+    }
     let known = store.live_managed_sandboxes().await?;
     match sandboxes.server_made().await {
         Ok(ids) => {

@@ -15,6 +15,7 @@ pub mod error;
 pub mod events;
 pub mod events_listen;
 pub mod guardians;
+pub mod limits;
 pub mod listen;
 pub mod metering;
 pub mod metrics;

@@ -216,7 +216,10 @@ async fn lifecycle(engine: Engine) {
     .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["sandbox"]["envd_url"], url, "a new agent was started");
-    assert_eq!(exec(&v["sandbox"], "cat notes.txt").await.unwrap(), "work\n");
+    assert_eq!(
+        exec(&v["sandbox"], "cat notes.txt").await.unwrap(),
+        "work\n"
+    );
 
     let (s, v) = act(
         &c,
@@ -547,5 +550,108 @@ async fn the_reconciler_closes_lost_sessions_and_kills_orphans() {
         sandboxes.join(&sandbox_id).exists(),
         "the session's own sandbox was killed"
     );
+    assert!(server.terminate().await);
+}
+
+/// Limits: at most N running sessions (429 past it), and a monthly budget: once spent, running
+/// sessions pause (reason `budget`) and creating or resuming answers 402.
+#[tokio::test]
+async fn account_limits_refuse_and_pause() {
+    let db = TestDb::new(Engine::Sqlite).await.unwrap();
+    let sandboxes = db.dir.path().join("sandboxes");
+    let token = create_account(&db, "acme").await;
+    let mut flags = common::sandbox_flags(&sandboxes, &common::agent_bin());
+    flags.extend(["--idle-pause", "off", "--reconcile-every", "1s"].map(String::from));
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let server = Server::start(&db, &flags).await;
+    let c = server.client(&token);
+    let body = json!({"managed": true, "repository": "acme/app"});
+
+    let (ok, out, err) = common::admin(&db, &["set-limits", "acme", "--max-running", "1"]).await;
+    assert!(ok && out.contains("at most 1 running"), "{out}{err}");
+    let (s, a) = create_now(&c, body.clone(), None, None).await;
+    assert_eq!(s, StatusCode::CREATED, "{a}");
+    let a_id = a["session"]["id"].as_str().unwrap().to_string();
+    let (s, v) = create_now(&c, body.clone(), None, None).await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{v}");
+    assert_eq!(v["error"]["code"], "too_many_sessions");
+    assert_eq!(
+        sandbox_dirs(&sandboxes),
+        1,
+        "a refused create made a sandbox"
+    );
+    let (s, _) = c
+        .post(&format!("/v1/sessions/{a_id}/pause"), json!({}))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, b) = create_now(&c, body.clone(), None, None).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let b_id = b["session"]["id"].as_str().unwrap().to_string();
+    let (s, v) = c
+        .post(&format!("/v1/sessions/{a_id}/resume"), json!({}))
+        .await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{v}");
+
+    // A budget already spent (the month's storage alone costs more than a micro-dollar).
+    let (ok, out, err) = common::admin(
+        &db,
+        &[
+            "set-limits",
+            "acme",
+            "--no-running-limit",
+            "--max-usd-per-month",
+            "0.000001",
+        ],
+    )
+    .await;
+    assert!(ok, "{out}{err}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let paused = loop {
+        let (_, v) = c.get(&format!("/v1/sessions/{b_id}")).await;
+        if v["session"]["state"] == "paused" {
+            break v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not paused at the cap: {v}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    };
+    let last = paused["events"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["data"]["reason"], "budget", "{paused}");
+    assert!(
+        exec(&b["sandbox"], "true").await.is_err(),
+        "still running at the cap"
+    );
+    let (s, v) = create_now(&c, body.clone(), None, None).await;
+    assert_eq!(s, StatusCode::PAYMENT_REQUIRED, "{v}");
+    assert_eq!(v["error"]["code"], "budget_exhausted");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("budget"),
+        "{v}"
+    );
+    let (s, v) = c
+        .post(&format!("/v1/sessions/{b_id}/resume"), json!({}))
+        .await;
+    assert_eq!(s, StatusCode::PAYMENT_REQUIRED, "{v}");
+
+    // Raised again: work resumes.
+    let (ok, _, _) = common::admin(&db, &["set-limits", "acme", "--no-budget"]).await;
+    assert!(ok);
+    let (s, v) = c
+        .post(&format!("/v1/sessions/{b_id}/resume"), json!({}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    for id in [&a_id, &b_id] {
+        c.send(
+            reqwest::Method::DELETE,
+            &format!("/v1/sessions/{id}"),
+            None,
+            None,
+        )
+        .await;
+    }
+    let (ok, _, err) = common::admin(&db, &["set-limits", "acme", "--max-running", "0"]).await;
+    assert!(!ok && err.contains("at least 1"), "{err}");
     assert!(server.terminate().await);
 }

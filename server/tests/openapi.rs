@@ -711,6 +711,44 @@ async fn answers_follow_the_document(db: TestDb) {
         410,
     )
     .await;
+    // Account limits: one running session at most, then a spent budget.
+    let lost_resume = format!("/v1/sessions/{lost_id}/resume");
+    let (ok, out, err) = admin(&db, &["set-limits", "alice", "--max-running", "1"]).await;
+    assert!(ok, "{out}{err}");
+    run.authed("post", "/v1/sessions", "/v1/sessions", managed_body(), 429)
+        .await;
+    run.authed(
+        "post",
+        "/v1/sessions/{id}/resume",
+        &lost_resume,
+        Body::None,
+        429,
+    )
+    .await;
+    let (ok, out, err) = admin(
+        &db,
+        &[
+            "set-limits",
+            "alice",
+            "--no-running-limit",
+            "--max-usd-per-month",
+            "0.000001",
+        ],
+    )
+    .await;
+    assert!(ok, "{out}{err}");
+    run.authed("post", "/v1/sessions", "/v1/sessions", managed_body(), 402)
+        .await;
+    run.authed(
+        "post",
+        "/v1/sessions/{id}/resume",
+        &lost_resume,
+        Body::None,
+        402,
+    )
+    .await;
+    let (ok, out, err) = admin(&db, &["set-limits", "alice", "--no-budget"]).await;
+    assert!(ok, "{out}{err}");
     let delete = format!("/v1/sessions/{mid}");
     run.authed("delete", "/v1/sessions/{id}", &delete, Body::None, 200)
         .await;

@@ -131,6 +131,7 @@ pub async fn create(
     {
         return again(state, sandboxes, existing).await;
     }
+    crate::limits::admit(&state.store, account_id, now).await?;
     let id = uuid::Uuid::new_v4().to_string();
     let reached = sandboxes.create(&body.repository, &id, account_id).await?;
     let new = NewSession {
@@ -279,7 +280,9 @@ pub async fn pause(
         (status = 401, description = UNAUTHORIZED, body = ErrorBody),
         (status = 404, description = NO_SESSION, body = ErrorBody),
         (status = 409, description = "Not a managed session (`session_not_managed`) or stopped (`session_stopped`)", body = ErrorBody),
+        (status = 402, description = "The account's monthly budget is spent (`budget_exhausted`)", body = ErrorBody),
         (status = 410, description = "The provider lost the sandbox (`sandbox_gone`)", body = ErrorBody),
+        (status = 429, description = "The account already runs as many sessions as it may (`too_many_sessions`)", body = ErrorBody),
         (status = 501, description = "This server manages no sandboxes", body = ErrorBody),
         (status = 502, description = "The sandbox provider failed", body = ErrorBody),
         (status = 503, description = "The sandbox provider cannot be used on this machine", body = ErrorBody),
@@ -292,6 +295,9 @@ pub async fn resume(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<ManagedBody>, ApiError> {
     let (sid, session) = managed_session(&state, &p.account_id, &id, now).await?;
+    if session.state != "running" {
+        crate::limits::admit(&state.store, &p.account_id, now).await?;
+    }
     let reached = sandboxes(&state)?.reach(sandbox_id(&session)?).await?;
     let session = if session.state == "running" {
         session

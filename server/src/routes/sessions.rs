@@ -114,6 +114,8 @@ impl<'de> Deserialize<'de> for CreateRequest {
         (status = 413, description = TOO_LARGE, body = ErrorBody),
         (status = 415, description = NOT_JSON, body = ErrorBody),
         (status = 422, description = BAD_VALUE, body = ErrorBody),
+        (status = 402, description = "A managed session, and the account's monthly budget is spent (`budget_exhausted`)", body = ErrorBody),
+        (status = 429, description = "A managed session, and the account already runs as many as it may (`too_many_sessions`)", body = ErrorBody),
         (status = 501, description = "A managed session, and this server manages no sandboxes", body = ErrorBody),
         (status = 502, description = "A managed session, and the sandbox provider failed", body = ErrorBody),
         (status = 503, description = "A managed session, and the sandbox provider cannot be used on this machine", body = ErrorBody),

@@ -233,3 +233,64 @@ impl Store {
         Ok(())
     }
 }
+
+/// An account's limits on managed sessions (`None`: no limit).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Budget per calendar month, in micro-dollars.
+    pub max_month_micros: Option<i64>,
+    /// Managed sessions running at once.
+    pub max_running: Option<i64>,
+}
+
+impl Store {
+    /// Set an account's limits on managed sessions.
+    pub async fn set_limits(&self, account_id: &str, limits: Limits) -> Result<()> {
+        sqlx::query("UPDATE accounts SET max_month_micros = $1, max_running = $2 WHERE id = $3")
+            .bind(limits.max_month_micros)
+            .bind(limits.max_running)
+            .bind(account_id)
+            .execute(&self.db.write)
+            .await?;
+        Ok(())
+    }
+
+    /// An account's limits on managed sessions.
+    pub async fn limits(&self, account_id: &str) -> Result<Limits> {
+        let row = sqlx::query("SELECT max_month_micros, max_running FROM accounts WHERE id = $1")
+            .bind(account_id)
+            .fetch_optional(&self.db.read)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        Ok(Limits {
+            max_month_micros: row.try_get(0)?,
+            max_running: row.try_get(1)?,
+        })
+    }
+
+    /// Accounts with a monthly budget: `(account_id, max_month_micros)`.
+    pub async fn budgeted_accounts(&self) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query(
+            "SELECT id, max_month_micros FROM accounts WHERE max_month_micros IS NOT NULL",
+        )
+        .fetch_all(&self.db.read)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+
+    /// Running managed sessions of an account: `(session_id, sandbox_id)`.
+    pub async fn running_managed_of(&self, account_id: &str) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query(
+            "SELECT id, sandbox_id FROM sessions WHERE account_id = $1 AND managed = 1 \
+             AND state = 'running' AND sandbox_id IS NOT NULL",
+        )
+        .bind(account_id)
+        .fetch_all(&self.db.read)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+}

@@ -203,6 +203,7 @@ const TOKEN_COLS: &str =
     "id, prefix, name, created_at_ms, last_used_at_ms, revoked_at_ms, account_id";
 
 mod accounts;
+pub use accounts::Limits;
 mod sessions;
 mod stripe_export;
 mod usage;
