@@ -337,6 +337,22 @@ fn a_managed_session_is_created_paused_and_ended_by_the_server() {
     );
     t.ok(&["run", "test"]);
 
+    // `status` shows what the server bills and the budget left.
+    server.admin(&["set-limits", "alice", "--max-usd-per-month", "100"]);
+    let r = t.ok(&["status"]);
+    assert!(r.stdout().contains("billed by the server"), "{}", r.all());
+    assert!(
+        r.stdout().contains("left of $100.00 this month"),
+        "{}",
+        r.all()
+    );
+    let st: serde_json::Value =
+        serde_json::from_str(&t.ok(&["status", "--json"]).stdout()).unwrap();
+    assert_eq!(st["provider"], "managed");
+    assert!(st["cost_micros"].is_i64(), "{st}");
+    assert_eq!(st["budget"]["max_month_micros"], 100_000_000, "{st}");
+    assert!(st["budget"]["left_micros"].as_i64().unwrap() > 0, "{st}");
+
     // Another clone of the repository, on another machine (its own home), joins the session.
     let other = TestRepo::new(CONFIG);
     other.git(&["fetch", "-q", t.path().to_str().unwrap(), "main"]);

@@ -93,7 +93,8 @@ fn the_checker_rejects_answers_that_differ_from_the_document() {
     let me = json!({
         "account": {"id": "a", "name": "alice", "created_at": "2025-01-10T10:00:00Z"},
         "token": {"id": "t", "prefix": "rcl_abcdefgh"},
-        "capabilities": {"managed_sessions": "local"}
+        "capabilities": {"managed_sessions": "local"},
+        "limits": {"max_month_micros": null, "max_running": 2, "month_cost_micros": 0}
     });
     Conformance::new(doc.clone()).check(
         "get",

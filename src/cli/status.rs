@@ -48,6 +48,11 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
     {
         ctx.ui.warn(w);
     }
+    let managed = if record.provider == crate::report::managed::MANAGED {
+        managed_costs(&ctx, &record.session_id).await
+    } else {
+        None
+    };
     if args.json {
         let out = json!({
             "repository": ctx.repo.root,
@@ -61,6 +66,12 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
             "sync": sync,
             "capabilities": caps,
             "isolation": isolation,
+            "cost_micros": managed.as_ref().map(|m| m.cost_micros),
+            "budget": managed.as_ref().and_then(|m| m.budget.map(|(max, spent)| json!({
+                "max_month_micros": max,
+                "month_cost_micros": spent,
+                "left_micros": (max - spent).max(0),
+            }))),
         });
         println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
         return Ok(0);
@@ -77,6 +88,20 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
     );
     if let Some(end) = info.as_ref().and_then(|i| i.end_at.clone()) {
         println!("Pauses at   {end}");
+    }
+    if let Some(m) = &managed {
+        println!(
+            "Cost        {} so far ({} active), billed by the server",
+            crate::ui::format_usd(m.cost_micros),
+            crate::ui::format_hms(m.active_seconds.max(0) as u64)
+        );
+        if let Some((max, spent)) = m.budget {
+            println!(
+                "Budget      {} left of {} this month",
+                crate::ui::format_usd((max - spent).max(0)),
+                crate::ui::format_usd(max)
+            );
+        }
     }
     if let Some(iso) = &isolation {
         println!("Isolation   {}", isolation_line(iso));
@@ -113,4 +138,37 @@ fn isolation_line(iso: &IsolationReport) -> String {
     } else {
         "NONE: commands run unconfined, with your user's rights".into()
     }
+}
+
+/// What the server says a managed session and its account cost.
+struct ManagedCosts {
+    cost_micros: i64,
+    active_seconds: i64,
+    /// `(max_month_micros, month_cost_micros)` when the account has a budget.
+    budget: Option<(i64, i64)>,
+}
+
+async fn managed_costs(ctx: &crate::ops::context::Ctx, session: &str) -> Option<ManagedCosts> {
+    let client = match ctx.reporter.client()? {
+        Ok(c) => c,
+        Err(e) => {
+            ctx.ui.warn(format!("cannot ask the server for costs: {e}"));
+            return None;
+        }
+    };
+    let (s, me) = match tokio::join!(client.session(session), client.me()) {
+        (Ok(s), Ok(me)) => (s, me),
+        (Err(e), _) | (_, Err(e)) => {
+            ctx.ui.warn(format!("cannot ask the server for costs: {e}"));
+            return None;
+        }
+    };
+    let limits = &me["limits"];
+    Some(ManagedCosts {
+        cost_micros: s["session"]["cost_micros"].as_i64().unwrap_or(0),
+        active_seconds: s["session"]["active_seconds"].as_i64().unwrap_or(0),
+        budget: limits["max_month_micros"]
+            .as_i64()
+            .map(|max| (max, limits["month_cost_micros"].as_i64().unwrap_or(0))),
+    })
 }

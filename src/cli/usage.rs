@@ -136,8 +136,7 @@ fn valid_month(m: &str) -> CliResult<String> {
 
 /// Micro-dollars as `$1.23`.
 pub fn usd(micros: i64) -> String {
-    let cents = (micros + 5_000) / 10_000;
-    format!("${}.{:02}", cents / 100, cents % 100)
+    crate::ui::format_usd(micros)
 }
 
 #[cfg(test)]

@@ -111,6 +111,22 @@ pub fn format_bytes(n: u64) -> String {
     format!("{v:.1} {}", UNITS[unit])
 }
 
+/// Micro-dollars as `$1.23` (cents, rounded half up).
+pub fn format_usd(micros: i64) -> String {
+    let cents = (micros + 5_000) / 10_000;
+    format!("${}.{:02}", cents / 100, cents % 100)
+}
+
+/// Whole seconds as `1h 2m 3s` (`0s` for none).
+pub fn format_hms(secs: u64) -> String {
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    match (h, m) {
+        (0, 0) => format!("{s}s"),
+        (0, _) => format!("{m}m {s}s"),
+        _ => format!("{h}h {m}m {s}s"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

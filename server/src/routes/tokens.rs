@@ -22,6 +22,21 @@ pub struct Me {
     pub token: TokenRef,
     /// What this server offers its clients.
     pub capabilities: Capabilities,
+    /// The account's limits on managed sessions and its cost so far this month.
+    pub limits: AccountLimits,
+}
+
+/// An account's limits (`null`: none) and what it has spent this calendar month (UTC).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountLimits {
+    /// Monthly budget in micro-dollars.
+    #[schema(required = true)]
+    pub max_month_micros: Option<i64>,
+    /// Managed sessions that may run at once.
+    #[schema(required = true)]
+    pub max_running: Option<i64>,
+    /// Cost so far this month (active time and storage), in micro-dollars.
+    pub month_cost_micros: i64,
 }
 
 /// What a server offers its clients.
@@ -54,8 +69,14 @@ pub struct TokenRef {
         (status = 401, description = UNAUTHORIZED, body = ErrorBody),
     )
 )]
-pub async fn me(State(state): State<AppState>, Auth(p): Auth) -> Result<Json<Me>, ApiError> {
+pub async fn me(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    now: crate::clock::Now,
+) -> Result<Json<Me>, ApiError> {
     let account = state.store.account_by_id(&p.account_id).await?;
+    let limits = state.store.limits(&p.account_id).await?;
+    let month_cost_micros = crate::limits::month_cost(&state.store, &p.account_id, now).await?;
     Ok(Json(Me {
         account,
         token: TokenRef {
@@ -67,6 +88,11 @@ pub async fn me(State(state): State<AppState>, Auth(p): Auth) -> Result<Json<Me>
                 .sandboxes
                 .as_ref()
                 .map(|s| s.kind().as_str().to_string()),
+        },
+        limits: AccountLimits {
+            max_month_micros: limits.max_month_micros,
+            max_running: limits.max_running,
+            month_cost_micros,
         },
     }))
 }
