@@ -365,6 +365,23 @@ fn a_managed_session_is_created_paused_and_ended_by_the_server() {
     assert_eq!(std::fs::read_dir(&sandboxes).unwrap().count(), 1);
     let r = other.ok(&["exec", "--", "cat a.txt"]);
     assert_eq!(r.stdout(), "from the laptop\n");
+    // Either machine lists the account's sessions from the server.
+    let r = other.ok(&["ls"]);
+    let line = r
+        .stdout()
+        .lines()
+        .find(|l| l.contains(&session))
+        .map(str::to_string)
+        .unwrap_or_default();
+    assert!(
+        line.starts_with('*') && line.contains("github.com/acme/app") && line.contains("running"),
+        "{}",
+        r.all()
+    );
+    let listed: serde_json::Value =
+        serde_json::from_str(&t.ok(&["ls", "--managed", "--json"]).stdout()).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed[0]["provider"], "managed");
 
     t.ok(&["pause"]);
     assert_eq!(

@@ -28,8 +28,12 @@ pub struct Args {
     #[arg(long)]
     pub json: bool,
     /// Provider to list: local, e2b, daytona or northflank.
-    #[arg(long, value_name = "NAME", value_parser = super::args::parse_kind)]
+    #[arg(long, value_name = "NAME", value_parser = super::args::parse_kind, conflicts_with = "managed")]
     pub provider: Option<ProviderKind>,
+    /// List the managed sessions of your account on the rclaude server, every repository and
+    /// machine (the default when this repository's session is managed).
+    #[arg(long)]
+    pub managed: bool,
 }
 
 pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
@@ -42,18 +46,34 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
         .provider
         .or(config.as_ref().map(|c| c.sandbox.provider))
         .unwrap_or_default();
-    let current = match &repo {
-        Some(r) => SessionStore::for_repo(r)
-            .load()?
-            .filter(|rec| rec.provider == kind.as_str())
-            .map(|rec| rec.sandbox_id),
+    let record = match &repo {
+        Some(r) => SessionStore::for_repo(r).load()?,
         None => None,
     };
-    let provider = match &config {
-        Some(c) if c.sandbox.provider == kind => {
-            crate::provider::select::for_settings(c.sandbox.provider, c.sandbox.project.as_deref())?
+    let managed = crate::report::managed::MANAGED;
+    let list_managed = args.managed
+        || (args.provider.is_none() && record.as_ref().is_some_and(|r| r.provider == managed));
+    let listed = if list_managed { managed } else { kind.as_str() };
+    let current = record
+        .filter(|rec| rec.provider == listed)
+        .map(|rec| rec.sandbox_id);
+    let provider: Box<dyn crate::provider::Provider> = if list_managed {
+        let client = crate::report::Reporter::from_env()
+            .client()
+            .ok_or_else(|| {
+                CliError::usage("not logged in to an rclaude server")
+                    .hint("`rclaude login --server URL` first")
+            })?
+            .map_err(|e| CliError::unavailable(e.to_string()))?;
+        Box::new(crate::report::managed::ManagedProvider::account(client))
+    } else {
+        match &config {
+            Some(c) if c.sandbox.provider == kind => crate::provider::select::for_settings(
+                c.sandbox.provider,
+                c.sandbox.project.as_deref(),
+            )?,
+            _ => crate::provider::select::for_kind(kind)?,
         }
-        _ => crate::provider::select::for_kind(kind)?,
     };
     crate::ops::leftovers::reap(g.quiet).await;
     let ci_runs = crate::ops::leftovers::runs();
@@ -90,7 +110,7 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
         return Ok(0);
     }
     if sandboxes.is_empty() {
-        println!("No rclaude sandboxes on provider \"{}\".", kind.as_str());
+        println!("No rclaude sandboxes on provider \"{listed}\".");
         return Ok(0);
     }
     let now = OffsetDateTime::now_utc();

@@ -184,14 +184,16 @@ impl ServerClient {
         .await
     }
 
-    /// `GET /v1/sessions?repository=` (the first page, newest first).
-    pub async fn list_sessions(&self, repository: &str) -> Result<Value, ServerError> {
-        self.send(
-            self.http
-                .get(format!("{}/v1/sessions", self.base))
-                .query(&[("repository", repository), ("limit", "200")]),
-        )
-        .await
+    /// `GET /v1/sessions[?repository=]` (the first page of 200, newest first).
+    pub async fn list_sessions(&self, repository: Option<&str>) -> Result<Value, ServerError> {
+        let mut req = self
+            .http
+            .get(format!("{}/v1/sessions", self.base))
+            .query(&[("limit", "200")]);
+        if let Some(r) = repository {
+            req = req.query(&[("repository", r)]);
+        }
+        self.send(req).await
     }
 
     /// `DELETE /v1/sessions/{id}` (managed sessions: the server kills the sandbox).

@@ -24,8 +24,8 @@ pub const MANAGED: &str = "managed";
 /// session ids.
 pub struct ManagedProvider {
     client: ServerClient,
-    repository: String,
-    branch: String,
+    /// The repository and branch new sessions are for; `None`: only listing (every repository).
+    target: Option<(String, String)>,
 }
 
 impl ManagedProvider {
@@ -33,8 +33,15 @@ impl ManagedProvider {
     pub fn new(client: ServerClient, repository: String, branch: String) -> ManagedProvider {
         ManagedProvider {
             client,
-            repository,
-            branch,
+            target: Some((repository, branch)),
+        }
+    }
+
+    /// The account's managed sessions of every repository, from every machine (`list` only).
+    pub fn account(client: ServerClient) -> ManagedProvider {
+        ManagedProvider {
+            client,
+            target: None,
         }
     }
 
@@ -148,9 +155,13 @@ impl Provider for ManagedProvider {
             .get("rclaude.session")
             .cloned()
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let (repository, branch) = self
+            .target
+            .as_ref()
+            .ok_or_else(|| protocol("no repository to create a managed session for"))?;
         let answer = self
             .client
-            .create_managed(&self.repository, &self.branch, &key)
+            .create_managed(repository, branch, &key)
             .await
             .map_err(server_error)?;
         let workdir = answer["sandbox"]["workdir"].as_str().unwrap_or_default();
@@ -194,9 +205,10 @@ impl Provider for ManagedProvider {
     }
 
     async fn list(&self) -> Result<Vec<SandboxInfo>, ProviderError> {
+        let repository = self.target.as_ref().map(|(r, _)| r.as_str());
         let v = self
             .client
-            .list_sessions(&self.repository)
+            .list_sessions(repository)
             .await
             .map_err(server_error)?;
         Ok(v["sessions"]
