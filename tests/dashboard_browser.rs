@@ -283,9 +283,13 @@ struct Server {
 impl Server {
     fn start(db: &str) -> Server {
         // Direct mode: the CLI runs the sandbox and reports to the server.
+        Server::start_with(db, &["--sandbox-provider", "none"])
+    }
+
+    fn start_with(db: &str, extra: &[&str]) -> Server {
         let mut child = Command::new(server_bin())
             .args(["serve", "--listen", "127.0.0.1:0", "--database-url", db])
-            .args(["--sandbox-provider", "none"])
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -499,4 +503,85 @@ fn dashboard_in_a_browser_shows_a_session_live() {
     assert!(d.url().contains("/sign-in"), "{}", d.url());
 
     t.ok(&["down", "--yes"]);
+}
+
+#[test]
+fn a_managed_session_is_paused_resumed_and_stopped_from_the_dashboard() {
+    if !browser_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sandboxes = dir.path().join("sandboxes");
+    let server = Server::start_with(
+        &format!("sqlite://{}", dir.path().join("server.db").display()),
+        &[
+            "--sandboxes-dir",
+            sandboxes.to_str().unwrap(),
+            "--agent-bin",
+            env!("CARGO_BIN_EXE_rclaude"),
+            "--idle-pause",
+            "off",
+        ],
+    );
+    let alice = server.token("alice");
+    let made = server.post(
+        &alice,
+        "/v1/sessions",
+        json!({"managed": true, "repository": "github.com/alice/app"}),
+    );
+    let sid = made["session"]["id"].as_str().unwrap().to_string();
+    let sandbox = sandboxes.join(made["sandbox"]["id"].as_str().unwrap());
+    let agent_running = || {
+        let state: Value =
+            serde_json::from_slice(&std::fs::read(sandbox.join("agent.json")).unwrap_or_default())
+                .unwrap_or(Value::Null);
+        // SAFETY: signal 0 only checks that the agent process exists.
+        state["pid"]
+            .as_i64()
+            .is_some_and(|p| unsafe { libc::kill(p as i32, 0) } == 0)
+    };
+    assert!(agent_running());
+
+    let d = Driver::start();
+    d.goto(&format!("{}/sessions/{sid}", server.base));
+    d.type_into("#token", &alice);
+    d.click("form.card button[type=submit]");
+    let state_is = |s: &str| {
+        format!(
+            "return location.pathname === '/sessions/{sid}' && \
+             document.querySelector('#summary').textContent.includes('{s}')"
+        )
+    };
+    d.wait_until(
+        "the running session",
+        &state_is("running"),
+        Duration::from_secs(30),
+    );
+    d.click("#session-pause");
+    d.wait_until(
+        "the paused session",
+        &state_is("paused"),
+        Duration::from_secs(30),
+    );
+    assert!(!agent_running(), "the paused session's agent still runs");
+    d.screenshot("managed-paused.png");
+    d.click("#session-resume");
+    d.wait_until(
+        "the resumed session",
+        &state_is("running"),
+        Duration::from_secs(30),
+    );
+    assert!(agent_running(), "resume did not start the agent");
+    d.click("#session-stop");
+    d.wait_until(
+        "the stopped session",
+        &state_is("stopped"),
+        Duration::from_secs(30),
+    );
+    assert_eq!(
+        d.js("return document.querySelectorAll('.controls button').length"),
+        json!(0),
+        "a stopped session still offers buttons"
+    );
+    assert!(!sandbox.exists(), "the sandbox outlived its session");
 }

@@ -17,6 +17,7 @@ pub mod events_listen;
 pub mod guardians;
 pub mod limits;
 pub mod listen;
+pub mod managed;
 pub mod metering;
 pub mod metrics;
 pub mod model;

@@ -4,6 +4,7 @@
 //! data path of files and processes.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -24,6 +25,9 @@ pub const MANAGED: &str = "managed";
 /// session ids.
 pub struct ManagedProvider {
     client: ServerClient,
+    /// Where the envd access the server answered is kept between commands (files 0600, one
+    /// per session), so that `exec` reaches a running sandbox without asking the server first.
+    cache: PathBuf,
     /// The repository and branch new sessions are for; `None`: only listing (every repository).
     target: Option<(String, String)>,
 }
@@ -33,6 +37,7 @@ impl ManagedProvider {
     pub fn new(client: ServerClient, repository: String, branch: String) -> ManagedProvider {
         ManagedProvider {
             client,
+            cache: default_cache(),
             target: Some((repository, branch)),
         }
     }
@@ -41,8 +46,63 @@ impl ManagedProvider {
     pub fn account(client: ServerClient) -> ManagedProvider {
         ManagedProvider {
             client,
+            cache: default_cache(),
             target: None,
         }
+    }
+
+    fn cache_file(&self, session: &str) -> Option<PathBuf> {
+        let safe = !session.is_empty()
+            && session
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-');
+        safe.then(|| self.cache.join(format!("{session}.json")))
+    }
+
+    /// Keep a create/resume answer for the next command (best effort: a failure only costs a
+    /// round trip to the server later).
+    fn remember(&self, session: &str, answer: &Value) {
+        let Some(path) = self.cache_file(session) else {
+            return;
+        };
+        let keep = serde_json::json!({
+            "session": { "provider": answer["session"]["provider"] },
+            "sandbox": answer["sandbox"],
+        });
+        let write = || -> std::io::Result<()> {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::create_dir_all(&self.cache)?;
+            let tmp = path.with_extension("tmp");
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .write(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            f.write_all(keep.to_string().as_bytes())?;
+            std::fs::rename(&tmp, &path)
+        };
+        if let Err(e) = write() {
+            tracing::debug!("cannot keep the sandbox's access in {}: {e}", path.display());
+        }
+    }
+
+    fn forget(&self, session: &str) {
+        if let Some(path) = self.cache_file(session) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
+    /// The sandbox of a kept answer, when it still answers.
+    async fn remembered(&self, session: &str) -> Option<Arc<dyn Sandbox>> {
+        let path = self.cache_file(session)?;
+        let answer: Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+        let url = answer["sandbox"]["envd_url"].as_str()?;
+        let token = answer["sandbox"]["access_token"].as_str().map(str::to_string);
+        let client = EnvdClient::new(url, token, Default::default()).ok()?;
+        client.health().await.ok()?;
+        Self::sandbox(&answer).ok()
     }
 
     /// The sandbox a managed-session answer points at.
@@ -165,16 +225,24 @@ impl Provider for ManagedProvider {
             .await
             .map_err(server_error)?;
         let workdir = answer["sandbox"]["workdir"].as_str().unwrap_or_default();
-        Self::info(&answer["session"], workdir)
-            .ok_or_else(|| protocol("the server created a session that is not running"))
+        let info = Self::info(&answer["session"], workdir)
+            .ok_or_else(|| protocol("the server created a session that is not running"))?;
+        self.remember(&info.id, &answer);
+        Ok(info)
     }
 
     async fn connect(&self, id: &str) -> Result<Arc<dyn Sandbox>, ProviderError> {
+        // A running sandbox answers on the address the server gave last time: no server round
+        // trip (the server is not in the data path). Otherwise the server resumes it.
+        if let Some(s) = self.remembered(id).await {
+            return Ok(s);
+        }
         let answer = self
             .client
             .session_action(id, "resume")
             .await
             .map_err(server_error)?;
+        self.remember(id, &answer);
         Self::sandbox(&answer)
     }
 
@@ -187,6 +255,7 @@ impl Provider for ManagedProvider {
     }
 
     async fn pause(&self, id: &str) -> Result<(), ProviderError> {
+        self.forget(id);
         self.client
             .session_action(id, "pause")
             .await
@@ -195,6 +264,7 @@ impl Provider for ManagedProvider {
     }
 
     async fn kill(&self, id: &str) -> Result<(), ProviderError> {
+        self.forget(id);
         match self.client.delete_session(id).await {
             Ok(_) => Ok(()),
             Err(e) => match server_error(e) {
@@ -221,4 +291,9 @@ impl Provider for ManagedProvider {
             })
             .unwrap_or_default())
     }
+}
+
+/// `$XDG_STATE_HOME/rclaude/managed-access`.
+fn default_cache() -> PathBuf {
+    crate::dirs::state_dir().join("managed-access")
 }

@@ -31,6 +31,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/sessions"),
     ("get", "/sessions/{id}"),
     ("get", "/sessions/{id}/section"),
+    ("post", "/sessions/{id}/{action}"),
     ("get", "/usage"),
     ("get", "/usage.csv"),
     ("get", "/invoice.csv"),
@@ -46,6 +47,7 @@ pub fn routes() -> Router<AppState> {
         .route("/sessions", get(sessions::page_handler))
         .route("/sessions/{id}", get(session::page_handler))
         .route("/sessions/{id}/section", get(sessions::section_fragment))
+        .route("/sessions/{id}/{action}", post(session::action_handler))
         .route("/usage", get(usage::page_handler))
         .route("/usage.csv", get(usage::usage_csv))
         .route("/invoice.csv", get(usage::invoice_csv))

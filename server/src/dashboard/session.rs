@@ -86,6 +86,74 @@ fn summary(s: &Session) -> Markup {
     }
 }
 
+/// Pause, resume and stop buttons of a managed session (the server runs its sandbox).
+fn controls(s: &Session, csrf: &str) -> Markup {
+    let button = |action: &str, label: &str| {
+        html! {
+            form method="post" action={ "/sessions/" (s.id) "/" (action) } class="inline" {
+                input type="hidden" name="csrf" value=(csrf);
+                button type="submit" id={ "session-" (action) } { (label) }
+            }
+        }
+    };
+    html! {
+        div class="controls" role="group" aria-label="Session controls" {
+            @if s.state == "running" { (button("pause", "Pause")) }
+            @else { (button("resume", "Resume")) }
+            (button("stop", "Stop and delete the sandbox"))
+        }
+    }
+}
+
+/// `POST /sessions/{id}/{pause|resume|stop}` (form: `csrf`): act on a managed session as the API
+/// does, then show its page again.
+pub async fn action_handler(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    user: WebUser,
+    now: Now,
+    Path((id, action)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Response {
+    let csrf = url::form_urlencoded::parse(&body)
+        .find(|(k, _)| k == "csrf")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    if !super::auth::same_origin(&headers) || !super::auth::same_secret(&csrf, &user.csrf) {
+        return layout::error_page(
+            Some(&user),
+            StatusCode::FORBIDDEN,
+            "Action refused",
+            "The form expired or came from another site; use the buttons on the session's page.",
+        );
+    }
+    let account = &user.principal.account_id;
+    let done = match action.as_str() {
+        "pause" => crate::managed::pause(&state, account, &id, now)
+            .await
+            .map(|_| ()),
+        "resume" => crate::managed::resume(&state, account, &id, now)
+            .await
+            .map(|_| ()),
+        "stop" => crate::managed::delete(&state, account, &id, now)
+            .await
+            .map(|_| ()),
+        _ => return layout::not_found(&user, "such action"),
+    };
+    match done {
+        Ok(()) => axum::response::IntoResponse::into_response(axum::response::Redirect::to(
+            &format!("/sessions/{id}"),
+        )),
+        Err(e) if e.status == StatusCode::NOT_FOUND => layout::not_found(&user, "such session"),
+        Err(e) => layout::error_page(
+            Some(&user),
+            e.status,
+            "The session could not change",
+            &e.message,
+        ),
+    }
+}
+
 /// `GET /sessions/{id}?from_seq=N`.
 pub async fn page_handler(
     State(state): State<AppState>,
@@ -140,6 +208,9 @@ pub async fn page_handler(
             section aria-labelledby="h-summary" {
                 h2 id="h-summary" { "Summary" }
                 (summary(&session))
+                @if session.managed && session.state != "stopped" {
+                    (controls(&session, &user.csrf))
+                }
             }
             section aria-labelledby="h-tasks" {
                 h2 id="h-tasks" { "Task results" }

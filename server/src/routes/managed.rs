@@ -19,8 +19,6 @@ use crate::state::AppState;
 use crate::storage::NewSession;
 use crate::validate;
 
-use super::sessions::session_path_id;
-
 /// Body of `POST /v1/sessions` creating a managed session.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -72,17 +70,6 @@ fn access(r: Reached) -> Result<SandboxAccess, ApiError> {
     })
 }
 
-fn sandboxes(state: &AppState) -> Result<&Sandboxes, ApiError> {
-    state.sandboxes.as_ref().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "managed_sessions_disabled",
-            "this server manages no sandboxes (started with --sandbox-provider none); report a \
-             session you run yourself instead (without `managed`)",
-        )
-    })
-}
-
 /// The `Idempotency-Key` header, when sent: 1 to 200 visible ASCII characters.
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(v) = headers.get("idempotency-key") else {
@@ -122,7 +109,7 @@ pub async fn create(
     let branch = body.name.unwrap_or_else(|| "main".to_string());
     validate::branch(&branch)?;
     let key = idempotency_key(headers)?;
-    let sandboxes = sandboxes(state)?;
+    let sandboxes = crate::managed::sandboxes(state)?;
     if let Some(k) = &key
         && let Some(existing) = state
             .store
@@ -185,44 +172,6 @@ async fn again(
     Ok((StatusCode::OK, Json(ManagedBody { session, sandbox })))
 }
 
-/// A managed session of the caller's account, or the error that says why not.
-async fn managed_session(
-    state: &AppState,
-    account_id: &str,
-    id: &str,
-    now: Now,
-) -> Result<(String, Session), ApiError> {
-    let sid = session_path_id(id)?;
-    let session = state
-        .store
-        .get_session(account_id, &sid, now.s())
-        .await?
-        .ok_or_else(|| ApiError::session_not_found(id))?;
-    if !session.managed {
-        return Err(ApiError::conflict(
-            "session_not_managed",
-            format!(
-                "session `{id}` runs in a sandbox its client controls; pause or stop it there \
-                 (`rclaude pause` / `rclaude down`)"
-            ),
-        ));
-    }
-    if session.state == "stopped" {
-        return Err(ApiError::conflict(
-            "session_stopped",
-            format!("session `{id}` is stopped; create a new one"),
-        ));
-    }
-    Ok((sid, session))
-}
-
-fn sandbox_id(session: &Session) -> Result<&str, ApiError> {
-    session
-        .sandbox_id
-        .as_deref()
-        .ok_or_else(|| ApiError::internal("a managed session without a sandbox id"))
-}
-
 /// Pause a managed session
 ///
 /// Pauses the sandbox at the provider and stops billing active time. Pausing a paused session
@@ -249,15 +198,7 @@ pub async fn pause(
     now: Now,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<ManagedBody>, ApiError> {
-    let (sid, session) = managed_session(&state, &p.account_id, &id, now).await?;
-    if session.state == "paused" {
-        return Ok(Json(ManagedBody {
-            session,
-            sandbox: None,
-        }));
-    }
-    sandboxes(&state)?.pause(sandbox_id(&session)?).await?;
-    let session = record(&state, &p.account_id, &sid, EventKind::Paused, now).await?;
+    let session = crate::managed::pause(&state, &p.account_id, &id, now).await?;
     Ok(Json(ManagedBody {
         session,
         sandbox: None,
@@ -294,16 +235,7 @@ pub async fn resume(
     now: Now,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<ManagedBody>, ApiError> {
-    let (sid, session) = managed_session(&state, &p.account_id, &id, now).await?;
-    if session.state != "running" {
-        crate::limits::admit(&state.store, &p.account_id, now).await?;
-    }
-    let reached = sandboxes(&state)?.reach(sandbox_id(&session)?).await?;
-    let session = if session.state == "running" {
-        session
-    } else {
-        record(&state, &p.account_id, &sid, EventKind::Resumed, now).await?
-    };
+    let (session, reached) = crate::managed::resume(&state, &p.account_id, &id, now).await?;
     Ok(Json(ManagedBody {
         session,
         sandbox: Some(access(reached)?),
@@ -335,9 +267,7 @@ pub async fn delete(
     now: Now,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<ManagedBody>, ApiError> {
-    let (sid, session) = managed_session(&state, &p.account_id, &id, now).await?;
-    sandboxes(&state)?.kill(sandbox_id(&session)?).await?;
-    let session = record(&state, &p.account_id, &sid, EventKind::Stopped, now).await?;
+    let session = crate::managed::delete(&state, &p.account_id, &id, now).await?;
     Ok(Json(ManagedBody {
         session,
         sandbox: None,
