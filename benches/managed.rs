@@ -1,7 +1,8 @@
 //! Benchmark: managed mode against direct mode on the local provider, in the same run.
 //!
 //! - `up` to first `exec`: `rclaude up` of a fresh repository followed by `rclaude exec -- true`,
-//!   with the sandbox created by the rclaude server (managed) or by the CLI (direct);
+//!   with the sandbox created by the rclaude server (managed) or by the CLI (direct, logged in
+//!   to the same server and reporting to it);
 //! - `exec` round trip: `rclaude exec -- true` on a running session (the server is not in the
 //!   data path, so this should be the same).
 //!
@@ -89,7 +90,9 @@ fn main() {
                 );
                 t.elapsed()
             };
-            if mode == 1 {
+            // Both modes logged in to the same server (direct mode then reports to it), so the
+            // difference is who runs the sandbox.
+            {
                 let out = Command::new(&rclaude)
                     .args(["login", "--server", &url])
                     .current_dir(&repo)

@@ -84,7 +84,10 @@ impl ManagedProvider {
             std::fs::rename(&tmp, &path)
         };
         if let Err(e) = write() {
-            tracing::debug!("cannot keep the sandbox's access in {}: {e}", path.display());
+            tracing::debug!(
+                "cannot keep the sandbox's access in {}: {e}",
+                path.display()
+            );
         }
     }
 
@@ -99,7 +102,9 @@ impl ManagedProvider {
         let path = self.cache_file(session)?;
         let answer: Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
         let url = answer["sandbox"]["envd_url"].as_str()?;
-        let token = answer["sandbox"]["access_token"].as_str().map(str::to_string);
+        let token = answer["sandbox"]["access_token"]
+            .as_str()
+            .map(str::to_string);
         let client = EnvdClient::new(url, token, Default::default()).ok()?;
         client.health().await.ok()?;
         Self::sandbox(&answer).ok()
