@@ -107,17 +107,13 @@ impl ManagedProvider {
             .map(str::to_string);
         let client = EnvdClient::new(url, token, Default::default()).ok()?;
         client.health().await.ok()?;
-        Self::sandbox(&answer).ok()
+        Self::sandbox_with(client, &answer).ok()
     }
 
     /// The sandbox a managed-session answer points at.
     fn sandbox(answer: &Value) -> Result<Arc<dyn Sandbox>, ProviderError> {
         let s = &answer["sandbox"];
-        let (Some(url), Some(id), Some(workdir)) = (
-            s["envd_url"].as_str(),
-            s["id"].as_str(),
-            s["workdir"].as_str(),
-        ) else {
+        let Some(url) = s["envd_url"].as_str() else {
             return Err(protocol(
                 "the server's answer names no sandbox to reach (is the session running?)",
             ));
@@ -127,6 +123,15 @@ impl ManagedProvider {
             s["access_token"].as_str().map(str::to_string),
             Default::default(),
         )?;
+        Self::sandbox_with(client, answer)
+    }
+
+    /// Like [`Self::sandbox`], through an envd client already made for it.
+    fn sandbox_with(client: EnvdClient, answer: &Value) -> Result<Arc<dyn Sandbox>, ProviderError> {
+        let s = &answer["sandbox"];
+        let (Some(id), Some(workdir)) = (s["id"].as_str(), s["workdir"].as_str()) else {
+            return Err(protocol("the server's answer names no sandbox to reach"));
+        };
         // E2B's envd runs commands in a login shell, as its SDK does; the local agent does not.
         let login_shell = answer["session"]["provider"] == "e2b";
         Ok(Arc::new(EnvdSandbox::new(client, id, workdir, login_shell)))
