@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # rclaude's main job on the embedded default: start rclaude-server on SQLite and log in, bring a
-# repository up on the local provider, run a task with its dependency, bring the sandbox's work
-# back as a branch, tear it down, and read the session's events and usage from the server.
+# repository up in a sandbox the server runs on its local provider (a managed session: the CLI
+# syncs and executes straight to the sandbox), run a task with its dependency, bring the
+# sandbox's work back as a branch, tear it down, and read the session's events and usage from the
+# server. (`rclaude up --direct` would run the sandbox from the CLI instead.)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -17,7 +19,8 @@ export RCLAUDE_HOME="$work/rclaude-home"   # keep the demo's sandboxes out of yo
 # The server on SQLite (embedded default), an account and its API token.
 db="sqlite://$work/server.db"
 mkfifo "$work/server.out"
-"$server" serve --listen 127.0.0.1:0 --database-url "$db" >"$work/server.out" 2>"$work/server.log" &
+"$server" serve --listen 127.0.0.1:0 --database-url "$db" --sandboxes-dir "$work/server-sandboxes" \
+    >"$work/server.out" 2>"$work/server.log" &
 server_pid=$!
 read -r first_line <"$work/server.out"      # "rclaude-server listening on http://ADDR"
 url=${first_line##* }
