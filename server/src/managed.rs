@@ -21,7 +21,8 @@ pub fn sandboxes(state: &AppState) -> Result<&Sandboxes, ApiError> {
     })
 }
 
-async fn record(
+/// Record a transition the server made on a managed session.
+pub async fn record(
     state: &AppState,
     account_id: &str,
     session_id: &str,

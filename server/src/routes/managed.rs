@@ -82,18 +82,6 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     Ok(Some(key.to_string()))
 }
 
-/// Record a transition the server made.
-async fn record(
-    state: &AppState,
-    account_id: &str,
-    session_id: &str,
-    kind: EventKind,
-    now: Now,
-) -> Result<Session, ApiError> {
-    let data = serde_json::json!({ "by": "server" });
-    Ok(crate::sandboxes::record(&state.store, account_id, session_id, kind, now, data).await?)
-}
-
 /// `POST /v1/sessions` with `"managed": true` (dispatched from `sessions::create`).
 pub async fn create(
     state: &AppState,
@@ -145,7 +133,7 @@ pub async fn create(
         }
         return Err(e.into());
     }
-    let session = record(state, account_id, &id, EventKind::Started, now).await?;
+    let session = crate::managed::record(state, account_id, &id, EventKind::Started, now).await?;
     state
         .metrics
         .sessions_created
