@@ -18,6 +18,7 @@ use git2::build::CheckoutBuilder;
 use git2::{Oid, Repository, Tree};
 use serde::Serialize;
 
+use super::apply_plan::{Facts, Plan, Target, decide};
 use super::snapshot::{self, HeadState};
 use super::{EMPTY_TREE, SyncError, free_ref_name, short, utc_stamp};
 
@@ -276,7 +277,8 @@ fn move_head(repo: &Repository, head: &HeadState, to: Oid, msg: &str) -> Result<
     Ok(())
 }
 
-/// Apply pulled work to the checked-out branch (see the module docs).
+/// Apply pulled work to the checked-out branch (see the module docs): gather the facts,
+/// [`decide`], act.
 pub(crate) fn apply(repo: &Repository, input: &Input<'_>) -> Result<ApplyOutcome, SyncError> {
     let workdir = repo
         .workdir()
@@ -291,169 +293,203 @@ pub(crate) fn apply(repo: &Repository, input: &Input<'_>) -> Result<ApplyOutcome
     let descends = |child: Oid, anc: Oid| {
         child == anc || repo.graph_descendant_of(child, anc).unwrap_or(false)
     };
-    let msg = format!("rclaude pull --apply from {}", input.label);
-
-    // Already here (e.g. applied before): nothing to do.
-    let head_has_c = match (h, c) {
-        (_, None) => true,
-        (Some(h), Some(c)) => descends(h, c),
-        (None, Some(_)) => false,
+    let facts = Facts {
+        head: h,
+        sandbox_head: c,
+        head_has_sandbox: match (h, c) {
+            (_, None) => true,
+            (Some(h), Some(c)) => descends(h, c),
+            (None, Some(_)) => false,
+        },
+        sandbox_has_head: match (h, c) {
+            (None, _) => true,
+            (Some(h), Some(c)) => descends(c, h),
+            (Some(_), None) => false,
+        },
+        worktree_tree: now.tree,
+        index_tree: now.index_tree,
+        head_tree: head_tree.id(),
+        tip_tree: tip_tree.id(),
+        unchanged_since_push: input.pushed == Some((now.commit, now.index_commit)),
+        pushed_known: input.pushed.is_some(),
     };
-    if now.tree == tip_tree.id() && head_has_c {
-        return Ok(ApplyOutcome::UpToDate);
-    }
-
-    // (a) nothing changed here since the push, and the sandbox built on our HEAD.
-    let unchanged_since_push = input.pushed == Some((now.commit, now.index_commit));
-    let sandbox_on_top = match (h, c) {
-        (None, _) => true,
-        (Some(h), Some(c)) => descends(c, h),
-        (Some(_), None) => false,
+    let act = Act {
+        repo,
+        workdir: &workdir,
+        input,
+        head: &head,
+        msg: format!("rclaude pull --apply from {}", input.label),
     };
-    if unchanged_since_push && sandbox_on_top {
-        let now_tree = tree_of(repo, Some(now.commit))?;
-        if c == h && now_tree.id() == tip_tree.id() {
-            return Ok(ApplyOutcome::UpToDate);
-        }
-        let changes = changed_paths(repo, &now_tree, &tip_tree)?;
-        if let Some(p) = in_the_way(&workdir, &changes) {
-            return Ok(refuse(
-                format!(
-                    "the sandbox's files would replace {}, which is not part of what was pushed here (an ignored or new file)",
-                    p.display()
-                ),
-                input.label,
-            ));
-        }
-        let dirty = now.tree != head_tree.id() || now.index_tree != head_tree.id();
-        if dirty {
-            keep_before_apply(repo, now.commit, now.index_commit)?;
-        }
-        checkout_paths(repo, &tip_tree, &changes.all, true)?;
-        if c != h {
-            set_index(repo, &tree_of(repo, c)?)?;
-            if let Some(c) = c {
-                move_head(repo, &head, c, &msg)?;
+    match decide(&facts) {
+        Plan::UpToDate => Ok(ApplyOutcome::UpToDate),
+        Plan::Refuse(why) => Ok(refuse(why.reason(), input.label)),
+        Plan::OverPush {
+            keep_local,
+            move_head,
+        } => {
+            let now_tree = tree_of(repo, Some(now.commit))?;
+            let changes = changed_paths(repo, &now_tree, &tip_tree)?;
+            if let Some(refused) = act.refuse_if_in_the_way(&changes) {
+                return Ok(refused);
             }
-        }
-        return Ok(ApplyOutcome::FastForward {
-            from: h.map(|o| o.to_string()),
-            to: c.or(h).map(|o| o.to_string()),
-            uncommitted_edits: input.wip,
-        });
-    }
-
-    // (b) clean here: take the commits, then the uncommitted edits.
-    let clean = now.tree == head_tree.id() && now.index_tree == head_tree.id();
-    if !clean {
-        let why = if input.pushed.is_some() {
-            "you have uncommitted changes here that differ from what was last pushed to the sandbox"
-        } else {
-            "you have uncommitted changes here, and this sandbox has no record of them"
-        };
-        return Ok(refuse(why, input.label));
-    }
-    let mut merged = None;
-    let n: Option<Oid> = match (h, c) {
-        (None, c) => c,
-        (Some(h), None) => Some(h),
-        (Some(h), Some(c)) if descends(h, c) => Some(h),
-        (Some(h), Some(c)) if descends(c, h) => Some(c),
-        (Some(h), Some(c)) => {
-            let ours = repo
-                .find_commit(h)
-                .map_err(SyncError::git("reading HEAD"))?;
-            let theirs = repo
-                .find_commit(c)
-                .map_err(SyncError::git("reading the sandbox HEAD"))?;
-            let mut idx = repo
-                .merge_commits(&ours, &theirs, None)
-                .map_err(SyncError::git("merging the sandbox's commits"))?;
-            if idx.has_conflicts() {
-                let paths = conflict_paths(&idx);
-                return Ok(refuse(
-                    format!("the sandbox's commits conflict with yours ({paths})"),
-                    input.label,
-                ));
+            if keep_local {
+                keep_before_apply(repo, now.commit, now.index_commit)?;
             }
-            let tree_id = idx
-                .write_tree_to(repo)
-                .map_err(SyncError::git("writing the merged tree"))?;
-            let tree = repo
-                .find_tree(tree_id)
-                .map_err(SyncError::git("reading the merged tree"))?;
-            let sig = match repo.signature() {
-                Ok(s) => s,
-                Err(_) => {
-                    return Ok(refuse(
-                        "a merge commit is needed but git user.name / user.email are not configured here",
-                        input.label,
-                    ));
-                }
-            };
-            let message = format!(
-                "Merge sandbox work from {}\n\nMerged by rclaude pull --apply.\n",
-                input.label
-            );
-            let m = repo
-                .commit(None, &sig, &sig, &message, &tree, &[&ours, &theirs])
-                .map_err(SyncError::git("writing the merge commit"))?;
-            merged = Some(m);
-            Some(m)
+            checkout_paths(repo, &tip_tree, &changes.all, true)?;
+            if move_head {
+                act.move_branch(c)?;
+            }
+            Ok(ApplyOutcome::FastForward {
+                from: h.map(|o| o.to_string()),
+                to: c.or(h).map(|o| o.to_string()),
+                uncommitted_edits: input.wip,
+            })
         }
-    };
-    let n_tree = tree_of(repo, n)?;
-    let result_tree = if input.wip {
-        let ancestor = tree_of(repo, c)?;
-        let mut idx = repo
-            .merge_trees(&ancestor, &n_tree, &tip_tree, None)
-            .map_err(SyncError::git("merging the sandbox's uncommitted edits"))?;
-        if idx.has_conflicts() {
-            let paths = conflict_paths(&idx);
-            return Ok(refuse(
-                format!("the sandbox's uncommitted edits conflict with your commits ({paths})"),
-                input.label,
-            ));
-        }
-        let id = idx
-            .write_tree_to(repo)
-            .map_err(SyncError::git("writing the merged tree"))?;
-        repo.find_tree(id)
-            .map_err(SyncError::git("reading the merged tree"))?
-    } else {
-        n_tree.clone()
-    };
-    if n == h && result_tree.id() == head_tree.id() {
-        return Ok(ApplyOutcome::UpToDate);
+        Plan::Integrate(target) => act.integrate(target, h, c, &head_tree, &tip_tree),
     }
-    let changes = changed_paths(repo, &head_tree, &result_tree)?;
-    if let Some(p) = in_the_way(&workdir, &changes) {
-        return Ok(refuse(
+}
+
+/// What acting on a [`Plan`] needs.
+struct Act<'a> {
+    repo: &'a Repository,
+    workdir: &'a Path,
+    input: &'a Input<'a>,
+    head: &'a HeadState,
+    /// Reflog message of the branch move.
+    msg: String,
+}
+
+impl Act<'_> {
+    /// A refusal when the checkout would overwrite a file that is not part of what is replaced.
+    fn refuse_if_in_the_way(&self, changes: &Changes) -> Option<ApplyOutcome> {
+        let p = in_the_way(self.workdir, changes)?;
+        Some(refuse(
             format!(
                 "the sandbox's files would replace {}, which is not part of what was pushed here (an ignored or new file)",
                 p.display()
             ),
-            input.label,
-        ));
+            self.input.label,
+        ))
     }
-    checkout_paths(repo, &result_tree, &changes.all, false)?;
-    if n != h {
-        set_index(repo, &n_tree)?;
-        if let Some(n) = n {
-            move_head(repo, &head, n, &msg)?;
+
+    /// Set the index to `to`'s tree and move the branch (or detached HEAD) there.
+    fn move_branch(&self, to: Option<Oid>) -> Result<(), SyncError> {
+        set_index(self.repo, &tree_of(self.repo, to)?)?;
+        if let Some(to) = to {
+            move_head(self.repo, self.head, to, &self.msg)?;
         }
+        Ok(())
     }
-    Ok(match merged {
-        Some(m) => ApplyOutcome::Merge {
-            commit: m.to_string(),
-            uncommitted_edits: input.wip,
-        },
-        None => ApplyOutcome::FastForward {
-            from: h.map(|o| o.to_string()),
-            to: n.map(|o| o.to_string()),
-            uncommitted_edits: input.wip,
-        },
-    })
+
+    /// Case (b): take the sandbox's commits into a clean tree, then its uncommitted edits.
+    fn integrate(
+        &self,
+        target: Target,
+        h: Option<Oid>,
+        c: Option<Oid>,
+        head_tree: &Tree<'_>,
+        tip_tree: &Tree<'_>,
+    ) -> Result<ApplyOutcome, SyncError> {
+        let (repo, label) = (self.repo, self.input.label);
+        let n = match target {
+            Target::Head => h,
+            Target::Sandbox => c,
+            Target::Merge => match self.merge_commit(h, c)? {
+                Ok(m) => Some(m),
+                Err(refused) => return Ok(refused),
+            },
+        };
+        let n_tree = tree_of(repo, n)?;
+        let result_tree = if self.input.wip {
+            let ancestor = tree_of(repo, c)?;
+            let mut idx = repo
+                .merge_trees(&ancestor, &n_tree, tip_tree, None)
+                .map_err(SyncError::git("merging the sandbox's uncommitted edits"))?;
+            if idx.has_conflicts() {
+                let paths = conflict_paths(&idx);
+                return Ok(refuse(
+                    format!("the sandbox's uncommitted edits conflict with your commits ({paths})"),
+                    label,
+                ));
+            }
+            let id = idx
+                .write_tree_to(repo)
+                .map_err(SyncError::git("writing the merged tree"))?;
+            repo.find_tree(id)
+                .map_err(SyncError::git("reading the merged tree"))?
+        } else {
+            n_tree.clone()
+        };
+        if n == h && result_tree.id() == head_tree.id() {
+            return Ok(ApplyOutcome::UpToDate);
+        }
+        let changes = changed_paths(repo, head_tree, &result_tree)?;
+        if let Some(refused) = self.refuse_if_in_the_way(&changes) {
+            return Ok(refused);
+        }
+        checkout_paths(repo, &result_tree, &changes.all, false)?;
+        if n != h {
+            self.move_branch(n)?;
+        }
+        Ok(match target {
+            Target::Merge => ApplyOutcome::Merge {
+                commit: n.map(|m| m.to_string()).unwrap_or_default(),
+                uncommitted_edits: self.input.wip,
+            },
+            Target::Head | Target::Sandbox => ApplyOutcome::FastForward {
+                from: h.map(|o| o.to_string()),
+                to: n.map(|o| o.to_string()),
+                uncommitted_edits: self.input.wip,
+            },
+        })
+    }
+
+    /// A merge commit of HEAD and the sandbox HEAD, or the refusal when they conflict or no
+    /// committer identity is configured.
+    fn merge_commit(
+        &self,
+        h: Option<Oid>,
+        c: Option<Oid>,
+    ) -> Result<Result<Oid, ApplyOutcome>, SyncError> {
+        let (repo, label) = (self.repo, self.input.label);
+        let (Some(h), Some(c)) = (h, c) else {
+            return Err(SyncError::Internal("a merge needs two commits".into()));
+        };
+        let ours = repo
+            .find_commit(h)
+            .map_err(SyncError::git("reading HEAD"))?;
+        let theirs = repo
+            .find_commit(c)
+            .map_err(SyncError::git("reading the sandbox HEAD"))?;
+        let mut idx = repo
+            .merge_commits(&ours, &theirs, None)
+            .map_err(SyncError::git("merging the sandbox's commits"))?;
+        if idx.has_conflicts() {
+            let paths = conflict_paths(&idx);
+            return Ok(Err(refuse(
+                format!("the sandbox's commits conflict with yours ({paths})"),
+                label,
+            )));
+        }
+        let tree_id = idx
+            .write_tree_to(repo)
+            .map_err(SyncError::git("writing the merged tree"))?;
+        let tree = repo
+            .find_tree(tree_id)
+            .map_err(SyncError::git("reading the merged tree"))?;
+        let Ok(sig) = repo.signature() else {
+            return Ok(Err(refuse(
+                "a merge commit is needed but git user.name / user.email are not configured here",
+                label,
+            )));
+        };
+        let message =
+            format!("Merge sandbox work from {label}\n\nMerged by rclaude pull --apply.\n");
+        let m = repo
+            .commit(None, &sig, &sig, &message, &tree, &[&ours, &theirs])
+            .map_err(SyncError::git("writing the merge commit"))?;
+        Ok(Ok(m))
+    }
 }
 
 fn conflict_paths(idx: &git2::Index) -> String {

@@ -27,10 +27,12 @@
 //! * pull keeps a branch tip it would rewind under `refs/rclaude/replaced/<stamp>`, and
 //!   `apply` keeps rewritten local uncommitted work under `refs/rclaude/before-apply/<stamp>`.
 
+mod apply_plan;
 mod error;
 mod local_apply;
 mod progress;
 mod pull;
+mod pull_plan;
 mod push;
 mod push_plan;
 mod push_report;

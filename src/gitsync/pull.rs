@@ -7,6 +7,7 @@ use serde::Serialize;
 
 pub use super::local_apply::ApplyOutcome;
 use super::local_apply::{self, Input};
+use super::pull_plan::{BranchUpdate, Pulled, branch_update, hint_commands};
 use super::push::{count_changes, download_bundle, plural};
 use super::remote::{self, ExportMode};
 use super::snapshot::{self, HeadState};
@@ -218,7 +219,7 @@ pub async fn pull(
     };
     let out = remote::remote_tmp_path(sandbox, &format!("pull-{}.bundle", uuid::Uuid::new_v4()));
     let e = remote::export(sandbox, &mode, &bases, &out).await?;
-    let (tip, sandbox_head, wip, label) = match &opts.sandbox_ref {
+    let (tip, pulled_head, wip, label) = match &opts.sandbox_ref {
         Some(r) => {
             let oid = e
                 .refs
@@ -258,6 +259,12 @@ pub async fn pull(
             hint_commands: Vec::new(),
         });
     };
+    let pulled = Pulled {
+        tip,
+        sandbox_head: pulled_head,
+        wip,
+        label,
+    };
     let (local_bundle, received_bytes) = match &e.bundle {
         Some((p, size)) => (
             Some(download_bundle(repo_path, sandbox, p, *size, progress).await?),
@@ -276,7 +283,6 @@ pub async fn pull(
     } else {
         e.branch.clone()
     };
-    let sandbox_branch2 = sandbox_branch.clone();
     let ref_bundle_name = match &opts.sandbox_ref {
         Some(r) => r.clone(),
         None => "refs/rclaude/pull/tip".to_string(),
@@ -301,21 +307,16 @@ pub async fn pull(
         })?;
         finish(
             &repo,
-            tip,
-            sandbox_head,
-            wip,
-            &label,
-            pushed,
-            &opts2,
-            sandbox_branch2,
-            received_bytes,
+            &pulled,
+            &Finish {
+                pushed,
+                opts: &opts2,
+                sandbox_branch,
+                received_bytes,
+            },
         )
     })
     .await
-    .map(|mut r| {
-        r.sandbox_branch = sandbox_branch;
-        r
-    })
 }
 
 /// The WIP commit `tip` without the files it only has because the laptop had them untracked
@@ -399,18 +400,25 @@ fn without_laptop_untracked(
     .map_err(SyncError::git("writing the sandbox's edits as a commit"))
 }
 
-#[allow(clippy::too_many_arguments)]
-fn finish(
-    repo: &Repository,
-    tip: Oid,
-    sandbox_head: Option<Oid>,
-    wip: bool,
-    label: &str,
+/// What [`finish`] needs besides the pulled commits.
+struct Finish<'a> {
+    /// Last pushed (snapshot, index) commits, when the state belongs to this sandbox.
     pushed: Option<(Oid, Oid)>,
-    opts: &PullOptions,
+    opts: &'a PullOptions,
     sandbox_branch: Option<String>,
     received_bytes: u64,
-) -> Result<PullReport, SyncError> {
+}
+
+/// Store the pulled work as the local pull branch, count it, suggest commands, and apply it
+/// with `--apply`.
+fn finish(repo: &Repository, pulled: &Pulled, f: &Finish<'_>) -> Result<PullReport, SyncError> {
+    let Pulled {
+        tip,
+        sandbox_head,
+        wip,
+        ref label,
+    } = *pulled;
+    let (pushed, opts) = (f.pushed, f.opts);
     let session = Some(opts.session.as_str()).filter(|s| !s.is_empty());
     let name = render_template(&opts.branch_template, label, session)?;
     let refname = format!("refs/heads/{name}");
@@ -437,14 +445,17 @@ fn finish(
     let tip = branch_tip;
 
     // Store the branch; an old tip that is not part of the new one is kept.
+    let old = repo.refname_to_id(&refname).ok();
+    let tip_has_old = old.is_some_and(|o| repo.graph_descendant_of(tip, o).unwrap_or(false));
     let mut replaced = None;
-    match repo.refname_to_id(&refname) {
-        Ok(old) if old == tip => {}
-        Ok(old) if repo.graph_descendant_of(tip, old).unwrap_or(false) => {
+    match branch_update(old, tip, tip_has_old) {
+        BranchUpdate::Unchanged => {}
+        BranchUpdate::FastForward => {
             repo.reference(&refname, tip, true, "rclaude pull: fast-forward")
                 .map_err(SyncError::git(format!("updating {name}")))?;
         }
-        Ok(old) => {
+        BranchUpdate::ReplaceKeepingOld => {
+            let old = old.expect("a replaced branch has a tip");
             let keep = free_ref_name(repo, "refs/rclaude/replaced/", &utc_stamp());
             repo.reference(&keep, old, false, &format!("rclaude pull: previous {name}"))
                 .map_err(SyncError::git(format!(
@@ -454,7 +465,7 @@ fn finish(
                 .map_err(SyncError::git(format!("updating {name}")))?;
             replaced = Some(keep);
         }
-        Err(_) => {
+        BranchUpdate::Create => {
             repo.reference(&refname, tip, false, "rclaude pull")
                 .map_err(SyncError::git(format!("creating {name}")))?;
         }
@@ -478,41 +489,7 @@ fn finish(
         .id();
     let files_changed = count_changes(repo, base, tip_tree)?;
 
-    let mut hints = Vec::new();
-    if commits > 0 {
-        hints.push(format!(
-            "git log --stat HEAD..{name}    # review the sandbox's commits"
-        ));
-    }
-    if head.oid().is_none() {
-        // A branch with no commits yet: there is no HEAD to diff against or cherry-pick onto.
-        hints.push(format!(
-            "git log --stat {name}    # review the sandbox's work"
-        ));
-        hints.push(format!(
-            "git merge {name}    # take it{}",
-            if wip_for_branch {
-                " (its uncommitted edits arrive as a commit you can amend)"
-            } else {
-                ""
-            }
-        ));
-    } else {
-        hints.push(format!("git diff HEAD {name}    # everything that differs"));
-    }
-    match (wip_for_branch, commits > 0) {
-        _ if head.oid().is_none() => {}
-        (true, true) => {
-            hints.push(format!(
-                "git merge {name}~1    # take the sandbox's commits"
-            ));
-            hints.push(format!("git cherry-pick --no-commit {name}    # then its uncommitted edits, left uncommitted"));
-        }
-        (true, false) => hints.push(format!(
-            "git cherry-pick --no-commit {name}    # take its uncommitted edits, left uncommitted"
-        )),
-        (false, _) => hints.push(format!("git merge {name}    # take the sandbox's work")),
-    }
+    let hints = hint_commands(&name, commits, head.oid().is_none(), wip_for_branch);
 
     let applied = if opts.apply {
         if opts.sandbox_ref.is_some() {
@@ -539,11 +516,11 @@ fn finish(
         nothing_to_pull: false,
         branch: Some(name),
         tip: Some(tip.to_string()),
-        sandbox_branch,
+        sandbox_branch: f.sandbox_branch.clone(),
         commits,
         has_uncommitted: wip_for_branch,
         files_changed,
-        received_bytes,
+        received_bytes: f.received_bytes,
         replaced,
         applied,
         hint_commands: hints,
