@@ -4,6 +4,7 @@ pub mod claude;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod format;
 pub mod gitsync;
 pub mod hooks;
 pub mod livesync;

@@ -78,7 +78,7 @@ impl RunResult {
                 format!("${c:.2}")
             });
         }
-        parts.push(crate::ui::format_elapsed(Duration::from_millis(
+        parts.push(crate::format::format_elapsed(Duration::from_millis(
             self.duration_ms,
         )));
         if self.permission_denials > 0 {

@@ -88,12 +88,13 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
     let mut ctx = g.ctx()?;
     ctx.ui = Ui {
         mode: if g.quiet { Mode::Quiet } else { Mode::Plain },
-    };
+    }
+    .out();
     let plan = plan(&ctx.config, &args.tasks)?;
     // A throwaway session record, apart from the repository's own.
     let run_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
     // Sandboxes of earlier runs that were killed (SIGKILL) before they could clean up.
-    crate::ops::leftovers::reap(g.quiet).await;
+    crate::ops::leftovers::reap(&ctx.ui).await;
     // Recorded with our pid, so that a later run can clean up after this one if it is killed.
     let scratch = crate::ops::leftovers::start_run(&run_id)?;
     ctx.store = SessionStore::in_dir(&scratch, "session");

@@ -210,7 +210,8 @@ async fn run_hook(g: &GlobalArgs, args: RunArgs) -> CliResult {
     // Never spinners or prompts inside git.
     ctx.ui = Ui {
         mode: if g.quiet { Mode::Quiet } else { Mode::Plain },
-    };
+    }
+    .out();
     let names: Vec<String> = ctx
         .config
         .hooks

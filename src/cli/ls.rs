@@ -75,7 +75,7 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
             _ => crate::provider::select::for_kind(kind)?,
         }
     };
-    crate::ops::leftovers::reap(g.quiet).await;
+    crate::ops::leftovers::reap(&crate::ui::Ui::detect(g.quiet).out()).await;
     let ci_runs = crate::ops::leftovers::runs();
     let ci_of = |s: &SandboxInfo| {
         ci_runs

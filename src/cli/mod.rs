@@ -105,7 +105,7 @@ impl GlobalArgs {
 
     /// The repository, its config and session store, seen from the start directory.
     pub fn ctx(&self) -> CliResult<Ctx> {
-        Ctx::load(&self.start_dir()?, self.quiet)
+        Ctx::load(&self.start_dir()?, crate::ui::Ui::detect(self.quiet).out())
     }
 }
 

@@ -37,7 +37,7 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
         ctx.config.sandbox.managed = Some(false);
     }
     // Sandboxes of `rclaude ci` runs that were killed before they could destroy them.
-    crate::ops::leftovers::reap(g.quiet).await;
+    crate::ops::leftovers::reap(&ctx.ui).await;
     let watch = args.watch || (ctx.config.sync.watch && !args.no_watch && ctx.ui.is_fancy());
     let guard = if watch {
         Some(crate::ops::watch::only_watch(&ctx)?)

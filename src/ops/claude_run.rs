@@ -145,7 +145,7 @@ pub(crate) async fn follow(
                         if interrupts > 1 {
                             return Err(CliError::new(ErrorKind::Interrupted, "interrupted; Claude Code was killed"));
                         }
-                        eprintln!("\ninterrupt: stopping Claude Code (Ctrl-C again to force)…");
+                        ctx.ui.info("\ninterrupt: stopping Claude Code (Ctrl-C again to force)…");
                     }
                 }
             }
@@ -159,7 +159,7 @@ async fn show_stderr(ctx: &Ctx, sandbox: &dyn Sandbox, files: &RunFiles, end: Ru
         let text = String::from_utf8_lossy(&b);
         let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
         for l in &lines[lines.len().saturating_sub(15)..] {
-            eprintln!("  claude: {l}");
+            ctx.ui.info(format!("  claude: {l}"));
         }
     }
     if end == RunEnd::Lost {

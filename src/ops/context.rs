@@ -6,14 +6,15 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::error::{CliError, CliResult};
+use crate::ops::progress::Out;
 use crate::provider::{Provider, Sandbox};
 use crate::report::{Reporter, SessionFacts};
 use crate::session::{Repo, SessionRecord, SessionStore};
-use crate::ui::Ui;
 
 /// A command's view of the repository it runs in.
 pub struct Ctx {
-    pub ui: Ui,
+    /// Where progress goes (the terminal, for the CLI).
+    pub ui: Out,
     pub repo: Repo,
     pub config: Config,
     pub store: SessionStore,
@@ -24,8 +25,7 @@ pub struct Ctx {
 
 impl Ctx {
     /// Discover the repository containing `dir` and load its `.rclaude.toml` (required).
-    pub fn load(dir: &Path, quiet: bool) -> CliResult<Ctx> {
-        let ui = Ui::detect(quiet);
+    pub fn load(dir: &Path, ui: Out) -> CliResult<Ctx> {
         let repo = Repo::discover(dir)?;
         let path = repo.config_path();
         let config = Config::load(&path)?;

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::progress::Out;
 use crate::config::ProviderKind;
 use crate::error::{CliError, CliResult};
 use crate::provider::ProviderError;
@@ -103,7 +104,7 @@ fn kind(name: &str) -> Option<ProviderKind> {
 /// Destroy the sandboxes of dead runs and remove their records. Returns what was destroyed
 /// (`(provider, sandbox)`); runs whose sandbox cannot be destroyed now are kept and named in a
 /// warning, with the command that removes them.
-pub async fn reap(quiet: bool) -> Vec<(String, String)> {
+pub async fn reap(out: &Out) -> Vec<(String, String)> {
     let mut done = Vec::new();
     for run in runs().into_iter().filter(|r| !r.alive) {
         let Some(record) = run.record else {
@@ -124,21 +125,19 @@ pub async fn reap(quiet: bool) -> Vec<(String, String)> {
         match destroyed {
             Ok(()) => {
                 let _ = std::fs::remove_dir_all(&run.dir);
-                if !quiet {
-                    eprintln!(
-                        "Destroyed sandbox {} ({}), left behind by a `rclaude ci` run that was \
-                         killed (pid {}).",
-                        record.sandbox_id, record.provider, run.pid
-                    );
-                }
+                out.info(format!(
+                    "Destroyed sandbox {} ({}), left behind by a `rclaude ci` run that was \
+                     killed (pid {}).",
+                    record.sandbox_id, record.provider, run.pid
+                ));
                 done.push((record.provider.clone(), record.sandbox_id.clone()));
             }
-            Err(e) => eprintln!(
-                "warning: sandbox {} ({}) was left behind by a `rclaude ci` run that was killed \
+            Err(e) => out.warn(format!(
+                "sandbox {} ({}) was left behind by a `rclaude ci` run that was killed \
                  (pid {}), and cannot be destroyed now: {e}; `rclaude down --sandbox {} \
                  --provider {}` removes it",
                 record.sandbox_id, record.provider, run.pid, record.sandbox_id, record.provider
-            ),
+            )),
         }
     }
     done

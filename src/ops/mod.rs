@@ -2,13 +2,14 @@
 //! run tasks and commands, pull, pause/resume/down, Claude Code runs.
 //!
 //! The CLI parses arguments, calls these and renders; it never calls one subcommand from
-//! another. Below: the sync engines (`gitsync`, `livesync`), `claude`, and the provider layer.
+//! another. Progress goes through [`progress::Progress`], never straight to the terminal. Below: the sync engines (`gitsync`, `livesync`), `claude`, and the provider layer.
 
 pub mod alive;
 pub mod claude_run;
 pub mod context;
 pub mod isolation;
 pub mod leftovers;
+pub mod progress;
 pub mod pull;
 pub mod signals;
 pub mod stream;

@@ -2,10 +2,11 @@
 
 use super::context::Ctx;
 use crate::error::CliResult;
+use crate::format::format_bytes;
 use crate::gitsync::{self, PushOptions, PushReport, SyncProgress, SyncState};
+use crate::ops::progress::Step;
 use crate::provider::Sandbox;
 use crate::session::SessionRecord;
-use crate::ui::{Step, format_bytes};
 
 /// Push with the config's ignore rules, showing progress; reports saved sandbox edits.
 pub async fn push(

@@ -10,10 +10,10 @@ use super::context::Ctx;
 use super::stream::{Sink, run_streamed};
 use crate::config::Config;
 use crate::error::{CliError, CliResult, ErrorKind};
+use crate::format::format_elapsed;
 use crate::provider::{ExecRequest, Sandbox};
 use crate::session::SessionRecord;
 use crate::shell::quote;
-use crate::ui::format_elapsed;
 
 /// Tasks to run for `names`, in order: each one's dependencies first, every task once.
 pub fn plan(config: &Config, names: &[String]) -> CliResult<Vec<String>> {

@@ -4,16 +4,15 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressStyle};
-
 use super::context::Ctx;
+use super::progress::{Out, StatusSink};
 use super::up::{Live, sync_into};
 use crate::error::{CliError, CliResult, ErrorKind};
+use crate::format::format_elapsed;
 use crate::gitsync::SyncState;
 use crate::livesync::watcher::{Batch, Watcher};
 use crate::livesync::{Limits, LiveError, LiveSync};
 use crate::provider::Sandbox;
-use crate::ui::{Mode, format_elapsed};
 
 /// Quiet period that closes a batch of events.
 const QUIET: Duration = Duration::from_millis(3);
@@ -73,7 +72,7 @@ pub async fn watch_loop(ctx: &Ctx, live: Live, _guard: WatchGuard) -> CliResult 
         ctx.ui.warn("the system ran out of file watches (fs.inotify.max_user_watches); polling every 500 ms instead");
     }
     let status = Status::new(
-        ctx.ui.mode,
+        &ctx.ui,
         &ctx.repo.root.display().to_string(),
         engine.synced_files(),
     );
@@ -185,8 +184,10 @@ async fn handle(
     }
     if let Err(e) = engine.check_deletions(&planned) {
         let msg = e.to_string();
-        let ok =
-            status.suspend(|| crate::ui::confirm(&format!("{msg}. Delete them in the sandbox?")));
+        let ok = status.suspend(|| {
+            ctx.ui
+                .confirm(&format!("{msg}. Delete them in the sandbox?"))
+        });
         match ok {
             Ok(true) => {}
             Ok(false) => {
@@ -351,41 +352,28 @@ async fn reconnect(
     }
 }
 
-/// The live status line (or plain lines in CI, nothing with `--quiet`).
+/// The live status line: what is watched and what was synced, shown through the progress
+/// sink's status line.
 struct Status {
-    mode: Mode,
-    bar: Option<ProgressBar>,
+    sink: Box<dyn StatusSink>,
     root: String,
     synced: std::sync::atomic::AtomicUsize,
 }
 
 impl Status {
-    fn new(mode: Mode, root: &str, files: usize) -> Status {
-        let bar = (mode == Mode::Fancy).then(|| {
-            let pb = ProgressBar::new_spinner();
-            pb.set_style(ProgressStyle::with_template("{spinner:.green} {msg}").expect("template"));
-            pb.enable_steady_tick(Duration::from_millis(250));
-            pb
-        });
-        let s = Status {
-            mode,
-            bar,
+    fn new(out: &Out, root: &str, files: usize) -> Status {
+        let line = format!("watching {root} · {files} files in sync · Ctrl-C stops");
+        let sink = out.status(line.clone());
+        sink.set(
+            &line,
+            Some(&format!(
+                "watching {root} ({files} files in sync); Ctrl-C stops"
+            )),
+        );
+        Status {
+            sink,
             root: root.to_string(),
             synced: 0.into(),
-        };
-        s.set(&format!(
-            "watching {} · {files} files in sync · Ctrl-C stops",
-            s.root
-        ));
-        if mode == Mode::Plain {
-            eprintln!("watching {root} ({files} files in sync); Ctrl-C stops");
-        }
-        s
-    }
-
-    fn set(&self, msg: &str) {
-        if let Some(pb) = &self.bar {
-            pb.set_message(msg.to_string());
         }
     }
 
@@ -395,40 +383,31 @@ impl Status {
             .fetch_add(n, std::sync::atomic::Ordering::Relaxed)
             + n;
         let latency = format_elapsed(started.elapsed());
-        self.set(&format!(
-            "watching {} · {total} changes synced · last {latency} ({what})",
-            self.root
-        ));
-        if self.mode == Mode::Plain {
-            eprintln!("synced: {what} ({latency})");
-        }
+        self.sink.set(
+            &format!(
+                "watching {} · {total} changes synced · last {latency} ({what})",
+                self.root
+            ),
+            Some(&format!("synced: {what} ({latency})")),
+        );
     }
 
     fn line(&self, msg: &str) {
-        match &self.bar {
-            Some(pb) => pb.println(msg),
-            None if self.mode != Mode::Quiet => eprintln!("{msg}"),
-            None => {}
-        }
+        self.sink.line(msg);
     }
 
     fn warn(&self, msg: &str) {
-        match &self.bar {
-            Some(pb) => pb.println(format!("warning: {msg}")),
-            None => eprintln!("warning: {msg}"),
-        }
+        self.sink.warn(msg);
     }
 
     fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
-        match &self.bar {
-            Some(pb) => pb.suspend(f),
-            None => f(),
-        }
+        let mut f = Some(f);
+        let mut out = None;
+        self.sink.suspend(&mut || out = f.take().map(|f| f()));
+        out.expect("suspend runs its closure")
     }
 
     fn finish(&self) {
-        if let Some(pb) = &self.bar {
-            pb.finish_and_clear();
-        }
+        self.sink.finish();
     }
 }

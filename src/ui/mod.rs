@@ -3,12 +3,17 @@
 //! Everything here writes to stderr; stdout is reserved for command output and `--json`.
 
 mod prompt;
+mod status;
 mod step;
 
 use std::io::IsTerminal;
 
+use crate::ops::progress::{Out, Progress, StatusSink, StepSink};
+
 pub use prompt::confirm;
 
+pub use crate::format::{format_bytes, format_elapsed, format_hms, format_usd};
+pub use status::TermStatus;
 pub use step::Step;
 
 /// How progress is shown.
@@ -81,64 +86,43 @@ impl Ui {
     pub fn is_fancy(&self) -> bool {
         self.mode == Mode::Fancy
     }
-}
 
-/// `1.2s`, `340ms`, `2m05s`.
-pub fn format_elapsed(d: std::time::Duration) -> String {
-    let ms = d.as_millis();
-    if ms < 1000 {
-        format!("{ms}ms")
-    } else if ms < 60_000 {
-        format!("{:.1}s", d.as_secs_f64())
-    } else {
-        let s = d.as_secs();
-        format!("{}m{:02}s", s / 60, s % 60)
+    /// This terminal as the operations layer's progress sink.
+    pub fn out(self) -> Out {
+        Out::new(self)
     }
 }
 
-/// `512 B`, `1.5 KiB`, `3.2 MiB`.
-pub fn format_bytes(n: u64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
-    if n < 1024 {
-        return format!("{n} B");
+impl Progress for Ui {
+    fn step(&self, message: String, streaming: bool) -> Box<dyn StepSink> {
+        Box::new(if streaming {
+            Ui::streaming_step(self, message)
+        } else {
+            Ui::step(self, message)
+        })
     }
-    let mut v = n as f64 / 1024.0;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
+
+    fn info(&self, message: &str) {
+        Ui::info(self, message);
     }
-    format!("{v:.1} {}", UNITS[unit])
-}
 
-/// Micro-dollars as `$1.23` (cents, rounded half up).
-pub fn format_usd(micros: i64) -> String {
-    let cents = (micros + 5_000) / 10_000;
-    format!("${}.{:02}", cents / 100, cents % 100)
-}
-
-/// Whole seconds as `1h 2m 3s` (`0s` for none).
-pub fn format_hms(secs: u64) -> String {
-    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
-    match (h, m) {
-        (0, 0) => format!("{s}s"),
-        (0, _) => format!("{m}m {s}s"),
-        _ => format!("{h}h {m}m {s}s"),
+    fn warn(&self, message: &str) {
+        Ui::warn(self, message);
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
+    fn interactive(&self) -> bool {
+        self.is_fancy()
+    }
 
-    #[test]
-    fn formats_sizes_and_durations() {
-        assert_eq!(format_bytes(10), "10 B");
-        assert_eq!(format_bytes(1536), "1.5 KiB");
-        assert_eq!(format_bytes(3 * 1024 * 1024), "3.0 MiB");
-        assert_eq!(format_elapsed(Duration::from_millis(340)), "340ms");
-        assert_eq!(format_elapsed(Duration::from_millis(1250)), "1.2s");
-        assert_eq!(format_elapsed(Duration::from_secs(125)), "2m05s");
+    fn quiet(&self) -> bool {
+        self.mode == Mode::Quiet
+    }
+
+    fn confirm(&self, question: &str) -> std::io::Result<bool> {
+        confirm(question).map_err(|e| std::io::Error::other(e.to_string()))
+    }
+
+    fn status(&self, message: String) -> Box<dyn StatusSink> {
+        Box::new(TermStatus::new(self.mode, &message))
     }
 }

@@ -106,3 +106,29 @@ impl Drop for Step {
         }
     }
 }
+
+impl crate::ops::progress::StepSink for Step {
+    fn set_message(&self, message: String) {
+        Step::set_message(self, message);
+    }
+
+    fn set_bytes(&self, done: u64, total: Option<u64>) {
+        Step::set_bytes(self, done, total);
+    }
+
+    fn set_objects(&self, done: u64, total: u64) {
+        Step::set_objects(self, done, total);
+    }
+
+    fn suspend(&self, f: &mut dyn FnMut()) {
+        Step::suspend(self, f);
+    }
+
+    fn finish(self: Box<Self>, ok: bool, detail: Option<&str>) {
+        if ok {
+            (*self).done(detail)
+        } else {
+            (*self).fail(detail)
+        }
+    }
+}
