@@ -3,6 +3,7 @@
 pub mod claude;
 pub mod cli;
 pub mod config;
+pub mod deliver;
 pub mod error;
 pub mod format;
 pub mod gitsync;

@@ -64,6 +64,10 @@ pub struct Args {
     /// Lines of each task's output kept in the summary's `log_tail`.
     #[arg(long, value_name = "N", default_value_t = 50)]
     pub tail: usize,
+    /// When every task passed, commit what the tasks changed in the sandbox and propose it:
+    /// push `rclaude/<session>` and open a pull request (like `rclaude pr`).
+    #[arg(long)]
+    pub pr: bool,
 }
 
 pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
@@ -107,12 +111,15 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
     };
 
     let mut log = RunLog::default();
+    let mut delivered = None;
     let ending = if let Some(sig) = signals.pending() {
         Ending::Stopped(Stop::Signal(sig))
     } else {
         let ctx = &ctx;
         let log = &mut log;
         let plan = &plan;
+        let delivered = &mut delivered;
+        let want_pr = args.pr;
         let work = pin!(async move {
             let live = bring_up(
                 ctx,
@@ -129,7 +136,19 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
                 runner = runner.with_env("CI", "true");
             }
             runner = runner.with_env("RCLAUDE_CI", "1");
-            runner.run_plan(plan, on_failure, None, log).await
+            runner.run_plan(plan, on_failure, None, log).await?;
+            if want_pr && log.first_failure().is_none() {
+                let message = format!("rclaude ci: {}", plan.join(", "));
+                let opts = crate::ops::pr::PrOptions {
+                    summary: Some(format!("Changes made by `rclaude ci {}`.", plan.join(" "))),
+                    ..Default::default()
+                };
+                *delivered = Some(
+                    crate::ops::pr::deliver_run(ctx, &live.record, &*live.sandbox, &opts, &message)
+                        .await?,
+                );
+            }
+            Ok(())
         });
         drive(work, &mut signals, deadline, &ctx.store).await
     };
@@ -181,6 +200,7 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
         timeout,
         error,
         tasks,
+        pull_request: delivered,
     };
     match json_out.as_mut() {
         Some(out) => {
@@ -336,6 +356,8 @@ struct Summary<'a> {
     timeout: Option<Duration>,
     error: Option<&'a CliError>,
     tasks: Vec<TaskOutcome>,
+    /// `--pr`: the branch and pull request the tasks' changes were proposed as.
+    pull_request: Option<crate::ops::pr::PrOutcome>,
 }
 
 impl Summary<'_> {
@@ -368,6 +390,7 @@ impl Summary<'_> {
                 "hint": e.hint,
             })),
             "tasks": tasks,
+            "pull_request": self.pull_request,
         })
     }
 
@@ -400,6 +423,15 @@ impl Summary<'_> {
                 line.push_str(&format!("  exit code {c}"));
             }
             eprintln!("{line}");
+        }
+        if let Some(o) = &self.pull_request {
+            match &o.pull_request {
+                Some(pr) => eprintln!(
+                    "  proposed: {} → pull request #{} {}",
+                    o.branch, pr.number, pr.url
+                ),
+                None => eprintln!("  proposed: {} pushed to {}", o.branch, o.upstream),
+            }
         }
         let how = match self.stopped_by {
             Some(Stop::Timeout) => format!(

@@ -42,6 +42,10 @@ pub struct Args {
     /// When the run ends, bring its edits back as the local branch (like `rclaude pull`).
     #[arg(long, conflicts_with = "detach")]
     pub pull: bool,
+    /// When the run succeeds, commit its changes in the sandbox and propose them: push
+    /// `rclaude/<session>` and open a pull request (like `rclaude pr`).
+    #[arg(long, conflicts_with = "detach")]
+    pub pr: bool,
     /// Print Claude Code's raw stream-json events instead of the transcript.
     #[arg(long)]
     pub json: bool,
@@ -60,9 +64,9 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
     let ctx = g.ctx()?;
     let prompt = args.prompt.join(" ");
     let interactive = args.prompt.is_empty();
-    if interactive && (args.detach || args.pull || args.json) {
+    if interactive && (args.detach || args.pull || args.pr || args.json) {
         return Err(CliError::usage(
-            "--detach, --pull and --json need a PROMPT (without one, an interactive session opens)",
+            "--detach, --pull, --pr and --json need a PROMPT (without one, an interactive session opens)",
         ));
     }
     if !interactive && prompt.trim().is_empty() {
@@ -193,7 +197,40 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
         }),
     );
     ctx.reporter.flush().await;
-    finish(&ctx, &started.files, &followed, args.pull).await
+    let code = finish(&ctx, &started.files, &followed, args.pull).await?;
+    if args.pr && code == 0 {
+        let summary = followed.result.as_ref().and_then(|r| r.text.clone());
+        let opts = crate::ops::pr::PrOptions {
+            summary: summary.clone(),
+            ..Default::default()
+        };
+        let message = summary
+            .as_deref()
+            .and_then(|s| s.lines().map(str::trim).find(|l| !l.is_empty()))
+            .map(|l| {
+                l.trim_start_matches('#')
+                    .trim()
+                    .chars()
+                    .take(72)
+                    .collect::<String>()
+            })
+            .filter(|l| !l.is_empty())
+            .unwrap_or_else(|| "Claude Code's changes".to_string());
+        let outcome = crate::ops::pr::deliver_run(&ctx, record, sandbox, &opts, &message).await?;
+        if args.json {
+            // stdout carries Claude Code's stream-json lines: the outcome goes to stderr.
+            ctx.ui.info(format!(
+                "pull request: {}",
+                outcome
+                    .pull_request
+                    .as_ref()
+                    .map_or(outcome.branch.as_str(), |p| p.url.as_str())
+            ));
+        } else {
+            super::pr::print(&ctx.ui, &outcome, false)?;
+        }
+    }
+    Ok(code)
 }
 
 /// Environment of Claude Code in the sandbox: quiet defaults, credentials from this machine's

@@ -16,6 +16,7 @@ mod ls;
 mod man;
 mod output;
 mod pause;
+mod pr;
 mod pull;
 mod resume;
 mod run;
@@ -115,6 +116,7 @@ pub enum Command {
     Up(up::Args),
     Sync(sync::Args),
     Pull(pull::Args),
+    Pr(pr::Args),
     Exec(exec::Args),
     Run(run::Args),
     Ci(ci::Args),
@@ -182,6 +184,7 @@ async fn dispatch(cli: Cli) -> Result<i32, CliError> {
         Command::Up(a) => up::run(&g, a).await,
         Command::Sync(a) => sync::run(&g, a).await,
         Command::Pull(a) => pull::run(&g, a).await,
+        Command::Pr(a) => pr::run(&g, a).await,
         Command::Exec(a) => exec::run(&g, a).await,
         Command::Run(a) => run::run(&g, a).await,
         Command::Ci(a) => ci::run(&g, a).await,

@@ -47,6 +47,42 @@ pub struct Config {
     /// Claude Code in the sandbox.
     #[serde(default)]
     pub claude: ClaudeConfig,
+    /// The upstream repository work is delivered to (`rclaude pr`).
+    #[serde(default)]
+    pub git: GitConfig,
+}
+
+/// `[git]`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GitConfig {
+    /// The local repository's remote that is the upstream (its URL is where `rclaude pr`
+    /// pushes from the sandbox).
+    #[serde(default = "default_git_remote")]
+    pub remote: String,
+    /// Name of the local environment variable holding the token for the upstream (push, and
+    /// the pull-request API). Handed to git in the sandbox through a credential helper's
+    /// environment, never written to a file there.
+    #[serde(default = "default_token_secret")]
+    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$"))]
+    pub token_secret: String,
+}
+
+impl Default for GitConfig {
+    fn default() -> Self {
+        GitConfig {
+            remote: default_git_remote(),
+            token_secret: default_token_secret(),
+        }
+    }
+}
+
+fn default_git_remote() -> String {
+    "origin".to_string()
+}
+
+fn default_token_secret() -> String {
+    "GITHUB_TOKEN".to_string()
 }
 
 pub use rclaude_sandbox::{Isolation, ProviderKind};

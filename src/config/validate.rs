@@ -92,6 +92,7 @@ pub(crate) fn validate(config: &Config, source: &Source) -> Result<(), ConfigErr
     check_sync(config, &mut issues);
     check_tasks(config, &mut issues);
     check_hooks(config, &mut issues);
+    check_git(config, &mut issues);
 
     let located = issues.0.into_iter().map(|mut issue| {
         let mut found = source.lookup(&issue.segs);
@@ -201,6 +202,28 @@ fn check_env(env: &BTreeMap<String, String>, base: Vec<Seg>, issues: &mut Issues
                 env_name_message(name),
             );
         }
+    }
+}
+
+fn check_git(config: &Config, issues: &mut Issues) {
+    if !is_env_name(&config.git.token_secret) {
+        issues.push(
+            path!["git", "token_secret"],
+            At::Value,
+            ErrorKind::InvalidValue,
+            env_name_message(&config.git.token_secret),
+        );
+    }
+    let remote = &config.git.remote;
+    if remote.is_empty() || remote.starts_with('-') || remote.contains(char::is_whitespace) {
+        issues.push(
+            path!["git", "remote"],
+            At::Value,
+            ErrorKind::InvalidValue,
+            format!(
+                "invalid remote name {remote:?}: name a remote of this repository, e.g. \"origin\""
+            ),
+        );
     }
 }
 

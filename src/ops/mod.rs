@@ -9,6 +9,7 @@ pub mod claude_run;
 pub mod context;
 pub mod isolation;
 pub mod leftovers;
+pub mod pr;
 pub mod progress;
 pub mod pull;
 pub mod signals;

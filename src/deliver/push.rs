@@ -1,0 +1,215 @@
+//! Push the sandbox's HEAD to the upstream as a branch, from inside the sandbox.
+//!
+//! Safety: a branch that exists upstream is only moved by a fast-forward, or — when it is
+//! exactly what this sandbox pushed last (`refs/rclaude/pushed/<branch>` there) — with
+//! `--force-with-lease` on that commit. A branch rclaude did not create is never overwritten.
+//!
+//! Credentials: the token reaches git only through a credential helper that reads it from the
+//! push process's environment (`RCLAUDE_GIT_TOKEN`): it is not in the sandbox's `.git/config`,
+//! a credential store (configured helpers are reset for these commands), the command line or
+//! any file, and it is removed from any output git prints.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::DeliverError;
+use crate::provider::{ExecRequest, Sandbox};
+
+/// What the push did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pushed {
+    /// The branch now points at `commit` (`forced`: over rclaude's own earlier push).
+    Updated { commit: String, forced: bool },
+    /// The upstream branch already was `commit`.
+    UpToDate { commit: String },
+}
+
+impl Pushed {
+    /// The commit the upstream branch points at.
+    pub fn commit(&self) -> &str {
+        match self {
+            Pushed::Updated { commit, .. } | Pushed::UpToDate { commit } => commit,
+        }
+    }
+}
+
+/// What a push needs.
+pub struct PushRequest<'a> {
+    /// The sandbox's work tree.
+    pub workdir: &'a str,
+    /// The upstream URL (as git is given it).
+    pub url: &'a str,
+    /// The URL as shown to people (no credentials).
+    pub shown_url: &'a str,
+    /// The branch to write (`rclaude/<session>`).
+    pub branch: &'a str,
+    /// Token for the upstream, when there is one.
+    pub token: Option<&'a str>,
+}
+
+/// Exit codes of [`SCRIPT`].
+const NO_COMMITS: i32 = 10;
+const FOREIGN: i32 = 11;
+const REJECTED: i32 = 12;
+const UNREACHABLE: i32 = 13;
+
+/// Runs in the sandbox's work tree: `$1` URL, `$2` branch.
+const SCRIPT: &str = r#"
+url=$1 br=$2
+T=$(mktemp -d) || exit 70
+trap 'rm -rf "$T"' EXIT
+export GIT_TERMINAL_PROMPT=0 GCM_INTERACTIVE=never
+helper='!f() { test "$1" = get || exit 0; echo username=x-access-token; echo "password=$RCLAUDE_GIT_TOKEN"; }; f'
+g() {
+  if [ -n "${RCLAUDE_GIT_TOKEN:-}" ]; then
+    git -c credential.helper= -c "credential.helper=$helper" -c credential.interactive=false "$@"
+  else
+    git -c credential.helper= -c credential.interactive=false "$@"
+  fi
+}
+head=$(git rev-parse --verify -q 'HEAD^{commit}') || { echo "the sandbox has no commits" >&2; exit 10; }
+if ! g ls-remote --heads "$url" "refs/heads/$br" >"$T/ls" 2>"$T/err"; then
+  cat "$T/err" >&2; exit 13
+fi
+tip=$(cut -f1 "$T/ls" | head -n 1)
+mine=$(git rev-parse --verify -q "refs/rclaude/pushed/$br" || true)
+lease=
+if [ -n "$tip" ]; then
+  if [ "$tip" = "$head" ]; then
+    git update-ref "refs/rclaude/pushed/$br" "$head"
+    echo "up-to-date $head"; exit 0
+  fi
+  if git merge-base --is-ancestor "$tip" "$head" 2>/dev/null; then
+    lease=
+  elif [ "$tip" = "$mine" ]; then
+    lease="--force-with-lease=refs/heads/$br:$tip"
+  else
+    echo "$tip"; exit 11
+  fi
+fi
+if ! g push --porcelain $lease "$url" "$head:refs/heads/$br" >"$T/out" 2>"$T/err"; then
+  cat "$T/out" "$T/err" >&2; exit 12
+fi
+git update-ref "refs/rclaude/pushed/$br" "$head"
+if [ -n "$lease" ]; then echo "forced $head"; else echo "pushed $head"; fi
+"#;
+
+/// Push the sandbox's HEAD to `req.branch` on the upstream.
+pub async fn push(sandbox: &dyn Sandbox, req: &PushRequest<'_>) -> Result<Pushed, DeliverError> {
+    let mut env = BTreeMap::new();
+    if let Some(t) = req.token {
+        env.insert("RCLAUDE_GIT_TOKEN".to_string(), t.to_string());
+    }
+    let exec = ExecRequest::argv(["sh", "-c", SCRIPT, "rclaude-push", req.url, req.branch])
+        .cwd(req.workdir)
+        .env(env)
+        .timeout(Some(Duration::from_secs(600)));
+    let out = crate::provider::run(sandbox, exec).await?;
+    let redact = |s: String| match req.token {
+        Some(t) if !t.is_empty() => s.replace(t, "***"),
+        _ => s,
+    };
+    let stdout = redact(out.stdout_str());
+    let detail = last_lines(&redact(out.stderr_str()).replace(req.url, req.shown_url), 6);
+    let upstream = req.shown_url.to_string();
+    match out.status.code {
+        0 => {
+            let mut words = stdout.split_whitespace();
+            let (Some(what), Some(commit)) = (words.next(), words.next()) else {
+                return Err(DeliverError::Protocol(format!(
+                    "the push step answered {stdout:?}"
+                )));
+            };
+            let commit = commit.to_string();
+            Ok(match what {
+                "up-to-date" => Pushed::UpToDate { commit },
+                "forced" => Pushed::Updated {
+                    commit,
+                    forced: true,
+                },
+                _ => Pushed::Updated {
+                    commit,
+                    forced: false,
+                },
+            })
+        }
+        NO_COMMITS => Err(DeliverError::NoCommits),
+        FOREIGN => Err(DeliverError::ForeignBranch {
+            branch: req.branch.to_string(),
+            upstream,
+            tip: stdout.trim().to_string(),
+        }),
+        UNREACHABLE if looks_like_auth(&detail) => Err(DeliverError::Auth {
+            upstream,
+            detail,
+            token_given: req.token.is_some(),
+        }),
+        UNREACHABLE => Err(DeliverError::Unreachable { upstream, detail }),
+        REJECTED if looks_like_auth(&detail) => Err(DeliverError::Auth {
+            upstream,
+            detail,
+            token_given: req.token.is_some(),
+        }),
+        REJECTED => Err(DeliverError::Rejected {
+            branch: req.branch.to_string(),
+            upstream,
+            detail,
+        }),
+        _ => Err(DeliverError::Protocol(format!(
+            "the push step failed ({}): {detail}",
+            out.status.shell_code()
+        ))),
+    }
+}
+
+/// git's messages for missing or refused credentials.
+fn looks_like_auth(detail: &str) -> bool {
+    let d = detail.to_ascii_lowercase();
+    [
+        "authentication failed",
+        "could not read username",
+        "could not read password",
+        "terminal prompts disabled",
+        "401",
+        "403",
+        "permission denied",
+        "access denied",
+        "denied to",
+    ]
+    .iter()
+    .any(|m| d.contains(m))
+}
+
+fn last_lines(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auth_failures_are_told_apart() {
+        assert!(looks_like_auth(
+            "fatal: Authentication failed for 'http://127.0.0.1/o/r.git/'"
+        ));
+        assert!(looks_like_auth(
+            "fatal: could not read Username for 'https://github.com': terminal prompts disabled"
+        ));
+        assert!(looks_like_auth(
+            "error: RPC failed; HTTP 403 curl 22 The requested URL returned error: 403"
+        ));
+        assert!(!looks_like_auth(
+            "fatal: unable to access 'http://127.0.0.1:9/o/r.git/': Failed to connect"
+        ));
+        assert!(!looks_like_auth(
+            " ! [rejected]        abc -> rclaude/x (non-fast-forward)"
+        ));
+    }
+
+    #[test]
+    fn keeps_the_last_lines() {
+        assert_eq!(last_lines("a\n\nb\nc\n", 2), "b\nc");
+    }
+}
