@@ -31,8 +31,7 @@ impl Upstream {
             let p = p.strip_suffix(".git").unwrap_or(p);
             let (prefix, name) = p.rsplit_once('/')?;
             let owner = prefix.rsplit('/').next()?;
-            (!owner.is_empty() && !name.is_empty())
-                .then(|| (owner.to_string(), name.to_string()))
+            (!owner.is_empty() && !name.is_empty()).then(|| (owner.to_string(), name.to_string()))
         });
         Upstream {
             url: url.to_string(),
