@@ -66,7 +66,11 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
     }
     let provider = ctx.provider_for(&record)?;
     if !args.discard && provider.info(&record.sandbox_id).await?.is_some() {
-        crate::ops::pull::rescue_before_destroy(&ctx, &record).await?;
+        if ctx.local_checkout {
+            crate::ops::pull::rescue_before_destroy(&ctx, &record).await?;
+        } else {
+            refuse_unsaved_work(&ctx, &record).await?;
+        }
     }
     let step = ctx.ui.step("Destroying sandbox");
     match provider.kill(&record.sandbox_id).await {
@@ -79,10 +83,43 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
         }
     }
     ctx.store.remove()?;
+    if !ctx.local_checkout {
+        let _ = std::fs::remove_dir_all(&ctx.repo.root);
+    }
     ctx.reporter
         .event(&record, "stopped", serde_json::json!({}));
     ctx.reporter.flush().await;
     Ok(0)
+}
+
+/// A session started from a URL has no checkout to pull into before it is destroyed: refuse
+/// while its sandbox holds commits that were never pushed, or uncommitted edits.
+async fn refuse_unsaved_work(
+    ctx: &crate::ops::context::Ctx,
+    record: &crate::session::SessionRecord,
+) -> CliResult<()> {
+    let sandbox = ctx.connect(record).await?;
+    let script = "git status --porcelain --untracked-files=normal | head -n 1 | sed 's/^/dirty /'; \
+        git rev-list -n 1 HEAD --not --remotes --glob='refs/rclaude/pushed/*' 2>/dev/null | sed 's/^/commit /'";
+    let out = crate::provider::run(
+        &*sandbox,
+        crate::provider::ExecRequest::argv(["sh", "-c", script]).cwd(record.workdir.as_str()),
+    )
+    .await?;
+    let text = out.stdout_str();
+    let what = match (text.contains("dirty "), text.contains("commit ")) {
+        (false, false) => return Ok(()),
+        (true, false) => "uncommitted edits",
+        (false, true) => "commits that were never pushed",
+        (true, true) => "commits that were never pushed and uncommitted edits",
+    };
+    let short: String = record.session_id.chars().take(8).collect();
+    Err(CliError::sync(format!(
+        "the sandbox of session {short} has {what}, and this session has no local checkout to bring them back to"
+    ))
+    .hint(format!(
+        "`rclaude pr --session {short}` delivers them (or `rclaude pull --session {short}` inside a clone of the repository); `--discard` destroys them"
+    )))
 }
 
 /// `down --sandbox ID` for a sandbox that is not this repository's.

@@ -24,20 +24,17 @@ pub struct Args {
     /// Follow new events live.
     #[arg(short, long)]
     pub follow: bool,
-    /// Session id (default: this repository's).
-    #[arg(long, value_name = "ID")]
-    pub session: Option<String>,
     /// One JSON object per event on stdout.
     #[arg(long)]
     pub json: bool,
     /// The latest Claude Code run's transcript (the default when not logged in to a server).
-    #[arg(long, conflicts_with = "session")]
+    #[arg(long)]
     pub claude: bool,
 }
 
 pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
     let logged_in = matches!(Credentials::load(), Ok(Some(_)));
-    if args.claude || (!logged_in && args.session.is_none()) {
+    if args.claude || (!logged_in && g.session.is_none()) {
         return claude_logs(g, args.follow, args.json).await;
     }
     let creds = Credentials::load()
@@ -46,8 +43,14 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
             CliError::auth("not logged in to an rclaude server")
                 .hint("`rclaude login --server URL`")
         })?;
-    let session = match args.session {
-        Some(s) => s,
+    // `--session`: a session started here from a URL (by a prefix of its id), else any id
+    // the server knows.
+    let session = match &g.session {
+        Some(s) => crate::session::started::find(s)
+            .ok()
+            .flatten()
+            .map(|(_, r)| r.session_id)
+            .unwrap_or_else(|| s.clone()),
         None => g.ctx()?.require_session()?.session_id,
     };
     let reporter = crate::report::Reporter::from_env();

@@ -23,6 +23,7 @@ mod run;
 mod schema;
 mod server;
 mod shell;
+mod start;
 mod status;
 mod sync;
 mod up;
@@ -92,6 +93,10 @@ pub struct GlobalArgs {
     /// Only print warnings, errors and command output.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Act on session ID (from `rclaude start`, or any session id the server knows for
+    /// `logs`) instead of this repository's own; works from any directory.
+    #[arg(long, global = true, value_name = "ID", env = "RCLAUDE_SESSION_ID")]
+    pub session: Option<String>,
 }
 
 impl GlobalArgs {
@@ -104,15 +109,37 @@ impl GlobalArgs {
         }
     }
 
-    /// The repository, its config and session store, seen from the start directory.
+    /// The repository, its config and session store, seen from the start directory; with
+    /// `--session ID`, the session started from a URL with that id (from anywhere).
     pub fn ctx(&self) -> CliResult<Ctx> {
-        Ctx::load(&self.start_dir()?, crate::ui::Ui::detect(self.quiet).out())
+        let ui = crate::ui::Ui::detect(self.quiet).out();
+        if let Some(id) = &self.session {
+            let (dir, record) = crate::session::started::find(id)?.ok_or_else(|| {
+                CliError::usage(format!("no session {id:?} started from a URL on this machine"))
+                    .hint("`rclaude start URL` starts one; without --session, commands act on the repository you are in")
+            })?;
+            let name = record
+                .origin
+                .as_ref()
+                .map(|o| crate::deliver::Upstream::parse(&o.url).display_name())
+                .unwrap_or_else(|| record.session_id.clone());
+            let config = crate::ops::start::pin_provider(Ctx::started_config(&dir)?, &record);
+            return Ok(Ctx::for_started(&dir, &name, config, ui));
+        }
+        Ctx::load(&self.start_dir()?, ui)
+    }
+
+    /// The checkout at the start directory, ignoring `--session` (`pull --session` brings a
+    /// started session's work into it).
+    pub fn local_ctx(&self) -> CliResult<Ctx> {
+        Ctx::load_or_default(&self.start_dir()?, crate::ui::Ui::detect(self.quiet).out())
     }
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     Init(init::Args),
+    Start(start::Args),
     Up(up::Args),
     Sync(sync::Args),
     Pull(pull::Args),
@@ -184,6 +211,7 @@ async fn dispatch(cli: Cli) -> Result<i32, CliError> {
         Command::Up(a) => up::run(&g, a).await,
         Command::Sync(a) => sync::run(&g, a).await,
         Command::Pull(a) => pull::run(&g, a).await,
+        Command::Start(a) => start::run(&g, a).await,
         Command::Pr(a) => pr::run(&g, a).await,
         Command::Exec(a) => exec::run(&g, a).await,
         Command::Run(a) => run::run(&g, a).await,

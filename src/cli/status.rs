@@ -55,7 +55,8 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
     };
     if args.json {
         let out = json!({
-            "repository": ctx.repo.root,
+            "repository": if ctx.local_checkout { json!(ctx.repo.root) } else { json!(ctx.repo.name) },
+            "origin": record.origin,
             "provider": record.provider,
             "sandbox": record.sandbox_id,
             "state": state,
@@ -76,7 +77,29 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
         println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
         return Ok(0);
     }
-    println!("Repository  {}", ctx.repo.root.display());
+    match &record.origin {
+        Some(o) => {
+            println!(
+                "Repository  {} (cloned in the sandbox from {}{}, at {})",
+                ctx.repo.name,
+                o.url,
+                o.git_ref
+                    .as_deref()
+                    .map(|r| format!("@{r}"))
+                    .unwrap_or_default(),
+                &o.commit[..o.commit.len().min(10)]
+            );
+            println!(
+                "Config      {}",
+                if o.config_from_repository {
+                    "the repository's .rclaude.toml"
+                } else {
+                    "built-in defaults (the repository has no .rclaude.toml)"
+                }
+            );
+        }
+        None => println!("Repository  {}", ctx.repo.root.display()),
+    }
     println!(
         "Sandbox     {} on {} — {state}",
         record.sandbox_id, record.provider

@@ -1,7 +1,9 @@
-//! Delivering a session's work upstream: push the sandbox's branch to the repository's remote
-//! (`push`), then open or update a pull request where the upstream has an API (`github`).
-//! `upstream` says which remote URL that is and which API serves it.
+//! The upstream repository, from inside the sandbox: clone it (`clone`, for `rclaude start`),
+//! and deliver a session's work to it: commit a run's changes (`commit`), push the sandbox's
+//! branch (`push`), then open or update a pull request where the upstream has an API
+//! (`github`). `upstream` says which URL that is and which API serves it.
 
+pub mod clone;
 pub mod commit;
 pub mod github;
 pub mod push;
@@ -12,6 +14,24 @@ pub use push::{PushRequest, Pushed};
 pub use upstream::Upstream;
 
 use crate::provider::SandboxError;
+
+/// Shell prelude of every sandbox script that talks to the upstream: `g` runs git with the
+/// token (from `RCLAUDE_GIT_TOKEN` in the process's environment, when set) offered by a
+/// credential helper that only echoes it, configured helpers (a credential store that would
+/// write it down) reset, and never a prompt; `$T` is a scratch directory removed at exit.
+pub(crate) const GIT_AUTH: &str = r#"
+T=$(mktemp -d) || exit 70
+trap 'rm -rf "$T"' EXIT
+export GIT_TERMINAL_PROMPT=0 GCM_INTERACTIVE=never
+helper='!f() { test "$1" = get || exit 0; echo username=x-access-token; echo "password=$RCLAUDE_GIT_TOKEN"; }; f'
+g() {
+  if [ -n "${RCLAUDE_GIT_TOKEN:-}" ]; then
+    git -c credential.helper= -c "credential.helper=$helper" -c credential.interactive=false "$@"
+  else
+    git -c credential.helper= -c credential.interactive=false "$@"
+  fi
+}
+"#;
 
 /// A failed delivery step.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +70,12 @@ pub enum DeliverError {
     /// The sandbox failed.
     #[error(transparent)]
     Sandbox(#[from] SandboxError),
+    /// The URL answers, but there is no repository there.
+    #[error("{upstream} is not a git repository: {detail}")]
+    NotARepository { upstream: String, detail: String },
+    /// The REF asked for is not a branch, tag or commit of the repository.
+    #[error("{upstream} has no branch, tag or commit {git_ref:?}")]
+    UnknownRef { git_ref: String, upstream: String },
     /// An answer rclaude did not expect.
     #[error("{0}")]
     Protocol(String),

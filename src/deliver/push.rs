@@ -53,20 +53,9 @@ const FOREIGN: i32 = 11;
 const REJECTED: i32 = 12;
 const UNREACHABLE: i32 = 13;
 
-/// Runs in the sandbox's work tree: `$1` URL, `$2` branch.
+/// Runs in the sandbox's work tree after [`super::GIT_AUTH`]: `$1` URL, `$2` branch.
 const SCRIPT: &str = r#"
 url=$1 br=$2
-T=$(mktemp -d) || exit 70
-trap 'rm -rf "$T"' EXIT
-export GIT_TERMINAL_PROMPT=0 GCM_INTERACTIVE=never
-helper='!f() { test "$1" = get || exit 0; echo username=x-access-token; echo "password=$RCLAUDE_GIT_TOKEN"; }; f'
-g() {
-  if [ -n "${RCLAUDE_GIT_TOKEN:-}" ]; then
-    git -c credential.helper= -c "credential.helper=$helper" -c credential.interactive=false "$@"
-  else
-    git -c credential.helper= -c credential.interactive=false "$@"
-  fi
-}
 head=$(git rev-parse --verify -q 'HEAD^{commit}') || { echo "the sandbox has no commits" >&2; exit 10; }
 if ! g ls-remote --heads "$url" "refs/heads/$br" >"$T/ls" 2>"$T/err"; then
   cat "$T/err" >&2; exit 13
@@ -100,7 +89,8 @@ pub async fn push(sandbox: &dyn Sandbox, req: &PushRequest<'_>) -> Result<Pushed
     if let Some(t) = req.token {
         env.insert("RCLAUDE_GIT_TOKEN".to_string(), t.to_string());
     }
-    let exec = ExecRequest::argv(["sh", "-c", SCRIPT, "rclaude-push", req.url, req.branch])
+    let script = format!("{}{SCRIPT}", super::GIT_AUTH);
+    let exec = ExecRequest::argv(["sh", "-c", &script, "rclaude-push", req.url, req.branch])
         .cwd(req.workdir)
         .env(env)
         .timeout(Some(Duration::from_secs(600)));
@@ -163,12 +153,14 @@ pub async fn push(sandbox: &dyn Sandbox, req: &PushRequest<'_>) -> Result<Pushed
 }
 
 /// git's messages for missing or refused credentials.
-fn looks_like_auth(detail: &str) -> bool {
+pub(crate) fn looks_like_auth(detail: &str) -> bool {
     let d = detail.to_ascii_lowercase();
     [
         "authentication failed",
         "could not read username",
         "could not read password",
+        "unable to get password",
+        "unable to get username",
         "terminal prompts disabled",
         "401",
         "403",
@@ -180,7 +172,7 @@ fn looks_like_auth(detail: &str) -> bool {
     .any(|m| d.contains(m))
 }
 
-fn last_lines(s: &str, n: usize) -> String {
+pub(crate) fn last_lines(s: &str, n: usize) -> String {
     let lines: Vec<&str> = s.lines().filter(|l| !l.trim().is_empty()).collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }

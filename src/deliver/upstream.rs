@@ -40,6 +40,14 @@ impl Upstream {
         }
     }
 
+    /// `owner/name` (or the URL without credentials when it has no such path).
+    pub fn display_name(&self) -> String {
+        match &self.slug {
+            Some((o, n)) => format!("{o}/{n}"),
+            None => self.display(),
+        }
+    }
+
     /// The URL without any user name or password (safe to print).
     pub fn display(&self) -> String {
         redact_userinfo(&self.url)
@@ -62,6 +70,58 @@ impl Upstream {
         };
         Some(GitHubRepo { api, owner, name })
     }
+}
+
+/// `rclaude start`'s `URL[@REF]`: the URL git is given (`github.com/o/r` becomes
+/// `https://github.com/o/r`) and the REF, if any. REF is split at the first `@` inside the
+/// repository path (so `git@host:o/r.git` has none, `…/r@feature/x` names `feature/x`).
+pub fn parse_start_target(s: &str) -> Result<(String, Option<String>), String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err("the repository URL is empty".into());
+    }
+    let path_start = if let Some(i) = s.find("://") {
+        s[i + 3..].find('/').map(|j| i + 3 + j).unwrap_or(s.len())
+    } else {
+        // scp-like `host:path`: the path starts at the colon; a local path or shorthand at 0.
+        s.find(':')
+            .filter(|&c| !s[..c].contains('/'))
+            .unwrap_or_default()
+    };
+    let (url, git_ref) = match s[path_start..].find('@') {
+        Some(at) => {
+            let at = path_start + at;
+            (&s[..at], Some(s[at + 1..].to_string()))
+        }
+        None => (s, None),
+    };
+    if let Some(r) = &git_ref {
+        let ok = !r.is_empty()
+            && (git2::Reference::is_valid_name(&format!("refs/heads/{r}"))
+                || r.chars().all(|c| c.is_ascii_hexdigit()));
+        if !ok {
+            return Err(format!(
+                "{r:?} is not a branch, tag or commit name (URL@REF, e.g. github.com/o/r@main)"
+            ));
+        }
+    }
+    let shorthand = !url.contains("://")
+        && !url.starts_with(['/', '.', '~'])
+        && url
+            .split('/')
+            .next()
+            .is_some_and(|h| h.contains('.') && !h.contains(':'))
+        && url.matches('/').count() >= 2
+        && !std::path::Path::new(url).exists();
+    let url = if shorthand {
+        format!("https://{url}")
+    } else {
+        url.to_string()
+    };
+    if url.chars().any(char::is_whitespace) {
+        return Err(format!("{url:?} is not a repository URL"));
+    }
+    Ok((url, git_ref))
 }
 
 /// `(host, path)` of a URL or scp-like address; `(None, None)` for a local path.
@@ -154,6 +214,35 @@ mod tests {
             .unwrap();
         assert_eq!(ghe.api, "https://ghe.example/api/v3");
         assert_eq!(Upstream::parse("/srv/r.git").github(Some("http://x")), None);
+    }
+
+    #[test]
+    fn start_targets_split_url_and_ref() {
+        let p = |s: &str| parse_start_target(s).unwrap();
+        assert_eq!(p("github.com/o/r"), ("https://github.com/o/r".into(), None));
+        assert_eq!(
+            p("github.com/o/r@v1.2"),
+            ("https://github.com/o/r".into(), Some("v1.2".into()))
+        );
+        assert_eq!(
+            p("git@github.com:o/r.git"),
+            ("git@github.com:o/r.git".into(), None)
+        );
+        assert_eq!(
+            p("git@github.com:o/r.git@feature/x"),
+            ("git@github.com:o/r.git".into(), Some("feature/x".into()))
+        );
+        assert_eq!(
+            p("https://user@host.example/o/r.git@0123abcd"),
+            (
+                "https://user@host.example/o/r.git".into(),
+                Some("0123abcd".into())
+            )
+        );
+        assert_eq!(p("ssh://git@h/o/r"), ("ssh://git@h/o/r".into(), None));
+        assert!(parse_start_target("").is_err());
+        assert!(parse_start_target("github.com/o/r@bad..ref").is_err());
+        assert!(parse_start_target("github.com/o/r@").is_err());
     }
 
     #[test]

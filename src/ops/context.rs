@@ -9,6 +9,7 @@ use crate::error::{CliError, CliResult};
 use crate::ops::progress::Out;
 use crate::provider::{Provider, Sandbox};
 use crate::report::{Reporter, SessionFacts};
+use crate::session::started::StartedDir;
 use crate::session::{Repo, SessionRecord, SessionStore};
 
 /// A command's view of the repository it runs in.
@@ -19,6 +20,9 @@ pub struct Ctx {
     pub config: Config,
     pub store: SessionStore,
     pub reporter: Reporter,
+    /// The repository is checked out here (`false` for a session started from a URL: nothing
+    /// to sync, the sandbox's clone is the only copy).
+    pub local_checkout: bool,
     /// Whether new sessions are managed by the server, once decided ([`Ctx::decide_managed`]).
     managed: std::sync::OnceLock<bool>,
 }
@@ -36,8 +40,57 @@ impl Ctx {
             config,
             store,
             reporter: Reporter::from_env(),
+            local_checkout: true,
             managed: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Like [`Ctx::load`], with built-in defaults when the repository has no `.rclaude.toml`
+    /// (`pull --session` into any clone of a started session's repository).
+    pub fn load_or_default(dir: &Path, ui: Out) -> CliResult<Ctx> {
+        let repo = Repo::discover(dir)?;
+        if repo.config_path().exists() {
+            return Ctx::load(dir, ui);
+        }
+        let store = SessionStore::for_repo(&repo);
+        Ok(Ctx {
+            ui,
+            repo,
+            config: Config::default(),
+            store,
+            reporter: Reporter::from_env(),
+            local_checkout: true,
+            managed: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// A session started from a URL (`rclaude start`): its record and config live in `dir`;
+    /// `name` is how the repository is shown (`owner/name`).
+    pub fn for_started(dir: &StartedDir, name: &str, config: Config, ui: Out) -> Ctx {
+        Ctx {
+            ui,
+            repo: Repo {
+                root: dir.dir.clone(),
+                key: "session".into(),
+                name: name.to_string(),
+            },
+            config,
+            store: dir.store(),
+            reporter: Reporter::from_env(),
+            local_checkout: false,
+            managed: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The config of a started session: the `.rclaude.toml` its clone had, else the defaults.
+    pub fn started_config(dir: &StartedDir) -> CliResult<Config> {
+        match dir.config_text() {
+            Some(text) => Ok(Config::parse(
+                &text,
+                &dir.dir.join(crate::session::started::CONFIG_FILE),
+            )?),
+            None => Ok(Config::default()),
+        }
     }
 
     /// Decide whether new sessions are managed by the server: `[sandbox] managed` when set
@@ -169,7 +222,11 @@ impl Ctx {
     /// What the server records about a new session.
     pub fn session_facts(&self) -> SessionFacts {
         SessionFacts {
-            repository: self.repo.display_name(),
+            repository: if self.local_checkout {
+                self.repo.display_name()
+            } else {
+                self.repo.name.clone()
+            },
             branch: self.repo.branch().unwrap_or_else(|| "HEAD".into()),
             config_hash: self.config.hash(),
         }

@@ -13,6 +13,7 @@ pub mod pr;
 pub mod progress;
 pub mod pull;
 pub mod signals;
+pub mod start;
 pub mod stream;
 pub mod sync;
 pub mod tasks;

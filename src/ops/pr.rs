@@ -61,8 +61,12 @@ pub fn branch_for(record: &SessionRecord) -> String {
     format!("rclaude/{id}")
 }
 
-/// The upstream of this repository: the URL of `[git] remote` (default `origin`).
-pub fn upstream(ctx: &Ctx) -> CliResult<Upstream> {
+/// The upstream of a session: the URL a started session cloned, else the URL of this
+/// checkout's `[git] remote` (default `origin`).
+pub fn upstream(ctx: &Ctx, record: &SessionRecord) -> CliResult<Upstream> {
+    if let Some(o) = &record.origin {
+        return Ok(Upstream::parse(&o.url));
+    }
     let name = &ctx.config.git.remote;
     let repo = git2::Repository::open(&ctx.repo.root)
         .map_err(|e| CliError::config(format!("cannot open {}: {e}", ctx.repo.root.display())))?;
@@ -116,7 +120,7 @@ pub async fn deliver(
     sandbox: &dyn Sandbox,
     opts: &PrOptions,
 ) -> CliResult<PrOutcome> {
-    let up = upstream(ctx)?;
+    let up = upstream(ctx, record)?;
     let shown = up.display();
     let token_var = &ctx.config.git.token_secret;
     let token = std::env::var(token_var).ok().filter(|t| !t.is_empty());
@@ -271,6 +275,9 @@ fn push_error(e: DeliverError, branch: &str, token_var: &str) -> CliError {
             "nothing was overwritten; pull the sandbox's work (`rclaude pull`), resolve it, or ask the repository's admins about the rule that refused it",
         ),
         DeliverError::Sandbox(_) => CliError::unavailable(e.to_string()),
+        DeliverError::NotARepository { .. } | DeliverError::UnknownRef { .. } => {
+            CliError::usage(e.to_string())
+        }
         DeliverError::Protocol(_) => CliError::internal(e.to_string()),
     };
     err.caused_by(e)
@@ -310,11 +317,14 @@ async fn has_uncommitted(sandbox: &dyn Sandbox, workdir: &str) -> bool {
 
 /// Subjects of the commits the sandbox made on top of what was last synced (newest first).
 async fn commit_subjects(sandbox: &dyn Sandbox, record: &SessionRecord) -> Vec<String> {
-    let synced = record
-        .sync
-        .as_ref()
-        .and_then(|v| serde_json::from_value::<SyncState>(v.clone()).ok())
-        .and_then(|s| s.head);
+    let synced = match &record.origin {
+        Some(o) => Some(o.commit.clone()),
+        None => record
+            .sync
+            .as_ref()
+            .and_then(|v| serde_json::from_value::<SyncState>(v.clone()).ok())
+            .and_then(|s| s.head),
+    };
     let range = match synced {
         Some(h) => format!("{h}..HEAD"),
         None => "HEAD".to_string(),

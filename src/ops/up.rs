@@ -60,7 +60,7 @@ pub async fn bring_up(ctx: &Ctx, opts: UpOptions) -> CliResult<Live> {
         Some(rec) if rec.provider == managed => ctx.provider_for(rec)?,
         _ => ctx.provider()?,
     };
-    if existing.is_none() && provider_name == managed {
+    if existing.is_none() && provider_name == managed && ctx.local_checkout {
         // Another clone (another machine) may have started this repository's session.
         existing = adopt_server_session(ctx, &*provider).await?;
     }
@@ -115,8 +115,8 @@ pub async fn bring_up(ctx: &Ctx, opts: UpOptions) -> CliResult<Live> {
         }
     };
 
-    // 2. Sync.
-    if opts.sync {
+    // 2. Sync (a session started from a URL has nothing here to sync).
+    if opts.sync && ctx.local_checkout {
         sync_into(ctx, &mut record, &*sandbox).await?;
     }
 
@@ -175,6 +175,7 @@ async fn adopt_server_session(
         setup_hash: None,
         sync: None,
         claude_session: None,
+        origin: None,
     };
     ctx.store.save(&record)?;
     Ok(Some(record))
@@ -232,6 +233,7 @@ async fn create(
         setup_hash: None,
         sync: None,
         claude_session: None,
+        origin: None,
     };
     // Record it at once: a failure later must not orphan the sandbox.
     ctx.store.save(&record)?;
@@ -287,7 +289,7 @@ async fn run_setup(ctx: &Ctx, record: &mut SessionRecord, sandbox: &dyn Sandbox)
 }
 
 /// Run `[setup]`/`[start]` lines in order, streaming output; the first failure stops.
-async fn run_lines(
+pub(crate) async fn run_lines(
     ctx: &Ctx,
     record: &SessionRecord,
     sandbox: &dyn Sandbox,

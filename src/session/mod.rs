@@ -3,6 +3,7 @@
 
 mod lock;
 mod repo;
+pub mod started;
 
 use std::path::{Path, PathBuf};
 
@@ -40,6 +41,26 @@ pub struct SessionRecord {
     /// Claude Code's conversation id in this sandbox (`claude --continue`).
     #[serde(default)]
     pub claude_session: Option<String>,
+    /// For a session started from a URL (`rclaude start`): what the sandbox cloned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Origin>,
+}
+
+/// What a session started from a URL cloned (`rclaude start URL[@REF]`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Origin {
+    /// The repository URL (never with credentials).
+    pub url: String,
+    /// The REF asked for (`None`: the default branch).
+    #[serde(default)]
+    pub git_ref: Option<String>,
+    /// The commit the clone checked out.
+    pub commit: String,
+    /// The checked-out branch (`None`: detached at a tag or commit).
+    #[serde(default)]
+    pub branch: Option<String>,
+    /// The repository has a `.rclaude.toml` (else built-in defaults apply).
+    pub config_from_repository: bool,
 }
 
 /// Reads and writes session records for one repository.

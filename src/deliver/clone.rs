@@ -1,0 +1,121 @@
+//! Clone the upstream into a new sandbox's work tree (`rclaude start URL[@REF]`), from inside
+//! the sandbox, with the same credential rules as a push (see [`super::GIT_AUTH`]).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::DeliverError;
+use crate::provider::{ExecRequest, Sandbox};
+
+/// What the clone checked out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cloned {
+    pub commit: String,
+    /// `None`: detached (a tag or a commit was asked for).
+    pub branch: Option<String>,
+}
+
+/// Exit codes of [`SCRIPT`].
+const NOT_EMPTY: i32 = 20;
+const CLONE_FAILED: i32 = 13;
+const UNKNOWN_REF: i32 = 14;
+
+/// Runs in the (empty) work tree after [`super::GIT_AUTH`]: `$1` URL, `$2` REF or empty.
+const SCRIPT: &str = r#"
+url=$1 ref=$2
+if [ -n "$(ls -A . 2>/dev/null)" ]; then echo "the sandbox's work tree is not empty" >&2; exit 20; fi
+if ! g clone -q "$url" . 2>"$T/err"; then cat "$T/err" >&2; exit 13; fi
+if [ -n "$ref" ]; then
+  if git rev-parse -q --verify "refs/remotes/origin/$ref^{commit}" >/dev/null; then
+    git checkout -q -B "$ref" "refs/remotes/origin/$ref" || exit 15
+    git branch -q --set-upstream-to="origin/$ref" >/dev/null 2>&1
+  elif c=$(git rev-parse -q --verify "$ref^{commit}"); then
+    git checkout -q --detach "$c" || exit 15
+  elif g fetch -q origin "$ref" 2>/dev/null && c=$(git rev-parse -q --verify 'FETCH_HEAD^{commit}'); then
+    git checkout -q --detach "$c" || exit 15
+  else
+    echo "no branch, tag or commit $ref" >&2; exit 14
+  fi
+fi
+# The sandbox repository's identity, as bundle sync records it (pull and export need one).
+mkdir -p .git/rclaude && { cat /proc/sys/kernel/random/uuid 2>/dev/null || date +%s%N; } > .git/rclaude/identity
+c=$(git rev-parse --verify -q 'HEAD^{commit}') || c=
+b=$(git symbolic-ref -q --short HEAD) || b=
+echo "$c $b"
+"#;
+
+/// Clone `url` (at `git_ref`) into `workdir`, which must be empty.
+pub async fn clone(
+    sandbox: &dyn Sandbox,
+    workdir: &str,
+    url: &str,
+    shown_url: &str,
+    git_ref: Option<&str>,
+    token: Option<&str>,
+) -> Result<Cloned, DeliverError> {
+    let mut env = BTreeMap::new();
+    if let Some(t) = token {
+        env.insert("RCLAUDE_GIT_TOKEN".to_string(), t.to_string());
+    }
+    let script = format!("{}{SCRIPT}", super::GIT_AUTH);
+    let req = ExecRequest::argv([
+        "sh",
+        "-c",
+        &script,
+        "rclaude-clone",
+        url,
+        git_ref.unwrap_or(""),
+    ])
+    .cwd(workdir)
+    .env(env)
+    .timeout(Some(Duration::from_secs(3600)));
+    let out = crate::provider::run(sandbox, req).await?;
+    let redact = |s: String| match token {
+        Some(t) if !t.is_empty() => s.replace(t, "***"),
+        _ => s,
+    };
+    let detail = super::push::last_lines(&redact(out.stderr_str()).replace(url, shown_url), 6);
+    let upstream = shown_url.to_string();
+    match out.status.code {
+        0 => {
+            let stdout = out.stdout_str();
+            let mut words = stdout.split_whitespace();
+            Ok(Cloned {
+                commit: words.next().unwrap_or_default().to_string(),
+                branch: words.next().map(str::to_string),
+            })
+        }
+        NOT_EMPTY => Err(DeliverError::Protocol(detail)),
+        UNKNOWN_REF => Err(DeliverError::UnknownRef {
+            git_ref: git_ref.unwrap_or_default().to_string(),
+            upstream,
+        }),
+        CLONE_FAILED if super::push::looks_like_auth(&detail) => Err(DeliverError::Auth {
+            upstream,
+            detail,
+            token_given: token.is_some(),
+        }),
+        CLONE_FAILED if looks_missing(&detail) => {
+            Err(DeliverError::NotARepository { upstream, detail })
+        }
+        CLONE_FAILED => Err(DeliverError::Unreachable { upstream, detail }),
+        _ => Err(DeliverError::Protocol(format!(
+            "cloning {upstream} failed ({}): {detail}",
+            out.status.shell_code()
+        ))),
+    }
+}
+
+/// git's messages for a URL that answers but is not a repository.
+fn looks_missing(detail: &str) -> bool {
+    let d = detail.to_ascii_lowercase();
+    [
+        "not found",
+        "does not appear to be a git repository",
+        "not a git repository",
+        "404",
+        "does not exist",
+    ]
+    .iter()
+    .any(|m| d.contains(m))
+}

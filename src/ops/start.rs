@@ -1,0 +1,240 @@
+//! Start a session from a repository URL (`rclaude start URL[@REF]`): a new sandbox clones the
+//! repository itself, its committed `.rclaude.toml` (or built-in defaults) applies, `[setup]`
+//! and `[start]` run. No local checkout is involved; later commands reach the session with
+//! `--session ID` from anywhere.
+
+use super::context::Ctx;
+use super::progress::Out;
+use super::up::{UpOptions, bring_up};
+use crate::config::{Config, ProviderKind};
+use crate::deliver::{DeliverError, Upstream};
+use crate::error::{CliError, CliResult};
+use crate::session::started::{CONFIG_FILE, StartedDir};
+use crate::session::{Origin, SessionRecord};
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct StartOptions {
+    /// `URL[@REF]` as given.
+    pub target: String,
+    /// How the repository is shown (default `owner/name` from the URL).
+    pub name: Option<String>,
+    /// The provider (default: the server's when logged in to one that offers managed
+    /// sessions, else local).
+    pub provider: Option<ProviderKind>,
+    /// Never a managed session.
+    pub direct: bool,
+}
+
+/// The local variable holding the token for cloning (the repository's config, which could
+/// name another, is only read after the clone).
+pub const TOKEN_VAR: &str = "GITHUB_TOKEN";
+
+/// Start the session; on bad input (URL, REF, credentials, config) nothing is left running.
+pub async fn start(ui: Out, opts: &StartOptions) -> CliResult<SessionRecord> {
+    let (url, git_ref) = crate::deliver::upstream::parse_start_target(&opts.target)
+        .map_err(|m| CliError::usage(m).hint("rclaude start github.com/OWNER/REPO[@REF]"))?;
+    let up = Upstream::parse(&url);
+    let shown = up.display();
+    let name = opts.name.clone().unwrap_or_else(|| up.display_name());
+    let dir = StartedDir::create()?;
+    let mut config = Config::default();
+    if let Some(p) = opts.provider {
+        config.sandbox.provider = p;
+        config.sandbox.managed = Some(false);
+    }
+    if opts.direct {
+        config.sandbox.managed = Some(false);
+    }
+    let ctx = Ctx::for_started(&dir, &name, config, ui.clone());
+    let live = match bring_up(
+        &ctx,
+        UpOptions {
+            sync: false,
+            setup: false,
+            create_if_gone: false,
+        },
+    )
+    .await
+    {
+        Ok(l) => l,
+        Err(e) => {
+            dir.remove();
+            return Err(e);
+        }
+    };
+    let mut record = live.record.clone();
+    let token = std::env::var(TOKEN_VAR).ok().filter(|t| !t.is_empty());
+    let cloned = clone_and_read_config(
+        &ctx,
+        &record,
+        &*live.sandbox,
+        &up,
+        git_ref.as_deref(),
+        token,
+    )
+    .await;
+    let (cloned, config_text) = match cloned {
+        Ok(c) => c,
+        Err(e) => {
+            drop(live);
+            discard(&ctx, &record, &dir).await;
+            return Err(e);
+        }
+    };
+    record.origin = Some(Origin {
+        url: shown,
+        git_ref,
+        commit: cloned.commit.clone(),
+        branch: cloned.branch.clone(),
+        config_from_repository: config_text.is_some(),
+    });
+    ctx.store.save(&record)?;
+    drop(live);
+
+    // The repository's own config from here on, on the provider the session was made with.
+    let config = match Ctx::started_config(&dir) {
+        Ok(c) => pin_provider(c, &record),
+        Err(e) => {
+            discard(&ctx, &record, &dir).await;
+            return Err(e);
+        }
+    };
+    let ctx = Ctx::for_started(&dir, &name, config, ui);
+    if record
+        .origin
+        .as_ref()
+        .is_some_and(|o| !o.config_from_repository)
+    {
+        ctx.ui
+            .info("The repository has no .rclaude.toml: built-in defaults apply");
+    }
+    let live = bring_up(
+        &ctx,
+        UpOptions {
+            sync: false,
+            setup: true,
+            create_if_gone: false,
+        },
+    )
+    .await?;
+    super::up::run_lines(
+        &ctx,
+        &live.record,
+        &*live.sandbox,
+        "start",
+        &ctx.config.start.run.lines(),
+    )
+    .await?;
+    Ok(live.record)
+}
+
+/// A started session's config, with the provider its sandbox is on (a repository's
+/// `[sandbox] provider` cannot move a running session).
+pub fn pin_provider(mut config: Config, record: &SessionRecord) -> Config {
+    if record.provider == crate::report::managed::MANAGED {
+        config.sandbox.managed = Some(true);
+    } else if let Some(k) = ProviderKind::ALL
+        .into_iter()
+        .find(|k| k.as_str() == record.provider)
+    {
+        config.sandbox.provider = k;
+        config.sandbox.managed = Some(false);
+    }
+    config
+}
+
+async fn clone_and_read_config(
+    ctx: &Ctx,
+    record: &SessionRecord,
+    sandbox: &dyn crate::provider::Sandbox,
+    up: &Upstream,
+    git_ref: Option<&str>,
+    token: Option<String>,
+) -> CliResult<(crate::deliver::clone::Cloned, Option<String>)> {
+    let shown = up.display();
+    let what = match git_ref {
+        Some(r) => format!("Cloning {shown} at {r}"),
+        None => format!("Cloning {shown}"),
+    };
+    let step = ctx.ui.step(what);
+    let cloned = match crate::deliver::clone::clone(
+        sandbox,
+        &record.workdir,
+        &up.url,
+        &shown,
+        git_ref,
+        token.as_deref(),
+    )
+    .await
+    {
+        Ok(c) => {
+            step.done(Some(&format!(
+                "{} {}",
+                c.branch.as_deref().unwrap_or("detached at"),
+                &c.commit[..c.commit.len().min(10)]
+            )));
+            c
+        }
+        Err(e) => {
+            step.fail(None);
+            return Err(clone_error(e, token.is_some()));
+        }
+    };
+    let path = format!("{}/{}", record.workdir, crate::config::CONFIG_FILE);
+    let text = match sandbox.read_file(&path).await {
+        Ok(b) => Some(String::from_utf8(b.to_vec()).map_err(|_| {
+            CliError::config(format!(
+                "{shown}: .rclaude.toml is not UTF-8; fix it in the repository"
+            ))
+        })?),
+        Err(crate::provider::SandboxError::NotFound(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(t) = &text {
+        let copy = ctx.repo.root.join(CONFIG_FILE);
+        std::fs::write(&copy, t)
+            .map_err(|e| CliError::io(format!("writing {}", copy.display()), e))?;
+        // Refuse a broken config now, while nothing depends on the session.
+        Config::parse(t, &copy)?;
+    }
+    Ok((cloned, text))
+}
+
+fn clone_error(e: DeliverError, token_given: bool) -> CliError {
+    let err = match &e {
+        DeliverError::Auth { .. } if token_given => CliError::auth(e.to_string()).hint(format!(
+            "the token in ${TOKEN_VAR} cannot read this repository: give it read access, or use another token"
+        )),
+        DeliverError::Auth { .. } => CliError::auth(e.to_string()).hint(format!(
+            "a private repository needs a token: export {TOKEN_VAR}=<a token that can read it>"
+        )),
+        DeliverError::NotARepository { .. } => CliError::usage(e.to_string())
+            .hint("check the URL (`git ls-remote URL` shows whether it is a repository)"),
+        DeliverError::UnknownRef { .. } => CliError::usage(e.to_string())
+            .hint("name a branch, tag or commit of the repository (URL@REF), or leave @REF out for its default branch"),
+        DeliverError::Unreachable { .. } => CliError::unavailable(e.to_string())
+            .hint("the sandbox must reach the repository: check the URL and the sandbox's network"),
+        _ => CliError::unavailable(e.to_string()),
+    };
+    err.caused_by(e)
+}
+
+/// Destroy a half-made session: its sandbox and its directory.
+async fn discard(ctx: &Ctx, record: &SessionRecord, dir: &StartedDir) {
+    if let Ok(p) = ctx.provider_for(record) {
+        if let Err(e) = p.kill(&record.sandbox_id).await {
+            ctx.ui.warn(format!(
+                "could not destroy sandbox {} after the failed start: {e}; `rclaude down --sandbox {} --provider {}` removes it",
+                record.sandbox_id, record.sandbox_id, record.provider
+            ));
+        }
+    }
+    ctx.reporter.event(
+        record,
+        "stopped",
+        serde_json::json!({ "reason": "start failed" }),
+    );
+    ctx.reporter.flush().await;
+    dir.remove();
+}
