@@ -66,6 +66,11 @@ pub struct GitConfig {
     #[serde(default = "default_token_secret")]
     #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$"))]
     pub token_secret: String,
+    /// On the first sync into a new sandbox, let the sandbox fetch the history the upstream
+    /// already has from the upstream itself, so only what it lacks is sent from here (falls
+    /// back to sending everything when the sandbox cannot reach it within a few seconds).
+    #[serde(default = "default_true")]
+    pub fetch_upstream: bool,
 }
 
 impl Default for GitConfig {
@@ -73,6 +78,7 @@ impl Default for GitConfig {
         GitConfig {
             remote: default_git_remote(),
             token_secret: default_token_secret(),
+            fetch_upstream: true,
         }
     }
 }

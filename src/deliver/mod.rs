@@ -6,6 +6,7 @@
 pub mod clone;
 pub mod commit;
 pub mod github;
+pub mod prefetch;
 pub mod push;
 pub mod upstream;
 

@@ -33,6 +33,9 @@ pub async fn push_with(
         force_full: full,
         submodules: ctx.config.sync.submodules,
     };
+    if state.is_none() && !full && ctx.local_checkout && ctx.config.git.fetch_upstream {
+        prefetch_upstream(ctx, record, sandbox).await;
+    }
     let step = ctx.ui.step("Syncing work tree");
     let progress = StepProgress(&step);
     let result = gitsync::push(&ctx.repo.root, sandbox, state.as_ref(), &opts, &progress).await;
@@ -73,6 +76,53 @@ pub async fn push_with(
         Err(e) => {
             step.fail(None);
             Err(e.into())
+        }
+    }
+}
+
+/// How long the sandbox gets to show it can reach the upstream.
+const PROBE: std::time::Duration = std::time::Duration::from_secs(4);
+
+/// The first sync into a sandbox: let it fetch what the upstream has from the upstream itself
+/// (`deliver::prefetch`), so the bundle carries only what the upstream lacks. Says which path
+/// was taken; any failure just means the bundle carries everything.
+async fn prefetch_upstream(ctx: &Ctx, record: &SessionRecord, sandbox: &dyn Sandbox) {
+    let Ok(up) = super::pr::upstream(ctx, record) else {
+        return;
+    };
+    if up.host.is_none() {
+        return; // a path on this machine: a sandbox elsewhere cannot reach it
+    }
+    let shown = up.display();
+    let token = std::env::var(&ctx.config.git.token_secret)
+        .ok()
+        .filter(|t| !t.is_empty());
+    let step = ctx
+        .ui
+        .step(format!("Fetching history from {shown} in the sandbox"));
+    match crate::deliver::prefetch::prefetch(
+        sandbox,
+        &record.workdir,
+        &up.url,
+        &shown,
+        token.as_deref(),
+        PROBE,
+    )
+    .await
+    {
+        Ok(crate::deliver::prefetch::Prefetch::Fetched { branches }) => step.done(Some(&format!(
+            "{branches} branch{}; only what it lacks is sent from here",
+            if branches == 1 { "" } else { "es" }
+        ))),
+        Ok(crate::deliver::prefetch::Prefetch::Unreachable(why)) => {
+            step.done(Some(
+                "not reachable from the sandbox; sending the whole history",
+            ));
+            tracing::info!("upstream not reachable from the sandbox: {why}");
+        }
+        Err(e) => {
+            step.fail(Some("sending the whole history"));
+            ctx.ui.warn(format!("{e}"));
         }
     }
 }

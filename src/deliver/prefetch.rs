@@ -1,0 +1,86 @@
+//! Origin-aware first sync: before the first bundle, the sandbox fetches the history the
+//! upstream already has, straight from the upstream, so the laptop then sends only what the
+//! upstream lacks (local commits, the snapshot of uncommitted and untracked files). Reachability
+//! is probed first with a short time limit; when the sandbox cannot reach the upstream, nothing
+//! is fetched and the bundle carries everything, as before.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::DeliverError;
+use crate::provider::{ExecRequest, Sandbox};
+
+/// Where the fetched upstream branches live in the sandbox (listed by the sync's query step,
+/// so the laptop leaves their history out of the bundle).
+pub const UPSTREAM_REFS: &str = "refs/rclaude/upstream/heads/";
+
+/// What the prefetch did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Prefetch {
+    /// The sandbox fetched `branches` upstream branches.
+    Fetched { branches: usize },
+    /// The sandbox cannot reach the upstream (why, in git's words): full bundle.
+    Unreachable(String),
+}
+
+/// After [`super::GIT_AUTH`]: `$1` work tree, `$2` URL, `$3` probe seconds.
+const SCRIPT: &str = r#"
+W=$1 url=$2 probe=$3
+mkdir -p "$W" && cd "$W" || exit 4
+if [ ! -d .git ]; then git -c init.defaultBranch=main init -q . || exit 4; fi
+if command -v timeout >/dev/null 2>&1; then to="timeout $probe"; else to=; fi
+if [ -n "${RCLAUDE_GIT_TOKEN:-}" ]; then set -- -c credential.helper= -c "credential.helper=$helper"; else set -- -c credential.helper=; fi
+if ! $to git "$@" -c credential.interactive=false ls-remote --heads "$url" >"$T/ls" 2>"$T/err"; then
+  [ -s "$T/err" ] || echo "no answer within ${probe}s" >"$T/err"
+  tail -n 3 "$T/err" >&2; exit 13
+fi
+if ! g fetch --quiet --no-tags --no-write-fetch-head "$url" "+refs/heads/*:refs/rclaude/upstream/heads/*" 2>"$T/err"; then
+  tail -n 3 "$T/err" >&2; exit 12
+fi
+git for-each-ref refs/rclaude/upstream/heads | wc -l
+"#;
+
+/// Have the sandbox fetch `url`'s branches into its repository at `workdir` (created if
+/// missing), when it can reach `url` within `probe`.
+pub async fn prefetch(
+    sandbox: &dyn Sandbox,
+    workdir: &str,
+    url: &str,
+    shown_url: &str,
+    token: Option<&str>,
+    probe: Duration,
+) -> Result<Prefetch, DeliverError> {
+    let mut env = BTreeMap::new();
+    if let Some(t) = token {
+        env.insert("RCLAUDE_GIT_TOKEN".to_string(), t.to_string());
+    }
+    let script = format!("{}{SCRIPT}", super::GIT_AUTH);
+    let secs = probe.as_secs().max(1).to_string();
+    let req = ExecRequest::argv(["sh", "-c", &script, "rclaude-prefetch", workdir, url, &secs])
+        // The work tree may not exist yet; its parent does (a provider's home or root).
+        .cwd(
+            std::path::Path::new(workdir)
+                .parent()
+                .and_then(|p| p.to_str())
+                .filter(|p| !p.is_empty())
+                .unwrap_or(workdir),
+        )
+        .env(env)
+        .timeout(Some(Duration::from_secs(3600)));
+    let out = crate::provider::run(sandbox, req).await?;
+    let redact = |s: String| match token {
+        Some(t) if !t.is_empty() => s.replace(t, "***"),
+        _ => s,
+    };
+    let detail = super::push::last_lines(&redact(out.stderr_str()).replace(url, shown_url), 3);
+    match out.status.code {
+        0 => Ok(Prefetch::Fetched {
+            branches: out.stdout_str().trim().parse().unwrap_or(0),
+        }),
+        13 => Ok(Prefetch::Unreachable(detail)),
+        _ => Err(DeliverError::Unreachable {
+            upstream: shown_url.to_string(),
+            detail,
+        }),
+    }
+}
