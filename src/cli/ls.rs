@@ -46,17 +46,34 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
         .provider
         .or(config.as_ref().map(|c| c.sandbox.provider))
         .unwrap_or_default();
-    let record = match &repo {
-        Some(r) => SessionStore::for_repo(r).load()?,
-        None => None,
+    // This repository's sessions: the default one and the named ones.
+    let sessions = match &repo {
+        Some(r) => SessionStore::all_of(r),
+        None => Vec::new(),
     };
+    let record = sessions
+        .iter()
+        .find(|(n, _)| n.is_none())
+        .map(|(_, r)| r.clone());
     let managed = crate::report::managed::MANAGED;
     let list_managed = args.managed
         || (args.provider.is_none() && record.as_ref().is_some_and(|r| r.provider == managed));
     let listed = if list_managed { managed } else { kind.as_str() };
-    let current = record
-        .filter(|rec| rec.provider == listed)
-        .map(|rec| rec.sandbox_id);
+    let ours: Vec<(String, String)> = sessions
+        .iter()
+        .filter(|(_, rec)| rec.provider == listed)
+        .map(|(n, rec)| {
+            (
+                rec.sandbox_id.clone(),
+                n.clone().unwrap_or_else(|| "(default)".into()),
+            )
+        })
+        .collect();
+    let session_of = |s: &SandboxInfo| {
+        ours.iter()
+            .find(|(id, _)| *id == s.id)
+            .map(|(_, n)| n.clone())
+    };
     let provider: Box<dyn crate::provider::Provider> = if list_managed {
         let client = crate::report::Reporter::from_env()
             .client()
@@ -84,7 +101,7 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
     };
     let mut sandboxes = provider.list().await?;
     sandboxes.sort_by(|a, b| b.started_at.cmp(&a.started_at));
-    let is_current = |s: &SandboxInfo| current.as_deref() == Some(s.id.as_str());
+    let is_current = |s: &SandboxInfo| session_of(s).is_some();
     if args.json {
         let items: Vec<_> = sandboxes
             .iter()
@@ -100,6 +117,7 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
                     "started_at": s.started_at,
                     "end_at": s.end_at,
                     "current": is_current(s),
+                    "session_name": session_of(s),
                     "ci": ci_of(s).map(|r| json!({ "pid": r.pid, "running": r.alive })),
                 })
             })
@@ -114,7 +132,7 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
         return Ok(0);
     }
     let now = OffsetDateTime::now_utc();
-    let rows: Vec<[String; 7]> = sandboxes
+    let rows: Vec<[String; 8]> = sandboxes
         .iter()
         .map(|s| {
             [
@@ -125,6 +143,9 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
                     None => " ".into(),
                 },
                 s.id.clone(),
+                session_of(s)
+                    .or_else(|| s.metadata.get("rclaude.session_name").cloned())
+                    .unwrap_or_else(|| "-".into()),
                 s.state.to_string(),
                 s.metadata
                     .get("rclaude.repo")
@@ -143,8 +164,11 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
             ]
         })
         .collect();
-    let header = ["", "ID", "STATE", "REPO", "BRANCH", "STARTED", "ENDS"].map(String::from);
-    let mut widths = [0usize; 7];
+    let header = [
+        "", "ID", "SESSION", "STATE", "REPO", "BRANCH", "STARTED", "ENDS",
+    ]
+    .map(String::from);
+    let mut widths = [0usize; 8];
     for row in std::iter::once(&header).chain(&rows) {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
@@ -159,8 +183,10 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
         println!("{}", line.join("  ").trim_end());
     }
     let mut legend = Vec::new();
-    if current.is_some() {
-        legend.push("* this repository's sandbox".to_string());
+    if !ours.is_empty() {
+        legend.push(
+            "* this repository's sessions (`--session NAME` acts on a named one)".to_string(),
+        );
     }
     if sandboxes.iter().any(|s| ci_of(s).is_some_and(|r| r.alive)) {
         legend.push("ci: a running `rclaude ci` run's sandbox (destroyed when it ends)".into());

@@ -84,6 +84,19 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// What `--session` selects.
+pub enum Selected {
+    /// No `--session`: the repository's default session.
+    Default,
+    /// A named session of the repository in the start directory.
+    Named(String),
+    /// A session started from a URL (`rclaude start`).
+    Started(
+        crate::session::started::StartedDir,
+        Box<crate::session::SessionRecord>,
+    ),
+}
+
 /// Options every command accepts.
 #[derive(Debug, Clone, clap::Args)]
 pub struct GlobalArgs {
@@ -93,9 +106,16 @@ pub struct GlobalArgs {
     /// Only print warnings, errors and command output.
     #[arg(short, long, global = true)]
     pub quiet: bool,
-    /// Act on session ID (from `rclaude start`, or any session id the server knows for
-    /// `logs`) instead of this repository's own; works from any directory.
-    #[arg(long, global = true, value_name = "ID", env = "RCLAUDE_SESSION_ID")]
+    /// Act on session NAME of this repository instead of its default one (`up -s NAME` creates
+    /// it; sessions run side by side), or on a session ID from `rclaude start` (from any
+    /// directory; `logs` takes any session id the server knows).
+    #[arg(
+        short = 's',
+        long,
+        global = true,
+        value_name = "NAME|ID",
+        env = "RCLAUDE_SESSION_ID"
+    )]
     pub session: Option<String>,
 }
 
@@ -109,24 +129,53 @@ impl GlobalArgs {
         }
     }
 
+    /// Which session `--session` names: none (the repository's default session), a named
+    /// session of the repository here, or a session started from a URL. In a checkout a valid
+    /// name is the repository's session of that name unless only a started session matches it.
+    pub fn selected(&self) -> CliResult<Selected> {
+        let Some(sel) = &self.session else {
+            return Ok(Selected::Default);
+        };
+        let repo = crate::session::Repo::discover(&self.start_dir()?).ok();
+        let name_ok = crate::session::validate_session_name(sel);
+        if let Some(repo) = &repo
+            && name_ok.is_ok()
+            && crate::session::SessionStore::for_named(repo, sel)
+                .load()?
+                .is_some()
+        {
+            return Ok(Selected::Named(sel.clone()));
+        }
+        if let Some((dir, record)) = crate::session::started::find(sel).ok().flatten() {
+            return Ok(Selected::Started(dir, Box::new(record)));
+        }
+        match (&repo, name_ok) {
+            (Some(_), Ok(())) => Ok(Selected::Named(sel.clone())),
+            (Some(_), Err(m)) => Err(CliError::usage(m)),
+            (None, _) => Err(CliError::usage(format!(
+                "no session {sel:?} started from a URL on this machine"
+            ))
+            .hint("`rclaude start URL` starts one; named sessions (`--session NAME`) belong to a repository: run inside its checkout")),
+        }
+    }
+
     /// The repository, its config and session store, seen from the start directory; with
-    /// `--session ID`, the session started from a URL with that id (from anywhere).
+    /// `--session`, the session it names (see [`GlobalArgs::selected`]).
     pub fn ctx(&self) -> CliResult<Ctx> {
         let ui = crate::ui::Ui::detect(self.quiet).out();
-        if let Some(id) = &self.session {
-            let (dir, record) = crate::session::started::find(id)?.ok_or_else(|| {
-                CliError::usage(format!("no session {id:?} started from a URL on this machine"))
-                    .hint("`rclaude start URL` starts one; without --session, commands act on the repository you are in")
-            })?;
-            let name = record
-                .origin
-                .as_ref()
-                .map(|o| crate::deliver::Upstream::parse(&o.url).display_name())
-                .unwrap_or_else(|| record.session_id.clone());
-            let config = crate::ops::start::pin_provider(Ctx::started_config(&dir)?, &record);
-            return Ok(Ctx::for_started(&dir, &name, config, ui));
+        match self.selected()? {
+            Selected::Default => Ctx::load(&self.start_dir()?, ui),
+            Selected::Named(name) => Ctx::load_named(&self.start_dir()?, ui, &name),
+            Selected::Started(dir, record) => {
+                let name = record
+                    .origin
+                    .as_ref()
+                    .map(|o| crate::deliver::Upstream::parse(&o.url).display_name())
+                    .unwrap_or_else(|| record.session_id.clone());
+                let config = crate::ops::start::pin_provider(Ctx::started_config(&dir)?, &record);
+                Ok(Ctx::for_started(&dir, &name, config, ui))
+            }
         }
-        Ctx::load(&self.start_dir()?, ui)
     }
 
     /// The checkout at the start directory, ignoring `--session` (`pull --session` brings a

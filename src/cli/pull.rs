@@ -28,19 +28,15 @@ pub struct Args {
 }
 
 pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
-    // `--session ID`: a session started from a URL, pulled into the checkout we are in.
-    let (ctx, record) = match &g.session {
-        Some(id) => {
-            let (_, record) = crate::session::started::find(id)?.ok_or_else(|| {
-                CliError::usage(format!(
-                    "no session {id:?} started from a URL on this machine"
-                ))
-            })?;
-            (g.local_ctx().map_err(|e| {
+    // A session started from a URL is pulled into the checkout we are in.
+    let (ctx, record) = match g.selected()? {
+        super::Selected::Started(_, record) => (
+            g.local_ctx().map_err(|e| {
                 e.hint("`pull --session ID` brings a started session's work into a clone of its repository: run it inside one")
-            })?, record)
-        }
-        None => {
+            })?,
+            *record,
+        ),
+        _ => {
             let ctx = g.ctx()?;
             let record = ctx.require_session()?;
             (ctx, record)

@@ -24,8 +24,18 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
                 json!({ "repository": ctx.repo.root, "sandbox": null })
             );
         } else {
+            let named = ctx
+                .session_name
+                .as_deref()
+                .map(|n| format!(" (session \"{n}\")"))
+                .unwrap_or_default();
+            let up = ctx
+                .session_name
+                .as_deref()
+                .map(|n| format!("rclaude up -s {n}"))
+                .unwrap_or_else(|| "rclaude up".into());
             println!(
-                "No sandbox for {}.\n`rclaude up` creates one on provider \"{}\".",
+                "No sandbox for {}{named}.\n`{up}` creates one on provider \"{}\".",
                 ctx.repo.root.display(),
                 ctx.config.sandbox.provider.as_str()
             );
@@ -62,6 +72,7 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
             "state": state,
             "workdir": record.workdir,
             "session": record.session_id,
+            "session_name": ctx.session_name,
             "created_at": record.created_at,
             "end_at": info.as_ref().and_then(|i| i.end_at.clone()),
             "sync": sync,
@@ -106,8 +117,13 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
     );
     println!("Workdir     {}", record.workdir);
     println!(
-        "Session     {} (created {})",
-        record.session_id, record.created_at
+        "Session     {}{} (created {})",
+        record.session_id,
+        ctx.session_name
+            .as_deref()
+            .map(|n| format!(" \"{n}\""))
+            .unwrap_or_default(),
+        record.created_at
     );
     if let Some(end) = info.as_ref().and_then(|i| i.end_at.clone()) {
         println!("Pauses at   {end}");

@@ -20,6 +20,8 @@ pub struct Ctx {
     pub config: Config,
     pub store: SessionStore,
     pub reporter: Reporter,
+    /// A named session of the repository (`--session NAME`), beside its default one.
+    pub session_name: Option<String>,
     /// The repository is checked out here (`false` for a session started from a URL: nothing
     /// to sync, the sandbox's clone is the only copy).
     pub local_checkout: bool,
@@ -40,9 +42,23 @@ impl Ctx {
             config,
             store,
             reporter: Reporter::from_env(),
+            session_name: None,
             local_checkout: true,
             managed: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The repository's named session `name` (validated by the caller): its own record and
+    /// lock; its work comes back as `rclaude/<name>/<branch>` (with the default
+    /// `[sync] pull_branch`).
+    pub fn load_named(dir: &Path, ui: Out, name: &str) -> CliResult<Ctx> {
+        let mut ctx = Ctx::load(dir, ui)?;
+        ctx.store = SessionStore::for_named(&ctx.repo, name);
+        if ctx.config.sync.pull_branch == crate::config::SyncConfig::default().pull_branch {
+            ctx.config.sync.pull_branch = format!("rclaude/{name}/{{branch}}");
+        }
+        ctx.session_name = Some(name.to_string());
+        Ok(ctx)
     }
 
     /// Like [`Ctx::load`], with built-in defaults when the repository has no `.rclaude.toml`
@@ -59,6 +75,7 @@ impl Ctx {
             config: Config::default(),
             store,
             reporter: Reporter::from_env(),
+            session_name: None,
             local_checkout: true,
             managed: std::sync::OnceLock::new(),
         })
@@ -77,6 +94,7 @@ impl Ctx {
             config,
             store: dir.store(),
             reporter: Reporter::from_env(),
+            session_name: None,
             local_checkout: false,
             managed: std::sync::OnceLock::new(),
         }
@@ -191,9 +209,16 @@ impl Ctx {
 
     /// The session record, or an error telling the user to run `rclaude up`.
     pub fn require_session(&self) -> CliResult<SessionRecord> {
-        self.store.load()?.ok_or_else(|| {
-            CliError::unavailable(format!("no sandbox for {}", self.repo.root.display()))
-                .hint("`rclaude up` creates one and syncs this repository into it")
+        self.store.load()?.ok_or_else(|| match &self.session_name {
+            Some(n) => CliError::unavailable(format!(
+                "no session \"{n}\" for {}",
+                self.repo.root.display()
+            ))
+            .hint(format!(
+                "`rclaude up -s {n}` creates it; `rclaude ls` lists this repository's sessions"
+            )),
+            None => CliError::unavailable(format!("no sandbox for {}", self.repo.root.display()))
+                .hint("`rclaude up` creates one and syncs this repository into it"),
         })
     }
 

@@ -60,7 +60,11 @@ pub async fn bring_up(ctx: &Ctx, opts: UpOptions) -> CliResult<Live> {
         Some(rec) if rec.provider == managed => ctx.provider_for(rec)?,
         _ => ctx.provider()?,
     };
-    if existing.is_none() && provider_name == managed && ctx.local_checkout {
+    if existing.is_none()
+        && provider_name == managed
+        && ctx.local_checkout
+        && ctx.session_name.is_none()
+    {
         // Another clone (another machine) may have started this repository's session.
         existing = adopt_server_session(ctx, &*provider).await?;
     }
@@ -194,6 +198,9 @@ async fn create(
         ctx.repo.branch().unwrap_or_default(),
     );
     metadata.insert("rclaude.session".to_string(), session_id.clone());
+    if let Some(n) = &ctx.session_name {
+        metadata.insert("rclaude.session_name".to_string(), n.clone());
+    }
     let spec = SandboxSpec {
         name: ctx.repo.name.clone(),
         image: cfg.image.clone(),

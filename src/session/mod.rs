@@ -14,6 +14,32 @@ pub use repo::Repo;
 
 use crate::error::{CliError, CliResult};
 
+/// Between a repository's key and a session name in a named session's record file name.
+const NAMED_SEP: &str = "~";
+
+/// Check a session name (`--session NAME`): 1 to 40 letters, digits, `-`, `_` or `.`, starting
+/// with a letter or digit (it becomes part of branch and file names).
+pub fn validate_session_name(name: &str) -> Result<(), String> {
+    let ok = (1..=40).contains(&name.len())
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && !name.contains("..")
+        && !name.ends_with('.')
+        && !name.ends_with(".lock");
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid session name {name:?}: use 1 to 40 letters, digits, `-`, `_` or `.`, starting with a letter or digit (no `/`, `..`, spaces)"
+        ))
+    }
+}
+
 /// Format version of [`SessionRecord`] files.
 pub const RECORD_VERSION: u32 = 1;
 
@@ -74,6 +100,43 @@ impl SessionStore {
     /// The store for `repo` under the state directory.
     pub fn for_repo(repo: &Repo) -> SessionStore {
         SessionStore::in_dir(&crate::dirs::state_dir().join("repos"), &repo.key)
+    }
+
+    /// The store of `repo`'s named session `name` (beside the default one, never sharing its
+    /// lock).
+    pub fn for_named(repo: &Repo, name: &str) -> SessionStore {
+        SessionStore::in_dir(
+            &crate::dirs::state_dir().join("repos"),
+            &format!("{}{NAMED_SEP}{name}", repo.key),
+        )
+    }
+
+    /// Every session of `repo` this machine has a record of: the default one (`None`) first,
+    /// then the named ones by name.
+    pub fn all_of(repo: &Repo) -> Vec<(Option<String>, SessionRecord)> {
+        let dir = crate::dirs::state_dir().join("repos");
+        let mut out = Vec::new();
+        if let Ok(Some(r)) = SessionStore::for_repo(repo).load() {
+            out.push((None, r));
+        }
+        let prefix = format!("{}{NAMED_SEP}", repo.key);
+        let mut named: Vec<(Option<String>, SessionRecord)> = std::fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let file = e.file_name().into_string().ok()?;
+                let name = file
+                    .strip_prefix(&prefix)?
+                    .strip_suffix(".json")?
+                    .to_string();
+                let rec = SessionStore::for_named(repo, &name).load().ok()??;
+                Some((Some(name), rec))
+            })
+            .collect();
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        out.extend(named);
+        out
     }
 
     /// A store keeping `<key>.json` and `<key>.lock` in `dir` (e.g. a throwaway record for
@@ -141,4 +204,38 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> CliResult<()> {
     tmp.persist(path)
         .map_err(|e| CliError::io(format!("writing {}", path.display()), e.error))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod name_tests {
+    use super::validate_session_name as v;
+
+    #[test]
+    fn session_names_are_safe_in_branches_and_files() {
+        for good in [
+            "fix-1",
+            "a",
+            "Refactor_parser",
+            "v2.1",
+            "x".repeat(40).as_str(),
+        ] {
+            assert!(v(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "-x",
+            "a/b",
+            "..",
+            "a..b",
+            "has space",
+            "tab\t",
+            "x.",
+            "x.lock",
+            ".hidden",
+            "é",
+            "x".repeat(41).as_str(),
+        ] {
+            assert!(v(bad).is_err(), "{bad:?}");
+        }
+    }
 }

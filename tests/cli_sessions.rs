@@ -1,0 +1,125 @@
+//! Named sessions: several sandboxes of one repository side by side (`--session NAME`), each
+//! with its own record and lock, each pulled to its own branch with exactly its own changes.
+
+mod common;
+
+use std::time::Duration;
+
+use common::TestRepo;
+
+const CONFIG: &str = "[sandbox]\nprovider = \"local\"\n";
+
+#[test]
+fn named_sessions_run_side_by_side_and_come_back_on_their_own_branches() {
+    let t = TestRepo::new(CONFIG);
+    t.write("base.txt", "base\n");
+    t.commit_all("init");
+    t.ok(&["up", "--quiet"]);
+    t.ok(&["up", "--quiet", "-s", "alpha"]);
+    t.ok(&["up", "--quiet", "--session", "beta"]);
+
+    // A long command in alpha does not hold beta (nor the default session) back.
+    let mut long = t
+        .cmd(&[
+            "exec",
+            "-s",
+            "alpha",
+            "--no-sync",
+            "--",
+            "sh",
+            "-c",
+            "sleep 4; echo alpha > alpha.txt",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    t.ok(&[
+        "exec",
+        "-s",
+        "beta",
+        "--no-sync",
+        "--",
+        "sh",
+        "-c",
+        "echo beta > beta.txt",
+    ]);
+    t.ok(&[
+        "exec",
+        "--no-sync",
+        "--",
+        "sh",
+        "-c",
+        "echo default > default.txt",
+    ]);
+    assert!(
+        long.try_wait().unwrap().is_none(),
+        "alpha's command ended before the others ran: they waited for it"
+    );
+    assert!(long.wait().unwrap().success());
+
+    // Three sandboxes, each listed with its session.
+    let ls = t.ok(&["ls"]).stdout();
+    for name in ["alpha", "beta", "(default)"] {
+        assert!(ls.contains(name), "{ls}");
+    }
+    let ids: Vec<String> = ["alpha", "beta"]
+        .iter()
+        .map(|n| {
+            let v: serde_json::Value =
+                serde_json::from_str(&t.ok(&["status", "--json", "-s", n]).stdout()).unwrap();
+            assert_eq!(v["session_name"], *n);
+            v["sandbox"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_ne!(ids[0], ids[1]);
+
+    // Each session's work on its own branch, and only its own.
+    t.ok(&["pull", "-s", "alpha"]);
+    t.ok(&["pull", "-s", "beta"]);
+    t.ok(&["pull"]);
+    let files = |branch: &str| t.git(&["ls-tree", "--name-only", branch]);
+    let a = files("rclaude/alpha/main");
+    assert!(
+        a.contains("alpha.txt") && !a.contains("beta.txt") && !a.contains("default.txt"),
+        "{a}"
+    );
+    let b = files("rclaude/beta/main");
+    assert!(b.contains("beta.txt") && !b.contains("alpha.txt"), "{b}");
+    let d = files("rclaude/main");
+    assert!(
+        d.contains("default.txt") && !d.contains("alpha.txt") && !d.contains("beta.txt"),
+        "{d}"
+    );
+
+    // Removing one leaves the others.
+    t.ok(&["down", "--yes", "-s", "alpha"]);
+    let gone: serde_json::Value =
+        serde_json::from_str(&t.ok(&["status", "--json", "-s", "alpha"]).stdout()).unwrap();
+    assert!(gone["sandbox"].is_null(), "{gone}");
+    t.ok(&["exec", "-s", "beta", "--no-sync", "--", "true"]);
+    t.ok(&["down", "--yes", "--discard", "-s", "beta"]);
+}
+
+#[test]
+fn bad_session_names_are_refused_before_anything_happens() {
+    let t = TestRepo::new(CONFIG);
+    t.write("base.txt", "base\n");
+    t.commit_all("init");
+    for bad in ["a/b", "..", "has space", "-x", "tab\tname", "x.lock"] {
+        let r = t.rclaude(&["up", &format!("--session={bad}")]);
+        assert_eq!(r.code(), 64, "{bad:?}: {}", r.all());
+        assert!(
+            r.stderr().contains("invalid session name"),
+            "{bad:?}: {}",
+            r.all()
+        );
+    }
+    assert!(
+        std::fs::read_dir(t.sandboxes_dir())
+            .map(|d| d.count())
+            .unwrap_or(0)
+            == 0
+    );
+}
