@@ -123,3 +123,76 @@ fn bad_session_names_are_refused_before_anything_happens() {
             == 0
     );
 }
+
+/// A stand-in `claude` in the sandbox: answers `--version`, then runs until `~/go` exists and
+/// exits with the code in `~/code`.
+const FAKE_CLAUDE: &str = r#"#!/bin/sh
+if [ "$1" = "--version" ]; then echo "2.1.197 (Claude Code)"; exit 0; fi
+cat >/dev/null
+printf '{"type":"system","subtype":"init","session_id":"s-1"}\n'
+while [ ! -e "$HOME/go" ]; do sleep 0.05; done
+printf '{"type":"result","subtype":"success","is_error":false,"num_turns":1,"duration_ms":5,"usage":{},"result":"done"}\n'
+exit "$(cat "$HOME/code" 2>/dev/null || echo 0)"
+"#;
+
+#[test]
+fn wait_blocks_until_the_run_ends_and_exits_with_its_code() {
+    let t = TestRepo::new(CONFIG);
+    t.write("base.txt", "base\n");
+    t.commit_all("init");
+    t.ok(&["up", "--quiet", "-s", "w"]);
+    let mut install = t
+        .cmd(&[
+            "exec",
+            "-s",
+            "w",
+            "--no-sync",
+            "--",
+            "sh",
+            "-c",
+            "mkdir -p \"$HOME/.local/bin\" && cat > \"$HOME/.local/bin/claude\" && chmod +x \"$HOME/.local/bin/claude\"",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    install
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(FAKE_CLAUDE.as_bytes())
+        .unwrap();
+    assert!(install.wait().unwrap().success());
+    let r = common::Run(
+        t.cmd(&["claude", "-s", "w", "--detach", "--no-sync", "do it"])
+            .env("ANTHROPIC_API_KEY", "sk-test")
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(r.code(), 0, "{}", r.all());
+
+    // Still running: --timeout gives up with 124 and leaves it going.
+    let r = t.rclaude(&["wait", "-s", "w", "--timeout", "1s"]);
+    assert_eq!(r.code(), 124, "{}", r.all());
+    assert!(r.stderr().contains("still running"), "{}", r.all());
+
+    // It ends with 5: wait (started before the end) exits 5, and so does a wait afterwards.
+    let waiter = t.cmd(&["wait", "-s", "w"]).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    t.ok(&[
+        "exec",
+        "-s",
+        "w",
+        "--no-sync",
+        "--",
+        "sh",
+        "-c",
+        "echo 5 > \"$HOME/code\" && touch \"$HOME/go\"",
+    ]);
+    let out = waiter.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(5));
+    assert_eq!(t.rclaude(&["wait", "-s", "w"]).code(), 5);
+    // Nothing was printed: wait is for scripts.
+    assert!(t.rclaude(&["wait", "-s", "w"]).stdout().is_empty());
+    t.ok(&["down", "--yes", "--discard", "-s", "w"]);
+}

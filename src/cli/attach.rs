@@ -3,7 +3,7 @@
 
 use super::GlobalArgs;
 use crate::error::CliResult;
-use crate::ops::claude_run::{Interrupt, describe, finish, follow, resolve_run};
+use crate::ops::claude_run::{Interrupt, Show, describe, finish, follow, resolve_run};
 
 /// Follow a Claude Code run in the sandbox: replay its transcript so far, then live until it ends.
 ///
@@ -33,6 +33,14 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
     let _alive = crate::ops::alive::keep_alive(&ctx, &record);
     let files = resolve_run(&*sandbox, &record, args.run.as_deref()).await?;
     describe(&ctx, &*sandbox, &files).await;
-    let followed = follow(&ctx, &*sandbox, &files, args.json, true, Interrupt::Detach).await?;
+    let followed = follow(
+        &ctx,
+        &*sandbox,
+        &files,
+        Show::json_or_transcript(args.json),
+        true,
+        Interrupt::Detach,
+    )
+    .await?;
     finish(&ctx, &files, &followed, args.pull).await
 }

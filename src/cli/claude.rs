@@ -180,7 +180,7 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
         &ctx,
         sandbox,
         &started.files,
-        args.json,
+        crate::ops::claude_run::Show::json_or_transcript(args.json),
         true,
         Interrupt::StopRun { pid: started.pid },
     )

@@ -140,7 +140,15 @@ async fn claude_logs(g: &GlobalArgs, follow_it: bool, json: bool) -> CliResult {
             e
         }
     })?;
-    let followed = follow(&ctx, &*sandbox, &files, json, follow_it, Interrupt::Detach).await?;
+    let followed = follow(
+        &ctx,
+        &*sandbox,
+        &files,
+        crate::ops::claude_run::Show::json_or_transcript(json),
+        follow_it,
+        Interrupt::Detach,
+    )
+    .await?;
     if followed.end.is_some() {
         remember(&ctx, &followed);
     }

@@ -28,6 +28,7 @@ mod status;
 mod sync;
 mod up;
 mod usage;
+mod wait;
 mod watch;
 
 use std::path::PathBuf;
@@ -204,6 +205,7 @@ pub enum Command {
     Watch(watch::Args),
     Claude(claude::Args),
     Attach(attach::Args),
+    Wait(wait::Args),
     Shell(shell::Args),
     Login(login::LoginArgs),
     Logout(login::LogoutArgs),
@@ -273,6 +275,7 @@ async fn dispatch(cli: Cli) -> Result<i32, CliError> {
         Command::Watch(a) => watch::run(&g, a).await,
         Command::Claude(a) => claude::run(&g, a).await,
         Command::Attach(a) => attach::run(&g, a).await,
+        Command::Wait(a) => wait::run(&g, a).await,
         Command::Shell(a) => shell::run(&g, a).await,
         Command::Login(a) => login::login(&g, a).await,
         Command::Logout(a) => login::logout(&g, a).await,

@@ -77,13 +77,31 @@ fn use_color() -> bool {
     std::io::stdout().is_terminal() && !set("CI") && !set("NO_COLOR")
 }
 
-/// Print a run's transcript from the start (rendered, or raw with `json`); with `follow`, keep
-/// going until the run ends. Ctrl-C does what `interrupt` says.
+/// What [`follow`] prints of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Show {
+    /// The rendered transcript.
+    Transcript,
+    /// Claude Code's raw stream-json lines.
+    Json,
+    /// Nothing (`wait`).
+    Nothing,
+}
+
+impl Show {
+    /// `Json` when `json`, else `Transcript`.
+    pub fn json_or_transcript(json: bool) -> Show {
+        if json { Show::Json } else { Show::Transcript }
+    }
+}
+
+/// Print a run's transcript from the start (as `show` says); with `follow`, keep going until
+/// the run ends. Ctrl-C does what `interrupt` says.
 pub(crate) async fn follow(
     ctx: &Ctx,
     sandbox: &dyn Sandbox,
     files: &RunFiles,
-    json: bool,
+    show: Show,
     follow: bool,
     interrupt: Interrupt,
 ) -> CliResult<Followed> {
@@ -101,10 +119,14 @@ pub(crate) async fn follow(
             let mut o = stdout.lock();
             for line in &poll.lines {
                 let text = renderer.line(line);
-                if json {
-                    let _ = writeln!(o, "{line}");
-                } else {
-                    let _ = o.write_all(text.as_bytes());
+                match show {
+                    Show::Json => {
+                        let _ = writeln!(o, "{line}");
+                    }
+                    Show::Transcript => {
+                        let _ = o.write_all(text.as_bytes());
+                    }
+                    Show::Nothing => {}
                 }
             }
             let _ = o.flush();
