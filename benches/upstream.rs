@@ -23,6 +23,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+/// The upstream's push token (public repository: reads need none).
+const TOKEN: &str = "bench-push-token";
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let arg = |name: &str| {
@@ -47,6 +50,7 @@ fn main() {
 
     let git = git_http::GitHttp::start(&base.join("served"));
     let bare = git.create_repo("bench", "repo", false);
+    git.add_token(TOKEN, true);
     run(Command::new("git").args(["--git-dir"]).arg(&bare).args([
         "fetch",
         "-q",
@@ -127,6 +131,7 @@ fn main() {
                 .current_dir(cwd)
                 .env("RCLAUDE_HOME", &home)
                 .env("CI", "true")
+                .env("GITHUB_TOKEN", TOKEN)
                 .env_remove("RCLAUDE_SERVER")
                 .env_remove("RCLAUDE_TOKEN")
                 .env_remove("GITHUB_API_URL");

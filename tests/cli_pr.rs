@@ -59,6 +59,17 @@ impl World {
         common::Run(c.output().unwrap())
     }
 
+    /// A commit of a new file `x.txt` in the sandbox.
+    fn commit_in_sandbox(&self) {
+        self.repo.ok(&[
+            "exec",
+            "--",
+            "sh",
+            "-c",
+            "echo x > x.txt && git add x.txt && git -c user.name=Agent -c user.email=agent@example.com commit -qm x",
+        ]);
+    }
+
     fn session_branch(&self) -> String {
         let status = self.repo.ok(&["status", "--json"]).stdout();
         let v: serde_json::Value = serde_json::from_str(&status).unwrap();
@@ -229,13 +240,7 @@ fn a_branch_rclaude_did_not_push_is_never_overwritten() {
     ]);
     let theirs = w.git.branch("acme", "widget", &branch).unwrap();
 
-    w.repo.ok(&[
-        "exec",
-        "--",
-        "sh",
-        "-c",
-        "echo x > x.txt && git add x.txt && git -c user.name=Agent -c user.email=agent@example.com commit -qm x",
-    ]);
+    w.commit_in_sandbox();
     let r = w.pr(&[], Some(TOKEN));
     assert_eq!(r.code(), 65, "{}", r.all());
     assert!(r.stderr().contains("already exists"), "{}", r.all());
@@ -251,13 +256,7 @@ fn missing_or_read_only_tokens_are_clear_errors() {
     }
     let w = world(true);
     w.repo.ok(&["up", "--quiet"]);
-    w.repo.ok(&[
-        "exec",
-        "--",
-        "sh",
-        "-c",
-        "echo x > x.txt && git add x.txt && git -c user.name=Agent -c user.email=agent@example.com commit -qm x",
-    ]);
+    w.commit_in_sandbox();
     // GitHub upstream and no token: refused before anything is pushed.
     let r = w.pr(&[], None);
     assert_eq!(r.code(), 77, "{}", r.all());
@@ -281,13 +280,7 @@ fn missing_or_read_only_tokens_are_clear_errors() {
 fn without_a_pull_request_api_the_branch_is_pushed_and_that_is_said() {
     let w = world(false);
     w.repo.ok(&["up", "--quiet"]);
-    w.repo.ok(&[
-        "exec",
-        "--",
-        "sh",
-        "-c",
-        "echo x > x.txt && git add x.txt && git -c user.name=Agent -c user.email=agent@example.com commit -qm x",
-    ]);
+    w.commit_in_sandbox();
     let r = w.pr(&[], Some(TOKEN));
     assert_eq!(r.code(), 0, "{}", r.all());
     let branch = w.session_branch();
@@ -365,4 +358,28 @@ fn ci_pr_commits_what_the_tasks_changed_but_not_the_laptops_files() {
         String::from_utf8_lossy(&show(&format!("{branch}:README.md")).stdout),
         "widget\n"
     );
+}
+
+#[test]
+fn a_push_the_upstream_rejects_is_reported_with_what_to_do() {
+    let w = world(false);
+    // The upstream refuses every push to rclaude/* (a server-side rule, like branch protection).
+    let hook = w.git.repo_path("acme", "widget").join("hooks/pre-receive");
+    std::fs::write(
+        &hook,
+        "#!/bin/sh\nwhile read old new ref; do case \"$ref\" in refs/heads/rclaude/*) echo \"policy: no agent branches here\" >&2; exit 1;; esac; done\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    w.repo.ok(&["up", "--quiet"]);
+    w.commit_in_sandbox();
+    let r = w.pr(&[], Some(TOKEN));
+    assert_eq!(r.code(), 65, "{}", r.all());
+    assert!(r.stderr().contains("rejected the push"), "{}", r.all());
+    assert!(r.stderr().contains("no agent branches here"), "{}", r.all());
+    assert!(r.stderr().contains("hint:"), "{}", r.all());
+    assert!(!r.all().contains(TOKEN));
+    let branch = w.session_branch();
+    assert!(w.git.branch("acme", "widget", &branch).is_none());
 }

@@ -196,3 +196,54 @@ fn wait_blocks_until_the_run_ends_and_exits_with_its_code() {
     assert!(t.rclaude(&["wait", "-s", "w"]).stdout().is_empty());
     t.ok(&["down", "--yes", "--discard", "-s", "w"]);
 }
+
+#[test]
+fn claude_new_runs_each_prompt_in_its_own_new_session() {
+    let config = format!(
+        "{CONFIG}[setup]\nrun = \"mkdir -p $HOME/.local/bin && cp tools/claude $HOME/.local/bin/claude && chmod +x $HOME/.local/bin/claude\"\n"
+    );
+    let t = TestRepo::new(&config);
+    t.write("tools/claude", FAKE_CLAUDE);
+    t.commit_all("init");
+    let start = |args: &[&str]| {
+        common::Run(
+            t.cmd(args)
+                .env("ANTHROPIC_API_KEY", "sk-test")
+                .output()
+                .unwrap(),
+        )
+    };
+    let r = start(&["claude", "--new", "--detach", "fix the failing tests"]);
+    assert_eq!(r.code(), 0, "{}", r.all());
+    let name = r
+        .stderr()
+        .split("New session \"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("no session name in {}", r.all()));
+    assert!(name.starts_with("fix-the-failing-"), "{name}");
+    let r = start(&["claude", "--new", "second", "--detach", "another prompt"]);
+    assert_eq!(r.code(), 0, "{}", r.all());
+    // The same name again is refused; nothing of the first is touched.
+    let r = start(&["claude", "--new", "second", "--detach", "again"]);
+    assert_eq!(r.code(), 64, "{}", r.all());
+    assert!(r.stderr().contains("already exists"), "{}", r.all());
+
+    let ls = t.ok(&["ls"]).stdout();
+    assert!(ls.contains(&name) && ls.contains("second"), "{ls}");
+    for n in [name.as_str(), "second"] {
+        t.ok(&[
+            "exec",
+            "-s",
+            n,
+            "--no-sync",
+            "--",
+            "sh",
+            "-c",
+            "touch \"$HOME/go\"",
+        ]);
+        assert_eq!(t.rclaude(&["wait", "-s", n]).code(), 0);
+        t.ok(&["down", "--yes", "--discard", "-s", n]);
+    }
+}

@@ -58,11 +58,43 @@ pub struct Args {
     /// Permission mode for this run (default: `[claude] permission_mode`).
     #[arg(long, value_name = "MODE")]
     pub permission_mode: Option<String>,
+    /// Run in a new session of this repository (named NAME, else after the prompt), beside the
+    /// others: several prompts can work on one repository at once. Its work comes back with
+    /// `rclaude pull -s NAME` as `rclaude/NAME/<branch>`.
+    #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = "")]
+    pub new: Option<String>,
 }
 
 pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
-    let ctx = g.ctx()?;
     let prompt = args.prompt.join(" ");
+    let ctx = match &args.new {
+        None => g.ctx()?,
+        Some(_) if g.session.is_some() => {
+            return Err(CliError::usage(
+                "--new makes a new session: leave out --session (or use --new NAME)",
+            ));
+        }
+        Some(name) => {
+            let name = if name.is_empty() {
+                name_from_prompt(&prompt)
+            } else {
+                name.clone()
+            };
+            crate::session::validate_session_name(&name).map_err(CliError::usage)?;
+            let ctx = g.local_named_ctx(&name)?;
+            if ctx.store.load()?.is_some() {
+                return Err(
+                    CliError::usage(format!("session \"{name}\" already exists")).hint(format!(
+                        "`rclaude claude -s {name} \"PROMPT\"` runs in it, or pick another name"
+                    )),
+                );
+            }
+            ctx.ui.info(format!(
+                "New session \"{name}\" (`-s {name}` reaches it; `rclaude pull -s {name}` brings its work back)"
+            ));
+            ctx
+        }
+    };
     let interactive = args.prompt.is_empty();
     if interactive && (args.detach || args.pull || args.pr || args.json) {
         return Err(CliError::usage(
@@ -233,6 +265,23 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
     Ok(code)
 }
 
+/// A short, readable session name from the prompt's first words and a random suffix:
+/// `"fix the failing tests"` → `fix-the-failing-3f2a`.
+fn name_from_prompt(prompt: &str) -> String {
+    let words: Vec<String> = prompt
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .take(3)
+        .map(|w| w.to_ascii_lowercase().chars().take(10).collect())
+        .collect();
+    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..4];
+    if words.is_empty() {
+        format!("run-{suffix}")
+    } else {
+        format!("{}-{suffix}", words.join("-"))
+    }
+}
+
 /// Environment of Claude Code in the sandbox: quiet defaults, credentials from this machine's
 /// environment, then `[env]`, `[secrets]` and rclaude's own variables (which win).
 fn claude_env(ctx: &Ctx, record: &SessionRecord) -> CliResult<BTreeMap<String, String>> {
@@ -346,4 +395,27 @@ async fn interactive_session(
         "Claude's edits are in the sandbox work tree; `rclaude pull` brings them back · `rclaude claude --continue` resumes this conversation",
     );
     Ok(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::name_from_prompt;
+
+    #[test]
+    fn names_from_prompts_are_valid_session_names() {
+        for p in [
+            "fix the failing tests",
+            "",
+            "¿Qué? /etc/passwd ../..",
+            "Refactor   THE parser!!",
+        ] {
+            let n = name_from_prompt(p);
+            assert!(
+                crate::session::validate_session_name(&n).is_ok(),
+                "{p:?} → {n:?}"
+            );
+        }
+        assert!(name_from_prompt("fix the failing tests").starts_with("fix-the-failing-"));
+        assert!(name_from_prompt("").starts_with("run-"));
+    }
 }

@@ -179,6 +179,15 @@ impl GlobalArgs {
         }
     }
 
+    /// The named session `name` of the checkout at the start directory (`claude --new`).
+    pub fn local_named_ctx(&self, name: &str) -> CliResult<Ctx> {
+        Ctx::load_named(
+            &self.start_dir()?,
+            crate::ui::Ui::detect(self.quiet).out(),
+            name,
+        )
+    }
+
     /// The checkout at the start directory, ignoring `--session` (`pull --session` brings a
     /// started session's work into it).
     pub fn local_ctx(&self) -> CliResult<Ctx> {
