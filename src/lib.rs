@@ -3,7 +3,6 @@
 pub mod claude;
 pub mod cli;
 pub mod config;
-pub mod deliver;
 pub mod error;
 pub mod format;
 pub mod gitsync;
@@ -14,4 +13,5 @@ pub mod report;
 pub mod session;
 pub mod ui;
 
+pub use rclaude_deliver as deliver;
 pub use rclaude_sandbox::{agent, dirs, envd, provider, shell, time};

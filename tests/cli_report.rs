@@ -432,3 +432,104 @@ fn a_managed_session_is_created_paused_and_ended_by_the_server() {
     assert_eq!(record_of(&other)["provider"], "local");
     assert_eq!(std::fs::read_dir(&sandboxes).unwrap().count(), 0);
 }
+
+#[path = "support/git_http.rs"]
+mod git_http;
+
+/// A session the server started from a URL (the dashboard's form, or `POST /v1/sessions` with
+/// `clone_url`) is joined by its id from any directory of a logged-in machine.
+#[test]
+fn a_session_started_on_the_server_from_a_url_is_joined_by_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("server.db").display());
+    let sandboxes = dir.path().join("sandboxes");
+    let server = Server::start_with(
+        &db,
+        "127.0.0.1:0",
+        &[
+            "--sandboxes-dir",
+            sandboxes.to_str().unwrap(),
+            "--agent-bin",
+            common::bin(),
+        ],
+    );
+    let token = server
+        .admin(&["create-account", "alice"])
+        .lines()
+        .last()
+        .unwrap()
+        .trim()
+        .to_string();
+    let git = git_http::GitHttp::start(&dir.path().join("git"));
+    git.create_repo("acme", "app", false);
+    let src = TestRepo::new("[setup]\nrun = \"true\"\n");
+    src.write("README.md", "from upstream\n");
+    src.commit_all("init");
+    git.seed_from("acme", "app", src.path());
+    let url = git.repo_url("acme", "app");
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let created: serde_json::Value = rt.block_on(async {
+        let r = reqwest::Client::new()
+            .post(format!("{}/v1/sessions", server.base))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({
+                "managed": true, "repository": "local/acme/app", "clone_url": url
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 201);
+        r.json().await.unwrap()
+    });
+    let id = created["session"]["id"].as_str().unwrap().to_string();
+
+    // Another machine: a fresh home, logged in, in a directory that is no repository.
+    let home = tempfile::tempdir().unwrap();
+    let cwd = tempfile::tempdir().unwrap();
+    let rc = |args: &[&str]| {
+        let mut c = Command::new(common::bin());
+        c.args(args)
+            .current_dir(cwd.path())
+            .env("RCLAUDE_HOME", home.path())
+            .env("CI", "true")
+            .env_remove("RCLAUDE_SERVER")
+            .env_remove("RCLAUDE_TOKEN");
+        common::git_env(&mut c);
+        common::Run(c.output().unwrap())
+    };
+    let login = Command::new(common::bin())
+        .args(["login", "--server", &server.base])
+        .current_dir(cwd.path())
+        .env("RCLAUDE_HOME", home.path())
+        .env("RCLAUDE_TOKEN", &token)
+        .output()
+        .unwrap();
+    assert!(
+        login.status.success(),
+        "{}",
+        String::from_utf8_lossy(&login.stderr)
+    );
+    let r = rc(&["exec", "--session", &id, "--", "cat", "README.md"]);
+    assert_eq!(r.code(), 0, "{}", r.all());
+    assert_eq!(r.stdout(), "from upstream\n");
+    let status = rc(&["status", "--session", &id[..8]]);
+    assert_eq!(status.code(), 0, "{}", status.all());
+    assert!(
+        status.stdout().contains("cloned in the sandbox from"),
+        "{}",
+        status.all()
+    );
+    assert!(
+        status.stdout().contains("the repository's .rclaude.toml"),
+        "{}",
+        status.all()
+    );
+    let r = rc(&["down", "--yes", "--session", &id[..8]]);
+    assert_eq!(r.code(), 0, "{}", r.all());
+    let detail = server.get(&token, &format!("/v1/sessions/{id}"));
+    assert_eq!(detail["session"]["state"], "stopped", "{detail:#}");
+}

@@ -585,3 +585,80 @@ fn a_managed_session_is_paused_resumed_and_stopped_from_the_dashboard() {
     );
     assert!(!sandbox.exists(), "the sandbox outlived its session");
 }
+
+#[path = "support/git_http.rs"]
+mod git_http;
+
+#[test]
+fn a_session_is_started_from_a_repository_url_on_the_dashboard() {
+    if !browser_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sandboxes = dir.path().join("sandboxes");
+    let server = Server::start_with(
+        &format!("sqlite://{}", dir.path().join("server.db").display()),
+        &[
+            "--sandboxes-dir",
+            sandboxes.to_str().unwrap(),
+            "--agent-bin",
+            env!("CARGO_BIN_EXE_rclaude"),
+            "--idle-pause",
+            "off",
+        ],
+    );
+    let alice = server.token("alice");
+    let git = git_http::GitHttp::start(&dir.path().join("git"));
+    git.create_repo("alice", "app", false);
+    let src = TestRepo::new("");
+    src.write("README.md", "started from the dashboard\n");
+    src.commit_all("init");
+    git.seed_from("alice", "app", src.path());
+
+    let d = Driver::start();
+    d.goto(&format!("{}/sessions", server.base));
+    d.type_into("#token", &alice);
+    d.click("form.card button[type=submit]");
+    d.wait_until(
+        "the sessions page with the start form",
+        "return !!document.querySelector('#start-url')",
+        Duration::from_secs(30),
+    );
+    d.type_into("#start-url", &git.repo_url("alice", "app"));
+    d.click("#start-session button[type=submit]");
+    d.wait_until(
+        "the new session's page",
+        "return /^\\/sessions\\/[0-9a-f-]{36}$/.test(location.pathname) && \
+         document.querySelector('#summary').textContent.includes('running')",
+        Duration::from_secs(60),
+    );
+    d.screenshot("started-from-url.png");
+    let readme = walk(&sandboxes)
+        .into_iter()
+        .find(|p| p.ends_with("workspace/README.md"))
+        .expect("the clone in the server's sandbox");
+    assert_eq!(
+        std::fs::read_to_string(readme).unwrap(),
+        "started from the dashboard\n"
+    );
+    assert!(
+        d.source().contains("alice/app"),
+        "the session page names the repository"
+    );
+}
+
+fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            match e.file_type() {
+                Ok(t) if t.is_dir() && !p.ends_with(".git") => stack.push(p),
+                Ok(t) if t.is_file() => out.push(p),
+                _ => {}
+            }
+        }
+    }
+    out
+}

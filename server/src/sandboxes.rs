@@ -127,6 +127,37 @@ impl Sandboxes {
         })
     }
 
+    /// Clone `url` (at `git_ref`) into a new sandbox's work tree, from inside the sandbox, with
+    /// `token` (for this clone only) in a credential helper's environment.
+    pub async fn clone_into(
+        &self,
+        reached: &Reached,
+        url: &str,
+        git_ref: Option<&str>,
+        token: Option<&str>,
+    ) -> Result<rclaude_deliver::clone::Cloned, ApiError> {
+        let sandbox = self
+            .provider()?
+            .connect(&reached.sandbox_id)
+            .await
+            .map_err(provider_error)?;
+        let shown = rclaude_deliver::Upstream::parse(url).display();
+        rclaude_deliver::clone::clone(&*sandbox, &reached.workdir, url, &shown, git_ref, token)
+            .await
+            .map_err(|e| {
+                use rclaude_deliver::DeliverError as D;
+                let code = match &e {
+                    D::Auth { .. } => "repository_auth",
+                    D::NotARepository { .. } => "not_a_repository",
+                    D::UnknownRef { .. } => "unknown_ref",
+                    D::Unreachable { .. } => "repository_unreachable",
+                    _ => "clone_failed",
+                };
+                tracing::info!(code, "clone into a new managed sandbox failed");
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, e.to_string())
+            })
+    }
+
     /// What the provider says of a sandbox now (`None`: it no longer exists).
     pub async fn state(&self, sandbox_id: &str) -> Result<Option<SandboxState>, ApiError> {
         Ok(self

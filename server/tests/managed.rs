@@ -655,3 +655,94 @@ async fn account_limits_refuse_and_pause() {
     assert!(!ok && err.contains("at least 1"), "{err}");
     assert!(server.terminate().await);
 }
+
+#[path = "../../tests/support/git_http.rs"]
+mod git_http;
+
+/// `clone_url`: the server's new sandbox clones the repository (at REF); a clone that cannot
+/// happen (no repository there, unknown REF, private without a token) is 422 and leaves no
+/// sandbox, no session and no bill; the token reaches neither the answer nor the clone's config.
+#[tokio::test]
+async fn start_from_a_url_clones_in_the_new_sandbox() {
+    let db = TestDb::new(Engine::Sqlite).await.unwrap();
+    let sandboxes = db.dir.path().join("sandboxes");
+    let token = create_account(&db, "acme").await;
+    let server = start(&db, &sandboxes).await;
+    let c = server.client(&token);
+
+    let git = git_http::GitHttp::start(&db.dir.path().join("git"));
+    let bare = git.create_repo("acme", "app", true);
+    let secret = "ghp_serverSideCloneToken0123456789";
+    git.add_token(secret, false);
+    let src = db.dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let sh = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .args(args)
+            .current_dir(&src)
+            .env("GIT_AUTHOR_NAME", "T")
+            .env("GIT_AUTHOR_EMAIL", "t@e")
+            .env("GIT_COMMITTER_NAME", "T")
+            .env("GIT_COMMITTER_EMAIL", "t@e")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    sh(&["init", "-q", "-b", "main"]);
+    std::fs::write(src.join("README.md"), "from upstream\n").unwrap();
+    sh(&["add", "-A"]);
+    sh(&["commit", "-qm", "first"]);
+    sh(&["checkout", "-q", "-b", "feature"]);
+    std::fs::write(src.join("README.md"), "feature\n").unwrap();
+    sh(&["commit", "-qam", "feature"]);
+    git.seed_from("acme", "app", &src);
+    assert!(bare.exists());
+    let url = git.repo_url("acme", "app");
+
+    // Private, no token: refused, and nothing is left.
+    let body = json!({"managed": true, "repository": "local/acme/app", "clone_url": url});
+    let (s, v) = create_now(&c, body, None, None).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["error"]["code"], "repository_auth", "{v}");
+    assert_eq!(sandbox_dirs(&sandboxes), 0);
+    let (_, list) = c.get("/v1/sessions").await;
+    assert_eq!(list["sessions"].as_array().map(Vec::len), Some(0), "{list}");
+
+    // An unknown REF, with the token: the same.
+    let body = json!({"managed": true, "repository": "local/acme/app",
+        "clone_url": format!("{url}@no-such-ref"), "git_token": secret});
+    let (s, v) = create_now(&c, body, None, None).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["error"]["code"], "unknown_ref", "{v}");
+    assert_eq!(sandbox_dirs(&sandboxes), 0);
+
+    // With the token, at a branch: cloned, the session works on that branch.
+    let body = json!({"managed": true, "repository": "local/acme/app",
+        "clone_url": format!("{url}@feature"), "git_token": secret});
+    let (s, v) = create_now(&c, body, None, None).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert!(!v.to_string().contains(secret));
+    assert_eq!(v["session"]["branch"], "feature", "{v}");
+    let readme = exec(&v["sandbox"], "cat README.md").await.unwrap();
+    assert_eq!(readme, "feature\n");
+    let config = exec(&v["sandbox"], "git config --list").await.unwrap();
+    assert!(!config.contains(secret), "{config}");
+    let origin = exec(&v["sandbox"], "cat .git/rclaude/origin")
+        .await
+        .unwrap();
+    assert!(origin.contains(&format!("url={url}")), "{origin}");
+    let id = v["session"]["id"].as_str().unwrap().to_string();
+    let (s, _) = c
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/v1/sessions/{id}"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+}

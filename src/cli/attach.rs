@@ -27,7 +27,7 @@ pub struct Args {
 }
 
 pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
-    let ctx = g.ctx()?;
+    let ctx = g.ctx().await?;
     let record = ctx.require_session()?;
     let sandbox = ctx.connect(&record).await?;
     let _alive = crate::ops::alive::keep_alive(&ctx, &record);

@@ -89,7 +89,7 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
         None
     };
 
-    let mut ctx = g.ctx()?;
+    let mut ctx = g.ctx().await?;
     ctx.ui = Ui {
         mode: if g.quiet { Mode::Quiet } else { Mode::Plain },
     }

@@ -68,7 +68,7 @@ pub struct Args {
 pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
     let prompt = args.prompt.join(" ");
     let ctx = match &args.new {
-        None => g.ctx()?,
+        None => g.ctx().await?,
         Some(_) if g.session.is_some() => {
             return Err(CliError::usage(
                 "--new makes a new session: leave out --session (or use --new NAME)",

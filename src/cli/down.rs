@@ -46,7 +46,7 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
             return down_by_id(g, &args, &id, repo.as_ref()).await;
         }
     }
-    let ctx = g.ctx()?;
+    let ctx = g.ctx().await?;
     let _lock = ctx.store.lock()?;
     let Some(record) = ctx.store.load()? else {
         ctx.ui.info(format!(

@@ -44,7 +44,7 @@ pub struct Args {
 }
 
 pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
-    let ctx = g.ctx()?;
+    let ctx = g.ctx().await?;
     let env_extra = super::args::parse_env_pairs(&args.env)?;
     let timeout = args
         .timeout

@@ -66,7 +66,7 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
 }
 
 fn install(g: &GlobalArgs) -> CliResult {
-    let ctx = g.ctx()?;
+    let ctx = g.checkout_ctx()?;
     let dir = hooks::hooks_dir(&ctx.repo.root).map_err(hook_error)?;
     let exe = current_exe()?;
     let wanted: Vec<&str> = ctx.config.hooks.keys().map(String::as_str).collect();
@@ -156,7 +156,7 @@ fn uninstall(g: &GlobalArgs) -> CliResult {
 }
 
 fn status(g: &GlobalArgs) -> CliResult {
-    let ctx = g.ctx()?;
+    let ctx = g.checkout_ctx()?;
     let dir = hooks::hooks_dir(&ctx.repo.root).map_err(hook_error)?;
     let wanted: Vec<&str> = ctx.config.hooks.keys().map(String::as_str).collect();
     let hooks::Status { configured, stale } =
@@ -206,7 +206,7 @@ async fn run_hook(g: &GlobalArgs, args: RunArgs) -> CliResult {
     if !repo.config_path().exists() {
         return Ok(0);
     }
-    let mut ctx = g.ctx()?;
+    let mut ctx = g.ctx().await?;
     // Never spinners or prompts inside git.
     ctx.ui = Ui {
         mode: if g.quiet { Mode::Quiet } else { Mode::Plain },

@@ -51,7 +51,7 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
             .flatten()
             .map(|(_, r)| r.session_id)
             .unwrap_or_else(|| s.clone()),
-        None => g.ctx()?.require_session()?.session_id,
+        None => g.ctx().await?.require_session()?.session_id,
     };
     let reporter = crate::report::Reporter::from_env();
     reporter.flush().await;
@@ -129,7 +129,7 @@ fn print_event(ev: &Value, json: bool) {
 
 /// `rclaude logs [-f] --claude`: the latest run's transcript, followed with `-f`.
 async fn claude_logs(g: &GlobalArgs, follow_it: bool, json: bool) -> CliResult {
-    let ctx = g.ctx()?;
+    let ctx = g.ctx().await?;
     let record = ctx.require_session()?;
     let sandbox = ctx.connect(&record).await?;
     let _alive = crate::ops::alive::keep_alive(&ctx, &record);

@@ -133,7 +133,7 @@ impl GlobalArgs {
     /// Which session `--session` names: none (the repository's default session), a named
     /// session of the repository here, or a session started from a URL. In a checkout a valid
     /// name is the repository's session of that name unless only a started session matches it.
-    pub fn selected(&self) -> CliResult<Selected> {
+    pub async fn selected(&self) -> CliResult<Selected> {
         let Some(sel) = &self.session else {
             return Ok(Selected::Default);
         };
@@ -150,6 +150,13 @@ impl GlobalArgs {
         if let Some((dir, record)) = crate::session::started::find(sel).ok().flatten() {
             return Ok(Selected::Started(dir, Box::new(record)));
         }
+        // A managed session started elsewhere (the dashboard, another machine): join it.
+        let looks_like_id = uuid::Uuid::parse_str(sel).is_ok();
+        if looks_like_id || name_ok.is_err() || repo.is_none() {
+            if let Some((dir, record)) = crate::ops::start::join(sel).await? {
+                return Ok(Selected::Started(dir, Box::new(record)));
+            }
+        }
         match (&repo, name_ok) {
             (Some(_), Ok(())) => Ok(Selected::Named(sel.clone())),
             (Some(_), Err(m)) => Err(CliError::usage(m)),
@@ -162,9 +169,9 @@ impl GlobalArgs {
 
     /// The repository, its config and session store, seen from the start directory; with
     /// `--session`, the session it names (see [`GlobalArgs::selected`]).
-    pub fn ctx(&self) -> CliResult<Ctx> {
+    pub async fn ctx(&self) -> CliResult<Ctx> {
         let ui = crate::ui::Ui::detect(self.quiet).out();
-        match self.selected()? {
+        match self.selected().await? {
             Selected::Default => Ctx::load(&self.start_dir()?, ui),
             Selected::Named(name) => Ctx::load_named(&self.start_dir()?, ui, &name),
             Selected::Started(dir, record) => {
@@ -177,6 +184,12 @@ impl GlobalArgs {
                 Ok(Ctx::for_started(&dir, &name, config, ui))
             }
         }
+    }
+
+    /// The checkout at the start directory and its default session (hooks belong to the
+    /// repository, not to a session).
+    pub fn checkout_ctx(&self) -> CliResult<Ctx> {
+        Ctx::load(&self.start_dir()?, crate::ui::Ui::detect(self.quiet).out())
     }
 
     /// The named session `name` of the checkout at the start directory (`claude --new`).

@@ -11,7 +11,7 @@ use crate::error::CliResult;
 pub struct Args {}
 
 pub async fn run(g: &GlobalArgs, _args: Args) -> CliResult {
-    let ctx = g.ctx()?;
+    let ctx = g.ctx().await?;
     let _lock = ctx.store.lock()?;
     let record = ctx.require_session()?;
     let provider = ctx.provider_for(&record)?;

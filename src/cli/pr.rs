@@ -75,7 +75,7 @@ impl Args {
 
 pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
     let opts = args.options()?;
-    let ctx = g.ctx()?;
+    let ctx = g.ctx().await?;
     let _lock = ctx.store.lock()?;
     let record = ctx.require_session()?;
     let sandbox = ctx.connect(&record).await?;

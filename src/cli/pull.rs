@@ -29,7 +29,7 @@ pub struct Args {
 
 pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
     // A session started from a URL is pulled into the checkout we are in.
-    let (ctx, record) = match g.selected()? {
+    let (ctx, record) = match g.selected().await? {
         super::Selected::Started(_, record) => (
             g.local_ctx().map_err(|e| {
                 e.hint("`pull --session ID` brings a started session's work into a clone of its repository: run it inside one")
@@ -37,7 +37,7 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
             *record,
         ),
         _ => {
-            let ctx = g.ctx()?;
+            let ctx = g.ctx().await?;
             let record = ctx.require_session()?;
             (ctx, record)
         }

@@ -14,7 +14,7 @@ use crate::ops::up::{UpOptions, bring_up};
 pub struct Args {}
 
 pub async fn run(g: &GlobalArgs, _args: Args) -> CliResult {
-    let ctx = g.ctx()?;
+    let ctx = g.ctx().await?;
     ctx.require_session()?;
     let live = bring_up(
         &ctx,

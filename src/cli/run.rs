@@ -27,7 +27,7 @@ pub struct Args {
 }
 
 pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
-    let ctx = g.ctx()?;
+    let ctx = g.ctx().await?;
     let Some(task) = args.task else {
         list_tasks(&ctx);
         return Ok(0);

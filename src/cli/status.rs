@@ -16,7 +16,7 @@ pub struct Args {
 }
 
 pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
-    let ctx = g.ctx()?;
+    let ctx = g.ctx().await?;
     let Some(record) = ctx.store.load()? else {
         if args.json {
             println!(

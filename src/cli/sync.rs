@@ -22,7 +22,7 @@ pub struct Args {
 }
 
 pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
-    let ctx = g.ctx()?;
+    let ctx = g.ctx().await?;
     let _lock = ctx.store.lock()?;
     let mut record = ctx.require_session()?;
     let sandbox = ctx.connect(&record).await?;

@@ -32,7 +32,7 @@ pub struct Args {
 }
 
 pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
-    let mut ctx = g.ctx()?;
+    let mut ctx = g.ctx().await?;
     if args.direct {
         ctx.config.sandbox.managed = Some(false);
     }

@@ -29,7 +29,7 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
         .as_deref()
         .map(super::args::parse_duration)
         .transpose()?;
-    let ctx = g.ctx()?;
+    let ctx = g.ctx().await?;
     let record = ctx.require_session()?;
     let sandbox = ctx.connect(&record).await?;
     let _alive = crate::ops::alive::keep_alive(&ctx, &record);

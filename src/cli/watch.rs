@@ -22,7 +22,7 @@ use crate::ops::watch::{only_watch, watch_loop};
 pub struct Args {}
 
 pub async fn run(g: &GlobalArgs, _args: Args) -> CliResult {
-    let ctx = g.ctx()?;
+    let ctx = g.ctx().await?;
     let guard = only_watch(&ctx)?;
     let live = bring_up(
         &ctx,

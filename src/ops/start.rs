@@ -238,3 +238,85 @@ async fn discard(ctx: &Ctx, record: &SessionRecord, dir: &StartedDir) {
     ctx.reporter.flush().await;
     dir.remove();
 }
+
+/// A managed session started elsewhere (the dashboard's form, `POST /v1/sessions` with
+/// `clone_url`, another machine's `rclaude start`), joined by id: recorded here as a started
+/// session, with the origin its clone wrote down and its `.rclaude.toml`. `None` when this
+/// machine is not logged in to a server or the server has no such session.
+pub async fn join(id: &str) -> CliResult<Option<(StartedDir, SessionRecord)>> {
+    let Some(client) = crate::report::Reporter::from_env().client() else {
+        return Ok(None);
+    };
+    let client = client.map_err(|e| CliError::unavailable(e.to_string()))?;
+    let session = match client.session(id).await {
+        Ok(s) => s,
+        Err(crate::report::client::ServerError::NotFound(_)) => return Ok(None),
+        Err(e) => return Err(CliError::unavailable(e.to_string())),
+    };
+    let s = &session["session"];
+    let s = if s.is_object() { s } else { &session };
+    let session_id = s["id"].as_str().unwrap_or(id).to_string();
+    if s["managed"] != true {
+        return Err(CliError::usage(format!(
+            "session {session_id} runs on a sandbox the server does not manage: only the machine that started it can reach it"
+        )));
+    }
+    let repository = s["repository"].as_str().unwrap_or_default().to_string();
+    let provider = crate::report::managed::ManagedProvider::new(
+        client,
+        repository.clone(),
+        s["branch"].as_str().unwrap_or("main").to_string(),
+    );
+    use crate::provider::Provider;
+    let sandbox = provider.connect(&session_id).await?;
+    let workdir = sandbox.workdir().to_string();
+    let origin_text = sandbox
+        .read_file(&format!("{workdir}/{}", crate::deliver::clone::ORIGIN_FILE))
+        .await
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let field = |k: &str| {
+        origin_text
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .map(str::to_string)
+            .filter(|v| !v.is_empty())
+    };
+    let config_text = match sandbox
+        .read_file(&format!("{workdir}/{}", crate::config::CONFIG_FILE))
+        .await
+    {
+        Ok(b) => Some(String::from_utf8_lossy(&b).into_owned()),
+        Err(_) => None,
+    };
+    let dir = StartedDir::create()?;
+    if let Some(t) = &config_text {
+        let copy = dir.dir.join(CONFIG_FILE);
+        std::fs::write(&copy, t)
+            .map_err(|e| CliError::io(format!("writing {}", copy.display()), e))?;
+    }
+    let record = SessionRecord {
+        version: crate::session::RECORD_VERSION,
+        repo_root: dir.dir.clone(),
+        provider: crate::report::managed::MANAGED.to_string(),
+        sandbox_id: session_id.clone(),
+        session_id,
+        workdir,
+        created_at: s["created_at"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(crate::time::now_rfc3339),
+        setup_hash: None,
+        sync: None,
+        claude_session: None,
+        origin: field("url").map(|url| Origin {
+            url,
+            git_ref: field("ref"),
+            commit: field("commit").unwrap_or_default(),
+            branch: None,
+            config_from_repository: config_text.is_some(),
+        }),
+    };
+    dir.store().save(&record)?;
+    Ok(Some((dir, record)))
+}

@@ -13,6 +13,7 @@ pub mod layout;
 pub mod session;
 pub mod sessions;
 pub mod sign_in;
+mod start;
 pub mod usage;
 
 use axum::Router;
@@ -45,6 +46,7 @@ pub fn routes() -> Router<AppState> {
         .route("/sign-in", get(sign_in::show).post(sign_in::submit))
         .route("/sign-out", post(sign_in::sign_out))
         .route("/sessions", get(sessions::page_handler))
+        .route("/sessions/start", axum::routing::post(start::submit))
         .route("/sessions/{id}", get(session::page_handler))
         .route("/sessions/{id}/section", get(sessions::section_fragment))
         .route("/sessions/{id}/{action}", post(session::action_handler))

@@ -189,6 +189,7 @@ async fn overview(
     let state_q = st.map(|s| format!("&state={}", q(s))).unwrap_or_default();
     Ok(html! {
         h1 { "Sessions" }
+        (super::start::form(state, &user.csrf))
         (account_summary(total, repo_count, running, st))
         (filter_form(None, st))
         (layout::live_status())

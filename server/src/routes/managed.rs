@@ -29,10 +29,33 @@ pub struct CreateManaged {
     /// spaces.
     #[schema(min_length = 1, max_length = 300)]
     pub repository: String,
-    /// The session's name, also the branch it works on (default `main`); 1 to 255 characters.
+    /// The session's name, also the branch it works on (default: the branch cloned, else
+    /// `main`); 1 to 255 characters.
     #[serde(default)]
     #[schema(min_length = 1, max_length = 255)]
     pub name: Option<String>,
+    /// Start from a repository URL: the new sandbox clones it (any URL git accepts, optionally
+    /// `@REF`: a branch, tag or commit). When the clone fails (not a repository, unknown REF,
+    /// credentials) the sandbox is destroyed and nothing is recorded (422).
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 2000)]
+    pub clone_url: Option<String>,
+    /// Token for cloning a private repository: handed to git in the sandbox for this clone only
+    /// (a credential helper's environment), never stored, logged or answered.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, write_only, max_length = 1000)]
+    pub git_token: Option<GitToken>,
+}
+
+/// A token for the upstream: shown as `***` wherever it is printed.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct GitToken(pub String);
+
+impl std::fmt::Debug for GitToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
 }
 
 /// How a client reaches a managed session's sandbox: its envd, directly.
@@ -94,8 +117,25 @@ pub async fn create(
         return Err(ApiError::invalid("`managed` must be true here"));
     }
     validate::repository(&body.repository)?;
-    let branch = body.name.unwrap_or_else(|| "main".to_string());
-    validate::branch(&branch)?;
+    if let Some(n) = &body.name {
+        validate::branch(n)?;
+    }
+    let source = match &body.clone_url {
+        Some(u) => {
+            if u.len() > 2000 {
+                return Err(ApiError::invalid("clone_url: at most 2000 characters"));
+            }
+            let (url, git_ref) = rclaude_deliver::upstream::parse_start_target(u)
+                .map_err(|m| ApiError::invalid(format!("clone_url: {m}")))?;
+            Some((url, git_ref))
+        }
+        None => None,
+    };
+    if let Some(t) = &body.git_token
+        && (t.0.is_empty() || t.0.len() > 1000 || t.0.chars().any(|c| c.is_control() || c == ' '))
+    {
+        return Err(ApiError::invalid("git_token: 1 to 1000 visible characters"));
+    }
     let key = idempotency_key(headers)?;
     let sandboxes = crate::managed::sandboxes(state)?;
     if let Some(k) = &key
@@ -109,6 +149,26 @@ pub async fn create(
     crate::limits::admit(&state.store, account_id, now).await?;
     let id = uuid::Uuid::new_v4().to_string();
     let reached = sandboxes.create(&body.repository, &id, account_id).await?;
+    let mut cloned_branch = None;
+    if let Some((url, git_ref)) = &source {
+        let token = body.git_token.as_ref().map(|t| t.0.as_str());
+        match sandboxes
+            .clone_into(&reached, url, git_ref.as_deref(), token)
+            .await
+        {
+            Ok(c) => cloned_branch = c.branch,
+            Err(e) => {
+                // A failed start leaves nothing behind: no sandbox, no record, no bill.
+                let _ = sandboxes.kill(&reached.sandbox_id).await;
+                return Err(e);
+            }
+        }
+    }
+    let branch = body
+        .name
+        .clone()
+        .or(cloned_branch)
+        .unwrap_or_else(|| "main".to_string());
     let new = NewSession {
         id: id.clone(),
         repository: body.repository,

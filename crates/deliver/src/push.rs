@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::DeliverError;
-use crate::provider::{ExecRequest, Sandbox};
+use rclaude_sandbox::provider::{ExecRequest, Sandbox};
 
 /// What the push did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,7 +94,7 @@ pub async fn push(sandbox: &dyn Sandbox, req: &PushRequest<'_>) -> Result<Pushed
         .cwd(req.workdir)
         .env(env)
         .timeout(Some(Duration::from_secs(600)));
-    let out = crate::provider::run(sandbox, exec).await?;
+    let out = rclaude_sandbox::provider::run(sandbox, exec).await?;
     let redact = |s: String| match req.token {
         Some(t) if !t.is_empty() => s.replace(t, "***"),
         _ => s,

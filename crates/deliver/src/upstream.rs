@@ -96,9 +96,8 @@ pub fn parse_start_target(s: &str) -> Result<(String, Option<String>), String> {
         None => (s, None),
     };
     if let Some(r) = &git_ref {
-        let ok = !r.is_empty()
-            && (git2::Reference::is_valid_name(&format!("refs/heads/{r}"))
-                || r.chars().all(|c| c.is_ascii_hexdigit()));
+        let ok =
+            !r.is_empty() && (is_valid_ref_name(r) || r.chars().all(|c| c.is_ascii_hexdigit()));
         if !ok {
             return Err(format!(
                 "{r:?} is not a branch, tag or commit name (URL@REF, e.g. github.com/o/r@main)"
@@ -122,6 +121,24 @@ pub fn parse_start_target(s: &str) -> Result<(String, Option<String>), String> {
         return Err(format!("{url:?} is not a repository URL"));
     }
     Ok((url, git_ref))
+}
+
+/// A branch or tag name git accepts (the rules of `git check-ref-format --branch`): no control
+/// characters, spaces or any of `~^:?*[\`, no `..`, `@{` or `//`, no part starting with `.` or
+/// ending with `.lock`, not starting or ending with `/`, not ending with `.`, not `@`.
+pub fn is_valid_ref_name(r: &str) -> bool {
+    !r.is_empty()
+        && r != "@"
+        && !r.starts_with(['/', '-'])
+        && !r.ends_with(['/', '.'])
+        && !r.contains("..")
+        && !r.contains("@{")
+        && !r.contains("//")
+        && !r
+            .chars()
+            .any(|c| c.is_control() || c == ' ' || "~^:?*[\\".contains(c))
+        && r.split('/')
+            .all(|part| !part.starts_with('.') && !part.ends_with(".lock"))
 }
 
 /// `(host, path)` of a URL or scp-like address; `(None, None)` for a local path.
@@ -243,6 +260,33 @@ mod tests {
         assert!(parse_start_target("").is_err());
         assert!(parse_start_target("github.com/o/r@bad..ref").is_err());
         assert!(parse_start_target("github.com/o/r@").is_err());
+    }
+
+    #[test]
+    fn ref_names_follow_git() {
+        for good in ["main", "feature/x", "v1.2.3", "release-2.x", "a@b"] {
+            assert!(is_valid_ref_name(good), "{good}");
+        }
+        for bad in [
+            "",
+            "@",
+            "a..b",
+            "a b",
+            "x.lock",
+            "feature/.hidden",
+            "/x",
+            "x/",
+            "x.",
+            "a@{1}",
+            "a//b",
+            "a~1",
+            "a^",
+            "a:b",
+            "-x",
+            "a\\b",
+        ] {
+            assert!(!is_valid_ref_name(bad), "{bad:?}");
+        }
     }
 
     #[test]

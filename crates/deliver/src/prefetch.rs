@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::DeliverError;
-use crate::provider::{ExecRequest, Sandbox};
+use rclaude_sandbox::provider::{ExecRequest, Sandbox};
 
 /// Where the fetched upstream branches live in the sandbox (listed by the sync's query step,
 /// so the laptop leaves their history out of the bundle).
@@ -67,7 +67,7 @@ pub async fn prefetch(
         )
         .env(env)
         .timeout(Some(Duration::from_secs(3600)));
-    let out = crate::provider::run(sandbox, req).await?;
+    let out = rclaude_sandbox::provider::run(sandbox, req).await?;
     let redact = |s: String| match token {
         Some(t) if !t.is_empty() => s.replace(t, "***"),
         _ => s,

@@ -1,4 +1,5 @@
-//! The upstream repository, from inside the sandbox: clone it (`clone`, for `rclaude start`),
+//! `rclaude-deliver`: the upstream repository, from inside the sandbox (used by the CLI and,
+//! for sessions started from a URL, by the server): clone it (`clone`, for `rclaude start`),
 //! and deliver a session's work to it: commit a run's changes (`commit`), push the sandbox's
 //! branch (`push`), then open or update a pull request where the upstream has an API
 //! (`github`). `upstream` says which URL that is and which API serves it.
@@ -14,7 +15,7 @@ pub use github::{GitHub, GitHubError, PullRequest};
 pub use push::{PushRequest, Pushed};
 pub use upstream::Upstream;
 
-use crate::provider::SandboxError;
+use rclaude_sandbox::provider::SandboxError;
 
 /// Shell prelude of every sandbox script that talks to the upstream: `g` runs git with the
 /// token (from `RCLAUDE_GIT_TOKEN` in the process's environment, when set) offered by a

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use super::DeliverError;
-use crate::provider::{ExecRequest, Sandbox};
+use rclaude_sandbox::provider::{ExecRequest, Sandbox};
 
 /// Runs in the work tree: `$1` message. Prints `none` or `committed <oid> <paths>`.
 const SCRIPT: &str = r#"
@@ -58,7 +58,7 @@ pub async fn commit_run_work(
     let req = ExecRequest::argv(["sh", "-c", SCRIPT, "rclaude-commit", message])
         .cwd(workdir)
         .env(env);
-    let out = crate::provider::run(sandbox, req).await?;
+    let out = rclaude_sandbox::provider::run(sandbox, req).await?;
     let stdout = out.stdout_str();
     if out.status.code == 10 {
         return Err(DeliverError::NoCommits);

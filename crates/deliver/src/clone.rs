@@ -5,7 +5,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::DeliverError;
-use crate::provider::{ExecRequest, Sandbox};
+use rclaude_sandbox::provider::{ExecRequest, Sandbox};
+
+/// Written by the clone, relative to the work tree: `url=`, `ref=` and `commit=` lines saying
+/// what was cloned (the URL without credentials).
+pub const ORIGIN_FILE: &str = ".git/rclaude/origin";
 
 /// What the clone checked out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,9 +24,10 @@ const NOT_EMPTY: i32 = 20;
 const CLONE_FAILED: i32 = 13;
 const UNKNOWN_REF: i32 = 14;
 
-/// Runs in the (empty) work tree after [`super::GIT_AUTH`]: `$1` URL, `$2` REF or empty.
+/// Runs in the (empty) work tree after [`super::GIT_AUTH`]: `$1` URL, `$2` REF or empty, `$3`
+/// the URL as shown (no credentials).
 const SCRIPT: &str = r#"
-url=$1 ref=$2
+url=$1 ref=$2 shown=$3
 if [ -n "$(ls -A . 2>/dev/null)" ]; then echo "the sandbox's work tree is not empty" >&2; exit 20; fi
 if ! g clone -q "$url" . 2>"$T/err"; then cat "$T/err" >&2; exit 13; fi
 if [ -n "$ref" ]; then
@@ -39,6 +44,11 @@ if [ -n "$ref" ]; then
 fi
 # The sandbox repository's identity, as bundle sync records it (pull and export need one).
 mkdir -p .git/rclaude && { cat /proc/sys/kernel/random/uuid 2>/dev/null || date +%s%N; } > .git/rclaude/identity
+# Credentials given in the URL itself are not kept in the clone's config.
+[ "$url" = "$shown" ] || git remote set-url origin "$shown"
+# Where this clone came from, for clients that join the session later (`ORIGIN_FILE`).
+c0=$(git rev-parse --verify -q 'HEAD^{commit}') || c0=
+printf 'url=%s\nref=%s\ncommit=%s\n' "$shown" "$ref" "$c0" > .git/rclaude/origin
 c=$(git rev-parse --verify -q 'HEAD^{commit}') || c=
 b=$(git symbolic-ref -q --short HEAD) || b=
 echo "$c $b"
@@ -65,11 +75,12 @@ pub async fn clone(
         "rclaude-clone",
         url,
         git_ref.unwrap_or(""),
+        shown_url,
     ])
     .cwd(workdir)
     .env(env)
     .timeout(Some(Duration::from_secs(3600)));
-    let out = crate::provider::run(sandbox, req).await?;
+    let out = rclaude_sandbox::provider::run(sandbox, req).await?;
     let redact = |s: String| match token {
         Some(t) if !t.is_empty() => s.replace(t, "***"),
         _ => s,
