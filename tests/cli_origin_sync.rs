@@ -79,6 +79,19 @@ fn a_reachable_upstream_serves_the_history_and_the_bundle_carries_the_rest() {
             .iter()
             .any(|q| q.path.ends_with("git-upload-pack"))
     );
+    // One branch was fetched: the one the checkout builds on.
+    let refs = t
+        .ok(&[
+            "exec",
+            "--no-sync",
+            "--",
+            "git",
+            "for-each-ref",
+            "--format=%(refname)",
+            "refs/rclaude/upstream",
+        ])
+        .stdout();
+    assert_eq!(refs, "refs/rclaude/upstream/heads/main\n");
     assert_same_tree(&t);
     // The sandbox's own clone of the history is complete: its log walks all 81 commits.
     let n = t

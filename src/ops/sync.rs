@@ -97,6 +97,7 @@ async fn prefetch_upstream(ctx: &Ctx, record: &SessionRecord, sandbox: &dyn Sand
     let token = std::env::var(&ctx.config.git.token_secret)
         .ok()
         .filter(|t| !t.is_empty());
+    let branch = upstream_branch(ctx);
     let step = ctx
         .ui
         .step(format!("Fetching history from {shown} in the sandbox"));
@@ -105,14 +106,15 @@ async fn prefetch_upstream(ctx: &Ctx, record: &SessionRecord, sandbox: &dyn Sand
         &record.workdir,
         &up.url,
         &shown,
+        branch.as_deref(),
         token.as_deref(),
         PROBE,
     )
     .await
     {
-        Ok(crate::deliver::prefetch::Prefetch::Fetched { branches }) => step.done(Some(&format!(
-            "{branches} branch{}; only what it lacks is sent from here",
-            if branches == 1 { "" } else { "es" }
+        Ok(crate::deliver::prefetch::Prefetch::Fetched { .. }) => step.done(Some(&format!(
+            "{}; only what it lacks is sent from here",
+            branch.as_deref().unwrap_or("its default branch")
         ))),
         Ok(crate::deliver::prefetch::Prefetch::Unreachable(why)) => {
             step.done(Some(
@@ -125,6 +127,28 @@ async fn prefetch_upstream(ctx: &Ctx, record: &SessionRecord, sandbox: &dyn Sand
             ctx.ui.warn(format!("{e}"));
         }
     }
+}
+
+/// The upstream branch the checked-out branch tracks on `[git] remote` (its `merge` ref), else
+/// a branch of the same name there, else `None` (the upstream's default branch).
+fn upstream_branch(ctx: &Ctx) -> Option<String> {
+    let repo = crate::gitsync::open_work_tree(&ctx.repo.root).ok()?;
+    let name = ctx.repo.branch()?;
+    let cfg = repo.config().ok()?;
+    let remote = &ctx.config.git.remote;
+    if cfg
+        .get_string(&format!("branch.{name}.remote"))
+        .ok()
+        .as_deref()
+        == Some(remote.as_str())
+        && let Ok(merge) = cfg.get_string(&format!("branch.{name}.merge"))
+        && let Some(b) = merge.strip_prefix("refs/heads/")
+    {
+        return Some(b.to_string());
+    }
+    repo.find_reference(&format!("refs/remotes/{remote}/{name}"))
+        .ok()
+        .map(|_| name)
 }
 
 /// Shows sync progress on a step's spinner.

@@ -12,20 +12,23 @@ use rclaude_sandbox::provider::{ExecRequest, Sandbox};
 
 /// Where the fetched upstream branches live in the sandbox (listed by the sync's query step,
 /// so the laptop leaves their history out of the bundle).
-pub const UPSTREAM_REFS: &str = "refs/rclaude/upstream/heads/";
+pub const UPSTREAM_REFS: &str = "refs/rclaude/upstream/";
 
 /// What the prefetch did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Prefetch {
-    /// The sandbox fetched `branches` upstream branches.
+    /// The sandbox fetched `branches` upstream branches (one: the checkout's upstream branch,
+    /// or the default branch).
     Fetched { branches: usize },
     /// The sandbox cannot reach the upstream (why, in git's words): full bundle.
     Unreachable(String),
 }
 
-/// After [`super::GIT_AUTH`]: `$1` work tree, `$2` URL, `$3` probe seconds.
+/// After [`super::GIT_AUTH`]: `$1` work tree, `$2` URL, `$3` probe seconds, `$4` the upstream
+/// branch to fetch (empty: the upstream's default branch). One branch carries the history the
+/// checkout builds on; fetching every branch of a busy repository would cost more than it saves.
 const SCRIPT: &str = r#"
-W=$1 url=$2 probe=$3
+W=$1 url=$2 probe=$3 br=$4
 mkdir -p "$W" && cd "$W" || exit 4
 if [ ! -d .git ]; then git -c init.defaultBranch=main init -q . || exit 4; fi
 if command -v timeout >/dev/null 2>&1; then to="timeout $probe"; else to=; fi
@@ -34,19 +37,25 @@ if ! $to git "$@" -c credential.interactive=false ls-remote --heads "$url" >"$T/
   [ -s "$T/err" ] || echo "no answer within ${probe}s" >"$T/err"
   tail -n 3 "$T/err" >&2; exit 13
 fi
-if ! g fetch --quiet --no-tags --no-write-fetch-head "$url" "+refs/heads/*:refs/rclaude/upstream/heads/*" 2>"$T/err"; then
+if [ -n "$br" ] && grep -q "	refs/heads/$br\$" "$T/ls"; then
+  spec="+refs/heads/$br:refs/rclaude/upstream/heads/$br"
+else
+  spec="+HEAD:refs/rclaude/upstream/default"
+fi
+if ! g fetch --quiet --no-tags --no-write-fetch-head "$url" "$spec" 2>"$T/err"; then
   tail -n 3 "$T/err" >&2; exit 12
 fi
-git for-each-ref refs/rclaude/upstream/heads | wc -l
+git for-each-ref refs/rclaude/upstream | wc -l
 "#;
 
-/// Have the sandbox fetch `url`'s branches into its repository at `workdir` (created if
-/// missing), when it can reach `url` within `probe`.
+/// Have the sandbox fetch `branch` of `url` (else its default branch) into its repository at
+/// `workdir` (created if missing), when it can reach `url` within `probe`.
 pub async fn prefetch(
     sandbox: &dyn Sandbox,
     workdir: &str,
     url: &str,
     shown_url: &str,
+    branch: Option<&str>,
     token: Option<&str>,
     probe: Duration,
 ) -> Result<Prefetch, DeliverError> {
@@ -56,17 +65,26 @@ pub async fn prefetch(
     }
     let script = format!("{}{SCRIPT}", super::GIT_AUTH);
     let secs = probe.as_secs().max(1).to_string();
-    let req = ExecRequest::argv(["sh", "-c", &script, "rclaude-prefetch", workdir, url, &secs])
-        // The work tree may not exist yet; its parent does (a provider's home or root).
-        .cwd(
-            std::path::Path::new(workdir)
-                .parent()
-                .and_then(|p| p.to_str())
-                .filter(|p| !p.is_empty())
-                .unwrap_or(workdir),
-        )
-        .env(env)
-        .timeout(Some(Duration::from_secs(3600)));
+    let req = ExecRequest::argv([
+        "sh",
+        "-c",
+        &script,
+        "rclaude-prefetch",
+        workdir,
+        url,
+        &secs,
+        branch.unwrap_or(""),
+    ])
+    // The work tree may not exist yet; its parent does (a provider's home or root).
+    .cwd(
+        std::path::Path::new(workdir)
+            .parent()
+            .and_then(|p| p.to_str())
+            .filter(|p| !p.is_empty())
+            .unwrap_or(workdir),
+    )
+    .env(env)
+    .timeout(Some(Duration::from_secs(3600)));
     let out = rclaude_sandbox::provider::run(sandbox, req).await?;
     let redact = |s: String| match token {
         Some(t) if !t.is_empty() => s.replace(t, "***"),
