@@ -383,3 +383,58 @@ fn a_push_the_upstream_rejects_is_reported_with_what_to_do() {
     let branch = w.session_branch();
     assert!(w.git.branch("acme", "widget", &branch).is_none());
 }
+
+/// A stand-in `claude` that edits a file, as an agent would, and finishes with a summary.
+const EDITING_CLAUDE: &str = r#"#!/bin/sh
+if [ "$1" = "--version" ]; then echo "2.1.197 (Claude Code)"; exit 0; fi
+cat >/dev/null
+printf '{"type":"system","subtype":"init","session_id":"s-1"}\n'
+echo "retry with backoff" > retry.txt
+printf '{"type":"result","subtype":"success","is_error":false,"num_turns":1,"duration_ms":5,"usage":{},"result":"Added retries to the client\\n\\nDetails follow."}\n'
+"#;
+
+#[test]
+fn claude_pr_commits_the_runs_edits_and_proposes_them() {
+    let w = world(false);
+    w.repo.write("tools/claude", EDITING_CLAUDE);
+    w.repo.write(
+        ".rclaude.toml",
+        &format!("{CONFIG}[setup]\nrun = \"mkdir -p $HOME/.local/bin && cp tools/claude $HOME/.local/bin/claude && chmod +x $HOME/.local/bin/claude\"\n"),
+    );
+    w.repo.commit_all("tools");
+    let mut c = w.repo.cmd(&["claude", "--pr", "add retries"]);
+    c.env("GITHUB_TOKEN", TOKEN)
+        .env("ANTHROPIC_API_KEY", "sk-test")
+        .env_remove("GITHUB_API_URL");
+    let r = common::Run(c.output().unwrap());
+    assert_eq!(r.code(), 0, "{}{}", r.all(), w.repo.agent_logs());
+    let branch = w.session_branch();
+    assert_eq!(
+        r.stdout().lines().last().unwrap_or_default(),
+        branch,
+        "{}",
+        r.all()
+    );
+    let bare = w.git.repo_path("acme", "widget");
+    let git = |args: &[&str]| {
+        let o = std::process::Command::new("git")
+            .arg("--git-dir")
+            .arg(&bare)
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    assert_eq!(
+        git(&["show", &format!("{branch}:retry.txt")]),
+        "retry with backoff\n"
+    );
+    assert_eq!(
+        git(&["log", "-1", "--format=%s", &branch]).trim(),
+        "Added retries to the client"
+    );
+    // The commit is the laptop user's, and the laptop's own files (tools/, .rclaude.toml were
+    // committed) are not in it beyond what the run changed.
+    let files = git(&["show", "--name-only", "--format=", &branch]);
+    assert_eq!(files.trim(), "retry.txt", "{files}");
+}
