@@ -247,3 +247,49 @@ fn claude_new_runs_each_prompt_in_its_own_new_session() {
         t.ok(&["down", "--yes", "--discard", "-s", n]);
     }
 }
+
+#[test]
+fn fork_carries_dependencies_and_edits_without_running_setup_again() {
+    let config = format!(
+        "{CONFIG}[setup]\nrun = \"echo ran >> $HOME/setup-runs && mkdir -p deps && echo lib > deps/lib.txt\"\n"
+    );
+    let t = TestRepo::new(&config);
+    t.write(".gitignore", "deps/\n");
+    t.write("a.txt", "base\n");
+    t.commit_all("init");
+    t.ok(&["up", "--quiet"]);
+    t.ok(&["exec", "--no-sync", "--", "sh", "-c", "echo edited > a.txt"]);
+
+    let r = t.ok(&["fork", "f1"]);
+    assert!(r.stderr().contains("Forking sandbox"), "{}", r.all());
+    let in_fork = |cmd: &str| {
+        t.ok(&["exec", "-s", "f1", "--no-sync", "--", "sh", "-c", cmd])
+            .stdout()
+    };
+    assert_eq!(in_fork("cat a.txt"), "edited\n");
+    assert_eq!(in_fork("cat deps/lib.txt"), "lib\n");
+    assert_eq!(
+        in_fork("cat $HOME/setup-runs"),
+        "ran\n",
+        "setup ran again in the fork"
+    );
+    // A later `up` of the fork does not run it either (same setup, same state).
+    t.ok(&["up", "--quiet", "-s", "f1"]);
+    assert_eq!(in_fork("cat $HOME/setup-runs"), "ran\n");
+
+    // The two are apart from here on.
+    in_fork("echo fork-only > b.txt");
+    let source = t.rclaude(&["exec", "--no-sync", "--", "cat", "b.txt"]);
+    assert_ne!(source.code(), 0, "the fork's file showed up in the source");
+
+    // Forking again to a taken name, from a missing session, or to a bad name: refused.
+    let r = t.rclaude(&["fork", "f1"]);
+    assert_eq!(r.code(), 64, "{}", r.all());
+    assert!(r.stderr().contains("already exists"), "{}", r.all());
+    let r = t.rclaude(&["fork", "f2", "--from", "nope"]);
+    assert_ne!(r.code(), 0, "{}", r.all());
+    assert!(r.stderr().contains("no session \"nope\""), "{}", r.all());
+    let r = t.rclaude(&["fork", "a/b"]);
+    assert_eq!(r.code(), 64, "{}", r.all());
+    t.ok(&["down", "--yes", "--discard", "-s", "f1"]);
+}

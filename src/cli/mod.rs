@@ -8,6 +8,7 @@ mod claude;
 mod completions;
 mod down;
 mod exec;
+mod fork;
 mod hooks;
 mod init;
 mod login;
@@ -224,6 +225,7 @@ pub enum Command {
     Pause(pause::Args),
     Resume(resume::Args),
     Down(down::Args),
+    Fork(fork::Args),
     Watch(watch::Args),
     Claude(claude::Args),
     Attach(attach::Args),
@@ -294,6 +296,7 @@ async fn dispatch(cli: Cli) -> Result<i32, CliError> {
         Command::Pause(a) => pause::run(&g, a).await,
         Command::Resume(a) => resume::run(&g, a).await,
         Command::Down(a) => down::run(&g, a).await,
+        Command::Fork(a) => fork::run(&g, a).await,
         Command::Watch(a) => watch::run(&g, a).await,
         Command::Claude(a) => claude::run(&g, a).await,
         Command::Attach(a) => attach::run(&g, a).await,

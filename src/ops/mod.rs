@@ -7,6 +7,7 @@
 pub mod alive;
 pub mod claude_run;
 pub mod context;
+pub mod fork;
 pub mod isolation;
 pub mod leftovers;
 pub mod pr;

@@ -371,6 +371,62 @@ impl Provider for LocalProvider {
         Ok(self.info_from(&dir, &file, true))
     }
 
+    /// A copy of the source's `root/` (copy-on-write where the file system can: `cp
+    /// --reflink=auto`), under a new id, with its own agent and token. The copy lives at another
+    /// host path, so absolute paths inside it (a Python venv's, say) still name the source's.
+    async fn fork(&self, source: &str, spec: &SandboxSpec) -> Result<SandboxInfo, ProviderError> {
+        let (src_dir, src_file) = self
+            .read_sandbox(source)?
+            .ok_or_else(|| ProviderError::NotFound(source.to_string()))?;
+        let id = format!("local-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let dir = self.dir(&id)?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| io_err(format!("creating {}", dir.display()), e))?;
+        let from = src_dir.join("root");
+        let to = dir.join("root");
+        let copied = tokio::process::Command::new("cp")
+            .arg("-a")
+            .arg("--reflink=auto")
+            .arg(&from)
+            .arg(&to)
+            .output()
+            .await
+            .map_err(|e| io_err("running cp".to_string(), e))?;
+        if !copied.status.success() {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(ProviderError::Config(format!(
+                "copying {} to {} failed: {}",
+                from.display(),
+                to.display(),
+                String::from_utf8_lossy(&copied.stderr).trim()
+            )));
+        }
+        let token = format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        write_private(&dir.join("agent.token"), token.as_bytes())?;
+        let mut metadata = src_file.metadata.clone();
+        metadata.extend(spec.metadata.clone());
+        let file = SandboxFile {
+            id: id.clone(),
+            name: spec.name.clone(),
+            created_at: crate::time::now_rfc3339(),
+            metadata,
+            ..src_file
+        };
+        let json =
+            serde_json::to_vec_pretty(&file).map_err(|e| ProviderError::Config(e.to_string()))?;
+        std::fs::write(dir.join("sandbox.json"), json)
+            .map_err(|e| io_err(format!("writing {}", dir.display()), e))?;
+        if let Err(e) = self.start_agent(&dir, &file).await {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e);
+        }
+        Ok(self.info_from(&dir, &file, true))
+    }
+
     async fn connect(&self, id: &str) -> Result<Arc<dyn Sandbox>, ProviderError> {
         let (dir, file) = self
             .read_sandbox(id)?

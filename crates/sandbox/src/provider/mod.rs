@@ -388,6 +388,15 @@ pub trait Provider: Send + Sync {
     async fn keep_alive(&self, _id: &str, _lifetime: Duration) -> Result<(), ProviderError> {
         Ok(())
     }
+    /// A new sandbox that starts with everything `source` has (files, installed dependencies,
+    /// caches, sandbox-side commits), labelled with `spec`'s metadata; running when this
+    /// returns. Providers that cannot copy a sandbox say so.
+    async fn fork(&self, source: &str, _spec: &SandboxSpec) -> Result<SandboxInfo, ProviderError> {
+        Err(ProviderError::Config(format!(
+            "the {} provider cannot fork sandbox {source} yet; `rclaude up -s NAME` makes a fresh session",
+            self.name()
+        )))
+    }
 }
 
 /// Work inside one sandbox: processes and files.
