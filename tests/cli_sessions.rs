@@ -293,3 +293,96 @@ fn fork_carries_dependencies_and_edits_without_running_setup_again() {
     assert_eq!(r.code(), 64, "{}", r.all());
     t.ok(&["down", "--yes", "--discard", "-s", "f1"]);
 }
+
+/// A local webhook receiver: keeps every request body it gets (answers 200).
+fn receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = got.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream);
+            let mut len = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; len];
+            let _ = reader.read_exact(&mut body);
+            keep.lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&body).into_owned());
+            let _ = reader
+                .get_mut()
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+        }
+    });
+    (url, got)
+}
+
+#[test]
+fn a_finished_run_is_announced_once_to_the_webhook() {
+    let config = format!(
+        "{CONFIG}[setup]\nrun = \"mkdir -p $HOME/.local/bin && cp tools/claude $HOME/.local/bin/claude && chmod +x $HOME/.local/bin/claude\"\n"
+    );
+    let t = TestRepo::new(&config);
+    t.write("tools/claude", FAKE_CLAUDE);
+    t.commit_all("init");
+    let (url, got) = receiver();
+    let r = common::Run(
+        t.cmd(&["claude", "--detach", "do it"])
+            .env("ANTHROPIC_API_KEY", "sk-test")
+            .env("RCLAUDE_NOTIFY_WEBHOOK", &url)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(r.code(), 0, "{}", r.all());
+    let run_id = r.stdout().trim().to_string();
+    // Claude Code itself does not see the webhook.
+    let env = t
+        .ok(&[
+            "exec",
+            "--no-sync",
+            "--",
+            "sh",
+            "-c",
+            "cat /proc/$(cat .git/rclaude/claude/*.pid | head -n1)/environ | tr '\\0' '\\n'",
+        ])
+        .stdout();
+    assert!(env.contains("RCLAUDE_CLAUDE_RUN="), "not Claude Code's environment: {env}");
+    assert!(!env.contains("RCLAUDE_NOTIFY_WEBHOOK"), "{env}");
+    assert!(got.lock().unwrap().is_empty(), "announced before the end");
+    t.ok(&[
+        "exec",
+        "--no-sync",
+        "--",
+        "sh",
+        "-c",
+        "echo 3 > \"$HOME/code\" && touch \"$HOME/go\"",
+    ]);
+    assert_eq!(t.rclaude(&["wait"]).code(), 3);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while got.lock().unwrap().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let bodies = got.lock().unwrap().clone();
+    assert_eq!(bodies.len(), 1, "{bodies:?}");
+    let v: serde_json::Value = serde_json::from_str(&bodies[0]).unwrap();
+    assert_eq!(v["run"], run_id.as_str());
+    assert_eq!(v["exit_code"], 3);
+    assert!(
+        v["text"]
+            .as_str()
+            .unwrap()
+            .contains("ended with exit code 3"),
+        "{v}"
+    );
+}

@@ -38,8 +38,11 @@ pub const TAG_PREFIX: &str = "rclaude-claude-";
 
 /// Runs `"$@"` (claude and its arguments; `$1` = runs dir, `$2` = run id before the shift) with
 /// output in the run's files; forwards SIGTERM/SIGINT to it; records the conversation id from the
-/// `init` event and the exit code.
+/// `init` event and the exit code; then, when `RCLAUDE_NOTIFY_WEBHOOK` is set, posts one JSON
+/// message (`{"text": …}`, what Slack-compatible incoming webhooks take) saying the run ended.
+/// The URL is taken out of the environment before Claude Code starts, so it does not inherit it.
 const WRAPPER: &str = r#"d=$1; id=$2; shift 2
+notify=${RCLAUDE_NOTIFY_WEBHOOK:-}; unset RCLAUDE_NOTIFY_WEBHOOK
 trap '' HUP
 "$@" <"$d/$id.prompt" >>"$d/$id.jsonl" 2>>"$d/$id.stderr" &
 child=$!
@@ -50,6 +53,18 @@ while kill -0 "$child" 2>/dev/null; do wait "$child"; code=$?; done
 sid=$(grep -m1 '"subtype":"init"' "$d/$id.jsonl" 2>/dev/null | sed -n 's/.*"session_id":"\([0-9A-Za-z-]*\)".*/\1/p')
 if [ -n "$sid" ]; then printf '%s\n' "$sid" >"$d/session.tmp" && mv -f "$d/session.tmp" "$d/session"; fi
 printf '%s\n' "$code" >"$d/$id.exit.tmp" && mv -f "$d/$id.exit.tmp" "$d/$id.exit"
+if [ -n "$notify" ]; then
+  if [ "$code" = 0 ]; then how="finished"; else how="ended with exit code $code"; fi
+  text=$(printf 'rclaude: Claude Code run %s in %s (session %s) %s' "$id" "${RCLAUDE_REPO:-?}" "${RCLAUDE_SESSION:-?}" "$how" | sed 's/\\/\\\\/g; s/"/\\"/g')
+  body=$(printf '{"text":"%s","run":"%s","exit_code":%s}' "$text" "$id" "$code")
+  if command -v curl >/dev/null 2>&1; then
+    curl -fsS -m 10 -X POST -H 'Content-Type: application/json' --data "$body" "$notify" >/dev/null 2>>"$d/$id.stderr" || echo "rclaude: the webhook did not accept the notification" >>"$d/$id.stderr"
+  elif command -v wget >/dev/null 2>&1; then
+    wget -q -T 10 -O /dev/null --header 'Content-Type: application/json' --post-data "$body" "$notify" 2>>"$d/$id.stderr" || echo "rclaude: the webhook did not accept the notification" >>"$d/$id.stderr"
+  else
+    echo "rclaude: no curl or wget in the sandbox; the webhook was not notified" >>"$d/$id.stderr"
+  fi
+fi
 exit "$code""#;
 
 /// How often a follower checks that a run without an exit marker is still alive.

@@ -297,6 +297,17 @@ fn claude_env(ctx: &Ctx, record: &SessionRecord) -> CliResult<BTreeMap<String, S
         }
     }
     env.extend(ctx.exec_env(record)?);
+    // Where the run's end is announced (the run's wrapper posts to it; Claude Code never sees it).
+    if let Ok(url) = std::env::var("RCLAUDE_NOTIFY_WEBHOOK")
+        && !url.trim().is_empty()
+    {
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            return Err(CliError::usage(
+                "RCLAUDE_NOTIFY_WEBHOOK must be an http:// or https:// URL",
+            ));
+        }
+        env.insert("RCLAUDE_NOTIFY_WEBHOOK".into(), url);
+    }
     let has_credentials = [
         "ANTHROPIC_API_KEY",
         "CLAUDE_CODE_OAUTH_TOKEN",
