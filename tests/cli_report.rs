@@ -259,21 +259,11 @@ fn usage_months_out_of_range_are_usage_errors() {
     assert!(r.stderr().contains("1970-01 to 9998-12"), "{}", r.all());
 }
 
-fn record_of(t: &TestRepo) -> serde_json::Value {
-    let dir = t.home.path().join("state/repos");
-    let f = std::fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .find(|e| e.path().extension().is_some_and(|x| x == "json"))
-        .unwrap();
-    serde_json::from_slice(&std::fs::read(f.path()).unwrap()).unwrap()
-}
-
-#[test]
-fn a_managed_session_is_created_paused_and_ended_by_the_server() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}", dir.path().join("server.db").display());
-    let sandboxes = dir.path().join("sandboxes");
+/// A server that runs managed sandboxes on the local provider under `dir`, and an account's
+/// token.
+fn managed_server(dir: &std::path::Path) -> (Server, PathBuf, String) {
+    let db = format!("sqlite://{}", dir.join("server.db").display());
+    let sandboxes = dir.join("sandboxes");
     let server = Server::start_with(
         &db,
         "127.0.0.1:0",
@@ -291,6 +281,23 @@ fn a_managed_session_is_created_paused_and_ended_by_the_server() {
         .unwrap()
         .trim()
         .to_string();
+    (server, sandboxes, token)
+}
+
+fn record_of(t: &TestRepo) -> serde_json::Value {
+    let dir = t.home.path().join("state/repos");
+    let f = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .find(|e| e.path().extension().is_some_and(|x| x == "json"))
+        .unwrap();
+    serde_json::from_slice(&std::fs::read(f.path()).unwrap()).unwrap()
+}
+
+#[test]
+fn a_managed_session_is_created_paused_and_ended_by_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, sandboxes, token) = managed_server(dir.path());
     // `managed = true` without a server says what it needs.
     let forced = TestRepo::new("[sandbox]\nmanaged = true\n");
     forced.commit_all("init");
@@ -441,25 +448,7 @@ mod git_http;
 #[test]
 fn a_session_started_on_the_server_from_a_url_is_joined_by_id() {
     let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}", dir.path().join("server.db").display());
-    let sandboxes = dir.path().join("sandboxes");
-    let server = Server::start_with(
-        &db,
-        "127.0.0.1:0",
-        &[
-            "--sandboxes-dir",
-            sandboxes.to_str().unwrap(),
-            "--agent-bin",
-            common::bin(),
-        ],
-    );
-    let token = server
-        .admin(&["create-account", "alice"])
-        .lines()
-        .last()
-        .unwrap()
-        .trim()
-        .to_string();
+    let (server, _sandboxes, token) = managed_server(dir.path());
     let git = git_http::GitHttp::start(&dir.path().join("git"));
     git.create_repo("acme", "app", false);
     let src = TestRepo::new("[setup]\nrun = \"true\"\n");

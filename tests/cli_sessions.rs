@@ -356,7 +356,10 @@ fn a_finished_run_is_announced_once_to_the_webhook() {
             "cat /proc/$(cat .git/rclaude/claude/*.pid | head -n1)/environ | tr '\\0' '\\n'",
         ])
         .stdout();
-    assert!(env.contains("RCLAUDE_CLAUDE_RUN="), "not Claude Code's environment: {env}");
+    assert!(
+        env.contains("RCLAUDE_CLAUDE_RUN="),
+        "not Claude Code's environment: {env}"
+    );
     assert!(!env.contains("RCLAUDE_NOTIFY_WEBHOOK"), "{env}");
     assert!(got.lock().unwrap().is_empty(), "announced before the end");
     t.ok(&[
