@@ -101,12 +101,14 @@ pub async fn clone(
             git_ref: git_ref.unwrap_or_default().to_string(),
             upstream,
         }),
-        CLONE_FAILED if super::push::looks_like_auth(&detail) => Err(DeliverError::Auth {
-            upstream,
-            detail,
-            token_given: token.is_some(),
-        }),
-        CLONE_FAILED if looks_missing(&detail) => {
+        CLONE_FAILED if super::push::looks_like_auth(&detail, shown_url) => {
+            Err(DeliverError::Auth {
+                upstream,
+                detail,
+                token_given: token.is_some(),
+            })
+        }
+        CLONE_FAILED if looks_missing(&detail, shown_url) => {
             Err(DeliverError::NotARepository { upstream, detail })
         }
         CLONE_FAILED => Err(DeliverError::Unreachable { upstream, detail }),
@@ -117,16 +119,39 @@ pub async fn clone(
     }
 }
 
-/// git's messages for a URL that answers but is not a repository.
-fn looks_missing(detail: &str) -> bool {
-    let d = detail.to_ascii_lowercase();
+/// git's messages for a URL that answers but is not a repository, leaving out every mention of
+/// `url` (a port such as `:40404` is not an HTTP status).
+fn looks_missing(detail: &str, url: &str) -> bool {
+    let d = detail.replace(url, "").to_ascii_lowercase();
     [
         "not found",
         "does not appear to be a git repository",
         "not a git repository",
-        "404",
+        "error: 404",
         "does not exist",
     ]
     .iter()
     .any(|m| d.contains(m))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::looks_missing;
+
+    #[test]
+    fn a_missing_repository_is_told_from_a_port_number() {
+        let url = "http://127.0.0.1:40404/acme/x.git";
+        assert!(looks_missing(
+            &format!("fatal: repository '{url}/' not found"),
+            url
+        ));
+        assert!(looks_missing(
+            "fatal: unable to access 'h': The requested URL returned error: 404",
+            url
+        ));
+        assert!(!looks_missing(
+            &format!("fatal: unable to access '{url}/': Failed to connect to 127.0.0.1 port 40404"),
+            url
+        ));
+    }
 }

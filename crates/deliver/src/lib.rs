@@ -52,7 +52,7 @@ pub enum DeliverError {
         tip: String,
     },
     /// The upstream wants credentials, or refused the ones given.
-    #[error("{upstream} refused the push credentials: {detail}")]
+    #[error("{upstream} wants credentials, or refused the ones given: {detail}")]
     Auth {
         upstream: String,
         detail: String,

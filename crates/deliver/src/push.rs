@@ -129,13 +129,13 @@ pub async fn push(sandbox: &dyn Sandbox, req: &PushRequest<'_>) -> Result<Pushed
             upstream,
             tip: stdout.trim().to_string(),
         }),
-        UNREACHABLE if looks_like_auth(&detail) => Err(DeliverError::Auth {
+        UNREACHABLE if looks_like_auth(&detail, &upstream) => Err(DeliverError::Auth {
             upstream,
             detail,
             token_given: req.token.is_some(),
         }),
         UNREACHABLE => Err(DeliverError::Unreachable { upstream, detail }),
-        REJECTED if looks_like_auth(&detail) => Err(DeliverError::Auth {
+        REJECTED if looks_like_auth(&detail, &upstream) => Err(DeliverError::Auth {
             upstream,
             detail,
             token_given: req.token.is_some(),
@@ -152,9 +152,14 @@ pub async fn push(sandbox: &dyn Sandbox, req: &PushRequest<'_>) -> Result<Pushed
     }
 }
 
-/// git's messages for missing or refused credentials.
-pub(crate) fn looks_like_auth(detail: &str) -> bool {
-    let d = detail.to_ascii_lowercase();
+/// git's messages for missing or refused credentials in `detail`, leaving out every mention of
+/// `url` (a port such as `:38401` is not an HTTP status).
+pub(crate) fn looks_like_auth(detail: &str, url: &str) -> bool {
+    let d = if url.is_empty() {
+        detail.to_ascii_lowercase()
+    } else {
+        detail.replace(url, "").to_ascii_lowercase()
+    };
     [
         "authentication failed",
         "could not read username",
@@ -162,8 +167,12 @@ pub(crate) fn looks_like_auth(detail: &str) -> bool {
         "unable to get password",
         "unable to get username",
         "terminal prompts disabled",
-        "401",
-        "403",
+        "error: 401",
+        "error: 403",
+        "http 401",
+        "http 403",
+        "401 unauthorized",
+        "403 forbidden",
         "permission denied",
         "access denied",
         "denied to",
@@ -184,19 +193,30 @@ mod tests {
     #[test]
     fn auth_failures_are_told_apart() {
         assert!(looks_like_auth(
-            "fatal: Authentication failed for 'http://127.0.0.1/o/r.git/'"
+            "fatal: Authentication failed for 'http://127.0.0.1/o/r.git/'",
+            ""
         ));
         assert!(looks_like_auth(
-            "fatal: could not read Username for 'https://github.com': terminal prompts disabled"
+            "fatal: could not read Username for 'https://github.com': terminal prompts disabled",
+            ""
         ));
         assert!(looks_like_auth(
-            "error: RPC failed; HTTP 403 curl 22 The requested URL returned error: 403"
+            "error: RPC failed; HTTP 403 curl 22 The requested URL returned error: 403",
+            ""
         ));
         assert!(!looks_like_auth(
-            "fatal: unable to access 'http://127.0.0.1:9/o/r.git/': Failed to connect"
+            "fatal: unable to access 'http://127.0.0.1:9/o/r.git/': Failed to connect",
+            ""
         ));
         assert!(!looks_like_auth(
-            " ! [rejected]        abc -> rclaude/x (non-fast-forward)"
+            " ! [rejected]        abc -> rclaude/x (non-fast-forward)",
+            ""
+        ));
+        // A port that looks like a status is not one.
+        let url = "http://127.0.0.1:38401/acme/x.git";
+        assert!(!looks_like_auth(
+            &format!("remote: Repository not found.\nfatal: repository '{url}/' not found"),
+            url
         ));
     }
 
