@@ -147,64 +147,122 @@ pub async fn create(
         return again(state, sandboxes, existing).await;
     }
     crate::limits::admit(&state.store, account_id, now).await?;
+    // Made in a task of its own: a client that goes away, or the request deadline, cannot cut a
+    // start short between creating the sandbox and recording it (or destroying it). A clone that
+    // outlasts the deadline finishes in the background; its session then shows in the list.
+    let task = tokio::spawn(make(
+        state.clone(),
+        sandboxes.clone(),
+        account_id.to_string(),
+        now,
+        Plan {
+            repository: body.repository,
+            name: body.name,
+            source,
+            token: body.git_token,
+            key,
+        },
+    ));
+    match task.await {
+        Ok(Ok(Made::New(session, reached))) => Ok((
+            StatusCode::CREATED,
+            Json(ManagedBody {
+                session,
+                sandbox: Some(access(reached)?),
+            }),
+        )),
+        Ok(Ok(Made::Existing(session))) => again(state, sandboxes, session).await,
+        Ok(Err(e)) => Err(e),
+        Err(e) => {
+            tracing::error!(error = %e, "a managed session's start failed unexpectedly");
+            Err(ApiError::internal(
+                "starting the session failed; see the server log",
+            ))
+        }
+    }
+}
+
+/// What a managed start makes, decided before the sandbox exists.
+struct Plan {
+    repository: String,
+    name: Option<String>,
+    /// `(URL, REF)` to clone into the new sandbox.
+    source: Option<(String, Option<String>)>,
+    token: Option<GitToken>,
+    key: Option<String>,
+}
+
+/// What [`make`] answers.
+enum Made {
+    /// A new session, recorded, and how to reach its sandbox.
+    New(Session, Reached),
+    /// A concurrent create with the same idempotency key won: its session.
+    Existing(Session),
+}
+
+/// Create the sandbox, clone into it when asked, record the session; on any failure nothing
+/// is left (the sandbox is destroyed, nothing is recorded or billed).
+async fn make(
+    state: AppState,
+    sandboxes: Sandboxes,
+    account_id: String,
+    now: Now,
+    plan: Plan,
+) -> Result<Made, ApiError> {
     let id = uuid::Uuid::new_v4().to_string();
-    let reached = sandboxes.create(&body.repository, &id, account_id).await?;
+    let reached = sandboxes.create(&plan.repository, &id, &account_id).await?;
     let mut cloned_branch = None;
-    if let Some((url, git_ref)) = &source {
-        let token = body.git_token.as_ref().map(|t| t.0.as_str());
+    if let Some((url, git_ref)) = &plan.source {
+        let token = plan.token.as_ref().map(|t| t.0.as_str());
         match sandboxes
             .clone_into(&reached, url, git_ref.as_deref(), token)
             .await
         {
             Ok(c) => cloned_branch = c.branch,
             Err(e) => {
-                // A failed start leaves nothing behind: no sandbox, no record, no bill.
                 let _ = sandboxes.kill(&reached.sandbox_id).await;
                 return Err(e);
             }
         }
     }
-    let branch = body
+    let branch = plan
         .name
-        .clone()
         .or(cloned_branch)
         .unwrap_or_else(|| "main".to_string());
     let new = NewSession {
         id: id.clone(),
-        repository: body.repository,
+        repository: plan.repository,
         branch,
         provider: sandboxes.kind().as_str().to_string(),
         sandbox_id: Some(reached.sandbox_id.clone()),
         config_hash: None,
         managed: true,
-        idempotency_key: key.clone(),
+        idempotency_key: plan.key.clone(),
     };
-    if let Err(e) = state.store.create_session(account_id, &new, now.ms()).await {
+    if let Err(e) = state
+        .store
+        .create_session(&account_id, &new, now.ms())
+        .await
+    {
         // Not recorded: the sandbox must not live on unbilled. A concurrent create with the
         // same key won the race: answer its session.
         let _ = sandboxes.kill(&reached.sandbox_id).await;
-        if let Some(k) = &key
+        if let Some(k) = &plan.key
             && let Some(existing) = state
                 .store
-                .session_by_idempotency_key(account_id, k, now.ms())
+                .session_by_idempotency_key(&account_id, k, now.ms())
                 .await?
         {
-            return again(state, sandboxes, existing).await;
+            return Ok(Made::Existing(existing));
         }
         return Err(e.into());
     }
-    let session = crate::managed::record(state, account_id, &id, EventKind::Started, now).await?;
+    let session = crate::managed::record(&state, &account_id, &id, EventKind::Started, now).await?;
     state
         .metrics
         .sessions_created
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    Ok((
-        StatusCode::CREATED,
-        Json(ManagedBody {
-            session,
-            sandbox: Some(access(reached)?),
-        }),
-    ))
+    Ok(Made::New(session, reached))
 }
 
 /// A retried create: the session it made, reachable again while it runs.
