@@ -1,5 +1,8 @@
 //! Headless Claude Code runs that outlive the CLI, and following them.
 //!
+//! Length: the wrapper script, the run's files and the follower that reads them are one on-disk
+//! protocol; kept together so that a change to one side is seen with the other.
+//!
 //! A run is a `bash` wrapper started with tag `rclaude-claude-<id>`; it runs `claude -p` with
 //! the prompt on stdin and appends its stream-json output to files in
 //! `<workdir>/.git/rclaude/claude/`:

@@ -7,7 +7,10 @@
 //! crashed agent's leftovers are killed), `agent.log`, and `root/` — the agent's confinement
 //! root, holding `home/` and `workspace/` (the repository). Only `root/` is visible to the
 //! sandbox's processes under bubblewrap. Pause stops the agent and its processes (files stay),
-//! resume starts it again, kill removes the directory.
+//! resume starts it again, kill removes the directory, fork copies `root/` under a new id.
+//!
+//! Length: one provider's whole lifecycle around one on-disk layout; the agent it starts lives
+//! in `agent/`, the envd client in `envd/`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
