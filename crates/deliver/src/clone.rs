@@ -1,11 +1,10 @@
 //! Clone the upstream into a new sandbox's work tree (`rclaude start URL[@REF]`), from inside
 //! the sandbox, with the same credential rules as a push (see [`super::GIT_AUTH`]).
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::DeliverError;
-use rclaude_sandbox::provider::{ExecRequest, Sandbox};
+use rclaude_sandbox::provider::Sandbox;
 
 /// Written by the clone, relative to the work tree: `url=`, `ref=` and `commit=` lines saying
 /// what was cloned (the URL without credentials).
@@ -63,34 +62,22 @@ pub async fn clone(
     git_ref: Option<&str>,
     token: Option<&str>,
 ) -> Result<Cloned, DeliverError> {
-    let mut env = BTreeMap::new();
-    if let Some(t) = token {
-        env.insert("RCLAUDE_GIT_TOKEN".to_string(), t.to_string());
-    }
-    let script = format!("{}{SCRIPT}", super::GIT_AUTH);
-    let req = ExecRequest::argv([
-        "sh",
-        "-c",
-        &script,
+    let out = super::run_upstream_script(
+        sandbox,
+        SCRIPT,
         "rclaude-clone",
-        url,
-        git_ref.unwrap_or(""),
-        shown_url,
-    ])
-    .cwd(workdir)
-    .env(env)
-    .timeout(Some(Duration::from_secs(3600)));
-    let out = rclaude_sandbox::provider::run(sandbox, req).await?;
-    let redact = |s: String| match token {
-        Some(t) if !t.is_empty() => s.replace(t, "***"),
-        _ => s,
-    };
-    let detail = super::push::last_lines(&redact(out.stderr_str()).replace(url, shown_url), 6);
+        &[url, git_ref.unwrap_or(""), shown_url],
+        workdir,
+        token,
+        (url, shown_url),
+        Duration::from_secs(3600),
+    )
+    .await?;
+    let detail = super::push::last_lines(&out.stderr, 6);
     let upstream = shown_url.to_string();
-    match out.status.code {
+    match out.code {
         0 => {
-            let stdout = out.stdout_str();
-            let mut words = stdout.split_whitespace();
+            let mut words = out.stdout.split_whitespace();
             Ok(Cloned {
                 commit: words.next().unwrap_or_default().to_string(),
                 branch: words.next().map(str::to_string),
@@ -114,7 +101,7 @@ pub async fn clone(
         CLONE_FAILED => Err(DeliverError::Unreachable { upstream, detail }),
         _ => Err(DeliverError::Protocol(format!(
             "cloning {upstream} failed ({}): {detail}",
-            out.status.shell_code()
+            out.shell_code
         ))),
     }
 }

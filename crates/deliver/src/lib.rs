@@ -15,7 +15,10 @@ pub use github::{GitHub, GitHubError, PullRequest};
 pub use push::{PushRequest, Pushed};
 pub use upstream::Upstream;
 
-use rclaude_sandbox::provider::SandboxError;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rclaude_sandbox::provider::{ExecRequest, Sandbox, SandboxError};
 
 /// Shell prelude of every sandbox script that talks to the upstream: `g` runs git with the
 /// token (from `RCLAUDE_GIT_TOKEN` in the process's environment, when set) offered by a
@@ -81,4 +84,53 @@ pub enum DeliverError {
     /// An answer rclaude did not expect.
     #[error("{0}")]
     Protocol(String),
+}
+
+/// What a script that talks to the upstream answered, the token taken out of its output.
+pub(crate) struct UpstreamRun {
+    /// Its exit code (`-1` when a signal ended it).
+    pub code: i32,
+    /// The exit code as a shell reports it (128+S for signal S).
+    pub shell_code: i32,
+    pub stdout: String,
+    /// Standard error with the token replaced by `***` and `url` by `shown_url`.
+    pub stderr: String,
+}
+
+/// Run `script` after [`GIT_AUTH`] in the sandbox as `sh -c SCRIPT NAME ARGS…` in `cwd`, with
+/// `token` in the process's environment only (`RCLAUDE_GIT_TOKEN`), and take the token out of
+/// whatever it printed.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn run_upstream_script(
+    sandbox: &dyn Sandbox,
+    script: &str,
+    name: &str,
+    args: &[&str],
+    cwd: &str,
+    token: Option<&str>,
+    (url, shown_url): (&str, &str),
+    timeout: Duration,
+) -> Result<UpstreamRun, DeliverError> {
+    let mut env = BTreeMap::new();
+    if let Some(t) = token {
+        env.insert("RCLAUDE_GIT_TOKEN".to_string(), t.to_string());
+    }
+    let script = format!("{GIT_AUTH}{script}");
+    let mut argv = vec!["sh", "-c", script.as_str(), name];
+    argv.extend_from_slice(args);
+    let req = ExecRequest::argv(argv)
+        .cwd(cwd)
+        .env(env)
+        .timeout(Some(timeout));
+    let out = rclaude_sandbox::provider::run(sandbox, req).await?;
+    let redact = |s: String| match token {
+        Some(t) if !t.is_empty() => s.replace(t, "***"),
+        _ => s,
+    };
+    Ok(UpstreamRun {
+        code: out.status.code,
+        shell_code: out.status.shell_code(),
+        stdout: redact(out.stdout_str()),
+        stderr: redact(out.stderr_str()).replace(url, shown_url),
+    })
 }

@@ -4,11 +4,10 @@
 //! is probed first with a short time limit; when the sandbox cannot reach the upstream, nothing
 //! is fetched and the bundle carries everything, as before.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::DeliverError;
-use rclaude_sandbox::provider::{ExecRequest, Sandbox};
+use rclaude_sandbox::provider::Sandbox;
 
 /// Where the fetched upstream branches live in the sandbox (listed by the sync's query step,
 /// so the laptop leaves their history out of the bundle).
@@ -59,41 +58,28 @@ pub async fn prefetch(
     token: Option<&str>,
     probe: Duration,
 ) -> Result<Prefetch, DeliverError> {
-    let mut env = BTreeMap::new();
-    if let Some(t) = token {
-        env.insert("RCLAUDE_GIT_TOKEN".to_string(), t.to_string());
-    }
-    let script = format!("{}{SCRIPT}", super::GIT_AUTH);
     let secs = probe.as_secs().max(1).to_string();
-    let req = ExecRequest::argv([
-        "sh",
-        "-c",
-        &script,
-        "rclaude-prefetch",
-        workdir,
-        url,
-        &secs,
-        branch.unwrap_or(""),
-    ])
     // The work tree may not exist yet; its parent does (a provider's home or root).
-    .cwd(
-        std::path::Path::new(workdir)
-            .parent()
-            .and_then(|p| p.to_str())
-            .filter(|p| !p.is_empty())
-            .unwrap_or(workdir),
+    let cwd = std::path::Path::new(workdir)
+        .parent()
+        .and_then(|p| p.to_str())
+        .filter(|p| !p.is_empty())
+        .unwrap_or(workdir);
+    let out = super::run_upstream_script(
+        sandbox,
+        SCRIPT,
+        "rclaude-prefetch",
+        &[workdir, url, &secs, branch.unwrap_or("")],
+        cwd,
+        token,
+        (url, shown_url),
+        Duration::from_secs(3600),
     )
-    .env(env)
-    .timeout(Some(Duration::from_secs(3600)));
-    let out = rclaude_sandbox::provider::run(sandbox, req).await?;
-    let redact = |s: String| match token {
-        Some(t) if !t.is_empty() => s.replace(t, "***"),
-        _ => s,
-    };
-    let detail = super::push::last_lines(&redact(out.stderr_str()).replace(url, shown_url), 3);
-    match out.status.code {
+    .await?;
+    let detail = super::push::last_lines(&out.stderr, 3);
+    match out.code {
         0 => Ok(Prefetch::Fetched {
-            branches: out.stdout_str().trim().parse().unwrap_or(0),
+            branches: out.stdout.trim().parse().unwrap_or(0),
         }),
         13 => Ok(Prefetch::Unreachable(detail)),
         _ => Err(DeliverError::Unreachable {

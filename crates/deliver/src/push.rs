@@ -9,11 +9,10 @@
 //! a credential store (configured helpers are reset for these commands), the command line or
 //! any file, and it is removed from any output git prints.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::DeliverError;
-use rclaude_sandbox::provider::{ExecRequest, Sandbox};
+use rclaude_sandbox::provider::Sandbox;
 
 /// What the push did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,24 +84,21 @@ if [ -n "$lease" ]; then echo "forced $head"; else echo "pushed $head"; fi
 
 /// Push the sandbox's HEAD to `req.branch` on the upstream.
 pub async fn push(sandbox: &dyn Sandbox, req: &PushRequest<'_>) -> Result<Pushed, DeliverError> {
-    let mut env = BTreeMap::new();
-    if let Some(t) = req.token {
-        env.insert("RCLAUDE_GIT_TOKEN".to_string(), t.to_string());
-    }
-    let script = format!("{}{SCRIPT}", super::GIT_AUTH);
-    let exec = ExecRequest::argv(["sh", "-c", &script, "rclaude-push", req.url, req.branch])
-        .cwd(req.workdir)
-        .env(env)
-        .timeout(Some(Duration::from_secs(600)));
-    let out = rclaude_sandbox::provider::run(sandbox, exec).await?;
-    let redact = |s: String| match req.token {
-        Some(t) if !t.is_empty() => s.replace(t, "***"),
-        _ => s,
-    };
-    let stdout = redact(out.stdout_str());
-    let detail = last_lines(&redact(out.stderr_str()).replace(req.url, req.shown_url), 6);
+    let out = super::run_upstream_script(
+        sandbox,
+        SCRIPT,
+        "rclaude-push",
+        &[req.url, req.branch],
+        req.workdir,
+        req.token,
+        (req.url, req.shown_url),
+        Duration::from_secs(600),
+    )
+    .await?;
+    let stdout = out.stdout;
+    let detail = last_lines(&out.stderr, 6);
     let upstream = req.shown_url.to_string();
-    match out.status.code {
+    match out.code {
         0 => {
             let mut words = stdout.split_whitespace();
             let (Some(what), Some(commit)) = (words.next(), words.next()) else {
@@ -147,7 +143,7 @@ pub async fn push(sandbox: &dyn Sandbox, req: &PushRequest<'_>) -> Result<Pushed
         }),
         _ => Err(DeliverError::Protocol(format!(
             "the push step failed ({}): {detail}",
-            out.status.shell_code()
+            out.shell_code
         ))),
     }
 }
