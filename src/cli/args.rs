@@ -50,16 +50,13 @@ pub fn parse_duration(s: &str) -> CliResult<std::time::Duration> {
 
 /// A provider name given on the command line.
 pub fn parse_kind(s: &str) -> Result<ProviderKind, String> {
-    ProviderKind::ALL
-        .into_iter()
-        .find(|k| k.as_str() == s)
-        .ok_or_else(|| {
-            let names: Vec<&str> = ProviderKind::ALL.iter().map(|k| k.as_str()).collect();
-            format!(
-                "unknown provider {s:?}; expected one of {}",
-                names.join(", ")
-            )
-        })
+    ProviderKind::from_name(s).ok_or_else(|| {
+        let names: Vec<&str> = ProviderKind::ALL.iter().map(|k| k.as_str()).collect();
+        format!(
+            "unknown provider {s:?}; expected one of {}",
+            names.join(", ")
+        )
+    })
 }
 
 /// Task names from the `.rclaude.toml` of the repository in the current directory.

@@ -133,7 +133,7 @@ async fn down_by_id(g: &GlobalArgs, args: &Args, id: &str, repo: Option<&Repo>) 
         .provider
         .or_else(|| {
             let name = ci_run.as_ref()?.record.as_ref()?.provider.clone();
-            ProviderKind::ALL.into_iter().find(|k| k.as_str() == name)
+            ProviderKind::from_name(&name)
         })
         .or(config.as_ref().map(|c| c.sandbox.provider))
         .unwrap_or_default();

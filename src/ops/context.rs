@@ -192,18 +192,15 @@ impl Ctx {
 
     /// The provider that owns an existing session (which may differ from the config's).
     pub fn provider_for(&self, record: &SessionRecord) -> CliResult<Box<dyn Provider>> {
-        let kind = match record.provider.as_str() {
-            crate::report::managed::MANAGED => return self.managed_provider(),
-            "local" => crate::config::ProviderKind::Local,
-            "e2b" => crate::config::ProviderKind::E2b,
-            "daytona" => crate::config::ProviderKind::Daytona,
-            "northflank" => crate::config::ProviderKind::Northflank,
-            other => {
-                return Err(CliError::internal(format!(
-                    "session record names unknown provider {other:?}"
-                )));
-            }
-        };
+        if record.provider == crate::report::managed::MANAGED {
+            return self.managed_provider();
+        }
+        let kind = crate::config::ProviderKind::from_name(&record.provider).ok_or_else(|| {
+            CliError::internal(format!(
+                "session record names unknown provider {:?}",
+                record.provider
+            ))
+        })?;
         Ok(crate::provider::select::for_kind(kind)?)
     }
 

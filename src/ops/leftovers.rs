@@ -98,7 +98,7 @@ pub fn runs() -> Vec<CiRun> {
 }
 
 fn kind(name: &str) -> Option<ProviderKind> {
-    ProviderKind::ALL.into_iter().find(|k| k.as_str() == name)
+    ProviderKind::from_name(name)
 }
 
 /// Destroy the sandboxes of dead runs and remove their records. Returns what was destroyed

@@ -134,10 +134,7 @@ pub async fn start(ui: Out, opts: &StartOptions) -> CliResult<SessionRecord> {
 pub fn pin_provider(mut config: Config, record: &SessionRecord) -> Config {
     if record.provider == crate::report::managed::MANAGED {
         config.sandbox.managed = Some(true);
-    } else if let Some(k) = ProviderKind::ALL
-        .into_iter()
-        .find(|k| k.as_str() == record.provider)
-    {
+    } else if let Some(k) = ProviderKind::from_name(&record.provider) {
         config.sandbox.provider = k;
         config.sandbox.managed = Some(false);
     }

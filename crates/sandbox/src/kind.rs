@@ -30,6 +30,11 @@ impl ProviderKind {
         ProviderKind::Northflank,
     ];
 
+    /// The provider named `name` (as in `.rclaude.toml` and session records).
+    pub fn from_name(name: &str) -> Option<ProviderKind> {
+        ProviderKind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
     /// The name used in `.rclaude.toml`.
     pub fn as_str(self) -> &'static str {
         match self {
