@@ -9,7 +9,7 @@ use super::up::{UpOptions, bring_up};
 use crate::config::{Config, ProviderKind};
 use crate::deliver::{DeliverError, Upstream};
 use crate::error::{CliError, CliResult};
-use crate::session::started::{CONFIG_FILE, StartedDir};
+use crate::session::started::StartedDir;
 use crate::session::{Origin, SessionRecord};
 
 /// What to start.
@@ -67,6 +67,7 @@ pub async fn start(ui: Out, opts: &StartOptions) -> CliResult<SessionRecord> {
     let token = std::env::var(TOKEN_VAR).ok().filter(|t| !t.is_empty());
     let cloned = clone_and_read_config(
         &ctx,
+        &dir,
         &record,
         &*live.sandbox,
         &up,
@@ -143,6 +144,7 @@ pub fn pin_provider(mut config: Config, record: &SessionRecord) -> Config {
 
 async fn clone_and_read_config(
     ctx: &Ctx,
+    dir: &StartedDir,
     record: &SessionRecord,
     sandbox: &dyn crate::provider::Sandbox,
     up: &Upstream,
@@ -189,9 +191,7 @@ async fn clone_and_read_config(
         Err(e) => return Err(e.into()),
     };
     if let Some(t) = &text {
-        let copy = ctx.repo.root.join(CONFIG_FILE);
-        std::fs::write(&copy, t)
-            .map_err(|e| CliError::io(format!("writing {}", copy.display()), e))?;
+        let copy = dir.write_config(t)?;
         // Refuse a broken config now, while nothing depends on the session.
         Config::parse(t, &copy)?;
     }
@@ -288,9 +288,7 @@ pub async fn join(id: &str) -> CliResult<Option<(StartedDir, SessionRecord)>> {
     };
     let dir = StartedDir::create()?;
     if let Some(t) = &config_text {
-        let copy = dir.dir.join(CONFIG_FILE);
-        std::fs::write(&copy, t)
-            .map_err(|e| CliError::io(format!("writing {}", copy.display()), e))?;
+        dir.write_config(t)?;
     }
     let record = SessionRecord {
         version: crate::session::RECORD_VERSION,

@@ -37,6 +37,14 @@ impl StartedDir {
         std::fs::read_to_string(self.dir.join(CONFIG_FILE)).ok()
     }
 
+    /// Keep the clone's `.rclaude.toml` as this session's config; answers where it went.
+    pub fn write_config(&self, text: &str) -> CliResult<PathBuf> {
+        let copy = self.dir.join(CONFIG_FILE);
+        std::fs::write(&copy, text)
+            .map_err(|e| CliError::io(format!("writing {}", copy.display()), e))?;
+        Ok(copy)
+    }
+
     /// Remove the directory (the session is gone).
     pub fn remove(&self) {
         let _ = std::fs::remove_dir_all(&self.dir);
