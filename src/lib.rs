@@ -8,6 +8,7 @@ pub mod format;
 pub mod gitsync;
 pub mod hooks;
 pub mod livesync;
+pub mod mcp;
 pub mod ops;
 pub mod report;
 pub mod session;

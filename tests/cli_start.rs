@@ -67,17 +67,16 @@ impl Drop for Home {
         // Stop whatever a failed test left (local agents).
         let dir = self.home.path().join("state/sessions");
         for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            if let Ok(text) = std::fs::read_to_string(e.path().join("session.json")) {
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
-                    if let Some(id) = v["session_id"].as_str() {
-                        let _ = self
-                            .cmd_in(
-                                self.cwd.path(),
-                                &["down", "--yes", "--discard", "--session", id],
-                            )
-                            .output();
-                    }
-                }
+            if let Ok(text) = std::fs::read_to_string(e.path().join("session.json"))
+                && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
+                && let Some(id) = v["session_id"].as_str()
+            {
+                let _ = self
+                    .cmd_in(
+                        self.cwd.path(),
+                        &["down", "--yes", "--discard", "--session", id],
+                    )
+                    .output();
             }
         }
     }

@@ -549,7 +549,7 @@ impl<'a> Follower<'a> {
         }
         self.idle += 1;
         let mut code = exit_code(self.sandbox, &self.files).await?;
-        if code.is_none() && self.idle % LIVENESS_EVERY == 0 {
+        if code.is_none() && self.idle.is_multiple_of(LIVENESS_EVERY) {
             match running_pid(self.sandbox, &self.files.id).await {
                 Ok(Some(_)) | Err(SandboxError::Unsupported(_)) => {}
                 Ok(None) => {

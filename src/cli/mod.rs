@@ -15,6 +15,7 @@ mod login;
 mod logs;
 mod ls;
 mod man;
+mod mcp;
 mod output;
 mod pause;
 mod pr;
@@ -153,10 +154,10 @@ impl GlobalArgs {
         }
         // A managed session started elsewhere (the dashboard, another machine): join it.
         let looks_like_id = uuid::Uuid::parse_str(sel).is_ok();
-        if looks_like_id || name_ok.is_err() || repo.is_none() {
-            if let Some((dir, record)) = crate::ops::start::join(sel).await? {
-                return Ok(Selected::Started(dir, Box::new(record)));
-            }
+        if (looks_like_id || name_ok.is_err() || repo.is_none())
+            && let Some((dir, record)) = crate::ops::start::join(sel).await?
+        {
+            return Ok(Selected::Started(dir, Box::new(record)));
         }
         match (&repo, name_ok) {
             (Some(_), Ok(())) => Ok(Selected::Named(sel.clone())),
@@ -239,6 +240,7 @@ pub enum Command {
     Schema(schema::Args),
     Completions(completions::Args),
     Man(man::Args),
+    Mcp(mcp::Args),
     Agent(agent::Args),
 }
 
@@ -310,6 +312,7 @@ async fn dispatch(cli: Cli) -> Result<i32, CliError> {
         Command::Schema(a) => schema::run(&g, a).await,
         Command::Completions(a) => completions::run(&g, a).await,
         Command::Man(a) => man::run(&g, a).await,
+        Command::Mcp(a) => mcp::run(&g, a).await,
         Command::Agent(a) => agent::run(&g, a).await,
     }
 }
@@ -318,6 +321,18 @@ fn report_error(e: &CliError) {
     use std::io::Write;
     // Never panic here: after SIGHUP the terminal may be gone.
     let _ = std::io::stderr().lock().write_all(e.render().as_bytes());
+    // A front end that runs rclaude (the MCP server) reads the error back as JSON.
+    if let Some(path) = std::env::var_os(crate::mcp::invoke::ERROR_FILE_ENV) {
+        let report = serde_json::json!({
+            "kind": e.kind.as_str(),
+            "message": e.message,
+            "hint": e.hint,
+            "causes": e.causes(),
+            "exit_code": e.code(),
+            "remote": e.exit_code.is_some(),
+        });
+        let _ = std::fs::write(path, report.to_string());
+    }
 }
 
 fn init_logging(command: &Command) {

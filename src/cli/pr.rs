@@ -51,17 +51,17 @@ impl Args {
                 CliError::io(format!("reading the description from {}", p.display()), e)
             })?),
         };
-        if let Some(t) = &self.title {
-            if t.trim().is_empty() {
-                return Err(CliError::usage("--title is empty"));
-            }
+        if let Some(t) = &self.title
+            && t.trim().is_empty()
+        {
+            return Err(CliError::usage("--title is empty"));
         }
-        if let Some(b) = &self.base {
-            if !git2::Branch::name_is_valid(b).unwrap_or(false) {
-                return Err(CliError::usage(format!(
-                    "--base {b:?} is not a branch name"
-                )));
-            }
+        if let Some(b) = &self.base
+            && !git2::Branch::name_is_valid(b).unwrap_or(false)
+        {
+            return Err(CliError::usage(format!(
+                "--base {b:?} is not a branch name"
+            )));
         }
         Ok(PrOptions {
             title: self.title.clone(),

@@ -13,7 +13,7 @@ use crate::ops::pull::pull;
 /// clean tree) and explains otherwise.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  rclaude pull\n  rclaude pull --apply\n  rclaude pull --branch review/agent-work\n  rclaude pull --ref refs/rclaude/saved/20261124T101500Z"
+    after_help = "Examples:\n  rclaude pull\n  rclaude pull --apply\n  rclaude pull --branch review/agent-work\n  rclaude pull --ref refs/rclaude/saved/20261124T101500Z\n  rclaude pull --json | jq -r .branch"
 )]
 pub struct Args {
     /// Also bring the result into your checked-out branch and work tree (only when safe).
@@ -25,6 +25,9 @@ pub struct Args {
     /// Pull a specific sandbox ref instead of its current work (e.g. a saved ref).
     #[arg(long = "ref", value_name = "REF")]
     pub sandbox_ref: Option<String>,
+    /// Print what was pulled as JSON on stdout (branch, tip, commits, files changed, ...).
+    #[arg(long)]
+    pub json: bool,
 }
 
 pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
@@ -57,6 +60,12 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
     )
     .await?;
     print_report(&ctx, &report);
+    if args.json {
+        let mut text = serde_json::to_string_pretty(&report)
+            .map_err(|e| CliError::internal(format!("cannot encode the pull report: {e}")))?;
+        text.push('\n');
+        super::output::write_stdout(text.as_bytes())?;
+    }
     // `--apply` that changed nothing because it could lose work is a refusal (exit 65): a
     // script must not go on as if the work were in place. The pulled branch is there regardless.
     if let Some(ApplyOutcome::Refused { reason, .. }) = &report.applied {

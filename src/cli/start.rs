@@ -45,10 +45,10 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
             "`start` makes a new session: leave out --session",
         ));
     }
-    if let Some(n) = &args.name {
-        if n.trim().is_empty() || n.chars().any(char::is_control) {
-            return Err(CliError::usage("--name is empty or has control characters"));
-        }
+    if let Some(n) = &args.name
+        && (n.trim().is_empty() || n.chars().any(char::is_control))
+    {
+        return Err(CliError::usage("--name is empty or has control characters"));
     }
     let ui = crate::ui::Ui::detect(g.quiet).out();
     let direct =

@@ -233,29 +233,29 @@ fn rewrite(raw: &str, found: Option<&str>) -> (ErrorKind, String) {
             format!("key `{name}` is given twice"),
         );
     }
-    if let Some(rest) = raw.strip_prefix("invalid type: ") {
-        if let Some((unexpected, expected)) = rest.split_once(", expected ") {
-            let found = found.map_or_else(|| plain_unexpected(unexpected), str::to_string);
-            return (
-                ErrorKind::WrongType,
-                format!(
-                    "wrong type: expected {}, found {found}",
-                    plain_expected(expected)
-                ),
-            );
-        }
+    if let Some(rest) = raw.strip_prefix("invalid type: ")
+        && let Some((unexpected, expected)) = rest.split_once(", expected ")
+    {
+        let found = found.map_or_else(|| plain_unexpected(unexpected), str::to_string);
+        return (
+            ErrorKind::WrongType,
+            format!(
+                "wrong type: expected {}, found {found}",
+                plain_expected(expected)
+            ),
+        );
     }
-    if let Some(rest) = raw.strip_prefix("invalid value: ") {
-        if let Some((unexpected, expected)) = rest.split_once(", expected ") {
-            let found = found.map_or_else(|| plain_unexpected(unexpected), str::to_string);
-            return (
-                ErrorKind::InvalidValue,
-                format!(
-                    "invalid value {found}: expected {}",
-                    plain_expected(expected)
-                ),
-            );
-        }
+    if let Some(rest) = raw.strip_prefix("invalid value: ")
+        && let Some((unexpected, expected)) = rest.split_once(", expected ")
+    {
+        let found = found.map_or_else(|| plain_unexpected(unexpected), str::to_string);
+        return (
+            ErrorKind::InvalidValue,
+            format!(
+                "invalid value {found}: expected {}",
+                plain_expected(expected)
+            ),
+        );
     }
     if raw == "wanted string or table" {
         let found = found.unwrap_or("another type");

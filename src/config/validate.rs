@@ -96,11 +96,11 @@ pub(crate) fn validate(config: &Config, source: &Source) -> Result<(), ConfigErr
 
     let located = issues.0.into_iter().map(|mut issue| {
         let mut found = source.lookup(&issue.segs);
-        if found.is_none() {
-            if let Some(fallback) = issue.fallback.take() {
-                found = source.lookup(&fallback);
-                issue.segs = fallback;
-            }
+        if found.is_none()
+            && let Some(fallback) = issue.fallback.take()
+        {
+            found = source.lookup(&fallback);
+            issue.segs = fallback;
         }
         let span: Range<usize> = match (&found, issue.at) {
             (Some(l), At::Key) => l.key.clone().unwrap_or_else(|| l.value.clone()),

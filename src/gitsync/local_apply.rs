@@ -169,10 +169,10 @@ fn changed_paths(repo: &Repository, a: &Tree<'_>, b: &Tree<'_>) -> Result<Change
     };
     for d in diff.deltas() {
         for f in [d.old_file(), d.new_file()] {
-            if let Some(p) = f.path() {
-                if seen.insert(p.to_path_buf()) {
-                    c.all.push(p.to_path_buf());
-                }
+            if let Some(p) = f.path()
+                && seen.insert(p.to_path_buf())
+            {
+                c.all.push(p.to_path_buf());
             }
         }
         match d.status() {

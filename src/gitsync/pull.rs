@@ -165,13 +165,13 @@ pub async fn pull(
 ) -> Result<PullReport, SyncError> {
     snapshot::validate_ignores(&opts.extra_ignores)?;
     remote::check_workdir(sandbox)?;
-    if let Some(r) = &opts.sandbox_ref {
-        if !r.starts_with("refs/") || !git2::Reference::is_valid_name(r) {
-            return Err(SyncError::invalid(
-                "sandbox ref",
-                format!("{r:?} is not a full ref name such as refs/rclaude/saved/<stamp>"),
-            ));
-        }
+    if let Some(r) = &opts.sandbox_ref
+        && (!r.starts_with("refs/") || !git2::Reference::is_valid_name(r))
+    {
+        return Err(SyncError::invalid(
+            "sandbox ref",
+            format!("{r:?} is not a full ref name such as refs/rclaude/saved/<stamp>"),
+        ));
     }
     // Fail on a bad template before any transfer.
     render_template(&opts.branch_template, "x", Some("x"))?;
@@ -184,10 +184,11 @@ pub async fn pull(
         let repo = open_repo(&path)?;
         let mut bases: Vec<Oid> = Vec::new();
         let mut add = |o: Option<Oid>| {
-            if let Some(o) = o {
-                if !bases.contains(&o) && repo.find_commit(o).is_ok() {
-                    bases.push(o);
-                }
+            if let Some(o) = o
+                && !bases.contains(&o)
+                && repo.find_commit(o).is_ok()
+            {
+                bases.push(o);
             }
         };
         add(snapshot::head_state(&repo)?.oid());
@@ -292,13 +293,13 @@ pub async fn pull(
         if let Some(b) = &local_bundle {
             p.stage("index");
             let header = bundle::read(&repo, b, p)?;
-            if let Some(o) = header.get(&ref_bundle_name) {
-                if o != tip {
-                    return Err(SyncError::Protocol {
-                        step: "export",
-                        detail: format!("the bundle's {ref_bundle_name} is {o}, expected {tip}"),
-                    });
-                }
+            if let Some(o) = header.get(&ref_bundle_name)
+                && o != tip
+            {
+                return Err(SyncError::Protocol {
+                    step: "export",
+                    detail: format!("the bundle's {ref_bundle_name} is {o}, expected {tip}"),
+                });
             }
         }
         repo.find_commit(tip).map_err(|_| SyncError::Protocol {
@@ -423,15 +424,15 @@ fn finish(repo: &Repository, pulled: &Pulled, f: &Finish<'_>) -> Result<PullRepo
     let name = render_template(&opts.branch_template, label, session)?;
     let refname = format!("refs/heads/{name}");
     let head = snapshot::head_state(repo)?;
-    if let HeadState::Branch { name: hn, .. } | HeadState::Unborn { name: hn } = &head {
-        if *hn == name {
-            return Err(SyncError::invalid(
-                "pull target",
-                format!(
-                    "branch {name} is checked out here; switch to another branch first, or pull into another branch name"
-                ),
-            ));
-        }
+    if let HeadState::Branch { name: hn, .. } | HeadState::Unborn { name: hn } = &head
+        && *hn == name
+    {
+        return Err(SyncError::invalid(
+            "pull target",
+            format!(
+                "branch {name} is checked out here; switch to another branch first, or pull into another branch name"
+            ),
+        ));
     }
 
     // The branch carries only the sandbox's own uncommitted edits, so that cherry-picking it

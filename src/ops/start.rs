@@ -219,13 +219,13 @@ fn clone_error(e: DeliverError, token_given: bool) -> CliError {
 
 /// Destroy a half-made session: its sandbox and its directory.
 async fn discard(ctx: &Ctx, record: &SessionRecord, dir: &StartedDir) {
-    if let Ok(p) = ctx.provider_for(record) {
-        if let Err(e) = p.kill(&record.sandbox_id).await {
-            ctx.ui.warn(format!(
+    if let Ok(p) = ctx.provider_for(record)
+        && let Err(e) = p.kill(&record.sandbox_id).await
+    {
+        ctx.ui.warn(format!(
                 "could not destroy sandbox {} after the failed start: {e}; `rclaude down --sandbox {} --provider {}` removes it",
                 record.sandbox_id, record.sandbox_id, record.provider
             ));
-        }
     }
     ctx.reporter.event(
         record,

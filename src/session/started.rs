@@ -66,10 +66,10 @@ pub fn find(id: &str) -> CliResult<Option<(StartedDir, SessionRecord)>> {
     let mut found = Vec::new();
     for e in std::fs::read_dir(root()).into_iter().flatten().flatten() {
         let d = StartedDir { dir: e.path() };
-        if let Ok(Some(r)) = d.store().load() {
-            if r.session_id.starts_with(id) || r.sandbox_id == id {
-                found.push((d, r));
-            }
+        if let Ok(Some(r)) = d.store().load()
+            && (r.session_id.starts_with(id) || r.sandbox_id == id)
+        {
+            found.push((d, r));
         }
     }
     match found.len() {

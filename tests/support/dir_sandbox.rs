@@ -286,16 +286,16 @@ impl Sandbox for DirSandbox {
                 break;
             }
             let mut chunk = &buf[..n];
-            if let Some(limit) = fail_after {
-                if done + n as u64 >= limit {
-                    chunk = &chunk[..(limit - done) as usize];
-                    dst.write_all(chunk).await.map_err(|e| io("writing", e))?;
-                    dst.flush().await.ok();
-                    return Err(SandboxError::Unreachable {
-                        url: "dir-sandbox".into(),
-                        reason: "connection reset (agent killed mid-upload)".into(),
-                    });
-                }
+            if let Some(limit) = fail_after
+                && done + n as u64 >= limit
+            {
+                chunk = &chunk[..(limit - done) as usize];
+                dst.write_all(chunk).await.map_err(|e| io("writing", e))?;
+                dst.flush().await.ok();
+                return Err(SandboxError::Unreachable {
+                    url: "dir-sandbox".into(),
+                    reason: "connection reset (agent killed mid-upload)".into(),
+                });
             }
             dst.write_all(chunk)
                 .await
@@ -304,13 +304,14 @@ impl Sandbox for DirSandbox {
             if let Some(p) = &progress {
                 p(done);
             }
-            if let Some(notify) = &stall {
-                if !stalled && done * 2 >= total {
-                    stalled = true;
-                    dst.flush().await.ok();
-                    notify.notify_one();
-                    std::future::pending::<()>().await;
-                }
+            if let Some(notify) = &stall
+                && !stalled
+                && done * 2 >= total
+            {
+                stalled = true;
+                dst.flush().await.ok();
+                notify.notify_one();
+                std::future::pending::<()>().await;
             }
         }
         dst.flush()

@@ -966,7 +966,7 @@ fn hex_encode(s: &str) -> String {
 }
 
 fn decode_cursor(token: &str) -> Option<(i128, String)> {
-    if token.len() % 2 != 0 {
+    if !token.len().is_multiple_of(2) {
         return None;
     }
     let bytes: Option<Vec<u8>> = (0..token.len())

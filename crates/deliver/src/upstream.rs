@@ -161,11 +161,13 @@ fn split_host(url: &str) -> (Option<String>, Option<&str>) {
         );
     }
     // scp-like: [user@]host:path, where host has no slash before the colon.
-    if let Some((before, path)) = url.split_once(':') {
-        if !before.contains('/') && !before.is_empty() && !path.starts_with("//") {
-            let host = before.rsplit('@').next().unwrap_or(before);
-            return (Some(host.to_ascii_lowercase()), Some(path));
-        }
+    if let Some((before, path)) = url.split_once(':')
+        && !before.contains('/')
+        && !before.is_empty()
+        && !path.starts_with("//")
+    {
+        let host = before.rsplit('@').next().unwrap_or(before);
+        return (Some(host.to_ascii_lowercase()), Some(path));
     }
     (None, None)
 }

@@ -215,13 +215,14 @@ impl Api {
                     reason: format!("reading the response failed: {}", chain(&e)),
                 })
             })?;
-            if is_retryable(status.as_u16(), &headers) && status_retries < policy.status_retries {
-                if let Some(wait) = policy.wait_for(&headers, status_retries) {
-                    status_retries += 1;
-                    tracing::debug!(%url, %status, attempt = status_retries, ?wait, "E2B API asked to retry");
-                    tokio::time::sleep(wait).await;
-                    continue;
-                }
+            if is_retryable(status.as_u16(), &headers)
+                && status_retries < policy.status_retries
+                && let Some(wait) = policy.wait_for(&headers, status_retries)
+            {
+                status_retries += 1;
+                tracing::debug!(%url, %status, attempt = status_retries, ?wait, "E2B API asked to retry");
+                tokio::time::sleep(wait).await;
+                continue;
             }
             tracing::debug!(method = %call.method, %url, %status, "E2B API reply");
             return Ok(Reply {
