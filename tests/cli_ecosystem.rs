@@ -75,6 +75,27 @@ fn bash_completes_subcommands_and_this_repositorys_task_names() {
 }
 
 #[test]
+fn bash_completes_this_repositorys_session_names() {
+    let repo = TestRepo::new("[sandbox]\nprovider = \"local\"\n");
+    repo.write("a.txt", "a\n");
+    repo.commit_all("init");
+    assert!(bash_complete(&repo, "rclaude exec -s ").is_empty());
+    repo.ok(&["up", "--quiet", "-s", "alpha"]);
+    repo.ok(&["up", "--quiet", "-s", "beta"]);
+    let mut all = bash_complete(&repo, "rclaude exec -s ");
+    all.sort();
+    assert_eq!(all, vec!["alpha", "beta"]);
+    assert_eq!(
+        bash_complete(&repo, "rclaude pull --session b"),
+        vec!["beta"]
+    );
+    for s in ["alpha", "beta"] {
+        repo.ok(&["down", "--yes", "--discard", "-s", s]);
+    }
+    assert!(bash_complete(&repo, "rclaude exec -s ").is_empty());
+}
+
+#[test]
 fn every_shell_gets_a_script_and_an_unknown_one_is_a_usage_error() {
     let repo = TestRepo::new("");
     for shell in ["bash", "zsh", "fish", "powershell", "elvish"] {

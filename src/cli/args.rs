@@ -82,6 +82,39 @@ pub fn task_names(current: &OsStr) -> Vec<CompletionCandidate> {
         .collect()
 }
 
+/// Session names for `--session`: the named sessions of the repository in the current
+/// directory, then the ids of sessions started from a URL on this machine.
+pub fn session_names(current: &OsStr) -> Vec<CompletionCandidate> {
+    let current = current.to_string_lossy();
+    let mut out = Vec::new();
+    if let Ok(repo) = std::env::current_dir()
+        .map_err(|_| ())
+        .and_then(|d| crate::session::Repo::discover(&d).map_err(|_| ()))
+    {
+        for (name, record) in crate::session::SessionStore::all_of(&repo) {
+            if let Some(name) = name.filter(|n| n.starts_with(current.as_ref())) {
+                out.push(CompletionCandidate::new(name).help(Some(
+                    format!("{} sandbox {}", record.provider, record.sandbox_id).into(),
+                )));
+            }
+        }
+    }
+    for (_, record) in crate::session::started::all() {
+        if record.session_id.starts_with(current.as_ref()) {
+            let from = record
+                .origin
+                .as_ref()
+                .map(|o| crate::deliver::Upstream::parse(&o.url).display_name())
+                .unwrap_or_default();
+            out.push(
+                CompletionCandidate::new(record.session_id.clone())
+                    .help(Some(format!("started from {from}").into())),
+            );
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

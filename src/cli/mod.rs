@@ -117,7 +117,8 @@ pub struct GlobalArgs {
         long,
         global = true,
         value_name = "NAME|ID",
-        env = "RCLAUDE_SESSION_ID"
+        env = "RCLAUDE_SESSION_ID",
+        add = clap_complete::ArgValueCompleter::new(args::session_names)
     )]
     pub session: Option<String>,
 }
