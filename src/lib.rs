@@ -10,6 +10,7 @@ pub mod hooks;
 pub mod livesync;
 pub mod mcp;
 pub mod ops;
+pub mod redact;
 pub mod report;
 pub mod session;
 pub mod ui;

@@ -522,3 +522,63 @@ fn a_session_started_on_the_server_from_a_url_is_joined_by_id() {
     let detail = server.get(&token, &format!("/v1/sessions/{id}"));
     assert_eq!(detail["session"]["state"], "stopped", "{detail:#}");
 }
+
+#[test]
+fn a_secret_a_task_prints_is_redacted_in_the_servers_events_and_in_logs() {
+    const VALUE: &str = "sk-live-0123456789abcdef";
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("server.db").display());
+    let server = Server::start(&db, "127.0.0.1:0");
+    let token = server
+        .admin(&["create-account", "alice"])
+        .lines()
+        .last()
+        .unwrap()
+        .trim()
+        .to_string();
+    let t = TestRepo::new(
+        "[sandbox]\nprovider = \"local\"\n[secrets]\nAPI_KEY = \"T_API\"\n\
+         [tasks.leak]\nrun = 'printf \"key=%s\\n\" \"$API_KEY\"; printf \"split=%s\" \"${API_KEY%????????????}\"; sleep 0.5; printf \"%s\\n\" \"${API_KEY#????????????}\"'\n",
+    );
+    t.commit_all("init");
+    let login = t
+        .cmd(&["login", "--server", &server.base])
+        .env("RCLAUDE_TOKEN", &token)
+        .output()
+        .unwrap();
+    assert!(login.status.success());
+    let run = common::Run(
+        t.cmd(&["run", "leak"])
+            .env("T_API", VALUE)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(run.code(), 0, "{}", run.all());
+    assert!(run.stdout().contains("split=***API_KEY"), "{}", run.all());
+
+    // What the server stored: the task's output tail, redacted.
+    let session = record_of(&t)["session_id"].as_str().unwrap().to_string();
+    let detail = server.get(&token, &format!("/v1/sessions/{session}"));
+    let stored = detail.to_string();
+    assert!(
+        !stored.contains(VALUE) && !stored.contains(&VALUE[12..]),
+        "{stored}"
+    );
+    let finished = detail["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "task_finished")
+        .unwrap_or_else(|| panic!("no task_finished in {detail}"));
+    let tail = finished["data"]["output_tail"].as_str().unwrap();
+    assert!(
+        tail.contains("key=***API_KEY") && tail.contains("split=***API_KEY"),
+        "{finished}"
+    );
+
+    // `logs` (without the secret in its environment) shows the stored, redacted tail.
+    let logs = t.ok(&["logs"]);
+    assert!(logs.stdout().contains("split=***API_KEY"), "{}", logs.all());
+    assert!(!logs.all().contains(VALUE), "{}", logs.all());
+    t.ok(&["down", "--yes", "--discard"]);
+}

@@ -204,8 +204,10 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
     };
     match json_out.as_mut() {
         Some(out) => {
-            let mut text = serde_json::to_string_pretty(&summary.to_json())
+            let text = serde_json::to_string_pretty(&summary.to_json())
                 .map_err(|e| CliError::internal(e.to_string()))?;
+            // Log tails are redacted as they stream; error messages are taken care of here.
+            let mut text = crate::redact::text(&text).into_owned();
             text.push('\n');
             out.write_all(text.as_bytes())
                 .and_then(|_| out.flush())
@@ -460,7 +462,7 @@ fn stop_name(s: Stop) -> &'static str {
 }
 
 fn report(e: &CliError) {
-    eprint!("{}", e.render());
+    eprint!("{}", crate::redact::text(&e.render()));
 }
 
 /// SIGINT, SIGTERM and SIGHUP, caught for the rest of the process's life.

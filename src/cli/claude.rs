@@ -293,10 +293,11 @@ fn claude_env(ctx: &Ctx, record: &SessionRecord) -> CliResult<BTreeMap<String, S
         if let Ok(v) = std::env::var(name)
             && !v.is_empty()
         {
+            crate::redact::register(name, &v);
             env.insert(name.to_string(), v);
         }
     }
-    env.extend(ctx.exec_env(record)?);
+    env.extend(ctx.exec_env(record, crate::config::SecretPhase::Run)?);
     // Where the run's end is announced (the run's wrapper posts to it; Claude Code never sees it).
     if let Ok(url) = std::env::var("RCLAUDE_NOTIFY_WEBHOOK")
         && !url.trim().is_empty()

@@ -61,7 +61,7 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
     )
     .await?;
     let cwd = remote_cwd(&ctx, &live.record.workdir, args.cwd.as_deref(), g)?;
-    let mut env = ctx.exec_env(&live.record)?;
+    let mut env = ctx.exec_env(&live.record, crate::config::SecretPhase::Run)?;
     env.extend(env_extra);
     let req = ExecRequest::shell(super::args::command_line(&args.command))
         .cwd(cwd)

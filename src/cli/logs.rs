@@ -101,7 +101,7 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
 
 fn print_event(ev: &Value, json: bool) {
     if json {
-        println!("{ev}");
+        println!("{}", crate::redact::text(&ev.to_string()));
         return;
     }
     let at = ev["created_at"].as_str().unwrap_or("");
@@ -124,7 +124,13 @@ fn print_event(ev: &Value, json: bool) {
             .unwrap_or("")
             .to_string(),
     };
-    println!("{at}  {kind:<14} {detail}");
+    println!("{at}  {kind:<14} {}", crate::redact::text(&detail));
+    // A task's last lines of output (redacted before they were sent).
+    if let Some(tail) = data["output_tail"].as_str() {
+        for line in tail.lines() {
+            println!("{:>20}  | {}", "", crate::redact::text(line));
+        }
+    }
 }
 
 /// `rclaude logs [-f] --claude`: the latest run's transcript, followed with `-f`.

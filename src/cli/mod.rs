@@ -321,7 +321,9 @@ async fn dispatch(cli: Cli) -> Result<i32, CliError> {
 fn report_error(e: &CliError) {
     use std::io::Write;
     // Never panic here: after SIGHUP the terminal may be gone.
-    let _ = std::io::stderr().lock().write_all(e.render().as_bytes());
+    let _ = std::io::stderr()
+        .lock()
+        .write_all(crate::redact::text(&e.render()).as_bytes());
     // A front end that runs rclaude (the MCP server) reads the error back as JSON.
     if let Some(path) = std::env::var_os(crate::mcp::invoke::ERROR_FILE_ENV) {
         let report = serde_json::json!({
@@ -332,7 +334,7 @@ fn report_error(e: &CliError) {
             "exit_code": e.code(),
             "remote": e.exit_code.is_some(),
         });
-        let _ = std::fs::write(path, report.to_string());
+        let _ = std::fs::write(path, crate::redact::text(&report.to_string()).as_bytes());
     }
 }
 

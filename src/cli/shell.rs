@@ -35,7 +35,7 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
         },
     )
     .await?;
-    let env = ctx.exec_env(&live.record)?;
+    let env = ctx.exec_env(&live.record, crate::config::SecretPhase::Run)?;
     let command = (!args.command.is_empty())
         .then(|| Command::Shell(super::args::command_line(&args.command)));
     let req = PtyRequest {

@@ -462,7 +462,11 @@ mod tests {
         assert!(text.contains("# pre-push = [\"test\"]"));
         // The optional Claude key never blocks `up` when unset.
         assert!(!c.secrets["ANTHROPIC_API_KEY"].required);
-        assert!(c.resolve_secrets(|_| None).unwrap().is_empty());
+        assert!(
+            c.resolve_secrets(crate::config::SecretPhase::All, |_| None)
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

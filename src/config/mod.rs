@@ -129,15 +129,20 @@ impl Config {
         hex::encode(h.finalize())
     }
 
-    /// Read every secret's value with `lookup` (normally the local environment). A required
-    /// secret whose variable is unset is [`ConfigError::MissingSecret`] (naming the secret and
-    /// the variable, never a value); an optional one is left out. An empty value counts as set.
+    /// Read the value of every secret for processes of `phase` (`Setup` or `Run`; `All` takes
+    /// every secret) with `lookup` (normally the local environment). A required secret whose
+    /// variable is unset is [`ConfigError::MissingSecret`] (naming the secret and the variable,
+    /// never a value); an optional one is left out. An empty value counts as set.
     pub fn resolve_secrets(
         &self,
+        phase: SecretPhase,
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<BTreeMap<String, String>, ConfigError> {
         let mut out = BTreeMap::new();
         for (name, spec) in &self.secrets {
+            if phase != SecretPhase::All && !spec.phase.reaches(phase) {
+                continue;
+            }
             match lookup(&spec.from_env) {
                 Some(value) => {
                     out.insert(name.clone(), value);

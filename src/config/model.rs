@@ -168,18 +168,41 @@ fn default_workdir() -> String {
     "/home/user/repo".to_string()
 }
 
-/// A secret: `NAME = "LOCAL_VAR"` or `NAME = { from_env = "LOCAL_VAR", required = false }`.
+/// A secret: `NAME = "LOCAL_VAR"` or
+/// `NAME = { from_env = "LOCAL_VAR", required = false, phase = "setup" }`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SecretSpec {
     /// Local environment variable holding the value.
     pub from_env: String,
     /// Fail when the variable is unset (default true).
     pub required: bool,
+    /// Which sandbox processes get it (default: all).
+    pub phase: SecretPhase,
+}
+
+/// Which sandbox processes a secret reaches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SecretPhase {
+    /// `[setup]` commands only (e.g. a registry token to install dependencies).
+    Setup,
+    /// Tasks, `exec`, `shell`, `[start]` and Claude Code, never `[setup]`.
+    Run,
+    /// Every process.
+    #[default]
+    All,
+}
+
+impl SecretPhase {
+    /// Whether a secret of this phase goes to processes of phase `to` (`Setup` or `Run`).
+    pub fn reaches(self, to: SecretPhase) -> bool {
+        self == SecretPhase::All || self == to
+    }
 }
 
 impl<'de> Deserialize<'de> for SecretSpec {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        const FIELDS: &[&str] = &["from_env", "required"];
+        const FIELDS: &[&str] = &["from_env", "required", "phase"];
         struct V;
         impl<'de> de::Visitor<'de> for V {
             type Value = SecretSpec;
@@ -193,11 +216,13 @@ impl<'de> Deserialize<'de> for SecretSpec {
                 Ok(SecretSpec {
                     from_env: v.to_string(),
                     required: true,
+                    phase: SecretPhase::All,
                 })
             }
             fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<SecretSpec, A::Error> {
                 let mut from_env: Option<String> = None;
                 let mut required: Option<bool> = None;
+                let mut phase: Option<SecretPhase> = None;
                 while let Some(key) = map.next_key::<SecretField>()? {
                     match key {
                         SecretField::FromEnv if from_env.is_none() => {
@@ -206,6 +231,8 @@ impl<'de> Deserialize<'de> for SecretSpec {
                         SecretField::Required if required.is_none() => {
                             required = Some(map.next_value()?)
                         }
+                        SecretField::Phase if phase.is_none() => phase = Some(map.next_value()?),
+                        SecretField::Phase => return Err(de::Error::duplicate_field("phase")),
                         SecretField::FromEnv => return Err(de::Error::duplicate_field("from_env")),
                         SecretField::Required => {
                             return Err(de::Error::duplicate_field("required"));
@@ -215,12 +242,14 @@ impl<'de> Deserialize<'de> for SecretSpec {
                 Ok(SecretSpec {
                     from_env: from_env.ok_or_else(|| de::Error::missing_field("from_env"))?,
                     required: required.unwrap_or(true),
+                    phase: phase.unwrap_or_default(),
                 })
             }
         }
         enum SecretField {
             FromEnv,
             Required,
+            Phase,
         }
         impl<'de> Deserialize<'de> for SecretField {
             fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -228,12 +257,13 @@ impl<'de> Deserialize<'de> for SecretSpec {
                 impl de::Visitor<'_> for K {
                     type Value = SecretField;
                     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                        f.write_str("`from_env` or `required`")
+                        f.write_str("`from_env`, `required` or `phase`")
                     }
                     fn visit_str<E: de::Error>(self, v: &str) -> Result<SecretField, E> {
                         match v {
                             "from_env" => Ok(SecretField::FromEnv),
                             "required" => Ok(SecretField::Required),
+                            "phase" => Ok(SecretField::Phase),
                             _ => Err(E::unknown_field(v, FIELDS)),
                         }
                     }
@@ -252,7 +282,7 @@ impl JsonSchema for SecretSpec {
 
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
-            "description": "A secret: the name of the local environment variable holding its value (\"LOCAL_VAR\"), or a table { from_env = \"LOCAL_VAR\", required = false }. Values are read when needed and never stored.",
+            "description": "A secret: the name of the local environment variable holding its value (\"LOCAL_VAR\"), or a table { from_env = \"LOCAL_VAR\", required = false, phase = \"setup\" }. Values are read when needed, never stored, and redacted from everything rclaude shows or sends.",
             "anyOf": [
                 { "type": "string", "pattern": ENV_NAME_PATTERN },
                 {
@@ -267,6 +297,11 @@ impl JsonSchema for SecretSpec {
                             "description": "Fail when the variable is unset (default true); when false a missing variable is skipped.",
                             "type": "boolean",
                             "default": true
+                        },
+                        "phase": {
+                            "description": "Which sandbox processes get it: \"setup\" ([setup] commands only), \"run\" (tasks, exec, shell, [start], Claude Code; never [setup]) or \"all\" (default).",
+                            "enum": ["setup", "run", "all"],
+                            "default": "all"
                         }
                     },
                     "required": ["from_env"],

@@ -106,7 +106,8 @@ fn the_design_example_parses() {
         c.secrets["ANTHROPIC_API_KEY"],
         SecretSpec {
             from_env: "ANTHROPIC_API_KEY".into(),
-            required: true
+            required: true,
+            phase: SecretPhase::All,
         }
     );
     assert_eq!(
@@ -838,7 +839,7 @@ fn secrets_resolve_from_the_lookup_and_never_leak_values() {
     );
     let env: BTreeMap<&str, &str> = [("LOCAL_API", "s3cr3t-value"), ("LOCAL_EMPTY", "")].into();
     let got = c
-        .resolve_secrets(|k| env.get(k).map(|v| v.to_string()))
+        .resolve_secrets(SecretPhase::All, |k| env.get(k).map(|v| v.to_string()))
         .unwrap();
     assert_eq!(got.len(), 2);
     assert_eq!(got["API"], "s3cr3t-value");
@@ -846,14 +847,14 @@ fn secrets_resolve_from_the_lookup_and_never_leak_values() {
     let full: BTreeMap<&str, &str> =
         [("LOCAL_API", "v"), ("LOCAL_OPT", "o"), ("LOCAL_EMPTY", "e")].into();
     assert_eq!(
-        c.resolve_secrets(|k| full.get(k).map(|v| v.to_string()))
+        c.resolve_secrets(SecretPhase::All, |k| full.get(k).map(|v| v.to_string()))
             .unwrap()["OPT"],
         "o"
     );
 
     let only_opt: BTreeMap<&str, &str> = [("LOCAL_OPT", "s3cr3t-value")].into();
     let e = c
-        .resolve_secrets(|k| only_opt.get(k).map(|v| v.to_string()))
+        .resolve_secrets(SecretPhase::All, |k| only_opt.get(k).map(|v| v.to_string()))
         .unwrap_err();
     let msg = e.to_string();
     assert!(matches!(e, ConfigError::MissingSecret { .. }));
@@ -862,4 +863,37 @@ fn secrets_resolve_from_the_lookup_and_never_leak_values() {
         "{msg}"
     );
     assert!(!msg.contains("s3cr3t"), "{msg}");
+}
+
+#[test]
+fn secrets_reach_only_their_phase() {
+    let c = parse(
+        "[secrets]\nREG = { from_env = \"L_REG\", phase = \"setup\" }\nDB = { from_env = \"L_DB\", phase = \"run\" }\nBOTH = \"L_BOTH\"\n",
+    );
+    let env: BTreeMap<&str, &str> = [("L_REG", "r"), ("L_DB", "d"), ("L_BOTH", "b")].into();
+    let names = |phase| -> Vec<String> {
+        c.resolve_secrets(phase, |k| env.get(k).map(|v| v.to_string()))
+            .unwrap()
+            .into_keys()
+            .collect()
+    };
+    assert_eq!(names(SecretPhase::Setup), ["BOTH", "REG"]);
+    assert_eq!(names(SecretPhase::Run), ["BOTH", "DB"]);
+    assert_eq!(names(SecretPhase::All), ["BOTH", "DB", "REG"]);
+    // A required run secret that is missing does not stop setup.
+    let none: BTreeMap<&str, &str> = [("L_REG", "r"), ("L_BOTH", "b")].into();
+    assert!(
+        c.resolve_secrets(SecretPhase::Setup, |k| none.get(k).map(|v| v.to_string()))
+            .is_ok()
+    );
+    let e = c
+        .resolve_secrets(SecretPhase::Run, |k| none.get(k).map(|v| v.to_string()))
+        .unwrap_err();
+    assert!(e.to_string().contains("DB"), "{e}");
+
+    // A phase that does not exist is a located error naming the key.
+    let text = "[secrets]\nREG = { from_env = \"L_REG\", phase = \"build\" }\n";
+    let e = Config::parse(text, Path::new(".rclaude.toml")).unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("build") && msg.contains(":2"), "{msg}");
 }

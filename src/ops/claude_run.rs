@@ -118,6 +118,9 @@ pub(crate) async fn follow(
         {
             let mut o = stdout.lock();
             for line in &poll.lines {
+                // Lines are whole: redacting each one catches every value.
+                let line = crate::redact::text(line);
+                let line = line.as_ref();
                 let text = renderer.line(line);
                 match show {
                     Show::Json => {

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::config::Config;
+use crate::config::{Config, SecretPhase};
 use crate::error::{CliError, CliResult};
 use crate::ops::progress::Out;
 use crate::provider::{Provider, Sandbox};
@@ -35,6 +35,7 @@ impl Ctx {
         let repo = Repo::discover(dir)?;
         let path = repo.config_path();
         let config = Config::load(&path)?;
+        redact_secrets_of(&config);
         let store = SessionStore::for_repo(&repo);
         Ok(Ctx {
             ui,
@@ -84,6 +85,7 @@ impl Ctx {
     /// A session started from a URL (`rclaude start`): its record and config live in `dir`;
     /// `name` is how the repository is shown (`owner/name`).
     pub fn for_started(dir: &StartedDir, name: &str, config: Config, ui: Out) -> Ctx {
+        redact_secrets_of(&config);
         Ctx {
             ui,
             repo: Repo {
@@ -225,18 +227,37 @@ impl Ctx {
         Ok(provider.connect(&record.sandbox_id).await?)
     }
 
-    /// Environment for every command run in the sandbox: `[env]`, resolved `[secrets]`, and
-    /// rclaude's own variables. Secret values come from this process's environment only.
-    pub fn exec_env(&self, record: &SessionRecord) -> CliResult<BTreeMap<String, String>> {
+    /// Environment for a command of `phase` (`Setup` for `[setup]`, `Run` for everything
+    /// else) run in the sandbox: `[env]`, the `[secrets]` given to that phase, and rclaude's own
+    /// variables. Secret values come from this process's environment only, and are redacted
+    /// from whatever this process shows or sends.
+    pub fn exec_env(
+        &self,
+        record: &SessionRecord,
+        phase: SecretPhase,
+    ) -> CliResult<BTreeMap<String, String>> {
         let mut env = self.config.env.clone();
-        env.extend(
-            self.config
-                .resolve_secrets(|name| std::env::var(name).ok())?,
-        );
+        let secrets = self
+            .config
+            .resolve_secrets(phase, |name| std::env::var(name).ok())?;
+        for (name, value) in &secrets {
+            crate::redact::register(name, value);
+        }
+        env.extend(secrets);
         env.insert("RCLAUDE".into(), "1".into());
         env.insert("RCLAUDE_SESSION".into(), record.session_id.clone());
         env.insert("RCLAUDE_REPO".into(), self.repo.name.clone());
         Ok(env)
+    }
+}
+
+/// Redact the values of `config`'s secrets that this machine's environment has (any phase):
+/// output of runs started by another command (`attach`, `logs`) may show them too.
+fn redact_secrets_of(config: &Config) {
+    for (name, spec) in &config.secrets {
+        if let Ok(value) = std::env::var(&spec.from_env) {
+            crate::redact::register(name, &value);
+        }
     }
 }
 

@@ -66,22 +66,22 @@ impl Out {
 
     /// Start a step; finish it with [`Step::done`] or [`Step::fail`].
     pub fn step(&self, message: impl Into<String>) -> Step {
-        Step::new(self.0.step(message.into(), false))
+        Step::new(self.0.step(redacted(message.into()), false))
     }
 
     /// Start a step whose own output streams below it.
     pub fn streaming_step(&self, message: impl Into<String>) -> Step {
-        Step::new(self.0.step(message.into(), true))
+        Step::new(self.0.step(redacted(message.into()), true))
     }
 
     /// An informational line.
     pub fn info(&self, message: impl AsRef<str>) {
-        self.0.info(message.as_ref());
+        self.0.info(&crate::redact::text(message.as_ref()));
     }
 
     /// A warning.
     pub fn warn(&self, message: impl AsRef<str>) {
-        self.0.warn(message.as_ref());
+        self.0.warn(&crate::redact::text(message.as_ref()));
     }
 
     /// A person watches live output.
@@ -102,6 +102,14 @@ impl Out {
     /// A long-lived status line.
     pub fn status(&self, message: impl Into<String>) -> Box<dyn StatusSink> {
         self.0.status(message.into())
+    }
+}
+
+/// `message` without secret values (see [`crate::redact`]).
+fn redacted(message: String) -> String {
+    match crate::redact::text(&message) {
+        std::borrow::Cow::Borrowed(_) => message,
+        std::borrow::Cow::Owned(o) => o,
     }
 }
 

@@ -88,6 +88,9 @@ pub async fn run_streamed_with(
     let mut stop: Option<(i32, Option<tokio::time::Instant>)> = None;
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();
+    // Secret values never reach the terminal or a tap (logs, CI JSON, events), even split
+    // across chunks.
+    let (mut red_out, mut red_err) = (crate::redact::stream(), crate::redact::stream());
     loop {
         let deadline = stop.and_then(|(_, d)| d);
         tokio::select! {
@@ -108,6 +111,7 @@ pub async fn run_streamed_with(
                         }
                     }
                     ExecEvent::Stdout(b) => {
+                        let b = red_out.push(&b);
                         if let Sink::Tee { tap } = &mut sink { tap(&b); }
                         let mut o = stdout.lock();
                         let written = o.write_all(&b).and_then(|()| o.flush());
@@ -125,12 +129,22 @@ pub async fn run_streamed_with(
                         }
                     }
                     ExecEvent::Stderr(b) => {
+                        let b = red_err.push(&b);
                         if let Sink::Tee { tap } = &mut sink { tap(&b); }
                         let mut e = stderr.lock();
                         let _ = e.write_all(&b);
                         let _ = e.flush();
                     }
                     ExecEvent::Exited(status) => {
+                        for (rest, to_stdout) in [(red_out.finish(), true), (red_err.finish(), false)] {
+                            if rest.is_empty() { continue; }
+                            if let Sink::Tee { tap } = &mut sink { tap(&rest); }
+                            let _ = if to_stdout {
+                                stdout.lock().write_all(&rest).and_then(|()| stdout.lock().flush())
+                            } else {
+                                stderr.lock().write_all(&rest)
+                            };
+                        }
                         return match stop {
                             Some((sig, _)) => Err(interrupted(sig, true)),
                             None => Ok(status),

@@ -93,7 +93,13 @@ pub struct CurrentTask {
     pub name: String,
     pub started: Instant,
     pub tail: LogTail,
+    /// The last lines, for the `task_finished` event (what the dashboard and `logs` show).
+    pub recent: LogTail,
 }
+
+/// Lines of output a `task_finished` event carries, and at most this many bytes of them.
+const EVENT_TAIL_LINES: usize = 10;
+const EVENT_TAIL_BYTES: usize = 2048;
 
 impl RunLog {
     /// The first task that did not pass, if any.
@@ -124,7 +130,7 @@ impl<'a> TaskRunner<'a> {
             ctx,
             record,
             sandbox,
-            env: ctx.exec_env(record)?,
+            env: ctx.exec_env(record, crate::config::SecretPhase::Run)?,
             tail_lines: 0,
         })
     }
@@ -281,6 +287,7 @@ impl<'a> TaskRunner<'a> {
             name: name.to_string(),
             started: task_start,
             tail: LogTail::new(self.tail_lines),
+            recent: LogTail::new(EVENT_TAIL_LINES),
         });
         self.ctx
             .reporter
@@ -298,13 +305,12 @@ impl<'a> TaskRunner<'a> {
                 .timeout(remaining);
             let status = {
                 let cur = log.current.as_mut().expect("set above");
-                let mut tap = |b: &[u8]| cur.tail.push(b);
-                let sink = if self.tail_lines == 0 {
-                    Sink::Terminal
-                } else {
-                    Sink::Tee { tap: &mut tap }
+                // Output arrives here already redacted (see `stream`).
+                let mut tap = |b: &[u8]| {
+                    cur.tail.push(b);
+                    cur.recent.push(b);
                 };
-                run_streamed(self.sandbox, req, sink).await?
+                run_streamed(self.sandbox, req, Sink::Tee { tap: &mut tap }).await?
             };
             if !status.success() {
                 let timed_out = deadline.is_some_and(|d| Instant::now() >= d);
@@ -318,7 +324,8 @@ impl<'a> TaskRunner<'a> {
                 };
                 step.fail(Some(&why));
                 let cur = log.current.take().expect("set above");
-                self.finished(name, status.shell_code(), task_start).await;
+                self.finished(name, status.shell_code(), task_start, &cur.recent)
+                    .await;
                 return Ok(TaskOutcome {
                     name: name.to_string(),
                     status: if timed_out {
@@ -334,7 +341,7 @@ impl<'a> TaskRunner<'a> {
             step.done(None);
         }
         let cur = log.current.take().expect("set above");
-        self.finished(name, 0, task_start).await;
+        self.finished(name, 0, task_start, &cur.recent).await;
         if lines.len() > 1 {
             self.ctx.ui.info(format!(
                 "✓ task {name} ({})",
@@ -351,12 +358,22 @@ impl<'a> TaskRunner<'a> {
     }
 
     /// Report a finished task to the server (queued; delivered now if possible).
-    async fn finished(&self, task: &str, code: i32, started: Instant) {
+    async fn finished(&self, task: &str, code: i32, started: Instant, recent: &LogTail) {
         let ms = started.elapsed().as_millis() as u64;
+        let text = recent.text();
+        let mut cut = text.len().saturating_sub(EVENT_TAIL_BYTES);
+        while !text.is_char_boundary(cut) {
+            cut += 1;
+        }
         self.ctx.reporter.event(
             self.record,
             "task_finished",
-            json!({ "task": task, "exit_code": code, "duration_ms": ms }),
+            json!({
+                "task": task,
+                "exit_code": code,
+                "duration_ms": ms,
+                "output_tail": &text[cut..],
+            }),
         );
         self.ctx.reporter.flush().await;
     }

@@ -306,7 +306,13 @@ pub(crate) async fn run_lines(
     if lines.is_empty() {
         return Ok(());
     }
-    let env = ctx.exec_env(record)?;
+    // Secrets with `phase = "setup"` reach `[setup]` only; `[start]` runs as the session does.
+    let phase = if section == "setup" {
+        crate::config::SecretPhase::Setup
+    } else {
+        crate::config::SecretPhase::Run
+    };
+    let env = ctx.exec_env(record, phase)?;
     for (i, line) in lines.iter().enumerate() {
         let step = ctx.ui.streaming_step(format!("[{section}] {line}"));
         let req = ExecRequest::shell(line.clone())

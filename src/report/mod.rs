@@ -84,6 +84,8 @@ impl Reporter {
         {
             return;
         }
+        // Nothing with a secret value in it is written to the outbox or sent.
+        let data = redact_value(data);
         self.queue(Pending::event(&c.server, &record.session_id, kind, data));
     }
 
@@ -135,5 +137,20 @@ pub struct HeartbeatGuard(tokio::task::JoinHandle<()>);
 impl Drop for HeartbeatGuard {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+/// `v` with secret values taken out of every string in it (see [`crate::redact`]).
+fn redact_value(v: Value) -> Value {
+    match v {
+        Value::String(s) => match crate::redact::text(&s) {
+            std::borrow::Cow::Borrowed(_) => Value::String(s),
+            std::borrow::Cow::Owned(o) => Value::String(o),
+        },
+        Value::Array(a) => Value::Array(a.into_iter().map(redact_value).collect()),
+        Value::Object(m) => {
+            Value::Object(m.into_iter().map(|(k, v)| (k, redact_value(v))).collect())
+        }
+        other => other,
     }
 }
