@@ -229,6 +229,10 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
         }),
     );
     ctx.reporter.flush().await;
+    // The run's edits are copied off the sandbox before anything else can lose them.
+    if followed.end.is_some() {
+        crate::ops::checkpoint::take(&ctx, record, sandbox, "claude").await;
+    }
     let code = finish(&ctx, &started.files, &followed, args.pull).await?;
     if args.pr && code == 0 {
         let summary = followed.result.as_ref().and_then(|r| r.text.clone());

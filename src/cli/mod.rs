@@ -3,6 +3,7 @@
 mod agent;
 mod args;
 mod attach;
+mod checkpoints;
 mod ci;
 mod claude;
 mod completions;
@@ -218,6 +219,7 @@ pub enum Command {
     Up(up::Args),
     Sync(sync::Args),
     Pull(pull::Args),
+    Checkpoints(checkpoints::Args),
     Pr(pr::Args),
     Exec(exec::Args),
     Run(run::Args),
@@ -289,6 +291,7 @@ async fn dispatch(cli: Cli) -> Result<i32, CliError> {
         Command::Up(a) => up::run(&g, a).await,
         Command::Sync(a) => sync::run(&g, a).await,
         Command::Pull(a) => pull::run(&g, a).await,
+        Command::Checkpoints(a) => checkpoints::run(&g, a).await,
         Command::Start(a) => start::run(&g, a).await,
         Command::Pr(a) => pr::run(&g, a).await,
         Command::Exec(a) => exec::run(&g, a).await,

@@ -15,6 +15,14 @@ pub async fn run(g: &GlobalArgs, _args: Args) -> CliResult {
     let _lock = ctx.store.lock()?;
     let record = ctx.require_session()?;
     let provider = ctx.provider_for(&record)?;
+    // Copy the work off first (a provider that loses files on resume loses nothing of ours);
+    // an already paused sandbox is not woken up for it.
+    if let Ok(Some(info)) = provider.info(&record.sandbox_id).await
+        && info.state == crate::provider::SandboxState::Running
+        && let Ok(sandbox) = ctx.connect(&record).await
+    {
+        crate::ops::checkpoint::take(&ctx, &record, &*sandbox, "pause").await;
+    }
     let step = ctx.ui.step("Pausing sandbox");
     match provider.pause(&record.sandbox_id).await {
         Ok(()) => {

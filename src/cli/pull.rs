@@ -13,7 +13,7 @@ use crate::ops::pull::pull;
 /// clean tree) and explains otherwise.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  rclaude pull\n  rclaude pull --apply\n  rclaude pull --branch review/agent-work\n  rclaude pull --ref refs/rclaude/saved/20261124T101500Z\n  rclaude pull --json | jq -r .branch"
+    after_help = "Examples:\n  rclaude pull\n  rclaude pull --apply\n  rclaude pull --branch review/agent-work\n  rclaude pull --ref refs/rclaude/saved/20261124T101500Z\n  rclaude pull --json | jq -r .branch\n  rclaude pull --checkpoint 20261204T101500Z"
 )]
 pub struct Args {
     /// Also bring the result into your checked-out branch and work tree (only when safe).
@@ -25,6 +25,11 @@ pub struct Args {
     /// Pull a specific sandbox ref instead of its current work (e.g. a saved ref).
     #[arg(long = "ref", value_name = "REF")]
     pub sandbox_ref: Option<String>,
+    /// Pull from this checkpoint of the session (`rclaude checkpoints` lists them) instead of
+    /// the sandbox. Without it, `pull` falls back to the latest checkpoint by itself when the
+    /// sandbox is gone or cannot be reached.
+    #[arg(long, value_name = "ID", conflicts_with_all = ["apply", "sandbox_ref"])]
+    pub checkpoint: Option<String>,
     /// Print what was pulled as JSON on stdout (branch, tip, commits, files changed, ...).
     #[arg(long)]
     pub json: bool,
@@ -50,15 +55,26 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
         .branch
         .clone()
         .unwrap_or_else(|| ctx.config.sync.pull_branch.clone());
-    let report = pull(
-        &ctx,
-        &record,
-        template,
-        args.apply,
-        args.sandbox_ref.clone(),
-        "Pulling sandbox work",
-    )
-    .await?;
+    let report = if let Some(id) = &args.checkpoint {
+        let (cp, report) = crate::ops::pull::pull_checkpoint(&ctx, &record, template, id)?;
+        ctx.ui.info(format!(
+            "From checkpoint {} (taken at {}): {}",
+            cp.id,
+            cp.reason,
+            report.summary()
+        ));
+        report
+    } else {
+        pull(
+            &ctx,
+            &record,
+            template,
+            args.apply,
+            args.sandbox_ref.clone(),
+            "Pulling sandbox work",
+        )
+        .await?
+    };
     print_report(&ctx, &report);
     if args.json {
         let mut text = serde_json::to_string_pretty(&report)

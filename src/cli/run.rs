@@ -55,6 +55,8 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
             &mut log,
         )
         .await?;
+    // What the tasks wrote (build output, generated files) is copied off the sandbox.
+    crate::ops::checkpoint::take(&ctx, &live.record, &*live.sandbox, "run").await;
     Ok(log
         .first_failure()
         .map(|o| o.exit_code.unwrap_or(1))

@@ -28,6 +28,7 @@
 //!   `apply` keeps rewritten local uncommitted work under `refs/rclaude/before-apply/<stamp>`.
 
 mod apply_plan;
+pub mod checkpoint;
 mod error;
 mod local_apply;
 mod progress;

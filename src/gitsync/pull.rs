@@ -163,6 +163,37 @@ pub async fn pull(
     opts: &PullOptions,
     progress: &dyn SyncProgress,
 ) -> Result<PullReport, SyncError> {
+    match fetch(repo_path, sandbox, state, opts, progress).await? {
+        Fetch::Nothing { sandbox_branch } => Ok(PullReport {
+            nothing_to_pull: true,
+            branch: None,
+            tip: None,
+            sandbox_branch,
+            commits: 0,
+            has_uncommitted: false,
+            files_changed: 0,
+            received_bytes: 0,
+            replaced: None,
+            applied: None,
+            hint_commands: Vec::new(),
+        }),
+        Fetch::Got(fetched) => {
+            let path = repo_path.to_path_buf();
+            let opts = opts.clone();
+            blocking(progress, move |_| store(&path, &fetched, &opts)).await
+        }
+    }
+}
+
+/// Bring the sandbox's work (its commits and a WIP commit of its uncommitted edits, or the
+/// ref `opts.sandbox_ref`) into the local object store, on no branch yet.
+pub(crate) async fn fetch(
+    repo_path: &Path,
+    sandbox: &dyn Sandbox,
+    state: Option<&SyncState>,
+    opts: &PullOptions,
+    progress: &dyn SyncProgress,
+) -> Result<Fetch, SyncError> {
     snapshot::validate_ignores(&opts.extra_ignores)?;
     remote::check_workdir(sandbox)?;
     if let Some(r) = &opts.sandbox_ref
@@ -246,18 +277,8 @@ pub async fn pull(
         ),
     };
     let Some(tip) = tip else {
-        return Ok(PullReport {
-            nothing_to_pull: true,
-            branch: None,
-            tip: None,
+        return Ok(Fetch::Nothing {
             sandbox_branch: e.branch.clone(),
-            commits: 0,
-            has_uncommitted: false,
-            files_changed: 0,
-            received_bytes: 0,
-            replaced: None,
-            applied: None,
-            hint_commands: Vec::new(),
         });
     };
     let pulled = Pulled {
@@ -278,7 +299,6 @@ pub async fn pull(
     let pushed = state
         .filter(|s| s.identity == e.identity)
         .and_then(|s| Some((s.snapshot_oid()?, s.index_oid()?)));
-    let opts2 = opts.clone();
     let sandbox_branch = if opts.sandbox_ref.is_some() {
         None
     } else {
@@ -306,18 +326,53 @@ pub async fn pull(
             step: "export",
             detail: format!("commit {tip} did not arrive (the sandbox sent no bundle for it)"),
         })?;
-        finish(
-            &repo,
-            &pulled,
-            &Finish {
-                pushed,
-                opts: &opts2,
-                sandbox_branch,
-                received_bytes,
-            },
-        )
+        Ok(())
     })
-    .await
+    .await?;
+    Ok(Fetch::Got(Fetched {
+        pulled,
+        pushed,
+        sandbox_branch,
+        received_bytes,
+    }))
+}
+
+/// What [`fetch`] brought into the local object store.
+pub(crate) enum Fetch {
+    /// The sandbox has no commits and an empty work tree.
+    Nothing {
+        sandbox_branch: Option<String>,
+    },
+    Got(Fetched),
+}
+
+/// The sandbox's work, now in the local object store, not yet on any branch.
+#[derive(Debug, Clone)]
+pub(crate) struct Fetched {
+    pub pulled: Pulled,
+    /// Last pushed (snapshot, index) commits, when the state belongs to this sandbox.
+    pub pushed: Option<(Oid, Oid)>,
+    pub sandbox_branch: Option<String>,
+    pub received_bytes: u64,
+}
+
+/// Store fetched work as the pull branch (see [`finish`]).
+pub(crate) fn store(
+    repo_path: &Path,
+    fetched: &Fetched,
+    opts: &PullOptions,
+) -> Result<PullReport, SyncError> {
+    let repo = open_repo(repo_path)?;
+    finish(
+        &repo,
+        &fetched.pulled,
+        &Finish {
+            pushed: fetched.pushed,
+            opts,
+            sandbox_branch: fetched.sandbox_branch.clone(),
+            received_bytes: fetched.received_bytes,
+        },
+    )
 }
 
 /// The WIP commit `tip` without the files it only has because the laptop had them untracked

@@ -5,6 +5,7 @@
 //! another. Progress goes through [`progress::Progress`], never straight to the terminal. Below: the sync engines (`gitsync`, `livesync`), `claude`, and the provider layer.
 
 pub mod alive;
+pub mod checkpoint;
 pub mod claude_run;
 pub mod context;
 pub mod fork;

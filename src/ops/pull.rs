@@ -3,7 +3,7 @@
 
 use super::context::Ctx;
 use super::sync::StepProgress;
-use crate::error::{CliError, CliResult};
+use crate::error::{CliError, CliResult, ErrorKind};
 use crate::gitsync::{self, PullOptions, PullReport, SyncState};
 use crate::session::SessionRecord;
 
@@ -16,11 +16,6 @@ pub async fn pull(
     sandbox_ref: Option<String>,
     label: &str,
 ) -> CliResult<PullReport> {
-    let sandbox = ctx.connect(record).await?;
-    let state: Option<SyncState> = record
-        .sync
-        .as_ref()
-        .and_then(|v| serde_json::from_value(v.clone()).ok());
     let opts = PullOptions {
         extra_ignores: ctx.config.sync.ignore.clone(),
         branch_template,
@@ -28,6 +23,28 @@ pub async fn pull(
         apply,
         sandbox_ref,
     };
+    let sandbox = match ctx.connect(record).await {
+        Ok(s) => s,
+        // The sandbox is gone or unreachable: its latest checkpoint still has its work.
+        Err(e) if e.kind == ErrorKind::Unavailable && opts.sandbox_ref.is_none() => {
+            let Ok((cp, report)) = super::checkpoint::pull_from(ctx, record, None, &opts) else {
+                return Err(e);
+            };
+            ctx.ui.warn(format!(
+                "the sandbox cannot be reached ({}); its work was pulled from checkpoint {} (taken at {}){}",
+                e.message,
+                cp.id,
+                cp.reason,
+                if apply { "; --apply was not done: review the branch first" } else { "" },
+            ));
+            return Ok(report);
+        }
+        Err(e) => return Err(e),
+    };
+    let state: Option<SyncState> = record
+        .sync
+        .as_ref()
+        .and_then(|v| serde_json::from_value(v.clone()).ok());
     let step = ctx.ui.step(label);
     let progress = StepProgress(&step);
     match gitsync::pull(&ctx.repo.root, &*sandbox, state.as_ref(), &opts, &progress).await {
@@ -40,6 +57,23 @@ pub async fn pull(
             Err(CliError::from(e))
         }
     }
+}
+
+/// Make the pull branch from the session's checkpoint `id` instead of the live sandbox.
+pub fn pull_checkpoint(
+    ctx: &Ctx,
+    record: &SessionRecord,
+    branch_template: String,
+    id: &str,
+) -> CliResult<(crate::gitsync::checkpoint::Checkpoint, PullReport)> {
+    let opts = PullOptions {
+        extra_ignores: ctx.config.sync.ignore.clone(),
+        branch_template,
+        session: record.session_id.clone(),
+        apply: false,
+        sandbox_ref: None,
+    };
+    super::checkpoint::pull_from(ctx, record, Some(id), &opts)
 }
 
 /// Before `down`: bring back anything the sandbox has that this machine does not.

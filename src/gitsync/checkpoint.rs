@@ -1,0 +1,209 @@
+//! Checkpoints: the sandbox's whole work (commits, and a WIP commit of its uncommitted and
+//! untracked edits, made without touching its index, HEAD or branches) copied off the sandbox
+//! into the local repository, so that `pull` still works when the sandbox is gone.
+//!
+//! A checkpoint is the hidden ref `refs/rclaude/checkpoints/<session>/<id>` (the objects live in
+//! the local object store; a bundle of only what it lacks crossed the wire, as for `pull`) and
+//! `<git dir>/rclaude/checkpoints/<session>/<id>.json`, what a later pull needs to make the
+//! same branch a live pull would have made. The ref is written before the JSON, so a crash
+//! between them leaves an ignored ref, never a record without its objects. Nothing is stored
+//! when nothing changed since the session's latest checkpoint; the newest [`KEEP`] are kept.
+
+use std::path::{Path, PathBuf};
+
+use git2::Oid;
+use serde::{Deserialize, Serialize};
+
+use super::pull::{Fetch, Fetched, PullOptions, PullReport, fetch, store};
+use super::pull_plan::Pulled;
+use super::{SyncError, SyncProgress, SyncState, blocking, open_repo, parse_oid, utc_stamp};
+use crate::provider::Sandbox;
+
+/// Checkpoints kept per session.
+pub const KEEP: usize = 20;
+
+/// One stored checkpoint.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// `YYYYMMDDTHHMMSSZ` (with a suffix when two fall in one second).
+    pub id: String,
+    /// Why it was taken: `pause`, `claude`, `run`, `down`, `manual`.
+    pub reason: String,
+    pub tip: String,
+    pub sandbox_head: Option<String>,
+    /// `tip` is a WIP commit of uncommitted edits on top of `sandbox_head`.
+    pub wip: bool,
+    /// The sandbox's branch name (`detached` when none), for the pull branch's name.
+    pub label: String,
+    pub sandbox_branch: Option<String>,
+    /// The (snapshot, index) commits last pushed to that sandbox.
+    pub pushed: Option<(String, String)>,
+    /// Bytes that crossed the wire for it.
+    pub received_bytes: u64,
+}
+
+/// What [`take`] did.
+#[derive(Debug)]
+pub enum Taken {
+    /// A new checkpoint.
+    New(Checkpoint),
+    /// Nothing changed since this one.
+    Unchanged(Checkpoint),
+    /// The sandbox has no commits and an empty work tree.
+    Empty,
+}
+
+fn meta_dir(repo: &git2::Repository, session: &str) -> PathBuf {
+    repo.path().join("rclaude/checkpoints").join(session)
+}
+
+fn ref_prefix(session: &str) -> String {
+    format!("refs/rclaude/checkpoints/{session}/")
+}
+
+/// Take a checkpoint of the sandbox's current work for `session` (an id that is a valid ref
+/// component).
+pub async fn take(
+    repo_path: &Path,
+    sandbox: &dyn Sandbox,
+    state: Option<&SyncState>,
+    session: &str,
+    reason: &str,
+    extra_ignores: Vec<String>,
+    progress: &dyn SyncProgress,
+) -> Result<Taken, SyncError> {
+    if !git2::Reference::is_valid_name(&format!("{}x", ref_prefix(session))) {
+        return Err(SyncError::invalid(
+            "session",
+            format!("{session:?} cannot name a checkpoint ref"),
+        ));
+    }
+    let opts = PullOptions {
+        extra_ignores,
+        ..PullOptions::default()
+    };
+    let fetched = match fetch(repo_path, sandbox, state, &opts, progress).await? {
+        Fetch::Nothing { .. } => return Ok(Taken::Empty),
+        Fetch::Got(f) => f,
+    };
+    let (path, session, reason) = (
+        repo_path.to_path_buf(),
+        session.to_string(),
+        reason.to_string(),
+    );
+    blocking(progress, move |_| {
+        record(&path, &session, &reason, &fetched)
+    })
+    .await
+}
+
+fn record(repo_path: &Path, session: &str, reason: &str, f: &Fetched) -> Result<Taken, SyncError> {
+    let repo = open_repo(repo_path)?;
+    let tree_of = |o: Oid| repo.find_commit(o).and_then(|c| c.tree()).map(|t| t.id());
+    let tip_tree = tree_of(f.pulled.tip).map_err(SyncError::git("reading the checkpoint"))?;
+    if let Some(last) = list_in(&repo, session).pop() {
+        let same_tree = parse_oid(&last.tip)
+            .ok()
+            .and_then(|o| tree_of(o).ok())
+            .is_some_and(|t| t == tip_tree);
+        let same_head = last.sandbox_head == f.pulled.sandbox_head.map(|o| o.to_string());
+        if same_tree && same_head {
+            return Ok(Taken::Unchanged(last));
+        }
+    }
+    let dir = meta_dir(&repo, session);
+    std::fs::create_dir_all(&dir).map_err(SyncError::io(format!("creating {}", dir.display())))?;
+    let mut id = utc_stamp();
+    let mut n = 1;
+    while repo
+        .find_reference(&format!("{}{id}", ref_prefix(session)))
+        .is_ok()
+    {
+        n += 1;
+        id = format!("{}-{n}", utc_stamp());
+    }
+    let cp = Checkpoint {
+        id: id.clone(),
+        reason: reason.to_string(),
+        tip: f.pulled.tip.to_string(),
+        sandbox_head: f.pulled.sandbox_head.map(|o| o.to_string()),
+        wip: f.pulled.wip,
+        label: f.pulled.label.clone(),
+        sandbox_branch: f.sandbox_branch.clone(),
+        pushed: f.pushed.map(|(a, b)| (a.to_string(), b.to_string())),
+        received_bytes: f.received_bytes,
+    };
+    repo.reference(
+        &format!("{}{id}", ref_prefix(session)),
+        f.pulled.tip,
+        false,
+        &format!("rclaude checkpoint ({reason})"),
+    )
+    .map_err(SyncError::git("writing the checkpoint ref"))?;
+    let json = serde_json::to_vec_pretty(&cp).expect("a checkpoint serializes");
+    crate::session::write_atomic(&dir.join(format!("{id}.json")), &json)
+        .map_err(|e| SyncError::Internal(format!("writing the checkpoint record: {e}")))?;
+    prune(&repo, session);
+    Ok(Taken::New(cp))
+}
+
+/// Drop all but the newest [`KEEP`] checkpoints of `session`.
+fn prune(repo: &git2::Repository, session: &str) {
+    let all = list_in(repo, session);
+    for old in all.iter().take(all.len().saturating_sub(KEEP)) {
+        if let Ok(mut r) = repo.find_reference(&format!("{}{}", ref_prefix(session), old.id)) {
+            let _ = r.delete();
+        }
+        let _ = std::fs::remove_file(meta_dir(repo, session).join(format!("{}.json", old.id)));
+    }
+}
+
+fn list_in(repo: &git2::Repository, session: &str) -> Vec<Checkpoint> {
+    let dir = meta_dir(repo, session);
+    let mut out: Vec<Checkpoint> = std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let cp: Checkpoint = serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok()?;
+            // Only a record whose ref (and so its objects) is there counts.
+            let target = repo
+                .refname_to_id(&format!("{}{}", ref_prefix(session), cp.id))
+                .ok()?;
+            (target.to_string() == cp.tip && repo.find_commit(target).is_ok()).then_some(cp)
+        })
+        .collect();
+    out.sort_by(|a, b| a.id.cmp(&b.id));
+    out
+}
+
+/// The checkpoints of `session`, oldest first.
+pub fn list(repo_path: &Path, session: &str) -> Result<Vec<Checkpoint>, SyncError> {
+    Ok(list_in(&open_repo(repo_path)?, session))
+}
+
+/// Make the pull branch from checkpoint `cp`, as a pull from the live sandbox would have.
+pub fn pull_from(
+    repo_path: &Path,
+    cp: &Checkpoint,
+    opts: &PullOptions,
+) -> Result<PullReport, SyncError> {
+    let oid = |s: &str| parse_oid(s);
+    let fetched = Fetched {
+        pulled: Pulled {
+            tip: oid(&cp.tip)?,
+            sandbox_head: cp.sandbox_head.as_deref().map(oid).transpose()?,
+            wip: cp.wip,
+            label: cp.label.clone(),
+        },
+        pushed: match &cp.pushed {
+            Some((a, b)) => Some((oid(a)?, oid(b)?)),
+            None => None,
+        },
+        sandbox_branch: cp.sandbox_branch.clone(),
+        received_bytes: 0,
+    };
+    let mut opts = opts.clone();
+    opts.apply = false;
+    store(repo_path, &fetched, &opts)
+}

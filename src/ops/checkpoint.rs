@@ -1,0 +1,67 @@
+//! Checkpoints on lifecycle edges (pause, the end of an attached Claude Code run, `run`), and
+//! pulling from one when the sandbox is gone. See [`crate::gitsync::checkpoint`].
+
+use super::context::Ctx;
+use crate::error::{CliError, CliResult};
+use crate::gitsync::checkpoint::{self, Checkpoint, Taken};
+use crate::gitsync::{PullOptions, PullReport, SyncState};
+use crate::provider::Sandbox;
+use crate::session::SessionRecord;
+
+/// Copy the sandbox's work off it, best effort: a failure is a warning, never the command's
+/// failure (the work is still in the sandbox). Sessions without a local checkout are skipped.
+pub async fn take(ctx: &Ctx, record: &SessionRecord, sandbox: &dyn Sandbox, reason: &str) {
+    if !ctx.local_checkout {
+        return;
+    }
+    let state: Option<SyncState> = record
+        .sync
+        .as_ref()
+        .and_then(|v| serde_json::from_value(v.clone()).ok());
+    // Quiet when it works: it runs at the end of other commands.
+    match checkpoint::take(
+        &ctx.repo.root,
+        sandbox,
+        state.as_ref(),
+        &record.session_id,
+        reason,
+        ctx.config.sync.ignore.clone(),
+        &crate::gitsync::NoProgress,
+    )
+    .await
+    {
+        Ok(Taken::New(cp)) => tracing::debug!(id = %cp.id, reason, "checkpoint taken"),
+        Ok(Taken::Unchanged(_) | Taken::Empty) => {}
+        Err(e) => {
+            ctx.ui.warn(format!(
+                "could not checkpoint the sandbox's work ({e}); it is still in the sandbox: `rclaude pull` brings it back"
+            ));
+        }
+    }
+}
+
+/// The checkpoints of the session, oldest first.
+pub fn list(ctx: &Ctx, record: &SessionRecord) -> CliResult<Vec<Checkpoint>> {
+    Ok(checkpoint::list(&ctx.repo.root, &record.session_id)?)
+}
+
+/// Make the pull branch from checkpoint `id` (default: the latest).
+pub fn pull_from(
+    ctx: &Ctx,
+    record: &SessionRecord,
+    id: Option<&str>,
+    opts: &PullOptions,
+) -> CliResult<(Checkpoint, PullReport)> {
+    let all = list(ctx, record)?;
+    let cp = match id {
+        Some(id) => all.into_iter().find(|c| c.id == id).ok_or_else(|| {
+            CliError::usage(format!("no checkpoint {id:?} for this session"))
+                .hint("`rclaude checkpoints` lists them")
+        })?,
+        None => all.into_iter().last().ok_or_else(|| {
+            CliError::unavailable("no checkpoint of this session's work on this machine")
+        })?,
+    };
+    let report = checkpoint::pull_from(&ctx.repo.root, &cp, opts)?;
+    Ok((cp, report))
+}
