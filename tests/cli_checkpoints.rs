@@ -118,3 +118,68 @@ fn pull_recovers_every_byte_from_the_checkpoint_when_the_sandbox_is_gone() {
     let r = t.rclaude(&["pull", "--checkpoint", "nope"]);
     assert_eq!(r.code(), 64, "{}", r.all());
 }
+
+/// Every file named `name` under `dir`.
+fn find_files(dir: &std::path::Path, name: &str) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_symlink() {
+            continue;
+        }
+        if p.is_dir() {
+            out.extend(find_files(&p, name));
+        } else if p.file_name().is_some_and(|n| n == name) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_provider_that_drops_files_while_paused_is_caught_at_resume_and_the_pause_state_recovered() {
+    let t = TestRepo::new("[sandbox]\nprovider = \"local\"\n");
+    t.write("a.txt", "base\n");
+    t.commit_all("init");
+    t.ok(&["up", "--quiet"]);
+    t.ok(&[
+        "exec",
+        "--no-sync",
+        "--",
+        "sh",
+        "-c",
+        "echo precious > keep-me.txt && echo other > other.txt",
+    ]);
+
+    // A clean pause and resume: no alarm.
+    t.ok(&["pause"]);
+    let r = t.ok(&["resume"]);
+    assert!(!r.stderr().contains("CHANGED"), "{}", r.all());
+
+    // Paused again; the "provider" loses a file while it sleeps.
+    t.ok(&["pause"]);
+    let cps = checkpoints(&t);
+    let at_pause = cps.last().unwrap();
+    let files = find_files(&t.sandboxes_dir(), "keep-me.txt");
+    assert_eq!(files.len(), 1, "{files:?}");
+    std::fs::remove_file(&files[0]).unwrap();
+
+    let r = t.ok(&["resume"]);
+    assert!(
+        r.stderr().contains("CHANGED WHILE IT WAS PAUSED"),
+        "{}",
+        r.all()
+    );
+    assert!(r.stderr().contains("keep-me.txt (missing)"), "{}", r.all());
+    assert!(!r.stderr().contains("other.txt"), "{}", r.all());
+    let id = at_pause["id"].as_str().unwrap();
+    assert!(
+        r.stderr().contains(&format!("pull --checkpoint {id}")),
+        "{}",
+        r.all()
+    );
+
+    // The state at pause comes back from the checkpoint.
+    t.ok(&["pull", "--checkpoint", id, "--branch", "at-pause"]);
+    assert_eq!(t.git(&["show", "at-pause:keep-me.txt"]), "precious\n");
+}

@@ -92,10 +92,23 @@ pub async fn take(
         reason.to_string(),
     );
     blocking(progress, move |_| {
-        record(&path, &session, &reason, &fetched)
+        let taken = record(&path, &session, &reason, &fetched)?;
+        // The state at pause is what a resume is compared with.
+        if reason == "pause"
+            && let Taken::New(cp) | Taken::Unchanged(cp) = &taken
+        {
+            let repo = open_repo(&path)?;
+            let marker = meta_dir(&repo, &session).join(PAUSED);
+            std::fs::write(&marker, &cp.id)
+                .map_err(SyncError::io(format!("writing {}", marker.display())))?;
+        }
+        Ok(taken)
     })
     .await
 }
+
+/// File naming the checkpoint taken at the session's last pause (removed by [`verify`]).
+const PAUSED: &str = "PAUSED";
 
 fn record(repo_path: &Path, session: &str, reason: &str, f: &Fetched) -> Result<Taken, SyncError> {
     let repo = open_repo(repo_path)?;
@@ -206,4 +219,94 @@ pub fn pull_from(
     let mut opts = opts.clone();
     opts.apply = false;
     store(repo_path, &fetched, &opts)
+}
+
+/// How the sandbox's files compare with the checkpoint taken when it was paused.
+#[derive(Debug)]
+pub enum Drift {
+    /// No checkpoint was taken at the last pause (paused by the provider, or before
+    /// checkpoints): nothing to compare with.
+    NoBaseline,
+    /// The same tree and the same HEAD.
+    Same,
+    /// Files differ (a provider that lost or changed files while paused).
+    Differs {
+        checkpoint: Checkpoint,
+        /// Up to 20 paths that differ, and how many differ in all.
+        paths: Vec<String>,
+        total: usize,
+        /// The sandbox's HEAD moved too.
+        head_moved: bool,
+    },
+}
+
+/// Compare the sandbox's current work with the checkpoint taken at its last `pause` (call
+/// right after resuming, before anything syncs into it).
+pub async fn verify(
+    repo_path: &Path,
+    sandbox: &dyn Sandbox,
+    state: Option<&SyncState>,
+    session: &str,
+    extra_ignores: Vec<String>,
+    progress: &dyn SyncProgress,
+) -> Result<Drift, SyncError> {
+    // The baseline is the checkpoint `pause` took (or found unchanged), consumed here.
+    let marker = meta_dir(&open_repo(repo_path)?, session).join(PAUSED);
+    let Ok(id) = std::fs::read_to_string(&marker) else {
+        return Ok(Drift::NoBaseline);
+    };
+    let _ = std::fs::remove_file(&marker);
+    let Some(last) = list(repo_path, session)?
+        .into_iter()
+        .find(|c| c.id == id.trim())
+    else {
+        return Ok(Drift::NoBaseline);
+    };
+    let opts = PullOptions {
+        extra_ignores,
+        ..PullOptions::default()
+    };
+    let now = match fetch(repo_path, sandbox, state, &opts, progress).await? {
+        Fetch::Nothing { .. } => None,
+        Fetch::Got(f) => Some((f.pulled.tip, f.pulled.sandbox_head)),
+    };
+    let path = repo_path.to_path_buf();
+    blocking(progress, move |_| {
+        let repo = open_repo(&path)?;
+        let tree_of = |o: Oid| {
+            repo.find_commit(o)
+                .and_then(|c| c.tree())
+                .map_err(SyncError::git("reading a checkpoint tree"))
+        };
+        let then_tree = tree_of(parse_oid(&last.tip)?)?;
+        let now_tree = now.map(|(tip, _)| tree_of(tip)).transpose()?;
+        let head_moved = now.and_then(|(_, h)| h).map(|h| h.to_string()) != last.sandbox_head;
+        let diff = repo
+            .diff_tree_to_tree(Some(&then_tree), now_tree.as_ref(), None)
+            .map_err(SyncError::git("comparing with the checkpoint"))?;
+        let total = diff.deltas().len();
+        if total == 0 && !head_moved {
+            return Ok(Drift::Same);
+        }
+        let paths = diff
+            .deltas()
+            .take(20)
+            .filter_map(|d| {
+                let p = d.old_file().path().or(d.new_file().path())?;
+                let what = match d.status() {
+                    git2::Delta::Deleted => "missing",
+                    git2::Delta::Added => "new",
+                    _ => "changed",
+                };
+                Some(format!("{} ({what})", p.display()))
+            })
+            .collect();
+        Ok(Drift::Differs {
+            checkpoint: last,
+            paths,
+            total,
+            head_moved,
+        })
+    })
+    .await
 }

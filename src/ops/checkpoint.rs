@@ -65,3 +65,57 @@ pub fn pull_from(
     let report = checkpoint::pull_from(&ctx.repo.root, &cp, opts)?;
     Ok((cp, report))
 }
+
+/// Right after a resume: compare the sandbox's files with the checkpoint taken at pause and
+/// say loudly when they differ (a provider that lost files), offering the checkpoint back.
+pub async fn verify_after_resume(ctx: &Ctx, record: &SessionRecord, sandbox: &dyn Sandbox) {
+    if !ctx.local_checkout {
+        return;
+    }
+    let state: Option<SyncState> = record
+        .sync
+        .as_ref()
+        .and_then(|v| serde_json::from_value(v.clone()).ok());
+    let drift = checkpoint::verify(
+        &ctx.repo.root,
+        sandbox,
+        state.as_ref(),
+        &record.session_id,
+        ctx.config.sync.ignore.clone(),
+        &crate::gitsync::NoProgress,
+    )
+    .await;
+    match drift {
+        Ok(checkpoint::Drift::Differs {
+            checkpoint,
+            paths,
+            total,
+            head_moved,
+        }) => {
+            let mut msg = format!(
+                "THE SANDBOX CHANGED WHILE IT WAS PAUSED: {total} file(s) differ from checkpoint {} taken at pause{}:",
+                checkpoint.id,
+                if head_moved {
+                    " (and its HEAD moved)"
+                } else {
+                    ""
+                }
+            );
+            for p in &paths {
+                msg.push_str(&format!("\n    {p}"));
+            }
+            if total > paths.len() {
+                msg.push_str(&format!("\n    ... and {} more", total - paths.len()));
+            }
+            msg.push_str(&format!(
+                "\n  the paused state is safe on this machine: `rclaude pull --checkpoint {}` brings it back as a branch",
+                checkpoint.id
+            ));
+            ctx.ui.warn(msg);
+        }
+        Ok(_) => {}
+        Err(e) => ctx.ui.warn(format!(
+            "could not compare the resumed sandbox with its checkpoint: {e}"
+        )),
+    }
+}

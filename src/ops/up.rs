@@ -107,6 +107,8 @@ pub async fn bring_up(ctx: &Ctx, opts: UpOptions) -> CliResult<Live> {
                     step.done(Some(&rec.sandbox_id));
                     if paused {
                         ctx.reporter.event(&rec, "resumed", serde_json::json!({}));
+                        // Before anything syncs into it: did the provider keep every file?
+                        super::checkpoint::verify_after_resume(ctx, &rec, &*sandbox).await;
                     }
                     fresh = paused;
                     (rec, sandbox)
