@@ -231,7 +231,7 @@ pub enum Drift {
     Same,
     /// Files differ (a provider that lost or changed files while paused).
     Differs {
-        checkpoint: Checkpoint,
+        checkpoint: Box<Checkpoint>,
         /// Up to 20 paths that differ, and how many differ in all.
         paths: Vec<String>,
         total: usize,
@@ -302,7 +302,7 @@ pub async fn verify(
             })
             .collect();
         Ok(Drift::Differs {
-            checkpoint: last,
+            checkpoint: Box::new(last),
             paths,
             total,
             head_moved,
