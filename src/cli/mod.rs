@@ -17,8 +17,10 @@ mod logs;
 mod ls;
 mod man;
 mod mcp;
+mod open;
 mod output;
 mod pause;
+mod port;
 mod pr;
 mod pull;
 mod resume;
@@ -235,6 +237,8 @@ pub enum Command {
     Attach(attach::Args),
     Wait(wait::Args),
     Shell(shell::Args),
+    Port(port::Args),
+    Open(open::Args),
     Login(login::LoginArgs),
     Logout(login::LogoutArgs),
     Usage(usage::Args),
@@ -308,6 +312,8 @@ async fn dispatch(cli: Cli) -> Result<i32, CliError> {
         Command::Attach(a) => attach::run(&g, a).await,
         Command::Wait(a) => wait::run(&g, a).await,
         Command::Shell(a) => shell::run(&g, a).await,
+        Command::Port(a) => port::run(&g, a).await,
+        Command::Open(a) => open::run(&g, a).await,
         Command::Login(a) => login::login(&g, a).await,
         Command::Logout(a) => login::logout(&g, a).await,
         Command::Usage(a) => usage::run(&g, a).await,

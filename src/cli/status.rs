@@ -58,6 +58,26 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
     {
         ctx.ui.warn(w);
     }
+    // Ports its processes listen on (a paused sandbox is not woken up for it).
+    let listening = match &info {
+        Some(i) if i.state == crate::provider::SandboxState::Running => {
+            match ctx.connect(&record).await {
+                Ok(sb) => crate::ops::ports::listening(&*sb).await.unwrap_or_default(),
+                Err(_) => Vec::new(),
+            }
+        }
+        _ => Vec::new(),
+    };
+    let ports: Vec<serde_json::Value> = listening
+        .iter()
+        .map(|p| {
+            json!({
+                "port": p,
+                "label": ctx.config.ports.get(&p.to_string()).and_then(|s| s.label()),
+                "url": crate::ops::ports::reach(&record, *p).ok().map(|r| r.url().to_string()),
+            })
+        })
+        .collect();
     let managed = if record.provider == crate::report::managed::MANAGED {
         managed_costs(&ctx, &record.session_id).await
     } else {
@@ -78,6 +98,7 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
             "sync": sync,
             "capabilities": caps,
             "isolation": isolation,
+            "ports": ports,
             "cost_micros": managed.as_ref().map(|m| m.cost_micros),
             "budget": managed.as_ref().and_then(|m| m.budget.map(|(max, spent)| json!({
                 "max_month_micros": max,
@@ -144,6 +165,22 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
     }
     if let Some(iso) = &isolation {
         println!("Isolation   {}", isolation_line(iso));
+    }
+    if !ports.is_empty() {
+        let shown: Vec<String> = ports
+            .iter()
+            .map(|p| {
+                let mut s = p["port"].to_string();
+                if let Some(l) = p["label"].as_str() {
+                    s.push_str(&format!(" ({l})"));
+                }
+                if let Some(u) = p["url"].as_str() {
+                    s.push_str(&format!(" {u}"));
+                }
+                s
+            })
+            .collect();
+        println!("Ports       {}", shown.join(", "));
     }
     if let Some(snap) = sync.get("snapshot").and_then(|v| v.as_str()) {
         println!("Last sync   snapshot {}", &snap[..snap.len().min(12)]);

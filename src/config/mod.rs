@@ -159,5 +159,13 @@ impl Config {
         Ok(out)
     }
 }
+/// A `[ports]` key or a command-line port: 1 to 65535, digits only.
+pub fn port_number(s: &str) -> Option<u16> {
+    if s.is_empty() || s.len() > 5 || !s.bytes().all(|b| b.is_ascii_digit()) || s.starts_with('0') {
+        return None;
+    }
+    s.parse::<u16>().ok().filter(|p| *p > 0)
+}
+
 #[cfg(test)]
 mod tests;

@@ -50,6 +50,41 @@ pub struct Config {
     /// The upstream repository work is delivered to (`rclaude pr`).
     #[serde(default)]
     pub git: GitConfig,
+    /// Ports the sandbox serves (`rclaude port`, `rclaude open`): port number → label, or
+    /// `{ label = "web", public = false }`.
+    #[serde(default)]
+    #[schemars(schema_with = "crate::config::schema::ports_schema")]
+    pub ports: BTreeMap<String, PortSpec>,
+}
+
+/// A port in `[ports]`: `3000 = "web"` or `3000 = { label = "web", public = true }`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged, deny_unknown_fields)]
+pub enum PortSpec {
+    /// Just a label.
+    Label(String),
+    /// A label and whether the provider may serve it without the sandbox's access token.
+    Full {
+        #[serde(default)]
+        label: Option<String>,
+        #[serde(default)]
+        public: bool,
+    },
+}
+
+impl PortSpec {
+    /// The port's label, if any.
+    pub fn label(&self) -> Option<&str> {
+        match self {
+            PortSpec::Label(l) => Some(l),
+            PortSpec::Full { label, .. } => label.as_deref(),
+        }
+    }
+
+    /// Served without the sandbox's traffic token (providers that have one).
+    pub fn public(&self) -> bool {
+        matches!(self, PortSpec::Full { public: true, .. })
+    }
 }
 
 /// `[git]`.

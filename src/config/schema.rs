@@ -81,6 +81,28 @@ pub(crate) fn secrets_schema(generator: &mut SchemaGenerator) -> Schema {
     })
 }
 
+/// `[ports]`: port numbers → [`super::model::PortSpec`].
+pub(crate) fn ports_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "object",
+        "propertyNames": { "pattern": "^[1-9][0-9]{0,4}$" },
+        "additionalProperties": {
+            "description": "A label (\"web\"), or { label = \"web\", public = true }: public ports are served without the sandbox's traffic token where the provider has one (E2B).",
+            "anyOf": [
+                { "type": "string" },
+                {
+                    "type": "object",
+                    "properties": {
+                        "label": { "type": "string" },
+                        "public": { "type": "boolean", "default": false }
+                    },
+                    "additionalProperties": false
+                }
+            ]
+        }
+    })
+}
+
 /// `[tasks]`: task names → [`TaskConfig`].
 pub(crate) fn tasks_schema(generator: &mut SchemaGenerator) -> Schema {
     let task = generator.subschema_for::<TaskConfig>();
@@ -122,6 +144,7 @@ mod tests {
         let props = s["properties"].as_object().unwrap();
         for key in [
             "sandbox", "env", "secrets", "setup", "start", "sync", "tasks", "hooks", "claude",
+            "ports",
         ] {
             assert!(props.contains_key(key), "{key}");
         }

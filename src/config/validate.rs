@@ -93,6 +93,7 @@ pub(crate) fn validate(config: &Config, source: &Source) -> Result<(), ConfigErr
     check_tasks(config, &mut issues);
     check_hooks(config, &mut issues);
     check_git(config, &mut issues);
+    check_ports(config, &mut issues);
 
     let located = issues.0.into_iter().map(|mut issue| {
         let mut found = source.lookup(&issue.segs);
@@ -200,6 +201,19 @@ fn check_env(env: &BTreeMap<String, String>, base: Vec<Seg>, issues: &mut Issues
                 At::Key,
                 ErrorKind::InvalidValue,
                 env_name_message(name),
+            );
+        }
+    }
+}
+
+fn check_ports(config: &Config, issues: &mut Issues) {
+    for key in config.ports.keys() {
+        if crate::config::port_number(key).is_none() {
+            issues.push(
+                path!["ports", key.as_str()],
+                At::Key,
+                ErrorKind::InvalidValue,
+                format!("{key:?} is not a port number: give 1 to 65535, e.g. 3000 = \"web\""),
             );
         }
     }

@@ -11,6 +11,7 @@ pub mod context;
 pub mod fork;
 pub mod isolation;
 pub mod leftovers;
+pub mod ports;
 pub mod pr;
 pub mod progress;
 pub mod pull;

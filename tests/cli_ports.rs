@@ -1,0 +1,176 @@
+//! `rclaude port`, `rclaude open` and the ports `status` lists, with real servers in a local
+//! sandbox: an HTTP server and a WebSocket echo reached through a forwarded local port.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::TestRepo;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Until `port` on 127.0.0.1 accepts connections (or 20 s).
+fn wait_for(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+struct Bg(Child);
+impl Drop for Bg {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn http_get(port: u16) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /hello.txt HTTP/1.0\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn sandbox_servers_are_reached_through_rclaude_port_http_and_websockets() {
+    let (web, ws) = (free_port(), free_port());
+    let t = TestRepo::new(&format!(
+        "[sandbox]\nprovider = \"local\"\n[ports]\n{web} = \"web\"\n{ws} = {{ label = \"echo\" }}\n"
+    ));
+    t.write("hello.txt", "hello from the sandbox\n");
+    t.write(
+        "ws_echo.py",
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/ports/ws_echo.py"
+        ))
+        .unwrap(),
+    );
+    t.commit_all("init");
+    t.ok(&["up", "--quiet"]);
+    t.ok(&[
+        "exec",
+        "--no-sync",
+        "--",
+        "sh",
+        "-c",
+        &format!(
+            "nohup python3 -m http.server {web} --bind 127.0.0.1 >/dev/null 2>&1 & \
+             nohup python3 ws_echo.py {ws} >/dev/null 2>&1 &"
+        ),
+    ]);
+    wait_for(web);
+    wait_for(ws);
+
+    // Where a port is; status lists what the sandbox listens on, with labels.
+    assert_eq!(
+        t.ok(&["port", &web.to_string()]).stdout(),
+        format!("http://127.0.0.1:{web}\n")
+    );
+    let status: serde_json::Value =
+        serde_json::from_str(&t.ok(&["status", "--json"]).stdout()).unwrap();
+    let listed = status["ports"].as_array().unwrap();
+    let find = |p: u16| listed.iter().find(|e| e["port"] == p).cloned();
+    assert_eq!(find(web).unwrap()["label"], "web", "{status}");
+    assert_eq!(find(ws).unwrap()["label"], "echo", "{status}");
+
+    // Forwarded: HTTP through a local port.
+    let (l_web, l_ws) = (free_port(), free_port());
+    let _fwd_web = Bg(t
+        .cmd(&["port", &web.to_string(), "--local", &l_web.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap());
+    wait_for(l_web);
+    let reply = http_get(l_web);
+    assert!(reply.starts_with("HTTP/1.0 200"), "{reply}");
+    assert!(reply.ends_with("hello from the sandbox\n"), "{reply}");
+
+    // WebSockets: an echo through a forwarded port.
+    let _fwd_ws = Bg(t
+        .cmd(&["port", &ws.to_string(), "--local", &l_ws.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap());
+    wait_for(l_ws);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use futures::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::Message;
+        let (mut sock, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{l_ws}/"))
+            .await
+            .unwrap();
+        for text in ["hello", "through rclaude port"] {
+            sock.send(Message::text(text)).await.unwrap();
+            let back = sock.next().await.unwrap().unwrap();
+            assert_eq!(back, Message::text(text));
+        }
+        let big = vec![7u8; 200_000];
+        sock.send(Message::binary(big.clone())).await.unwrap();
+        assert_eq!(sock.next().await.unwrap().unwrap(), Message::binary(big));
+    });
+
+    // Bad input: a port out of range, a local port already bound.
+    let r = t.rclaude(&["port", "70000"]);
+    assert_eq!(r.code(), 64, "{}", r.all());
+    let r = t.rclaude(&["port", &web.to_string(), "--local", &l_web.to_string()]);
+    assert_eq!(r.code(), 64, "{}", r.all());
+    assert!(r.stderr().contains("already in use"), "{}", r.all());
+
+    // open: the URL goes to $BROWSER.
+    let opened = t.path().join("opened");
+    let browser = t.path().join("browser.sh");
+    std::fs::write(
+        &browser,
+        format!("#!/bin/sh\necho \"$1\" > {}\n", opened.display()),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&browser, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let r = common::Run(
+        t.cmd(&["open", &web.to_string()])
+            .env("BROWSER", &browser)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(r.code(), 0, "{}", r.all());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !opened.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        std::fs::read_to_string(&opened).unwrap(),
+        format!("http://127.0.0.1:{web}\n")
+    );
+}
+
+#[test]
+fn a_ports_key_that_is_not_a_port_is_a_located_config_error() {
+    let t = TestRepo::new("[sandbox]\nprovider = \"local\"\n\n[ports]\nweb = \"3000\"\n");
+    let r = t.rclaude(&["status"]);
+    assert_eq!(r.code(), 78, "{}", r.all());
+    assert!(
+        r.stderr().contains(".rclaude.toml:5") && r.stderr().contains("not a port number"),
+        "{}",
+        r.all()
+    );
+}
