@@ -81,6 +81,28 @@ fn main() {
     }
     let one_file = median(one_file);
     let one_commit = median(one_commit);
+    // Checkpoints (`checkpoints --take`): nothing changed, and one file changed in the sandbox;
+    // `exec -- true` is the fixed cost of any command (process start, connect) beside them.
+    rc(&["checkpoints", "--take"]);
+    let cp_noop = median((0..runs).map(|_| rc(&["checkpoints", "--take"])).collect());
+    let exec_true = median(
+        (0..runs)
+            .map(|_| rc(&["exec", "--no-sync", "--", "true"]))
+            .collect(),
+    );
+    let mut cp_file = Vec::new();
+    for i in 0..runs {
+        rc(&[
+            "exec",
+            "--no-sync",
+            "--",
+            "sh",
+            "-c",
+            &format!("echo 'sandbox edit {i}' >> '{victim}'"),
+        ]);
+        cp_file.push(rc(&["checkpoints", "--take"]));
+    }
+    let cp_file = median(cp_file);
     rc(&["down", "--yes", "--discard"]);
 
     // ---- git bundle + fetch + checkout (what the sandbox would need without rclaude)
@@ -203,6 +225,19 @@ fn main() {
         ms(one_commit),
         ms(g_commit),
         ratio(one_commit, Some(g_commit))
+    );
+    println!(
+        "\n| checkpoint (`checkpoints --take`) | rclaude | `exec -- true` (fixed cost of a command) |\n|---|---|---|"
+    );
+    println!(
+        "| nothing changed in the sandbox | {} | {} |",
+        ms(cp_noop),
+        ms(exec_true)
+    );
+    println!(
+        "| one file changed in the sandbox | {} | {} |",
+        ms(cp_file),
+        ms(exec_true)
     );
 }
 

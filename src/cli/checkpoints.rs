@@ -11,9 +11,12 @@ use crate::error::{CliError, CliResult};
 /// `rclaude pull --checkpoint ID` picks one.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  rclaude checkpoints\n  rclaude checkpoints -s fix-1 --json\n  rclaude pull --checkpoint 20261204T101500Z"
+    after_help = "Examples:\n  rclaude checkpoints\n  rclaude checkpoints --take\n  rclaude checkpoints -s fix-1 --json\n  rclaude pull --checkpoint 20261204T101500Z"
 )]
 pub struct Args {
+    /// Take one now (reason `manual`), then list.
+    #[arg(long)]
+    pub take: bool,
     /// Print them as JSON (oldest first).
     #[arg(long)]
     pub json: bool,
@@ -27,6 +30,17 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
         ));
     }
     let record = ctx.require_session()?;
+    if args.take {
+        let sandbox = ctx.connect(&record).await?;
+        use crate::gitsync::checkpoint::Taken;
+        match crate::ops::checkpoint::take_now(&ctx, &record, &*sandbox, "manual").await? {
+            Taken::New(cp) => ctx.ui.info(format!("Checkpoint {} taken", cp.id)),
+            Taken::Unchanged(cp) => ctx
+                .ui
+                .info(format!("Nothing changed since checkpoint {}", cp.id)),
+            Taken::Empty => ctx.ui.info("The sandbox has nothing to keep"),
+        }
+    }
     let all = crate::ops::checkpoint::list(&ctx, &record)?;
     if args.json {
         let mut text =

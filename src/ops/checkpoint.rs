@@ -14,12 +14,28 @@ pub async fn take(ctx: &Ctx, record: &SessionRecord, sandbox: &dyn Sandbox, reas
     if !ctx.local_checkout {
         return;
     }
+    // Quiet when it works: it runs at the end of other commands.
+    match take_now(ctx, record, sandbox, reason).await {
+        Ok(Taken::New(cp)) => tracing::debug!(id = %cp.id, reason, "checkpoint taken"),
+        Ok(Taken::Unchanged(_) | Taken::Empty) => {}
+        Err(e) => ctx.ui.warn(format!(
+            "could not checkpoint the sandbox's work ({e}); it is still in the sandbox: `rclaude pull` brings it back"
+        )),
+    }
+}
+
+/// Take a checkpoint now (`rclaude checkpoints --take`).
+pub async fn take_now(
+    ctx: &Ctx,
+    record: &SessionRecord,
+    sandbox: &dyn Sandbox,
+    reason: &str,
+) -> CliResult<Taken> {
     let state: Option<SyncState> = record
         .sync
         .as_ref()
         .and_then(|v| serde_json::from_value(v.clone()).ok());
-    // Quiet when it works: it runs at the end of other commands.
-    match checkpoint::take(
+    Ok(checkpoint::take(
         &ctx.repo.root,
         sandbox,
         state.as_ref(),
@@ -28,16 +44,7 @@ pub async fn take(ctx: &Ctx, record: &SessionRecord, sandbox: &dyn Sandbox, reas
         ctx.config.sync.ignore.clone(),
         &crate::gitsync::NoProgress,
     )
-    .await
-    {
-        Ok(Taken::New(cp)) => tracing::debug!(id = %cp.id, reason, "checkpoint taken"),
-        Ok(Taken::Unchanged(_) | Taken::Empty) => {}
-        Err(e) => {
-            ctx.ui.warn(format!(
-                "could not checkpoint the sandbox's work ({e}); it is still in the sandbox: `rclaude pull` brings it back"
-            ));
-        }
-    }
+    .await?)
 }
 
 /// The checkpoints of the session, oldest first.
