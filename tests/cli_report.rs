@@ -60,6 +60,16 @@ impl Server {
         }
     }
 
+    /// A new account's API token.
+    fn create_account(&self, name: &str) -> String {
+        self.admin(&["create-account", name])
+            .lines()
+            .last()
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
     fn admin(&self, args: &[&str]) -> String {
         let out = Command::new(server_bin())
             .arg("admin")
@@ -128,13 +138,7 @@ fn sessions_are_reported_and_an_outage_only_delays_events() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("server.db").display());
     let server = Server::start(&db, "127.0.0.1:0");
-    let token = server
-        .admin(&["create-account", "alice"])
-        .lines()
-        .last()
-        .unwrap()
-        .trim()
-        .to_string();
+    let token = server.create_account("alice");
 
     let t = TestRepo::new(CONFIG);
     t.commit_all("init");
@@ -274,13 +278,7 @@ fn managed_server(dir: &std::path::Path) -> (Server, PathBuf, String) {
             common::bin(),
         ],
     );
-    let token = server
-        .admin(&["create-account", "alice"])
-        .lines()
-        .last()
-        .unwrap()
-        .trim()
-        .to_string();
+    let token = server.create_account("alice");
     (server, sandboxes, token)
 }
 
@@ -529,13 +527,7 @@ fn a_secret_a_task_prints_is_redacted_in_the_servers_events_and_in_logs() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("server.db").display());
     let server = Server::start(&db, "127.0.0.1:0");
-    let token = server
-        .admin(&["create-account", "alice"])
-        .lines()
-        .last()
-        .unwrap()
-        .trim()
-        .to_string();
+    let token = server.create_account("alice");
     let t = TestRepo::new(
         "[sandbox]\nprovider = \"local\"\n[secrets]\nAPI_KEY = \"T_API\"\n\
          [tasks.leak]\nrun = 'printf \"key=%s\\n\" \"$API_KEY\"; printf \"split=%s\" \"${API_KEY%????????????}\"; sleep 0.5; printf \"%s\\n\" \"${API_KEY#????????????}\"'\n",
