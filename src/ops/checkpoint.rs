@@ -4,7 +4,7 @@
 use super::context::Ctx;
 use crate::error::{CliError, CliResult};
 use crate::gitsync::checkpoint::{self, Checkpoint, Taken};
-use crate::gitsync::{PullOptions, PullReport, SyncState};
+use crate::gitsync::{PullOptions, PullReport};
 use crate::provider::Sandbox;
 use crate::session::SessionRecord;
 
@@ -31,10 +31,7 @@ pub async fn take_now(
     sandbox: &dyn Sandbox,
     reason: &str,
 ) -> CliResult<Taken> {
-    let state: Option<SyncState> = record
-        .sync
-        .as_ref()
-        .and_then(|v| serde_json::from_value(v.clone()).ok());
+    let state = super::sync::sync_state(record);
     Ok(checkpoint::take(
         &ctx.repo.root,
         sandbox,
@@ -79,10 +76,7 @@ pub async fn verify_after_resume(ctx: &Ctx, record: &SessionRecord, sandbox: &dy
     if !ctx.local_checkout {
         return;
     }
-    let state: Option<SyncState> = record
-        .sync
-        .as_ref()
-        .and_then(|v| serde_json::from_value(v.clone()).ok());
+    let state = super::sync::sync_state(record);
     let drift = checkpoint::verify(
         &ctx.repo.root,
         sandbox,

@@ -4,7 +4,7 @@
 use super::context::Ctx;
 use super::sync::StepProgress;
 use crate::error::{CliError, CliResult, ErrorKind};
-use crate::gitsync::{self, PullOptions, PullReport, SyncState};
+use crate::gitsync::{self, PullOptions, PullReport};
 use crate::session::SessionRecord;
 
 /// Pull into a local branch (`pull`, `down`, Claude Code runs with `--pull`).
@@ -41,10 +41,7 @@ pub async fn pull(
         }
         Err(e) => return Err(e),
     };
-    let state: Option<SyncState> = record
-        .sync
-        .as_ref()
-        .and_then(|v| serde_json::from_value(v.clone()).ok());
+    let state = super::sync::sync_state(record);
     let step = ctx.ui.step(label);
     let progress = StepProgress(&step);
     match gitsync::pull(&ctx.repo.root, &*sandbox, state.as_ref(), &opts, &progress).await {

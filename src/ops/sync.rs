@@ -8,6 +8,14 @@ use crate::ops::progress::Step;
 use crate::provider::Sandbox;
 use crate::session::SessionRecord;
 
+/// The session's last sync state (what the sandbox was last given), when it has one.
+pub fn sync_state(record: &SessionRecord) -> Option<SyncState> {
+    record
+        .sync
+        .as_ref()
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+}
+
 /// Push with the config's ignore rules, showing progress; reports saved sandbox edits.
 pub async fn push(
     ctx: &Ctx,
@@ -24,10 +32,7 @@ pub async fn push_with(
     sandbox: &dyn Sandbox,
     full: bool,
 ) -> CliResult<PushReport> {
-    let state: Option<SyncState> = record
-        .sync
-        .as_ref()
-        .and_then(|v| serde_json::from_value(v.clone()).ok());
+    let state = sync_state(record);
     let opts = PushOptions {
         extra_ignores: ctx.config.sync.ignore.clone(),
         force_full: full,

@@ -292,10 +292,7 @@ async fn start_engine(
     sandbox: &dyn Sandbox,
     limits: Limits,
 ) -> CliResult<LiveSync> {
-    let state: SyncState = record
-        .sync
-        .as_ref()
-        .and_then(|v| serde_json::from_value(v.clone()).ok())
+    let state: SyncState = super::sync::sync_state(record)
         .ok_or_else(|| CliError::internal("no sync state after the bundle sync"))?;
     let snapshot = state
         .snapshot_oid()
