@@ -9,6 +9,7 @@ pub mod gitsync;
 pub mod hooks;
 pub mod livesync;
 pub mod mcp;
+pub mod notify;
 pub mod ops;
 pub mod redact;
 pub mod report;

@@ -232,6 +232,12 @@ fn claude_works_on_the_repository_and_its_edits_come_back() {
                 text("Remembered the earlier request: {history:[[script:alone]]}."),
             ],
         ),
+        (
+            "home",
+            vec![text(
+                "Home remembers: {history:[[script:alone]]}, {history:[[script:more]]}.",
+            )],
+        ),
     ]);
 
     // 1. A foreground run: install, live transcript, --pull.
@@ -402,6 +408,72 @@ fn claude_works_on_the_repository_and_its_edits_come_back() {
     );
     assert!(!r.stdout().contains("failed:"), "{}", r.all());
     assert_eq!(t.git(&["show", "rclaude/main:alone.txt"]), "step three\n");
+
+    // 4. `pull --transcript` takes the conversation home: the real Claude Code CLI here resumes
+    // it (the stub sees the sandbox's earlier prompts in its history).
+    let config_dir = t.home.path().join("claude-config");
+    let r = t
+        .cmd(&["pull", "--transcript", "--json"])
+        .env("CLAUDE_CONFIG_DIR", &config_dir)
+        .output()
+        .unwrap();
+    let r = common::Run(r);
+    assert_eq!(r.code(), 0, "{}", r.all());
+    assert!(
+        r.stderr().contains(&format!("claude --resume {session}")),
+        "{}",
+        r.all()
+    );
+    let report: serde_json::Value = serde_json::from_str(&r.stdout()).unwrap();
+    assert_eq!(report["transcript"]["session_id"], session.as_str());
+    let local_root = t.path().canonicalize().unwrap();
+    let stored = PathBuf::from(report["transcript"]["path"].as_str().unwrap());
+    assert_eq!(
+        stored,
+        config_dir.join(format!(
+            "projects/{}/{session}.jsonl",
+            rclaude::claude::transcript::project_dir_name(&local_root.to_string_lossy())
+        ))
+    );
+    // The sandbox's Claude Code named its project directory the way we compute it.
+    let workspace = sandbox_root(&t).join("workspace");
+    let sandbox_project = sandbox_root(&t).join("home/.claude/projects").join(
+        rclaude::claude::transcript::project_dir_name(&workspace.to_string_lossy()),
+    );
+    assert!(
+        sandbox_project.join(format!("{session}.jsonl")).is_file(),
+        "no {session}.jsonl in {}",
+        sandbox_project.display()
+    );
+    let text = std::fs::read_to_string(&stored).unwrap();
+    assert!(
+        text.contains(&format!(
+            "\"cwd\":{}",
+            serde_json::to_string(&local_root).unwrap()
+        )),
+        "the transcript's working directory was not rewritten"
+    );
+    assert!(!text.contains(&format!("\"cwd\":\"{}", workspace.display())));
+    let out = Command::new(cache.join("node_modules/.bin/claude"))
+        .args(["-p", "Back home [[script:home]]", "--resume", &session])
+        .args(["--model", "claude-stub", "--output-format", "text"])
+        .current_dir(t.path())
+        .env("CLAUDE_CONFIG_DIR", &config_dir)
+        .env("ANTHROPIC_BASE_URL", &stub.url)
+        .env("ANTHROPIC_API_KEY", SECRET)
+        .env("CLAUDE_CODE_MAX_RETRIES", "0")
+        .envs(rclaude::claude::QUIET_ENV)
+        .env_remove("CLAUDE_CODE_OAUTH_TOKEN")
+        .env_remove("ANTHROPIC_AUTH_TOKEN")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.contains("Home remembers: yes, yes."),
+        "local claude --resume: {said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // The key was only ever in process environments: not in any file of the sandbox, nor here.
     let leaked = files_containing(&sandbox_root(&t), SECRET);

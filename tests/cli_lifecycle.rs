@@ -414,7 +414,16 @@ fn crash_agent_leaving(t: &TestRepo, marker: &str) {
         "--",
         &format!("nohup sh -c 'while true; do sleep 0.05; done' {marker} >/dev/null 2>&1 &"),
     ]);
-    assert!(running(marker), "the background process did not start");
+    // Polled: right after `exec` returns, the background process may be between fork and its
+    // two execs (nohup, then sh), when /proc briefly shows it without its command line.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !running(marker) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the background process did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let dir = std::fs::read_dir(t.sandboxes_dir())
         .unwrap()
         .next()

@@ -2,6 +2,10 @@
 //! with its own record and lock, each pulled to its own branch with exactly its own changes.
 
 mod common;
+#[path = "support/pip_tool.rs"]
+mod pip_tool;
+#[path = "support/skip.rs"]
+mod skip;
 
 use std::time::Duration;
 
@@ -388,4 +392,172 @@ fn a_finished_run_is_announced_once_to_the_webhook() {
             .contains("ended with exit code 3"),
         "{v}"
     );
+}
+
+/// A private D-Bus session bus with a notification server on it (what a desktop has), which
+/// records every notification `notify-send` sends it. `None` when skipped.
+struct Desktop {
+    bus: std::process::Child,
+    server: std::process::Child,
+    address: String,
+    notes: std::path::PathBuf,
+}
+
+impl Desktop {
+    fn start(dir: &std::path::Path) -> Option<Desktop> {
+        use std::io::BufRead;
+        use std::process::{Command, Stdio};
+        let tools = ["notify-send", "dbus-daemon"].iter().all(|t| {
+            Command::new("sh")
+                .args(["-c", &format!("command -v {t}")])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        });
+        let python = pip_tool::install(env!("CARGO_TARGET_TMPDIR"), "jeepney", "0.9.0", "python");
+        if !tools || python.is_err() {
+            let what =
+                "desktop notification test: notify-send, dbus-daemon or python3 with venv missing";
+            if skip::opted_out("RCLAUDE_SKIP_DESKTOP", what)
+                || (python.is_err() && skip::opted_out("RCLAUDE_SKIP_PYTHON", what))
+            {
+                return None;
+            }
+            panic!(
+                "the {what} (Debian: apt-get install -y libnotify-bin dbus-daemon python3-venv), \
+                 or set RCLAUDE_SKIP_DESKTOP=1 to skip it"
+            );
+        }
+        let mut bus = Command::new("dbus-daemon")
+            .args(["--session", "--nofork", "--nopidfile", "--print-address=1"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut address = String::new();
+        std::io::BufReader::new(bus.stdout.take().unwrap())
+            .read_line(&mut address)
+            .unwrap();
+        let address = address.trim().to_string();
+        assert!(address.starts_with("unix:"), "dbus-daemon said {address:?}");
+        let notes = dir.join("notifications.jsonl");
+        let mut server = Command::new(python.unwrap())
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/notify/server.py"
+            ))
+            .arg(&notes)
+            .env("DBUS_SESSION_BUS_ADDRESS", &address)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut ready = String::new();
+        std::io::BufReader::new(server.stdout.take().unwrap())
+            .read_line(&mut ready)
+            .unwrap();
+        assert_eq!(
+            ready.trim(),
+            "ready",
+            "the notification server did not start"
+        );
+        Some(Desktop {
+            bus,
+            server,
+            address,
+            notes,
+        })
+    }
+
+    /// Notifications shown so far.
+    fn shown(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.notes)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+impl Drop for Desktop {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+        let _ = self.bus.kill();
+        let _ = self.bus.wait();
+    }
+}
+
+#[test]
+fn a_detached_run_ends_with_a_desktop_notification_and_a_checkpoint() {
+    let config = format!(
+        "{CONFIG}[setup]\nrun = \"mkdir -p $HOME/.local/bin && cp tools/claude $HOME/.local/bin/claude && chmod +x $HOME/.local/bin/claude\"\n"
+    );
+    let t = TestRepo::new(&config);
+    let Some(desktop) = Desktop::start(t.home.path()) else {
+        return;
+    };
+    t.write("tools/claude", FAKE_CLAUDE);
+    t.commit_all("init");
+    let on_desktop = |c: &mut std::process::Command| {
+        c.env("DISPLAY", ":99")
+            .env("DBUS_SESSION_BUS_ADDRESS", &desktop.address)
+            .env_remove("RCLAUDE_NOTIFY_DESKTOP");
+    };
+    let mut c = t.cmd(&["claude", "--detach", "tidy the parser"]);
+    on_desktop(&mut c);
+    let r = common::Run(c.env("ANTHROPIC_API_KEY", "sk-test").output().unwrap());
+    assert_eq!(r.code(), 0, "{}", r.all());
+    assert!(r.stderr().contains("desktop notification"), "{}", r.all());
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(desktop.shown().is_empty(), "notified before the end");
+
+    // The run edits a file and ends: the background wait notices, checkpoints, notifies.
+    t.ok(&[
+        "exec",
+        "--no-sync",
+        "--",
+        "sh",
+        "-c",
+        "echo edited > from-claude.txt && echo 0 > \"$HOME/code\" && touch \"$HOME/go\"",
+    ]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while desktop.shown().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let shown = desktop.shown();
+    assert_eq!(shown.len(), 1, "{shown:?}");
+    assert_eq!(shown[0]["app"], "rclaude");
+    assert_eq!(shown[0]["summary"], "Claude Code finished");
+    let body = shown[0]["body"].as_str().unwrap();
+    assert!(body.contains("tidy the parser"), "{body}");
+    // The checkpoint was taken before the notification: the edit is safe on this machine.
+    let cps: serde_json::Value =
+        serde_json::from_str(&t.ok(&["checkpoints", "--json"]).stdout()).unwrap();
+    let cp = cps
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["reason"] == "claude")
+        .unwrap_or_else(|| panic!("no checkpoint of the run's end: {cps}"));
+    t.ok(&["pull", "--checkpoint", cp["id"].as_str().unwrap()]);
+    assert_eq!(t.git(&["show", "rclaude/main:from-claude.txt"]), "edited\n");
+
+    // Turned off, or without a graphical session: no background wait, nothing shown.
+    t.ok(&["exec", "--no-sync", "--", "sh", "-c", "rm -f \"$HOME/go\""]);
+    let mut c = t.cmd(&["claude", "--detach", "again"]);
+    on_desktop(&mut c);
+    let r = common::Run(
+        c.env("ANTHROPIC_API_KEY", "sk-test")
+            .env("RCLAUDE_NOTIFY_DESKTOP", "0")
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(r.code(), 0, "{}", r.all());
+    assert!(!r.stderr().contains("desktop notification"), "{}", r.all());
+    t.ok(&["exec", "--no-sync", "--", "sh", "-c", "touch \"$HOME/go\""]);
+    assert_eq!(t.rclaude(&["wait"]).code(), 0);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(desktop.shown().len(), 1);
 }

@@ -9,6 +9,7 @@
 pub mod install;
 pub mod render;
 pub mod run;
+pub mod transcript;
 
 use crate::provider::SandboxError;
 

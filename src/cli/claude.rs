@@ -202,6 +202,9 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
         ctx.ui.info("  follow it: `rclaude attach` or `rclaude logs -f` · bring its edits back: `rclaude pull`");
         ctx.ui
             .info("  `rclaude pause` stops it on the local provider");
+        if let Some(how) = watch_in_background(&ctx, g, id.as_str()) {
+            ctx.ui.info(how);
+        }
         ctx.reporter.flush().await;
         return Ok(0);
     }
@@ -411,6 +414,52 @@ async fn interactive_session(
         "Claude's edits are in the sandbox work tree; `rclaude pull` brings them back · `rclaude claude --continue` resumes this conversation",
     );
     Ok(code)
+}
+
+/// Start `rclaude wait --notify RUN` in the background, in its own session, when something
+/// here wants the end of a detached run: a desktop to notify, or a server to tell. Says what
+/// will happen, or `None` when nothing was started.
+fn watch_in_background(ctx: &Ctx, g: &GlobalArgs, run: &str) -> Option<String> {
+    let desktop = crate::notify::available().is_some();
+    if !desktop && !ctx.reporter.enabled() {
+        return None;
+    }
+    let exe = std::env::current_exe().ok()?;
+    let mut cmd = std::process::Command::new(exe);
+    // `--new NAME` made a session that `g` does not name.
+    if let Some(s) = g.session.as_ref().or(ctx.session_name.as_ref()) {
+        cmd.args(["--session", s]);
+    }
+    cmd.args(["wait", "--notify", run])
+        .current_dir(&ctx.repo.root)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setsid is async-signal-safe and only affects the child.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    match cmd.spawn() {
+        // Reaped by whoever inherits it once this command exits.
+        Ok(child) => {
+            std::mem::forget(child);
+            Some(if desktop {
+                "  a desktop notification shows when it ends (RCLAUDE_NOTIFY_DESKTOP=0 turns that off)".into()
+            } else {
+                "  its end is reported to the server by a background `rclaude wait`".into()
+            })
+        }
+        Err(e) => {
+            tracing::warn!("could not start the background wait for run {run}: {e}");
+            None
+        }
+    }
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use crate::ops::pull::pull;
 /// clean tree) and explains otherwise.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  rclaude pull\n  rclaude pull --apply\n  rclaude pull --branch review/agent-work\n  rclaude pull --ref refs/rclaude/saved/20261124T101500Z\n  rclaude pull --json | jq -r .branch\n  rclaude pull --checkpoint 20261204T101500Z"
+    after_help = "Examples:\n  rclaude pull\n  rclaude pull --apply\n  rclaude pull --branch review/agent-work\n  rclaude pull --ref refs/rclaude/saved/20261124T101500Z\n  rclaude pull --json | jq -r .branch\n  rclaude pull --checkpoint 20261204T101500Z\n  rclaude pull --transcript && claude --resume   # continue the conversation here"
 )]
 pub struct Args {
     /// Also bring the result into your checked-out branch and work tree (only when safe).
@@ -30,6 +30,10 @@ pub struct Args {
     /// sandbox is gone or cannot be reached.
     #[arg(long, value_name = "ID", conflicts_with_all = ["apply", "sandbox_ref"])]
     pub checkpoint: Option<String>,
+    /// Also bring the session's latest Claude Code conversation into this machine's Claude Code
+    /// projects directory, so `claude --resume ID` run in this checkout continues it.
+    #[arg(long, conflicts_with = "checkpoint")]
+    pub transcript: bool,
     /// Print what was pulled as JSON on stdout (branch, tip, commits, files changed, ...).
     #[arg(long)]
     pub json: bool,
@@ -76,8 +80,21 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
         .await?
     };
     print_report(&ctx, &report);
+    let conversation = if args.transcript {
+        Some(take_conversation_home(&ctx, &record, &report).await?)
+    } else {
+        None
+    };
     if args.json {
-        let mut text = serde_json::to_string_pretty(&report)
+        let mut value = serde_json::to_value(&report)
+            .map_err(|e| CliError::internal(format!("cannot encode the pull report: {e}")))?;
+        if let (Some(c), Some(obj)) = (&conversation, value.as_object_mut()) {
+            obj.insert(
+                "transcript".into(),
+                serde_json::to_value(c).unwrap_or_default(),
+            );
+        }
+        let mut text = serde_json::to_string_pretty(&value)
             .map_err(|e| CliError::internal(format!("cannot encode the pull report: {e}")))?;
         text.push('\n');
         super::output::write_stdout(text.as_bytes())?;
@@ -93,6 +110,37 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
         );
     }
     Ok(0)
+}
+
+/// `--transcript`: the conversation next to the pulled branch, with how to continue it.
+async fn take_conversation_home(
+    ctx: &Ctx,
+    record: &crate::session::SessionRecord,
+    report: &crate::gitsync::PullReport,
+) -> CliResult<crate::claude::transcript::Stored> {
+    let on_branch = |e: CliError| {
+        e.hint(format!(
+            "the sandbox's work itself was pulled (branch {})",
+            report.branch.as_deref().unwrap_or("?")
+        ))
+    };
+    let sandbox = ctx.connect(record).await.map_err(on_branch)?;
+    let stored = crate::ops::transcript::take_home(ctx, &sandbox, record, None)
+        .await
+        .map_err(on_branch)?;
+    if let Some(aside) = &stored.kept_aside {
+        ctx.ui.warn(format!(
+            "this machine's copy of the conversation had gone its own way; it was kept as {}",
+            aside.display()
+        ));
+    }
+    ctx.ui.info(format!(
+        "Conversation {} saved to {}\n  continue it here: claude --resume {}",
+        stored.session_id,
+        stored.path.display(),
+        stored.session_id
+    ));
+    Ok(stored)
 }
 
 fn print_report(ctx: &Ctx, r: &PullReport) {

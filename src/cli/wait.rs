@@ -1,6 +1,7 @@
 //! `rclaude wait [RUN]`: block until a Claude Code run in the sandbox ends, exit with its status.
 
 use super::GlobalArgs;
+use crate::claude::run::RunEnd;
 use crate::error::{CliError, CliResult, ErrorKind};
 use crate::ops::claude_run::{Interrupt, Show, follow, resolve_run};
 
@@ -8,11 +9,16 @@ use crate::ops::claude_run::{Interrupt, Show, follow, resolve_run};
 /// exit with its exit code: for scripts, and for "tell me when it is done" (`rclaude wait -s
 /// fix-1 && notify-send done`).
 ///
+/// When the run ends, `wait` also records it: the session's server (when logged in) gets its
+/// `task_finished` event once, however many waits saw the end, and a checkpoint of the
+/// sandbox's work is taken. `--notify` shows a desktop notification too; `claude --detach`
+/// starts such a wait in the background when this machine has a graphical session.
+///
 /// A run that already ended answers at once. A run that stopped without finishing (the sandbox
 /// was paused or restarted) exits 69; `--timeout` expiring exits 124 and leaves the run going.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  rclaude claude --detach \"port the parser\" && rclaude wait\n  rclaude wait -s fix-1 --timeout 30m\n  rclaude wait 20261124T101500Z-1a2b; echo \"exit $?\""
+    after_help = "Examples:\n  rclaude claude --detach \"port the parser\" && rclaude wait\n  rclaude wait -s fix-1 --timeout 30m\n  rclaude wait 20261124T101500Z-1a2b; echo \"exit $?\"\n  rclaude wait --notify &        # a desktop notification when it is done"
 )]
 pub struct Args {
     /// The run to wait for (default: the latest one).
@@ -21,6 +27,10 @@ pub struct Args {
     /// Give up after this long (e.g. 90s, 30m); exit 124.
     #[arg(long, value_name = "DURATION")]
     pub timeout: Option<String>,
+    /// Show a desktop notification when the run ends (`notify-send`, or `osascript` on macOS;
+    /// nothing without a graphical session, or with RCLAUDE_NOTIFY_DESKTOP=0).
+    #[arg(long)]
+    pub notify: bool,
 }
 
 pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
@@ -55,13 +65,76 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
         })??,
         None => waiting.await?,
     };
+    if let Some(end) = &followed.end {
+        ended(
+            &ctx,
+            &record,
+            &*sandbox,
+            &files,
+            end,
+            followed.exit_code(),
+            args.notify,
+        )
+        .await;
+    }
     match followed.end {
         None => Ok(130), // Ctrl-C: detached, the run goes on
-        Some(crate::claude::run::RunEnd::Lost) => Err(CliError::unavailable(format!(
+        Some(RunEnd::Lost) => Err(CliError::unavailable(format!(
             "Claude Code run {} stopped without finishing",
             files.id
         ))
         .hint("its edits so far are in the sandbox: `rclaude pull`; `rclaude claude --continue \"PROMPT\"` picks the conversation up again")),
         Some(_) => Ok(followed.exit_code()),
+    }
+}
+
+/// What follows the end of a run nobody was attached to: the server's `task_finished` (keyed by
+/// the run, so several waits report it once), a checkpoint, the desktop notification.
+async fn ended(
+    ctx: &crate::ops::context::Ctx,
+    record: &crate::session::SessionRecord,
+    sandbox: &dyn crate::provider::Sandbox,
+    files: &crate::claude::run::RunFiles,
+    end: &RunEnd,
+    code: i32,
+    notify: bool,
+) {
+    let id = files.id.as_str();
+    let data = match end {
+        RunEnd::Exited(_) => {
+            serde_json::json!({ "task": "claude", "run": id, "exit_code": code, "detached": true })
+        }
+        RunEnd::Lost => {
+            serde_json::json!({ "task": "claude", "run": id, "lost": true, "detached": true })
+        }
+    };
+    ctx.reporter.event_once(
+        record,
+        "task_finished",
+        &format!("claude-run-{id}-finished"),
+        data,
+    );
+    ctx.reporter.flush().await;
+    crate::ops::checkpoint::take(ctx, record, sandbox, "claude").await;
+    if notify {
+        let title = crate::claude::run::meta(sandbox, files)
+            .await
+            .ok()
+            .flatten()
+            .map(|m| m.title)
+            .unwrap_or_default();
+        let how = match end {
+            RunEnd::Exited(_) if code == 0 => "finished".to_string(),
+            RunEnd::Exited(_) => format!("ended with exit code {code}"),
+            RunEnd::Lost => "stopped without finishing".to_string(),
+        };
+        let session = ctx.session_name.as_deref().unwrap_or("default session");
+        crate::notify::show(
+            &format!("Claude Code {how}"),
+            &format!(
+                "{} ({session}): {title}\nrclaude pull brings its work back",
+                ctx.repo.name
+            ),
+        );
     }
 }

@@ -21,5 +21,6 @@ pub mod stream;
 pub mod sync;
 pub mod tasks;
 pub mod terminal;
+pub mod transcript;
 pub mod up;
 pub mod watch;

@@ -89,6 +89,16 @@ impl Reporter {
         self.queue(Pending::event(&c.server, &record.session_id, kind, data));
     }
 
+    /// Queue an event that several processes may report (the end of a detached run): `key`
+    /// makes the server accept it once.
+    pub fn event_once(&self, record: &SessionRecord, kind: &str, key: &str, data: Value) {
+        let Some(c) = &self.creds else { return };
+        let data = redact_value(data);
+        let mut p = Pending::event(&c.server, &record.session_id, kind, data);
+        p.set_idempotency_key(key);
+        self.queue(p);
+    }
+
     fn queue(&self, p: Pending) {
         if let Err(e) = self.outbox.push(&p) {
             tracing::warn!("could not queue a server event: {e}");

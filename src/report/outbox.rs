@@ -44,6 +44,16 @@ impl Pending {
         }
     }
 
+    /// Use `key` instead of a fresh one (an event several processes may send).
+    pub fn set_idempotency_key(&mut self, key: &str) {
+        if let Pending::Event {
+            idempotency_key, ..
+        } = self
+        {
+            *idempotency_key = key.to_string();
+        }
+    }
+
     fn server(&self) -> &str {
         match self {
             Pending::CreateSession { server, .. } | Pending::Event { server, .. } => server,
