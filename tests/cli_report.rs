@@ -574,3 +574,84 @@ fn a_secret_a_task_prints_is_redacted_in_the_servers_events_and_in_logs() {
     assert!(!logs.all().contains(VALUE), "{}", logs.all());
     t.ok(&["down", "--yes", "--discard"]);
 }
+
+/// A stand-in `claude` for the sandbox: answers `--version`, then runs until `~/go` exists and
+/// exits 0.
+const FAKE_CLAUDE: &str = r#"#!/bin/sh
+if [ "$1" = "--version" ]; then echo "2.1.197 (Claude Code)"; exit 0; fi
+cat >/dev/null
+printf '{"type":"system","subtype":"init","session_id":"s-1"}\n'
+while [ ! -e "$HOME/go" ]; do sleep 0.05; done
+printf '{"type":"result","subtype":"success","is_error":false,"num_turns":1,"duration_ms":5,"usage":{},"result":"done"}\n'
+"#;
+
+#[test]
+fn the_end_of_a_detached_run_reaches_the_server_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("server.db").display());
+    let server = Server::start(&db, "127.0.0.1:0");
+    let token = server.create_account("alice");
+    let t = TestRepo::new(
+        "[sandbox]\nprovider = \"local\"\n[setup]\nrun = \"mkdir -p $HOME/.local/bin && cp tools/claude $HOME/.local/bin/claude && chmod +x $HOME/.local/bin/claude\"\n",
+    );
+    t.write("tools/claude", FAKE_CLAUDE);
+    t.commit_all("init");
+    let login = t
+        .cmd(&["login", "--server", &server.base])
+        .env("RCLAUDE_TOKEN", &token)
+        .output()
+        .unwrap();
+    assert!(login.status.success());
+    // No desktop here: the background wait is started for the server alone.
+    let r = common::Run(
+        t.cmd(&["claude", "--detach", "work alone"])
+            .env("ANTHROPIC_API_KEY", "sk-test")
+            .env_remove("DISPLAY")
+            .env_remove("WAYLAND_DISPLAY")
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(r.code(), 0, "{}", r.all());
+    assert!(r.stderr().contains("reported to the server"), "{}", r.all());
+    let run = r.stdout().trim().to_string();
+    let session = record_of(&t)["session_id"].as_str().unwrap().to_string();
+    let finished = |detail: &serde_json::Value| -> Vec<serde_json::Value> {
+        detail["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["type"] == "task_finished")
+            .cloned()
+            .collect()
+    };
+    assert!(finished(&server.get(&token, &format!("/v1/sessions/{session}"))).is_empty());
+
+    // The run ends: the background wait alone reports it.
+    t.ok(&["exec", "--no-sync", "--", "sh", "-c", "touch \"$HOME/go\""]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while finished(&server.get(&token, &format!("/v1/sessions/{session}"))).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the background wait did not report the end"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // A later `wait` sees the same end and reports it again: the server keeps it once.
+    assert_eq!(t.rclaude(&["wait"]).code(), 0);
+    let events = finished(&server.get(&token, &format!("/v1/sessions/{session}")));
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["data"]["run"], run.as_str());
+    assert_eq!(events[0]["data"]["exit_code"], 0);
+    assert_eq!(events[0]["data"]["detached"], true);
+    // Both reports were the same event (a different one under the key would be refused and
+    // buried in the outbox's `dead` directory).
+    let dead = t.home.path().join("state/outbox/dead");
+    assert!(dead.parent().unwrap().is_dir(), "no outbox at {}", dead.display());
+    assert_eq!(
+        std::fs::read_dir(&dead).map(|d| d.count()).unwrap_or(0),
+        0,
+        "an event was refused: {}",
+        dead.display()
+    );
+    t.ok(&["down", "--yes", "--discard"]);
+}

@@ -100,14 +100,19 @@ async fn ended(
     notify: bool,
 ) {
     let id = files.id.as_str();
-    let data = match end {
-        RunEnd::Exited(_) => {
-            serde_json::json!({ "task": "claude", "run": id, "exit_code": code, "detached": true })
-        }
-        RunEnd::Lost => {
-            serde_json::json!({ "task": "claude", "run": id, "lost": true, "detached": true })
-        }
-    };
+    let meta = crate::claude::run::meta(sandbox, files)
+        .await
+        .ok()
+        .flatten();
+    // Every wait must send the same event: the run's length comes from the sandbox's files
+    // (start recorded in its metadata, end = when its exit marker was written), not our clock.
+    let duration_ms = run_duration_ms(sandbox, files, meta.as_ref()).await;
+    let mut data = serde_json::json!({
+        "task": "claude", "run": id, "exit_code": code, "duration_ms": duration_ms, "detached": true,
+    });
+    if matches!(end, RunEnd::Lost) {
+        data["lost"] = true.into();
+    }
     ctx.reporter.event_once(
         record,
         "task_finished",
@@ -117,12 +122,7 @@ async fn ended(
     ctx.reporter.flush().await;
     crate::ops::checkpoint::take(ctx, record, sandbox, "claude").await;
     if notify {
-        let title = crate::claude::run::meta(sandbox, files)
-            .await
-            .ok()
-            .flatten()
-            .map(|m| m.title)
-            .unwrap_or_default();
+        let title = meta.map(|m| m.title).unwrap_or_default();
         let how = match end {
             RunEnd::Exited(_) if code == 0 => "finished".to_string(),
             RunEnd::Exited(_) => format!("ended with exit code {code}"),
@@ -137,4 +137,25 @@ async fn ended(
             ),
         );
     }
+}
+
+/// From the run's recorded start to its exit marker's modification time; 0 when either is
+/// unknown (a run that was lost has no marker).
+async fn run_duration_ms(
+    sandbox: &dyn crate::provider::Sandbox,
+    files: &crate::claude::run::RunFiles,
+    meta: Option<&crate::claude::run::RunMeta>,
+) -> u64 {
+    let parse = |s: &str| {
+        time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
+    };
+    let Some(start) = meta.and_then(|m| parse(&m.started_at)) else {
+        return 0;
+    };
+    let end = match sandbox.stat(&files.exit()).await {
+        Ok(Some(e)) => e.modified_time.as_deref().and_then(parse),
+        _ => None,
+    };
+    end.map(|e| (e - start).whole_milliseconds().max(0) as u64)
+        .unwrap_or(0)
 }
