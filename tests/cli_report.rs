@@ -646,7 +646,11 @@ fn the_end_of_a_detached_run_reaches_the_server_once() {
     // Both reports were the same event (a different one under the key would be refused and
     // buried in the outbox's `dead` directory).
     let dead = t.home.path().join("state/outbox/dead");
-    assert!(dead.parent().unwrap().is_dir(), "no outbox at {}", dead.display());
+    assert!(
+        dead.parent().unwrap().is_dir(),
+        "no outbox at {}",
+        dead.display()
+    );
     assert_eq!(
         std::fs::read_dir(&dead).map(|d| d.count()).unwrap_or(0),
         0,

@@ -733,3 +733,50 @@ async fn the_fake_validates_like_daytona() {
     drop(sb);
     p.kill(&id).await.unwrap();
 }
+
+#[tokio::test]
+async fn network_policies_become_daytonas_create_options_or_a_refusal() {
+    use rclaude::network::{NetworkPolicy, Rule};
+    let e = env();
+    let p = provider(&e.fake);
+    let rules = |r: &[&str]| NetworkPolicy::Restricted {
+        allow: r.iter().map(|s| Rule::parse(s).unwrap()).collect(),
+    };
+    // deny_all: networkBlockAll.
+    let mut s = spec(&e.workdir);
+    s.network = NetworkPolicy::deny_all();
+    let a = p.create(&s).await.unwrap();
+    // IPv4 addresses and blocks: networkAllowList.
+    s.network = rules(&["10.0.0.0/8", "192.0.2.7"]);
+    let b = p.create(&s).await.unwrap();
+    let bodies: Vec<Value> = e
+        .fake
+        .requests_to("POST", "/api/sandbox")
+        .iter()
+        .map(|r| r.body.clone().unwrap())
+        .collect();
+    assert_eq!(bodies.len(), 2);
+    assert_eq!(bodies[0]["networkBlockAll"], true);
+    assert!(bodies[0].get("networkAllowList").is_none());
+    assert!(bodies[1].get("networkBlockAll").is_none());
+    assert_eq!(bodies[1]["networkAllowList"], "10.0.0.0/8,192.0.2.7/32");
+    // A host name cannot be enforced there: refused before anything is created.
+    s.network = rules(&["10.0.0.0/8", "api.anthropic.com"]);
+    let err = p.create(&s).await.unwrap_err();
+    assert!(
+        matches!(&err, ProviderError::Config(m) if m.contains("api.anthropic.com") && m.contains("IPv4 CIDR")),
+        "{err}"
+    );
+    assert_eq!(e.fake.requests_to("POST", "/api/sandbox").len(), 2);
+    // The open default sends neither option.
+    s.network = NetworkPolicy::Open;
+    let c = p.create(&s).await.unwrap();
+    let last = e.fake.requests_to("POST", "/api/sandbox")[2]
+        .body
+        .clone()
+        .unwrap();
+    assert!(last.get("networkBlockAll").is_none() && last.get("networkAllowList").is_none());
+    for id in [a.id, b.id, c.id] {
+        p.kill(&id).await.unwrap();
+    }
+}

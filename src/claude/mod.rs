@@ -81,6 +81,15 @@ pub enum ClaudeError {
     Corrupt { path: String, reason: String },
 }
 
+/// The host Claude Code talks to: `ANTHROPIC_BASE_URL`'s when set here, else Anthropic's API.
+pub fn api_host() -> String {
+    std::env::var("ANTHROPIC_BASE_URL")
+        .ok()
+        .and_then(|u| reqwest::Url::parse(&u).ok())
+        .and_then(|u| u.host_str().map(str::to_string))
+        .unwrap_or_else(|| "api.anthropic.com".to_string())
+}
+
 /// Check a `[claude] permission_mode` value.
 pub fn validate_permission_mode(mode: &str) -> Result<(), ClaudeError> {
     if PERMISSION_MODES.contains(&mode) {

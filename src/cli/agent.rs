@@ -54,6 +54,15 @@ pub struct Args {
     /// file left running.
     #[arg(long, value_name = "FILE")]
     pub groups_file: Option<PathBuf>,
+    /// Egress policy as JSON (`{"mode":"restricted","allow":["*.github.com"]}`); default open.
+    /// Restricted: processes get their own network namespace and reach out only through an
+    /// allow-listing proxy (needs bubblewrap and root).
+    #[arg(long, value_name = "JSON", value_parser = parse_network)]
+    pub network: Option<crate::network::NetworkPolicy>,
+}
+
+fn parse_network(s: &str) -> Result<crate::network::NetworkPolicy, String> {
+    serde_json::from_str(s).map_err(|e| format!("not a network policy: {e}"))
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -103,6 +112,7 @@ pub async fn run(_g: &GlobalArgs, args: Args) -> CliResult {
         },
         expose: args.expose,
         groups_file: args.groups_file,
+        network: args.network.unwrap_or_default(),
         ..AgentOptions::new(PathBuf::new())
     };
     let agent = bind(opts)

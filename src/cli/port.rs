@@ -31,7 +31,7 @@ pub fn parse_port(s: &str) -> Result<u16, String> {
 pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
     let ctx = g.ctx().await?;
     let record = ctx.require_session()?;
-    let reach = ports::reach(&record, args.port)?;
+    let reach = ports::reach(&record, &ctx.config.network.policy(), args.port)?;
     let label = ctx
         .config
         .ports

@@ -68,13 +68,14 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
         }
         _ => Vec::new(),
     };
+    let network = ctx.config.network.policy();
     let ports: Vec<serde_json::Value> = listening
         .iter()
         .map(|p| {
             json!({
                 "port": p,
                 "label": ctx.config.ports.get(&p.to_string()).and_then(|s| s.label()),
-                "url": crate::ops::ports::reach(&record, *p).ok().map(|r| r.url().to_string()),
+                "url": crate::ops::ports::reach(&record, &network, *p).ok().map(|r| r.url().to_string()),
             })
         })
         .collect();

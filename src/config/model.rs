@@ -55,6 +55,44 @@ pub struct Config {
     #[serde(default)]
     #[schemars(schema_with = "crate::config::schema::ports_schema")]
     pub ports: BTreeMap<String, PortSpec>,
+    /// Where the sandbox may connect to. Enforced, never advisory: a provider that cannot
+    /// enforce it refuses to create the sandbox.
+    #[serde(default)]
+    pub network: NetworkConfig,
+}
+
+/// `[network]`: the sandbox's egress policy.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// The only destinations the sandbox may connect to: host names (`registry.npmjs.org`),
+    /// subdomains (`*.github.com`), IP addresses, CIDR blocks. Empty (the default): anywhere.
+    /// Claude Code's API host is added for Claude Code runs.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// No connection leaves the sandbox at all.
+    #[serde(default)]
+    pub deny_all: bool,
+}
+
+impl NetworkConfig {
+    /// The policy this table asks for (after validation, every rule parses).
+    pub fn policy(&self) -> crate::network::NetworkPolicy {
+        use crate::network::{NetworkPolicy, Rule};
+        if self.deny_all {
+            return NetworkPolicy::deny_all();
+        }
+        if self.allow.is_empty() {
+            return NetworkPolicy::Open;
+        }
+        NetworkPolicy::Restricted {
+            allow: self
+                .allow
+                .iter()
+                .filter_map(|r| Rule::parse(r).ok())
+                .collect(),
+        }
+    }
 }
 
 /// A port in `[ports]`: `3000 = "web"` or `3000 = { label = "web", public = true }`.

@@ -94,6 +94,7 @@ pub(crate) fn validate(config: &Config, source: &Source) -> Result<(), ConfigErr
     check_hooks(config, &mut issues);
     check_git(config, &mut issues);
     check_ports(config, &mut issues);
+    check_network(config, &mut issues);
 
     let located = issues.0.into_iter().map(|mut issue| {
         let mut found = source.lookup(&issue.segs);
@@ -214,6 +215,28 @@ fn check_ports(config: &Config, issues: &mut Issues) {
                 At::Key,
                 ErrorKind::InvalidValue,
                 format!("{key:?} is not a port number: give 1 to 65535, e.g. 3000 = \"web\""),
+            );
+        }
+    }
+}
+
+fn check_network(config: &Config, issues: &mut Issues) {
+    let net = &config.network;
+    if net.deny_all && !net.allow.is_empty() {
+        issues.push(
+            path!["network", "deny_all"],
+            At::Value,
+            ErrorKind::InvalidValue,
+            "deny_all = true lets nothing out, so `allow` would never apply: keep one of them",
+        );
+    }
+    for (i, rule) in net.allow.iter().enumerate() {
+        if let Err(e) = crate::network::Rule::parse(rule) {
+            issues.push(
+                path!["network", "allow", i],
+                At::Value,
+                ErrorKind::InvalidValue,
+                e.to_string(),
             );
         }
     }

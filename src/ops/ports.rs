@@ -28,9 +28,18 @@ impl Reach {
 }
 
 /// How `port` of the session's sandbox is reached; a provider that cannot serve ports is a
-/// clear refusal.
-pub fn reach(record: &SessionRecord, port: u16) -> CliResult<Reach> {
+/// clear refusal. `network`: the `[network]` policy (a restricted local sandbox has its own
+/// network namespace, which this machine's loopback does not reach).
+pub fn reach(
+    record: &SessionRecord,
+    network: &crate::network::NetworkPolicy,
+    port: u16,
+) -> CliResult<Reach> {
     match record.provider.as_str() {
+        "local" if !network.is_open() => Err(CliError::usage(format!(
+            "port {port} of this sandbox cannot be reached from here: with [network] restrictions its processes have their own network namespace"
+        ))
+        .hint("run the client inside the sandbox (`rclaude exec -- curl localhost:PORT`), or remove [network] (and recreate the sandbox) while you need the port")),
         "local" => {
             let addr = SocketAddr::from(([127, 0, 0, 1], port));
             Ok(Reach::Direct {

@@ -215,6 +215,12 @@ async fn create(
         metadata,
         isolation: cfg.isolation,
         expose: cfg.expose.clone(),
+        // Claude Code runs need their API: its host joins an allow list.
+        network: ctx
+            .config
+            .network
+            .policy()
+            .also_allowing(&crate::claude::api_host()),
     };
     let step = ctx.ui.step(format!("Creating {} sandbox", provider.name()));
     let info = match provider.create(&spec).await {

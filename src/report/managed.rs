@@ -219,6 +219,11 @@ impl Provider for ManagedProvider {
     }
 
     async fn create(&self, spec: &SandboxSpec) -> Result<SandboxInfo, ProviderError> {
+        if !spec.network.is_open() {
+            return Err(ProviderError::Config(
+                "[network] restrictions are not enforced for sessions the server manages yet: remove [network], or run this session in direct mode (RCLAUDE_DIRECT=1) with a provider that enforces it".into(),
+            ));
+        }
         // The client's session id makes a retried create the same session on the server.
         let key = spec
             .metadata

@@ -12,6 +12,7 @@ pub mod agent;
 pub mod dirs;
 pub mod envd;
 mod kind;
+pub mod network;
 pub mod provider;
 pub mod shell;
 pub mod time;

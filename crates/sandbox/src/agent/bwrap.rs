@@ -26,6 +26,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 
+use crate::network::NetworkPolicy;
+
 /// System directories every sandbox sees read-only, when the host has them.
 const SYSTEM_DIRS: &[&str] = &["/usr", "/etc", "/opt"];
 /// Top-level entries that are symlinks into `/usr` on merged-/usr systems (kept as symlinks)
@@ -44,6 +46,9 @@ pub struct View {
     /// Directories replaced by an empty tmpfs wherever an exposed path would show them
     /// (rclaude's own data, state and config directories).
     pub hide: Vec<PathBuf>,
+    /// Where the sandbox may connect to. Restricted: its own network namespace, whose only way
+    /// out is the agent's allow-listing proxy ([`super::egress`]).
+    pub network: NetworkPolicy,
 }
 
 /// bubblewrap at a path, with the sandbox's view and PID namespace.
@@ -68,6 +73,17 @@ struct Holder {
     ns: Arc<NsFds>,
     /// Write end of the holder's stdin: closing it (the agent exiting) ends the holder.
     _stdin: OwnedFd,
+    /// The egress proxy serving this namespace (restricted network only); stops with it.
+    _proxy: Option<ProxyTask>,
+}
+
+/// A running egress proxy task, stopped when dropped.
+struct ProxyTask(tokio::task::AbortHandle);
+
+impl Drop for ProxyTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Namespace descriptors a command joins.
@@ -77,6 +93,9 @@ struct NsFds {
     userns: Option<OwnedFd>,
     /// The user namespace the holder's processes run in, when it differs from `userns`.
     userns2: Option<OwnedFd>,
+    /// The sandbox's own network namespace (restricted network only), entered by every
+    /// command before bubblewrap starts.
+    net: Option<OwnedFd>,
 }
 
 impl Bwrap {
@@ -163,11 +182,17 @@ impl Bwrap {
             .chain(ns.userns.as_ref().map(|f| f.as_raw_fd()))
             .chain(ns.userns2.as_ref().map(|f| f.as_raw_fd()))
             .collect();
-        // SAFETY: the closure only makes async-signal-safe calls (fcntl, dup2); `ns` keeps the
-        // descriptors open until the command has been spawned and dropped.
+        let net = ns.net.as_ref().map(|f| f.as_raw_fd());
+        // SAFETY: the closure only makes async-signal-safe calls (setns, fcntl, dup2); `ns`
+        // keeps the descriptors open until the command has been spawned and dropped.
         unsafe {
             c.pre_exec(move || {
                 let _keep = &ns;
+                if let Some(net) = net
+                    && libc::setns(net, libc::CLONE_NEWNET) != 0
+                {
+                    return Err(io::Error::last_os_error());
+                }
                 pass_fds(&fds, 3)
             });
         }
@@ -247,6 +272,11 @@ impl Bwrap {
             "--info-fd",
             "3",
         ]);
+        let restricted = !self.view.network.is_open();
+        if restricted {
+            // bubblewrap brings up the new namespace's loopback interface.
+            a.push(["--unshare-net"]);
+        }
         system_view(&mut a);
         a.push(["--dev", "/dev", "--proc", "/proc", "--", "cat"]);
         let mut cmd = std::process::Command::new(&self.path);
@@ -280,8 +310,15 @@ impl Bwrap {
                 err.trim()
             )));
         };
-        let ns = match namespace_fds(init_pid) {
-            Ok(ns) => ns,
+        let started = namespace_fds(init_pid, restricted).and_then(|ns| {
+            let proxy = match &ns.net {
+                Some(net) => Some(self.start_proxy(net)?),
+                None => None,
+            };
+            Ok((ns, proxy))
+        });
+        let (ns, proxy) = match started {
+            Ok(v) => v,
             Err(e) => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -307,7 +344,24 @@ impl Bwrap {
             child,
             ns: Arc::new(ns),
             _stdin: stdin_w,
+            _proxy: proxy,
         })
+    }
+
+    /// Serve the egress proxy inside the network namespace `net`.
+    fn start_proxy(&self, net: &OwnedFd) -> io::Result<ProxyTask> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            io::Error::other("the egress proxy needs the agent's runtime to run on")
+        })?;
+        let listener = super::egress::listen_in(net).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot serve the egress proxy in the sandbox's network namespace: {e}"),
+            )
+        })?;
+        let policy = Arc::new(self.view.network.clone());
+        let task = runtime.spawn(super::egress::serve(listener, policy));
+        Ok(ProxyTask(task.abort_handle()))
     }
 
     /// End the PID namespace: every process still in it is killed by the kernel.
@@ -329,8 +383,9 @@ impl Drop for Bwrap {
     }
 }
 
-/// Open the PID namespace of `init_pid` and the user namespaces needed to enter it.
-fn namespace_fds(init_pid: u32) -> io::Result<NsFds> {
+/// Open the PID namespace of `init_pid` and the user namespaces needed to enter it (and its
+/// network namespace, with `net`).
+fn namespace_fds(init_pid: u32, net: bool) -> io::Result<NsFds> {
     let open = |p: String| std::fs::File::open(p).map(OwnedFd::from);
     let pid = open(format!("/proc/{init_pid}/ns/pid"))?;
     let own = std::fs::metadata("/proc/self/ns/user")?.ino();
@@ -353,10 +408,16 @@ fn namespace_fds(init_pid: u32) -> io::Result<NsFds> {
         }
         None => None,
     };
+    let net = if net {
+        Some(open(format!("/proc/{init_pid}/ns/net"))?)
+    } else {
+        None
+    };
     Ok(NsFds {
         pid,
         userns,
         userns2,
+        net,
     })
 }
 
@@ -516,6 +577,7 @@ mod tests {
             View {
                 expose: vec![exposed.clone()],
                 hide: vec![state.clone(), elsewhere.path().to_path_buf()],
+                ..View::default()
             },
         );
         let args = b.fs_args(&root, &root, None);

@@ -15,6 +15,7 @@
 
 mod auth;
 mod bwrap;
+mod egress;
 mod fdio;
 mod files;
 mod filesystem;
@@ -74,6 +75,9 @@ pub struct AgentOptions {
     pub groups_file: Option<PathBuf>,
     /// Keepalive interval on process streams when the client does not ask for one.
     pub keepalive_default: Duration,
+    /// Where the sandbox's processes may connect to. Restricted policies need bubblewrap and
+    /// an agent allowed to enter the network namespace it makes (root).
+    pub network: crate::network::NetworkPolicy,
 }
 
 impl AgentOptions {
@@ -90,6 +94,7 @@ impl AgentOptions {
             expose: Vec::new(),
             groups_file: None,
             keepalive_default: Duration::from_secs(90),
+            network: crate::network::NetworkPolicy::Open,
         }
     }
 }
@@ -109,6 +114,8 @@ pub enum AgentError {
     Isolation(String),
     #[error("the access token is empty; set a token or run without authentication explicitly")]
     EmptyToken,
+    #[error("the sandbox's [network] policy cannot be enforced here: {0}")]
+    Network(String),
     #[error("agent server failed: {0}")]
     Serve(#[source] std::io::Error),
 }
@@ -153,7 +160,22 @@ pub async fn bind(opts: AgentOptions) -> Result<Agent, AgentError> {
         opts.workdir.as_deref(),
     )?);
     let isolation = opts.isolation;
+    let restricted = !opts.network.is_open();
+    if restricted {
+        if isolation == Isolation::None {
+            return Err(AgentError::Network(
+                "it needs isolation = \"bwrap\" (the sandbox's own network namespace)".into(),
+            ));
+        }
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return Err(AgentError::Network(
+                "entering the sandbox's network namespace needs the agent to run as root on this version; use the e2b provider, or remove [network]".into(),
+            ));
+        }
+    }
     let view = isolation::View {
+        network: opts.network.clone(),
         expose: opts.expose.clone(),
         // rclaude's own files: other sandboxes' tokens, session records, the server token.
         hide: vec![
@@ -167,6 +189,17 @@ pub async fn bind(opts: AgentOptions) -> Result<Agent, AgentError> {
             .await
             .map_err(|e| AgentError::Isolation(e.to_string()))?
             .map_err(AgentError::Isolation)?;
+    if restricted && !launcher.is_isolated() {
+        launcher.shutdown();
+        return Err(AgentError::Network(format!(
+            "it needs bubblewrap, which is not available ({})",
+            report.missing.as_deref().unwrap_or("unknown reason")
+        )));
+    }
+    let mut opts = opts;
+    if restricted {
+        opts.env.extend(egress::proxy_env());
+    }
     let group_log = match &opts.groups_file {
         Some(f) => {
             let killed = reaper::reap(f);

@@ -45,6 +45,9 @@ struct SandboxFile {
     /// Plain environment for every process ([`SandboxSpec::env`]).
     #[serde(default)]
     env: BTreeMap<String, String>,
+    /// Egress policy at creation ([`SandboxSpec::network`]).
+    #[serde(default)]
+    network: crate::network::NetworkPolicy,
 }
 
 /// Variables the local provider sets itself; the spec's environment does not override them.
@@ -172,6 +175,17 @@ impl LocalProvider {
             .arg(dir.join("agent.groups"))
             .arg("--isolation")
             .arg(isolation_arg(file.isolation))
+            .args(
+                (!file.network.is_open())
+                    .then(|| {
+                        [
+                            "--network".to_string(),
+                            serde_json::to_string(&file.network).unwrap_or_default(),
+                        ]
+                    })
+                    .into_iter()
+                    .flatten(),
+            )
             .args(
                 file.env
                     .iter()
@@ -337,6 +351,7 @@ impl Provider for LocalProvider {
     }
 
     async fn create(&self, spec: &SandboxSpec) -> Result<SandboxInfo, ProviderError> {
+        check_network(spec)?;
         let id = format!("local-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let dir = self.dir(&id)?;
         for sub in ["root/home", "root/workspace"] {
@@ -362,6 +377,7 @@ impl Provider for LocalProvider {
             isolation: spec.isolation,
             expose: spec.expose.clone(),
             env: spec.env.clone(),
+            network: spec.network.clone(),
         };
         let json =
             serde_json::to_vec_pretty(&file).map_err(|e| ProviderError::Config(e.to_string()))?;
@@ -547,6 +563,26 @@ fn agent_binary() -> Result<PathBuf, ProviderError> {
         return Ok(PathBuf::from(p));
     }
     std::env::current_exe().map_err(|e| io_err("locating the rclaude executable", e))
+}
+
+/// A restricted `[network]` needs the sandbox's own network namespace: bubblewrap, and an agent
+/// that may enter the namespace (root). Refused here rather than run open.
+fn check_network(spec: &SandboxSpec) -> Result<(), ProviderError> {
+    if spec.network.is_open() {
+        return Ok(());
+    }
+    if spec.isolation == Isolation::None {
+        return Err(ProviderError::Config(
+            "[network] restrictions need isolation = \"bwrap\" on the local provider (the sandbox gets its own network namespace): set [sandbox] isolation, or remove [network]".into(),
+        ));
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err(ProviderError::Config(
+            "[network] restrictions on the local provider need rclaude to run as root on this version (the agent enters the sandbox's network namespace): use the e2b provider, or remove [network]".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Start the child in its own session so it survives the CLI and its terminal.

@@ -82,6 +82,9 @@ pub struct SandboxSpec {
     pub isolation: crate::Isolation,
     /// Local provider: host paths the sandbox sees read-only (`[sandbox] expose`).
     pub expose: Vec<String>,
+    /// Where the sandbox's processes may connect to (`[network]`). A provider that cannot
+    /// enforce a restricted policy refuses to create the sandbox.
+    pub network: crate::network::NetworkPolicy,
 }
 
 /// Lifecycle state as the provider reports it.

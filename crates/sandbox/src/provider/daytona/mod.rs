@@ -87,6 +87,36 @@ struct NewSandbox {
     auto_stop_interval: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     auto_delete_interval: Option<i64>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    network_block_all: bool,
+    /// Comma-separated IPv4 CIDR blocks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    network_allow_list: Option<String>,
+}
+
+/// `[network]` as Daytona's create options: block everything, or allow IPv4 CIDR blocks (the
+/// only kind of destination its allow list takes); anything else cannot be enforced there.
+fn network_options(
+    policy: &crate::network::NetworkPolicy,
+) -> Result<(bool, Option<String>), ProviderError> {
+    use crate::network::{NetworkPolicy, Rule};
+    let allow = match policy {
+        NetworkPolicy::Open => return Ok((false, None)),
+        NetworkPolicy::Restricted { allow } if allow.is_empty() => return Ok((true, None)),
+        NetworkPolicy::Restricted { allow } => allow,
+    };
+    let mut blocks = Vec::new();
+    for rule in allow {
+        match rule {
+            Rule::Net(n) if n.addr().is_ipv4() => blocks.push(n.to_string()),
+            other => {
+                return Err(ProviderError::Config(format!(
+                    "Daytona's network allow list takes IPv4 CIDR blocks only, so `{other}` in [network] allow cannot be enforced there (Claude Code's API host is added to allow lists): list addresses instead, use deny_all, or use the e2b or local provider"
+                )));
+            }
+        }
+    }
+    Ok((false, Some(blocks.join(","))))
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -406,6 +436,7 @@ impl Provider for DaytonaProvider {
             .timeout
             .map(|t| t.as_secs().div_ceil(60).max(1))
             .unwrap_or(DEFAULT_AUTO_STOP_MINUTES);
+        let (network_block_all, network_allow_list) = network_options(&spec.network)?;
         let mut labels = spec.metadata.clone();
         labels.insert(MANAGED_KEY.into(), "true".into());
         labels.insert(WORKDIR_KEY.into(), workdir.clone());
@@ -423,6 +454,8 @@ impl Provider for DaytonaProvider {
             auto_stop_interval: auto_stop,
             // Without auto_pause the sandbox goes away at the timeout, as on E2B.
             auto_delete_interval: (!spec.auto_pause).then_some(0),
+            network_block_all,
+            network_allow_list,
         };
         let image_name = image.unwrap_or("(default snapshot)");
         let r = self

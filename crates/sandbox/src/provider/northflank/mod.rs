@@ -456,6 +456,11 @@ impl Provider for NorthflankProvider {
     }
 
     async fn create(&self, spec: &SandboxSpec) -> Result<SandboxInfo, ProviderError> {
+        if !spec.network.is_open() {
+            return Err(ProviderError::Config(
+                "[network] restrictions are not enforceable on Northflank by rclaude yet (its egress rules are project-wide, not per sandbox): remove [network], or use the e2b, daytona or local provider".into(),
+            ));
+        }
         let project = self.api.settings.require_project()?.to_string();
         let workdir = if spec.workdir == CONFIG_DEFAULT_WORKDIR {
             DEFAULT_WORKDIR.to_string()
