@@ -1,14 +1,14 @@
 //! The real `rclaude` binary with `provider = "e2b"` against a local E2B
 //! (`support/e2b_server.rs`), pointed at it with E2B's own override variables (`E2B_API_URL`,
-//! `E2B_SANDBOX_URL`): up → run → ls → pause → status → resume → exec → pull → down.
+//! `E2B_SANDBOX_URL`): up → run → ls → pause → status → resume → exec → pull → down; fork.
 
 mod common;
 #[path = "support/e2b_server.rs"]
 mod e2b_server;
 
 use common::{Run, TestRepo};
-use e2b_server::{FakeE2b, FakeOptions};
-use serde_json::Value;
+use e2b_server::{FakeE2b, FakeOptions, Injection, Route};
+use serde_json::{Value, json};
 
 /// A repository configured for E2B, a fake E2B whose sandboxes keep their files in `vm`
 /// (like a VM's disk), and the workdir inside it.
@@ -350,4 +350,154 @@ fn ls_lists_local_sandboxes_too() {
     let listed: Value = serde_json::from_str(&r.stdout()).unwrap();
     assert_eq!(listed[0]["current"], false);
     repo.ok(&["down", "--yes"]);
+}
+
+const SETUP_COUNTS_RUNS: &str = "[setup]\nrun = \"echo ran >> $HOME/setup-runs\"\n";
+
+#[test]
+fn fork_copies_a_warm_sandbox_without_running_setup_again() {
+    let t = setup("", SETUP_COUNTS_RUNS);
+    t.ok(&["up"]);
+    let src = t.only_sandbox();
+    // An uncommitted edit, made in the sandbox.
+    t.ok(&["exec", "--no-sync", "--", "echo edited > README.md"]);
+
+    let r = t.ok(&["fork", "f1"]);
+    assert!(r.stderr().contains("Forking sandbox"), "{}", r.all());
+    // One fork request, with the source's lifetime (30m) and count 1; the source keeps running.
+    let forks = t
+        .fake
+        .requests_to("POST", &format!("/sandboxes/{}/fork", src.id));
+    assert_eq!(forks.len(), 1, "{forks:?}");
+    assert_eq!(forks[0].status, 201);
+    assert_eq!(
+        forks[0].body,
+        Some(json!({ "timeout": 1800, "count": 1 })),
+        "{forks:?}"
+    );
+    let all = t.fake.sandboxes();
+    assert_eq!(all.len(), 2, "{all:?}");
+    let fork = all.iter().find(|s| s.id != src.id).unwrap().clone();
+    assert_eq!(fork.forked_from.as_deref(), Some(src.id.as_str()));
+    assert_eq!(fork.state, "running");
+    assert_eq!(t.fake.sandbox(&src.id).unwrap().state, "running");
+    let status: Value =
+        serde_json::from_str(&t.ok(&["status", "--json", "-s", "f1"]).stdout()).unwrap();
+    assert_eq!(status["sandbox"], fork.id.as_str(), "{status}");
+    assert_eq!(status["state"], "running", "{status}");
+    assert_eq!(status["workdir"], t.workdir.as_str(), "{status}");
+    assert_ne!(status["session"], t.status()["session"], "its own session");
+
+    let in_fork = |cmd: &str| t.ok(&["exec", "-s", "f1", "--no-sync", "--", cmd]).stdout();
+    assert_eq!(in_fork("cat README.md"), "edited\n", "the edit came along");
+    assert_eq!(
+        in_fork("cat $HOME/setup-runs"),
+        "ran\n",
+        "setup ran once, in the source, and not again for the fork"
+    );
+    // A later `up` of the fork does not run it either (same setup, same state).
+    t.ok(&["up", "-s", "f1"]);
+    assert_eq!(in_fork("cat $HOME/setup-runs"), "ran\n");
+
+    // The two are apart from here on, and the source still answers.
+    in_fork("echo fork-only > b.txt");
+    let r = t.ok(&[
+        "exec",
+        "--no-sync",
+        "--",
+        "cat README.md; cat $HOME/setup-runs",
+    ]);
+    assert_eq!(r.stdout(), "edited\nran\n");
+    let r = t.rc(&["exec", "--no-sync", "--", "cat b.txt"]);
+    assert_ne!(
+        r.code(),
+        0,
+        "the fork's file showed up in the source: {}",
+        r.all()
+    );
+
+    // Removing the fork removes only the fork.
+    t.ok(&["down", "--yes", "--discard", "-s", "f1"]);
+    let left = t.fake.sandboxes();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0].id, src.id);
+    assert_eq!(
+        t.fake
+            .requests_to("DELETE", &format!("/sandboxes/{}", fork.id))
+            .len(),
+        1
+    );
+    assert!(!fork.root.exists(), "the fork's disk is gone");
+    let status: Value =
+        serde_json::from_str(&t.ok(&["status", "--json", "-s", "f1"]).stdout()).unwrap();
+    assert!(status["sandbox"].is_null(), "{status}");
+    let r = t.ok(&["exec", "--no-sync", "--", "cat README.md"]);
+    assert_eq!(r.stdout(), "edited\n");
+    assert_eq!(t.status()["sandbox"], src.id.as_str());
+    t.ok(&["down", "--yes", "--discard"]);
+}
+
+#[test]
+fn a_fork_that_fails_or_has_no_source_leaves_no_session() {
+    let t = setup("auto_pause = false", "");
+    t.ok(&["up"]);
+    let src = t.only_sandbox();
+    let fork_path = format!("/sandboxes/{}/fork", src.id);
+    let no_session = |name: &str| {
+        let status: Value =
+            serde_json::from_str(&t.ok(&["status", "--json", "-s", name]).stdout()).unwrap();
+        assert!(
+            status["sandbox"].is_null(),
+            "a session record named {name} was left: {status}"
+        );
+    };
+
+    // E2B answers with an error element: its message, exit 69, no record.
+    t.fake.inject(
+        Route::Fork,
+        [Injection::error(201, "")
+            .body(json!([{ "error": { "code": 500, "message": "fork failed: no capacity" } }]))],
+    );
+    let r = t.rc(&["fork", "f3"]);
+    assert_eq!(r.code(), 69, "{}", r.all());
+    assert!(r.stderr().contains("no capacity"), "{}", r.all());
+    no_session("f3");
+
+    // A 503 is not resent (the fork may have been made): one request, a clear failure.
+    let before = t.fake.requests_to("POST", &fork_path).len();
+    t.fake
+        .inject(Route::Fork, [Injection::error(503, "upstream unavailable")]);
+    let r = t.rc(&["fork", "f3"]);
+    assert_eq!(r.code(), 69, "{}", r.all());
+    assert!(r.stderr().contains("upstream unavailable"), "{}", r.all());
+    assert!(r.stderr().contains("not retried"), "{}", r.all());
+    assert_eq!(t.fake.requests_to("POST", &fork_path).len(), before + 1);
+    no_session("f3");
+    assert_eq!(t.fake.sandboxes().len(), 1);
+
+    // The source vanished between the check and the fork: 404 is "no longer exists".
+    t.fake
+        .inject(Route::Fork, [Injection::error(404, "sandbox not found")]);
+    let r = t.rc(&["fork", "f3"]);
+    assert_eq!(r.code(), 69, "{}", r.all());
+    assert!(r.stderr().contains("no longer exists"), "{}", r.all());
+    no_session("f3");
+
+    // The source's sandbox was deleted behind rclaude's back (E2B killed it at its timeout).
+    t.fake.expire(&src.id);
+    let before = t.fake.requests_to("POST", &fork_path).len();
+    let r = t.rc(&["fork", "f2"]);
+    assert_eq!(r.code(), 69, "{}", r.all());
+    assert!(
+        r.stderr().contains(&src.id) && r.stderr().contains("no longer exists"),
+        "{}",
+        r.all()
+    );
+    assert_eq!(
+        t.fake.requests_to("POST", &fork_path).len(),
+        before,
+        "nothing to fork, so no fork was asked for"
+    );
+    assert!(t.fake.sandboxes().is_empty());
+    no_session("f2");
 }

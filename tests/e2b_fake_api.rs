@@ -411,3 +411,137 @@ async fn lifecycle_endpoints_answer_like_e2b() {
     let (s, b) = t.post(&format!("/sandboxes/{id}/pause"), json!({})).await;
     assert_error(s, &b, 404, &id);
 }
+
+#[tokio::test]
+async fn fork_validates_its_body_and_copies_the_source() {
+    let t = t();
+    let id = t
+        .create(json!({ "templateID": "base", "autoPause": true, "metadata": { "k": "v" }, "envVars": { "A": "1" } }))
+        .await;
+    let src = t.fake.sandbox(&id).unwrap();
+    let note = src.root.join("home/user/note.txt");
+    std::fs::write(&note, "from the source\n").unwrap();
+
+    let path = format!("/sandboxes/{id}/fork");
+    let cases = [
+        (json!({ "timeout": -1 }), "at least 0"),
+        (json!({ "timeout": "60" }), "integer"),
+        (json!({ "timeout": 1.5 }), "integer"),
+        (json!({ "count": 0 }), "at least 1"),
+        (json!({ "count": 21 }), "at most 20"),
+        (json!({ "count": "2" }), "integer"),
+        (json!([1]), "object"),
+    ];
+    for (body, want) in cases {
+        let (s, b) = t.post(&path, body.clone()).await;
+        assert_error(s, &b, 400, want);
+    }
+    let (s, b) = t.post(&path, json!({ "timeout": 86401 })).await;
+    assert_error(s, &b, 400, "cannot be greater than 24 hours");
+    let (s, b) = t.post("/sandboxes/inope/fork", json!({})).await;
+    assert_error(s, &b, 404, "inope");
+    assert_eq!(t.fake.sandboxes().len(), 1, "nothing invalid was forked");
+
+    // Two forks: running copies with the source's template, metadata, env and lifecycle.
+    let (s, b) = t.post(&path, json!({ "timeout": 60, "count": 2 })).await;
+    assert_eq!(s, 201, "{b}");
+    let forks: Vec<String> = b
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            assert!(e.get("error").is_none(), "{e}");
+            for field in [
+                "templateID",
+                "sandboxID",
+                "clientID",
+                "envdVersion",
+                "envdAccessToken",
+            ] {
+                assert!(e["sandbox"][field].is_string(), "{field} in {e}");
+            }
+            e["sandbox"]["sandboxID"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(forks.len(), 2);
+    assert_ne!(forks[0], forks[1]);
+    for f in &forks {
+        assert_ne!(f, &id);
+        let v = t.fake.sandbox(f).unwrap();
+        assert_eq!(v.state, "running");
+        assert_eq!(v.template_id, src.template_id);
+        assert_eq!(v.metadata, src.metadata);
+        assert_eq!(v.env_vars, src.env_vars);
+        assert!(v.auto_pause);
+        assert_eq!(v.forked_from.as_deref(), Some(id.as_str()));
+        assert_ne!(v.token, src.token);
+        assert_ne!(v.root, src.root);
+        assert_eq!(
+            v.seen_at, src.seen_at,
+            "a fork sees its copy at the source's paths"
+        );
+        assert!(
+            v.end_at < time::OffsetDateTime::now_utc() + std::time::Duration::from_secs(61),
+            "the body's timeout"
+        );
+        assert_eq!(
+            std::fs::read_to_string(v.root.join("home/user/note.txt")).unwrap(),
+            "from the source\n"
+        );
+    }
+    assert_eq!(
+        t.fake.sandbox(&id).unwrap().state,
+        "running",
+        "the source keeps running"
+    );
+
+    // Through envd, the fork reads its copy at the source's path; later source edits stay there.
+    std::fs::write(&note, "changed in the source\n").unwrap();
+    let read = |sbx: String| {
+        let token = t.fake.sandbox(&sbx).unwrap().token;
+        t.http
+            .get(t.url("/files"))
+            .query(&[("path", note.to_str().unwrap())])
+            .header("e2b-sandbox-id", sbx)
+            .header("e2b-sandbox-port", "49983")
+            .header("x-access-token", token)
+    };
+    let got = read(forks[0].clone()).send().await.unwrap();
+    assert_eq!(got.status(), 200);
+    assert_eq!(got.text().await.unwrap(), "from the source\n");
+    let got = read(id.clone()).send().await.unwrap();
+    assert_eq!(got.text().await.unwrap(), "changed in the source\n");
+
+    // A paused source forks too: the fork runs, the source stays paused.
+    let (s, _) = t.post(&format!("/sandboxes/{id}/pause"), json!({})).await;
+    assert_eq!(s, 204);
+    let (s, b) = t.post(&path, json!({})).await;
+    assert_eq!(s, 201, "{b}");
+    let third = b[0]["sandbox"]["sandboxID"].as_str().unwrap().to_string();
+    assert_eq!(t.fake.sandbox(&third).unwrap().state, "running");
+    assert_eq!(t.fake.sandbox(&id).unwrap().state, "paused");
+
+    // Killing the source leaves its forks whole.
+    let (s, _, _) = t
+        .call(
+            t.http
+                .delete(t.url(&format!("/sandboxes/{id}")))
+                .header("x-api-key", API_KEY),
+        )
+        .await;
+    assert_eq!(s, 204);
+    let got = read(third.clone()).send().await.unwrap();
+    assert_eq!(got.status(), 200);
+    assert_eq!(got.text().await.unwrap(), "changed in the source\n");
+    // Killing a fork removes its copy.
+    let root = t.fake.sandbox(&forks[1]).unwrap().root;
+    let (s, _, _) = t
+        .call(
+            t.http
+                .delete(t.url(&format!("/sandboxes/{}", forks[1])))
+                .header("x-api-key", API_KEY),
+        )
+        .await;
+    assert_eq!(s, 204);
+    assert!(!root.exists());
+}

@@ -762,3 +762,47 @@ async fn the_edge_routes_by_host_name_and_checks_its_headers() {
         .unwrap();
     assert_eq!(resp.status(), 502);
 }
+
+#[tokio::test]
+async fn network_policies_become_e2bs_create_options() {
+    use rclaude::network::{NetworkPolicy, Rule};
+    let env = env();
+    let p = provider(&env.fake);
+    let mut s = spec(&env.workdir);
+    s.network = NetworkPolicy::deny_all();
+    let a = p.create(&s).await.unwrap();
+    s.network = NetworkPolicy::Restricted {
+        allow: [
+            "registry.npmjs.org",
+            "*.github.com",
+            "10.0.0.0/8",
+            "192.0.2.7",
+        ]
+        .iter()
+        .map(|r| Rule::parse(r).unwrap())
+        .collect(),
+    };
+    let b = p.create(&s).await.unwrap();
+    s.network = NetworkPolicy::Open;
+    let c = p.create(&s).await.unwrap();
+    let bodies: Vec<serde_json::Value> = env
+        .fake
+        .requests_to("POST", "/v2/sandboxes")
+        .into_iter()
+        .map(|r| r.body.unwrap())
+        .collect();
+    assert_eq!(bodies[0]["allow_internet_access"], false);
+    assert!(bodies[0].get("network").is_none());
+    assert!(bodies[1].get("allow_internet_access").is_none());
+    assert_eq!(
+        bodies[1]["network"],
+        json!({
+            "allowOut": ["registry.npmjs.org", "*.github.com", "10.0.0.0/8", "192.0.2.7"],
+            "denyOut": ["0.0.0.0/0"],
+        })
+    );
+    assert!(bodies[2].get("allow_internet_access").is_none() && bodies[2].get("network").is_none());
+    for id in [a.id, b.id, c.id] {
+        p.kill(&id).await.unwrap();
+    }
+}

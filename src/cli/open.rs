@@ -17,7 +17,9 @@ pub struct Args {
 pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
     let ctx = g.ctx().await?;
     let record = ctx.require_session()?;
-    let url = ports::reach(&record, &ctx.config.network.policy(), args.port)?.url().to_string();
+    let url = ports::reach(&record, &ctx.config.network.policy(), args.port)?
+        .url()
+        .to_string();
     super::output::write_stdout(format!("{url}\n").as_bytes())?;
     let browsers: Vec<String> = std::env::var("BROWSER")
         .ok()

@@ -3,7 +3,7 @@
 //! traffic to one real `rclaude agent` process per sandbox.
 //!
 //! - REST on `http://127.0.0.1:<port>`: `POST/GET /v2/sandboxes`, `GET/DELETE /sandboxes/{id}`,
-//!   `POST /sandboxes/{id}/pause|timeout|refreshes`, `POST /v2/sandboxes/{id}/connect`,
+//!   `POST /sandboxes/{id}/pause|timeout|refreshes|fork`, `POST /v2/sandboxes/{id}/connect`,
 //!   `GET /health`. `X-API-KEY` is required ([`API_KEY`]); errors are E2B's
 //!   `{"code": <status>, "message": "..."}`.
 //! - envd on the same address: a request carrying `E2b-Sandbox-Id` + `E2b-Sandbox-Port` (E2B's
@@ -19,6 +19,14 @@
 //!   kill stops it and deletes the root (or empties the shared one). A sandbox whose `endAt`
 //!   has passed is paused (`autoPause`) or killed on the next request; [`FakeE2b::expire`]
 //!   makes that happen now.
+//! - Fork copies the source's root (`cp -a --reflink=auto`, running or paused) to
+//!   `<base>/sandboxes/<new id>` and starts a running sandbox on the copy with the source's
+//!   template, metadata, env vars and `autoPause`. Like a VM's disk image, the copy must appear at
+//!   the source's paths (the workdir in the metadata names one): its agent runs in a private
+//!   mount namespace with the copy bind-mounted over the path the source's processes see
+//!   (a user namespace too when the process may not mount; a host that allows neither gets a
+//!   500 naming why). This works with [`FakeOptions::shared_root`] as well: forks are the
+//!   exception to "one sandbox at a time".
 //! - Tests can queue canned responses per route ([`FakeE2b::inject`]) and read every API request
 //!   back ([`FakeE2b::requests`]).
 #![allow(dead_code)]
@@ -83,6 +91,7 @@ pub enum Route {
     Connect,
     Timeout,
     Refresh,
+    Fork,
 }
 
 /// A canned response.
@@ -152,6 +161,10 @@ pub struct SandboxView {
     pub token: String,
     /// Whether the last pause kept memory.
     pub paused_with_memory: Option<bool>,
+    /// Where its processes see `root` (the source's path, for a fork).
+    pub seen_at: PathBuf,
+    /// The sandbox it was forked from.
+    pub forked_from: Option<String>,
 }
 
 /// The running fake; dropping it stops every sandbox and the server.
@@ -192,7 +205,13 @@ struct Sbx {
     paused: bool,
     paused_with_memory: Option<bool>,
     token: String,
+    /// Where its files are on this host.
     root: PathBuf,
+    /// Where its processes see them: `root`, or for a fork the source's `seen_at`.
+    seen_at: PathBuf,
+    /// `root` is [`FakeOptions::shared_root`] (emptied, not deleted, by a kill).
+    in_shared_root: bool,
+    forked_from: Option<String>,
     agent: Option<AgentProc>,
     /// Serializes lifecycle changes (start/stop of the agent) of this sandbox.
     lifecycle: Arc<tokio::sync::Mutex<()>>,
@@ -371,6 +390,8 @@ fn view(s: &Sbx) -> SandboxView {
         agent_pid: s.agent.as_ref().map(|a| a.child.id()),
         token: s.token.clone(),
         paused_with_memory: s.paused_with_memory,
+        seen_at: s.seen_at.clone(),
+        forked_from: s.forked_from.clone(),
     }
 }
 
@@ -387,6 +408,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/sandboxes/{id}/pause", post(pause))
         .route("/sandboxes/{id}/timeout", post(set_timeout))
         .route("/sandboxes/{id}/refreshes", post(refresh))
+        .route("/sandboxes/{id}/fork", post(fork))
         .route("/v2/sandboxes/{id}/connect", post(connect))
         .fallback(|uri: Uri| async move { error(404, &format!("no route for {}", uri.path())) })
         .layer(axum::middleware::from_fn_with_state(shared.clone(), edge))
@@ -492,6 +514,7 @@ fn route_of(method: &Method, path: &str) -> Option<Route> {
         ("POST", ["sandboxes", _, "pause"]) => Route::Pause,
         ("POST", ["sandboxes", _, "timeout"]) => Route::Timeout,
         ("POST", ["sandboxes", _, "refreshes"]) => Route::Refresh,
+        ("POST", ["sandboxes", _, "fork"]) => Route::Fork,
         ("POST", ["v2", "sandboxes", _, "connect"]) => Route::Connect,
         _ => return None,
     })
@@ -707,10 +730,22 @@ async fn create(State(shared): St, headers: HeaderMap, body: Bytes) -> Response 
                 }
             }
         }
-        if let Some(v) = m.get("network")
-            && !v.is_object()
-        {
-            return Err(schema_error("network", "value must be an object"));
+        if let Some(v) = m.get("network") {
+            let Some(o) = v.as_object() else {
+                return Err(schema_error("network", "value must be an object"));
+            };
+            for list in ["allowOut", "denyOut"] {
+                if let Some(l) = o.get(list)
+                    && !l.as_array().is_some_and(|a| {
+                        a.iter().all(|x| x.as_str().is_some_and(|s| !s.is_empty()))
+                    })
+                {
+                    return Err(schema_error(
+                        "network",
+                        &format!("property \"{list}\" must be an array of non-empty strings"),
+                    ));
+                }
+            }
         }
         let metadata = opt_string_map(&m, "metadata")?;
         let env_vars = opt_string_map(&m, "envVars")?;
@@ -761,11 +796,14 @@ async fn create(State(shared): St, headers: HeaderMap, body: Bytes) -> Response 
             paused_with_memory: None,
             token: token.clone(),
             root: root.clone(),
+            seen_at: root.clone(),
+            in_shared_root: shared.opts.shared_root.is_some(),
+            forked_from: None,
             agent: None,
             lifecycle,
         },
     );
-    match start_agent(&shared, &id, &root, &token, &env_vars).await {
+    match start_agent(&shared, &id, &root, &root, &token, &env_vars).await {
         Ok(agent) => {
             if let Some(s) = shared.state.lock().unwrap().sandboxes.get_mut(&id) {
                 s.agent = Some(agent);
@@ -1074,10 +1112,15 @@ async fn connect(
             let body = sandbox_json(&s.id, &s.template_id, &s.alias, &s.token);
             return (StatusCode::OK, axum::Json(body)).into_response();
         }
-        (s.root.clone(), s.token.clone(), s.env_vars.clone())
+        (
+            s.root.clone(),
+            s.seen_at.clone(),
+            s.token.clone(),
+            s.env_vars.clone(),
+        )
     };
-    let (root, token, env) = start;
-    match start_agent(&shared, &id, &root, &token, &env).await {
+    let (root, seen_at, token, env) = start;
+    match start_agent(&shared, &id, &root, &seen_at, &token, &env).await {
         Ok(agent) => {
             let mut st = shared.state.lock().unwrap();
             let Some(s) = st.sandboxes.get_mut(&id) else {
@@ -1154,6 +1197,128 @@ async fn refresh(
     }
 }
 
+/// `POST /sandboxes/{id}/fork` `{"timeout"?, "count"?}`: `count` (1..20) new running sandboxes
+/// copied from the source (running or paused; it is left as it was), each answered as
+/// `{"sandbox": Sandbox}` or, when it could not be made, `{"error": {"code", "message"}}`.
+async fn fork(
+    State(shared): St,
+    UrlPath(id): UrlPath<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let m = match json_body(&headers, &body, false) {
+        Ok(m) => m.unwrap_or_default(),
+        Err(r) => return r.into_response(),
+    };
+    let (timeout, count) = match opt_int(&m, "timeout", 0, i32::MAX as i64)
+        .and_then(|t| opt_int(&m, "count", 1, 20).map(|c| (t, c)))
+    {
+        Ok((t, c)) => (t.unwrap_or(300), c.unwrap_or(1)),
+        Err(r) => return r.into_response(),
+    };
+    if timeout > shared.opts.max_timeout {
+        return timeout_limit_error(shared.opts.max_timeout);
+    }
+    let Some(lock) = lifecycle_of(&shared, &id) else {
+        return not_found(&id);
+    };
+    // Held while copying: the source neither pauses, resumes nor goes away meanwhile.
+    let _guard = lock.lock().await;
+    let source = {
+        let st = shared.state.lock().unwrap();
+        let Some(s) = st.sandboxes.get(&id) else {
+            return not_found(&id);
+        };
+        (
+            s.root.clone(),
+            s.seen_at.clone(),
+            s.template_id.clone(),
+            s.alias.clone(),
+            s.metadata.clone(),
+            s.env_vars.clone(),
+            s.auto_pause,
+        )
+    };
+    let (src_root, seen_at, template_id, alias, metadata, env_vars, auto_pause) = source;
+    let mut results = Vec::new();
+    for _ in 0..count {
+        let new_id = random_id(20);
+        let token = format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        let root = shared.base.join("sandboxes").join(&new_id);
+        let copied = tokio::process::Command::new("cp")
+            .arg("-a")
+            .arg("--reflink=auto")
+            .arg(&src_root)
+            .arg(&root)
+            .output()
+            .await;
+        match copied {
+            Ok(out) if out.status.success() => {}
+            failed => {
+                let why = match failed {
+                    Ok(out) => String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                    Err(e) => e.to_string(),
+                };
+                let root2 = root.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    make_removable(&root2);
+                    std::fs::remove_dir_all(&root2)
+                })
+                .await;
+                results.push(json!({ "error": { "code": 500, "message": format!("failed to copy sandbox \"{id}\": {why}") } }));
+                continue;
+            }
+        }
+        let now = OffsetDateTime::now_utc();
+        let lifecycle = Arc::new(tokio::sync::Mutex::new(()));
+        let _new_guard = lifecycle.clone().lock_owned().await;
+        shared.state.lock().unwrap().sandboxes.insert(
+            new_id.clone(),
+            Sbx {
+                id: new_id.clone(),
+                template_id: template_id.clone(),
+                alias: alias.clone(),
+                started_at: now,
+                end_at: now + Duration::from_secs(timeout as u64),
+                metadata: metadata.clone(),
+                env_vars: env_vars.clone(),
+                auto_pause,
+                paused: false,
+                paused_with_memory: None,
+                token: token.clone(),
+                root: root.clone(),
+                seen_at: seen_at.clone(),
+                in_shared_root: false,
+                forked_from: Some(id.clone()),
+                agent: None,
+                lifecycle,
+            },
+        );
+        match start_agent(&shared, &new_id, &root, &seen_at, &token, &env_vars).await {
+            Ok(agent) => {
+                if let Some(s) = shared.state.lock().unwrap().sandboxes.get_mut(&new_id) {
+                    s.agent = Some(agent);
+                }
+                results.push(
+                    json!({ "sandbox": sandbox_json(&new_id, &template_id, &alias, &token) }),
+                );
+            }
+            Err(e) => {
+                let sbx = shared.state.lock().unwrap().sandboxes.remove(&new_id);
+                if let Some(sbx) = sbx {
+                    destroy(&shared, sbx).await;
+                }
+                results.push(json!({ "error": { "code": 500, "message": format!("failed to start the fork: {e}") } }));
+            }
+        }
+    }
+    (StatusCode::CREATED, axum::Json(Value::Array(results))).into_response()
+}
+
 // ---------------------------------------------------------------------------------------------
 // Sandboxes: agents, expiry, destruction
 
@@ -1206,11 +1371,20 @@ async fn reap(shared: &Arc<Shared>) {
     }
 }
 
-/// Stop the agent and delete the sandbox's files.
+/// Stop the agent and delete the sandbox's files. The directory itself stays (emptied) when it
+/// is the shared root, or when a fork's processes see their copy mounted there: removing a
+/// mount point would detach the fork's mount.
 async fn destroy(shared: &Arc<Shared>, mut sbx: Sbx) {
     let agent = sbx.agent.take();
     let root = sbx.root.clone();
-    let is_shared = shared.opts.shared_root.is_some();
+    let seen_by_a_fork = shared
+        .state
+        .lock()
+        .unwrap()
+        .sandboxes
+        .values()
+        .any(|s| s.id != sbx.id && s.seen_at == root);
+    let is_shared = sbx.in_shared_root || seen_by_a_fork;
     let _ = tokio::task::spawn_blocking(move || {
         if let Some(a) = agent {
             stop_agent(a);
@@ -1234,11 +1408,14 @@ async fn destroy(shared: &Arc<Shared>, mut sbx: Sbx) {
     .await;
 }
 
-/// Start `rclaude agent` for a sandbox and wait until it answers with the sandbox's token.
+/// Start `rclaude agent` for a sandbox whose files are at `root` and whose processes see them
+/// at `seen_at` (the same path, except for a fork), and wait until it answers with the
+/// sandbox's token.
 async fn start_agent(
     shared: &Shared,
     id: &str,
     root: &Path,
+    seen_at: &Path,
     token: &str,
     env: &BTreeMap<String, String>,
 ) -> Result<AgentProc, String> {
@@ -1265,12 +1442,12 @@ async fn start_agent(
         .append(true)
         .open(dir.join("agent.log"))
         .map_err(|e| e.to_string())?;
-    let home = root.join("home/user");
+    let home = seen_at.join("home/user");
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_rclaude"));
     cmd.arg("agent")
         .args(["--listen", "127.0.0.1:0", "--isolation", "none"])
         .arg("--root")
-        .arg(root)
+        .arg(seen_at)
         .arg("--home")
         .arg(&home)
         .arg("--workdir")
@@ -1290,9 +1467,21 @@ async fn start_agent(
     for (k, v) in env {
         cmd.arg("--env").arg(format!("{k}={v}"));
     }
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot start the agent: {e}"))?;
+    let remapped = root != seen_at;
+    if remapped {
+        mount_at(&mut cmd, root, seen_at)?;
+    }
+    let mut child = cmd.spawn().map_err(|e| {
+        if remapped {
+            format!(
+                "cannot start the agent in a private mount namespace showing {} at {} (the local E2B needs unshare(2) and mount(2), directly or in a user namespace, to fork): {e}",
+                root.display(),
+                seen_at.display()
+            )
+        } else {
+            format!("cannot start the agent: {e}")
+        }
+    })?;
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         if let Ok(Some(status)) = child.try_wait() {
@@ -1324,6 +1513,78 @@ async fn start_agent(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Make `cmd` run in a private mount namespace where `root` is bind-mounted at `seen_at`: a
+/// fork's processes see its copy where the source's see theirs, as each E2B sandbox has its own
+/// disk. Without the privilege to mount, the namespace comes with a user namespace mapping only
+/// this process's own uid and gid, so the agent keeps its identity. The mounts stay private:
+/// nothing propagates back to the host.
+fn mount_at(cmd: &mut std::process::Command, root: &Path, seen_at: &Path) -> Result<(), String> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::process::CommandExt;
+    let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(|e| e.to_string());
+    let (src, dst) = (c(root)?, c(seen_at)?);
+    // SAFETY: plain getters without side effects.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let uid_map = format!("{uid} {uid} 1");
+    let gid_map = format!("{gid} {gid} 1");
+    // SAFETY: the closure runs in the forked child before exec and only makes system calls
+    // (unshare, open, write, close, mount) on memory prepared before the fork; it allocates
+    // nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::unshare(libc::CLONE_NEWNS) != 0 {
+                if libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // Absent on old kernels, where gid_map needs no "deny" first.
+                let _ = write_proc(c"/proc/self/setgroups", b"deny");
+                write_proc(c"/proc/self/uid_map", uid_map.as_bytes())?;
+                write_proc(c"/proc/self/gid_map", gid_map.as_bytes())?;
+            }
+            let none = std::ptr::null::<libc::c_char>();
+            if libc::mount(
+                none,
+                c"/".as_ptr(),
+                none,
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ) != 0
+                || libc::mount(
+                    src.as_ptr(),
+                    dst.as_ptr(),
+                    none,
+                    libc::MS_BIND | libc::MS_REC,
+                    std::ptr::null(),
+                ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    Ok(())
+}
+
+/// Write `data` to a `/proc` file in one write(2), without allocating (safe after fork).
+fn write_proc(path: &std::ffi::CStr, data: &[u8]) -> std::io::Result<()> {
+    // SAFETY: a NUL-terminated path and a buffer of `data.len()` bytes; the descriptor is closed
+    // before returning.
+    unsafe {
+        let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let n = libc::write(fd, data.as_ptr().cast(), data.len());
+        let err = std::io::Error::last_os_error();
+        libc::close(fd);
+        if n != data.len() as isize {
+            return Err(err);
+        }
+    }
+    Ok(())
 }
 
 /// SIGTERM (the agent kills its processes), SIGKILL after 5 s, and reap.

@@ -1,5 +1,6 @@
-//! E2B's control-plane REST API: JSON over HTTPS with `X-API-KEY`, the SDK's retry policy, and
-//! the wire types of the endpoints rclaude uses.
+//! E2B's control-plane REST API: JSON over HTTPS with `X-API-KEY`, the SDK's retry policy (or
+//! less of it, for a call that must not be repeated: [`Resend`]), and the wire types of the
+//! endpoints rclaude uses.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,6 +25,47 @@ pub struct NewSandbox {
     pub auto_pause: bool,
     pub metadata: BTreeMap<String, String>,
     pub env_vars: BTreeMap<String, String>,
+    /// `false`: no internet access at all (`[network] deny_all`).
+    #[serde(
+        rename = "allow_internet_access",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub allow_internet_access: Option<bool>,
+    /// Egress rules (`[network] allow`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkOptions>,
+}
+
+/// `network` of NewSandboxV2: outbound traffic denied to `deny_out` except to `allow_out`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkOptions {
+    pub allow_out: Vec<String>,
+    pub deny_out: Vec<String>,
+}
+
+impl NetworkOptions {
+    /// Every IPv4 address, E2B's `ALL_TRAFFIC`.
+    pub const ALL_TRAFFIC: &'static str = "0.0.0.0/0";
+}
+
+/// `[network]` as E2B's create options: nothing (open), no internet at all (`deny_all`), or
+/// everything denied but the allowed hosts, domains and blocks.
+pub fn network_options(
+    policy: &crate::network::NetworkPolicy,
+) -> (Option<bool>, Option<NetworkOptions>) {
+    use crate::network::NetworkPolicy;
+    match policy {
+        NetworkPolicy::Open => (None, None),
+        NetworkPolicy::Restricted { allow } if allow.is_empty() => (Some(false), None),
+        NetworkPolicy::Restricted { allow } => (
+            None,
+            Some(NetworkOptions {
+                allow_out: allow.iter().map(|r| r.as_config()).collect(),
+                deny_out: vec![NetworkOptions::ALL_TRAFFIC.to_string()],
+            }),
+        ),
+    }
 }
 
 /// `Sandbox`: what create and connect return.
@@ -53,6 +95,33 @@ pub struct SandboxDetail {
     pub envd_access_token: Option<String>,
     #[serde(default)]
     pub domain: Option<String>,
+}
+
+/// `POST /sandboxes/{id}/fork` body.
+#[derive(Debug, Clone, Serialize)]
+pub struct ForkRequest {
+    /// Seconds until each fork is paused (autoPause) or killed.
+    pub timeout: u64,
+    /// How many forks to make (1..=20).
+    pub count: u32,
+}
+
+/// One element of the fork response: the new sandbox, or why this one was not made.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ForkResult {
+    #[serde(default)]
+    pub sandbox: Option<SandboxHandle>,
+    #[serde(default)]
+    pub error: Option<ApiErrorObject>,
+}
+
+/// E2B's `Error` object (`{"code", "message"}`), as it appears inside a response.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ApiErrorObject {
+    #[serde(default)]
+    pub code: Option<i64>,
+    #[serde(default)]
+    pub message: Option<String>,
 }
 
 /// E2B's error body.
@@ -114,6 +183,20 @@ pub struct Api {
     settings: Arc<E2bSettings>,
 }
 
+/// After which failures a call is sent again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Resend {
+    /// E2B's SDK policy: failures to connect and retryable statuses (429, 502, 503, 504,
+    /// `Should-Retry: true`). For reads, idempotent calls, and a create carrying an
+    /// idempotency key.
+    #[default]
+    Retryable,
+    /// Only failures to connect: the request never reached the server. For a call that is not
+    /// idempotent and has no idempotency key (fork): a 502/504 from a proxy, or a 503, may come
+    /// after E2B acted on it, and resending would act twice.
+    UnsentOnly,
+}
+
 /// One request to send (and maybe resend).
 pub struct Call<'a> {
     pub method: Method,
@@ -121,6 +204,7 @@ pub struct Call<'a> {
     pub query: Vec<(&'a str, String)>,
     pub body: Option<serde_json::Value>,
     pub idempotency_key: Option<String>,
+    pub resend: Resend,
 }
 
 impl<'a> Call<'a> {
@@ -131,6 +215,7 @@ impl<'a> Call<'a> {
             query: Vec::new(),
             body: None,
             idempotency_key: None,
+            resend: Resend::Retryable,
         }
     }
     pub fn json(mut self, body: impl Serialize) -> Self {
@@ -157,7 +242,8 @@ impl Api {
         Ok(Api { http, settings })
     }
 
-    /// Send `call`, retrying connection failures and retryable statuses per the policy.
+    /// Send `call`, retrying connection failures and (unless [`Resend::UnsentOnly`]) retryable
+    /// statuses per the policy.
     pub async fn send(&self, call: Call<'_>) -> Result<Reply, ProviderError> {
         let url = format!("{}{}", self.settings.api_url, call.path);
         let policy = self.settings.retry;
@@ -215,7 +301,8 @@ impl Api {
                     reason: format!("reading the response failed: {}", chain(&e)),
                 })
             })?;
-            if is_retryable(status.as_u16(), &headers)
+            if call.resend == Resend::Retryable
+                && is_retryable(status.as_u16(), &headers)
                 && status_retries < policy.status_retries
                 && let Some(wait) = policy.wait_for(&headers, status_retries)
             {

@@ -2,13 +2,17 @@
 //! reached through the same envd client the local provider uses.
 //!
 //! Lifecycle → REST (`X-API-KEY`):
-//! - create: `POST /v2/sandboxes` (template, timeout, autoPause, metadata, envVars) with an
+//! - create: `POST /v2/sandboxes` (template, timeout, autoPause, metadata, envVars, and for a
+//!   restricted `[network]` `allow_internet_access: false` or `network.{allowOut,denyOut}`) with an
 //!   `Idempotency-Key` reused across retries of the same create;
 //! - connect/resume: `GET /sandboxes/{id}` (the workdir and timeout rclaude stored in the
 //!   metadata) then `POST /v2/sandboxes/{id}/connect` (200 running, 201 resumed);
 //! - info: `GET /sandboxes/{id}`; pause: `POST /sandboxes/{id}/pause` (409 = already paused);
 //!   kill: `DELETE /sandboxes/{id}`; list: `GET /v2/sandboxes` filtered on rclaude's metadata
-//!   marker, following `x-next-token`; keep-alive: `POST /sandboxes/{id}/timeout`.
+//!   marker, following `x-next-token`; keep-alive: `POST /sandboxes/{id}/timeout`;
+//! - fork: `GET /sandboxes/{id}` (the source's workdir and timeout) then
+//!   `POST /sandboxes/{id}/fork` `{timeout, count: 1}` (201 with one `{sandbox}` or `{error}`
+//!   element), sent again only after a failure to connect (E2B's fork takes no idempotency key).
 //!
 //! Everything else (exec, files, sync) goes through [`EnvdSandbox`] at the address
 //! [`address::envd_address`] computes, with the sandbox's `envdAccessToken`.
@@ -33,7 +37,10 @@ use super::{
 };
 use crate::envd::client::EnvdClient;
 use crate::provider::envd_sandbox::EnvdSandbox;
-use api::{Api, Call, NewSandbox, Reply, SandboxDetail, SandboxHandle};
+use api::{
+    Api, ApiErrorObject, Call, ForkRequest, ForkResult, NewSandbox, Reply, Resend, SandboxDetail,
+    SandboxHandle,
+};
 
 /// Metadata key marking a sandbox as rclaude's (value `"true"`); `list` filters on it.
 pub const MANAGED_KEY: &str = "rclaude.managed";
@@ -67,6 +74,7 @@ impl std::fmt::Debug for E2bProvider {
 enum Op<'a> {
     Create { template: &'a str },
     Sandbox { id: &'a str },
+    Fork { source: &'a str },
     List,
 }
 
@@ -243,12 +251,15 @@ impl Provider for E2bProvider {
         metadata.insert(MANAGED_KEY.into(), "true".into());
         metadata.insert(WORKDIR_KEY.into(), spec.workdir.clone());
         metadata.insert(TIMEOUT_KEY.into(), timeout.to_string());
+        let (allow_internet_access, network) = api::network_options(&spec.network);
         let body = NewSandbox {
             template_id: template.to_string(),
             timeout,
             auto_pause: spec.auto_pause,
             metadata: metadata.clone(),
             env_vars: spec.env.clone(),
+            allow_internet_access,
+            network,
         };
         let mut call = Call::new(Method::POST, "/v2/sandboxes").json(&body);
         // One key per create, reused by every retry of it: E2B answers a replay with the
@@ -364,6 +375,115 @@ impl Provider for E2bProvider {
     async fn keep_alive(&self, id: &str, lifetime: Duration) -> Result<(), ProviderError> {
         E2bProvider::keep_alive(self, id, lifetime).await
     }
+
+    /// A new sandbox that starts as a copy of `source` (files, memory, running processes), with
+    /// E2B's fork: `POST /sandboxes/{source}/fork` `{timeout, count: 1}`. E2B checkpoints the
+    /// source in place; it keeps running.
+    ///
+    /// The fork gets the source's lifetime (the `rclaude.timeout` in its metadata, which every
+    /// later connect reuses) and lives at the source's workdir. E2B's fork API takes no metadata:
+    /// in E2B the fork carries the source's metadata (so `rclaude ls --json` shows the source's
+    /// `rclaude.session` for it); the returned [`SandboxInfo`] has the source's metadata with
+    /// `spec.metadata` on top, which is what rclaude records. The rest of `spec` (template,
+    /// sizes, env) is the source's and cannot change.
+    ///
+    /// Not retried after an answer: a fork is not idempotent and E2B's takes no idempotency key,
+    /// so it is sent again only when it never reached E2B ([`Resend::UnsentOnly`]).
+    async fn fork(&self, source: &str, spec: &SandboxSpec) -> Result<SandboxInfo, ProviderError> {
+        let detail = self
+            .detail(source)
+            .await?
+            .ok_or_else(|| ProviderError::NotFound(source.into()))?;
+        let mut metadata = detail.metadata.unwrap_or_default();
+        let timeout = metadata
+            .get(TIMEOUT_KEY)
+            .and_then(|t| t.parse::<u64>().ok())
+            .filter(|t| *t > 0)
+            .unwrap_or(DEFAULT_TIMEOUT_SECS);
+        let workdir = metadata
+            .get(WORKDIR_KEY)
+            .cloned()
+            .unwrap_or_else(|| FALLBACK_WORKDIR.into());
+        let mut call = Call::new(Method::POST, format!("/sandboxes/{source}/fork"))
+            .json(ForkRequest { timeout, count: 1 });
+        call.resend = Resend::UnsentOnly;
+        let reply = match self.api.send(call).await {
+            Ok(r) => r,
+            // The request left but no answer came back in time: E2B may have made the fork.
+            Err(ProviderError::Sandbox(SandboxError::Timeout(m))) => {
+                return Err(ProviderError::Sandbox(SandboxError::Timeout(format!(
+                    "{m} (not retried, as E2B may have made the fork anyway: `rclaude ls` lists such a fork without `*`, as no session records it; `rclaude down --sandbox ID` removes it)"
+                ))));
+            }
+            Err(e) => return Err(e),
+        };
+        match reply.status.as_u16() {
+            200 | 201 => {}
+            404 => return Err(ProviderError::NotFound(source.into())),
+            _ => return Err(api_error(&reply, Op::Fork { source })),
+        }
+        let results: Vec<ForkResult> = reply.json("POST /sandboxes/{id}/fork")?;
+        let mut results = results.into_iter();
+        let first = results.next();
+        // Asked for one; should E2B make more, they are nobody's: remove them.
+        for extra in results.filter_map(|r| r.sandbox) {
+            tracing::warn!(sandbox = %extra.sandbox_id, "E2B made an extra fork; removing it");
+            if let Err(e) = self.kill(&extra.sandbox_id).await {
+                tracing::warn!(sandbox = %extra.sandbox_id, "could not remove the extra fork: {e}");
+            }
+        }
+        let handle = match first {
+            Some(ForkResult {
+                sandbox: Some(handle),
+                ..
+            }) => handle,
+            Some(ForkResult {
+                error: Some(err), ..
+            }) => return Err(fork_element_error(&err, source)),
+            _ => {
+                return Err(ProviderError::Api {
+                    provider: "e2b".into(),
+                    status: reply.status.as_u16(),
+                    message: format!("E2B answered the fork of sandbox {source} without a sandbox or an error"),
+                    hint: Some("the E2B API changed or a proxy answered instead; `rclaude ls` lists a fork made anyway without `*` (`rclaude down --sandbox ID` removes it)".into()),
+                });
+            }
+        };
+        metadata.extend(spec.metadata.clone());
+        let now = time::OffsetDateTime::now_utc()
+            .replace_nanosecond(0)
+            .unwrap_or_else(|_| time::OffsetDateTime::now_utc());
+        Ok(SandboxInfo {
+            id: handle.sandbox_id,
+            provider: "e2b".into(),
+            state: SandboxState::Running,
+            workdir,
+            metadata,
+            started_at: rfc3339(now),
+            end_at: rfc3339(now + Duration::from_secs(timeout)),
+        })
+    }
+}
+
+/// An `error` element of the fork response, with the hint its status calls for.
+fn fork_element_error(err: &ApiErrorObject, source: &str) -> ProviderError {
+    let status = err.code.and_then(|c| u16::try_from(c).ok()).unwrap_or(500);
+    let message = err
+        .message
+        .clone()
+        .filter(|m| !m.trim().is_empty())
+        .unwrap_or_else(|| format!("E2B could not fork sandbox {source}"));
+    // Unlike a failed request, an error element says this fork was not made.
+    let hint = match status {
+        500..=599 => Some("E2B could not make the fork; try again in a minute".into()),
+        _ => error_hint(status, &message, &Op::Fork { source }),
+    };
+    ProviderError::Api {
+        provider: "e2b".into(),
+        status,
+        message,
+        hint,
+    }
 }
 
 fn info_from(d: SandboxDetail) -> SandboxInfo {
@@ -413,8 +533,19 @@ fn urlencode(s: &str) -> String {
 fn api_error(reply: &Reply, op: Op<'_>) -> ProviderError {
     let status = reply.status.as_u16();
     let message = reply.message();
+    let hint = error_hint(status, &message, &op);
+    ProviderError::Api {
+        provider: "e2b".into(),
+        status,
+        message,
+        hint,
+    }
+}
+
+/// What to do about E2B answering `status` with `message` to `op`.
+fn error_hint(status: u16, message: &str, op: &Op<'_>) -> Option<String> {
     let lower = message.to_ascii_lowercase();
-    let hint = match (status, &op) {
+    match (status, op) {
         (401, _) => Some(format!(
             "E2B rejected the API key: check E2B_API_KEY (create a key at {})",
             settings::API_KEY_URL
@@ -426,23 +557,22 @@ fn api_error(reply: &Reply, op: Op<'_>) -> ProviderError {
         (404, Op::Sandbox { id }) => Some(format!(
             "sandbox {id} expired or was killed; `rclaude up` creates a new one and syncs your work tree into it"
         )),
+        (404, Op::Fork { source }) => Some(format!(
+            "sandbox {source} expired or was killed, so there is nothing to fork; `rclaude up -s NAME` makes a fresh session"
+        )),
         (429, _) => Some(
             "E2B's rate or concurrency limit for your plan was reached (Hobby 20, Pro 100 running sandboxes): pause or remove sandboxes you no longer use (`rclaude ls`, `rclaude down`), or retry in a minute".into(),
         ),
-        (400, Op::Create { .. }) if lower.contains("timeout") => Some(
+        (400, Op::Create { .. } | Op::Fork { .. }) if lower.contains("timeout") => Some(
             "E2B caps the sandbox timeout by plan (Hobby 1 h, Pro 24 h): lower `timeout` in .rclaude.toml [sandbox]".into(),
         ),
         (400, Op::Create { .. }) => Some("E2B refused the sandbox settings: check [sandbox] and [env] in .rclaude.toml".into()),
         (400, Op::List) => Some("E2B refused the list query; please report this with RCLAUDE_LOG=debug output".into()),
-        (409, Op::Sandbox { id }) => Some(format!("sandbox {id} is busy changing state; retry in a few seconds (`rclaude status` shows it)")),
+        (409, Op::Sandbox { id } | Op::Fork { source: id }) => Some(format!("sandbox {id} is busy changing state; retry in a few seconds (`rclaude status` shows it)")),
+        // Not resent: E2B may have made the fork before the failure.
+        (500..=599, Op::Fork { .. }) => Some("the fork was not retried, as E2B may have made it anyway: `rclaude ls` lists such a fork without `*`, as no session records it (`rclaude down --sandbox ID` removes it); then try again".into()),
         (500..=599, _) => Some("E2B had a server problem (retried where E2B allows it); try again in a minute".into()),
         _ => None,
-    };
-    ProviderError::Api {
-        provider: "e2b".into(),
-        status,
-        message,
-        hint,
     }
 }
 
@@ -455,6 +585,39 @@ mod tests {
     fn urlencode_escapes_separators() {
         assert_eq!(urlencode("rclaude.managed"), "rclaude.managed");
         assert_eq!(urlencode("a=b&c d/é"), "a%3Db%26c%20d%2F%C3%A9");
+    }
+
+    #[test]
+    fn fork_error_elements_keep_e2b_message_and_get_a_hint() {
+        let err: api::ApiErrorObject =
+            serde_json::from_str(r#"{"code": 429, "message": "too many sandboxes"}"#).unwrap();
+        match fork_element_error(&err, "src") {
+            ProviderError::Api {
+                status,
+                message,
+                hint,
+                ..
+            } => {
+                assert_eq!(status, 429);
+                assert_eq!(message, "too many sandboxes");
+                assert!(hint.unwrap().contains("limit"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let err: api::ApiErrorObject = serde_json::from_str("{}").unwrap();
+        match fork_element_error(&err, "src") {
+            ProviderError::Api {
+                status,
+                message,
+                hint,
+                ..
+            } => {
+                assert_eq!(status, 500);
+                assert!(message.contains("could not fork sandbox src"), "{message}");
+                assert!(hint.unwrap().contains("try again"));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
