@@ -17,4 +17,4 @@ pub mod session;
 pub mod ui;
 
 pub use rclaude_deliver as deliver;
-pub use rclaude_sandbox::{agent, dirs, envd, network, provider, shell, time};
+pub use rclaude_sandbox::{agent, dirs, envd, host, network, provider, shell, time};

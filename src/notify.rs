@@ -25,17 +25,7 @@ pub fn available() -> Option<&'static str> {
         }
         "notify-send"
     };
-    which(program).then_some(program)
-}
-
-fn which(program: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|path| {
-        std::env::split_paths(&path).any(|d| {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::metadata(d.join(program))
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
-    })
+    crate::host::find_on_path(program).map(|_| program)
 }
 
 /// Show `title` / `body`; `false` when it could not be shown.

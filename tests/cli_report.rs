@@ -575,16 +575,6 @@ fn a_secret_a_task_prints_is_redacted_in_the_servers_events_and_in_logs() {
     t.ok(&["down", "--yes", "--discard"]);
 }
 
-/// A stand-in `claude` for the sandbox: answers `--version`, then runs until `~/go` exists and
-/// exits 0.
-const FAKE_CLAUDE: &str = r#"#!/bin/sh
-if [ "$1" = "--version" ]; then echo "2.1.197 (Claude Code)"; exit 0; fi
-cat >/dev/null
-printf '{"type":"system","subtype":"init","session_id":"s-1"}\n'
-while [ ! -e "$HOME/go" ]; do sleep 0.05; done
-printf '{"type":"result","subtype":"success","is_error":false,"num_turns":1,"duration_ms":5,"usage":{},"result":"done"}\n'
-"#;
-
 #[test]
 fn the_end_of_a_detached_run_reaches_the_server_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -594,7 +584,7 @@ fn the_end_of_a_detached_run_reaches_the_server_once() {
     let t = TestRepo::new(
         "[sandbox]\nprovider = \"local\"\n[setup]\nrun = \"mkdir -p $HOME/.local/bin && cp tools/claude $HOME/.local/bin/claude && chmod +x $HOME/.local/bin/claude\"\n",
     );
-    t.write("tools/claude", FAKE_CLAUDE);
+    t.write("tools/claude", common::STAND_IN_CLAUDE);
     t.commit_all("init");
     let login = t
         .cmd(&["login", "--server", &server.base])

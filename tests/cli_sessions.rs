@@ -128,17 +128,6 @@ fn bad_session_names_are_refused_before_anything_happens() {
     );
 }
 
-/// A stand-in `claude` in the sandbox: answers `--version`, then runs until `~/go` exists and
-/// exits with the code in `~/code`.
-const FAKE_CLAUDE: &str = r#"#!/bin/sh
-if [ "$1" = "--version" ]; then echo "2.1.197 (Claude Code)"; exit 0; fi
-cat >/dev/null
-printf '{"type":"system","subtype":"init","session_id":"s-1"}\n'
-while [ ! -e "$HOME/go" ]; do sleep 0.05; done
-printf '{"type":"result","subtype":"success","is_error":false,"num_turns":1,"duration_ms":5,"usage":{},"result":"done"}\n'
-exit "$(cat "$HOME/code" 2>/dev/null || echo 0)"
-"#;
-
 #[test]
 fn wait_blocks_until_the_run_ends_and_exits_with_its_code() {
     let t = TestRepo::new(CONFIG);
@@ -164,7 +153,7 @@ fn wait_blocks_until_the_run_ends_and_exits_with_its_code() {
         .stdin
         .take()
         .unwrap()
-        .write_all(FAKE_CLAUDE.as_bytes())
+        .write_all(common::STAND_IN_CLAUDE.as_bytes())
         .unwrap();
     assert!(install.wait().unwrap().success());
     let r = common::Run(
@@ -207,7 +196,7 @@ fn claude_new_runs_each_prompt_in_its_own_new_session() {
         "{CONFIG}[setup]\nrun = \"mkdir -p $HOME/.local/bin && cp tools/claude $HOME/.local/bin/claude && chmod +x $HOME/.local/bin/claude\"\n"
     );
     let t = TestRepo::new(&config);
-    t.write("tools/claude", FAKE_CLAUDE);
+    t.write("tools/claude", common::STAND_IN_CLAUDE);
     t.commit_all("init");
     let start = |args: &[&str]| {
         common::Run(
@@ -337,7 +326,7 @@ fn a_finished_run_is_announced_once_to_the_webhook() {
         "{CONFIG}[setup]\nrun = \"mkdir -p $HOME/.local/bin && cp tools/claude $HOME/.local/bin/claude && chmod +x $HOME/.local/bin/claude\"\n"
     );
     let t = TestRepo::new(&config);
-    t.write("tools/claude", FAKE_CLAUDE);
+    t.write("tools/claude", common::STAND_IN_CLAUDE);
     t.commit_all("init");
     let (url, got) = receiver();
     let r = common::Run(
@@ -497,7 +486,7 @@ fn a_detached_run_ends_with_a_desktop_notification_and_a_checkpoint() {
     let Some(desktop) = Desktop::start(t.home.path()) else {
         return;
     };
-    t.write("tools/claude", FAKE_CLAUDE);
+    t.write("tools/claude", common::STAND_IN_CLAUDE);
     t.commit_all("init");
     let on_desktop = |c: &mut std::process::Command| {
         c.env("DISPLAY", ":99")

@@ -218,11 +218,7 @@ fn find_agent_bin() -> Option<PathBuf> {
         .ok()
         .and_then(|e| e.parent().map(|d| d.join("rclaude")))
         .filter(|p| p.is_file());
-    beside.or_else(|| {
-        std::env::split_paths(&std::env::var_os("PATH")?)
-            .map(|d| d.join("rclaude"))
-            .find(|p| p.is_file())
-    })
+    beside.or_else(|| rclaude_sandbox::host::find_on_path("rclaude"))
 }
 
 /// Record a transition the server made on a managed session (its clock, its own idempotency

@@ -435,16 +435,7 @@ fn watch_in_background(ctx: &Ctx, g: &GlobalArgs, run: &str) -> Option<String> {
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
-    use std::os::unix::process::CommandExt;
-    // SAFETY: setsid is async-signal-safe and only affects the child.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::setsid() < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    crate::host::detach(&mut cmd);
     match cmd.spawn() {
         // Reaped by whoever inherits it once this command exits.
         Ok(child) => {

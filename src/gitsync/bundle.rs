@@ -230,10 +230,7 @@ fn has_big_blob(repo: &Repository, sent: &HashSet<Oid>, limit: u64) -> bool {
 
 /// `git` on PATH, if any.
 fn find_git() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join("git"))
-        .find(|p| p.is_file())
+    crate::host::find_on_path("git")
 }
 
 /// Stream the pack of `refs` minus `hidden` from `git pack-objects`; returns (objects, bytes).

@@ -154,3 +154,14 @@ impl Run {
         format!("--- stdout\n{}--- stderr\n{}", self.stdout(), self.stderr())
     }
 }
+
+/// A stand-in `claude` in the sandbox: answers `--version`, then runs until `~/go` exists and
+/// exits with the code in `~/code`.
+pub const STAND_IN_CLAUDE: &str = r#"#!/bin/sh
+if [ "$1" = "--version" ]; then echo "2.1.197 (Claude Code)"; exit 0; fi
+cat >/dev/null
+printf '{"type":"system","subtype":"init","session_id":"s-1"}\n'
+while [ ! -e "$HOME/go" ]; do sleep 0.05; done
+printf '{"type":"result","subtype":"success","is_error":false,"num_turns":1,"duration_ms":5,"usage":{},"result":"done"}\n'
+exit "$(cat "$HOME/code" 2>/dev/null || echo 0)"
+"#;

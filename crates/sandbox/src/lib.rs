@@ -11,6 +11,7 @@
 pub mod agent;
 pub mod dirs;
 pub mod envd;
+pub mod host;
 mod kind;
 pub mod network;
 pub mod provider;

@@ -497,7 +497,7 @@ fn system_view(a: &mut Args) -> Vec<PathBuf> {
 
 /// Find bubblewrap and check that it can build the sandbox we use (user namespaces may be off).
 pub fn probe() -> Result<PathBuf, String> {
-    let bwrap = find_on_path("bwrap").ok_or("bubblewrap (bwrap) is not installed")?;
+    let bwrap = crate::host::find_on_path("bwrap").ok_or("bubblewrap (bwrap) is not installed")?;
     let b = Bwrap::new(bwrap.clone(), View::default());
     // The holder exercises the namespaces; a command in it exercises the file system view.
     let tmp = std::env::temp_dir();
@@ -520,18 +520,6 @@ pub fn probe() -> Result<PathBuf, String> {
         )),
         Err(e) => Err(format!("{} does not work here: {e}", bwrap.display())),
     }
-}
-
-fn find_on_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| {
-            use std::os::unix::fs::PermissionsExt;
-            p.metadata()
-                .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-                .unwrap_or(false)
-        })
 }
 
 #[cfg(test)]

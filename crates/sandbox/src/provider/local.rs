@@ -209,7 +209,7 @@ impl LocalProvider {
                     .map_err(|e| io_err("duplicating log handle", e))?,
             )
             .stderr(log);
-        detach(&mut cmd);
+        crate::host::detach(&mut cmd);
         let mut child = cmd
             .spawn()
             .map_err(|e| io_err(format!("starting {} agent", exe.display()), e))?;
@@ -583,20 +583,6 @@ fn check_network(spec: &SandboxSpec) -> Result<(), ProviderError> {
         ));
     }
     Ok(())
-}
-
-/// Start the child in its own session so it survives the CLI and its terminal.
-fn detach(cmd: &mut std::process::Command) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: setsid is async-signal-safe and only affects the child.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::setsid() < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
 }
 
 /// Whether `pid` is a zombie (exited, not yet reaped by its parent).
