@@ -311,15 +311,8 @@ impl Provider for E2bProvider {
             .await?
             .ok_or_else(|| ProviderError::NotFound(id.into()))?;
         let metadata = detail.metadata.clone().unwrap_or_default();
-        let timeout = metadata
-            .get(TIMEOUT_KEY)
-            .and_then(|t| t.parse::<u64>().ok())
-            .filter(|t| *t > 0)
-            .unwrap_or(DEFAULT_TIMEOUT_SECS);
-        let workdir = metadata
-            .get(WORKDIR_KEY)
-            .cloned()
-            .unwrap_or_else(|| FALLBACK_WORKDIR.into());
+        let timeout = stored_timeout(&metadata);
+        let workdir = stored_workdir(&metadata);
         let handle = self.connect_api(id, timeout).await?;
         let token = handle.envd_access_token.or(detail.envd_access_token);
         let domain = handle.domain.or(detail.domain);
@@ -395,15 +388,8 @@ impl Provider for E2bProvider {
             .await?
             .ok_or_else(|| ProviderError::NotFound(source.into()))?;
         let mut metadata = detail.metadata.unwrap_or_default();
-        let timeout = metadata
-            .get(TIMEOUT_KEY)
-            .and_then(|t| t.parse::<u64>().ok())
-            .filter(|t| *t > 0)
-            .unwrap_or(DEFAULT_TIMEOUT_SECS);
-        let workdir = metadata
-            .get(WORKDIR_KEY)
-            .cloned()
-            .unwrap_or_else(|| FALLBACK_WORKDIR.into());
+        let timeout = stored_timeout(&metadata);
+        let workdir = stored_workdir(&metadata);
         let mut call = Call::new(Method::POST, format!("/sandboxes/{source}/fork"))
             .json(ForkRequest { timeout, count: 1 });
         call.resend = Resend::UnsentOnly;
@@ -486,6 +472,24 @@ fn fork_element_error(err: &ApiErrorObject, source: &str) -> ProviderError {
     }
 }
 
+/// The repository's path in the sandbox, as rclaude stored it in the sandbox's metadata.
+fn stored_workdir(metadata: &std::collections::BTreeMap<String, String>) -> String {
+    metadata
+        .get(WORKDIR_KEY)
+        .cloned()
+        .unwrap_or_else(|| FALLBACK_WORKDIR.into())
+}
+
+/// The sandbox timeout in seconds rclaude stored in the sandbox's metadata (E2B's default
+/// when there is none).
+fn stored_timeout(metadata: &std::collections::BTreeMap<String, String>) -> u64 {
+    metadata
+        .get(TIMEOUT_KEY)
+        .and_then(|t| t.parse::<u64>().ok())
+        .filter(|t| *t > 0)
+        .unwrap_or(DEFAULT_TIMEOUT_SECS)
+}
+
 fn info_from(d: SandboxDetail) -> SandboxInfo {
     let state = match d.state.as_str() {
         "running" => SandboxState::Running,
@@ -493,10 +497,7 @@ fn info_from(d: SandboxDetail) -> SandboxInfo {
         other => SandboxState::Other(other.to_string()),
     };
     let metadata = d.metadata.unwrap_or_default();
-    let workdir = metadata
-        .get(WORKDIR_KEY)
-        .cloned()
-        .unwrap_or_else(|| FALLBACK_WORKDIR.into());
+    let workdir = stored_workdir(&metadata);
     // A paused sandbox has no deadline (E2B keeps it until it is killed).
     let end_at = (state == SandboxState::Running).then_some(d.end_at);
     SandboxInfo {
