@@ -7,6 +7,11 @@ use std::process::Command;
 /// The `bin` command of `package==version`, installing it into `<target>/<package>-<version>`.
 /// `Err` only when python3 with venv is missing (the caller decides whether that may be skipped);
 /// a venv or pip that fails panics, saying so.
+///
+/// Tests in one binary and in several binaries ask at once: an exclusive lock on
+/// `<venv>.lock` makes one of them install while the others wait, and the venv counts as
+/// installed only once its `.installed` marker exists (a half-made venv from a killed run is
+/// made again).
 pub fn install(
     target_tmpdir: &str,
     package: &str,
@@ -18,7 +23,8 @@ pub fn install(
         .expect("target dir")
         .join(format!("{package}-{version}"));
     let cmd = venv.join("bin").join(bin);
-    if cmd.exists() {
+    let marker = venv.join(".installed");
+    if marker.exists() {
         return Ok(cmd);
     }
     let venv_ok = Command::new("python3")
@@ -27,6 +33,15 @@ pub fn install(
         .is_ok_and(|o| o.status.success());
     if !venv_ok {
         return Err(());
+    }
+    let lock = std::fs::File::create(venv.with_file_name(format!("{package}-{version}.lock")))
+        .expect("create the venv lock");
+    lock.lock().expect("lock the venv");
+    if marker.exists() {
+        return Ok(cmd);
+    }
+    if venv.exists() {
+        std::fs::remove_dir_all(&venv).expect("remove a half-made venv");
     }
     let ok = Command::new("python3")
         .args(["-m", "venv"])
@@ -45,5 +60,6 @@ pub fn install(
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    std::fs::write(&marker, "").expect("mark the venv installed");
     Ok(cmd)
 }
