@@ -5,9 +5,10 @@
 //! engine:
 //! - SQLite (one process): the writer publishes right after commit, while still holding the single
 //!   writer connection, so the channel order is the commit order.
-//! - PostgreSQL (any number of replicas): the writer calls `pg_notify` inside its transaction; every
-//!   replica (including the writer's) LISTENs and publishes what it hears. PostgreSQL delivers
-//!   notifications in commit order, so each replica sees every event once, in order.
+//! - PostgreSQL (any number of replicas): the writer calls `pg_notify` right after its commit;
+//!   every replica (including the writer's) LISTENs and publishes what it hears. Subscribers keep
+//!   per-session sequence numbers and fill gaps from the database, so each sees every event
+//!   once, in order.
 
 use std::sync::Arc;
 

@@ -53,8 +53,8 @@ impl Metrics {
         h.count += 1;
     }
 
-    /// The Prometheus text exposition.
-    pub fn render(&self) -> String {
+    /// The Prometheus text exposition, with the store's group commit counters.
+    pub fn render(&self, commits: crate::storage::CommitStats) -> String {
         let mut out = String::new();
         let _ = writeln!(
             out,
@@ -95,6 +95,21 @@ impl Metrics {
                 "rclaude_events_duplicate_total",
                 "Session events answered from the idempotency key (retries).",
                 self.events_duplicate.load(Ordering::Relaxed),
+            ),
+            (
+                "rclaude_event_commits_total",
+                "Transactions that stored appended events (group commit: one per batch).",
+                commits.commits,
+            ),
+            (
+                "rclaude_event_commit_events_total",
+                "Events stored by those transactions.",
+                commits.events,
+            ),
+            (
+                "rclaude_event_commit_fallbacks_total",
+                "Batches that failed as a whole and were appended one event at a time.",
+                commits.fallbacks,
             ),
             (
                 "rclaude_sessions_created_total",

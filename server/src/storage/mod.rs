@@ -178,6 +178,7 @@ pub struct Store {
     db: Db,
     prices: Prices,
     hub: Hub,
+    batcher: Arc<event_batch::Batcher>,
 }
 
 macro_rules! session_select {
@@ -204,13 +205,21 @@ const TOKEN_COLS: &str =
 
 mod accounts;
 pub use accounts::Limits;
+mod event_batch;
+pub use event_batch::CommitStats;
+use event_batch::{Job, Outcome};
 mod sessions;
 mod stripe_export;
 mod usage;
 
 impl Store {
     pub fn new(db: Db, prices: Prices, hub: Hub) -> Store {
-        Store { db, prices, hub }
+        Store {
+            db,
+            prices,
+            hub,
+            batcher: Arc::default(),
+        }
     }
 
     pub fn db(&self) -> &Db {
@@ -219,6 +228,11 @@ impl Store {
 
     pub fn prices(&self) -> &Prices {
         &self.prices
+    }
+
+    /// What group commit of events has done in this process.
+    pub fn commit_stats(&self) -> CommitStats {
+        self.batcher.stats()
     }
 
     /// Take the deployment-wide lock of a background job (`key`) if no other replica holds it:
@@ -340,6 +354,16 @@ impl SessionRow {
             managed: self.managed,
         }
     }
+}
+
+/// Why a client's event may not change a managed session's state.
+fn managed_refusal(session_id: &str, new: &NewEvent) -> StoreError {
+    StoreError::Managed(format!(
+        "session {session_id} is managed by the server: its state changes through \
+         POST /v1/sessions/{{id}}/pause, /resume and DELETE /v1/sessions/{{id}}, not \
+         through `{}` events",
+        new.kind.as_str()
+    ))
 }
 
 /// Inserts an event; false when its idempotency key is already stored for the session.

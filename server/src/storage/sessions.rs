@@ -303,7 +303,43 @@ impl Store {
 
     /// Appends an event, applying its state transition and metering effect. A retry with the
     /// same idempotency key returns the stored event (`created == false`).
+    ///
+    /// Concurrent appends are committed together ([`event_batch`](super::event_batch)); the
+    /// answer comes after the commit either way.
     pub async fn append_event(
+        &self,
+        account_id: &str,
+        session_id: &str,
+        new: &NewEvent,
+        now_ms: i64,
+    ) -> Result<Appended> {
+        if let Some(queue) = self.batcher.queue(&self.db, &self.prices, &self.hub) {
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            let job = Job {
+                account_id: account_id.to_string(),
+                session_id: session_id.to_string(),
+                new: new.clone(),
+                now_ms,
+                reply,
+            };
+            if queue.send(job).await.is_ok() {
+                match answer.await {
+                    Ok(Outcome::Created(appended)) => return Ok(*appended),
+                    Ok(Outcome::Retried) => {
+                        return self.retried(account_id, session_id, new, now_ms).await;
+                    }
+                    Ok(Outcome::Refused(e)) => return Err(e),
+                    // The batch failed as a whole, or its task is gone (runtime shutting down):
+                    // on its own, the event is stored once or answered as a retry.
+                    Ok(Outcome::Alone) | Err(_) => {}
+                }
+            }
+        }
+        self.append_one(account_id, session_id, new, now_ms).await
+    }
+
+    /// Appends one event in its own transaction.
+    async fn append_one(
         &self,
         account_id: &str,
         session_id: &str,
@@ -351,12 +387,7 @@ impl Store {
 
         if sr.managed && !new.by_server && new.kind.changes_state() {
             tx.rollback().await?;
-            return Err(StoreError::Managed(format!(
-                "session {session_id} is managed by the server: its state changes through \
-                 POST /v1/sessions/{{id}}/pause, /resume and DELETE /v1/sessions/{{id}}, not \
-                 through `{}` events",
-                new.kind.as_str()
-            )));
+            return Err(managed_refusal(session_id, new));
         }
         // Server time, never before the session's previous event.
         let now_ms = now_ms.max(sr.updated_at_ms);
@@ -381,16 +412,7 @@ impl Store {
             // The idempotency key is known: answer the stored event, change nothing.
             tx.rollback().await?;
             drop(conn);
-            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT {EVENT_COLS} FROM session_events WHERE session_id = $1 AND idempotency_key = $2"
-            )))
-            .bind(session_id)
-            .bind(&new.idempotency_key)
-            .fetch_one(&self.db.read)
-            .await?;
-            return self
-                .duplicate(account_id, session_id, new, &row, now_ms)
-                .await;
+            return self.retried(account_id, session_id, new, now_ms).await;
         }
         let closed_s = match tr.closed {
             Some((start, end)) => {
@@ -440,6 +462,25 @@ impl Store {
             session,
             created: true,
         })
+    }
+
+    /// Answers a retried event whose key is committed: the stored one, if it is the same event.
+    async fn retried(
+        &self,
+        account_id: &str,
+        session_id: &str,
+        new: &NewEvent,
+        now_ms: i64,
+    ) -> Result<Appended> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {EVENT_COLS} FROM session_events WHERE session_id = $1 AND idempotency_key = $2"
+        )))
+        .bind(session_id)
+        .bind(&new.idempotency_key)
+        .fetch_one(&self.db.read)
+        .await?;
+        self.duplicate(account_id, session_id, new, &row, now_ms)
+            .await
     }
 
     /// Answers a retried event: the stored one, if it is the same event.

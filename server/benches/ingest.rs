@@ -1,11 +1,11 @@
-//! Load benchmark (not a test): N concurrent clients post session events to a real
-//! `rclaude-server` process for a fixed time, on SQLite and on PostgreSQL; reports events per
-//! second and latency percentiles, then checks in the database that every acknowledged event was
-//! stored exactly once (and that a live account-wide WebSocket saw each one once).
+//! Ingest benchmark: N concurrent clients post session events to a real `rclaude-server`
+//! process for a fixed time, on SQLite and on PostgreSQL; reports events per second, latency
+//! percentiles and where the CPU went (server, PostgreSQL, this load generator), then checks in
+//! the database that every acknowledged event was stored exactly once (and that a live
+//! account-wide WebSocket saw each one once). Several runs per engine; the median is reported.
 //!
 //! ```text
-//! cargo build --release -p rclaude-server --bin rclaude-server --example load
-//! target/release/examples/load [--engine sqlite|postgres|both] [--clients 64] [--seconds 10]
+//! cargo bench -p rclaude-server --bench ingest -- [--engine sqlite|postgres|both] [--clients 64] [--seconds 5] [--runs 5]
 //! ```
 //!
 //! Each client owns one session and posts `heartbeat` events with fresh idempotency keys; every
@@ -32,18 +32,16 @@ struct Args {
     engines: Vec<&'static str>,
     clients: usize,
     seconds: u64,
+    runs: usize,
     bin: PathBuf,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
     let mut engines = vec!["sqlite", "postgres"];
     let mut clients = 64;
-    let mut seconds = 10;
-    let mut bin = std::env::current_exe()?
-        .parent()
-        .and_then(|p| p.parent())
-        .context("executable directory")?
-        .join("rclaude-server");
+    let mut seconds = 5;
+    let mut runs = 5;
+    let mut bin = PathBuf::from(env!("CARGO_BIN_EXE_rclaude-server"));
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         let mut val = || it.next().with_context(|| format!("{a} needs a value"));
@@ -58,23 +56,25 @@ fn parse_args() -> anyhow::Result<Args> {
             }
             "--clients" => clients = val()?.parse().context("--clients")?,
             "--seconds" => seconds = val()?.parse().context("--seconds")?,
+            "--runs" => runs = val()?.parse().context("--runs")?,
             "--server-bin" => bin = PathBuf::from(val()?),
+            // Passed by `cargo bench`.
+            "--bench" => {}
             other => bail!("unknown argument {other}"),
         }
     }
-    if !(1..=1024).contains(&clients) || !(1..=600).contains(&seconds) {
-        bail!("--clients must be 1..=1024 and --seconds 1..=600");
+    if !(1..=1024).contains(&clients) || !(1..=600).contains(&seconds) || !(1..=50).contains(&runs)
+    {
+        bail!("--clients must be 1..=1024, --seconds 1..=600 and --runs 1..=50");
     }
     if !bin.exists() {
-        bail!(
-            "{} not found: build it first with `cargo build --release -p rclaude-server --bin rclaude-server`, or pass --server-bin",
-            bin.display()
-        );
+        bail!("{} not found: pass --server-bin", bin.display());
     }
     Ok(Args {
         engines,
         clients,
         seconds,
+        runs,
         bin,
     })
 }
@@ -91,26 +91,112 @@ struct ClientStats {
 async fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
     println!(
-        "load: {} clients × {} s per engine, server {}",
+        "ingest: {} clients × {} s, {} runs per engine, server {}; {} CPUs, load average {}",
         args.clients,
         args.seconds,
-        args.bin.display()
+        args.runs,
+        args.bin.display(),
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        load_average()
     );
     let mut rows = Vec::new();
+    let mut medians = Vec::new();
     for engine in &args.engines {
-        rows.push(run_engine(&args, engine).await?);
+        let mut runs = Vec::new();
+        for _ in 0..args.runs {
+            runs.push(run_engine(&args, engine).await?);
+        }
+        rows.extend(runs.iter().map(|r| r.row.clone()));
+        medians.push(Run::median(engine, &runs));
     }
     println!(
-        "\n| engine | clients | seconds | events stored | events/s | p50 ms | p90 ms | p99 ms | max ms | retries answered 200 | errors | DB count check | live WebSocket check |"
+        "\n| engine | clients | seconds | events stored | events/s | p50 ms | p90 ms | p99 ms | max ms | CPU ms per 1k events: server / PostgreSQL / clients | retries answered 200 | errors | DB count check | live WebSocket check |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in rows {
         println!("{r}");
+    }
+    println!(
+        "\nMedians of {} runs (load average now {}):\n",
+        args.runs,
+        load_average()
+    );
+    println!(
+        "| engine | events/s | p50 ms | p99 ms | CPU ms per 1k events: server / PostgreSQL / clients |"
+    );
+    println!("|---|---|---|---|---|");
+    for m in medians {
+        println!("{m}");
     }
     Ok(())
 }
 
-async fn run_engine(args: &Args, engine: &str) -> anyhow::Result<String> {
+/// One run's figures.
+struct Run {
+    row: String,
+    per_s: f64,
+    p50: f64,
+    p99: f64,
+    cpu: [f64; 3],
+}
+
+impl Run {
+    fn median(engine: &str, runs: &[Run]) -> String {
+        let med = |f: &dyn Fn(&Run) -> f64| {
+            let mut v: Vec<f64> = runs.iter().map(f).collect();
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        format!(
+            "| {engine} | {:.0} | {:.2} | {:.2} | {:.0} / {:.0} / {:.0} |",
+            med(&|r| r.per_s),
+            med(&|r| r.p50),
+            med(&|r| r.p99),
+            med(&|r| r.cpu[0]),
+            med(&|r| r.cpu[1]),
+            med(&|r| r.cpu[2])
+        )
+    }
+}
+
+/// The 1-minute load average.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
+}
+
+/// CPU seconds (user + system) a process has used, from `/proc/PID/stat`.
+fn cpu_seconds(pid: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+/// CPU seconds used so far by every `postgres` process (the database's share of the run).
+fn postgres_cpu_seconds() -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|pid| pid.bytes().all(|b| b.is_ascii_digit()))
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "postgres")
+        })
+        .map(|pid| cpu_seconds(&pid))
+        .sum()
+}
+
+async fn run_engine(args: &Args, engine: &str) -> anyhow::Result<Run> {
     let dir = tempfile::tempdir()?;
     let (url, pg) = match engine {
         "sqlite" => (dir.path().join("bench.db").display().to_string(), None),
@@ -141,7 +227,7 @@ async fn run_engine(args: &Args, engine: &str) -> anyhow::Result<String> {
     result
 }
 
-async fn bench(args: &Args, engine: &str, url: &str) -> anyhow::Result<String> {
+async fn bench(args: &Args, engine: &str, url: &str) -> anyhow::Result<Run> {
     let out = Command::new(&args.bin)
         .args(["--database-url", url, "admin", "create-account", "bench"])
         .output()
@@ -221,6 +307,12 @@ async fn bench(args: &Args, engine: &str, url: &str) -> anyhow::Result<String> {
         })
     };
 
+    let server_pid = server.id().context("pid")?.to_string();
+    let cpu_before = [
+        cpu_seconds(&server_pid),
+        postgres_cpu_seconds(),
+        cpu_seconds("self"),
+    ];
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -265,6 +357,13 @@ async fn bench(args: &Args, engine: &str, url: &str) -> anyhow::Result<String> {
         all.errors += st.errors;
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let cpu_after = [
+        cpu_seconds(&server_pid),
+        postgres_cpu_seconds(),
+        cpu_seconds("self"),
+    ];
+    let per_1k = |i: usize| (cpu_after[i] - cpu_before[i]) * 1e6 / all.stored.max(1) as f64;
+    let cpu = [per_1k(0), per_1k(1), per_1k(2)];
 
     // Count check in the database: created events + acknowledged ones, per-session seq 1..=n.
     sqlx::any::install_default_drivers();
@@ -353,8 +452,14 @@ async fn bench(args: &Args, engine: &str, url: &str) -> anyhow::Result<String> {
         pct(0.99),
         all.errors
     );
-    Ok(format!(
-        "| {engine} | {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {db_check} | {ws_check} |",
+    if !db_ok || !ws_ok || all.errors > 0 {
+        bail!(
+            "{engine}: events lost, duplicated or refused: db {db_check}; ws {ws_check}; errors {}",
+            all.errors
+        );
+    }
+    let row = format!(
+        "| {engine} | {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} / {:.0} / {:.0} | {} | {} | {db_check} | {ws_check} |",
         args.clients,
         args.seconds,
         all.stored,
@@ -363,7 +468,17 @@ async fn bench(args: &Args, engine: &str, url: &str) -> anyhow::Result<String> {
         pct(0.9),
         pct(0.99),
         pct(1.0),
+        cpu[0],
+        cpu[1],
+        cpu[2],
         all.retried_ok,
         all.errors
-    ))
+    );
+    Ok(Run {
+        row,
+        per_s: stored_per_s,
+        p50: pct(0.5),
+        p99: pct(0.99),
+        cpu,
+    })
 }
