@@ -36,7 +36,11 @@ pub fn install(
     }
     let lock = std::fs::File::create(venv.with_file_name(format!("{package}-{version}.lock")))
         .expect("create the venv lock");
-    lock.lock().expect("lock the venv");
+    // flock(2) (std's File::lock needs Rust 1.89; the crate supports 1.88). Released when
+    // `lock` is closed, also if this process dies.
+    // SAFETY: flock on a file descriptor this function owns.
+    let rc = unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) };
+    assert_eq!(rc, 0, "lock the venv: {}", std::io::Error::last_os_error());
     if marker.exists() {
         return Ok(cmd);
     }

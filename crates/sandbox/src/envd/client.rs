@@ -119,14 +119,19 @@ impl EnvdClient {
                 )
             })?;
         }
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .http1_only()
             .connect_timeout(Duration::from_secs(10))
-            .user_agent(concat!("rclaude/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| {
-                SandboxError::Protocol(format!("cannot build the HTTP client: {}", error_chain(&e)))
-            })?;
+            .user_agent(concat!("rclaude/", env!("CARGO_PKG_VERSION")));
+        if base.starts_with("http://") {
+            // Plain HTTP (the local agent, a forwarded port): no TLS roots to load. Loading the
+            // system's (the platform verifier reads every file of /etc/ssl/certs) was about a
+            // third of a no-op `rclaude exec`.
+            builder = builder.tls_certs_only(Vec::new());
+        }
+        let http = builder.build().map_err(|e| {
+            SandboxError::Protocol(format!("cannot build the HTTP client: {}", error_chain(&e)))
+        })?;
         Ok(EnvdClient {
             http,
             base,
