@@ -33,6 +33,8 @@ struct Args {
     clients: usize,
     seconds: u64,
     runs: usize,
+    /// Sessions for the memory figure (0: skip it).
+    memory_sessions: usize,
     bin: PathBuf,
 }
 
@@ -41,6 +43,7 @@ fn parse_args() -> anyhow::Result<Args> {
     let mut clients = 64;
     let mut seconds = 5;
     let mut runs = 5;
+    let mut memory_sessions = 10_000;
     let mut bin = PathBuf::from(env!("CARGO_BIN_EXE_rclaude-server"));
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -57,6 +60,9 @@ fn parse_args() -> anyhow::Result<Args> {
             "--clients" => clients = val()?.parse().context("--clients")?,
             "--seconds" => seconds = val()?.parse().context("--seconds")?,
             "--runs" => runs = val()?.parse().context("--runs")?,
+            "--memory-sessions" => {
+                memory_sessions = val()?.parse().context("--memory-sessions")?
+            }
             "--server-bin" => bin = PathBuf::from(val()?),
             // Passed by `cargo bench`.
             "--bench" => {}
@@ -75,6 +81,7 @@ fn parse_args() -> anyhow::Result<Args> {
         clients,
         seconds,
         runs,
+        memory_sessions,
         bin,
     })
 }
@@ -101,13 +108,19 @@ async fn main() -> anyhow::Result<()> {
     );
     let mut rows = Vec::new();
     let mut medians = Vec::new();
+    let mut memory_rows = Vec::new();
     for engine in &args.engines {
         let mut runs = Vec::new();
         for _ in 0..args.runs {
-            runs.push(run_engine(&args, engine).await?);
+            runs.push(with_database(engine, async |url| bench(&args, engine, url).await).await?);
         }
         rows.extend(runs.iter().map(|r| r.row.clone()));
         medians.push(Run::median(engine, &runs));
+        if args.memory_sessions > 0 {
+            memory_rows.push(
+                with_database(engine, async |url| memory(&args, engine, url).await).await?,
+            );
+        }
     }
     println!(
         "\n| engine | clients | seconds | events stored | events/s | p50 ms | p90 ms | p99 ms | max ms | CPU ms per 1k events: server / PostgreSQL / clients | retries answered 200 | errors | DB count check | live WebSocket check |"
@@ -127,6 +140,17 @@ async fn main() -> anyhow::Result<()> {
     println!("|---|---|---|---|---|");
     for m in medians {
         println!("{m}");
+    }
+    if !memory_rows.is_empty() {
+        println!(
+            "\nServer memory with {} sessions (each created and started, then every page of `GET /v1/sessions` and `GET /v1/usage` read):\n",
+            args.memory_sessions
+        );
+        println!("| engine | sessions | resident now | peak resident (VmHWM) |");
+        println!("|---|---|---|---|");
+        for m in memory_rows {
+            println!("{m}");
+        }
     }
     Ok(())
 }
@@ -196,7 +220,11 @@ fn postgres_cpu_seconds() -> f64 {
         .sum()
 }
 
-async fn run_engine(args: &Args, engine: &str) -> anyhow::Result<Run> {
+/// Runs `f` on a fresh database of `engine` (SQLite file or PostgreSQL database, dropped after).
+async fn with_database<T>(
+    engine: &str,
+    f: impl AsyncFnOnce(&str) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
     let dir = tempfile::tempdir()?;
     let (url, pg) = match engine {
         "sqlite" => (dir.path().join("bench.db").display().to_string(), None),
@@ -215,7 +243,7 @@ async fn run_engine(args: &Args, engine: &str) -> anyhow::Result<Run> {
             (u.to_string(), Some((admin, name)))
         }
     };
-    let result = bench(args, engine, &url).await;
+    let result = f(&url).await;
     if let Some((admin, name)) = pg {
         let mut c = sqlx::PgConnection::connect(&admin).await?;
         sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -227,34 +255,146 @@ async fn run_engine(args: &Args, engine: &str) -> anyhow::Result<Run> {
     result
 }
 
-async fn bench(args: &Args, engine: &str, url: &str) -> anyhow::Result<Run> {
-    let out = Command::new(&args.bin)
-        .args(["--database-url", url, "admin", "create-account", "bench"])
-        .output()
-        .await?;
-    if !out.status.success() {
-        bail!("create-account: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    let token = String::from_utf8(out.stdout)?
-        .lines()
-        .last()
-        .context("token line")?
-        .trim()
-        .to_string();
+/// A running server on a fresh account.
+struct Serving {
+    server: tokio::process::Child,
+    base: String,
+    token: String,
+}
 
-    let mut server = Command::new(&args.bin)
-        .args(["serve", "--listen", "127.0.0.1:0", "--database-url", url])
-        .args(["--db-max-connections", "16"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()?;
-    let mut lines = BufReader::new(server.stdout.take().context("stdout")?).lines();
-    let first = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
-        .await??
-        .context("server did not start")?;
-    let base = first.rsplit(' ').next().context("address")?.to_string();
+impl Serving {
+    async fn start(args: &Args, url: &str) -> anyhow::Result<Serving> {
+        let out = Command::new(&args.bin)
+            .args(["--database-url", url, "admin", "create-account", "bench"])
+            .output()
+            .await?;
+        if !out.status.success() {
+            bail!("create-account: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let token = String::from_utf8(out.stdout)?
+            .lines()
+            .last()
+            .context("token line")?
+            .trim()
+            .to_string();
+        let mut server = Command::new(&args.bin)
+            .args(["serve", "--listen", "127.0.0.1:0", "--database-url", url])
+            .args(["--db-max-connections", "16"])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()?;
+        let mut lines = BufReader::new(server.stdout.take().context("stdout")?).lines();
+        let first = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+            .await??
+            .context("server did not start")?;
+        let base = first.rsplit(' ').next().context("address")?.to_string();
+        Ok(Serving {
+            server,
+            base,
+            token,
+        })
+    }
+
+    fn pid(&self) -> anyhow::Result<String> {
+        Ok(self.server.id().context("pid")?.to_string())
+    }
+
+    async fn stop(mut self) {
+        if let Ok(pid) = self.pid() {
+            let _ = Command::new("kill").args(["-TERM", &pid]).status().await;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(30), self.server.wait()).await;
+    }
+}
+
+/// `VmRSS` and `VmHWM` of a process, in MiB.
+fn resident_mib(pid: &str) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// The server's memory after it has taken `--memory-sessions` sessions and served every page
+/// of their list and the usage summary.
+async fn memory(args: &Args, engine: &str, url: &str) -> anyhow::Result<String> {
+    let serving = Serving::start(args, url).await?;
+    let (base, token) = (serving.base.clone(), serving.token.clone());
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.clients)
+        .build()?;
+    let workers = args.clients.min(args.memory_sessions);
+    let mut tasks = Vec::new();
+    for w in 0..workers {
+        let (http, base, token) = (http.clone(), base.clone(), token.clone());
+        let n = (args.memory_sessions - w).div_ceil(workers);
+        tasks.push(tokio::spawn(async move {
+            for i in 0..n {
+                let v: Value = http
+                    .post(format!("{base}/v1/sessions"))
+                    .bearer_auth(&token)
+                    .json(&json!({"repository": format!("bench/repo-{}", (w + i) % 20), "branch": "main", "provider": "local"}))
+                    .send()
+                    .await?
+                    .error_for_status()?
+                    .json()
+                    .await?;
+                let id = v["session"]["id"].as_str().context("id")?.to_string();
+                http.post(format!("{base}/v1/sessions/{id}/events"))
+                    .bearer_auth(&token)
+                    .json(&json!({"type": "started", "idempotency_key": "started"}))
+                    .send()
+                    .await?
+                    .error_for_status()?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let mut cursor: Option<String> = None;
+    let mut listed = 0;
+    loop {
+        let mut req = http
+            .get(format!("{base}/v1/sessions"))
+            .bearer_auth(&token)
+            .query(&[("limit", "200")]);
+        if let Some(c) = &cursor {
+            req = req.query(&[("cursor", c.as_str())]);
+        }
+        let v: Value = req.send().await?.error_for_status()?.json().await?;
+        listed += v["sessions"].as_array().map_or(0, Vec::len);
+        match v["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    http.get(format!("{base}/v1/usage"))
+        .bearer_auth(&token)
+        .send()
+        .await?
+        .error_for_status()?;
+    if listed != args.memory_sessions {
+        bail!("listed {listed} sessions, created {}", args.memory_sessions);
+    }
+    let (now, peak) = resident_mib(&serving.pid()?);
+    serving.stop().await;
+    Ok(format!(
+        "| {engine} | {listed} | {now:.1} MiB | {peak:.1} MiB |"
+    ))
+}
+
+async fn bench(args: &Args, engine: &str, url: &str) -> anyhow::Result<Run> {
+    let serving = Serving::start(args, url).await?;
+    let (base, token) = (serving.base.clone(), serving.token.clone());
     let addr = base.trim_start_matches("http://").to_string();
 
     let http = reqwest::Client::builder()
@@ -307,7 +447,7 @@ async fn bench(args: &Args, engine: &str, url: &str) -> anyhow::Result<Run> {
         })
     };
 
-    let server_pid = server.id().context("pid")?.to_string();
+    let server_pid = serving.pid()?;
     let cpu_before = [
         cpu_seconds(&server_pid),
         postgres_cpu_seconds(),
@@ -428,11 +568,7 @@ async fn bench(args: &Args, engine: &str, url: &str) -> anyhow::Result<Run> {
         ),
     };
 
-    let _ = Command::new("kill")
-        .args(["-TERM", &server.id().context("pid")?.to_string()])
-        .status()
-        .await;
-    let _ = tokio::time::timeout(Duration::from_secs(30), server.wait()).await;
+    serving.stop().await;
 
     let mut lat = all.latencies_us;
     lat.sort_unstable();
