@@ -69,6 +69,42 @@ pub struct LocalProvider {
     base: PathBuf,
     /// The executable that runs `agent` (default: this one, or `RCLAUDE_AGENT_BIN`).
     agent_bin: Option<PathBuf>,
+    answered: Answered,
+}
+
+/// How long an agent that answered its health check counts as running without asking again.
+const RECHECK_AFTER: Duration = Duration::from_secs(2);
+
+/// Agents that answered their health check in this process, and when: one command asks a
+/// provider for `info` and then to `connect`, and checking once saves a connection and a round
+/// trip on every command.
+#[derive(Clone, Default)]
+struct Answered(Arc<std::sync::Mutex<std::collections::HashMap<PathBuf, (Instant, EnvdClient)>>>);
+
+impl std::fmt::Debug for Answered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Answered(..)")
+    }
+}
+
+impl Answered {
+    fn recent(&self, dir: &Path) -> Option<EnvdClient> {
+        let map = self.0.lock().ok()?;
+        let (at, client) = map.get(dir)?;
+        (at.elapsed() < RECHECK_AFTER).then(|| client.clone())
+    }
+
+    fn record(&self, dir: &Path, client: &EnvdClient) {
+        if let Ok(mut map) = self.0.lock() {
+            map.insert(dir.to_path_buf(), (Instant::now(), client.clone()));
+        }
+    }
+
+    fn forget(&self, dir: &Path) {
+        if let Ok(mut map) = self.0.lock() {
+            map.remove(dir);
+        }
+    }
 }
 
 impl Default for LocalProvider {
@@ -83,6 +119,7 @@ impl LocalProvider {
         LocalProvider {
             base: crate::dirs::data_dir().join("sandboxes"),
             agent_bin: None,
+            answered: Answered::default(),
         }
     }
 
@@ -92,6 +129,7 @@ impl LocalProvider {
         LocalProvider {
             base,
             agent_bin: Some(agent_bin),
+            answered: Answered::default(),
         }
     }
 
@@ -131,6 +169,18 @@ impl LocalProvider {
         .ok()?;
         client.health().await.ok()?;
         Some((state, client))
+    }
+
+    /// A client of the sandbox's running agent: one that answered within [`RECHECK_AFTER`] in
+    /// this process, or one that answers now. (Stopping an agent asks it afresh: see
+    /// `stop_running_agent`.)
+    async fn live_client(&self, dir: &Path) -> Option<EnvdClient> {
+        if let Some(client) = self.answered.recent(dir) {
+            return Some(client);
+        }
+        let (_, client) = self.running_agent(dir).await?;
+        self.answered.record(dir, &client);
+        Some(client)
     }
 
     /// Start the sandbox's agent as a detached process and wait until it answers.
@@ -295,6 +345,7 @@ impl LocalProvider {
     /// Stop the agent (it kills its processes on SIGTERM); SIGKILL after a grace period. Then
     /// kill whatever a crashed (or SIGKILLed) agent left running.
     async fn stop_agent(&self, dir: &Path) {
+        self.answered.forget(dir);
         self.stop_running_agent(dir).await;
         let killed = crate::agent::reap_leftovers(&dir.join("agent.groups"));
         if killed > 0 {
@@ -450,9 +501,13 @@ impl Provider for LocalProvider {
         let (dir, file) = self
             .read_sandbox(id)?
             .ok_or_else(|| ProviderError::NotFound(id.to_string()))?;
-        let client = match self.running_agent(&dir).await {
-            Some((_, client)) => client,
-            None => self.start_agent(&dir, &file).await?,
+        let client = match self.live_client(&dir).await {
+            Some(client) => client,
+            None => {
+                let client = self.start_agent(&dir, &file).await?;
+                self.answered.record(&dir, &client);
+                client
+            }
         };
         let workdir = dir.join("root/workspace").to_string_lossy().into_owned();
         Ok(Arc::new(EnvdSandbox::new(
@@ -467,7 +522,7 @@ impl Provider for LocalProvider {
         let Some((dir, file)) = self.read_sandbox(id)? else {
             return Ok(None);
         };
-        let running = self.running_agent(&dir).await.is_some();
+        let running = self.live_client(&dir).await.is_some();
         Ok(Some(self.info_from(&dir, &file, running)))
     }
 
