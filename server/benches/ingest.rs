@@ -60,9 +60,7 @@ fn parse_args() -> anyhow::Result<Args> {
             "--clients" => clients = val()?.parse().context("--clients")?,
             "--seconds" => seconds = val()?.parse().context("--seconds")?,
             "--runs" => runs = val()?.parse().context("--runs")?,
-            "--memory-sessions" => {
-                memory_sessions = val()?.parse().context("--memory-sessions")?
-            }
+            "--memory-sessions" => memory_sessions = val()?.parse().context("--memory-sessions")?,
             "--server-bin" => bin = PathBuf::from(val()?),
             // Passed by `cargo bench`.
             "--bench" => {}
@@ -117,9 +115,8 @@ async fn main() -> anyhow::Result<()> {
         rows.extend(runs.iter().map(|r| r.row.clone()));
         medians.push(Run::median(engine, &runs));
         if args.memory_sessions > 0 {
-            memory_rows.push(
-                with_database(engine, async |url| memory(&args, engine, url).await).await?,
-            );
+            memory_rows
+                .push(with_database(engine, async |url| memory(&args, engine, url).await).await?);
         }
     }
     println!(

@@ -63,12 +63,12 @@ pub async fn interactive(sandbox: &dyn Sandbox, mut req: PtyRequest) -> CliResul
                 }
             },
             data = keys.recv(), if input_open => match data {
-                Some(b) => { session.input.write(b).await?; }
+                Some(b) => { input_open = delivered(session.input.write(b).await)?; }
                 None => {
                     input_open = false;
                     if !stdin_tty {
                         // End of piped input: Ctrl-D, as a terminal would send it.
-                        session.input.write(Bytes::from_static(b"\x04")).await?;
+                        delivered(session.input.write(Bytes::from_static(b"\x04")).await)?;
                     }
                 }
             },
@@ -79,7 +79,7 @@ pub async fn interactive(sandbox: &dyn Sandbox, mut req: PtyRequest) -> CliResul
             },
             _ = tokio::signal::ctrl_c(), if raw.is_none() => {
                 // Not in raw mode (no terminal): pass the interrupt on as a keystroke.
-                session.input.write(Bytes::from_static(b"\x03")).await?;
+                delivered(session.input.write(Bytes::from_static(b"\x03")).await)?;
             },
             Some(()) = recv_signal(&mut term) => {
                 let _ = sandbox.kill_process(session.pid, false).await;
@@ -93,6 +93,16 @@ pub async fn interactive(sandbox: &dyn Sandbox, mut req: PtyRequest) -> CliResul
     };
     drop(raw);
     Ok(code)
+}
+
+/// Whether input reached the process. Input for a process that has just exited is dropped
+/// (`false`): its exit event is on the way, and its code is what counts.
+fn delivered(r: Result<(), SandboxError>) -> Result<bool, SandboxError> {
+    match r {
+        Ok(()) => Ok(true),
+        Err(SandboxError::NotFound(_)) => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 async fn recv_signal(s: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
