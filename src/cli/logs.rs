@@ -99,12 +99,25 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
     }
 }
 
+/// An RFC 3339 UTC time with exactly three fractional digits (the server trims trailing
+/// zeros: `…:00.28Z`), so the columns of the log line up.
+fn fixed_width(at: &str) -> String {
+    let Some(body) = at.strip_suffix('Z') else {
+        return at.to_string();
+    };
+    let (whole, frac) = body.split_once('.').unwrap_or((body, ""));
+    if frac.len() > 3 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return at.to_string();
+    }
+    format!("{whole}.{frac:0<3}Z")
+}
+
 fn print_event(ev: &Value, json: bool) {
     if json {
         println!("{}", crate::redact::text(&ev.to_string()));
         return;
     }
-    let at = ev["created_at"].as_str().unwrap_or("");
+    let at = fixed_width(ev["created_at"].as_str().unwrap_or(""));
     let kind = ev["type"].as_str().unwrap_or("?");
     let data = &ev["data"];
     let detail = match kind {
@@ -159,4 +172,26 @@ async fn claude_logs(g: &GlobalArgs, follow_it: bool, json: bool) -> CliResult {
         remember(&ctx, &followed);
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixed_width;
+
+    #[test]
+    fn times_get_three_fractional_digits() {
+        assert_eq!(
+            fixed_width("2026-12-04T21:13:00.28Z"),
+            "2026-12-04T21:13:00.280Z"
+        );
+        assert_eq!(
+            fixed_width("2026-12-04T21:13:00Z"),
+            "2026-12-04T21:13:00.000Z"
+        );
+        assert_eq!(
+            fixed_width("2026-12-04T21:13:00.279Z"),
+            "2026-12-04T21:13:00.279Z"
+        );
+        assert_eq!(fixed_width("not a time"), "not a time");
+    }
 }
