@@ -153,14 +153,14 @@ fn sandbox_servers_are_reached_through_rclaude_port_http_and_websockets() {
             .unwrap(),
     );
     assert_eq!(r.code(), 0, "{}", r.all());
+    // The browser runs detached: wait for its whole line (the shell creates the file before
+    // `echo` writes to it).
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !opened.exists() && Instant::now() < deadline {
+    let read = || std::fs::read_to_string(&opened).unwrap_or_default();
+    while !read().ends_with('\n') && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert_eq!(
-        std::fs::read_to_string(&opened).unwrap(),
-        format!("http://127.0.0.1:{web}\n")
-    );
+    assert_eq!(read(), format!("http://127.0.0.1:{web}\n"));
 }
 
 #[test]
