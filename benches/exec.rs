@@ -17,6 +17,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod support;
+use support::{load_average, ms};
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let runs: usize = args
@@ -28,7 +31,8 @@ fn main() {
         .max(5);
     let rclaude = PathBuf::from(env!("CARGO_BIN_EXE_rclaude"));
     let scratch = tempfile::tempdir().expect("tempdir");
-    let repo = make_repo(scratch.path());
+    let repo = support::small_tree(scratch.path(), "[sandbox]\nprovider = \"local\"\n");
+    support::commit_all(&repo);
     let home = scratch.path().join("home");
     let rc = |args: &[&str]| {
         let out = Command::new(&rclaude)
@@ -146,50 +150,7 @@ fn find(dir: &Path, name: &str) -> Option<PathBuf> {
     None
 }
 
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().map(str::to_string))
-        .unwrap_or_else(|| "?".into())
-}
-
-/// A small committed repository on the local provider.
-fn make_repo(dir: &Path) -> PathBuf {
-    let repo = dir.join("repo");
-    std::fs::create_dir_all(repo.join("src")).unwrap();
-    for i in 0..20 {
-        std::fs::write(repo.join(format!("src/f{i}.txt")), format!("file {i}\n")).unwrap();
-    }
-    std::fs::write(
-        repo.join(".rclaude.toml"),
-        "[sandbox]\nprovider = \"local\"\n",
-    )
-    .unwrap();
-    let git = |args: &[&str]| {
-        let ok = Command::new("git")
-            .args(args)
-            .current_dir(&repo)
-            .env("GIT_AUTHOR_NAME", "b")
-            .env("GIT_AUTHOR_EMAIL", "b@example.com")
-            .env("GIT_COMMITTER_NAME", "b")
-            .env("GIT_COMMITTER_EMAIL", "b@example.com")
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "git {args:?}");
-    };
-    git(&["init", "-q", "-b", "main"]);
-    git(&["add", "-A"]);
-    git(&["commit", "-qm", "init"]);
-    repo
-}
-
 fn percentile(v: &mut [Duration], p: f64) -> Duration {
     v.sort();
     v[((v.len() - 1) as f64 * p).round() as usize]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }

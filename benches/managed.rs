@@ -17,6 +17,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod support;
+use support::{median, ms};
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let runs: usize = args
@@ -156,33 +159,9 @@ fn server_bin(rclaude: &Path) -> PathBuf {
 
 /// A small committed repository with an `origin`, as a user's would be.
 fn make_repo(dir: &Path) -> PathBuf {
-    let repo = dir.join("repo");
-    std::fs::create_dir_all(repo.join("src")).unwrap();
-    for i in 0..20 {
-        std::fs::write(repo.join(format!("src/f{i}.txt")), format!("file {i}\n")).unwrap();
-    }
-    std::fs::write(
-        repo.join(".rclaude.toml"),
-        "[sandbox]\nprovider = \"local\"\n",
-    )
-    .unwrap();
-    let git = |args: &[&str]| {
-        let ok = Command::new("git")
-            .args(args)
-            .current_dir(&repo)
-            .env("GIT_AUTHOR_NAME", "b")
-            .env("GIT_AUTHOR_EMAIL", "b@example.com")
-            .env("GIT_COMMITTER_NAME", "b")
-            .env("GIT_COMMITTER_EMAIL", "b@example.com")
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "git {args:?}");
-    };
-    git(&["init", "-q", "-b", "main"]);
-    git(&["add", "-A"]);
-    git(&["commit", "-qm", "init"]);
+    let repo = support::small_tree(dir, "[sandbox]\nprovider = \"local\"\n");
+    support::commit_all(&repo);
+    let git = |args: &[&str]| support::git(&repo, args);
     git(&[
         "remote",
         "add",
@@ -193,13 +172,4 @@ fn make_repo(dir: &Path) -> PathBuf {
         ),
     ]);
     repo
-}
-
-fn median(v: &mut [Duration]) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }

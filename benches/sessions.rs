@@ -16,6 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+mod support;
+use support::{median, ms};
+
 /// Builds what a dependency install leaves: 200 packages of 100 small files, and 10 × 50 MB of
 /// binaries (random, so no file system can store them as holes).
 const HEAVY_SETUP: &str = "mkdir -p deps && cd deps && \
@@ -189,38 +192,8 @@ fn timed(rclaude: &Path, repo: &Path, home: &Path, args: &[&str]) -> Duration {
 
 /// A small committed repository with `config` as its `.rclaude.toml`.
 fn make_repo(dir: &Path, config: &str) -> PathBuf {
-    let repo = dir.join("repo");
-    std::fs::create_dir_all(repo.join("src")).unwrap();
-    for i in 0..20 {
-        std::fs::write(repo.join(format!("src/f{i}.txt")), format!("file {i}\n")).unwrap();
-    }
-    std::fs::write(repo.join(".rclaude.toml"), config).unwrap();
+    let repo = support::small_tree(dir, config);
     std::fs::write(repo.join(".gitignore"), "deps/\n").unwrap();
-    let git = |args: &[&str]| {
-        let ok = Command::new("git")
-            .args(args)
-            .current_dir(&repo)
-            .env("GIT_AUTHOR_NAME", "b")
-            .env("GIT_AUTHOR_EMAIL", "b@example.com")
-            .env("GIT_COMMITTER_NAME", "b")
-            .env("GIT_COMMITTER_EMAIL", "b@example.com")
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "git {args:?}");
-    };
-    git(&["init", "-q", "-b", "main"]);
-    git(&["add", "-A"]);
-    git(&["commit", "-qm", "init"]);
+    support::commit_all(&repo);
     repo
-}
-
-fn median(v: &mut [Duration]) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }
