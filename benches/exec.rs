@@ -18,7 +18,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod support;
-use support::{load_average, ms};
+use support::{find, load_average, ms};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -131,23 +131,6 @@ fn isolation(home: &Path) -> String {
 fn agent_state(home: &Path) -> serde_json::Value {
     let found = find(home, "agent.json").expect("agent.json under RCLAUDE_HOME");
     serde_json::from_slice(&std::fs::read(found).unwrap()).unwrap()
-}
-
-/// The first file named `name` under `dir` (depth first; symlinks not followed).
-fn find(dir: &Path, name: &str) -> Option<PathBuf> {
-    for entry in std::fs::read_dir(dir).ok()?.flatten() {
-        let path = entry.path();
-        let kind = entry.file_type().ok()?;
-        if kind.is_file() && entry.file_name() == name {
-            return Some(path);
-        }
-        if kind.is_dir()
-            && let Some(found) = find(&path, name)
-        {
-            return Some(found);
-        }
-    }
-    None
 }
 
 fn percentile(v: &mut [Duration], p: f64) -> Duration {

@@ -12,13 +12,12 @@
 //! Starts a real `rclaude-server` (SQLite, built when missing) and prints a Markdown table of
 //! medians and ratios (managed ÷ direct). Each `up` run uses a fresh repository and home.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod support;
-use support::{median, ms};
+use support::{median, ms, server_bin};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -48,23 +47,8 @@ fn main() {
         .stderr(Stdio::null())
         .spawn()
         .expect("rclaude-server");
-    let mut line = String::new();
-    BufReader::new(server.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line.trim().rsplit(' ').next().unwrap().to_string();
-    let out = Command::new(&server_bin)
-        .args(["admin", "create-account", "bench", "--database-url"])
-        .arg(&db)
-        .output()
-        .unwrap();
-    let token = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .last()
-        .unwrap()
-        .trim()
-        .to_string();
+    let url = support::server_url(&mut server);
+    let token = support::create_account(&server_bin, &db);
 
     let mut up = [Vec::new(), Vec::new()];
     let mut exec = [Vec::new(), Vec::new()];
@@ -136,28 +120,6 @@ fn main() {
     row("`exec -- true` round trip", ex_d, ex_m);
 }
 
-/// The server binary beside ours (built with cargo when missing).
-fn server_bin(rclaude: &Path) -> PathBuf {
-    let path = rclaude.with_file_name("rclaude-server");
-    if !path.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let profile = if rclaude.to_string_lossy().contains("/release/") {
-            vec!["--release"]
-        } else {
-            vec![]
-        };
-        let ok = Command::new(cargo)
-            .args(["build", "-p", "rclaude-server"])
-            .args(profile)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "building rclaude-server failed");
-    }
-    path
-}
-
-/// A small committed repository with an `origin`, as a user's would be.
 fn make_repo(dir: &Path) -> PathBuf {
     let repo = support::small_tree(dir, "[sandbox]\nprovider = \"local\"\n");
     support::commit_all(&repo);

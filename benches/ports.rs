@@ -16,16 +16,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const GIB: u64 = 1 << 30;
+mod support;
+use support::arg;
 
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(default)
-}
+const GIB: u64 = 1 << 30;
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

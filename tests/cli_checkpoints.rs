@@ -119,8 +119,8 @@ fn pull_recovers_every_byte_from_the_checkpoint_when_the_sandbox_is_gone() {
     assert_eq!(r.code(), 64, "{}", r.all());
 }
 
-/// Every file named `name` under `dir`.
-fn find_files(dir: &std::path::Path, name: &str) -> Vec<std::path::PathBuf> {
+/// Every file under `dir` (symlinks not followed).
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let p = e.path();
@@ -128,12 +128,20 @@ fn find_files(dir: &std::path::Path, name: &str) -> Vec<std::path::PathBuf> {
             continue;
         }
         if p.is_dir() {
-            out.extend(find_files(&p, name));
-        } else if p.file_name().is_some_and(|n| n == name) {
+            out.extend(walk(&p));
+        } else {
             out.push(p);
         }
     }
     out
+}
+
+/// Every file named `name` under `dir`.
+fn find_files(dir: &std::path::Path, name: &str) -> Vec<std::path::PathBuf> {
+    walk(dir)
+        .into_iter()
+        .filter(|p| p.file_name().is_some_and(|n| n == name))
+        .collect()
 }
 
 #[test]
@@ -182,4 +190,164 @@ fn a_provider_that_drops_files_while_paused_is_caught_at_resume_and_the_pause_st
     // The state at pause comes back from the checkpoint.
     t.ok(&["pull", "--checkpoint", id, "--branch", "at-pause"]);
     assert_eq!(t.git(&["show", "at-pause:keep-me.txt"]), "precious\n");
+}
+
+fn login(t: &TestRepo, server: &common::server::Server, token: &str) {
+    let out = t
+        .cmd(&["login", "--server", &server.base])
+        .env("RCLAUDE_TOKEN", token)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Direct mode (this laptop's own provider) reporting to a server: checkpoints are kept on the
+/// server too. The sandbox dies; another machine (its own home, a clone of the shared remote)
+/// takes the session's work back through the server, passing over a damaged copy.
+#[test]
+fn another_machine_recovers_a_dead_sessions_work_through_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("server.db").display());
+    let server = common::server::Server::start(&db, "127.0.0.1:0");
+    let token = server.create_account("acme");
+    let origin = dir.path().join("origin.git");
+    common::git_env(
+        std::process::Command::new("git")
+            .args(["init", "-q", "--bare", "-b", "main"])
+            .arg(&origin),
+    )
+    .status()
+    .unwrap();
+
+    let t = TestRepo::new("[sandbox]\nprovider = \"local\"\n");
+    t.write("a.txt", "base\n");
+    t.commit_all("init");
+    t.git(&["remote", "add", "origin", origin.to_str().unwrap()]);
+    t.git(&["push", "-q", "-u", "origin", "main"]);
+    login(&t, &server, &token);
+    t.ok(&["up", "--quiet"]);
+    let session = t.session_record()["session_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Work in the sandbox: a commit and an uncommitted edit; paused: checkpointed.
+    t.ok(&["exec", "--no-sync", "--", "sh", "-c",
+        "echo first > first.txt && git add first.txt && git -c user.name=c -c user.email=c@x commit -qm 'sandbox: first' && echo draft > draft.md"]);
+    t.ok(&["pause"]);
+    let cps = checkpoints(&t);
+    assert_eq!(cps.len(), 1, "{cps:?}");
+    assert_eq!(cps[0]["on_server"], true, "{cps:?}");
+    // More work, checkpointed by hand: only what is new goes to the server.
+    t.ok(&["resume"]);
+    t.ok(&[
+        "exec",
+        "--no-sync",
+        "--",
+        "sh",
+        "-c",
+        "head -c 300000 /dev/urandom > second.bin",
+    ]);
+    t.ok(&["checkpoints", "--take"]);
+    let cps = checkpoints(&t);
+    assert_eq!(cps.len(), 2, "{cps:?}");
+    assert!(cps.iter().all(|c| c["on_server"] == true), "{cps:?}");
+    let latest = cps[1]["id"].as_str().unwrap().to_string();
+    // The second copy builds on the first: only its new objects were sent.
+    let kept = server.get(&token, &format!("/v1/sessions/{session}/checkpoints"));
+    let kept = kept["checkpoints"].as_array().unwrap();
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    assert_eq!(kept[1]["base"], kept[0]["name"], "{kept:?}");
+    assert!(
+        kept[1]["size_bytes"].as_i64().unwrap() < 400_000,
+        "{kept:?}"
+    );
+    let second_bin = {
+        let out = t
+            .cmd(&["exec", "--no-sync", "--", "cat", "second.bin"])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        out.stdout
+    };
+    destroy_sandbox_behind_rclaudes_back(&t);
+
+    // Another machine: a clone of the shared remote, logged in to the same account.
+    let other = TestRepo::new("");
+    other.git(&["remote", "add", "origin", origin.to_str().unwrap()]);
+    other.git(&["fetch", "-q", "origin"]);
+    other.git(&["reset", "-q", "--hard", "origin/main"]);
+    login(&other, &server, &token);
+    let r = other.rclaude(&["checkpoints", "--session", &session]);
+    assert_eq!(r.code(), 0, "{}", r.all());
+    assert!(
+        r.stdout().contains(&latest) && r.stdout().contains("server"),
+        "{}",
+        r.all()
+    );
+
+    // The newest copy is damaged in the store: it is caught, and the one before is used.
+    let store = dir.path().join("checkpoints");
+    let newest = walk(&store)
+        .into_iter()
+        .find(|p| p.to_string_lossy().contains(&latest))
+        .expect("the newest checkpoint's object");
+    let good = std::fs::read(&newest).unwrap();
+    let mut bad = good.clone();
+    let n = bad.len();
+    bad[n - 100] ^= 0xff;
+    std::fs::write(&newest, &bad).unwrap();
+    let r = other.rclaude(&["pull", "--session", &session, "--branch", "recovered"]);
+    assert_eq!(r.code(), 0, "{}", r.all());
+    assert!(r.stderr().contains("damaged"), "{}", r.all());
+    assert_eq!(other.git(&["show", "recovered:first.txt"]), "first\n");
+    assert_eq!(other.git(&["show", "recovered:draft.md"]), "draft\n");
+    let has_second = common::git_env(
+        std::process::Command::new("git")
+            .args(["cat-file", "-e", "recovered:second.bin"])
+            .current_dir(other.path())
+            .stderr(std::process::Stdio::null()),
+    )
+    .status()
+    .unwrap()
+    .success();
+    assert!(
+        !has_second,
+        "the damaged checkpoint's file must not be there"
+    );
+    assert!(
+        other
+            .git(&["log", "--format=%s", "recovered"])
+            .contains("sandbox: first")
+    );
+
+    // Repaired: the newest is taken back, every byte.
+    std::fs::write(&newest, &good).unwrap();
+    let r = other.rclaude(&[
+        "pull",
+        "--session",
+        &session,
+        "--checkpoint",
+        &latest,
+        "--branch",
+        "newest",
+    ]);
+    assert_eq!(r.code(), 0, "{}", r.all());
+    let bin = common::git_env(
+        std::process::Command::new("git")
+            .args(["show", "newest:second.bin"])
+            .current_dir(other.path()),
+    )
+    .output()
+    .unwrap()
+    .stdout;
+    assert!(bin == second_bin, "second.bin differs");
+    assert_eq!(other.read("a.txt"), "base\n", "the checkout is untouched");
+    // Other commands cannot reach another machine's sandbox, and say what can.
+    let r = other.rclaude(&["exec", "--session", &session, "--", "true"]);
+    assert_ne!(r.code(), 0);
+    assert!(r.stderr().contains("pull --session"), "{}", r.all());
 }

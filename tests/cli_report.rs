@@ -3,118 +3,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use common::TestRepo;
-
-/// The server binary, built next to ours (`cargo test --workspace` builds it; build it if not).
-fn server_bin() -> PathBuf {
-    let path = PathBuf::from(common::bin()).with_file_name("rclaude-server");
-    if !path.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let st = Command::new(cargo)
-            .args(["build", "-p", "rclaude-server"])
-            .status()
-            .unwrap();
-        assert!(st.success(), "building rclaude-server failed");
-    }
-    path
-}
-
-struct Server {
-    child: Child,
-    base: String,
-    db: String,
-}
-
-impl Server {
-    /// A server that manages no sandboxes: the CLI runs them (direct mode) and reports.
-    fn start(db: &str, listen: &str) -> Server {
-        Server::start_with(db, listen, &["--sandbox-provider", "none"])
-    }
-
-    fn start_with(db: &str, listen: &str, extra: &[&str]) -> Server {
-        let mut child = Command::new(server_bin())
-            .args(["serve", "--listen", listen, "--database-url", db])
-            .args(extra)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let base = line.trim().rsplit(' ').next().unwrap().to_string();
-        assert!(
-            base.starts_with("http://"),
-            "unexpected first line {line:?}"
-        );
-        Server {
-            child,
-            base,
-            db: db.to_string(),
-        }
-    }
-
-    /// A new account's API token.
-    fn create_account(&self, name: &str) -> String {
-        self.admin(&["create-account", name])
-            .lines()
-            .last()
-            .unwrap()
-            .trim()
-            .to_string()
-    }
-
-    fn admin(&self, args: &[&str]) -> String {
-        let out = Command::new(server_bin())
-            .arg("admin")
-            .args(args)
-            .args(["--database-url", &self.db])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn stop(mut self) -> String {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.base.clone()
-    }
-
-    fn get(&self, token: &str, path: &str) -> serde_json::Value {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let r = reqwest::Client::new()
-                .get(format!("{}{path}", self.base))
-                .bearer_auth(token)
-                .send()
-                .await
-                .unwrap();
-            assert!(r.status().is_success(), "GET {path}: {}", r.status());
-            r.json().await.unwrap()
-        })
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::server::Server;
 
 const CONFIG: &str = r#"
 [tasks.build]
@@ -282,16 +175,6 @@ fn managed_server(dir: &std::path::Path) -> (Server, PathBuf, String) {
     (server, sandboxes, token)
 }
 
-fn record_of(t: &TestRepo) -> serde_json::Value {
-    let dir = t.home.path().join("state/repos");
-    let f = std::fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .find(|e| e.path().extension().is_some_and(|x| x == "json"))
-        .unwrap();
-    serde_json::from_slice(&std::fs::read(f.path()).unwrap()).unwrap()
-}
-
 #[test]
 fn a_managed_session_is_created_paused_and_ended_by_the_server() {
     let dir = tempfile::tempdir().unwrap();
@@ -322,7 +205,7 @@ fn a_managed_session_is_created_paused_and_ended_by_the_server() {
     };
     login(&t);
     t.ok(&["up"]);
-    let record = record_of(&t);
+    let record = t.session_record();
     assert_eq!(record["provider"], "managed");
     let session = record["session_id"].as_str().unwrap().to_string();
     let on_server = |path: &str| server.get(&token, path);
@@ -366,7 +249,7 @@ fn a_managed_session_is_created_paused_and_ended_by_the_server() {
     login(&other);
     let r = other.ok(&["up"]);
     assert!(r.stderr().contains("Joining session"), "{}", r.all());
-    assert_eq!(record_of(&other)["session_id"], session.as_str());
+    assert_eq!(other.session_record()["session_id"], session.as_str());
     assert_eq!(std::fs::read_dir(&sandboxes).unwrap().count(), 1);
     let r = other.ok(&["exec", "--", "cat a.txt"]);
     assert_eq!(r.stdout(), "from the laptop\n");
@@ -434,7 +317,7 @@ fn a_managed_session_is_created_paused_and_ended_by_the_server() {
     }
     let r = other.ok(&["up", "--direct"]);
     assert!(!r.stderr().contains("Joining"), "{}", r.all());
-    assert_eq!(record_of(&other)["provider"], "local");
+    assert_eq!(other.session_record()["provider"], "local");
     assert_eq!(std::fs::read_dir(&sandboxes).unwrap().count(), 0);
 }
 
@@ -549,7 +432,10 @@ fn a_secret_a_task_prints_is_redacted_in_the_servers_events_and_in_logs() {
     assert!(run.stdout().contains("split=***API_KEY"), "{}", run.all());
 
     // What the server stored: the task's output tail, redacted.
-    let session = record_of(&t)["session_id"].as_str().unwrap().to_string();
+    let session = t.session_record()["session_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let detail = server.get(&token, &format!("/v1/sessions/{session}"));
     let stored = detail.to_string();
     assert!(
@@ -604,7 +490,10 @@ fn the_end_of_a_detached_run_reaches_the_server_once() {
     assert_eq!(r.code(), 0, "{}", r.all());
     assert!(r.stderr().contains("reported to the server"), "{}", r.all());
     let run = r.stdout().trim().to_string();
-    let session = record_of(&t)["session_id"].as_str().unwrap().to_string();
+    let session = t.session_record()["session_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let finished = |detail: &serde_json::Value| -> Vec<serde_json::Value> {
         detail["events"]
             .as_array()

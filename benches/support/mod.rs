@@ -60,3 +60,77 @@ pub fn load_average() -> String {
         .and_then(|s| s.split_whitespace().next().map(str::to_string))
         .unwrap_or_else(|| "?".into())
 }
+
+/// The first file named `name` under `dir` (depth first; symlinks not followed).
+pub fn find(dir: &Path, name: &str) -> Option<PathBuf> {
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        let kind = entry.file_type().ok()?;
+        if kind.is_file() && entry.file_name() == name {
+            return Some(path);
+        }
+        if kind.is_dir()
+            && let Some(found) = find(&path, name)
+        {
+            return Some(found);
+        }
+    }
+    None
+}
+
+/// The value of `--NAME N` on the command line, else `default`.
+pub fn arg(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(default)
+}
+
+/// `rclaude-server` beside `rclaude` (built in the same profile when missing).
+pub fn server_bin(rclaude: &Path) -> PathBuf {
+    let path = rclaude.with_file_name("rclaude-server");
+    if !path.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let profile = if rclaude.to_string_lossy().contains("/release/") {
+            vec!["--release"]
+        } else {
+            vec![]
+        };
+        let ok = Command::new(cargo)
+            .args(["build", "-p", "rclaude-server"])
+            .args(profile)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "building rclaude-server failed");
+    }
+    path
+}
+
+/// The base URL a just-started `rclaude-server` prints on its first line.
+pub fn server_url(child: &mut std::process::Child) -> String {
+    use std::io::BufRead;
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("piped stdout"))
+        .read_line(&mut line)
+        .unwrap();
+    line.trim().rsplit(' ').next().unwrap().to_string()
+}
+
+/// A new account on the server's database `db`; returns its API token.
+pub fn create_account(server_bin: &Path, db: &Path) -> String {
+    let out = Command::new(server_bin)
+        .args(["admin", "create-account", "bench", "--database-url"])
+        .arg(db)
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .trim()
+        .to_string()
+}

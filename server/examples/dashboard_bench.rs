@@ -321,6 +321,9 @@ async fn run(engine: &str, args: &Args) -> anyhow::Result<()> {
             sockets: Arc::new(SocketTracker::default()),
             revocations: Default::default(),
             sandboxes: None,
+            checkpoints: rclaude_server::checkpoint_store::BlobStore::open(
+                &std::env::temp_dir().join("rclaude-dashboard-bench-checkpoints").display().to_string(),
+            )?,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);

@@ -49,6 +49,17 @@ pub fn router(state: AppState) -> Router {
             "/v1/sessions/{id}/events",
             get(ws::session_events).post(routes::sessions::append_event),
         )
+        // Bundles stream in and out: no body limit but the checkpoint size limit, no deadline.
+        .route(
+            "/v1/sessions/{id}/checkpoints",
+            get(routes::checkpoints::list)
+                .post(routes::checkpoints::upload)
+                .layer(DefaultBodyLimit::disable()),
+        )
+        .route(
+            "/v1/sessions/{id}/checkpoints/{name}",
+            get(routes::checkpoints::download),
+        )
         .route("/v1/events", get(ws::account_events))
         .route("/v1/usage", get(routes::billing::usage))
         .route("/v1/invoices/{month}", get(routes::billing::invoice))
@@ -85,6 +96,9 @@ pub fn router(state: AppState) -> Router {
 /// Answers 503 `timeout` when a request takes longer than the configured deadline.
 async fn deadline(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let limit = state.config.request_timeout;
+    if streams_bundles(req.uri().path()) {
+        return next.run(req).await;
+    }
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(resp) => resp,
         Err(_) => ApiError::new(
@@ -94,6 +108,11 @@ async fn deadline(State(state): State<AppState>, req: Request, next: Next) -> Re
         )
         .into_response(),
     }
+}
+
+/// Checkpoint uploads and downloads take as long as their bundles do.
+fn streams_bundles(path: &str) -> bool {
+    path.starts_with("/v1/sessions/") && path.contains("/checkpoints")
 }
 
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {

@@ -5,7 +5,7 @@
 //!   once per line (never per interval).
 //! - Storage: a repository counts for every UTC day on which at least one of its sessions existed
 //!   (from the session's creation until its `stopped` event; a session never stopped keeps
-//!   counting up to today). `amount = days × month_micros / days_in_month`, rounded once per line.
+//!   counting up to today) or one of its checkpoints was stored (from upload to deletion). `amount = days × month_micros / days_in_month`, rounded once per line.
 //! - Intervals are split at UTC midnight for per-day figures and at month boundaries for invoices.
 //!
 //! Length: a third of the file is unit tests of the arithmetic.

@@ -141,6 +141,17 @@ pub struct ServeArgs {
     /// session, a sandbox no session owns is killed (e.g. 60s; `off` never) [default: 60s].
     #[arg(long, env = "RCLAUDE_RECONCILE_EVERY")]
     pub reconcile_every: Option<String>,
+    /// Where checkpoints of sessions' work are stored: a directory, `file:///PATH`, or
+    /// `s3://BUCKET[/PREFIX]` (credentials and endpoint from `AWS_*` variables) [default: a
+    /// `checkpoints` directory beside the SQLite database, else under $XDG_DATA_HOME/rclaude].
+    #[arg(long, env = "RCLAUDE_CHECKPOINT_STORE")]
+    pub checkpoint_store: Option<String>,
+    /// The largest checkpoint accepted, in bytes [default: 1073741824].
+    #[arg(long, env = "RCLAUDE_CHECKPOINT_MAX_BYTES")]
+    pub checkpoint_max_bytes: Option<u64>,
+    /// Checkpoints kept per session at most; a client may ask for fewer [default: 20].
+    #[arg(long, env = "RCLAUDE_CHECKPOINT_KEEP")]
+    pub checkpoint_keep: Option<u32>,
 }
 
 impl ServeArgs {
@@ -172,6 +183,9 @@ impl ServeArgs {
             agent_bin: self.agent_bin.or(other.agent_bin),
             idle_pause: self.idle_pause.or(other.idle_pause),
             reconcile_every: self.reconcile_every.or(other.reconcile_every),
+            checkpoint_store: self.checkpoint_store.or(other.checkpoint_store),
+            checkpoint_max_bytes: self.checkpoint_max_bytes.or(other.checkpoint_max_bytes),
+            checkpoint_keep: self.checkpoint_keep.or(other.checkpoint_keep),
         }
     }
 }
@@ -245,6 +259,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         agent_bin: serve_args.agent_bin,
         idle_pause: serve_args.idle_pause,
         reconcile_every: serve_args.reconcile_every,
+        checkpoint_store: serve_args.checkpoint_store,
+        checkpoint_max_bytes: serve_args.checkpoint_max_bytes,
+        checkpoint_keep: serve_args.checkpoint_keep,
     };
     let cfg = config::resolve(file, over)?;
     match admin {

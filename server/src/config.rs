@@ -61,6 +61,8 @@ pub struct ServerConfig {
     pub stripe: Option<StripeConfig>,
     /// Managed sandboxes: the provider the server creates them with.
     pub sandboxes: SandboxSettings,
+    /// Where checkpoints are stored, and how many and how large.
+    pub checkpoints: crate::checkpoints::CheckpointSettings,
 }
 
 /// Where managed sessions' sandboxes run (see docs/server.md, "Managed sessions").
@@ -178,6 +180,11 @@ impl Default for ServerConfig {
             dashboard: DashboardConfig::default(),
             stripe: None,
             sandboxes: SandboxSettings::default(),
+            checkpoints: crate::checkpoints::CheckpointSettings {
+                store: default_data_dir().join("checkpoints").display().to_string(),
+                max_bytes: crate::checkpoints::DEFAULT_MAX_BYTES,
+                keep: crate::checkpoints::DEFAULT_KEEP,
+            },
         }
     }
 }
@@ -190,6 +197,25 @@ pub fn default_database_url() -> String {
     } else {
         dir.join("server.db").display().to_string()
     }
+}
+
+/// The directory of a SQLite database file (`None`: PostgreSQL, or in memory).
+fn sqlite_dir(url: &str) -> Option<PathBuf> {
+    let url = url.trim();
+    if url.contains("postgres") || url.contains(":memory:") || url.contains("mode=memory") {
+        return None;
+    }
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    let path = path.split('?').next().unwrap_or(path);
+    let dir = Path::new(path).parent()?;
+    Some(if dir.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        dir.to_path_buf()
+    })
 }
 
 /// `$XDG_DATA_HOME/rclaude` (or `~/.local/share/rclaude`; empty: the current directory).
@@ -331,6 +357,9 @@ pub struct FileConfig {
     pub agent_bin: Option<PathBuf>,
     pub idle_pause: Option<NumOrStr>,
     pub reconcile_every: Option<NumOrStr>,
+    pub checkpoint_store: Option<String>,
+    pub checkpoint_max_bytes: Option<u64>,
+    pub checkpoint_keep: Option<u32>,
 }
 
 /// A TOML value written either as a number or as a string (`0.10` or `"0.10"`).
@@ -394,6 +423,9 @@ pub struct Overrides {
     pub agent_bin: Option<PathBuf>,
     pub idle_pause: Option<String>,
     pub reconcile_every: Option<String>,
+    pub checkpoint_store: Option<String>,
+    pub checkpoint_max_bytes: Option<u64>,
+    pub checkpoint_keep: Option<u32>,
 }
 
 /// Merges flags/env over the file over the defaults, validating every value.
@@ -450,6 +482,37 @@ pub fn resolve(file: FileConfig, over: Overrides) -> Result<ServerConfig, Config
             )),
         };
     }
+    if let Some(v) = over
+        .checkpoint_store
+        .clone()
+        .or(file.checkpoint_store.clone())
+    {
+        if v.trim().is_empty() {
+            return Err(ConfigError::Invalid {
+                what: "checkpoint_store".into(),
+                message: "empty: give a directory, file:///PATH or s3://BUCKET[/PREFIX]".into(),
+            });
+        }
+        cfg.checkpoints.store = v;
+    }
+    if let Some(v) = over.checkpoint_max_bytes.or(file.checkpoint_max_bytes) {
+        if !(1024..=1 << 40).contains(&v) {
+            return Err(ConfigError::Invalid {
+                what: "checkpoint_max_bytes".into(),
+                message: format!("{v} is out of range (1024 ..= 1099511627776)"),
+            });
+        }
+        cfg.checkpoints.max_bytes = v;
+    }
+    if let Some(v) = over.checkpoint_keep.or(file.checkpoint_keep) {
+        if !(1..=1000).contains(&v) {
+            return Err(ConfigError::Invalid {
+                what: "checkpoint_keep".into(),
+                message: format!("{v} is out of range (1 ..= 1000)"),
+            });
+        }
+        cfg.checkpoints.keep = v;
+    }
     if let Some(v) = over.listen.or(file.listen) {
         cfg.listen = v.parse().map_err(|_| ConfigError::BadAddress {
             what: "listen".into(),
@@ -458,6 +521,12 @@ pub fn resolve(file: FileConfig, over: Overrides) -> Result<ServerConfig, Config
     }
     if let Some(v) = over.database_url.or(file.database_url) {
         cfg.database_url = v;
+    }
+    if over.checkpoint_store.is_none()
+        && file.checkpoint_store.is_none()
+        && let Some(dir) = sqlite_dir(&cfg.database_url)
+    {
+        cfg.checkpoints.store = dir.join("checkpoints").display().to_string();
     }
     if let Some(v) = over
         .price_hour_usd

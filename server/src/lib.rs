@@ -6,6 +6,8 @@ pub mod app;
 pub mod auth;
 pub mod billing;
 pub mod boundary;
+pub mod checkpoint_store;
+pub mod checkpoints;
 pub mod cli;
 pub mod clock;
 pub mod config;

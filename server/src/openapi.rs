@@ -9,7 +9,7 @@ use serde_json::Value;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{billing, managed, sessions, system, tokens};
+use crate::routes::{billing, checkpoints, managed, sessions, system, tokens};
 use crate::ws;
 
 const DESCRIPTION: &str = "Sessions, events, usage metering, billing and API tokens for rclaude.\n\n\
@@ -40,6 +40,9 @@ Timestamps are RFC 3339 UTC, set by the server. Money is integer micro-dollars \
         managed::resume,
         ws::session_events,
         sessions::append_event,
+        checkpoints::list,
+        checkpoints::upload,
+        checkpoints::download,
         ws::account_events,
         billing::usage,
         billing::invoice,
@@ -51,6 +54,7 @@ Timestamps are RFC 3339 UTC, set by the server. Money is integer micro-dollars \
         (name = "system", description = "Health, metrics and this document (no token needed)"),
         (name = "tokens", description = "The caller and its API tokens"),
         (name = "sessions", description = "Sandbox sessions and their event history"),
+        (name = "checkpoints", description = "Sessions' work kept off their sandboxes"),
         (name = "events", description = "Live events (WebSocket) and polling"),
         (name = "billing", description = "Usage and invoices"),
     )

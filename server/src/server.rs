@@ -93,8 +93,25 @@ pub async fn serve_until(
         ))),
         _ => None,
     };
+    let checkpoints = crate::checkpoint_store::BlobStore::open(&cfg.checkpoints.store)?;
+    tracing::info!(store = %checkpoints.describe(), "checkpoint store ready");
+    // What an upload a crash interrupted left behind (never recorded, so never answered).
+    {
+        let (store, blobs) = (store.clone(), checkpoints.clone());
+        tokio::spawn(async move {
+            match store.live_checkpoint_keys().await {
+                Ok(live) => match blobs.sweep(&live, Duration::from_secs(3600)).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(removed = n, "swept unrecorded checkpoint objects"),
+                    Err(e) => tracing::warn!(error = %e, "sweeping the checkpoint store failed"),
+                },
+                Err(e) => tracing::warn!(error = %e, "sweeping the checkpoint store failed"),
+            }
+        });
+    }
     let sockets = Arc::new(SocketTracker::default());
     let state = AppState {
+        checkpoints,
         store,
         config: Arc::new(cfg.clone()),
         hub,

@@ -26,6 +26,8 @@ pub struct AppState {
     pub revocations: crate::revocations::Revocations,
     /// The provider of managed sessions' sandboxes (`None`: this deployment manages none).
     pub sandboxes: Option<crate::sandboxes::Sandboxes>,
+    /// Where checkpoint bundles are stored.
+    pub checkpoints: crate::checkpoint_store::BlobStore,
 }
 
 impl FromRef<AppState> for Arc<ServerConfig> {

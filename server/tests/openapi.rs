@@ -289,6 +289,7 @@ async fn answers_follow_the_document(db: TestDb) {
         }
         let concrete = path
             .replace("{id}", &some_id)
+            .replace("{name}", "c1")
             .replace("{month}", "2025-01")
             .replace("{token}", "rcl_zzzzzzzz");
         run.call((&method, &path), &concrete, None, Body::None, None, 401)
@@ -401,6 +402,59 @@ async fn answers_follow_the_document(db: TestDb) {
         ),
     ] {
         run.authed("post", "/v1/sessions", "/v1/sessions", body, status)
+            .await;
+    }
+
+    // Checkpoints: a multipart upload, its listing and download, and each refusal.
+    {
+        use sha2::Digest;
+        let (coll, one) = (
+            "/v1/sessions/{id}/checkpoints",
+            "/v1/sessions/{id}/checkpoints/{name}",
+        );
+        let cps = format!("/v1/sessions/{sid}/checkpoints");
+        let lost = format!("/v1/sessions/{}/checkpoints", uuid::Uuid::new_v4());
+        let data = "# v2 git bundle\nnot really a pack\n";
+        let sha = hex::encode(sha2::Sha256::digest(data.as_bytes()));
+        let form = |meta: Value, data: &str| {
+            Body::Raw(
+                "multipart/form-data; boundary=XyZ",
+                format!(
+                    "--XyZ\r\nContent-Disposition: form-data; name=\"meta\"\r\nContent-Type: application/json\r\n\r\n{meta}\r\n\
+                     --XyZ\r\nContent-Disposition: form-data; name=\"bundle\"; filename=\"c.bundle\"\r\n\
+                     Content-Type: application/octet-stream\r\n\r\n{data}\r\n--XyZ--\r\n"
+                ),
+            )
+        };
+        let meta = |name: &str, base: Option<&str>, sha: &str, size: usize| {
+            json!({"name": name, "base": base, "anchor": true, "sha256": sha,
+                   "size_bytes": size, "info": {"reason": "pause"}})
+        };
+        let ok = meta("c1", None, &sha, data.len());
+        run.authed("post", coll, &cps, form(ok.clone(), data), 201)
+            .await;
+        run.authed("post", coll, &cps, form(ok.clone(), data), 200)
+            .await;
+        run.authed("post", coll, &lost, form(ok.clone(), data), 404)
+            .await;
+        run.authed("post", coll, &cps, Body::Raw("text/plain", "x".into()), 400)
+            .await;
+        let base_gone = meta("c2", Some("nope"), &sha, data.len());
+        run.authed("post", coll, &cps, form(base_gone, data), 409)
+            .await;
+        let huge = meta("c3", None, &sha, 1 << 40);
+        run.authed("post", coll, &cps, form(huge, data), 413).await;
+        let damaged = meta("c4", None, &"0".repeat(64), data.len());
+        run.authed("post", coll, &cps, form(damaged, data), 422)
+            .await;
+        let listed = run.authed("get", coll, &cps, Body::None, 200).await;
+        assert_eq!(listed["checkpoints"][0]["name"], "c1", "{listed}");
+        run.authed("get", coll, &lost, Body::None, 404).await;
+        let got = run
+            .authed("get", one, &format!("{cps}/c1"), Body::None, 200)
+            .await;
+        assert_eq!(got, Value::Null, "the bundle is not JSON");
+        run.authed("get", one, &format!("{cps}/c9"), Body::None, 404)
             .await;
     }
 
@@ -765,6 +819,9 @@ async fn answers_follow_the_document(db: TestDb) {
         ("delete", "/v1/sessions/{id}", 502),
         ("post", "/v1/sessions", 503),
         ("post", "/v1/sessions/{id}/resume", 503),
+        // The checkpoint store failing (a bucket that stops answering).
+        ("post", "/v1/sessions/{id}/checkpoints", 502),
+        ("get", "/v1/sessions/{id}/checkpoints/{name}", 502),
     ];
     for (method, path) in routes() {
         let seen = run

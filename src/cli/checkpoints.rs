@@ -1,17 +1,23 @@
-//! `rclaude checkpoints`: the copies of a session's sandbox work kept on this machine.
+//! `rclaude checkpoints`: the copies of a session's sandbox work kept on this machine and on
+//! the server.
 
 use super::GlobalArgs;
 use crate::error::{CliError, CliResult};
+use crate::gitsync::checkpoint::Checkpoint;
 
 /// List the checkpoints of the session's work: copies of the sandbox's commits and
 /// uncommitted edits taken off the sandbox when it is paused, after `run`, and when an
-/// attached Claude Code run ends (only what changed crosses the wire; the newest 20 are kept).
+/// attached Claude Code run ends (only what changed crosses the wire; the newest
+/// `[checkpoints] keep`, default 20, are kept).
+///
+/// With a server configured (`rclaude login`), the newest is also kept there, so the work
+/// survives this machine too: `rclaude pull --session ID` in another clone takes it back.
 ///
 /// `rclaude pull` uses the latest one by itself when the sandbox is gone or cannot be reached;
 /// `rclaude pull --checkpoint ID` picks one.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  rclaude checkpoints\n  rclaude checkpoints --take\n  rclaude checkpoints -s fix-1 --json\n  rclaude pull --checkpoint 20261204T101500Z"
+    after_help = "Examples:\n  rclaude checkpoints\n  rclaude checkpoints --take\n  rclaude checkpoints -s fix-1 --json\n  rclaude pull --checkpoint 20261204T101500Z\n  rclaude pull --session 6f1c…   # on another machine: the work kept on the server"
 )]
 pub struct Args {
     /// Take one now (reason `manual`), then list.
@@ -23,13 +29,19 @@ pub struct Args {
 }
 
 pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
-    let ctx = g.ctx().await?;
-    if !ctx.local_checkout {
-        return Err(CliError::usage(
-            "a session started from a URL keeps no checkpoints on this machine (it has no local checkout)",
-        ));
-    }
-    let record = ctx.require_session()?;
+    let (ctx, record) = match g.selected().await? {
+        super::Selected::Elsewhere(record) if !args.take => (g.local_ctx()?, *record),
+        _ => {
+            let ctx = g.ctx().await?;
+            if !ctx.local_checkout {
+                return Err(CliError::usage(
+                    "a session started from a URL keeps no checkpoints on this machine (it has no local checkout)",
+                ));
+            }
+            let record = ctx.require_session()?;
+            (ctx, record)
+        }
+    };
     if args.take {
         let sandbox = ctx.connect(&record).await?;
         use crate::gitsync::checkpoint::Taken;
@@ -40,11 +52,41 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
                 .info(format!("Nothing changed since checkpoint {}", cp.id)),
             Taken::Empty => ctx.ui.info("The sandbox has nothing to keep"),
         }
+        crate::ops::checkpoint::keep_on_server(&ctx, &record).await;
     }
-    let all = crate::ops::checkpoint::list(&ctx, &record)?;
+    let here = crate::ops::checkpoint::list(&ctx, &record)?;
+    let server = match crate::ops::checkpoint_server::list(&ctx, &record.session_id).await {
+        Ok(s) => s.unwrap_or_default(),
+        Err(e) => {
+            ctx.ui.warn(format!(
+                "cannot list the checkpoints kept on the server: {}",
+                e.message
+            ));
+            Vec::new()
+        }
+    };
+    // Every checkpoint once, oldest first, with where it is kept.
+    let mut all: Vec<(Checkpoint, bool, bool)> =
+        here.into_iter().map(|c| (c, true, false)).collect();
+    for cp in server {
+        match all.iter_mut().find(|(c, _, _)| c.id == cp.id) {
+            Some(e) => e.2 = true,
+            None => all.push((cp, false, true)),
+        }
+    }
+    all.sort_by(|a, b| a.0.id.cmp(&b.0.id));
     if args.json {
+        let list: Vec<serde_json::Value> = all
+            .iter()
+            .map(|(cp, here, server)| {
+                let mut v = serde_json::to_value(cp).unwrap_or_default();
+                v["here"] = (*here).into();
+                v["on_server"] = (*server).into();
+                v
+            })
+            .collect();
         let mut text =
-            serde_json::to_string_pretty(&all).map_err(|e| CliError::internal(e.to_string()))?;
+            serde_json::to_string_pretty(&list).map_err(|e| CliError::internal(e.to_string()))?;
         text.push('\n');
         return super::output::write_stdout(text.as_bytes());
     }
@@ -54,17 +96,23 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
         );
         return Ok(0);
     }
-    let mut out = String::from("ID                   TAKEN AT  TIP       CONTENT\n");
-    for cp in all.iter().rev() {
+    let mut out = String::from("ID                   TAKEN AT  KEPT         TIP       CONTENT\n");
+    for (cp, here, server) in all.iter().rev() {
         let content = if cp.wip {
             "commits + uncommitted edits"
         } else {
             "commits"
         };
+        let kept = match (here, server) {
+            (true, true) => "here+server",
+            (true, false) => "here",
+            _ => "server",
+        };
         out.push_str(&format!(
-            "{:<20} {:<9} {:<9} {content} on {}\n",
+            "{:<20} {:<9} {:<12} {:<9} {content} on {}\n",
             cp.id,
             cp.reason,
+            kept,
             &cp.tip[..cp.tip.len().min(9)],
             cp.label
         ));

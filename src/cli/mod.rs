@@ -101,6 +101,9 @@ pub enum Selected {
         crate::session::started::StartedDir,
         Box<crate::session::SessionRecord>,
     ),
+    /// A session another machine started in direct mode: only its checkpoints on the server
+    /// can be reached (`pull`, `checkpoints`); the record names it, rooted at this checkout.
+    Elsewhere(Box<crate::session::SessionRecord>),
 }
 
 /// Options every command accepts.
@@ -158,6 +161,11 @@ impl GlobalArgs {
         }
         // A managed session started elsewhere (the dashboard, another machine): join it.
         let looks_like_id = uuid::Uuid::parse_str(sel).is_ok();
+        if let (true, Some(repo)) = (looks_like_id, &repo)
+            && let Some(record) = crate::ops::start::elsewhere(sel, &repo.root).await?
+        {
+            return Ok(Selected::Elsewhere(Box::new(record)));
+        }
         if (looks_like_id || name_ok.is_err() || repo.is_none())
             && let Some((dir, record)) = crate::ops::start::join(sel).await?
         {
@@ -180,6 +188,7 @@ impl GlobalArgs {
         match self.selected().await? {
             Selected::Default => Ctx::load(&self.start_dir()?, ui),
             Selected::Named(name) => Ctx::load_named(&self.start_dir()?, ui, &name),
+            Selected::Elsewhere(record) => Err(crate::ops::start::not_managed(&record.session_id)),
             Selected::Started(dir, record) => {
                 let name = record
                     .origin

@@ -41,26 +41,36 @@ pub struct Args {
 
 pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
     // A session started from a URL is pulled into the checkout we are in.
-    let (ctx, record) = match g.selected().await? {
+    let (ctx, record, elsewhere) = match g.selected().await? {
         super::Selected::Started(_, record) => (
             g.local_ctx().map_err(|e| {
                 e.hint("`pull --session ID` brings a started session's work into a clone of its repository: run it inside one")
             })?,
             *record,
+            false,
         ),
+        // Another machine's session: its checkpoints on the server are all there is to reach.
+        super::Selected::Elsewhere(record) => (g.local_ctx()?, *record, true),
         _ => {
             let ctx = g.ctx().await?;
             let record = ctx.require_session()?;
-            (ctx, record)
+            (ctx, record, false)
         }
     };
+    if elsewhere && (args.transcript || args.apply || args.sandbox_ref.is_some()) {
+        return Err(CliError::usage(
+            "this session's sandbox is on another machine: only its checkpoints can be pulled here (no --transcript, --apply or --ref)",
+        ));
+    }
     let _lock = ctx.store.lock()?;
     let template = args
         .branch
         .clone()
         .unwrap_or_else(|| ctx.config.sync.pull_branch.clone());
-    let report = if let Some(id) = &args.checkpoint {
-        let (cp, report) = crate::ops::pull::pull_checkpoint(&ctx, &record, template, id)?;
+    let report = if args.checkpoint.is_some() || elsewhere {
+        let (cp, report) =
+            crate::ops::pull::pull_checkpoint(&ctx, &record, template, args.checkpoint.as_deref())
+                .await?;
         ctx.ui.info(format!(
             "From checkpoint {} (taken at {}): {}",
             cp.id,

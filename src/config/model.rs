@@ -59,6 +59,57 @@ pub struct Config {
     /// enforce it refuses to create the sandbox.
     #[serde(default)]
     pub network: NetworkConfig,
+    /// Checkpoints of the sandbox's work (taken at `pause`, after `run` and Claude Code runs).
+    #[serde(default)]
+    pub checkpoints: CheckpointsConfig,
+}
+
+/// `[checkpoints]`: how many copies of a session's work are kept.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointsConfig {
+    /// Checkpoints kept per session, on this machine and on the server (1 to 1000; a server
+    /// may keep fewer).
+    #[serde(
+        default = "default_checkpoints_keep",
+        deserialize_with = "deserialize_keep"
+    )]
+    #[schemars(range(min = 1, max = 1000))]
+    pub keep: u32,
+}
+
+impl Default for CheckpointsConfig {
+    fn default() -> Self {
+        CheckpointsConfig {
+            keep: default_checkpoints_keep(),
+        }
+    }
+}
+
+fn default_checkpoints_keep() -> u32 {
+    crate::gitsync::checkpoint::KEEP as u32
+}
+
+fn deserialize_keep<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    struct V;
+    impl de::Visitor<'_> for V {
+        type Value = u32;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a number of checkpoints from 1 to 1000")
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<u32, E> {
+            match u32::try_from(v) {
+                Ok(n) if (1..=1000).contains(&n) => Ok(n),
+                _ => Err(E::custom(format!(
+                    "{v} is out of range: keep from 1 to 1000 checkpoints"
+                ))),
+            }
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<u32, E> {
+            self.visit_i64(i64::try_from(v).unwrap_or(i64::MAX))
+        }
+    }
+    d.deserialize_u32(V)
 }
 
 /// `[network]`: the sandbox's egress policy.

@@ -19,7 +19,7 @@ use super::pull_plan::Pulled;
 use super::{SyncError, SyncProgress, SyncState, blocking, open_repo, parse_oid, utc_stamp};
 use crate::provider::Sandbox;
 
-/// Checkpoints kept per session.
+/// Checkpoints kept per session by default (`[checkpoints] keep`).
 pub const KEEP: usize = 20;
 
 /// One stored checkpoint.
@@ -62,7 +62,8 @@ fn ref_prefix(session: &str) -> String {
 }
 
 /// Take a checkpoint of the sandbox's current work for `session` (an id that is a valid ref
-/// component).
+/// component), keeping the newest `keep` (at least one).
+#[allow(clippy::too_many_arguments)]
 pub async fn take(
     repo_path: &Path,
     sandbox: &dyn Sandbox,
@@ -70,6 +71,7 @@ pub async fn take(
     session: &str,
     reason: &str,
     extra_ignores: Vec<String>,
+    keep: usize,
     progress: &dyn SyncProgress,
 ) -> Result<Taken, SyncError> {
     if !git2::Reference::is_valid_name(&format!("{}x", ref_prefix(session))) {
@@ -92,7 +94,7 @@ pub async fn take(
         reason.to_string(),
     );
     blocking(progress, move |_| {
-        let taken = record(&path, &session, &reason, &fetched)?;
+        let taken = record(&path, &session, &reason, &fetched, keep)?;
         // The state at pause is what a resume is compared with.
         if reason == "pause"
             && let Taken::New(cp) | Taken::Unchanged(cp) = &taken
@@ -110,7 +112,13 @@ pub async fn take(
 /// File naming the checkpoint taken at the session's last pause (removed by [`verify`]).
 const PAUSED: &str = "PAUSED";
 
-fn record(repo_path: &Path, session: &str, reason: &str, f: &Fetched) -> Result<Taken, SyncError> {
+fn record(
+    repo_path: &Path,
+    session: &str,
+    reason: &str,
+    f: &Fetched,
+    keep: usize,
+) -> Result<Taken, SyncError> {
     let repo = open_repo(repo_path)?;
     let tree_of = |o: Oid| repo.find_commit(o).and_then(|c| c.tree()).map(|t| t.id());
     let tip_tree = tree_of(f.pulled.tip).map_err(SyncError::git("reading the checkpoint"))?;
@@ -156,14 +164,46 @@ fn record(repo_path: &Path, session: &str, reason: &str, f: &Fetched) -> Result<
     let json = serde_json::to_vec_pretty(&cp).expect("a checkpoint serializes");
     crate::session::write_atomic(&dir.join(format!("{id}.json")), &json)
         .map_err(|e| SyncError::Internal(format!("writing the checkpoint record: {e}")))?;
-    prune(&repo, session);
+    prune(&repo, session, keep);
     Ok(Taken::New(cp))
 }
 
-/// Drop all but the newest [`KEEP`] checkpoints of `session`.
-fn prune(repo: &git2::Repository, session: &str) {
+/// Record `cp` (whose commits are in `repo`) as a checkpoint of `session`, as [`take`] would
+/// have; an existing one of the same id is left as it is.
+pub(crate) fn adopt(
+    repo: &git2::Repository,
+    session: &str,
+    cp: &Checkpoint,
+) -> Result<(), SyncError> {
+    let name = format!("{}{}", ref_prefix(session), cp.id);
+    if !git2::Reference::is_valid_name(&name) || cp.id.contains('/') {
+        return Err(SyncError::invalid(
+            "checkpoint",
+            format!("{:?} cannot name a checkpoint", cp.id),
+        ));
+    }
+    if list_in(repo, session).iter().any(|c| c.id == cp.id) {
+        return Ok(());
+    }
+    let dir = meta_dir(repo, session);
+    std::fs::create_dir_all(&dir).map_err(SyncError::io(format!("creating {}", dir.display())))?;
+    repo.reference(
+        &name,
+        parse_oid(&cp.tip)?,
+        true,
+        &format!("rclaude checkpoint ({}, recovered)", cp.reason),
+    )
+    .map_err(SyncError::git("writing the checkpoint ref"))?;
+    let json = serde_json::to_vec_pretty(cp).expect("a checkpoint serializes");
+    crate::session::write_atomic(&dir.join(format!("{}.json", cp.id)), &json)
+        .map_err(|e| SyncError::Internal(format!("writing the checkpoint record: {e}")))?;
+    Ok(())
+}
+
+/// Drop all but the newest `keep` checkpoints of `session`.
+fn prune(repo: &git2::Repository, session: &str, keep: usize) {
     let all = list_in(repo, session);
-    for old in all.iter().take(all.len().saturating_sub(KEEP)) {
+    for old in all.iter().take(all.len().saturating_sub(keep.max(1))) {
         if let Ok(mut r) = repo.find_reference(&format!("{}{}", ref_prefix(session), old.id)) {
             let _ = r.delete();
         }

@@ -29,6 +29,7 @@
 
 mod apply_plan;
 pub mod checkpoint;
+pub mod checkpoint_bundle;
 mod error;
 mod local_apply;
 mod progress;

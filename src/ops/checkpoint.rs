@@ -2,7 +2,7 @@
 //! pulling from one when the sandbox is gone. See [`crate::gitsync::checkpoint`].
 
 use super::context::Ctx;
-use crate::error::{CliError, CliResult};
+use crate::error::CliResult;
 use crate::gitsync::checkpoint::{self, Checkpoint, Taken};
 use crate::gitsync::{PullOptions, PullReport};
 use crate::provider::Sandbox;
@@ -17,9 +17,33 @@ pub async fn take(ctx: &Ctx, record: &SessionRecord, sandbox: &dyn Sandbox, reas
     // Quiet when it works: it runs at the end of other commands.
     match take_now(ctx, record, sandbox, reason).await {
         Ok(Taken::New(cp)) => tracing::debug!(id = %cp.id, reason, "checkpoint taken"),
-        Ok(Taken::Unchanged(_) | Taken::Empty) => {}
+        Ok(Taken::Unchanged(_)) => {}
+        Ok(Taken::Empty) => return,
+        Err(e) => {
+            ctx.ui.warn(format!(
+                "could not checkpoint the sandbox's work ({e}); it is still in the sandbox: `rclaude pull` brings it back"
+            ));
+            return;
+        }
+    }
+    keep_on_server(ctx, record).await;
+}
+
+/// Copy the newest checkpoint to the server when one is configured, best effort: a failure
+/// is a warning (the checkpoint is on this machine; the next one tries again).
+pub async fn keep_on_server(ctx: &Ctx, record: &SessionRecord) {
+    match super::checkpoint_server::upload_latest(ctx, record).await {
+        Ok(super::checkpoint_server::Kept::Uploaded { name, bytes, base }) => {
+            tracing::debug!(%name, bytes, ?base, "checkpoint kept on the server")
+        }
+        Ok(_) => {}
         Err(e) => ctx.ui.warn(format!(
-            "could not checkpoint the sandbox's work ({e}); it is still in the sandbox: `rclaude pull` brings it back"
+            "the checkpoint is on this machine but not on the server: {}{}",
+            e.message,
+            e.hint
+                .as_deref()
+                .map(|h| format!("\n  hint: {h}"))
+                .unwrap_or_default()
         )),
     }
 }
@@ -39,6 +63,7 @@ pub async fn take_now(
         &record.session_id,
         reason,
         ctx.config.sync.ignore.clone(),
+        ctx.config.checkpoints.keep as usize,
         &crate::gitsync::NoProgress,
     )
     .await?)
@@ -49,22 +74,29 @@ pub fn list(ctx: &Ctx, record: &SessionRecord) -> CliResult<Vec<Checkpoint>> {
     Ok(checkpoint::list(&ctx.repo.root, &record.session_id)?)
 }
 
-/// Make the pull branch from checkpoint `id` (default: the latest).
-pub fn pull_from(
+/// Make the pull branch from checkpoint `id` (default: the latest). One this machine does not
+/// have is taken back from the server, when one is configured.
+pub async fn pull_from(
     ctx: &Ctx,
     record: &SessionRecord,
     id: Option<&str>,
     opts: &PullOptions,
 ) -> CliResult<(Checkpoint, PullReport)> {
     let all = list(ctx, record)?;
-    let cp = match id {
-        Some(id) => all.into_iter().find(|c| c.id == id).ok_or_else(|| {
-            CliError::usage(format!("no checkpoint {id:?} for this session"))
-                .hint("`rclaude checkpoints` lists them")
-        })?,
-        None => all.into_iter().last().ok_or_else(|| {
-            CliError::unavailable("no checkpoint of this session's work on this machine")
-        })?,
+    let here = match id {
+        Some(id) => all.into_iter().find(|c| c.id == id),
+        None => all.into_iter().last(),
+    };
+    let cp = match here {
+        Some(cp) => cp,
+        None => {
+            let cp = super::checkpoint_server::recover(ctx, &record.session_id, id).await?;
+            ctx.ui.info(format!(
+                "Took checkpoint {} (taken at {}) back from the server",
+                cp.id, cp.reason
+            ));
+            cp
+        }
     };
     let report = checkpoint::pull_from(&ctx.repo.root, &cp, opts)?;
     Ok((cp, report))

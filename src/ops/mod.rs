@@ -6,6 +6,7 @@
 
 pub mod alive;
 pub mod checkpoint;
+pub mod checkpoint_server;
 pub mod claude_run;
 pub mod context;
 pub mod fork;

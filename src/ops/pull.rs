@@ -27,8 +27,12 @@ pub async fn pull(
         Ok(s) => s,
         // The sandbox is gone or unreachable: its latest checkpoint still has its work.
         Err(e) if e.kind == ErrorKind::Unavailable && opts.sandbox_ref.is_none() => {
-            let Ok((cp, report)) = super::checkpoint::pull_from(ctx, record, None, &opts) else {
-                return Err(e);
+            let (cp, report) = match super::checkpoint::pull_from(ctx, record, None, &opts).await {
+                Ok(r) => r,
+                Err(c) => {
+                    tracing::debug!(error = %c.message, "no checkpoint to pull from");
+                    return Err(e);
+                }
             };
             ctx.ui.warn(format!(
                 "the sandbox cannot be reached ({}); its work was pulled from checkpoint {} (taken at {}){}",
@@ -56,12 +60,13 @@ pub async fn pull(
     }
 }
 
-/// Make the pull branch from the session's checkpoint `id` instead of the live sandbox.
-pub fn pull_checkpoint(
+/// Make the pull branch from the session's checkpoint `id` (default: the latest) instead of
+/// the live sandbox.
+pub async fn pull_checkpoint(
     ctx: &Ctx,
     record: &SessionRecord,
     branch_template: String,
-    id: &str,
+    id: Option<&str>,
 ) -> CliResult<(crate::gitsync::checkpoint::Checkpoint, PullReport)> {
     let opts = PullOptions {
         extra_ignores: ctx.config.sync.ignore.clone(),
@@ -70,7 +75,7 @@ pub fn pull_checkpoint(
         apply: false,
         sandbox_ref: None,
     };
-    super::checkpoint::pull_from(ctx, record, Some(id), &opts)
+    super::checkpoint::pull_from(ctx, record, id, &opts).await
 }
 
 /// Before `down`: bring back anything the sandbox has that this machine does not.

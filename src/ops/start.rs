@@ -236,11 +236,10 @@ async fn discard(ctx: &Ctx, record: &SessionRecord, dir: &StartedDir) {
     dir.remove();
 }
 
-/// A managed session started elsewhere (the dashboard's form, `POST /v1/sessions` with
-/// `clone_url`, another machine's `rclaude start`), joined by id: recorded here as a started
-/// session, with the origin its clone wrote down and its `.rclaude.toml`. `None` when this
-/// machine is not logged in to a server or the server has no such session.
-pub async fn join(id: &str) -> CliResult<Option<(StartedDir, SessionRecord)>> {
+/// The server's record of session `id` (`None`: no server configured, or no such session).
+async fn server_session(
+    id: &str,
+) -> CliResult<Option<(crate::report::client::ServerClient, serde_json::Value)>> {
     let Some(client) = crate::report::Reporter::from_env().client() else {
         return Ok(None);
     };
@@ -250,13 +249,62 @@ pub async fn join(id: &str) -> CliResult<Option<(StartedDir, SessionRecord)>> {
         Err(crate::report::client::ServerError::NotFound(_)) => return Ok(None),
         Err(e) => return Err(CliError::unavailable(e.to_string())),
     };
-    let s = &session["session"];
-    let s = if s.is_object() { s } else { &session };
+    let s = if session["session"].is_object() {
+        session["session"].clone()
+    } else {
+        session
+    };
+    Ok(Some((client, s)))
+}
+
+/// The refusal for a session whose sandbox another machine drives.
+pub fn not_managed(session_id: &str) -> CliError {
+    CliError::usage(format!(
+        "session {session_id} runs on a sandbox the server does not manage: only the machine that started it can reach it"
+    ))
+    .hint(format!(
+        "its work kept on the server comes back with `rclaude pull --session {session_id}` (or `rclaude checkpoints --session {session_id}`) in a clone of its repository"
+    ))
+}
+
+/// A session another machine started in direct mode (its own provider key): this machine
+/// cannot reach its sandbox, but can take its checkpoints back from the server. `None` when no
+/// server is configured or it has no such session.
+pub async fn elsewhere(id: &str, repo_root: &std::path::Path) -> CliResult<Option<SessionRecord>> {
+    let Some((_, s)) = server_session(id).await? else {
+        return Ok(None);
+    };
+    if s["managed"] == true {
+        return Ok(None);
+    }
+    let text = |k: &str| s[k].as_str().unwrap_or_default().to_string();
+    Ok(Some(SessionRecord {
+        version: crate::session::RECORD_VERSION,
+        repo_root: repo_root.to_path_buf(),
+        provider: text("provider"),
+        sandbox_id: text("sandbox_id"),
+        session_id: s["id"].as_str().unwrap_or(id).to_string(),
+        workdir: String::new(),
+        created_at: text("created_at"),
+        setup_hash: None,
+        sync: None,
+        claude_session: None,
+        origin: None,
+    }))
+}
+
+/// A managed session started elsewhere (the dashboard's form, `POST /v1/sessions` with
+/// `clone_url`, another machine's `rclaude start`), joined by id: recorded here as a started
+/// session, with the origin its clone wrote down and its `.rclaude.toml`. `None` when this
+/// machine is not logged in to a server or the server has no such session.
+pub async fn join(id: &str) -> CliResult<Option<(StartedDir, SessionRecord)>> {
+    let Some((client, s)) = server_session(id).await? else {
+        return Ok(None);
+    };
+    let s = &s;
     let session_id = s["id"].as_str().unwrap_or(id).to_string();
     if s["managed"] != true {
-        return Err(CliError::usage(format!(
-            "session {session_id} runs on a sandbox the server does not manage: only the machine that started it can reach it"
-        )));
+        return Err(not_managed(&session_id));
     }
     let repository = s["repository"].as_str().unwrap_or_default().to_string();
     let provider = crate::report::managed::ManagedProvider::new(

@@ -39,6 +39,9 @@ impl ServerError {
 /// How long a managed-session call may take (the server creates or resumes a sandbox).
 const MANAGED_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// How long a checkpoint upload or download may take.
+const TRANSFER_TIMEOUT: Duration = Duration::from_secs(3600);
+
 /// A client bound to one server and token.
 #[derive(Debug, Clone)]
 pub struct ServerClient {
@@ -111,6 +114,114 @@ impl ServerClient {
                 message,
             },
         })
+    }
+
+    /// `GET /v1/sessions/{id}/checkpoints`: the session's stored checkpoints, oldest first.
+    pub async fn list_checkpoints(&self, session: &str) -> Result<Vec<Value>, ServerError> {
+        let v = self
+            .send(
+                self.http
+                    .get(format!("{}/v1/sessions/{session}/checkpoints", self.base)),
+            )
+            .await?;
+        v["checkpoints"]
+            .as_array()
+            .cloned()
+            .ok_or_else(|| ServerError::Protocol("no `checkpoints` list".into()))
+    }
+
+    /// `POST /v1/sessions/{id}/checkpoints`: upload the bundle at `path` (streamed) with
+    /// `meta` (its `sha256` and `size_bytes` must describe the file).
+    pub async fn upload_checkpoint(
+        &self,
+        session: &str,
+        meta: &Value,
+        path: &std::path::Path,
+    ) -> Result<Value, ServerError> {
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| ServerError::Protocol(format!("reading {}: {e}", path.display())))?;
+        let len = file.metadata().await.map(|m| m.len()).unwrap_or(0);
+        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
+        let form = reqwest::multipart::Form::new()
+            .part(
+                "meta",
+                reqwest::multipart::Part::text(meta.to_string())
+                    .mime_str("application/json")
+                    .map_err(|e| ServerError::Protocol(e.to_string()))?,
+            )
+            .part(
+                "bundle",
+                reqwest::multipart::Part::stream_with_length(body, len)
+                    .file_name("checkpoint.bundle"),
+            );
+        self.send(
+            self.http
+                .post(format!("{}/v1/sessions/{session}/checkpoints", self.base))
+                .timeout(TRANSFER_TIMEOUT)
+                .multipart(form),
+        )
+        .await
+    }
+
+    /// `GET /v1/sessions/{id}/checkpoints/{name}` into `dest`; returns the SHA-256 the server
+    /// recorded at upload (`None`: it sent none) and the one of the bytes received.
+    pub async fn download_checkpoint(
+        &self,
+        session: &str,
+        name: &str,
+        dest: &std::path::Path,
+    ) -> Result<(Option<String>, String), ServerError> {
+        use sha2::Digest;
+        use tokio::io::AsyncWriteExt;
+        let unreachable = |e: &dyn std::fmt::Display| ServerError::Unreachable {
+            server: self.base.clone(),
+            reason: e.to_string(),
+        };
+        let mut resp = self
+            .http
+            .get(format!(
+                "{}/v1/sessions/{session}/checkpoints/{name}",
+                self.base
+            ))
+            .timeout(TRANSFER_TIMEOUT)
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| unreachable(&e))?;
+        if !resp.status().is_success() {
+            // The error answer is JSON: let `send`'s mapping read it.
+            let status = resp.status().as_u16();
+            let text = resp.text().await.unwrap_or_default();
+            return Err(match status {
+                401 | 403 => ServerError::Unauthorized(text),
+                404 => ServerError::NotFound(format!("checkpoint {name} of session {session}")),
+                _ => ServerError::Rejected {
+                    status,
+                    code: "error".into(),
+                    message: text,
+                },
+            });
+        }
+        let declared = resp
+            .headers()
+            .get("x-rclaude-sha256")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let mut out = tokio::fs::File::create(dest)
+            .await
+            .map_err(|e| ServerError::Protocol(format!("writing {}: {e}", dest.display())))?;
+        let mut hash = sha2::Sha256::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| unreachable(&e))? {
+            hash.update(&chunk);
+            out.write_all(&chunk)
+                .await
+                .map_err(|e| ServerError::Protocol(format!("writing {}: {e}", dest.display())))?;
+        }
+        out.flush()
+            .await
+            .map_err(|e| ServerError::Protocol(format!("writing {}: {e}", dest.display())))?;
+        Ok((declared, hex::encode(hash.finalize())))
     }
 
     /// `GET /v1/me`: who the token belongs to.

@@ -1,6 +1,8 @@
 //! Test harness: a real temporary git repository, a private RCLAUDE_HOME, and the real binary.
 #![allow(dead_code)]
 
+pub mod server;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -82,6 +84,17 @@ impl TestRepo {
             .env_remove("RCLAUDE_TOKEN");
         git_env(&mut c);
         c
+    }
+
+    /// The default session's record in this repository's rclaude home.
+    pub fn session_record(&self) -> serde_json::Value {
+        let dir = self.home.path().join("state/repos");
+        let f = std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .find(|e| e.path().extension().is_some_and(|x| x == "json"))
+            .unwrap();
+        serde_json::from_slice(&std::fs::read(f.path()).unwrap()).unwrap()
     }
 
     /// Run `rclaude ARGS` and return its output.

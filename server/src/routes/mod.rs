@@ -1,6 +1,7 @@
 //! HTTP handlers, one file per resource, and the list of every route.
 
 pub mod billing;
+pub mod checkpoints;
 pub mod managed;
 pub mod sessions;
 pub mod system;
@@ -23,6 +24,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/sessions/{id}/resume"),
     ("get", "/v1/sessions/{id}/events"),
     ("post", "/v1/sessions/{id}/events"),
+    ("get", "/v1/sessions/{id}/checkpoints"),
+    ("post", "/v1/sessions/{id}/checkpoints"),
+    ("get", "/v1/sessions/{id}/checkpoints/{name}"),
     ("get", "/v1/events"),
     ("get", "/v1/usage"),
     ("get", "/v1/invoices/{month}"),

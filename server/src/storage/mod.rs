@@ -208,6 +208,8 @@ pub use accounts::Limits;
 mod event_batch;
 pub use event_batch::CommitStats;
 use event_batch::{Job, Outcome};
+mod checkpoints;
+pub use checkpoints::{CheckpointRow, NewCheckpoint};
 mod sessions;
 mod stripe_export;
 mod usage;

@@ -64,7 +64,8 @@ impl Store {
         Ok(out)
     }
 
-    /// Session lifetimes of an account that overlap `[from_ms, to_ms)`.
+    /// Storage lifetimes of an account that overlap `[from_ms, to_ms)`: its sessions' (creation
+    /// to stop) and its stored checkpoints' (upload to deletion).
     pub async fn lifetimes(
         &self,
         account_id: &str,
@@ -75,7 +76,12 @@ impl Store {
             "SELECT r.name, s.created_at_ms, s.stopped_at_ms FROM sessions s \
              JOIN repositories r ON r.id = s.repository_id \
              WHERE s.account_id = $1 AND s.created_at_ms < $2 \
-             AND (s.stopped_at_ms IS NULL OR s.stopped_at_ms >= $3)",
+             AND (s.stopped_at_ms IS NULL OR s.stopped_at_ms >= $3) \
+             UNION ALL \
+             SELECT r.name, c.created_at_ms, c.deleted_at_ms FROM checkpoints c \
+             JOIN repositories r ON r.id = c.repository_id \
+             WHERE c.account_id = $1 AND c.created_at_ms < $2 \
+             AND (c.deleted_at_ms IS NULL OR c.deleted_at_ms >= $3)",
         )
         .bind(account_id)
         .bind(to_ms)
@@ -234,13 +240,33 @@ impl Store {
         .bind(from_s * 1000)
         .bind(to_s * 1000)
         .fetch_all(db);
-        let (names, summed, others, open, alive, stopped) = futures::try_join!(
+        // Stored checkpoints count as storage too: those still kept (one lifetime per
+        // repository, from the earliest), and those deleted in or after the range.
+        let kept = sqlx::query(
+            "SELECT repository_id, MIN(created_at_ms), MAX(deleted_at_ms) FROM checkpoints \
+             WHERE account_id = $1 AND deleted_at_ms IS NULL AND created_at_ms < $2 \
+             GROUP BY repository_id",
+        )
+        .bind(account_id)
+        .bind(to_s * 1000)
+        .fetch_all(db);
+        let dropped = sqlx::query(
+            "SELECT repository_id, created_at_ms, deleted_at_ms FROM checkpoints \
+             WHERE account_id = $1 AND deleted_at_ms >= $2 AND created_at_ms < $3",
+        )
+        .bind(account_id)
+        .bind(from_s * 1000)
+        .bind(to_s * 1000)
+        .fetch_all(db);
+        let (names, summed, others, open, alive, stopped, kept, dropped) = futures::try_join!(
             self.repository_names(account_id),
             async { Ok(summed.await?) },
             async { Ok(others.await?) },
             async { Ok(open.await?) },
             async { Ok(alive.await?) },
             async { Ok(stopped.await?) },
+            async { Ok(kept.await?) },
+            async { Ok(dropped.await?) },
         )?;
         let name = |r: &AnyRow| -> Result<String> {
             let id: String = r.try_get(0)?;
@@ -290,7 +316,7 @@ impl Store {
             }
         }
         let mut lifetimes = Vec::with_capacity(alive.len() + stopped.len());
-        for r in alive.iter().chain(&stopped) {
+        for r in alive.iter().chain(&stopped).chain(&kept).chain(&dropped) {
             lifetimes.push(Lifetime {
                 repository: name(r)?,
                 created_ms: r.try_get(1)?,

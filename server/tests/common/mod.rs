@@ -179,15 +179,33 @@ impl Server {
 
     /// Like [`Server::start`], reaching the database through `url` (e.g. a proxy to it).
     pub async fn start_with_url(db: &TestDb, url: &str, extra: &[&str]) -> Server {
+        Server::start_full(db, url, extra, &[]).await
+    }
+
+    /// Like [`Server::start`], with extra environment variables for the server process.
+    pub async fn start_env(db: &TestDb, extra: &[&str], envs: &[(&str, &str)]) -> Server {
+        Server::start_full(db, &db.url, extra, envs).await
+    }
+
+    async fn start_full(db: &TestDb, url: &str, extra: &[&str], envs: &[(&str, &str)]) -> Server {
         let log = db
             .dir
             .path()
             .join(format!("server-{}.log", uuid::Uuid::new_v4().simple()));
+        // Checkpoints beside the test's database unless the test picks a store.
+        let store = (!extra.contains(&"--checkpoint-store")).then(|| {
+            vec![
+                "--checkpoint-store".to_string(),
+                db.dir.path().join("checkpoints").display().to_string(),
+            ]
+        });
         let mut child = Command::new(BIN)
             .args(["serve", "--listen", "127.0.0.1:0", "--test-clock"])
             .arg("--database-url")
             .arg(url)
+            .args(store.unwrap_or_default())
             .args(extra)
+            .envs(envs.iter().copied())
             .env("RCLAUDE_LOG_FORMAT", "json")
             .env("RUST_LOG", "info,sqlx=warn")
             .stdout(Stdio::piped())
