@@ -351,3 +351,38 @@ fn another_machine_recovers_a_dead_sessions_work_through_the_server() {
     assert_ne!(r.code(), 0);
     assert!(r.stderr().contains("pull --session"), "{}", r.all());
 }
+
+/// `down` keeps the sandbox's last state as a checkpoint, on the server too: after the sandbox
+/// is destroyed, `--session ID` still lists it and `pull --session ID` brings it back.
+#[test]
+fn down_keeps_the_last_state_on_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("server.db").display());
+    let server = common::server::Server::start(&db, "127.0.0.1:0");
+    let token = server.create_account("acme");
+    let t = TestRepo::new("[sandbox]\nprovider = \"local\"\n");
+    t.write("a.txt", "base\n");
+    t.commit_all("init");
+    login(&t, &server, &token);
+    t.ok(&["up", "--quiet"]);
+    let session = t.session_record()["session_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    t.ok(&[
+        "exec",
+        "--no-sync",
+        "--",
+        "sh",
+        "-c",
+        "echo last > last.txt",
+    ]);
+    t.ok(&["down", "--yes"]);
+    let r = t.ok(&["checkpoints", "--session", &session, "--json"]);
+    let cps: Vec<serde_json::Value> = serde_json::from_str(&r.stdout()).unwrap();
+    assert_eq!(cps.len(), 1, "{cps:?}");
+    assert_eq!(cps[0]["reason"], "down");
+    assert_eq!(cps[0]["on_server"], true);
+    t.ok(&["pull", "--session", &session, "--branch", "after-down"]);
+    assert_eq!(t.git(&["show", "after-down:last.txt"]), "last\n");
+}

@@ -16,12 +16,16 @@ pub struct CheckpointSettings {
     pub max_bytes: u64,
     /// Checkpoints kept per session at most (a client may ask for fewer).
     pub keep: u32,
+    /// How long the checkpoints of a stopped session are kept (`None`: for ever).
+    pub keep_after_stop: Option<std::time::Duration>,
 }
 
 /// Default largest checkpoint: 1 GiB.
 pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
 /// Default (and largest) number kept per session.
 pub const DEFAULT_KEEP: u32 = 20;
+/// How long a stopped session's checkpoints are kept by default: 7 days.
+pub const DEFAULT_KEEP_AFTER_STOP: std::time::Duration = std::time::Duration::from_secs(7 * 86_400);
 
 /// Which checkpoints retention drops: all but the newest `keep` (by creation, then name), and
 /// never one that a kept checkpoint builds on, directly or through others. `all` is oldest

@@ -152,6 +152,10 @@ pub struct ServeArgs {
     /// Checkpoints kept per session at most; a client may ask for fewer [default: 20].
     #[arg(long, env = "RCLAUDE_CHECKPOINT_KEEP")]
     pub checkpoint_keep: Option<u32>,
+    /// How long the checkpoints of a stopped session are kept before they are deleted (and
+    /// stop counting as storage), e.g. 7d; `off` keeps them for ever [default: 7d].
+    #[arg(long, env = "RCLAUDE_CHECKPOINT_KEEP_AFTER_STOP")]
+    pub checkpoint_keep_after_stop: Option<String>,
 }
 
 impl ServeArgs {
@@ -186,6 +190,9 @@ impl ServeArgs {
             checkpoint_store: self.checkpoint_store.or(other.checkpoint_store),
             checkpoint_max_bytes: self.checkpoint_max_bytes.or(other.checkpoint_max_bytes),
             checkpoint_keep: self.checkpoint_keep.or(other.checkpoint_keep),
+            checkpoint_keep_after_stop: self
+                .checkpoint_keep_after_stop
+                .or(other.checkpoint_keep_after_stop),
         }
     }
 }
@@ -262,6 +269,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         checkpoint_store: serve_args.checkpoint_store,
         checkpoint_max_bytes: serve_args.checkpoint_max_bytes,
         checkpoint_keep: serve_args.checkpoint_keep,
+        checkpoint_keep_after_stop: serve_args.checkpoint_keep_after_stop,
     };
     let cfg = config::resolve(file, over)?;
     match admin {

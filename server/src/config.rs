@@ -184,6 +184,7 @@ impl Default for ServerConfig {
                 store: default_data_dir().join("checkpoints").display().to_string(),
                 max_bytes: crate::checkpoints::DEFAULT_MAX_BYTES,
                 keep: crate::checkpoints::DEFAULT_KEEP,
+                keep_after_stop: Some(crate::checkpoints::DEFAULT_KEEP_AFTER_STOP),
             },
         }
     }
@@ -360,6 +361,7 @@ pub struct FileConfig {
     pub checkpoint_store: Option<String>,
     pub checkpoint_max_bytes: Option<u64>,
     pub checkpoint_keep: Option<u32>,
+    pub checkpoint_keep_after_stop: Option<NumOrStr>,
 }
 
 /// A TOML value written either as a number or as a string (`0.10` or `"0.10"`).
@@ -426,6 +428,7 @@ pub struct Overrides {
     pub checkpoint_store: Option<String>,
     pub checkpoint_max_bytes: Option<u64>,
     pub checkpoint_keep: Option<u32>,
+    pub checkpoint_keep_after_stop: Option<String>,
 }
 
 /// Merges flags/env over the file over the defaults, validating every value.
@@ -503,6 +506,21 @@ pub fn resolve(file: FileConfig, over: Overrides) -> Result<ServerConfig, Config
             });
         }
         cfg.checkpoints.max_bytes = v;
+    }
+    if let Some(v) = over
+        .checkpoint_keep_after_stop
+        .clone()
+        .or(file.checkpoint_keep_after_stop.as_ref().map(|v| v.text()))
+    {
+        cfg.checkpoints.keep_after_stop = match v.trim() {
+            "off" | "never" | "forever" => None,
+            _ => Some(Duration::from_secs(duration_within(
+                "checkpoint_keep_after_stop",
+                &v,
+                60,
+                3650 * 86_400,
+            )? as u64)),
+        };
     }
     if let Some(v) = over.checkpoint_keep.or(file.checkpoint_keep) {
         if !(1..=1000).contains(&v) {

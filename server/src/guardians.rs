@@ -21,6 +21,8 @@ use crate::storage::{Store, StoreError};
 const IDLE_PAUSE_LOCK: i64 = 0x0072_636c_6175_6401;
 /// The advisory lock key of the reconciler.
 const RECONCILE_LOCK: i64 = 0x0072_636c_6175_6402;
+/// The advisory lock key of checkpoint expiry.
+const CHECKPOINT_EXPIRY_LOCK: i64 = 0x0072_636c_6175_6403;
 
 /// Pause idle managed sessions until `shutdown` turns true.
 pub async fn idle_pause(
@@ -172,4 +174,56 @@ pub async fn reconcile_round(
     }
     lock.release().await;
     Ok(())
+}
+
+/// Delete the checkpoints of sessions stopped longer than `after` ago (they would otherwise be
+/// billed as storage for ever), now and then every hour, until `shutdown` turns true.
+pub async fn checkpoint_expiry(
+    store: Store,
+    blobs: crate::checkpoint_store::BlobStore,
+    after: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let every = (after / 4).clamp(Duration::from_secs(1), Duration::from_secs(3600));
+    loop {
+        match expire_round(&store, &blobs, Now::system().ms(), after).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "deleted checkpoints of stopped sessions"),
+            Err(e) => tracing::warn!(error = %e, "checkpoint expiry round failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// One round of [`checkpoint_expiry`] as of `now_ms`: records first, then their objects (a
+/// crash between leaves objects the start-up sweep removes). Returns how many were deleted.
+pub async fn expire_round(
+    store: &Store,
+    blobs: &crate::checkpoint_store::BlobStore,
+    now_ms: i64,
+    after: Duration,
+) -> Result<usize, StoreError> {
+    let Some(lock) = store.try_job_lock(CHECKPOINT_EXPIRY_LOCK).await? else {
+        return Ok(0); // another replica is on it
+    };
+    let stale = store
+        .checkpoints_of_stopped(now_ms - after.as_millis() as i64)
+        .await;
+    let result = async {
+        let stale = stale?;
+        let ids: Vec<String> = stale.iter().map(|c| c.id.clone()).collect();
+        store.mark_checkpoints_deleted(&ids, now_ms).await?;
+        for c in &stale {
+            if let Err(e) = blobs.delete(&c.object_key).await {
+                tracing::warn!(key = %c.object_key, error = %e, "deleting an expired checkpoint failed");
+            }
+        }
+        Ok(stale.len())
+    }
+    .await;
+    lock.release().await;
+    result
 }

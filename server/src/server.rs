@@ -109,6 +109,14 @@ pub async fn serve_until(
             }
         });
     }
+    let expiry_task = cfg.checkpoints.keep_after_stop.map(|after| {
+        tokio::spawn(crate::guardians::checkpoint_expiry(
+            store.clone(),
+            checkpoints.clone(),
+            after,
+            shutdown_rx.clone(),
+        ))
+    });
     let sockets = Arc::new(SocketTracker::default());
     let state = AppState {
         checkpoints,
@@ -157,7 +165,10 @@ pub async fn serve_until(
     if let Some(t) = stripe_task {
         let _ = tokio::time::timeout(Duration::from_secs(3), t).await;
     }
-    for t in [idle_task, reconcile_task].into_iter().flatten() {
+    for t in [idle_task, reconcile_task, expiry_task]
+        .into_iter()
+        .flatten()
+    {
         let _ = tokio::time::timeout(Duration::from_secs(3), t).await;
     }
     if let Some(t) = listener_task {

@@ -281,6 +281,41 @@ async fn retention_and_storage_billing() {
         text.contains("github.com/acme/app"),
         "storage not billed while checkpoints are kept: {v}"
     );
+
+    // Expiry (7 days after the stop by default): not yet on day 5, done on day 10; from then
+    // on the repository is no longer billed for storage.
+    let store = rclaude_server::storage::Store::new(
+        rclaude_server::db::open(&db.url, 2).await.unwrap(),
+        rclaude_server::config::Prices::default(),
+        rclaude_server::events::Hub::default(),
+    );
+    let blobs = rclaude_server::checkpoint_store::BlobStore::open(
+        &db.dir.path().join("checkpoints").display().to_string(),
+    )
+    .unwrap();
+    let week = rclaude_server::checkpoints::DEFAULT_KEEP_AFTER_STOP;
+    let ms = |t: &str| {
+        time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+            .unwrap()
+            .unix_timestamp()
+            * 1000
+    };
+    let expire = |at: i64| rclaude_server::guardians::expire_round(&store, &blobs, at, week);
+    assert_eq!(expire(ms("2026-11-05T10:00:00Z")).await.unwrap(), 0);
+    assert_eq!(names(&c, &session).await.len(), 3);
+    assert_eq!(expire(ms("2026-11-10T10:00:00Z")).await.unwrap(), 3);
+    assert!(names(&c, &session).await.is_empty());
+    assert!(files_under(&db.dir.path().join("checkpoints")).is_empty());
+    let (_, v) = c
+        .get_at(
+            "/v1/usage?from=2026-11-20&to=2026-11-20",
+            "2026-11-20T12:00:00Z",
+        )
+        .await;
+    assert!(
+        !v.to_string().contains("github.com/acme/app"),
+        "storage still billed after the checkpoints expired: {v}"
+    );
     assert!(server.terminate().await);
 }
 

@@ -6,9 +6,9 @@ use crate::error::{CliError, CliResult};
 use crate::gitsync::checkpoint::Checkpoint;
 
 /// List the checkpoints of the session's work: copies of the sandbox's commits and
-/// uncommitted edits taken off the sandbox when it is paused, after `run`, and when an
-/// attached Claude Code run ends (only what changed crosses the wire; the newest
-/// `[checkpoints] keep`, default 20, are kept).
+/// uncommitted edits taken off the sandbox when it is paused, after `run`, before `down`
+/// destroys it, and when an attached Claude Code run ends (only what changed crosses the
+/// wire; the newest `[checkpoints] keep`, default 20, are kept).
 ///
 /// With a server configured (`rclaude login`), the newest is also kept there, so the work
 /// survives this machine too: `rclaude pull --session ID` in another clone takes it back.

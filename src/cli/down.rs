@@ -68,6 +68,11 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
     if !args.discard && provider.info(&record.sandbox_id).await?.is_some() {
         if ctx.local_checkout {
             crate::ops::pull::rescue_before_destroy(&ctx, &record).await?;
+            // The last state, also kept on the server (when one is configured) for as long as
+            // it keeps a stopped session's checkpoints.
+            if let Ok(sandbox) = ctx.connect(&record).await {
+                crate::ops::checkpoint::take(&ctx, &record, &*sandbox, "down").await;
+            }
         } else {
             refuse_unsaved_work(&ctx, &record).await?;
         }

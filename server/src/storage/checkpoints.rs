@@ -150,6 +150,22 @@ impl Store {
         Ok(())
     }
 
+    /// Stored checkpoints of sessions stopped before `stopped_before_ms`.
+    pub async fn checkpoints_of_stopped(
+        &self,
+        stopped_before_ms: i64,
+    ) -> Result<Vec<CheckpointRow>> {
+        let rows = sqlx::query(concat!(
+            cols!(),
+            "WHERE deleted_at_ms IS NULL AND session_id IN \
+             (SELECT id FROM sessions WHERE stopped_at_ms IS NOT NULL AND stopped_at_ms < $1)"
+        ))
+        .bind(stopped_before_ms)
+        .fetch_all(&self.db.read)
+        .await?;
+        rows.iter().map(from_row).collect()
+    }
+
     /// Object keys of every stored (not deleted) checkpoint.
     pub async fn live_checkpoint_keys(&self) -> Result<std::collections::HashSet<String>> {
         let rows = sqlx::query("SELECT object_key FROM checkpoints WHERE deleted_at_ms IS NULL")
