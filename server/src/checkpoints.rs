@@ -7,25 +7,9 @@ use std::collections::{HashMap, HashSet};
 
 use crate::storage::CheckpointRow;
 
-/// Settings of checkpoint storage.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CheckpointSettings {
-    /// A directory, `file:///PATH` or `s3://BUCKET[/PREFIX]`.
-    pub store: String,
-    /// The largest bundle accepted.
-    pub max_bytes: u64,
-    /// Checkpoints kept per session at most (a client may ask for fewer).
-    pub keep: u32,
-    /// How long the checkpoints of a stopped session are kept (`None`: for ever).
-    pub keep_after_stop: Option<std::time::Duration>,
-}
-
-/// Default largest checkpoint: 1 GiB.
-pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
-/// Default (and largest) number kept per session.
-pub const DEFAULT_KEEP: u32 = 20;
-/// How long a stopped session's checkpoints are kept by default: 7 days.
-pub const DEFAULT_KEEP_AFTER_STOP: std::time::Duration = std::time::Duration::from_secs(7 * 86_400);
+pub use crate::config::{
+    CheckpointSettings, DEFAULT_KEEP, DEFAULT_KEEP_AFTER_STOP, DEFAULT_MAX_BYTES,
+};
 
 /// Which checkpoints retention drops: all but the newest `keep` (by creation, then name), and
 /// never one that a kept checkpoint builds on, directly or through others. `all` is oldest

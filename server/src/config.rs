@@ -62,8 +62,28 @@ pub struct ServerConfig {
     /// Managed sandboxes: the provider the server creates them with.
     pub sandboxes: SandboxSettings,
     /// Where checkpoints are stored, and how many and how large.
-    pub checkpoints: crate::checkpoints::CheckpointSettings,
+    pub checkpoints: CheckpointSettings,
 }
+
+/// Settings of checkpoint storage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointSettings {
+    /// A directory, `file:///PATH` or `s3://BUCKET[/PREFIX]`.
+    pub store: String,
+    /// The largest bundle accepted.
+    pub max_bytes: u64,
+    /// Checkpoints kept per session at most (a client may ask for fewer).
+    pub keep: u32,
+    /// How long the checkpoints of a stopped session are kept (`None`: for ever).
+    pub keep_after_stop: Option<std::time::Duration>,
+}
+
+/// Default largest checkpoint: 1 GiB.
+pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
+/// Default (and largest) number kept per session.
+pub const DEFAULT_KEEP: u32 = 20;
+/// How long a stopped session's checkpoints are kept by default: 7 days.
+pub const DEFAULT_KEEP_AFTER_STOP: std::time::Duration = std::time::Duration::from_secs(7 * 86_400);
 
 /// Where managed sessions' sandboxes run (see docs/server.md, "Managed sessions").
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,11 +200,11 @@ impl Default for ServerConfig {
             dashboard: DashboardConfig::default(),
             stripe: None,
             sandboxes: SandboxSettings::default(),
-            checkpoints: crate::checkpoints::CheckpointSettings {
+            checkpoints: CheckpointSettings {
                 store: default_data_dir().join("checkpoints").display().to_string(),
-                max_bytes: crate::checkpoints::DEFAULT_MAX_BYTES,
-                keep: crate::checkpoints::DEFAULT_KEEP,
-                keep_after_stop: Some(crate::checkpoints::DEFAULT_KEEP_AFTER_STOP),
+                max_bytes: DEFAULT_MAX_BYTES,
+                keep: DEFAULT_KEEP,
+                keep_after_stop: Some(DEFAULT_KEEP_AFTER_STOP),
             },
         }
     }
