@@ -94,14 +94,7 @@ fn pull_recovers_every_byte_from_the_checkpoint_when_the_sandbox_is_gone() {
         "uncommitted\nedit\n"
     );
     assert_eq!(t.git(&["show", "rclaude/main:a.txt"]), "base\nchanged\n");
-    let bin = common::git_env(
-        std::process::Command::new("git")
-            .args(["show", "rclaude/main:generated.bin"])
-            .current_dir(t.path()),
-    )
-    .output()
-    .unwrap()
-    .stdout;
+    let bin = t.show_bytes("rclaude/main:generated.bin");
     assert!(bin == expected_bin, "generated.bin differs");
     assert!(
         t.git(&["log", "--format=%s", "rclaude/main"])
@@ -336,14 +329,7 @@ fn another_machine_recovers_a_dead_sessions_work_through_the_server() {
         "newest",
     ]);
     assert_eq!(r.code(), 0, "{}", r.all());
-    let bin = common::git_env(
-        std::process::Command::new("git")
-            .args(["show", "newest:second.bin"])
-            .current_dir(other.path()),
-    )
-    .output()
-    .unwrap()
-    .stdout;
+    let bin = other.show_bytes("newest:second.bin");
     assert!(bin == second_bin, "second.bin differs");
     assert_eq!(other.read("a.txt"), "base\n", "the checkout is untouched");
     // Other commands cannot reach another machine's sandbox, and say what can.

@@ -55,15 +55,7 @@ fn sessions_are_reported_and_an_outage_only_delays_events() {
     t.ok(&["up"]);
     t.ok(&["run", "test"]);
     t.ok(&["pause"]);
-    let record: serde_json::Value = {
-        let dir = t.home.path().join("state/repos");
-        let f = std::fs::read_dir(dir)
-            .unwrap()
-            .flatten()
-            .find(|e| e.path().extension().is_some_and(|x| x == "json"))
-            .unwrap();
-        serde_json::from_slice(&std::fs::read(f.path()).unwrap()).unwrap()
-    };
+    let record = t.session_record();
     let session = record["session_id"].as_str().unwrap().to_string();
     let detail = server.get(&token, &format!("/v1/sessions/{session}"));
     assert_eq!(

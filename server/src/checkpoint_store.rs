@@ -159,7 +159,7 @@ impl BlobStore {
         live: &std::collections::HashSet<String>,
         min_age: std::time::Duration,
     ) -> Result<usize, BlobError> {
-        let cutoff = unix_now() - min_age.as_secs() as i64;
+        let cutoff = crate::clock::Now::system().s() - min_age.as_secs() as i64;
         let mut removed = 0;
         let prefix = (!self.prefix.as_ref().is_empty()).then_some(&self.prefix);
         let mut list = self.inner.list(prefix);
@@ -181,13 +181,6 @@ impl BlobStore {
         }
         Ok(removed)
     }
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 /// Remove `NAME#N` staging files (an interrupted local multipart upload) older than `cutoff`.

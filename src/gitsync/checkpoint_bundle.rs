@@ -58,15 +58,33 @@ fn reachable_from(repo: &Repository, refs: &[BundleRef], hidden: &[Oid]) -> bool
     })
 }
 
+/// A writer that hashes what passes through it.
+struct Hashing<W> {
+    inner: W,
+    hash: sha2::Sha256,
+}
+
+impl<W: std::io::Write> std::io::Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        sha2::Digest::update(&mut self.hash, &buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// Write checkpoint `cp` (which must be recorded here) as a bundle at `out`, leaving out the
-/// objects of `base` and of the public history.
+/// objects of `base` and of the public history. Returns what was written and the bundle's
+/// SHA-256 (hexadecimal), computed as it was written.
 pub fn export(
     repo_path: &Path,
     cp: &Checkpoint,
     base: Option<&Checkpoint>,
     out: &Path,
     progress: &dyn SyncProgress,
-) -> Result<Written, SyncError> {
+) -> Result<(Written, String), SyncError> {
     let repo = open_repo(repo_path)?;
     let refs = refs_of(&repo, cp);
     if refs.is_empty() {
@@ -88,15 +106,20 @@ pub fn export(
             hidden.clear();
         }
     }
-    let mut file =
+    let file =
         std::fs::File::create(out).map_err(SyncError::io(format!("creating {}", out.display())))?;
-    let mut w = std::io::BufWriter::new(&mut file);
+    let mut w = Hashing {
+        inner: std::io::BufWriter::new(&file),
+        hash: sha2::Digest::new(),
+    };
     let written = bundle::write(&repo, &refs, &hidden, &mut w, progress)?;
     std::io::Write::flush(&mut w).map_err(SyncError::io(format!("writing {}", out.display())))?;
-    drop(w);
+    let Hashing { inner, hash } = w;
+    drop(inner);
+    let sha = hex::encode(sha2::Digest::finalize(hash));
     file.sync_all()
         .map_err(SyncError::io(format!("writing {}", out.display())))?;
-    Ok(written)
+    Ok((written, sha))
 }
 
 /// Read `bundles` (a checkpoint's chain, oldest first) into the repository and record `cp` as

@@ -10,7 +10,6 @@
 use std::path::PathBuf;
 
 use serde_json::{Value, json};
-use sha2::Digest;
 
 use super::context::Ctx;
 use crate::error::{CliError, CliResult};
@@ -100,7 +99,7 @@ pub async fn upload_latest(ctx: &Ctx, record: &SessionRecord) -> CliResult<Kept>
         cp.clone(),
         base.as_ref().map(|(_, c)| c.clone()),
     );
-    let written = tokio::task::spawn_blocking(move || {
+    let (written, sha) = tokio::task::spawn_blocking(move || {
         checkpoint_bundle::export(
             &root,
             &cp2,
@@ -111,7 +110,6 @@ pub async fn upload_latest(ctx: &Ctx, record: &SessionRecord) -> CliResult<Kept>
     })
     .await
     .map_err(|e| CliError::internal(e.to_string()))??;
-    let sha = sha256_file(tmp.path())?;
     let meta = json!({
         "name": cp.id,
         "base": base.as_ref().map(|(n, _)| n),
@@ -130,15 +128,6 @@ pub async fn upload_latest(ctx: &Ctx, record: &SessionRecord) -> CliResult<Kept>
         bytes: written.bytes,
         base: base.map(|(n, _)| n),
     })
-}
-
-fn sha256_file(path: &std::path::Path) -> CliResult<String> {
-    let mut f = std::fs::File::open(path)
-        .map_err(|e| CliError::internal(format!("reading {}: {e}", path.display())))?;
-    let mut h = sha2::Sha256::new();
-    std::io::copy(&mut f, &mut h)
-        .map_err(|e| CliError::internal(format!("reading {}: {e}", path.display())))?;
-    Ok(hex::encode(h.finalize()))
 }
 
 /// The session's checkpoints on the server, oldest first (`None`: no server configured).

@@ -39,6 +39,27 @@ impl ServerError {
 /// How long a managed-session call may take (the server creates or resumes a sandbox).
 const MANAGED_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// The error a non-2xx answer stands for (`value`: its body as JSON, `Null` when it is not).
+fn refusal(status: u16, value: &Value, body: &[u8]) -> ServerError {
+    let code = value["error"]["code"]
+        .as_str()
+        .unwrap_or("error")
+        .to_string();
+    let message = value["error"]["message"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
+    match status {
+        401 | 403 => ServerError::Unauthorized(message),
+        404 => ServerError::NotFound(message),
+        _ => ServerError::Rejected {
+            status,
+            code,
+            message,
+        },
+    }
+}
+
 /// How long a checkpoint upload or download may take.
 const TRANSFER_TIMEOUT: Duration = Duration::from_secs(3600);
 
@@ -97,23 +118,7 @@ impl ServerClient {
         if (200..300).contains(&status) {
             return Ok(value);
         }
-        let code = value["error"]["code"]
-            .as_str()
-            .unwrap_or("error")
-            .to_string();
-        let message = value["error"]["message"]
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
-        Err(match status {
-            401 | 403 => ServerError::Unauthorized(message),
-            404 => ServerError::NotFound(message),
-            _ => ServerError::Rejected {
-                status,
-                code,
-                message,
-            },
-        })
+        Err(refusal(status, &value, &body))
     }
 
     /// `GET /v1/sessions/{id}/checkpoints`: the session's stored checkpoints, oldest first.
@@ -190,18 +195,10 @@ impl ServerClient {
             .await
             .map_err(|e| unreachable(&e))?;
         if !resp.status().is_success() {
-            // The error answer is JSON: let `send`'s mapping read it.
             let status = resp.status().as_u16();
-            let text = resp.text().await.unwrap_or_default();
-            return Err(match status {
-                401 | 403 => ServerError::Unauthorized(text),
-                404 => ServerError::NotFound(format!("checkpoint {name} of session {session}")),
-                _ => ServerError::Rejected {
-                    status,
-                    code: "error".into(),
-                    message: text,
-                },
-            });
+            let body = resp.bytes().await.unwrap_or_default();
+            let value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            return Err(refusal(status, &value, &body));
         }
         let declared = resp
             .headers()

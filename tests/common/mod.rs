@@ -67,6 +67,19 @@ impl TestRepo {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// `git show REV:PATH` as bytes (binary files).
+    pub fn show_bytes(&self, rev_path: &str) -> Vec<u8> {
+        let out = git_env(
+            Command::new("git")
+                .args(["show", rev_path])
+                .current_dir(self.path()),
+        )
+        .output()
+        .unwrap();
+        assert!(out.status.success(), "git show {rev_path} failed");
+        out.stdout
+    }
+
     /// `git add -A && git commit`.
     pub fn commit_all(&self, msg: &str) {
         self.git(&["add", "-A"]);
