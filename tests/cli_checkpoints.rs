@@ -112,6 +112,83 @@ fn pull_recovers_every_byte_from_the_checkpoint_when_the_sandbox_is_gone() {
     assert_eq!(r.code(), 64, "{}", r.all());
 }
 
+/// `exec --no-sync -- sh -c SCRIPT` in the sandbox; its stdout.
+fn in_sandbox(t: &TestRepo, script: &str) -> String {
+    t.ok(&["exec", "--no-sync", "--", "sh", "-c", script])
+        .stdout()
+}
+
+/// What the sandbox's repository looks like: branch, last commit, status, file contents.
+const LOOK: &str = "git rev-parse --abbrev-ref HEAD; git log --format=%s -2; git status --porcelain; \
+    cat a.txt notes.md sub/untracked.txt; test ! -e gone.txt && echo gone.txt-absent";
+
+#[test]
+fn up_rebuilds_a_lost_sandbox_from_its_latest_checkpoint() {
+    let t = TestRepo::new(CONFIG);
+    t.write("tools/claude", EDITING_CLAUDE);
+    t.write("a.txt", "base\n");
+    t.write("gone.txt", "deleted in the sandbox\n");
+    t.commit_all("init");
+    t.ok(&["up", "--quiet"]);
+    // Claude Code commits one file and leaves edits; more by hand: an untracked file in a new
+    // directory, a deleted tracked file, a branch of the sandbox's own.
+    let r = common::Run(
+        t.cmd(&["claude", "do the work"])
+            .env("ANTHROPIC_API_KEY", "sk-test")
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(r.code(), 0, "{}", r.all());
+    in_sandbox(
+        &t,
+        "git checkout -q -b sandbox-work && mkdir -p sub && echo fresh > sub/untracked.txt && rm gone.txt",
+    );
+    t.ok(&["checkpoints", "--take"]);
+    let before = in_sandbox(&t, LOOK);
+    assert!(before.contains("sandbox-work\n"), "{before}");
+    assert!(before.contains("gone.txt-absent"), "{before}");
+
+    destroy_sandbox_behind_rclaudes_back(&t);
+    let r = t.ok(&["up"]);
+    assert!(r.stderr().contains("no longer exists"), "{}", r.all());
+    assert!(
+        r.stderr().contains("Rebuilt the work of sandbox"),
+        "{}",
+        r.all()
+    );
+    // The same branch, commits, status and files; [setup] ran again in the new sandbox.
+    assert_eq!(in_sandbox(&t, LOOK), before);
+    in_sandbox(&t, "test -x \"$HOME/.local/bin/claude\"");
+    // Its work still counts as the sandbox's: pull brings it back.
+    t.ok(&["pull", "--branch", "rebuilt"]);
+    assert_eq!(t.git(&["show", "rebuilt:notes.md"]), "uncommitted\nedit\n");
+    assert_eq!(t.git(&["show", "rebuilt:sub/untracked.txt"]), "fresh\n");
+    assert_eq!(t.read("a.txt"), "base\n");
+
+    // Lost again, after this machine changed a file the old sandbox was never given: the sync
+    // that follows the rebuild replaces the rebuilt work (as it would have replaced the old
+    // sandbox's), and says which checkpoint keeps it.
+    t.ok(&["checkpoints", "--take"]);
+    let kept = checkpoints(&t).last().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    t.write("laptop.txt", "from the laptop\n");
+    destroy_sandbox_behind_rclaudes_back(&t);
+    let r = t.ok(&["up"]);
+    assert!(
+        r.stderr().contains("Rebuilt the work of sandbox"),
+        "{}",
+        r.all()
+    );
+    assert!(
+        r.stderr().contains(&format!("pull --checkpoint {kept}")),
+        "{}",
+        r.all()
+    );
+    assert_eq!(in_sandbox(&t, "cat laptop.txt"), "from the laptop\n");
+}
+
 /// Every file under `dir` (symlinks not followed).
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();

@@ -501,3 +501,56 @@ fn a_fork_that_fails_or_has_no_source_leaves_no_session() {
     assert!(t.fake.sandboxes().is_empty());
     no_session("f2");
 }
+
+/// What the sandbox's repository looks like: branch, commits, status, files.
+const LOOK: &str = "git rev-parse --abbrev-ref HEAD; git log --format=%s -3; git status --porcelain; \
+    cat README.md d/new.txt";
+
+#[test]
+fn up_provider_moves_the_session_with_its_work_and_back() {
+    let t = setup("", "");
+    t.ok(&["up"]);
+    let e2b_id = t.only_sandbox().id;
+    // Work in the E2B sandbox: a branch of its own with a commit, an edit, an untracked file.
+    t.ok(&[
+        "exec",
+        "--no-sync",
+        "--",
+        "git checkout -qb feature && echo one > one.txt && git add one.txt && \
+         git -c user.name=s -c user.email=s@x commit -qm 'sandbox: one' && \
+         echo more >> README.md && mkdir -p d && echo new > d/new.txt",
+    ]);
+    let before = t.ok(&["exec", "--no-sync", "--", LOOK]).stdout();
+    assert!(before.starts_with("feature\nsandbox: one\n"), "{before}");
+
+    // To local: the E2B sandbox is checkpointed, its work rebuilt, and it is destroyed.
+    let r = t.ok(&["up", "--provider", "local"]);
+    assert!(
+        r.stderr().contains("Rebuilt the work of sandbox"),
+        "{}",
+        r.all()
+    );
+    assert!(
+        t.fake.sandbox(&e2b_id).is_none(),
+        "the E2B sandbox is destroyed"
+    );
+    assert_eq!(t.status()["provider"], "local", "{}", r.all());
+    assert_eq!(t.ok(&["exec", "--no-sync", "--", LOOK]).stdout(), before);
+
+    // And back to E2B after more work; `.rclaude.toml` still names e2b, so a plain `up` says how.
+    t.ok(&["exec", "--no-sync", "--", "echo two > d/two.txt"]);
+    let r = t.rc(&["up"]);
+    assert_ne!(r.code(), 0, "{}", r.all());
+    assert!(r.stderr().contains("up --provider e2b"), "{}", r.all());
+    t.ok(&["up", "--provider", "e2b"]);
+    assert_eq!(t.fake.sandboxes().len(), 1);
+    assert_eq!(t.status()["provider"], "e2b");
+    assert_eq!(
+        t.ok(&["exec", "--no-sync", "--", "cat d/two.txt"]).stdout(),
+        "two\n"
+    );
+    // Pull brings the sandbox's work back as it would have from the first sandbox.
+    t.ok(&["pull", "--branch", "moved"]);
+    assert_eq!(t.repo.git(&["show", "moved:d/two.txt"]), "two\n");
+    assert_eq!(t.repo.git(&["show", "moved:one.txt"]), "one\n");
+}

@@ -264,6 +264,7 @@ async fn run_hook_tasks(ctx: &Ctx, hook: &str, names: &[String]) -> CliResult {
             sync: true,
             setup: true,
             create_if_gone: true,
+            other_provider: crate::ops::up::OtherProvider::Use,
         },
     )
     .await?;

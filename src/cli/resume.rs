@@ -22,6 +22,7 @@ pub async fn run(g: &GlobalArgs, _args: Args) -> CliResult {
             sync: false,
             setup: false,
             create_if_gone: false,
+            other_provider: crate::ops::up::OtherProvider::Use,
         },
     )
     .await?;

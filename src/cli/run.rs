@@ -42,6 +42,7 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
             sync: !args.no_sync,
             setup: true,
             create_if_gone: false,
+            other_provider: crate::ops::up::OtherProvider::Use,
         },
     )
     .await?;

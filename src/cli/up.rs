@@ -2,7 +2,7 @@
 
 use super::GlobalArgs;
 use crate::error::CliResult;
-use crate::ops::up::{UpOptions, bring_up};
+use crate::ops::up::{OtherProvider, UpOptions, bring_up};
 
 /// Create or resume this repository's sandbox, sync your work tree into it, and run setup.
 ///
@@ -12,7 +12,7 @@ use crate::ops::up::{UpOptions, bring_up};
 /// re-run `[setup]` only when its lines changed, and run `[start]` again.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  rclaude up\n  rclaude up --no-setup\n  rclaude -C ../other-repo up --quiet"
+    after_help = "Examples:\n  rclaude up\n  rclaude up --no-setup\n  rclaude up --provider e2b     # move the session to E2B, its work included\n  rclaude -C ../other-repo up --quiet"
 )]
 pub struct Args {
     /// Skip `[setup]` even when its lines changed.
@@ -29,12 +29,21 @@ pub struct Args {
     /// offers managed sessions (as `[sandbox] managed = false` does).
     #[arg(long)]
     pub direct: bool,
+    /// Run the sandbox on this provider with your own credentials. A session on another
+    /// provider moves here: its latest work is checkpointed (or taken from its latest
+    /// checkpoint when the old sandbox is gone), rebuilt in a new sandbox (the same files,
+    /// commits and branch; `[setup]` runs again), and the old sandbox is destroyed.
+    #[arg(long, value_name = "NAME", value_parser = super::args::parse_kind)]
+    pub provider: Option<crate::config::ProviderKind>,
 }
 
 pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
     let mut ctx = g.ctx().await?;
-    if args.direct {
+    if args.direct || args.provider.is_some() {
         ctx.config.sandbox.managed = Some(false);
+    }
+    if let Some(kind) = args.provider {
+        ctx.config.sandbox.provider = kind;
     }
     // Sandboxes of `rclaude ci` runs that were killed before they could destroy them.
     crate::ops::leftovers::reap(&ctx.ui).await;
@@ -50,6 +59,11 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
             sync: true,
             setup: !args.no_setup,
             create_if_gone: true,
+            other_provider: if args.provider.is_some() {
+                OtherProvider::Move
+            } else {
+                OtherProvider::Refuse
+            },
         },
     )
     .await?;

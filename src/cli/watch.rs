@@ -30,6 +30,7 @@ pub async fn run(g: &GlobalArgs, _args: Args) -> CliResult {
             sync: true,
             setup: true,
             create_if_gone: true,
+            other_provider: crate::ops::up::OtherProvider::Use,
         },
     )
     .await?;

@@ -38,6 +38,7 @@ mod pull_plan;
 mod push;
 mod push_plan;
 mod push_report;
+pub mod restore;
 mod saved;
 
 pub mod bundle;
@@ -53,7 +54,7 @@ use serde::{Deserialize, Serialize};
 pub use error::SyncError;
 pub use progress::{NoProgress, SyncProgress};
 pub use pull::{ApplyOutcome, PullOptions, PullReport, pull};
-pub use push::{PushOptions, PushReport, SavedRef, push};
+pub use push::{PushOptions, PushReport, SavedRef, push, push_recorded};
 pub use remote::init_sandbox;
 
 use progress::{ChannelProgress, ProgressEvent};

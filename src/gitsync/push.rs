@@ -55,6 +55,31 @@ pub async fn push(
     opts: &PushOptions,
     progress: &dyn SyncProgress,
 ) -> Result<PushReport, SyncError> {
+    push_from(repo_path, sandbox, state, None, opts, progress).await
+}
+
+/// Push the state an earlier push sent (`recorded`, whose commits are in this repository)
+/// instead of the work tree: a sandbox rebuilt from a checkpoint first gets what the lost one
+/// was last given.
+pub async fn push_recorded(
+    repo_path: &Path,
+    sandbox: &dyn Sandbox,
+    state: Option<&SyncState>,
+    recorded: &SyncState,
+    opts: &PushOptions,
+    progress: &dyn SyncProgress,
+) -> Result<PushReport, SyncError> {
+    push_from(repo_path, sandbox, state, Some(recorded), opts, progress).await
+}
+
+async fn push_from(
+    repo_path: &Path,
+    sandbox: &dyn Sandbox,
+    state: Option<&SyncState>,
+    recorded: Option<&SyncState>,
+    opts: &PushOptions,
+    progress: &dyn SyncProgress,
+) -> Result<PushReport, SyncError> {
     snapshot::validate_ignores(&opts.extra_ignores)?;
     if opts.submodules {
         return Err(SyncError::Unsupported(
@@ -66,9 +91,13 @@ pub async fn push(
     progress.stage("snapshot");
     let path = repo_path.to_path_buf();
     let ignores = opts.extra_ignores.clone();
+    let recorded = recorded.cloned();
     let local = blocking(progress, move |_| {
         let repo = open_repo(&path)?;
-        let snap = snapshot::create(&repo, &ignores)?;
+        let snap = match &recorded {
+            Some(r) => snapshot::from_recorded(&repo, r)?,
+            None => snapshot::create(&repo, &ignores)?,
+        };
         let info_exclude = std::fs::read_to_string(repo.commondir().join("info").join("exclude"))
             .unwrap_or_default();
         let shallow = std::fs::read_to_string(repo.commondir().join("shallow"))

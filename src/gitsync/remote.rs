@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 
 use git2::Oid;
 
-use super::scripts::{APPLY, EXPORT, INIT, PRELUDE, QUERY};
+use super::scripts::{APPLY, EXPORT, INIT, PRELUDE, QUERY, RESTORE};
 use super::{SyncError, parse_oid};
 use crate::provider::{ExecRequest, Sandbox, run};
 
@@ -365,6 +365,41 @@ pub(crate) async fn apply(sandbox: &dyn Sandbox, p: &ApplyParams) -> Result<Appl
     Ok(Applied {
         saved,
         recovered: a.get("recovered") == Some("1"),
+    })
+}
+
+/// Parameters of the restore step.
+#[derive(Debug, Clone)]
+pub(crate) struct RestoreParams {
+    pub(crate) identity: String,
+    /// Path of the uploaded bundle in the sandbox, if objects were sent.
+    pub(crate) bundle: Option<String>,
+    /// The checkpoint's tip: its tree becomes the work tree.
+    pub(crate) tip: Oid,
+    /// The sandbox HEAD under it (`None`: no commits yet).
+    pub(crate) head: Option<Oid>,
+    /// Branch HEAD is on (short name); `None` = detached at `head`.
+    pub(crate) branch: Option<String>,
+}
+
+/// Fetch a checkpoint's commits and make the work tree, HEAD and branch what the checkpoint
+/// recorded, leaving what the last sync installed as it is (so the checkpoint's edits count as
+/// sandbox work). Answers the tree the work tree has afterwards.
+pub(crate) async fn restore(sandbox: &dyn Sandbox, p: &RestoreParams) -> Result<Oid, SyncError> {
+    const STEP: &str = "restore";
+    let mut env = BTreeMap::new();
+    env.insert("RC_IDENTITY".into(), p.identity.clone());
+    env.insert("RC_BUNDLE".into(), p.bundle.clone().unwrap_or_default());
+    env.insert("RC_TIP".into(), p.tip.to_string());
+    env.insert(
+        "RC_HEAD".into(),
+        p.head.map(|o| o.to_string()).unwrap_or_default(),
+    );
+    env.insert("RC_BRANCH".into(), p.branch.clone().unwrap_or_default());
+    let a = run_step(sandbox, STEP, RESTORE, env).await?;
+    a.oid(STEP, "tree")?.ok_or(SyncError::Protocol {
+        step: STEP,
+        detail: "no tree in the answer".into(),
     })
 }
 

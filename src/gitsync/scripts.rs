@@ -372,3 +372,59 @@ rc_say bundle "$RC_OUT"
 rc_say size "$(wc -c < "$RC_OUT" | tr -d ' ')"
 rc_say done 1
 "#;
+
+pub(super) const RESTORE: &str = r#"rc_check_git
+cd "$W" 2>/dev/null || rc_die "the sandbox work directory $W is missing; run \`rclaude up\` again" 4
+[ -d "$GIT_DIR" ] || rc_die "the sandbox repository $W is not initialised; run \`rclaude up\` again" 4
+rc_id=$(cat "$R/identity" 2>/dev/null || true)
+[ "$rc_id" = "$RC_IDENTITY" ] || rc_die "the sandbox identity changed (expected $RC_IDENTITY, found ${rc_id:-none}); run \`rclaude up\` again" 4
+rc_lock
+rc_tmpdir
+if [ -n "$RC_BUNDLE" ]; then
+  [ -f "$RC_BUNDLE" ] || rc_die "the uploaded checkpoint bundle $RC_BUNDLE is missing in the sandbox" 7
+  if ! g bundle verify "$RC_BUNDLE" >"$T/verify.out" 2>&1; then
+    rm -f "$RC_BUNDLE"
+    rc_die "git in the sandbox rejected the checkpoint bundle, nothing was changed: $(tail -n 4 "$T/verify.out" | tr '\n' ' ')" 7
+  fi
+  if ! g fetch --quiet --no-tags --no-write-fetch-head --no-recurse-submodules "$RC_BUNDLE" '+refs/rclaude/restore/*:refs/rclaude/restore/*' >"$T/fetch.out" 2>&1; then
+    rm -f "$RC_BUNDLE"
+    rc_die "git in the sandbox could not read the checkpoint bundle, nothing was changed: $(tail -n 4 "$T/fetch.out" | tr '\n' ' ')" 7
+  fi
+  rm -f "$RC_BUNDLE"
+fi
+P="$RC_TIP"
+H="$RC_HEAD"
+B="$RC_BRANCH"
+[ -n "$(rc_commit "$P")" ] || rc_die "the sandbox lacks checkpoint commit $P" 8
+if [ -n "$H" ]; then [ -n "$(rc_commit "$H")" ] || rc_die "the sandbox lacks commit $H" 8; fi
+Pt=$(rc_tree "$P")
+# The work tree as it is (the sync just installed it), then moved to the checkpoint's tree:
+# files it lacks go, files it has come back, ignored files stay.
+RC_EXCLUDES_FILE=
+rc_worktree_tree "$T/index"
+if [ "$RC_WT" != "$Pt" ]; then
+  GIT_INDEX_FILE="$T/index" g read-tree -m -u "$RC_WT" "$Pt" 2>"$T/rt.err" || rc_die "cannot lay the checkpoint over the sandbox work tree: $(tail -n 4 "$T/rt.err" | tr '\n' ' ')" 10
+fi
+# HEAD and the branch as the sandbox had them; the index = HEAD (edits show as unstaged).
+if [ -n "$H" ]; then
+  if [ -n "$B" ]; then
+    g update-ref -m "rclaude: rebuilt from a checkpoint" "refs/heads/$B" "$H" 2>"$T/ur.err" || rc_die "cannot set branch $B in the sandbox: $(tail -n 3 "$T/ur.err" | tr '\n' ' ')" 10
+    g symbolic-ref -m "rclaude: rebuilt from a checkpoint" HEAD "refs/heads/$B"
+  else
+    g update-ref --no-deref -m "rclaude: rebuilt from a checkpoint" HEAD "$H"
+  fi
+  g read-tree --reset "$H" 2>"$T/ri.err" || rc_die "cannot set the sandbox index: $(tail -n 3 "$T/ri.err" | tr '\n' ' ')" 10
+else
+  g symbolic-ref HEAD "refs/heads/${B:-main}"
+  g read-tree --empty
+fi
+g update-index -q --refresh >/dev/null 2>&1 || true
+{
+  printf 'update refs/rclaude/restored %s\n' "$P"
+  g for-each-ref --format='delete %(refname)' refs/rclaude/restore
+} > "$T/refs"
+g update-ref --stdin < "$T/refs" 2>"$T/us.err" || rc_die "cannot record the rebuild in the sandbox: $(tail -n 3 "$T/us.err" | tr '\n' ' ')" 10
+rc_worktree_tree "$T/check"
+rc_say tree "$RC_WT"
+rc_say done 1
+"#;

@@ -138,6 +138,49 @@ fn snapshot_signature(
         .map_err(SyncError::git("making the snapshot signature"))
 }
 
+/// The snapshot an earlier push sent, rebuilt from the commits `state` records (they must be
+/// in `repo`): how a sandbox rebuilt from a checkpoint is first given what the lost one had.
+pub fn from_recorded(repo: &Repository, state: &super::SyncState) -> Result<Snapshot, SyncError> {
+    let missing = |what: &str| {
+        SyncError::invalid(
+            "sync state",
+            format!("the {what} commit of the last sync is not in this repository"),
+        )
+    };
+    let tree_of = |oid: Option<Oid>, what: &str| -> Result<(Oid, Oid), SyncError> {
+        let oid = oid.ok_or_else(|| missing(what))?;
+        let tree = repo
+            .find_commit(oid)
+            .and_then(|c| c.tree())
+            .map_err(|_| missing(what))?
+            .id();
+        Ok((oid, tree))
+    };
+    let (commit, tree) = tree_of(state.snapshot_oid(), "snapshot")?;
+    let (index_commit, index_tree) = tree_of(state.index_oid(), "index")?;
+    let head_oid = match state.head.as_deref() {
+        Some(h) => Some(super::parse_oid(h)?),
+        None => None,
+    };
+    let head = match (head_oid, state.branch.clone()) {
+        (Some(oid), Some(name)) => HeadState::Branch { name, oid },
+        (Some(oid), None) => HeadState::Detached { oid },
+        (None, name) => HeadState::Unborn {
+            name: name.unwrap_or_else(|| "main".into()),
+        },
+    };
+    Ok(Snapshot {
+        commit,
+        tree,
+        index_commit,
+        index_tree,
+        head,
+        index_conflicts: false,
+        skipped_nested: Vec::new(),
+        submodules: gitlinks(repo, tree)?,
+    })
+}
+
 /// Snapshot the work tree and index of `repo` (see the module docs). `extra_ignores` are
 /// gitignore patterns applied on top of `.gitignore` and `.git/info/exclude`; like those, they do
 /// not hide files that are tracked.

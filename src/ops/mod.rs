@@ -16,6 +16,7 @@ pub mod ports;
 pub mod pr;
 pub mod progress;
 pub mod pull;
+pub mod rebuild;
 pub mod signals;
 pub mod start;
 pub mod stream;

@@ -53,6 +53,7 @@ pub async fn start(ui: Out, opts: &StartOptions) -> CliResult<SessionRecord> {
             sync: false,
             setup: false,
             create_if_gone: false,
+            other_provider: crate::ops::up::OtherProvider::Use,
         },
     )
     .await
@@ -116,6 +117,7 @@ pub async fn start(ui: Out, opts: &StartOptions) -> CliResult<SessionRecord> {
             sync: false,
             setup: true,
             create_if_gone: false,
+            other_provider: crate::ops::up::OtherProvider::Use,
         },
     )
     .await?;

@@ -18,6 +18,19 @@ pub struct UpOptions {
     pub setup: bool,
     /// Create a new sandbox when the recorded one no longer exists (otherwise: error).
     pub create_if_gone: bool,
+    /// What to do when the recorded sandbox is on another provider than the config names.
+    pub other_provider: OtherProvider,
+}
+
+/// What [`bring_up`] does with a session on another provider than the config names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtherProvider {
+    /// Use it where it is (commands that work in the session: `exec`, `run`, ...).
+    Use,
+    /// Refuse, saying how to move it (`up`: the config may have been edited to move it).
+    Refuse,
+    /// Move the session to the configured provider (`up --provider NAME`).
+    Move,
 }
 
 /// A sandbox that is up and synced.
@@ -43,7 +56,10 @@ pub async fn bring_up(ctx: &Ctx, opts: UpOptions) -> CliResult<Live> {
             (true, _) => false,
             (false, _) => rec.provider != provider_name,
         };
-        if mismatch {
+        if mismatch && opts.other_provider == OtherProvider::Move {
+            return relocate(ctx, opts, existing.take().expect("checked")).await;
+        }
+        if mismatch && opts.other_provider == OtherProvider::Refuse {
             let wanted = if ctx.config.sandbox.managed == Some(true) {
                 managed
             } else {
@@ -53,11 +69,16 @@ pub async fn bring_up(ctx: &Ctx, opts: UpOptions) -> CliResult<Live> {
                 "this repository's sandbox {} is on provider \"{}\", but .rclaude.toml now says \"{wanted}\"",
                 rec.sandbox_id, rec.provider
             ))
-            .hint("`rclaude pull` to keep its work, then `rclaude down` and `rclaude up` again"));
+            .hint(format!(
+                "`rclaude up --provider {wanted}` moves the session there (its work comes along); `rclaude up --provider {}` keeps it where it is",
+                rec.provider
+            )));
         }
     }
     let provider = match &existing {
-        Some(rec) if rec.provider == managed => ctx.provider_for(rec)?,
+        Some(rec) if rec.provider == managed || rec.provider != provider_name => {
+            ctx.provider_for(rec)?
+        }
         _ => ctx.provider()?,
     };
     if existing.is_none()
@@ -71,6 +92,7 @@ pub async fn bring_up(ctx: &Ctx, opts: UpOptions) -> CliResult<Live> {
 
     // 1. Find, resume or create.
     let fresh;
+    let mut lost = None;
     let (mut record, sandbox) = match existing {
         Some(rec) => {
             let info = provider.info(&rec.sandbox_id).await?;
@@ -81,6 +103,7 @@ pub async fn bring_up(ctx: &Ctx, opts: UpOptions) -> CliResult<Live> {
                         rec.sandbox_id
                     ));
                     fresh = true;
+                    lost = Some(rec);
                     create(ctx, &*provider).await?
                 }
                 None => {
@@ -121,9 +144,17 @@ pub async fn bring_up(ctx: &Ctx, opts: UpOptions) -> CliResult<Live> {
         }
     };
 
-    // 2. Sync (a session started from a URL has nothing here to sync).
+    // 2. Sync (a session started from a URL has nothing here to sync); a lost sandbox's work
+    // first comes back from its checkpoint.
+    let mut rebuilt = None;
+    if let Some(old) = &lost
+        && ctx.local_checkout
+    {
+        rebuilt = rebuild_from_checkpoint(ctx, old, &mut record, &*sandbox).await;
+    }
     if opts.sync && ctx.local_checkout {
         sync_into(ctx, &mut record, &*sandbox).await?;
+        say_if_replaced(ctx, &record, rebuilt.as_ref());
     }
 
     // 3. Setup (when its lines changed) and start (on create/resume).
@@ -147,6 +178,141 @@ pub async fn bring_up(ctx: &Ctx, opts: UpOptions) -> CliResult<Live> {
         sandbox,
         _alive: alive,
     })
+}
+
+/// `up --provider NAME` for a session on another provider: checkpoint the old sandbox (when it
+/// can be reached), rebuild its work in a new sandbox on the configured provider, then destroy
+/// the old one.
+async fn relocate(ctx: &Ctx, opts: UpOptions, old: SessionRecord) -> CliResult<Live> {
+    let moving_from = format!("{} sandbox {}", old.provider, old.sandbox_id);
+    if ctx.local_checkout {
+        let reached = async {
+            let provider = ctx.provider_for(&old)?;
+            match provider.info(&old.sandbox_id).await? {
+                None => Ok(None),
+                Some(_) => Ok::<_, CliError>(Some(provider.connect(&old.sandbox_id).await?)),
+            }
+        }
+        .await;
+        match reached {
+            Ok(Some(sandbox)) => {
+                super::checkpoint::take(ctx, &old, &*sandbox, "move").await;
+            }
+            Ok(None) => ctx.ui.warn(format!(
+                "{moving_from} no longer exists; its work comes from its latest checkpoint"
+            )),
+            Err(e) => ctx.ui.warn(format!(
+                "cannot reach {moving_from} ({}); its work comes from its latest checkpoint",
+                e.message
+            )),
+        }
+    }
+    let provider = ctx.provider()?;
+    ctx.ui.info(format!(
+        "Moving the session from {moving_from} to {}",
+        provider.name()
+    ));
+    let (mut record, sandbox) = create(ctx, &*provider).await?;
+    let mut rebuilt = None;
+    if ctx.local_checkout {
+        rebuilt = rebuild_from_checkpoint(ctx, &old, &mut record, &*sandbox).await;
+    }
+    if opts.sync && ctx.local_checkout {
+        sync_into(ctx, &mut record, &*sandbox).await?;
+        say_if_replaced(ctx, &record, rebuilt.as_ref());
+    }
+    if opts.setup {
+        run_setup(ctx, &mut record, &*sandbox).await?;
+    }
+    run_lines(
+        ctx,
+        &record,
+        &*sandbox,
+        "start",
+        &ctx.config.start.run.lines(),
+    )
+    .await?;
+    // The old sandbox goes only now: its work is in the new one and in its checkpoints.
+    let destroyed = match ctx.provider_for(&old) {
+        Ok(p) => match p.kill(&old.sandbox_id).await {
+            Ok(()) | Err(crate::provider::ProviderError::NotFound(_)) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        },
+        Err(e) => Err(e.message),
+    };
+    match destroyed {
+        Ok(()) => ctx.ui.info(format!("Destroyed {moving_from}")),
+        Err(e) => ctx.ui.warn(format!(
+            "could not destroy {moving_from} ({e}); `rclaude down --sandbox {} --provider {}` removes it",
+            old.sandbox_id, old.provider
+        )),
+    }
+    ctx.reporter.event(
+        &old,
+        "stopped",
+        serde_json::json!({ "moved_to": record.session_id }),
+    );
+    ctx.reporter.flush().await;
+    let alive = crate::ops::alive::keep_alive(ctx, &record);
+    Ok(Live {
+        record,
+        sandbox,
+        _alive: alive,
+    })
+}
+
+/// After the sync that follows a rebuild: when this machine had edits the old sandbox was never
+/// given, the sync replaced the rebuilt work (as it would have in the old sandbox); say where
+/// that work is kept.
+fn say_if_replaced(
+    ctx: &Ctx,
+    record: &SessionRecord,
+    rebuilt: Option<&crate::gitsync::checkpoint::Checkpoint>,
+) {
+    let Some(cp) = rebuilt else { return };
+    let now = super::sync::sync_state(record);
+    let pushed = now.and_then(|s| s.snapshot.zip(s.index));
+    if pushed != cp.pushed {
+        ctx.ui.warn(format!(
+            "this work tree had edits the old sandbox was never given, so the sync replaced the rebuilt work with them; \
+             the sandbox's work is kept as checkpoint {}: `rclaude pull --checkpoint {}` brings it back as a branch",
+            cp.id, cp.id
+        ));
+    }
+}
+
+/// Bring a lost (or left) sandbox's work into the new one from its newest checkpoint, saying
+/// what happened; a failure is a warning (the checkpoint stays on this machine). The checkpoint
+/// when its work was rebuilt.
+async fn rebuild_from_checkpoint(
+    ctx: &Ctx,
+    old: &SessionRecord,
+    record: &mut SessionRecord,
+    sandbox: &dyn Sandbox,
+) -> Option<crate::gitsync::checkpoint::Checkpoint> {
+    use super::rebuild::Rebuilt;
+    match super::rebuild::rebuild(ctx, old, record, sandbox).await {
+        Ok(Rebuilt::Restored(cp)) => {
+            ctx.ui.info(format!(
+                "Rebuilt the work of sandbox {} from checkpoint {} ({}): the same files, commits and branch",
+                old.sandbox_id, cp.id, cp.reason
+            ));
+            return Some(cp);
+        }
+        Ok(Rebuilt::NoCheckpoint) => ctx.ui.warn(format!(
+            "no checkpoint of sandbox {}'s work was kept; the new sandbox starts from this work tree",
+            old.sandbox_id
+        )),
+        Ok(Rebuilt::Superseded(cp)) => ctx.ui.info(format!(
+            "checkpoint {} of sandbox {} predates its last sync, which replaced that work (brought back here then); the new sandbox starts from this work tree",
+            cp.id, old.sandbox_id
+        )),
+        Err(e) => ctx.ui.warn(format!(
+            "could not rebuild sandbox {}'s work from its checkpoint: {}; it is safe on this machine: `rclaude pull --checkpoint` brings it back as a branch",
+            old.sandbox_id, e.message
+        )),
+    }
+    None
 }
 
 /// The server's newest live managed session of this repository and branch, recorded here.
