@@ -530,3 +530,40 @@ fn the_end_of_a_detached_run_reaches_the_server_once() {
     );
     t.ok(&["down", "--yes", "--discard"]);
 }
+
+#[test]
+fn up_reports_where_the_labelled_ports_are_for_the_dashboard() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("server.db").display());
+    let server = Server::start(&db, "127.0.0.1:0");
+    let token = server.create_account("alice");
+    let t = TestRepo::new(
+        "[sandbox]\nprovider = \"local\"\n[ports]\n3000 = \"web\"\n9229 = { label = \"debugger\" }\n",
+    );
+    t.commit_all("init");
+    let login = t
+        .cmd(&["login", "--server", &server.base])
+        .env("RCLAUDE_TOKEN", &token)
+        .output()
+        .unwrap();
+    assert!(login.status.success());
+    t.ok(&["up"]);
+    let session = t.session_record()["session_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let detail = server.get(&token, &format!("/v1/sessions/{session}"));
+    let ports = detail["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "ports")
+        .unwrap_or_else(|| panic!("no ports event: {detail:#}"));
+    assert_eq!(
+        ports["data"]["ports"],
+        serde_json::json!([
+            {"port": 3000, "label": "web", "url": "http://127.0.0.1:3000"},
+            {"port": 9229, "label": "debugger", "url": "http://127.0.0.1:9229"}
+        ])
+    );
+}

@@ -405,7 +405,7 @@ fn dashboard_in_a_browser_shows_a_session_live() {
     d.js("window.__stillTheSamePage = 42; return true;");
 
     // The CLI starts a session: it appears in the open page, without a reload.
-    let t = TestRepo::new("[tasks.test]\nrun = \"echo ok\"\n");
+    let t = TestRepo::new("[tasks.test]\nrun = \"echo ok\"\n[ports]\n8080 = \"preview\"\n");
     t.commit_all("init");
     let login = t
         .cmd(&["login", "--server", &server.base])
@@ -460,6 +460,11 @@ fn dashboard_in_a_browser_shows_a_session_live() {
         Duration::from_secs(30),
     );
     assert!(d.url().ends_with(&format!("/sessions/{sid}")));
+    // The labelled port `up` reported, as a link.
+    assert_eq!(
+        d.js("const a = document.querySelector('#ports a'); return a && [a.href, a.textContent]"),
+        serde_json::json!(["http://127.0.0.1:8080/", "preview (8080)"])
+    );
     d.wait_until(
         "the session socket",
         "return document.getElementById('session-live').dataset.connected === 'yes'",

@@ -149,6 +149,9 @@ pub enum EventKind {
     Heartbeat,
     TaskStarted,
     TaskFinished,
+    /// Where the session's labelled `[ports]` are reached (`data.ports`); the dashboard links
+    /// the latest.
+    Ports,
 }
 
 impl EventKind {
@@ -160,7 +163,7 @@ impl EventKind {
         )
     }
 
-    pub const ALL: [EventKind; 8] = [
+    pub const ALL: [EventKind; 9] = [
         EventKind::Created,
         EventKind::Started,
         EventKind::Paused,
@@ -169,6 +172,7 @@ impl EventKind {
         EventKind::Heartbeat,
         EventKind::TaskStarted,
         EventKind::TaskFinished,
+        EventKind::Ports,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -181,6 +185,7 @@ impl EventKind {
             EventKind::Heartbeat => "heartbeat",
             EventKind::TaskStarted => "task_started",
             EventKind::TaskFinished => "task_finished",
+            EventKind::Ports => "ports",
         }
     }
 

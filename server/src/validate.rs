@@ -177,6 +177,10 @@ pub fn event_data(kind: EventKind, data: Option<Value>) -> Result<Value, ApiErro
             require("exit_code")?;
             require("duration_ms")?;
         }
+        EventKind::Ports => {
+            require("ports")?;
+            ports(&map["ports"])?;
+        }
         _ => {}
     }
     let value = Value::Object(map);
@@ -186,6 +190,66 @@ pub fn event_data(kind: EventKind, data: Option<Value>) -> Result<Value, ApiErro
         )));
     }
     Ok(value)
+}
+
+/// Ports a `ports` event may list.
+pub const MAX_PORTS: usize = 32;
+
+/// `data.ports` of a `ports` event: at most [`MAX_PORTS`] objects `{port, label?, url}`, `port`
+/// 1–65535, `label` up to 64 characters, `url` an `http://` or `https://` URL (the dashboard
+/// links it) up to 300 characters.
+fn ports(v: &Value) -> Result<(), ApiError> {
+    let Some(list) = v.as_array() else {
+        return Err(ApiError::invalid(format!(
+            "`data.ports` must be an array, not {}",
+            json_kind(v)
+        )));
+    };
+    if list.len() > MAX_PORTS {
+        return Err(ApiError::invalid(format!(
+            "`data.ports` lists {} ports; at most {MAX_PORTS}",
+            list.len()
+        )));
+    }
+    for (i, p) in list.iter().enumerate() {
+        let at = format!("data.ports[{i}]");
+        let Some(obj) = p.as_object() else {
+            return Err(ApiError::invalid(format!(
+                "`{at}` must be an object, not {}",
+                json_kind(p)
+            )));
+        };
+        if obj
+            .get("port")
+            .and_then(Value::as_u64)
+            .is_none_or(|n| !(1..=65535).contains(&n))
+        {
+            return Err(ApiError::invalid(format!(
+                "`{at}.port` must be a port number from 1 to 65535"
+            )));
+        }
+        match obj.get("label") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(l)) => text(&format!("{at}.label"), l, 64)?,
+            Some(other) => {
+                return Err(ApiError::invalid(format!(
+                    "`{at}.label` must be a string, not {}",
+                    json_kind(other)
+                )));
+            }
+        }
+        let url = obj.get("url").and_then(Value::as_str).unwrap_or_default();
+        let parsed = url::Url::parse(url).ok();
+        if url.len() > 300
+            || !parsed
+                .is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+        {
+            return Err(ApiError::invalid(format!(
+                "`{at}.url` must be an http:// or https:// URL of at most 300 characters"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn json_kind(v: &Value) -> String {
@@ -225,6 +289,27 @@ mod tests {
         let e = event_data(EventKind::Heartbeat, Some(json!({"exit_code": "x"}))).unwrap_err();
         assert!(e.message.contains("data.exit_code"), "{}", e.message);
         assert!(event_data(EventKind::Heartbeat, Some(json!([1]))).is_err());
+        let port = |p: Value| event_data(EventKind::Ports, Some(json!({ "ports": [p] })));
+        assert!(
+            port(json!({"port": 3000, "label": "web", "url": "https://3000-x.e2b.app"})).is_ok()
+        );
+        assert!(port(json!({"port": 8080, "url": "http://127.0.0.1:8080"})).is_ok());
+        assert!(event_data(EventKind::Ports, Some(json!({}))).is_err());
+        for bad in [
+            json!({"port": 0, "url": "http://a"}),
+            json!({"port": 70000, "url": "http://a"}),
+            json!({"port": 80, "url": "javascript:alert(1)"}),
+            json!({"port": 80, "url": "/relative"}),
+            json!({"port": 80, "label": 5, "url": "http://a"}),
+            json!({"port": 80, "label": "x\u{7}", "url": "http://a"}),
+            json!("3000"),
+        ] {
+            assert!(port(bad.clone()).is_err(), "{bad}");
+        }
+        let many: Vec<Value> = (1..=33)
+            .map(|p| json!({"port": p, "url": "http://a"}))
+            .collect();
+        assert!(event_data(EventKind::Ports, Some(json!({ "ports": many }))).is_err());
         assert!(event_data(EventKind::Heartbeat, Some(json!({"duration_ms": -1}))).is_err());
     }
 

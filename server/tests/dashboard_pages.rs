@@ -630,7 +630,74 @@ async fn grouping_and_paging(db: TestDb) {
     );
 }
 
+/// A session's latest `ports` event becomes links on its page (escaped, http(s) only); a bad
+/// one is refused at the API; a stopped session shows none.
+async fn ports_are_linked(db: TestDb) {
+    let token = create_account(&db, "alice").await;
+    let server = Server::start(&db, &[]).await;
+    let c = server.client(&token);
+    let sid = c.new_session("github.com/acme/app", None).await;
+    c.event(&sid, "started", None).await;
+    let mut web = Web::new(&server);
+    web.sign_in(&token).await;
+    let path = format!("/sessions/{sid}");
+    assert!(
+        !web.get(&path).await.body.contains("id=\"ports\""),
+        "no ports yet"
+    );
+
+    c.event_with(
+        &sid,
+        "ports",
+        serde_json::json!({"ports": [{"port": 3000, "label": "old", "url": "http://127.0.0.1:3000"}]}),
+        None,
+    )
+    .await;
+    c.event_with(
+        &sid,
+        "ports",
+        serde_json::json!({"ports": [
+            {"port": 3000, "label": "web <b>", "url": "https://3000-sbx.e2b.app"},
+            {"port": 9229, "url": "http://127.0.0.1:9229"}
+        ]}),
+        None,
+    )
+    .await;
+    let body = web.get(&path).await.body;
+    assert!(
+        body.contains(
+            "<a href=\"https://3000-sbx.e2b.app\" target=\"_blank\" rel=\"noopener noreferrer\">web &lt;b&gt; (3000)</a>"
+        ),
+        "{body}"
+    );
+    assert!(body.contains("port (9229)"), "{body}");
+    assert!(
+        !body.contains(">old (3000)"),
+        "only the latest ports event is linked"
+    );
+
+    for bad in [
+        serde_json::json!({"ports": [{"port": 3000, "url": "javascript:alert(1)"}]}),
+        serde_json::json!({"ports": [{"port": 0, "url": "http://a"}]}),
+        serde_json::json!({}),
+    ] {
+        let (status, v) = c
+            .post(
+                &format!("/v1/sessions/{sid}/events"),
+                serde_json::json!({"type": "ports", "idempotency_key": uuid::Uuid::new_v4().to_string(), "data": bad}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    }
+    c.event(&sid, "stopped", None).await;
+    assert!(
+        !web.get(&path).await.body.contains("id=\"ports\""),
+        "a stopped session links no ports"
+    );
+}
+
 both_engines!(
+    ports_are_linked,
     sign_in_and_out,
     only_own_data,
     figures_match_the_api,

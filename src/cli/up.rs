@@ -67,6 +67,9 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
         },
     )
     .await?;
+    // The dashboard links the session's labelled ports.
+    crate::ops::ports::report(&ctx, &live.record);
+    ctx.reporter.flush().await;
     ctx.ui.info(format!(
         "Sandbox {} ({}) is up; the repository is at {}",
         live.record.sandbox_id, live.record.provider, live.record.workdir

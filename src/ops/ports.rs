@@ -63,6 +63,38 @@ pub fn reach(
     }
 }
 
+/// Ports one `ports` event lists (the server's limit).
+const REPORTED_PORTS: usize = 32;
+
+/// Tell the server where the session's `[ports]` are reached, so the dashboard links them;
+/// nothing without `[ports]`, a server, or a provider that serves ports.
+pub fn report(ctx: &Ctx, record: &SessionRecord) {
+    let policy = ctx.config.network.policy();
+    let list: Vec<serde_json::Value> = ctx
+        .config
+        .ports
+        .iter()
+        .filter_map(|(port, spec)| {
+            let port: u16 = port.parse().ok()?;
+            let url = reach(record, &policy, port).ok()?.url().to_string();
+            // The server takes labels of 1-64 characters without control characters.
+            let label = spec
+                .label()
+                .map(|l| {
+                    let kept: String = l.chars().filter(|c| !c.is_control()).take(64).collect();
+                    kept.trim().to_string()
+                })
+                .filter(|l| !l.is_empty());
+            Some(serde_json::json!({ "port": port, "label": label, "url": url }))
+        })
+        .take(REPORTED_PORTS)
+        .collect();
+    if !list.is_empty() {
+        ctx.reporter
+            .event(record, "ports", serde_json::json!({ "ports": list }));
+    }
+}
+
 /// Copy buffer per direction of a forwarded connection.
 const BUF: usize = 256 * 1024;
 

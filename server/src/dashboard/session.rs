@@ -39,6 +39,48 @@ fn task_results(events: &[Event]) -> Vec<TaskResult<'_>> {
         .collect()
 }
 
+/// A labelled port of the session, from its latest `ports` event.
+struct PortLink {
+    port: u64,
+    label: Option<String>,
+    url: String,
+}
+
+fn port_links(latest: Option<&Event>) -> Vec<PortLink> {
+    let Some(list) = latest.and_then(|e| e.data["ports"].as_array()) else {
+        return Vec::new();
+    };
+    list.iter()
+        .filter_map(|p| {
+            let url = p["url"].as_str()?;
+            // Checked when the event was accepted; links are only ever http(s).
+            (url.starts_with("http://") || url.starts_with("https://")).then(|| PortLink {
+                port: p["port"].as_u64().unwrap_or(0),
+                label: p["label"].as_str().map(str::to_string),
+                url: url.to_string(),
+            })
+        })
+        .collect()
+}
+
+fn ports(links: &[PortLink]) -> Markup {
+    html! {
+        section aria-labelledby="h-ports" {
+            h2 id="h-ports" { "Ports" }
+            ul id="ports" {
+                @for p in links {
+                    li {
+                        a href=(p.url) target="_blank" rel="noopener noreferrer" {
+                            (p.label.as_deref().unwrap_or("port")) " (" (p.port) ")"
+                        }
+                        " " code { (p.url) }
+                    }
+                }
+            }
+        }
+    }
+}
+
 fn ms_text(ms: i64) -> String {
     if ms < 1000 {
         format!("{ms} ms")
@@ -197,6 +239,15 @@ pub async fn page_handler(
         Err(e) => return layout::store_error(Some(&user), e),
     };
     let tasks = task_results(&finished);
+    let port_events = match state.store.events_of_kind(account, &sid, "ports").await {
+        Ok(e) => e,
+        Err(e) => return layout::store_error(Some(&user), e),
+    };
+    let links = if session.state == "stopped" {
+        Vec::new()
+    } else {
+        port_links(port_events.last())
+    };
     let latest = events.last().is_none_or(|e| e.seq >= session.last_seq);
     let title = format!("Session {}", short_id(&session.id));
     let body = html! {
@@ -211,6 +262,9 @@ pub async fn page_handler(
                 @if session.managed && session.state != "stopped" {
                     (controls(&session, &user.csrf))
                 }
+            }
+            @if !links.is_empty() {
+                (ports(&links))
             }
             section aria-labelledby="h-tasks" {
                 h2 id="h-tasks" { "Task results" }
