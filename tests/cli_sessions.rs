@@ -287,6 +287,55 @@ fn fork_carries_dependencies_and_edits_without_running_setup_again() {
     t.ok(&["down", "--yes", "--discard", "-s", "f1"]);
 }
 
+#[test]
+fn a_fresh_fork_rebuilds_the_work_in_a_new_sandbox_and_runs_setup_there() {
+    let config = format!(
+        "{CONFIG}[setup]\nrun = \"echo ran >> $HOME/setup-runs && mkdir -p deps && echo lib > deps/lib.txt\"\n"
+    );
+    let t = TestRepo::new(&config);
+    t.write(".gitignore", "deps/\n");
+    t.write("a.txt", "base\n");
+    t.commit_all("init");
+    t.ok(&["up", "--quiet"]);
+    // The source's work: a branch with a commit, an edit, an untracked file; and something
+    // outside the work tree that only a copy of the whole sandbox would carry.
+    t.ok(&[
+        "exec",
+        "--no-sync",
+        "--",
+        "sh",
+        "-c",
+        "git checkout -qb topic && echo one > one.txt && git add one.txt && \
+         git -c user.name=s -c user.email=s@x commit -qm 'sandbox: one' && \
+         echo edited > a.txt && echo new > new.txt && echo cached > $HOME/cache",
+    ]);
+
+    let r = t.ok(&["fork", "f2", "--fresh"]);
+    assert!(
+        r.stderr().contains("Rebuilt the work of sandbox"),
+        "{}",
+        r.all()
+    );
+    let in_fork = |cmd: &str| {
+        t.ok(&["exec", "-s", "f2", "--no-sync", "--", "sh", "-c", cmd])
+            .stdout()
+    };
+    assert_eq!(
+        in_fork(
+            "git rev-parse --abbrev-ref HEAD; git log -1 --format=%s; cat a.txt new.txt deps/lib.txt $HOME/setup-runs"
+        ),
+        "topic\nsandbox: one\nedited\nnew\nlib\nran\n"
+    );
+    assert_eq!(
+        in_fork("test -e $HOME/cache && echo copied || echo fresh"),
+        "fresh\n"
+    );
+    // Its work comes back on its own branch.
+    t.ok(&["pull", "-s", "f2"]);
+    assert_eq!(t.git(&["show", "rclaude/f2/topic:new.txt"]), "new\n");
+    t.ok(&["down", "--yes", "--discard", "-s", "f2"]);
+}
+
 /// A local webhook receiver: keeps every request body it gets (answers 200).
 fn receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
     use std::io::{BufRead, BufReader, Read, Write};

@@ -9,10 +9,11 @@ use crate::error::{CliError, CliResult};
 ///
 /// The source is the repository's default session, or `--from NAME` (`--session` works too).
 /// On the local provider the sandbox is copied (copy-on-write where the file system supports
-/// it); other providers say they cannot fork yet.
+/// it), on E2B forked by E2B; on other providers the source's work is checkpointed and rebuilt
+/// in a new sandbox, where `[setup]` runs again.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  rclaude fork try-2\n  rclaude fork try-3 --from try-2\n  rclaude fork spike && rclaude claude -s spike \"try the other approach\""
+    after_help = "Examples:\n  rclaude fork try-2\n  rclaude fork try-3 --from try-2\n  rclaude fork clean --fresh      # the work only, [setup] run again\n  rclaude fork spike && rclaude claude -s spike \"try the other approach\""
 )]
 pub struct Args {
     /// The new session's name.
@@ -21,6 +22,11 @@ pub struct Args {
     /// The session to copy (default: the repository's default session).
     #[arg(long, value_name = "SESSION")]
     pub from: Option<String>,
+    /// A new sandbox with the source's work (files, sandbox-side commits, uncommitted edits)
+    /// rebuilt from a checkpoint, where `[setup]` runs again, instead of a copy of the whole
+    /// sandbox (what providers that cannot copy sandboxes always do).
+    #[arg(long)]
+    pub fresh: bool,
 }
 
 pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
@@ -38,7 +44,9 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
         }
         None => g.checkout_ctx()?,
     };
-    let record = crate::ops::fork::fork(&ctx, &args.name).await?;
+    crate::session::validate_session_name(&args.name).map_err(CliError::usage)?;
+    let target = g.local_named_ctx(&args.name)?;
+    let record = crate::ops::fork::fork(&ctx, &target, &args.name, args.fresh).await?;
     ctx.ui.info(format!(
         "Session \"{}\" is up ({}); `-s {}` reaches it",
         args.name, record.sandbox_id, args.name

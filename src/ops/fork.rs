@@ -7,13 +7,15 @@ use crate::error::{CliError, CliResult};
 use crate::provider::SandboxSpec;
 use crate::session::{SessionRecord, SessionStore};
 
-/// Fork `source`'s session (`ctx`: the source) into the repository's new named session `name`.
-pub async fn fork(ctx: &Ctx, name: &str) -> CliResult<SessionRecord> {
+/// Fork `source`'s session (`ctx`: the source) into the repository's new named session `name`
+/// (`target`: its context). With `fresh`, or where the provider cannot copy a sandbox, the
+/// source's work is checkpointed and rebuilt in a new sandbox, and `[setup]` runs there.
+pub async fn fork(ctx: &Ctx, target: &Ctx, name: &str, fresh: bool) -> CliResult<SessionRecord> {
     crate::session::validate_session_name(name).map_err(CliError::usage)?;
-    let target = SessionStore::for_named(&ctx.repo, name);
+    let store = SessionStore::for_named(&ctx.repo, name);
     // Held for the whole fork: a second `fork` to the same name waits, then finds it taken.
-    let _target_lock = target.lock()?;
-    if target.load()?.is_some() {
+    let _target_lock = store.lock()?;
+    if store.load()?.is_some() {
         return Err(
             CliError::usage(format!("session \"{name}\" already exists")).hint(format!(
                 "pick another name, or `rclaude down -s {name}` first"
@@ -30,6 +32,9 @@ pub async fn fork(ctx: &Ctx, name: &str) -> CliResult<SessionRecord> {
             "the source's sandbox {} no longer exists",
             source.sandbox_id
         )));
+    }
+    if fresh || !provider.can_fork() {
+        return by_rebuild(ctx, target, &source).await;
     }
     let session_id = uuid::Uuid::new_v4().to_string();
     let mut metadata = std::collections::BTreeMap::new();
@@ -62,10 +67,38 @@ pub async fn fork(ctx: &Ctx, name: &str) -> CliResult<SessionRecord> {
         created_at: crate::time::now_rfc3339(),
         ..source
     };
-    target.save(&record)?;
+    store.save(&record)?;
     ctx.reporter.session_created(&record, &ctx.session_facts());
     ctx.reporter
         .event(&record, "started", serde_json::json!({}));
     ctx.reporter.flush().await;
     Ok(record)
+}
+
+/// The fork of a provider that cannot copy sandboxes: the source's work checkpointed now and
+/// rebuilt in a new sandbox (files, sandbox-side commits and edits; what `[setup]` installs is
+/// installed again).
+async fn by_rebuild(ctx: &Ctx, target: &Ctx, source: &SessionRecord) -> CliResult<SessionRecord> {
+    if !ctx.local_checkout {
+        return Err(CliError::usage(format!(
+            "the {} provider cannot copy sandboxes, and a session without a checkout here cannot be rebuilt from one",
+            source.provider
+        )));
+    }
+    if !ctx.provider_for(source)?.can_fork() {
+        ctx.ui.info(format!(
+            "The {} provider cannot copy sandboxes: the new session gets the source's work through a checkpoint, and [setup] runs in it",
+            source.provider
+        ));
+    }
+    let sandbox = ctx.connect(source).await?;
+    let step = ctx.ui.step("Checkpointing the source's work");
+    match super::checkpoint::take_now(ctx, source, &*sandbox, "fork").await {
+        Ok(_) => step.done(None),
+        Err(e) => {
+            step.fail(None);
+            return Err(e);
+        }
+    }
+    super::up::rebuild_as_new(target, source).await
 }

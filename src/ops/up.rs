@@ -261,6 +261,31 @@ async fn relocate(ctx: &Ctx, opts: UpOptions, old: SessionRecord) -> CliResult<L
     })
 }
 
+/// A new sandbox for `ctx`'s session (on `source`'s provider) holding `source`'s work from its
+/// newest checkpoint (take one first), with `[setup]` and `[start]` run: a fork where the
+/// provider cannot copy sandboxes. Without a checkpoint it gets this work tree instead.
+pub async fn rebuild_as_new(ctx: &Ctx, source: &SessionRecord) -> CliResult<SessionRecord> {
+    let provider = ctx.provider_for(source)?;
+    let (mut record, sandbox) = create(ctx, &*provider).await?;
+    if rebuild_from_checkpoint(ctx, source, &mut record, &*sandbox)
+        .await
+        .is_none()
+    {
+        sync_into(ctx, &mut record, &*sandbox).await?;
+    }
+    run_setup(ctx, &mut record, &*sandbox).await?;
+    run_lines(
+        ctx,
+        &record,
+        &*sandbox,
+        "start",
+        &ctx.config.start.run.lines(),
+    )
+    .await?;
+    ctx.reporter.flush().await;
+    Ok(record)
+}
+
 /// After the sync that follows a rebuild: when this machine had edits the old sandbox was never
 /// given, the sync replaced the rebuilt work (as it would have in the old sandbox); say where
 /// that work is kept.

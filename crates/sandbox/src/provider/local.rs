@@ -441,6 +441,10 @@ impl Provider for LocalProvider {
         Ok(self.info_from(&dir, &file, true))
     }
 
+    fn can_fork(&self) -> bool {
+        true
+    }
+
     /// A copy of the source's `root/` (copy-on-write where the file system can: `cp
     /// --reflink=auto`), under a new id, with its own agent and token. The copy lives at another
     /// host path, so absolute paths inside it (a Python venv's, say) still name the source's.

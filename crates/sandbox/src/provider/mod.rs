@@ -391,6 +391,11 @@ pub trait Provider: Send + Sync {
     async fn keep_alive(&self, _id: &str, _lifetime: Duration) -> Result<(), ProviderError> {
         Ok(())
     }
+    /// Whether [`Provider::fork`] copies sandboxes (otherwise it refuses, and callers build a
+    /// copy another way).
+    fn can_fork(&self) -> bool {
+        false
+    }
     /// A new sandbox that starts with everything `source` has (files, installed dependencies,
     /// caches, sandbox-side commits), labelled with `spec`'s metadata; running when this
     /// returns. Providers that cannot copy a sandbox say so.

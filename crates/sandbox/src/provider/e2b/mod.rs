@@ -369,6 +369,10 @@ impl Provider for E2bProvider {
         E2bProvider::keep_alive(self, id, lifetime).await
     }
 
+    fn can_fork(&self) -> bool {
+        true
+    }
+
     /// A new sandbox that starts as a copy of `source` (files, memory, running processes), with
     /// E2B's fork: `POST /sandboxes/{source}/fork` `{timeout, count: 1}`. E2B checkpoints the
     /// source in place; it keeps running.
