@@ -178,8 +178,11 @@ fn a_managed_session_is_created_paused_and_ended_by_the_server() {
     assert_eq!(r.code(), 78, "{}", r.all());
     assert!(r.stderr().contains("rclaude login"), "{}", r.all());
 
-    // No `managed` key: managed because the server we are logged in to offers it.
-    let t = TestRepo::new(CONFIG);
+    // No `managed` key: managed because the server we are logged in to offers it; its own
+    // idle pause and size travel with the create.
+    let t = TestRepo::new(&format!(
+        "[sandbox]\nidle_pause = \"20m\"\ncpu = 2\n{CONFIG}"
+    ));
     t.git(&["remote", "add", "origin", "https://github.com/acme/app.git"]);
     t.write("a.txt", "from the laptop\n");
     t.commit_all("init");
@@ -205,6 +208,7 @@ fn a_managed_session_is_created_paused_and_ended_by_the_server() {
     assert_eq!(detail["session"]["managed"], true, "{detail:#}");
     assert_eq!(detail["session"]["state"], "running");
     assert_eq!(detail["session"]["provider"], "local");
+    assert_eq!(detail["session"]["idle_pause_seconds"], 1200, "{detail:#}");
     assert_eq!(std::fs::read_dir(&sandboxes).unwrap().count(), 1);
 
     // The work tree was synced straight into the server's sandbox.

@@ -117,6 +117,7 @@ async fn seed(store: &Store, n: usize) -> anyhow::Result<(String, String, String
                     config_hash: Some("abc123".into()),
                     managed: false,
                     idempotency_key: None,
+                    idle_pause_ms: None,
                 },
                 t,
             )
@@ -190,6 +191,7 @@ async fn seed(store: &Store, n: usize) -> anyhow::Result<(String, String, String
                 config_hash: None,
                 managed: false,
                 idempotency_key: None,
+                idle_pause_ms: None,
             },
             t,
         )

@@ -45,7 +45,8 @@ pub async fn idle_pause(
     }
 }
 
-/// One round: pause every running managed session idle for longer than `idle`.
+/// One round: pause every running managed session idle for longer than its `idle_pause`
+/// (`idle` when it has none).
 pub async fn idle_round(
     store: &Store,
     sandboxes: &Sandboxes,
@@ -55,9 +56,9 @@ pub async fn idle_round(
         return Ok(0); // another replica is on it
     };
     let now = Now::system();
-    let before = now.ms() - idle.as_millis() as i64;
     let mut paused = 0;
-    for (account, session, sandbox) in store.idle_managed_sessions(before).await? {
+    let idle_ms = i64::try_from(idle.as_millis()).unwrap_or(i64::MAX);
+    for (account, session, sandbox) in store.idle_managed_sessions(now.ms(), idle_ms).await? {
         if let Err(e) = sandboxes.pause(&sandbox).await {
             tracing::warn!(
                 session,

@@ -39,6 +39,10 @@ pub struct Session {
     /// The server created this session's sandbox and owns its lifecycle: it pauses, resumes and
     /// stops it, and bills from its own record (clients' reports do not change billing).
     pub managed: bool,
+    /// A managed session's own idle pause (seconds without client activity before the server
+    /// pauses it); absent: the deployment's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_pause_seconds: Option<i64>,
 }
 
 /// One event of a session's history.

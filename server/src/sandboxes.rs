@@ -32,6 +32,14 @@ impl std::fmt::Debug for Sandboxes {
     }
 }
 
+/// What a managed session asks of its sandbox (`None`: the provider's default).
+#[derive(Debug, Clone, Default)]
+pub struct Size {
+    pub template: Option<String>,
+    pub cpu: Option<u32>,
+    pub memory_mb: Option<u32>,
+}
+
 /// A sandbox just created or resumed, and how clients reach it.
 #[derive(Debug, Clone)]
 pub struct Reached {
@@ -88,6 +96,7 @@ impl Sandboxes {
         repository: &str,
         session_id: &str,
         account_id: &str,
+        size: &Size,
     ) -> Result<Reached, ApiError> {
         let spec = SandboxSpec {
             name: repository
@@ -103,13 +112,31 @@ impl Sandboxes {
                 ("rclaude.managed".to_string(), "true".to_string()),
             ]
             .into(),
+            image: size.template.clone(),
+            cpu: size.cpu,
+            memory_mb: size.memory_mb,
             ..SandboxSpec::default()
         };
         let info = self
             .provider()?
             .create(&spec)
             .await
-            .map_err(provider_error)?;
+            .map_err(|e| match e {
+                // Create refused what the request asked for (a template it does not know, a size
+                // it does not offer): the request's fault.
+                ProviderError::Api {
+                    status: 400 | 404 | 422,
+                    message,
+                    ..
+                } => ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "sandbox_settings_refused",
+                    format!(
+                        "the sandbox provider refused this session's settings (template, resources): {message}"
+                    ),
+                ),
+                other => provider_error(other),
+            })?;
         self.reach(&info.id).await
     }
 

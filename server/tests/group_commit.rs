@@ -61,6 +61,7 @@ async fn seed(store: &Store) -> Vec<String> {
             config_hash: None,
             managed: false,
             idempotency_key: None,
+            idle_pause_ms: None,
         };
         store.create_session(&accounts[0], &new, T).await.unwrap();
     }

@@ -301,6 +301,31 @@ async fn bad_creates_are_refused_and_create_nothing() {
             None,
             "managed false",
         ),
+        (
+            json!({"managed": true, "repository": "acme/app", "template": "base image"}),
+            None,
+            "template with a space",
+        ),
+        (
+            json!({"managed": true, "repository": "acme/app", "resources": {"cpu": 0}}),
+            None,
+            "no cpu",
+        ),
+        (
+            json!({"managed": true, "repository": "acme/app", "resources": {"memory_mb": 64}}),
+            None,
+            "too little memory",
+        ),
+        (
+            json!({"managed": true, "repository": "acme/app", "resources": {"gpu": 1}}),
+            None,
+            "unknown resource",
+        ),
+        (
+            json!({"managed": true, "repository": "acme/app", "idle_pause": 10}),
+            None,
+            "idle pause under a minute",
+        ),
     ] {
         let (s, v) = create(&c, body, key, T0).await;
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{what}: {v}");
@@ -381,6 +406,22 @@ async fn idle_pause(engine: Engine) {
     assert_eq!(s, StatusCode::CREATED, "{idle}");
     let (s, busy) = create_now(&c, body("acme/busy"), None, None).await;
     assert_eq!(s, StatusCode::CREATED, "{busy}");
+    // Its own idle pause, an hour: left running although nobody uses it.
+    let (s, patient) = create_now(
+        &c,
+        json!({"managed": true, "repository": "acme/patient", "idle_pause": 3600,
+               "template": "base", "resources": {"cpu": 2, "memory_mb": 1024}}),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{patient}");
+    assert_eq!(patient["session"]["idle_pause_seconds"], 3600, "{patient}");
+    assert!(
+        idle["session"].get("idle_pause_seconds").is_none(),
+        "{idle}"
+    );
+    let patient_id = patient["session"]["id"].as_str().unwrap().to_string();
     let idle_id = idle["session"]["id"].as_str().unwrap().to_string();
     let busy_id = busy["session"]["id"].as_str().unwrap().to_string();
 
@@ -432,6 +473,11 @@ async fn idle_pause(engine: Engine) {
     );
     let (_, b) = c.get(&format!("/v1/sessions/{busy_id}")).await;
     assert_eq!(b["session"]["state"], "running", "{b}");
+    let (_, p) = c.get(&format!("/v1/sessions/{patient_id}")).await;
+    assert_eq!(
+        p["session"]["state"], "running",
+        "a session with its own longer idle_pause was paused: {p}"
+    );
     assert_eq!(exec(&busy["sandbox"], "echo up").await.unwrap(), "up\n");
     // Resuming works as for any paused session.
     let (s, v) = c
@@ -439,7 +485,7 @@ async fn idle_pause(engine: Engine) {
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(exec(&v["sandbox"], "echo back").await.unwrap(), "back\n");
-    for id in [&idle_id, &busy_id] {
+    for id in [&idle_id, &busy_id, &patient_id] {
         c.send(
             reqwest::Method::DELETE,
             &format!("/v1/sessions/{id}"),

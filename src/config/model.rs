@@ -241,6 +241,11 @@ pub struct SandboxConfig {
     /// Pause instead of destroying the sandbox when `timeout` elapses.
     #[serde(default = "default_true")]
     pub auto_pause: bool,
+    /// Sessions the server manages: pause after this long without activity (sync, exec, a
+    /// task, an open shell, a Claude Code run), 1m to 7d (default: the server's, 15 minutes
+    /// unless its operator changed it).
+    #[serde(default)]
+    pub idle_pause: Option<HumanDuration>,
     /// Absolute path of the repository inside the sandbox (the local provider uses its own).
     #[serde(default = "default_workdir")]
     pub workdir: String,
@@ -273,6 +278,7 @@ impl Default for SandboxConfig {
             memory_mb: None,
             timeout: default_timeout(),
             auto_pause: true,
+            idle_pause: None,
             workdir: default_workdir(),
             isolation: Isolation::Auto,
             expose: Vec::new(),

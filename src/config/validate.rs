@@ -172,6 +172,16 @@ fn check_sandbox(config: &Config, issues: &mut Issues) {
             );
         }
     }
+    if let Some(d) = s.idle_pause
+        && !(60..=604_800).contains(&d.0.as_secs())
+    {
+        issues.push(
+            path!["sandbox", "idle_pause"],
+            At::Value,
+            ErrorKind::InvalidValue,
+            "must be between 1m and 7d (leave it out for the server's default)",
+        );
+    }
     if s.image.as_deref().is_some_and(|i| i.trim().is_empty()) {
         issues.push(
             path!["sandbox", "image"],

@@ -401,6 +401,7 @@ async fn create(
         memory_mb: cfg.memory_mb,
         timeout: Some(cfg.timeout.0),
         auto_pause: cfg.auto_pause,
+        idle_pause: cfg.idle_pause.map(|d| d.0),
         workdir: cfg.workdir.clone(),
         env: ctx.config.env.clone(),
         metadata,

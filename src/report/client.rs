@@ -263,15 +263,25 @@ impl ServerClient {
         .await
     }
 
-    /// `POST /v1/sessions` with `"managed": true`: the server creates the sandbox. Idempotent
+    /// `POST /v1/sessions` with `"managed": true` and `settings`: the server creates the sandbox. Idempotent
     /// by `key`.
     pub async fn create_managed(
         &self,
         repository: &str,
         name: &str,
         key: &str,
+        settings: &ManagedSettings,
     ) -> Result<Value, ServerError> {
-        let body = json!({ "managed": true, "repository": repository, "name": name });
+        let mut body = json!({ "managed": true, "repository": repository, "name": name });
+        if let Some(t) = &settings.template {
+            body["template"] = json!(t);
+        }
+        if settings.cpu.is_some() || settings.memory_mb.is_some() {
+            body["resources"] = json!({ "cpu": settings.cpu, "memory_mb": settings.memory_mb });
+        }
+        if let Some(d) = settings.idle_pause {
+            body["idle_pause"] = json!(d.as_secs());
+        }
         self.send(
             self.http
                 .post(format!("{}/v1/sessions", self.base))
@@ -346,4 +356,15 @@ impl ServerClient {
             None => format!("{ws}{path}"),
         }
     }
+}
+
+/// What a managed session asks of its sandbox (`None`: the server's default).
+#[derive(Debug, Clone, Default)]
+pub struct ManagedSettings {
+    /// The provider's template (image).
+    pub template: Option<String>,
+    pub cpu: Option<u32>,
+    pub memory_mb: Option<u32>,
+    /// Pause after this long without activity.
+    pub idle_pause: Option<std::time::Duration>,
 }

@@ -236,7 +236,17 @@ impl Provider for ManagedProvider {
             .ok_or_else(|| protocol("no repository to create a managed session for"))?;
         let answer = self
             .client
-            .create_managed(repository, branch, &key)
+            .create_managed(
+                repository,
+                branch,
+                &key,
+                &super::client::ManagedSettings {
+                    template: spec.image.clone(),
+                    cpu: spec.cpu,
+                    memory_mb: spec.memory_mb,
+                    idle_pause: spec.idle_pause,
+                },
+            )
             .await
             .map_err(server_error)?;
         let workdir = answer["sandbox"]["workdir"].as_str().unwrap_or_default();

@@ -81,6 +81,9 @@ pub async fn submit(
         name: None,
         clone_url: Some(target),
         git_token: token,
+        template: None,
+        resources: None,
+        idle_pause: None,
     };
     let account = &user.principal.account_id;
     match crate::routes::managed::create(&state, account, now, &HeaderMap::new(), request).await {

@@ -45,6 +45,68 @@ pub struct CreateManaged {
     #[serde(default)]
     #[schema(value_type = Option<String>, write_only, max_length = 1000)]
     pub git_token: Option<GitToken>,
+    /// The provider's template (image) to start the sandbox from (default: the provider's);
+    /// 1 to 200 characters of letters, digits and `._:/@-`. One the provider does not know
+    /// is a 422.
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 200)]
+    pub template: Option<String>,
+    /// CPU and memory for the sandbox (default: the provider's).
+    #[serde(default)]
+    pub resources: Option<Resources>,
+    /// Seconds without client activity after which the server pauses the session (60 to
+    /// 604800; default: the deployment's `--idle-pause`). Checked at least every 30 seconds.
+    #[serde(default)]
+    #[schema(minimum = 60, maximum = 604800)]
+    pub idle_pause: Option<u64>,
+}
+
+/// A managed sandbox's size.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Resources {
+    /// Virtual CPUs, 1 to 64.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 64)]
+    pub cpu: Option<u32>,
+    /// Memory in MiB, 128 to 262144.
+    #[serde(default)]
+    #[schema(minimum = 128, maximum = 262144)]
+    pub memory_mb: Option<u32>,
+}
+
+/// Check the sandbox settings of a create request.
+fn check_settings(body: &CreateManaged) -> Result<(), ApiError> {
+    if let Some(t) = &body.template
+        && (t.is_empty()
+            || t.len() > 200
+            || !t
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._:/@-".contains(&b)))
+    {
+        return Err(ApiError::invalid(
+            "template: 1 to 200 letters, digits and `._:/@-`",
+        ));
+    }
+    if let Some(r) = &body.resources {
+        if r.cpu.is_some_and(|c| !(1..=64).contains(&c)) {
+            return Err(ApiError::invalid("resources.cpu: 1 to 64"));
+        }
+        if r.memory_mb.is_some_and(|m| !(128..=262_144).contains(&m)) {
+            return Err(ApiError::invalid(
+                "resources.memory_mb: 128 to 262144 (MiB)",
+            ));
+        }
+    }
+    if body
+        .idle_pause
+        .is_some_and(|s| !(60..=604_800).contains(&s))
+    {
+        return Err(ApiError::invalid(
+            "idle_pause: 60 to 604800 seconds (one minute to a week)",
+        ));
+    }
+    Ok(())
 }
 
 /// A token for the upstream: shown as `***` wherever it is printed.
@@ -117,6 +179,7 @@ pub async fn create(
         return Err(ApiError::invalid("`managed` must be true here"));
     }
     validate::repository(&body.repository)?;
+    check_settings(&body)?;
     if let Some(n) = &body.name {
         validate::branch(n)?;
     }
@@ -161,6 +224,9 @@ pub async fn create(
             source,
             token: body.git_token,
             key,
+            template: body.template,
+            resources: body.resources,
+            idle_pause_ms: body.idle_pause.map(|s| s as i64 * 1000),
         },
     ));
     match task.await {
@@ -190,6 +256,9 @@ struct Plan {
     source: Option<(String, Option<String>)>,
     token: Option<GitToken>,
     key: Option<String>,
+    template: Option<String>,
+    resources: Option<Resources>,
+    idle_pause_ms: Option<i64>,
 }
 
 /// What [`make`] answers.
@@ -210,7 +279,14 @@ async fn make(
     plan: Plan,
 ) -> Result<Made, ApiError> {
     let id = uuid::Uuid::new_v4().to_string();
-    let reached = sandboxes.create(&plan.repository, &id, &account_id).await?;
+    let size = crate::sandboxes::Size {
+        template: plan.template.clone(),
+        cpu: plan.resources.and_then(|r| r.cpu),
+        memory_mb: plan.resources.and_then(|r| r.memory_mb),
+    };
+    let reached = sandboxes
+        .create(&plan.repository, &id, &account_id, &size)
+        .await?;
     let mut cloned_branch = None;
     if let Some((url, git_ref)) = &plan.source {
         let token = plan.token.as_ref().map(|t| t.0.as_str());
@@ -238,6 +314,7 @@ async fn make(
         config_hash: None,
         managed: true,
         idempotency_key: plan.key.clone(),
+        idle_pause_ms: plan.idle_pause_ms,
     };
     if let Err(e) = state
         .store

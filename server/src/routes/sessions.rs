@@ -156,6 +156,7 @@ pub async fn create(
         config_hash: body.config_hash,
         managed: false,
         idempotency_key: None,
+        idle_pause_ms: None,
     };
     let (session, created) = state
         .store

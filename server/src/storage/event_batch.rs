@@ -232,7 +232,7 @@ impl Writer {
                 row.id.clone(),
                 Staged {
                     account_id: r.try_get(13)?,
-                    repository_id: r.try_get(15)?,
+                    repository_id: r.try_get("repository_id")?,
                     row,
                     stopped_at_ms: None,
                     touched: false,

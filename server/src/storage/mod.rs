@@ -80,6 +80,9 @@ pub struct NewSession {
     pub managed: bool,
     /// The create request's `Idempotency-Key` (managed sessions).
     pub idempotency_key: Option<String>,
+    /// Pause after this long without client activity (managed sessions; `None`: the
+    /// deployment's default).
+    pub idle_pause_ms: Option<i64>,
 }
 
 /// A new event (validated by the caller).
@@ -185,7 +188,7 @@ macro_rules! session_select {
     () => {
         "SELECT s.id, r.name, s.branch, s.provider, s.sandbox_id, s.config_hash, s.state, \
          s.created_at_ms, s.updated_at_ms, s.last_seen_s, s.active_since_s, s.active_closed_s, \
-         s.last_seq, s.account_id, s.managed \
+         s.last_seq, s.account_id, s.managed, s.idle_pause_ms \
          FROM sessions s JOIN repositories r ON r.id = s.repository_id "
     };
 }
@@ -193,7 +196,7 @@ macro_rules! session_select {
 /// The columns of `session_select!` (without the FROM clause).
 const SESSION_COLS: &str = "SELECT s.id, r.name, s.branch, s.provider, s.sandbox_id, \
      s.config_hash, s.state, s.created_at_ms, s.updated_at_ms, s.last_seen_s, s.active_since_s, \
-     s.active_closed_s, s.last_seq, s.account_id, s.managed";
+     s.active_closed_s, s.last_seq, s.account_id, s.managed, s.idle_pause_ms";
 
 const METER_COLS: &str = "id, source, interval_id, account_id, customer_id, event_name, value, \
      timestamp_s, state, attempts, next_attempt_ms, last_error, created_at_ms, sent_at_ms";
@@ -292,6 +295,7 @@ struct SessionRow {
     active_closed_s: i64,
     last_seq: i64,
     managed: bool,
+    idle_pause_ms: Option<i64>,
 }
 
 /// How long after its last sign of life a session stays billable: the configured grace for
@@ -322,6 +326,7 @@ impl SessionRow {
             active_closed_s: r.try_get(11)?,
             last_seq: r.try_get(12)?,
             managed: r.try_get::<i64, _>("managed")? != 0,
+            idle_pause_ms: r.try_get("idle_pause_ms")?,
         })
     }
 
@@ -354,6 +359,7 @@ impl SessionRow {
             cost_micros: crate::billing::active_amount(active_seconds, prices.hour_micros),
             last_seq: self.last_seq,
             managed: self.managed,
+            idle_pause_seconds: self.idle_pause_ms.map(|ms| ms / 1000),
         }
     }
 }

@@ -37,8 +37,8 @@ impl Store {
         let inserted = sqlx::query(
             "INSERT INTO sessions (id, account_id, repository_id, branch, provider, sandbox_id, \
              config_hash, state, created_at_ms, updated_at_ms, last_seen_s, active_closed_s, last_seq, \
-             managed, idempotency_key) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'created', $8, $8, $9, 0, 1, $10, $11) \
+             managed, idempotency_key, idle_pause_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'created', $8, $8, $9, 0, 1, $10, $11, $12) \
              ON CONFLICT (id) DO NOTHING",
         )
         .bind(&new.id)
@@ -52,6 +52,7 @@ impl Store {
         .bind(now_s)
         .bind(i64::from(new.managed))
         .bind(&new.idempotency_key)
+        .bind(new.idle_pause_ms)
         .execute(&mut *tx)
         .await?
         .rows_affected()
@@ -155,18 +156,22 @@ impl Store {
         Ok(())
     }
 
-    /// Running managed sessions whose last event is older than `before_ms`:
-    /// `(account_id, session_id, sandbox_id)`, oldest first.
+    /// Running managed sessions whose last event is older than their idle pause (the session's
+    /// own, else `default_idle_ms`) at `now_ms`: `(account_id, session_id, sandbox_id)`, oldest
+    /// first.
     pub async fn idle_managed_sessions(
         &self,
-        before_ms: i64,
+        now_ms: i64,
+        default_idle_ms: i64,
     ) -> Result<Vec<(String, String, String)>> {
         let rows = sqlx::query(
             "SELECT account_id, id, sandbox_id FROM sessions \
-             WHERE managed = 1 AND state = 'running' AND updated_at_ms < $1 \
+             WHERE managed = 1 AND state = 'running' \
+             AND updated_at_ms < $1 - COALESCE(idle_pause_ms, $2) \
              AND sandbox_id IS NOT NULL ORDER BY updated_at_ms LIMIT 100",
         )
-        .bind(before_ms)
+        .bind(now_ms)
+        .bind(default_idle_ms)
         .fetch_all(&self.db.read)
         .await?;
         rows.iter()
@@ -355,7 +360,7 @@ impl Store {
              RETURNING id, (SELECT r.name FROM repositories r WHERE r.id = sessions.repository_id), \
              branch, provider, sandbox_id, config_hash, state, created_at_ms, updated_at_ms, \
              last_seen_s, active_since_s, active_closed_s, last_seq, account_id, repository_id, \
-             managed",
+             managed, idle_pause_ms",
         )
         .bind(session_id)
         .bind(account_id)

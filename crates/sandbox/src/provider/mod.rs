@@ -72,6 +72,9 @@ pub struct SandboxSpec {
     /// Idle lifetime before the provider pauses (or stops) the sandbox.
     pub timeout: Option<Duration>,
     pub auto_pause: bool,
+    /// Pause after this long without client activity: sessions a server manages (it watches
+    /// activity); other providers pause on `timeout`.
+    pub idle_pause: Option<Duration>,
     /// Where the repository lives inside the sandbox (providers may override, e.g. local).
     pub workdir: String,
     /// Plain environment for every process (not secrets: those are passed per exec).
