@@ -554,3 +554,94 @@ fn up_provider_moves_the_session_with_its_work_and_back() {
     assert_eq!(t.repo.git(&["show", "moved:d/two.txt"]), "two\n");
     assert_eq!(t.repo.git(&["show", "moved:one.txt"]), "one\n");
 }
+
+/// A server whose managed sessions run on E2B (the fake): the server holds the E2B key, the CLI
+/// none; `up` creates the session through the server and syncs straight into the E2B sandbox's
+/// envd; pause, resume and down act on E2B through the server.
+#[test]
+fn a_server_runs_managed_sessions_on_e2b() {
+    let vm = tempfile::tempdir().unwrap();
+    let root = vm.path().canonicalize().unwrap();
+    let workdir = format!("{}/home/user/workspace", root.display());
+    let fake = FakeE2b::start_with(FakeOptions {
+        shared_root: Some(root),
+        ..FakeOptions::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("server.db").display());
+    let server = common::server::Server::start_with_env(
+        &db,
+        "127.0.0.1:0",
+        &[
+            "--sandbox-provider",
+            "e2b",
+            "--sandbox-workdir",
+            &workdir,
+            "--idle-pause",
+            "off",
+        ],
+        &fake.env(),
+    );
+    let token = server.create_account("alice");
+
+    let repo = TestRepo::new("[tasks.hello]\nrun = \"cat README.md\"\n");
+    repo.write("README.md", "hello from the laptop\n");
+    repo.commit_all("initial");
+    let cmd = |args: &[&str]| {
+        let mut c = repo.cmd(args);
+        // The CLI holds no E2B key: only the server does.
+        for var in [
+            "E2B_API_KEY",
+            "E2B_API_URL",
+            "E2B_SANDBOX_URL",
+            "E2B_DOMAIN",
+        ] {
+            c.env_remove(var);
+        }
+        c.env("RCLAUDE_TOKEN", &token);
+        c
+    };
+    let ok = |args: &[&str]| {
+        let r = Run(cmd(args).output().unwrap());
+        assert_eq!(r.code(), 0, "rclaude {args:?}:\n{}", r.all());
+        r
+    };
+    ok(&["login", "--server", &server.base]);
+    ok(&["up"]);
+    assert_eq!(repo.session_record()["provider"], "managed");
+    let sbx = {
+        let all = fake.sandboxes();
+        assert_eq!(all.len(), 1, "{all:?}");
+        all.into_iter().next().unwrap()
+    };
+    assert_eq!(sbx.metadata["rclaude.managed"], "true", "{sbx:?}");
+    assert_eq!(ok(&["run", "hello"]).stdout(), "hello from the laptop\n");
+    let session = repo.session_record()["session_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    ok(&["pause"]);
+    assert_eq!(fake.sandbox(&sbx.id).unwrap().state, "paused");
+    let detail = server.get(&token, &format!("/v1/sessions/{session}"));
+    assert_eq!(detail["session"]["state"], "paused", "{detail:#}");
+    assert_eq!(detail["session"]["provider"], "e2b");
+    // The next command resumes it through the server.
+    assert_eq!(
+        ok(&["exec", "--", "cat", "README.md"]).stdout(),
+        "hello from the laptop\n"
+    );
+    assert_eq!(fake.sandbox(&sbx.id).unwrap().state, "running");
+
+    ok(&["down", "--yes"]);
+    assert!(fake.sandbox(&sbx.id).is_none(), "the E2B sandbox is killed");
+    let detail = server.get(&token, &format!("/v1/sessions/{session}"));
+    assert_eq!(detail["session"]["state"], "stopped", "{detail:#}");
+    // Every call to E2B carried the server's key; none came from the CLI's environment.
+    assert!(
+        fake.requests()
+            .iter()
+            .all(|r| r.headers.get("x-api-key").map(String::as_str) == Some(e2b_server::API_KEY)),
+        "a request without the server's key"
+    );
+}

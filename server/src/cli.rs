@@ -21,7 +21,7 @@ pub struct Cli {
     /// heartbeat_grace, max_body_bytes, request_timeout, db_max_connections, cookie_secure,
     /// dashboard_session_ttl, stripe_api_key, stripe_meter_event, stripe_api_base,
     /// stripe_api_version, stripe_poll_interval, stripe_retry_base, stripe_retry_max, sandbox_provider,
-    /// sandboxes_dir, agent_bin, idle_pause, reconcile_every). Flags and
+    /// sandboxes_dir, agent_bin, sandbox_workdir, idle_pause, reconcile_every). Flags and
     /// env win.
     #[arg(long, env = "RCLAUDE_SERVER_CONFIG", global = true)]
     pub config: Option<PathBuf>,
@@ -133,6 +133,10 @@ pub struct ServeArgs {
     /// this server, else on PATH].
     #[arg(long, env = "RCLAUDE_AGENT_BIN")]
     pub agent_bin: Option<std::path::PathBuf>,
+    /// Where the repository lives inside a managed sandbox: an absolute path the provider's
+    /// templates can create (the local provider uses its own) [default: /home/user/workspace].
+    #[arg(long, env = "RCLAUDE_SANDBOX_WORKDIR")]
+    pub sandbox_workdir: Option<String>,
     /// Pause a running managed session after this long without client activity (e.g. 15m;
     /// `off` never) [default: 15m].
     #[arg(long, env = "RCLAUDE_IDLE_PAUSE")]
@@ -185,6 +189,7 @@ impl ServeArgs {
             sandbox_provider: self.sandbox_provider.or(other.sandbox_provider),
             sandboxes_dir: self.sandboxes_dir.or(other.sandboxes_dir),
             agent_bin: self.agent_bin.or(other.agent_bin),
+            sandbox_workdir: self.sandbox_workdir.or(other.sandbox_workdir),
             idle_pause: self.idle_pause.or(other.idle_pause),
             reconcile_every: self.reconcile_every.or(other.reconcile_every),
             checkpoint_store: self.checkpoint_store.or(other.checkpoint_store),
@@ -264,6 +269,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         sandbox_provider: serve_args.sandbox_provider,
         sandboxes_dir: serve_args.sandboxes_dir,
         agent_bin: serve_args.agent_bin,
+        sandbox_workdir: serve_args.sandbox_workdir,
         idle_pause: serve_args.idle_pause,
         reconcile_every: serve_args.reconcile_every,
         checkpoint_store: serve_args.checkpoint_store,

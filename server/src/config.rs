@@ -85,6 +85,9 @@ pub const DEFAULT_KEEP: u32 = 20;
 /// How long a stopped session's checkpoints are kept by default: 7 days.
 pub const DEFAULT_KEEP_AFTER_STOP: std::time::Duration = std::time::Duration::from_secs(7 * 86_400);
 
+/// Where the repository lives inside a managed sandbox by default.
+pub const DEFAULT_SANDBOX_WORKDIR: &str = "/home/user/workspace";
+
 /// Where managed sessions' sandboxes run (see docs/server.md, "Managed sessions").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SandboxSettings {
@@ -95,6 +98,8 @@ pub struct SandboxSettings {
     /// The `rclaude` executable that runs local sandboxes' agents (`None`: beside this
     /// server's executable, else on PATH).
     pub agent_bin: Option<PathBuf>,
+    /// Where the repository lives inside a managed sandbox.
+    pub workdir: String,
     /// A running managed session no client has shown activity on for this long is paused
     /// (`None`: never).
     pub idle_pause: Option<Duration>,
@@ -108,6 +113,7 @@ impl Default for SandboxSettings {
             provider: Some(rclaude_sandbox::ProviderKind::Local),
             dir: default_data_dir().join("server-sandboxes"),
             agent_bin: None,
+            workdir: DEFAULT_SANDBOX_WORKDIR.into(),
             idle_pause: Some(Duration::from_secs(15 * 60)),
             reconcile_every: Some(Duration::from_secs(60)),
         }
@@ -376,6 +382,7 @@ pub struct FileConfig {
     pub sandbox_provider: Option<String>,
     pub sandboxes_dir: Option<PathBuf>,
     pub agent_bin: Option<PathBuf>,
+    pub sandbox_workdir: Option<String>,
     pub idle_pause: Option<NumOrStr>,
     pub reconcile_every: Option<NumOrStr>,
     pub checkpoint_store: Option<String>,
@@ -443,6 +450,7 @@ pub struct Overrides {
     pub sandbox_provider: Option<String>,
     pub sandboxes_dir: Option<PathBuf>,
     pub agent_bin: Option<PathBuf>,
+    pub sandbox_workdir: Option<String>,
     pub idle_pause: Option<String>,
     pub reconcile_every: Option<String>,
     pub checkpoint_store: Option<String>,
@@ -481,6 +489,24 @@ pub fn resolve(file: FileConfig, over: Overrides) -> Result<ServerConfig, Config
         cfg.sandboxes.dir = v;
     }
     cfg.sandboxes.agent_bin = over.agent_bin.clone().or(file.agent_bin.clone());
+    if let Some(v) = over
+        .sandbox_workdir
+        .clone()
+        .or(file.sandbox_workdir.clone())
+    {
+        let v = v.trim().to_string();
+        if !v.starts_with('/')
+            || v == "/"
+            || v.split('/').any(|c| c == "..")
+            || v.chars().any(char::is_control)
+        {
+            return Err(ConfigError::Invalid {
+                what: "sandbox_workdir".into(),
+                message: format!("`{v}` is not an absolute path other than / (without `..`)"),
+            });
+        }
+        cfg.sandboxes.workdir = v;
+    }
     if let Some(v) = over
         .idle_pause
         .clone()

@@ -20,6 +20,8 @@ use crate::storage::{NewEvent, Store, StoreError};
 #[derive(Clone)]
 pub struct Sandboxes {
     kind: ProviderKind,
+    /// Where the repository lives inside each sandbox.
+    workdir: String,
     /// `Err`: why this provider cannot be used on this machine (said on every request).
     provider: Result<Arc<dyn Provider>, String>,
 }
@@ -73,7 +75,11 @@ impl Sandboxes {
                     .map_err(|e| anyhow::anyhow!("sandbox provider {}: {e}", other.as_str()))?,
             )),
         };
-        Ok(Some(Sandboxes { kind, provider }))
+        Ok(Some(Sandboxes {
+            kind,
+            workdir: s.workdir.clone(),
+            provider,
+        }))
     }
 
     pub fn kind(&self) -> ProviderKind {
@@ -104,7 +110,7 @@ impl Sandboxes {
                 .next()
                 .unwrap_or(repository)
                 .to_string(),
-            workdir: "/home/user/workspace".into(),
+            workdir: self.workdir.clone(),
             metadata: [
                 ("rclaude.repo".to_string(), repository.to_string()),
                 ("rclaude.session".to_string(), session_id.to_string()),

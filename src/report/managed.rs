@@ -105,7 +105,7 @@ impl ManagedProvider {
         let token = answer["sandbox"]["access_token"]
             .as_str()
             .map(str::to_string);
-        let client = EnvdClient::new(url, token, Default::default()).ok()?;
+        let client = EnvdClient::new(url, token, routing(&answer["sandbox"]).ok()?).ok()?;
         client.health().await.ok()?;
         Self::sandbox_with(client, &answer).ok()
     }
@@ -121,7 +121,7 @@ impl ManagedProvider {
         let client = EnvdClient::new(
             url,
             s["access_token"].as_str().map(str::to_string),
-            Default::default(),
+            routing(s)?,
         )?;
         Self::sandbox_with(client, answer)
     }
@@ -321,4 +321,22 @@ impl Provider for ManagedProvider {
 /// `$XDG_STATE_HOME/rclaude/managed-access`.
 fn default_cache() -> PathBuf {
     crate::dirs::state_dir().join("managed-access")
+}
+
+/// The headers a managed-session answer says every envd request needs (`sandbox.headers`:
+/// E2B's routing headers when its sandboxes share one address).
+fn routing(sandbox: &Value) -> Result<reqwest::header::HeaderMap, ProviderError> {
+    let mut out = reqwest::header::HeaderMap::new();
+    if let Some(map) = sandbox["headers"].as_object() {
+        for (k, v) in map {
+            let name = reqwest::header::HeaderName::from_bytes(k.as_bytes())
+                .map_err(|_| protocol("the server's answer names a bad envd header"))?;
+            let value = v
+                .as_str()
+                .and_then(|v| reqwest::header::HeaderValue::from_str(v).ok())
+                .ok_or_else(|| protocol("the server's answer names a bad envd header value"))?;
+            out.insert(name, value);
+        }
+    }
+    Ok(out)
 }

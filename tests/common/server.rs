@@ -32,9 +32,20 @@ impl Server {
     }
 
     pub fn start_with(db: &str, listen: &str, extra: &[&str]) -> Server {
+        Server::start_with_env(db, listen, extra, &[])
+    }
+
+    /// [`Server::start_with`] with these environment variables (a provider's credentials).
+    pub fn start_with_env(
+        db: &str,
+        listen: &str,
+        extra: &[&str],
+        env: &[(&str, String)],
+    ) -> Server {
         let mut child = Command::new(server_bin())
             .args(["serve", "--listen", listen, "--database-url", db])
             .args(extra)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

@@ -3,6 +3,8 @@
 //! server's own observations. Clients then talk to the sandbox's envd directly with the URL and
 //! the per-sandbox token these answers carry; the server is never in the data path.
 
+use std::collections::BTreeMap;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -132,6 +134,10 @@ pub struct SandboxAccess {
     pub access_token: Option<String>,
     /// The repository's directory inside the sandbox.
     pub workdir: String,
+    /// Headers to send with every envd request besides the token (E2B's sandbox routing
+    /// headers when its sandboxes share one address); absent when none are needed.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
 }
 
 /// A managed session and, while it runs, how to reach its sandbox.
@@ -152,6 +158,7 @@ fn access(r: Reached) -> Result<SandboxAccess, ApiError> {
         envd_url: a.url,
         access_token: a.access_token,
         workdir: r.workdir,
+        headers: a.headers,
     })
 }
 

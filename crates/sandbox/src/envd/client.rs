@@ -145,6 +145,14 @@ impl EnvdClient {
         &self.base
     }
 
+    /// The extra headers sent with every request (routing, never secrets), as text.
+    pub fn routing_headers(&self) -> std::collections::BTreeMap<String, String> {
+        self.headers
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+            .collect()
+    }
+
     /// The access token sent with every request, if any.
     pub fn access_token(&self) -> Option<&str> {
         self.token.as_deref()

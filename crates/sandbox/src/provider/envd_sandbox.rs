@@ -162,6 +162,7 @@ impl Sandbox for EnvdSandbox {
         Some(EnvdAccess {
             url: self.client.base_url().to_string(),
             access_token: self.client.access_token().map(str::to_string),
+            headers: self.client.routing_headers(),
         })
     }
 

@@ -21,6 +21,9 @@ pub use entry::{Entry, EntryKind};
 pub struct EnvdAccess {
     pub url: String,
     pub access_token: Option<String>,
+    /// Headers every request needs besides the token (E2B's `E2b-Sandbox-Id` and
+    /// `E2b-Sandbox-Port` when its sandboxes are addressed through one URL); not secret.
+    pub headers: BTreeMap<String, String>,
 }
 
 impl std::fmt::Debug for EnvdAccess {
@@ -31,6 +34,7 @@ impl std::fmt::Debug for EnvdAccess {
                 "access_token",
                 &self.access_token.as_ref().map(|_| "<redacted>"),
             )
+            .field("headers", &self.headers)
             .finish()
     }
 }
