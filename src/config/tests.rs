@@ -185,7 +185,12 @@ fn the_briefs_example_messages() {
     let e = err("[sandbox]\nimage = \"x\"\ncolour = \"red\"\n");
     assert_eq!(
         e.to_string().lines().next().unwrap(),
-        ".rclaude.toml:3:1: error in sandbox.colour: unknown key; valid keys: provider, image, cpu, memory_mb, timeout, auto_pause, workdir, isolation, expose, project, managed"
+        ".rclaude.toml:3:1: error in sandbox.colour: unknown key; valid keys: provider, image, cpu, memory_mb, timeout, auto_pause, idle_pause, workdir, isolation, expose, project, managed"
+    );
+    let e = err("[sandbox]\nidle_pause = \"10s\"\n");
+    assert!(
+        e.to_string().contains("sandbox.idle_pause: must be between 1m and 7d"),
+        "{e}"
     );
     let e = err("[sandbox]\nprovider = \"e2b\"\ncpu = 2\ntimeout = \"5 parsecs\"\n");
     assert_eq!(
