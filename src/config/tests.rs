@@ -189,7 +189,8 @@ fn the_briefs_example_messages() {
     );
     let e = err("[sandbox]\nidle_pause = \"10s\"\n");
     assert!(
-        e.to_string().contains("sandbox.idle_pause: must be between 1m and 7d"),
+        e.to_string()
+            .contains("sandbox.idle_pause: must be between 1m and 7d"),
         "{e}"
     );
     let e = err("[sandbox]\nprovider = \"e2b\"\ncpu = 2\ntimeout = \"5 parsecs\"\n");
