@@ -387,17 +387,25 @@ fn a_finished_run_is_announced_once_to_the_webhook() {
     );
     assert_eq!(r.code(), 0, "{}", r.all());
     let run_id = r.stdout().trim().to_string();
-    // Claude Code itself does not see the webhook.
-    let env = t
-        .ok(&[
-            "exec",
-            "--no-sync",
-            "--",
-            "sh",
-            "-c",
-            "cat /proc/$(cat .git/rclaude/claude/*.pid | head -n1)/environ | tr '\\0' '\\n'",
-        ])
-        .stdout();
+    // Claude Code itself does not see the webhook (read once its process has started: under
+    // load the detached run may not have exec'd yet).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let env = loop {
+        let env = t
+            .ok(&[
+                "exec",
+                "--no-sync",
+                "--",
+                "sh",
+                "-c",
+                "cat /proc/$(cat .git/rclaude/claude/*.pid | head -n1)/environ 2>/dev/null | tr '\\0' '\\n'",
+            ])
+            .stdout();
+        if env.contains("RCLAUDE_CLAUDE_RUN=") || std::time::Instant::now() > deadline {
+            break env;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert!(
         env.contains("RCLAUDE_CLAUDE_RUN="),
         "not Claude Code's environment: {env}"
