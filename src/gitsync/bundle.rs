@@ -50,6 +50,14 @@ pub struct Written {
     pub prerequisites: Vec<Oid>,
 }
 
+/// Whether commit `oid` is one of `hidden` or reachable from one: a receiver that has
+/// `hidden` has it.
+pub fn reachable(repo: &Repository, hidden: &[Oid], oid: Oid) -> bool {
+    hidden
+        .iter()
+        .any(|h| *h == oid || repo.graph_descendant_of(*h, oid).unwrap_or(false))
+}
+
 /// Write a v2 bundle of `refs` to `out`, leaving out everything reachable from `hidden`
 /// (commits the receiver has). Fails when there is nothing to send (every ref is reachable
 /// from `hidden`): check that first.

@@ -51,11 +51,7 @@ fn public_tips(repo: &Repository) -> Vec<Oid> {
 }
 
 fn reachable_from(repo: &Repository, refs: &[BundleRef], hidden: &[Oid]) -> bool {
-    refs.iter().all(|r| {
-        hidden
-            .iter()
-            .any(|h| *h == r.oid || repo.graph_descendant_of(*h, r.oid).unwrap_or(false))
-    })
+    refs.iter().all(|r| bundle::reachable(repo, hidden, r.oid))
 }
 
 /// A writer that hashes what passes through it.

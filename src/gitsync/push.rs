@@ -1,7 +1,7 @@
 //! `push`: make the sandbox's HEAD, index and work tree match the laptop.
 
 use std::collections::BTreeMap;
-use std::io::BufWriter;
+use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -224,29 +224,16 @@ async fn push_from(
     };
     if let Some((tmp, written)) = &plan.bundle {
         progress.stage("upload");
-        let final_path =
-            remote::remote_tmp_path(sandbox, &format!("push-{}.bundle", uuid::Uuid::new_v4()));
-        let part = format!("{final_path}.part");
-        if let Err(e) = transfer(
+        let final_path = upload_bundle(
             sandbox,
-            Direction::Up,
             tmp,
-            &part,
-            Some(written.bytes),
+            written.bytes,
+            "push",
+            "bundle",
+            "nothing was applied; run the sync again",
             progress,
         )
-        .await
-        {
-            let _ = sandbox.remove(&part).await;
-            return Err(SyncError::Sandbox {
-                context: "uploading the bundle (nothing was applied; run the sync again)".into(),
-                source: e,
-            });
-        }
-        sandbox
-            .rename(&part, &final_path)
-            .await
-            .map_err(SyncError::sandbox("moving the uploaded bundle into place"))?;
+        .await?;
         bundle_remote = Some(final_path);
         sent.bytes = written.bytes;
         sent.objects = written.objects;
@@ -361,11 +348,7 @@ fn plan_bundle(
     } else {
         known_local.clone()
     };
-    let present = |x: Oid| {
-        hidden
-            .iter()
-            .any(|k| *k == x || repo.graph_descendant_of(*k, x).unwrap_or(false))
-    };
+    let present = |x: Oid| bundle::reachable(&repo, &hidden, x);
 
     let mut refs = vec![
         bundle::BundleRef {
@@ -391,23 +374,7 @@ fn plan_bundle(
     let bundle = if refs.is_empty() {
         None
     } else {
-        let dir = local_tmp_dir(&repo)?;
-        let tmp = tempfile::Builder::new()
-            .prefix("push-")
-            .suffix(".bundle")
-            .tempfile_in(&dir)
-            .map_err(SyncError::io(format!(
-                "creating a bundle file in {}",
-                dir.display()
-            )))?;
-        let written = {
-            let mut out = BufWriter::with_capacity(256 * 1024, tmp.as_file());
-            bundle::write(&repo, &refs, &hidden, &mut out, progress)?
-        };
-        tmp.as_file()
-            .sync_all()
-            .map_err(SyncError::io("writing the bundle file"))?;
-        Some((tmp.into_temp_path(), written))
+        Some(write_temp_bundle(&repo, "push-", &refs, &hidden, progress)?)
     };
     Ok(Plan {
         bundle,
@@ -444,6 +411,68 @@ pub(crate) fn count_changes(
         .diff_tree_to_tree(Some(&from_tree), Some(&to_tree), None)
         .map_err(SyncError::git("comparing snapshots"))?;
     Ok(diff.deltas().len())
+}
+
+/// Write a bundle of `refs` (leaving out what `hidden` reaches) to a new file named
+/// `<prefix>….bundle` in the repository's temporary directory, flushed and synced.
+pub(crate) fn write_temp_bundle(
+    repo: &Repository,
+    prefix: &str,
+    refs: &[bundle::BundleRef],
+    hidden: &[Oid],
+    progress: &dyn SyncProgress,
+) -> Result<(tempfile::TempPath, bundle::Written), SyncError> {
+    let dir = local_tmp_dir(repo)?;
+    let tmp = tempfile::Builder::new()
+        .prefix(prefix)
+        .suffix(".bundle")
+        .tempfile_in(&dir)
+        .map_err(SyncError::io(format!(
+            "creating a bundle file in {}",
+            dir.display()
+        )))?;
+    let written = {
+        let mut out = BufWriter::with_capacity(256 * 1024, tmp.as_file());
+        let w = bundle::write(repo, refs, hidden, &mut out, progress)?;
+        out.flush()
+            .map_err(SyncError::io("writing the bundle file"))?;
+        w
+    };
+    tmp.as_file()
+        .sync_all()
+        .map_err(SyncError::io("writing the bundle file"))?;
+    Ok((tmp.into_temp_path(), written))
+}
+
+/// Upload local bundle `local` (`bytes` long) into the sandbox's temporary directory as
+/// `<name>-<uuid>.bundle`, whole or not at all (a `.part` renamed when complete); its path
+/// there. `what` names it in errors, `after_failure` says what a failed upload left.
+pub(crate) async fn upload_bundle(
+    sandbox: &dyn Sandbox,
+    local: &Path,
+    bytes: u64,
+    name: &str,
+    what: &str,
+    after_failure: &str,
+    progress: &dyn SyncProgress,
+) -> Result<String, SyncError> {
+    let final_path =
+        remote::remote_tmp_path(sandbox, &format!("{name}-{}.bundle", uuid::Uuid::new_v4()));
+    let part = format!("{final_path}.part");
+    if let Err(e) = transfer(sandbox, Direction::Up, local, &part, Some(bytes), progress).await {
+        let _ = sandbox.remove(&part).await;
+        return Err(SyncError::Sandbox {
+            context: format!("uploading the {what} ({after_failure})"),
+            source: e,
+        });
+    }
+    sandbox
+        .rename(&part, &final_path)
+        .await
+        .map_err(SyncError::sandbox(format!(
+            "moving the uploaded {what} into place"
+        )))?;
+    Ok(final_path)
 }
 
 /// Download a bundle the sandbox wrote into a local temporary file, then remove it there.

@@ -7,16 +7,15 @@
 //! checkpoint's edits count as sandbox work, exactly as in the lost sandbox: `pull` brings them
 //! back, and a later sync of other laptop edits saves them first.
 
-use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use git2::Oid;
 
 use super::bundle::{self, BundleRef};
 use super::checkpoint::Checkpoint;
-use super::push::{Direction, transfer};
+use super::push::{upload_bundle, write_temp_bundle};
 use super::remote::{self, RestoreParams};
-use super::{SyncError, SyncProgress, SyncState, blocking, local_tmp_dir, open_repo, parse_oid};
+use super::{SyncError, SyncProgress, SyncState, blocking, open_repo, parse_oid};
 use crate::provider::Sandbox;
 
 /// What [`restore`] did.
@@ -79,34 +78,12 @@ pub async fn restore(
                 oid: h,
             });
         }
-        refs.retain(|r| {
-            !hidden
-                .iter()
-                .any(|h| *h == r.oid || repo.graph_descendant_of(*h, r.oid).unwrap_or(false))
-        });
+        refs.retain(|r| !bundle::reachable(&repo, &hidden, r.oid));
         if refs.is_empty() {
             return Ok((None, expected));
         }
-        let dir = local_tmp_dir(&repo)?;
-        let tmp = tempfile::Builder::new()
-            .prefix("restore-")
-            .suffix(".bundle")
-            .tempfile_in(&dir)
-            .map_err(SyncError::io(format!(
-                "creating a bundle file in {}",
-                dir.display()
-            )))?;
-        let written = {
-            let mut out = BufWriter::with_capacity(256 * 1024, tmp.as_file());
-            let w = bundle::write(&repo, &refs, &hidden, &mut out, p)?;
-            out.flush()
-                .map_err(SyncError::io("writing the bundle file"))?;
-            w
-        };
-        tmp.as_file()
-            .sync_all()
-            .map_err(SyncError::io("writing the bundle file"))?;
-        Ok((Some((tmp.into_temp_path(), written.bytes)), expected))
+        let (tmp, written) = write_temp_bundle(&repo, "restore-", &refs, &hidden, p)?;
+        Ok((Some((tmp, written.bytes)), expected))
     })
     .await?;
 
@@ -114,24 +91,19 @@ pub async fn restore(
     let mut remote_bundle = None;
     if let Some((tmp, bytes)) = &bundle {
         progress.stage("upload");
-        let final_path =
-            remote::remote_tmp_path(sandbox, &format!("restore-{}.bundle", uuid::Uuid::new_v4()));
-        let part = format!("{final_path}.part");
-        if let Err(e) = transfer(sandbox, Direction::Up, tmp, &part, Some(*bytes), progress).await {
-            let _ = sandbox.remove(&part).await;
-            return Err(SyncError::Sandbox {
-                context: "uploading the checkpoint (nothing was changed)".into(),
-                source: e,
-            });
-        }
-        sandbox
-            .rename(&part, &final_path)
-            .await
-            .map_err(SyncError::sandbox(
-                "moving the uploaded checkpoint into place",
-            ))?;
+        remote_bundle = Some(
+            upload_bundle(
+                sandbox,
+                tmp,
+                *bytes,
+                "restore",
+                "checkpoint",
+                "nothing was changed",
+                progress,
+            )
+            .await?,
+        );
         sent_bytes = *bytes;
-        remote_bundle = Some(final_path);
     }
     progress.stage("apply");
     let tree = remote::restore(
