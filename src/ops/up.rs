@@ -50,15 +50,14 @@ pub async fn bring_up(ctx: &Ctx, opts: UpOptions) -> CliResult<Live> {
     }
     let provider_name = ctx.provider_name();
     let managed = crate::report::managed::MANAGED;
+    // `up --provider NAME`: the session on another provider, moving to a new sandbox.
+    let mut moving = None;
     if let Some(rec) = &existing {
         let mismatch = match (rec.provider == managed, ctx.config.sandbox.managed) {
             (true, Some(false)) | (false, Some(true)) => true,
             (true, _) => false,
             (false, _) => rec.provider != provider_name,
         };
-        if mismatch && opts.other_provider == OtherProvider::Move {
-            return relocate(ctx, opts, existing.take().expect("checked")).await;
-        }
         if mismatch && opts.other_provider == OtherProvider::Refuse {
             let wanted = if ctx.config.sandbox.managed == Some(true) {
                 managed
@@ -74,6 +73,11 @@ pub async fn bring_up(ctx: &Ctx, opts: UpOptions) -> CliResult<Live> {
                 rec.provider
             )));
         }
+        if mismatch && opts.other_provider == OtherProvider::Move {
+            let old = existing.take().expect("checked");
+            checkpoint_before_moving(ctx, &old).await;
+            moving = Some(old);
+        }
     }
     let provider = match &existing {
         Some(rec) if rec.provider == managed || rec.provider != provider_name => {
@@ -82,6 +86,7 @@ pub async fn bring_up(ctx: &Ctx, opts: UpOptions) -> CliResult<Live> {
         _ => ctx.provider()?,
     };
     if existing.is_none()
+        && moving.is_none()
         && provider_name == managed
         && ctx.local_checkout
         && ctx.session_name.is_none()
@@ -140,6 +145,15 @@ pub async fn bring_up(ctx: &Ctx, opts: UpOptions) -> CliResult<Live> {
         }
         None => {
             fresh = true;
+            if let Some(old) = &moving {
+                ctx.ui.info(format!(
+                    "Moving the session from {} sandbox {} to {}",
+                    old.provider,
+                    old.sandbox_id,
+                    provider.name()
+                ));
+                lost = Some(old.clone());
+            }
             create(ctx, &*provider).await?
         }
     };
@@ -171,6 +185,9 @@ pub async fn bring_up(ctx: &Ctx, opts: UpOptions) -> CliResult<Live> {
         )
         .await?;
     }
+    if let Some(old) = &moving {
+        retire_after_move(ctx, old, &record).await;
+    }
     ctx.reporter.flush().await;
     let alive = crate::ops::alive::keep_alive(ctx, &record);
     Ok(Live {
@@ -180,14 +197,13 @@ pub async fn bring_up(ctx: &Ctx, opts: UpOptions) -> CliResult<Live> {
     })
 }
 
-/// `up --provider NAME` for a session on another provider: checkpoint the old sandbox (when it
-/// can be reached), rebuild its work in a new sandbox on the configured provider, then destroy
-/// the old one.
-async fn relocate(ctx: &Ctx, opts: UpOptions, old: SessionRecord) -> CliResult<Live> {
+/// Before `up --provider NAME` moves a session: checkpoint its sandbox when it can be reached
+/// (otherwise the rebuild uses its newest checkpoint, and says so).
+async fn checkpoint_before_moving(ctx: &Ctx, old: &SessionRecord) {
     let moving_from = format!("{} sandbox {}", old.provider, old.sandbox_id);
     if ctx.local_checkout {
         let reached = async {
-            let provider = ctx.provider_for(&old)?;
+            let provider = ctx.provider_for(old)?;
             match provider.info(&old.sandbox_id).await? {
                 None => Ok(None),
                 Some(_) => Ok::<_, CliError>(Some(provider.connect(&old.sandbox_id).await?)),
@@ -196,7 +212,7 @@ async fn relocate(ctx: &Ctx, opts: UpOptions, old: SessionRecord) -> CliResult<L
         .await;
         match reached {
             Ok(Some(sandbox)) => {
-                super::checkpoint::take(ctx, &old, &*sandbox, "move").await;
+                super::checkpoint::take(ctx, old, &*sandbox, "move").await;
             }
             Ok(None) => ctx.ui.warn(format!(
                 "{moving_from} no longer exists; its work comes from its latest checkpoint"
@@ -207,33 +223,13 @@ async fn relocate(ctx: &Ctx, opts: UpOptions, old: SessionRecord) -> CliResult<L
             )),
         }
     }
-    let provider = ctx.provider()?;
-    ctx.ui.info(format!(
-        "Moving the session from {moving_from} to {}",
-        provider.name()
-    ));
-    let (mut record, sandbox) = create(ctx, &*provider).await?;
-    let mut rebuilt = None;
-    if ctx.local_checkout {
-        rebuilt = rebuild_from_checkpoint(ctx, &old, &mut record, &*sandbox).await;
-    }
-    if opts.sync && ctx.local_checkout {
-        sync_into(ctx, &mut record, &*sandbox).await?;
-        say_if_replaced(ctx, &record, rebuilt.as_ref());
-    }
-    if opts.setup {
-        run_setup(ctx, &mut record, &*sandbox).await?;
-    }
-    run_lines(
-        ctx,
-        &record,
-        &*sandbox,
-        "start",
-        &ctx.config.start.run.lines(),
-    )
-    .await?;
-    // The old sandbox goes only now: its work is in the new one and in its checkpoints.
-    let destroyed = match ctx.provider_for(&old) {
+}
+
+/// After a move: destroy the old sandbox (its work is in the new one and in its checkpoints)
+/// and record its session as stopped.
+async fn retire_after_move(ctx: &Ctx, old: &SessionRecord, record: &SessionRecord) {
+    let moving_from = format!("{} sandbox {}", old.provider, old.sandbox_id);
+    let destroyed = match ctx.provider_for(old) {
         Ok(p) => match p.kill(&old.sandbox_id).await {
             Ok(()) | Err(crate::provider::ProviderError::NotFound(_)) => Ok(()),
             Err(e) => Err(e.to_string()),
@@ -248,17 +244,10 @@ async fn relocate(ctx: &Ctx, opts: UpOptions, old: SessionRecord) -> CliResult<L
         )),
     }
     ctx.reporter.event(
-        &old,
+        old,
         "stopped",
         serde_json::json!({ "moved_to": record.session_id }),
     );
-    ctx.reporter.flush().await;
-    let alive = crate::ops::alive::keep_alive(ctx, &record);
-    Ok(Live {
-        record,
-        sandbox,
-        _alive: alive,
-    })
 }
 
 /// A new sandbox for `ctx`'s session (on `source`'s provider) holding `source`'s work from its
