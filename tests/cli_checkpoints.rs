@@ -262,19 +262,6 @@ fn a_provider_that_drops_files_while_paused_is_caught_at_resume_and_the_pause_st
     assert_eq!(t.git(&["show", "at-pause:keep-me.txt"]), "precious\n");
 }
 
-fn login(t: &TestRepo, server: &common::server::Server, token: &str) {
-    let out = t
-        .cmd(&["login", "--server", &server.base])
-        .env("RCLAUDE_TOKEN", token)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// Direct mode (this laptop's own provider) reporting to a server: checkpoints are kept on the
 /// server too. The sandbox dies; another machine (its own home, a clone of the shared remote)
 /// takes the session's work back through the server, passing over a damaged copy.
@@ -298,7 +285,7 @@ fn another_machine_recovers_a_dead_sessions_work_through_the_server() {
     t.commit_all("init");
     t.git(&["remote", "add", "origin", origin.to_str().unwrap()]);
     t.git(&["push", "-q", "-u", "origin", "main"]);
-    login(&t, &server, &token);
+    server.login(&t, &token);
     t.ok(&["up", "--quiet"]);
     let session = t.session_record()["session_id"]
         .as_str()
@@ -350,7 +337,7 @@ fn another_machine_recovers_a_dead_sessions_work_through_the_server() {
     other.git(&["remote", "add", "origin", origin.to_str().unwrap()]);
     other.git(&["fetch", "-q", "origin"]);
     other.git(&["reset", "-q", "--hard", "origin/main"]);
-    login(&other, &server, &token);
+    server.login(&other, &token);
     let r = other.rclaude(&["checkpoints", "--session", &session]);
     assert_eq!(r.code(), 0, "{}", r.all());
     assert!(
@@ -426,7 +413,7 @@ fn down_keeps_the_last_state_on_the_server() {
     let t = TestRepo::new("[sandbox]\nprovider = \"local\"\n");
     t.write("a.txt", "base\n");
     t.commit_all("init");
-    login(&t, &server, &token);
+    server.login(&t, &token);
     t.ok(&["up", "--quiet"]);
     let session = t.session_record()["session_id"]
         .as_str()

@@ -35,16 +35,7 @@ fn sessions_are_reported_and_an_outage_only_delays_events() {
 
     let t = TestRepo::new(CONFIG);
     t.commit_all("init");
-    let login = t
-        .cmd(&["login", "--server", &server.base])
-        .env("RCLAUDE_TOKEN", &token)
-        .output()
-        .unwrap();
-    assert!(
-        login.status.success(),
-        "{}",
-        String::from_utf8_lossy(&login.stderr)
-    );
+    server.login(&t, &token);
     let creds = t.home.path().join("config/credentials.json");
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(
@@ -186,18 +177,7 @@ fn a_managed_session_is_created_paused_and_ended_by_the_server() {
     t.git(&["remote", "add", "origin", "https://github.com/acme/app.git"]);
     t.write("a.txt", "from the laptop\n");
     t.commit_all("init");
-    let login = |t: &TestRepo| {
-        let out = t
-            .cmd(&["login", "--server", &server.base])
-            .env("RCLAUDE_TOKEN", &token)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let login = |t: &TestRepo| server.login(t, &token);
     login(&t);
     t.ok(&["up"]);
     let record = t.session_record();
@@ -412,12 +392,7 @@ fn a_secret_a_task_prints_is_redacted_in_the_servers_events_and_in_logs() {
          [tasks.leak]\nrun = 'printf \"key=%s\\n\" \"$API_KEY\"; printf \"split=%s\" \"${API_KEY%????????????}\"; sleep 0.5; printf \"%s\\n\" \"${API_KEY#????????????}\"'\n",
     );
     t.commit_all("init");
-    let login = t
-        .cmd(&["login", "--server", &server.base])
-        .env("RCLAUDE_TOKEN", &token)
-        .output()
-        .unwrap();
-    assert!(login.status.success());
+    server.login(&t, &token);
     let run = common::Run(
         t.cmd(&["run", "leak"])
             .env("T_API", VALUE)
@@ -468,12 +443,7 @@ fn the_end_of_a_detached_run_reaches_the_server_once() {
     );
     t.write("tools/claude", common::STAND_IN_CLAUDE);
     t.commit_all("init");
-    let login = t
-        .cmd(&["login", "--server", &server.base])
-        .env("RCLAUDE_TOKEN", &token)
-        .output()
-        .unwrap();
-    assert!(login.status.success());
+    server.login(&t, &token);
     // No desktop here: the background wait is started for the server alone.
     let r = common::Run(
         t.cmd(&["claude", "--detach", "work alone"])
@@ -545,12 +515,7 @@ fn up_reports_where_the_labelled_ports_are_for_the_dashboard() {
         "[sandbox]\nprovider = \"local\"\n[ports]\n3000 = \"web\"\n9229 = { label = \"debugger\" }\n",
     );
     t.commit_all("init");
-    let login = t
-        .cmd(&["login", "--server", &server.base])
-        .env("RCLAUDE_TOKEN", &token)
-        .output()
-        .unwrap();
-    assert!(login.status.success());
+    server.login(&t, &token);
     t.ok(&["up"]);
     let session = t.session_record()["session_id"]
         .as_str()

@@ -92,6 +92,20 @@ impl Server {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// `rclaude login --server` this server in `repo`'s home with `token`; it must succeed.
+    pub fn login(&self, repo: &super::TestRepo, token: &str) {
+        let out = repo
+            .cmd(&["login", "--server", &self.base])
+            .env("RCLAUDE_TOKEN", token)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     pub fn stop(mut self) -> String {
         let _ = self.child.kill();
         let _ = self.child.wait();
