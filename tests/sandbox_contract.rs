@@ -200,3 +200,41 @@ async fn every_provider_keeps_the_sandbox_contract() {
     let wd = format!("{}/northflank/workspace/repo", root.display());
     contract(&p, &wd, Some("ubuntu:24.04")).await;
 }
+
+/// Two handles on one local sandboxes directory (what two server replicas on one machine are):
+/// an agent the other one stopped, or restarted on another port, is never answered from the
+/// first one's memory of it, however recently it answered there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_sandbox_stopped_by_another_process_is_not_answered_from_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = std::path::PathBuf::from(env!("CARGO_BIN_EXE_rclaude"));
+    let one = LocalProvider::at(dir.path().to_path_buf(), agent.clone());
+    let two = LocalProvider::at(dir.path().to_path_buf(), agent);
+    let info = one.create(&SandboxSpec::default()).await.unwrap();
+    let first = one.connect(&info.id).await.unwrap();
+    assert_eq!(
+        run(&*first, ExecRequest::shell("echo one"))
+            .await
+            .unwrap()
+            .stdout_str(),
+        "one\n"
+    );
+    // The other process stops the agent and starts it again (a new port), within the window
+    // in which `one` trusts what answered it.
+    two.pause(&info.id).await.unwrap();
+    let _ = two.connect(&info.id).await.unwrap();
+    let again = one.connect(&info.id).await.unwrap();
+    assert_eq!(
+        run(&*again, ExecRequest::shell("echo again"))
+            .await
+            .unwrap()
+            .stdout_str(),
+        "again\n"
+    );
+    two.pause(&info.id).await.unwrap();
+    assert!(matches!(
+        one.info(&info.id).await.unwrap().map(|i| i.state),
+        Some(SandboxState::Paused) | Some(SandboxState::Other(_))
+    ));
+    one.kill(&info.id).await.unwrap();
+}

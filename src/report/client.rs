@@ -60,6 +60,25 @@ fn refusal(status: u16, value: &Value, body: &[u8]) -> ServerError {
     }
 }
 
+/// Pauses between attempts of a call the server could not take (about 6 s in all: long enough
+/// for a balancer to notice a dead replica or for one server to restart).
+const RETRY_DELAYS: &[Duration] = &[
+    Duration::from_millis(100),
+    Duration::from_millis(250),
+    Duration::from_millis(500),
+    Duration::from_millis(1000),
+    Duration::from_millis(1500),
+    Duration::from_millis(2500),
+];
+
+/// A failed attempt, and whether sending it again may succeed: the server was not reached, its
+/// answer was lost, or a balancer had no replica for it. A request that timed out is not retried:
+/// it may still be running there.
+struct Failed {
+    error: ServerError,
+    retry: bool,
+}
+
 /// How long a checkpoint upload or download may take.
 const TRANSFER_TIMEOUT: Duration = Duration::from_secs(3600);
 
@@ -96,20 +115,53 @@ impl ServerClient {
         &self.token
     }
 
+    /// Send `req`, retrying while the server cannot be reached or a balancer in front of it
+    /// answers for it (a replica restarting or killed: another one takes the retry). Every call
+    /// of this client is idempotent (creates carry an idempotency key, events theirs, pause,
+    /// resume and delete of a session in that state change nothing), so a request the server
+    /// acted on before its answer was lost is safe to send again.
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<Value, ServerError> {
-        let resp =
-            req.bearer_auth(&self.token)
-                .send()
-                .await
-                .map_err(|e| ServerError::Unreachable {
-                    server: self.base.clone(),
-                    reason: e.to_string(),
-                })?;
+        let req = req.bearer_auth(&self.token);
+        let mut delays = RETRY_DELAYS.iter();
+        loop {
+            // A body that cannot be cloned (none here) is sent once.
+            let Some(attempt) = req.try_clone() else {
+                return self.send_once(req).await.map_err(|f| f.error);
+            };
+            let failed = match self.send_once(attempt).await {
+                Ok(v) => return Ok(v),
+                Err(f) => f,
+            };
+            match delays.next() {
+                Some(d) if failed.retry => {
+                    tracing::debug!(error = %failed.error, "retrying a call to the rclaude server");
+                    tokio::time::sleep(*d).await;
+                }
+                _ => return Err(failed.error),
+            }
+        }
+    }
+
+    /// Send `req` once: for what the outbox queues, which keeps a call that failed for the next
+    /// command rather than holding this one up while the server is away.
+    async fn send_queued(&self, req: reqwest::RequestBuilder) -> Result<Value, ServerError> {
+        self.send_once(req.bearer_auth(&self.token))
+            .await
+            .map_err(|f| f.error)
+    }
+
+    async fn send_once(&self, req: reqwest::RequestBuilder) -> Result<Value, Failed> {
+        let lost = |e: reqwest::Error| Failed {
+            // A connection never made is safe to retry; a request that timed out may still run.
+            retry: e.is_connect() || !e.is_timeout(),
+            error: ServerError::Unreachable {
+                server: self.base.clone(),
+                reason: e.to_string(),
+            },
+        };
+        let resp = req.send().await.map_err(lost)?;
         let status = resp.status().as_u16();
-        let body = resp.bytes().await.map_err(|e| ServerError::Unreachable {
-            server: self.base.clone(),
-            reason: e.to_string(),
-        })?;
+        let body = resp.bytes().await.map_err(lost)?;
         let value: Value = if body.is_empty() {
             Value::Null
         } else {
@@ -118,7 +170,20 @@ impl ServerClient {
         if (200..300).contains(&status) {
             return Ok(value);
         }
-        Err(refusal(status, &value, &body))
+        if matches!(status, 502..=504) && value["error"]["code"].as_str().is_none() {
+            // Not the server's own JSON error: a proxy or balancer with no replica to send to.
+            return Err(Failed {
+                retry: true,
+                error: ServerError::Unreachable {
+                    server: self.base.clone(),
+                    reason: format!("HTTP {status} from a proxy in front of it"),
+                },
+            });
+        }
+        Err(Failed {
+            retry: false,
+            error: refusal(status, &value, &body),
+        })
     }
 
     /// `GET /v1/sessions/{id}/checkpoints`: the session's stored checkpoints, oldest first.
@@ -229,7 +294,7 @@ impl ServerClient {
 
     /// `POST /v1/sessions` (idempotent when `body.id` is set).
     pub async fn create_session(&self, body: &Value) -> Result<Value, ServerError> {
-        self.send(
+        self.send_queued(
             self.http
                 .post(format!("{}/v1/sessions", self.base))
                 .json(body),
@@ -246,7 +311,7 @@ impl ServerClient {
         data: &Value,
     ) -> Result<Value, ServerError> {
         let body = json!({ "type": kind, "idempotency_key": key, "data": data });
-        self.send(
+        self.send_queued(
             self.http
                 .post(format!("{}/v1/sessions/{session}/events", self.base))
                 .json(&body),

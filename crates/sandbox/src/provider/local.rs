@@ -88,10 +88,21 @@ impl std::fmt::Debug for Answered {
 }
 
 impl Answered {
+    /// The client that answered within [`RECHECK_AFTER`], while the sandbox's state file still
+    /// names the agent it reached: another process (a second server replica, another CLI) may
+    /// have stopped or restarted the agent since, and that shows in the file (removed, or a new
+    /// port) at the cost of one read.
     fn recent(&self, dir: &Path) -> Option<EnvdClient> {
-        let map = self.0.lock().ok()?;
-        let (at, client) = map.get(dir)?;
-        (at.elapsed() < RECHECK_AFTER).then(|| client.clone())
+        let (at, client) = {
+            let map = self.0.lock().ok()?;
+            map.get(dir).cloned()?
+        };
+        if at.elapsed() >= RECHECK_AFTER {
+            return None;
+        }
+        let state: AgentState =
+            serde_json::from_slice(&std::fs::read(dir.join("agent.json")).ok()?).ok()?;
+        (client.base_url() == format!("http://127.0.0.1:{}", state.port)).then_some(client)
     }
 
     fn record(&self, dir: &Path, client: &EnvdClient) {
