@@ -268,3 +268,136 @@ fn an_unknown_snapshot_is_explained() {
     );
     assert!(t.fake.sandboxes().is_empty());
 }
+
+/// The server as the control plane on Daytona: it holds the API key, the CLI holds none. The
+/// server creates, stops (pause), starts (resume) and deletes the sandbox; the CLI reaches the
+/// sandbox's toolbox directly with the preview token the server hands it, which opens that one
+/// sandbox and nothing else.
+#[test]
+fn a_server_runs_managed_sessions_on_daytona() {
+    let vm = tempfile::tempdir().unwrap();
+    let root = vm.path().canonicalize().unwrap();
+    let workdir = format!("{}/home/daytona/repo", root.display());
+    let fake = FakeDaytona::start_with(FakeOptions {
+        shared_root: Some(root),
+        ..FakeOptions::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("server.db").display());
+    let server = common::server::Server::start_with_env(
+        &db,
+        "127.0.0.1:0",
+        &[
+            "--sandbox-provider",
+            "daytona",
+            "--sandbox-workdir",
+            &workdir,
+            "--idle-pause",
+            "off",
+        ],
+        &fake.env(),
+    );
+    let token = server.create_account("alice");
+
+    let repo = TestRepo::new("[tasks.hello]\nrun = \"cat README.md\"\n");
+    repo.write("README.md", "hello from the laptop\n");
+    repo.commit_all("initial");
+    let cmd = |args: &[&str]| {
+        let mut c = repo.cmd(args);
+        for var in [
+            "DAYTONA_API_KEY",
+            "DAYTONA_JWT_TOKEN",
+            "DAYTONA_API_URL",
+            "DAYTONA_SERVER_URL",
+        ] {
+            c.env_remove(var);
+        }
+        c.env("RCLAUDE_TOKEN", &token);
+        c
+    };
+    let ok = |args: &[&str]| {
+        let r = Run(cmd(args).output().unwrap());
+        assert_eq!(r.code(), 0, "rclaude {args:?}:\n{}", r.all());
+        r
+    };
+    ok(&["login", "--server", &server.base]);
+    ok(&["up"]);
+    assert_eq!(repo.session_record()["provider"], "managed");
+    let sbx = {
+        let all = fake.sandboxes();
+        assert_eq!(all.len(), 1, "{all:?}");
+        all.into_iter().next().unwrap()
+    };
+    assert_eq!(sbx.labels["rclaude.managed"], "true", "{sbx:?}");
+    assert_eq!(sbx.state, "started");
+    assert_eq!(ok(&["run", "hello"]).stdout(), "hello from the laptop\n");
+    let session = repo.session_record()["session_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let state = |id: &str| fake.sandboxes().into_iter().find(|s| s.id == id);
+
+    ok(&["pause"]);
+    assert_eq!(state(&sbx.id).unwrap().state, "stopped");
+    let detail = server.get(&token, &format!("/v1/sessions/{session}"));
+    assert_eq!(detail["session"]["state"], "paused", "{detail:#}");
+    assert_eq!(detail["session"]["provider"], "daytona");
+    // The next command resumes it through the server.
+    assert_eq!(
+        ok(&["exec", "--", "cat", "README.md"]).stdout(),
+        "hello from the laptop\n"
+    );
+    assert_eq!(state(&sbx.id).unwrap().state, "started");
+
+    ok(&["down", "--yes"]);
+    assert!(
+        state(&sbx.id).is_none_or(|s| matches!(s.state.as_str(), "destroying" | "destroyed")),
+        "the Daytona sandbox is deleted"
+    );
+    let detail = server.get(&token, &format!("/v1/sessions/{session}"));
+    assert_eq!(detail["session"]["state"], "stopped", "{detail:#}");
+
+    // Control-plane calls came from the server, with its key; the CLI's toolbox calls carried
+    // only the sandbox's preview token.
+    let requests = fake.requests();
+    let key = format!("Bearer {}", daytona_server::API_KEY);
+    for r in requests.iter().filter(|r| r.path.starts_with("/api/")) {
+        assert_eq!(
+            r.headers.get("authorization"),
+            Some(&key),
+            "{} {}",
+            r.method,
+            r.path
+        );
+    }
+    let by_token: Vec<_> = requests
+        .iter()
+        .filter(|r| r.headers.contains_key("x-daytona-preview-token"))
+        .collect();
+    assert!(
+        by_token.len() > 3,
+        "the CLI did not reach the toolbox with the preview token"
+    );
+    for r in &by_token {
+        assert!(
+            r.path.starts_with(&format!("/toolbox/{}/", sbx.id)),
+            "{} {}",
+            r.method,
+            r.path
+        );
+        assert!(
+            !r.headers.contains_key("authorization"),
+            "{} {}",
+            r.method,
+            r.path
+        );
+        // Accepted (a 404 is a file the CLI looked for and that is not there).
+        assert!(
+            r.status != 401 && r.status != 403,
+            "{} {} → {}",
+            r.method,
+            r.path,
+            r.status
+        );
+    }
+}

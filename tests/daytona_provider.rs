@@ -12,10 +12,12 @@ use std::time::Duration;
 
 use daytona_server::{API_KEY, FakeDaytona, FakeOptions};
 use futures::StreamExt;
-use rclaude::provider::daytona::{DaytonaProvider, DaytonaSettings, MANAGED_KEY, WORKDIR_KEY};
+use rclaude::provider::daytona::{
+    DaytonaProvider, DaytonaSandbox, DaytonaSettings, MANAGED_KEY, WORKDIR_KEY,
+};
 use rclaude::provider::{
-    ExecEvent, ExecRequest, FileUpload, Provider, ProviderError, Sandbox, SandboxError,
-    SandboxSpec, SandboxState, run,
+    ClientAccess, ExecEvent, ExecRequest, FileUpload, Provider, ProviderError, Sandbox,
+    SandboxError, SandboxSpec, SandboxState, run,
 };
 use serde_json::{Value, json};
 
@@ -779,4 +781,47 @@ async fn network_policies_become_daytonas_create_options_or_a_refusal() {
     for id in [a.id, b.id, c.id] {
         p.kill(&id).await.unwrap();
     }
+}
+
+/// What a server hands the clients of a sandbox it manages: the toolbox proxy and the sandbox's
+/// preview token. The token runs commands in its own sandbox only; another sandbox's toolbox
+/// and the control plane refuse it.
+#[tokio::test]
+async fn a_preview_token_opens_one_sandbox_only() {
+    let e = env();
+    let p = provider(&e.fake);
+    let a = p.create(&spec(&e.workdir)).await.unwrap();
+    let b = p.create(&spec(&e.workdir)).await.unwrap();
+    let sa = p.connect(&a.id).await.unwrap();
+    let Some(ClientAccess::DaytonaToolbox {
+        toolbox_url,
+        preview_token,
+    }) = p.client_access(&a.id, &*sa).await.unwrap()
+    else {
+        panic!("no toolbox access");
+    };
+    assert_ne!(preview_token, API_KEY);
+    let own = DaytonaSandbox::with_preview_token(&toolbox_url, &a.id, &e.workdir, &preview_token)
+        .unwrap();
+    let out = run(&own, ExecRequest::shell("echo in-a")).await.unwrap();
+    assert_eq!(out.stdout_str(), "in-a\n");
+    let other = DaytonaSandbox::with_preview_token(&toolbox_url, &b.id, &e.workdir, &preview_token)
+        .unwrap();
+    let err = run(&other, ExecRequest::shell("echo in-b"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("401") || err.to_lowercase().contains("unauthorized"),
+        "{err}"
+    );
+    let control = reqwest::Client::new()
+        .get(format!("{}/api/sandbox", e.fake.url))
+        .header("x-daytona-preview-token", &preview_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(control.status().as_u16(), 401);
+    p.kill(&a.id).await.unwrap();
+    p.kill(&b.id).await.unwrap();
 }

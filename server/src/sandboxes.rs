@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::http::StatusCode;
 use rclaude_sandbox::ProviderKind;
-use rclaude_sandbox::provider::{EnvdAccess, Provider, ProviderError, SandboxSpec, SandboxState};
+use rclaude_sandbox::provider::{ClientAccess, Provider, ProviderError, SandboxSpec, SandboxState};
 
 use crate::clock::Now;
 use crate::config::SandboxSettings;
@@ -47,7 +47,7 @@ pub struct Size {
 pub struct Reached {
     pub sandbox_id: String,
     pub workdir: String,
-    pub access: Option<EnvdAccess>,
+    pub access: Option<ClientAccess>,
 }
 
 impl Sandboxes {
@@ -70,6 +70,15 @@ impl Sandboxes {
                     Err(why)
                 }
             },
+            ProviderKind::Northflank => anyhow::bail!(
+                "--sandbox-provider {name}: managed sessions need a credential that reaches one \
+                 sandbox and nothing else, handed to the client so the server stays out of the \
+                 data path; rclaude cannot get one from {name} (its sandboxes are reached with \
+                 the account's own key, which never leaves this server). Use `local`, `e2b` or \
+                 `daytona` for managed sessions; people with their own {name} key use it in direct mode \
+                 (`[sandbox] provider = \"{name}\"` and `managed = false` in `.rclaude.toml`)",
+                name = kind.as_str()
+            ),
             other => Ok(Arc::from(
                 rclaude_sandbox::provider::select::for_kind(other)
                     .map_err(|e| anyhow::anyhow!("sandbox provider {}: {e}", other.as_str()))?,
@@ -121,6 +130,10 @@ impl Sandboxes {
             image: size.template.clone(),
             cpu: size.cpu,
             memory_mb: size.memory_mb,
+            // A provider's own timeout pauses (stops) the sandbox and keeps its files, never
+            // deletes it: pausing and reaping are this server's decisions (Daytona deletes a
+            // stopped sandbox created without this, E2B kills one at its timeout).
+            auto_pause: true,
             ..SandboxSpec::default()
         };
         let info = self
@@ -148,15 +161,16 @@ impl Sandboxes {
 
     /// Connect to (and so resume) a sandbox.
     pub async fn reach(&self, sandbox_id: &str) -> Result<Reached, ApiError> {
-        let sandbox = self
-            .provider()?
-            .connect(sandbox_id)
+        let provider = self.provider()?;
+        let sandbox = provider.connect(sandbox_id).await.map_err(provider_error)?;
+        let access = provider
+            .client_access(sandbox_id, &*sandbox)
             .await
             .map_err(provider_error)?;
         Ok(Reached {
             sandbox_id: sandbox_id.to_string(),
             workdir: sandbox.workdir().to_string(),
-            access: sandbox.envd_access(),
+            access,
         })
     }
 

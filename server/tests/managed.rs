@@ -383,6 +383,35 @@ async fn an_unknown_sandbox_provider_stops_the_server_at_start() {
     );
 }
 
+/// Northflank reaches sandboxes only with the account's own key: a server told to manage
+/// sandboxes there refuses to start, saying why and what to use, and shows no key.
+#[tokio::test]
+async fn a_provider_without_per_sandbox_access_is_refused_for_managed_sessions() {
+    let db = TestDb::new(Engine::Sqlite).await.unwrap();
+    {
+        let (provider, key_var) = ("northflank", "NORTHFLANK_API_TOKEN");
+        let out = tokio::process::Command::new(common::BIN)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(["--sandbox-provider", provider])
+            .arg("--database-url")
+            .arg(&db.url)
+            .env(key_var, "secret-deployment-key-0123456789")
+            .env("NORTHFLANK_PROJECT_ID", "proj")
+            .output()
+            .await
+            .unwrap();
+        assert!(!out.status.success(), "{provider}: the server started");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!("--sandbox-provider {provider}"))
+                && err.contains("`local`, `e2b` or `daytona`")
+                && err.contains("managed = false"),
+            "{provider}: {err}"
+        );
+        assert!(!err.contains("secret-deployment-key"), "{err}");
+    }
+}
+
 /// Idle auto-pause: a session no client shows activity on is paused by the server (once, even
 /// with two replicas on one database) and stops billing; a session with heartbeats keeps running.
 async fn idle_pause(engine: Engine) {

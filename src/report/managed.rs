@@ -1,7 +1,7 @@
 //! Managed mode: the rclaude server owns the sandbox. A [`Provider`] whose lifecycle calls go to
 //! the server's API (create, pause, resume, delete) and whose sandboxes are reached directly
-//! through the envd URL and per-sandbox token the server answers; the server is never in the
-//! data path of files and processes.
+//! through the envd URL (or Daytona toolbox) and per-sandbox token the server answers; the
+//! server is never in the data path of files and processes.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use super::{ServerClient, ServerError};
 use crate::envd::client::EnvdClient;
+use crate::provider::daytona::DaytonaSandbox;
 use crate::provider::envd_sandbox::EnvdSandbox;
 use crate::provider::{
     Capabilities, Provider, ProviderError, Sandbox, SandboxError, SandboxInfo, SandboxSpec,
@@ -97,7 +98,8 @@ impl ManagedProvider {
         }
     }
 
-    /// The sandbox of a kept answer, when it still answers.
+    /// The sandbox of a kept answer, when it still answers (envd access only: a Daytona
+    /// toolbox is asked for through the server each time, which also resumes it).
     async fn remembered(&self, session: &str) -> Option<Arc<dyn Sandbox>> {
         let path = self.cache_file(session)?;
         let answer: Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
@@ -113,6 +115,21 @@ impl ManagedProvider {
     /// The sandbox a managed-session answer points at.
     fn sandbox(answer: &Value) -> Result<Arc<dyn Sandbox>, ProviderError> {
         let s = &answer["sandbox"];
+        if s["kind"] == "daytona_toolbox" {
+            let (Some(url), Some(id), Some(workdir), Some(token)) = (
+                s["toolbox_url"].as_str(),
+                s["id"].as_str(),
+                s["workdir"].as_str(),
+                s["access_token"].as_str(),
+            ) else {
+                return Err(protocol(
+                    "the server's answer names no Daytona toolbox to reach",
+                ));
+            };
+            return Ok(Arc::new(DaytonaSandbox::with_preview_token(
+                url, id, workdir, token,
+            )?));
+        }
         let Some(url) = s["envd_url"].as_str() else {
             return Err(protocol(
                 "the server's answer names no sandbox to reach (is the session running?)",

@@ -4,7 +4,9 @@
 //! toolbox API.
 //!
 //! - Auth: `Authorization: Bearer <API_KEY>` on every call, WebSocket handshakes included (401
-//!   `{statusCode, message}` otherwise). Errors are `{statusCode, message, code}`.
+//!   `{statusCode, message}` otherwise); on a sandbox's toolbox calls its preview token
+//!   (`X-Daytona-Preview-Token`, from `GET /sandbox/{id}/ports/{port}/preview-url`, ports
+//!   3000–9999) in its place. Errors are `{statusCode, message, code}`.
 //! - Sandboxes move through Daytona's states with a delay per step ([`FakeOptions::step`]):
 //!   `creating`/`pending_build` → (`building_snapshot`) → `starting` → `started`, `stopping` →
 //!   `stopped`, `archiving` → `archived`, `destroying` → `destroyed` (404 afterwards). While
@@ -169,6 +171,9 @@ struct Sbx {
     sessions: HashMap<String, Session>,
     /// Bumped by every transition; a pending step of an older one is dropped.
     generation: u64,
+    /// Its preview token: `X-Daytona-Preview-Token` reaches this sandbox's toolbox (and
+    /// previews) and nothing else.
+    preview_token: String,
 }
 
 struct Session {
@@ -423,6 +428,28 @@ fn authorized(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v == format!("Bearer {API_KEY}"))
 }
 
+/// A toolbox call for one sandbox carrying that sandbox's preview token.
+fn preview_authorized(sh: &Arc<Shared>, path: &str, headers: &HeaderMap) -> bool {
+    let Some(token) = headers
+        .get("x-daytona-preview-token")
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let Some(id) = path
+        .strip_prefix("/toolbox/")
+        .and_then(|r| r.split('/').next())
+    else {
+        return false;
+    };
+    sh.state
+        .lock()
+        .unwrap()
+        .sandboxes
+        .get(id)
+        .is_some_and(|s| s.preview_token == token)
+}
+
 async fn handle(State(sh): St, req: Request) -> Response {
     let path = req.uri().path().to_string();
     let query = req.uri().query().map(str::to_string);
@@ -459,7 +486,7 @@ async fn handle(State(sh): St, req: Request) -> Response {
     };
     let resp = if let Some((_, _, status, msg)) = injected {
         error(status, &msg)
-    } else if !authorized(&parts.headers) {
+    } else if !authorized(&parts.headers) && !preview_authorized(&sh, &path, &parts.headers) {
         error(401, "Unauthorized")
     } else if let Some(rest) = path.strip_prefix("/api/") {
         enforce_auto_stop(&sh);
@@ -585,6 +612,26 @@ async fn control(
                 return error(404, &format!("Sandbox with ID or name {id} not found"));
             }
             ok(200, json!({ "url": format!("{}/toolbox", sh.origin) }))
+        }
+        ("GET", ["sandbox", id, "ports", port, "preview-url"]) => {
+            let Ok(port) = port.parse::<u16>() else {
+                return error(400, "port must be a number");
+            };
+            if !(3000..=9999).contains(&port) {
+                return error(400, "Port must be between 3000 and 9999");
+            }
+            let st = sh.state.lock().unwrap();
+            match st.sandboxes.get(*id).filter(|s| s.state != "destroyed") {
+                Some(s) => ok(
+                    200,
+                    json!({
+                        "sandboxId": s.id,
+                        "url": format!("http://{port}-{}.proxy.localhost", s.id),
+                        "token": s.preview_token,
+                    }),
+                ),
+                None => error(404, &format!("Sandbox with ID or name {id} not found")),
+            }
         }
         ("POST", ["sandbox", id, "last-activity"]) => {
             if view_json(sh, id).is_none() {
@@ -713,6 +760,7 @@ fn create(sh: &Arc<Shared>, b: Map<String, Value>) -> Response {
     });
     let building = dockerfile.is_some();
     let sbx = Sbx {
+        preview_token: uuid::Uuid::new_v4().simple().to_string(),
         id: id.clone(),
         state: if building {
             "pending_build"

@@ -20,6 +20,7 @@ use crate::sandboxes::{Reached, Sandboxes};
 use crate::state::AppState;
 use crate::storage::NewSession;
 use crate::validate;
+use rclaude_sandbox::provider::ClientAccess;
 
 /// Body of `POST /v1/sessions` creating a managed session.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -122,14 +123,24 @@ impl std::fmt::Debug for GitToken {
     }
 }
 
-/// How a client reaches a managed session's sandbox: its envd, directly.
+/// How a client reaches a managed session's sandbox, directly: its envd (`kind` `envd`: E2B,
+/// the local agent) or Daytona's toolbox proxy (`kind` `daytona_toolbox`).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct SandboxAccess {
     /// The provider's sandbox id.
     pub id: String,
-    /// Base URL of the sandbox's envd (process and file APIs).
-    pub envd_url: String,
-    /// Send as `X-Access-Token`; valid for this one sandbox only.
+    /// `envd` or `daytona_toolbox`: which of the URLs below is set and what the token is.
+    #[schema(example = "envd")]
+    pub kind: &'static str,
+    /// `envd`: base URL of the sandbox's envd (process and file APIs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub envd_url: Option<String>,
+    /// `daytona_toolbox`: Daytona's toolbox proxy; the sandbox's toolbox is at
+    /// `{toolbox_url}/{id}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub toolbox_url: Option<String>,
+    /// `envd`: send as `X-Access-Token`; `daytona_toolbox`: the sandbox's preview token, send as
+    /// `X-Daytona-Preview-Token`. Valid for this one sandbox only.
     #[schema(required = true)]
     pub access_token: Option<String>,
     /// The repository's directory inside the sandbox.
@@ -151,14 +162,30 @@ pub struct ManagedBody {
 
 fn access(r: Reached) -> Result<SandboxAccess, ApiError> {
     let a = r.access.ok_or_else(|| {
-        ApiError::internal("the sandbox provider gives no direct envd access for this sandbox")
+        ApiError::internal("the sandbox provider gives no direct access to this sandbox")
     })?;
-    Ok(SandboxAccess {
-        id: r.sandbox_id,
-        envd_url: a.url,
-        access_token: a.access_token,
-        workdir: r.workdir,
-        headers: a.headers,
+    Ok(match a {
+        ClientAccess::Envd(a) => SandboxAccess {
+            id: r.sandbox_id,
+            kind: "envd",
+            envd_url: Some(a.url),
+            toolbox_url: None,
+            access_token: a.access_token,
+            workdir: r.workdir,
+            headers: a.headers,
+        },
+        ClientAccess::DaytonaToolbox {
+            toolbox_url,
+            preview_token,
+        } => SandboxAccess {
+            id: r.sandbox_id,
+            kind: "daytona_toolbox",
+            envd_url: None,
+            toolbox_url: Some(toolbox_url),
+            access_token: Some(preview_token),
+            workdir: r.workdir,
+            headers: BTreeMap::new(),
+        },
     })
 }
 

@@ -16,6 +16,20 @@ use serde::{Deserialize, Serialize};
 
 pub use entry::{Entry, EntryKind};
 
+/// How a client that holds no provider key reaches one sandbox directly: what a server hands to
+/// the clients of a sandbox it manages, so that it stays out of their data path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientAccess {
+    /// The sandbox's envd (E2B, the local agent).
+    Envd(EnvdAccess),
+    /// Daytona's toolbox proxy (base URL, without the sandbox id) and the sandbox's preview
+    /// token, which reaches that sandbox's toolbox and nothing else.
+    DaytonaToolbox {
+        toolbox_url: String,
+        preview_token: String,
+    },
+}
+
 /// Where a sandbox's envd listens and the token it requires.
 #[derive(Clone, PartialEq, Eq)]
 pub struct EnvdAccess {
@@ -397,6 +411,15 @@ pub trait Provider: Send + Sync {
     /// Keep a running sandbox from being paused for `lifetime` more (while a session is active).
     async fn keep_alive(&self, _id: &str, _lifetime: Duration) -> Result<(), ProviderError> {
         Ok(())
+    }
+    /// How a client holding no key of this provider reaches sandbox `id` (connected as
+    /// `sandbox`) directly; `None` when this provider offers no such access.
+    async fn client_access(
+        &self,
+        _id: &str,
+        sandbox: &dyn Sandbox,
+    ) -> Result<Option<ClientAccess>, ProviderError> {
+        Ok(sandbox.envd_access().map(ClientAccess::Envd))
     }
     /// Whether [`Provider::fork`] copies sandboxes (otherwise it refuses, and callers build a
     /// copy another way).

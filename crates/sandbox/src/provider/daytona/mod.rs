@@ -34,8 +34,8 @@ pub use sandbox::DaytonaSandbox;
 pub use settings::DaytonaSettings;
 
 use super::{
-    Capabilities, Provider, ProviderError, Sandbox, SandboxError, SandboxInfo, SandboxSpec,
-    SandboxState,
+    Capabilities, ClientAccess, Provider, ProviderError, Sandbox, SandboxError, SandboxInfo,
+    SandboxSpec, SandboxState,
 };
 use api::{Api, Call, Reply};
 
@@ -51,6 +51,9 @@ pub const DEFAULT_WORKDIR: &str = "/home/daytona/repo";
 pub const DEFAULT_AUTO_STOP_MINUTES: u64 = 15;
 /// Page size of `GET /sandbox`.
 const PAGE_SIZE: u32 = 100;
+/// A port Daytona previews (3000–9999): its preview URL's token is the sandbox's own, the same
+/// for every port, and its proxy takes it for the sandbox's toolbox too.
+const PREVIEW_PORT: u16 = 3000;
 const MAX_PAGES: usize = 1000;
 
 /// Daytona sandboxes for one API key.
@@ -533,6 +536,43 @@ impl Provider for DaytonaProvider {
 
     async fn info(&self, id: &str) -> Result<Option<SandboxInfo>, ProviderError> {
         Ok(self.get(id).await?.map(info_from))
+    }
+
+    /// The toolbox proxy and the sandbox's preview token (`GET
+    /// /sandbox/{id}/ports/{port}/preview-url`), which Daytona's proxy takes in place of the
+    /// API key for that one sandbox.
+    async fn client_access(
+        &self,
+        id: &str,
+        _sandbox: &dyn Sandbox,
+    ) -> Result<Option<ClientAccess>, ProviderError> {
+        #[derive(Deserialize)]
+        struct Preview {
+            token: String,
+        }
+        let sb = self
+            .get(id)
+            .await?
+            .ok_or_else(|| ProviderError::NotFound(id.into()))?;
+        let toolbox_url = self.toolbox_url(&sb).await?;
+        let r = self
+            .api
+            .send(Call::new(
+                Method::GET,
+                self.api
+                    .api_url(&format!("/sandbox/{id}/ports/{PREVIEW_PORT}/preview-url")),
+            ))
+            .await?;
+        match r.status.as_u16() {
+            200..=299 => {}
+            404 => return Err(ProviderError::NotFound(id.into())),
+            _ => return Err(api_error(&r, Op::Sandbox { id })),
+        }
+        let preview: Preview = r.json()?;
+        Ok(Some(ClientAccess::DaytonaToolbox {
+            toolbox_url,
+            preview_token: preview.token,
+        }))
     }
 
     async fn pause(&self, id: &str) -> Result<(), ProviderError> {

@@ -39,7 +39,7 @@ use super::settings::check_path;
 use crate::provider::shellwrap::{self, Detected, StartDetector, StdinSource};
 use crate::provider::{
     Entry, EntryKind, ExecEvent, ExecRequest, ExecStream, ExitStatus, FileUpload, Progress,
-    Sandbox, SandboxError,
+    ProviderError, Sandbox, SandboxError,
 };
 
 /// How long to keep asking for an exit code the daemon has not written yet.
@@ -118,6 +118,23 @@ impl DaytonaSandbox {
             workdir: workdir.to_string(),
             running: Arc::new(Mutex::new(HashMap::new())),
         }
+    }
+
+    /// A handle on sandbox `id` reached with its preview token (`toolbox_proxy_url` without
+    /// the id): how a client of a sandbox that a server manages reaches it, holding no key.
+    pub fn with_preview_token(
+        toolbox_proxy_url: &str,
+        id: &str,
+        workdir: &str,
+        token: &str,
+    ) -> Result<Self, ProviderError> {
+        let settings = super::settings::DaytonaSettings::for_preview_token(token);
+        Ok(Self::new(
+            Api::new(Arc::new(settings))?,
+            toolbox_proxy_url,
+            id,
+            workdir,
+        ))
     }
 
     /// The toolbox base URL of this sandbox.

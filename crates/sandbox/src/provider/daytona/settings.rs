@@ -30,6 +30,9 @@ pub enum Credentials {
     ApiKey(String),
     /// `DAYTONA_JWT_TOKEN` as a bearer token plus the organization header.
     Jwt { token: String, organization: String },
+    /// One sandbox's preview token (`X-Daytona-Preview-Token`): its toolbox and nothing else,
+    /// what a server that holds the key hands to the clients of a sandbox it manages.
+    PreviewToken(String),
 }
 
 /// How to reach Daytona.
@@ -56,6 +59,7 @@ impl fmt::Debug for DaytonaSettings {
             Credentials::Jwt { organization, .. } => {
                 format!("jwt <redacted>, organization {organization}")
             }
+            Credentials::PreviewToken(_) => "preview token <redacted>".to_string(),
         };
         f.debug_struct("DaytonaSettings")
             .field("credentials", &auth)
@@ -69,6 +73,13 @@ impl fmt::Debug for DaytonaSettings {
 }
 
 impl DaytonaSettings {
+    /// Settings that reach one sandbox's toolbox with its preview token (no control plane).
+    pub fn for_preview_token(token: impl Into<String>) -> Self {
+        let mut s = DaytonaSettings::new(String::new());
+        s.credentials = Credentials::PreviewToken(token.into());
+        s
+    }
+
     /// Defaults for an API key.
     pub fn new(api_key: impl Into<String>) -> Self {
         DaytonaSettings {
@@ -135,7 +146,7 @@ impl DaytonaSettings {
             }
         };
         let secrets: Vec<&str> = match &credentials {
-            Credentials::ApiKey(k) => vec![k],
+            Credentials::ApiKey(k) | Credentials::PreviewToken(k) => vec![k],
             Credentials::Jwt {
                 token,
                 organization,
@@ -180,6 +191,7 @@ impl DaytonaSettings {
                 h.push(("authorization", format!("Bearer {token}")));
                 h.push(("x-daytona-organization-id", organization.clone()));
             }
+            Credentials::PreviewToken(t) => h.push(("x-daytona-preview-token", t.clone())),
         }
         h
     }
