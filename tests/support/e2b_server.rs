@@ -65,6 +65,10 @@ pub struct FakeOptions {
     /// Templates: (template id, name). Sandboxes may name either, or `name:default`, or
     /// `<team>/name`.
     pub templates: Vec<(String, String)>,
+    /// `false`: the control plane only. Created sandboxes run no agent: their envd answers
+    /// `MakeDir` (what a create asks for) as already done and everything else 502 (for loads
+    /// of many sandboxes nobody execs in, like a guardian benchmark).
+    pub agents: bool,
 }
 
 impl Default for FakeOptions {
@@ -76,6 +80,7 @@ impl Default for FakeOptions {
                 ("rki5dems9wqfm4r03t7g".into(), "base".into()),
                 ("x0k1code7tmpl8id9sbx".into(), "code-interpreter-v1".into()),
             ],
+            agents: true,
         }
     }
 }
@@ -803,10 +808,17 @@ async fn create(State(shared): St, headers: HeaderMap, body: Bytes) -> Response 
             lifecycle,
         },
     );
-    match start_agent(&shared, &id, &root, &root, &token, &env_vars).await {
+    let agent = if shared.opts.agents {
+        start_agent(&shared, &id, &root, &root, &token, &env_vars)
+            .await
+            .map(Some)
+    } else {
+        Ok(None)
+    };
+    match agent {
         Ok(agent) => {
             if let Some(s) = shared.state.lock().unwrap().sandboxes.get_mut(&id) {
-                s.agent = Some(agent);
+                s.agent = agent;
             }
         }
         Err(e) => {
@@ -1692,6 +1704,15 @@ async fn envd_proxy(
     };
     let agent_port = match target {
         Ok(p) => p,
+        // Control plane only: the workdir a create makes is "there already"; nothing else runs.
+        Err(_) if !shared.opts.agents && req.uri().path() == "/filesystem.Filesystem/MakeDir" => {
+            record(409);
+            return (
+                StatusCode::CONFLICT,
+                axum::Json(json!({ "code": "already_exists", "message": "directory exists" })),
+            )
+                .into_response();
+        }
         Err(msg) => {
             record(502);
             return (
