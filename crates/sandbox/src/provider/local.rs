@@ -416,6 +416,10 @@ impl Provider for LocalProvider {
         check_network(spec)?;
         let id = format!("local-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let dir = self.dir(&id)?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| io_err(format!("creating {}", dir.display()), e))?;
+        // On btrfs the root is a subvolume, so that forking it is a snapshot.
+        super::subvolume::create(&dir.join("root")).await;
         for sub in ["root/home", "root/workspace"] {
             std::fs::create_dir_all(dir.join(sub))
                 .map_err(|e| io_err(format!("creating {}", dir.join(sub).display()), e))?;
@@ -456,8 +460,8 @@ impl Provider for LocalProvider {
         true
     }
 
-    /// A copy of the source's `root/` (copy-on-write where the file system can: `cp
-    /// --reflink=auto`), under a new id, with its own agent and token. The copy lives at another
+    /// A copy of the source's `root/` (a btrfs snapshot when it is a subvolume, else `cp
+    /// --reflink=auto`: copy-on-write where the file system can), under a new id, with its own agent and token. The copy lives at another
     /// host path, so absolute paths inside it (a Python venv's, say) still name the source's.
     async fn fork(&self, source: &str, spec: &SandboxSpec) -> Result<SandboxInfo, ProviderError> {
         let (src_dir, src_file) = self
@@ -469,22 +473,8 @@ impl Provider for LocalProvider {
             .map_err(|e| io_err(format!("creating {}", dir.display()), e))?;
         let from = src_dir.join("root");
         let to = dir.join("root");
-        let copied = tokio::process::Command::new("cp")
-            .arg("-a")
-            .arg("--reflink=auto")
-            .arg(&from)
-            .arg(&to)
-            .output()
-            .await
-            .map_err(|e| io_err("running cp".to_string(), e))?;
-        if !copied.status.success() {
-            let _ = std::fs::remove_dir_all(&dir);
-            return Err(ProviderError::Config(format!(
-                "copying {} to {} failed: {}",
-                from.display(),
-                to.display(),
-                String::from_utf8_lossy(&copied.stderr).trim()
-            )));
+        if !super::subvolume::snapshot(&from, &to).await {
+            copy_root(&from, &to, &dir).await?;
         }
         let token = format!(
             "{}{}",
@@ -741,4 +731,27 @@ impl PidFd {
     fn alive(&self) -> bool {
         self.signal(0) && !is_zombie(self.1)
     }
+}
+
+/// Copy a sandbox's `root/` for a fork (`cp -a --reflink=auto`); on failure `dir` (the new
+/// sandbox's) is removed.
+async fn copy_root(from: &Path, to: &Path, dir: &Path) -> Result<(), ProviderError> {
+    let copied = tokio::process::Command::new("cp")
+        .arg("-a")
+        .arg("--reflink=auto")
+        .arg(from)
+        .arg(to)
+        .output()
+        .await
+        .map_err(|e| io_err("running cp".to_string(), e))?;
+    if !copied.status.success() {
+        let _ = std::fs::remove_dir_all(dir);
+        return Err(ProviderError::Config(format!(
+            "copying {} to {} failed: {}",
+            from.display(),
+            to.display(),
+            String::from_utf8_lossy(&copied.stderr).trim()
+        )));
+    }
+    Ok(())
 }

@@ -64,6 +64,7 @@ pub mod npmrc;
 pub mod retry;
 pub mod select;
 pub mod shellwrap;
+mod subvolume;
 
 /// What a provider's sandboxes can and cannot do; `status` reports these.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
