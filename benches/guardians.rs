@@ -15,7 +15,7 @@
 //! Defaults: 1,000 sessions, 30 s windows, 3 runs (medians), the reconciler every 10 s (six
 //! times the deployment default of a minute, so each window holds three rounds).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -89,20 +89,7 @@ fn main() {
         .spawn()
         .expect("rclaude-server");
     let url = support::server_url(&mut server);
-    let token = {
-        let out = Command::new(&server_bin)
-            .args(["admin", "create-account", "bench", "--database-url", &db])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "create-account failed");
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .last()
-            .unwrap()
-            .trim()
-            .to_string()
-    };
+    let token = support::create_account(&server_bin, Path::new(&db));
     let pid = server.id();
 
     // Settle, then the guardians with nothing to guard.

@@ -117,14 +117,14 @@ impl ServerClient {
 
     /// Send `req`, retrying while the server cannot be reached or a balancer in front of it
     /// answers for it (a replica restarting or killed: another one takes the retry). Every call
-    /// of this client is idempotent (creates carry an idempotency key, events theirs, pause,
-    /// resume and delete of a session in that state change nothing), so a request the server
-    /// acted on before its answer was lost is safe to send again.
+    /// sent again is idempotent (creates carry an idempotency key, events theirs, pause, resume
+    /// and delete of a session in that state change nothing), so a request the server acted on
+    /// before its answer was lost is safe to send again.
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<Value, ServerError> {
         let req = req.bearer_auth(&self.token);
         let mut delays = RETRY_DELAYS.iter();
         loop {
-            // A body that cannot be cloned (none here) is sent once.
+            // A streamed body (a checkpoint upload) cannot be cloned: it is sent once.
             let Some(attempt) = req.try_clone() else {
                 return self.send_once(req).await.map_err(|f| f.error);
             };
