@@ -19,7 +19,9 @@ struct T {
     _vm: tempfile::TempDir,
 }
 
-fn setup(rest: &str) -> T {
+/// A Daytona stand-in whose sandboxes keep their files in the returned directory, and the
+/// workdir inside it.
+fn fake_with_vm() -> (FakeDaytona, String, tempfile::TempDir) {
     let vm = tempfile::tempdir().unwrap();
     let root = vm.path().canonicalize().unwrap();
     let workdir = format!("{}/home/daytona/repo", root.display());
@@ -27,6 +29,11 @@ fn setup(rest: &str) -> T {
         shared_root: Some(root),
         ..FakeOptions::default()
     });
+    (fake, workdir, vm)
+}
+
+fn setup(rest: &str) -> T {
+    let (fake, workdir, vm) = fake_with_vm();
     let config = format!(
         "[sandbox]\nprovider = \"daytona\"\nimage = \"python-dev\"\ntimeout = \"30m\"\nworkdir = \"{workdir}\"\n{rest}"
     );
@@ -275,13 +282,7 @@ fn an_unknown_snapshot_is_explained() {
 /// sandbox and nothing else.
 #[test]
 fn a_server_runs_managed_sessions_on_daytona() {
-    let vm = tempfile::tempdir().unwrap();
-    let root = vm.path().canonicalize().unwrap();
-    let workdir = format!("{}/home/daytona/repo", root.display());
-    let fake = FakeDaytona::start_with(FakeOptions {
-        shared_root: Some(root),
-        ..FakeOptions::default()
-    });
+    let (fake, workdir, _vm) = fake_with_vm();
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("server.db").display());
     let server = common::server::Server::start_with_env(
