@@ -85,3 +85,23 @@ impl SyncError {
         }
     }
 }
+
+impl From<rclaude_sandbox_git::StepError> for SyncError {
+    fn from(e: rclaude_sandbox_git::StepError) -> SyncError {
+        use rclaude_sandbox_git::StepError as S;
+        match e {
+            S::Sandbox { context, source } => SyncError::Sandbox { context, source },
+            S::Remote {
+                step,
+                code,
+                message,
+            } => SyncError::Remote {
+                step,
+                code,
+                message,
+            },
+            S::Protocol { step, detail } => SyncError::Protocol { step, detail },
+            S::Invalid { what, reason } => SyncError::InvalidInput { what, reason },
+        }
+    }
+}

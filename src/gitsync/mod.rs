@@ -13,7 +13,7 @@
 //! The engine is stateless apart from [`SyncState`], which the caller persists; the sandbox is
 //! always asked what it has, the state is only a guard and an optimisation.
 //!
-//! Rules that keep every byte (details in [`remote`]):
+//! Rules that keep every byte (details in [`rclaude_sandbox_git`], the sandbox-side steps):
 //! * sandbox work = anything the laptop does not have: work-tree content that differs from the
 //!   last applied snapshot (and from every commit the laptop has), staged content, commits, an
 //!   overwritten branch tip, untracked files (ignored ones too) in the way of incoming files.
@@ -42,8 +42,8 @@ pub mod restore;
 mod saved;
 
 pub mod bundle;
-pub mod remote;
-mod scripts;
+/// The sandbox-side steps (a crate of their own: the server runs them too).
+pub use rclaude_sandbox_git as remote;
 pub mod snapshot;
 
 use std::path::{Path, PathBuf};

@@ -250,7 +250,7 @@ pub(crate) async fn fetch(
         None => ExportMode::Worktree,
     };
     let out = remote::remote_tmp_path(sandbox, &format!("pull-{}.bundle", uuid::Uuid::new_v4()));
-    let e = remote::export(sandbox, &mode, &bases, &out).await?;
+    let e = remote::export(sandbox, &mode, &bases, &[], &out).await?;
     let (tip, pulled_head, wip, label) = match &opts.sandbox_ref {
         Some(r) => {
             let oid = e

@@ -94,7 +94,7 @@ async fn fetch_refs(
     progress: &dyn SyncProgress,
 ) -> Result<Vec<(String, String, Oid)>, SyncError> {
     let out = remote::remote_tmp_path(sandbox, &format!("export-{}.bundle", uuid::Uuid::new_v4()));
-    let e = remote::export(sandbox, &mode, &bases, &out).await?;
+    let e = remote::export(sandbox, &mode, &bases, &[], &out).await?;
     let local_bundle = match &e.bundle {
         Some((path, size)) => {
             Some(download_bundle(repo_path, sandbox, path, *size, progress).await?)

@@ -1,8 +1,8 @@
-//! The POSIX shell scripts of the sync steps that run in the sandbox (see [`super::remote`] for
+//! The POSIX shell scripts of the sync steps that run in the sandbox (see [`crate::step`] for
 //! how they are run and what they answer). Kept apart from the Rust that drives them: they
 //! are data, one constant per step.
 
-pub(super) const PRELUDE: &str = r#"set -eu
+pub(crate) const PRELUDE: &str = r#"set -eu
 LC_ALL=C
 export LC_ALL
 unset GIT_INDEX_FILE GIT_OBJECT_DIRECTORY GIT_ALTERNATE_OBJECT_DIRECTORIES GIT_NAMESPACE GIT_COMMON_DIR GIT_CEILING_DIRECTORIES 2>/dev/null || true
@@ -66,7 +66,7 @@ rc_worktree_tree() {
 }
 "#;
 
-pub(super) const INIT: &str = r#"rc_check_git
+pub(crate) const INIT: &str = r#"rc_check_git
 mkdir -p "$W" || rc_die "cannot create the sandbox work directory $W" 4
 cd "$W"
 if [ ! -d "$GIT_DIR" ]; then
@@ -83,7 +83,7 @@ rc_say identity "$(cat "$R/identity")"
 rc_say done 1
 "#;
 
-pub(super) const QUERY: &str = r#"rc_check_git
+pub(crate) const QUERY: &str = r#"rc_check_git
 if [ ! -d "$W" ]; then rc_say state missing; rc_say done 1; exit 0; fi
 cd "$W"
 if [ ! -d "$GIT_DIR" ] || [ ! -s "$R/identity" ]; then rc_say state uninitialized; rc_say done 1; exit 0; fi
@@ -99,7 +99,7 @@ if [ -f "$R/synced" ]; then sed -n 's/^\([a-z_]*\)=\(.*\)$/RCLAUDE:synced_\1=\2/
 rc_say done 1
 "#;
 
-pub(super) const APPLY: &str = r#"rc_check_git
+pub(crate) const APPLY: &str = r#"rc_check_git
 cd "$W" 2>/dev/null || rc_die "the sandbox work directory $W is missing; run the sync again" 4
 [ -d "$GIT_DIR" ] || rc_die "the sandbox repository $W is not initialised; run the sync again" 4
 rc_id=$(cat "$R/identity" 2>/dev/null || true)
@@ -321,7 +321,7 @@ rm -f "$R/applying"
 rc_say done 1
 "#;
 
-pub(super) const EXPORT: &str = r#"rc_check_git
+pub(crate) const EXPORT: &str = r#"rc_check_git
 cd "$W" 2>/dev/null || rc_die "the sandbox work directory $W is missing" 4
 if [ ! -d "$GIT_DIR" ] || [ ! -s "$R/identity" ]; then rc_die "the sandbox repository $W is not initialised; push to it first (rclaude sync)" 4; fi
 rc_say identity "$(cat "$R/identity")"
@@ -360,10 +360,19 @@ else
     refs="$refs $r"
   done
 fi
+# Published history the receiver has (RC_BASE_REFS, e.g. refs/remotes) is left out too.
+if [ -n "${RC_BASE_REFS:-}" ]; then
+  RC_BASES="$RC_BASES $(g for-each-ref --format='%(objectname)' $RC_BASE_REFS | tr '\n' ' ')"
+fi
 ok=
 for b in $RC_BASES; do
   if g cat-file -e "$b^{commit}" 2>/dev/null; then ok="$ok $b"; fi
 done
+rc_say bases "$ok"
+if [ "$RC_MODE" = worktree ]; then
+  rc_say synced_snapshot "$(rc_commit refs/rclaude/snapshot)"
+  rc_say synced_index "$(rc_commit refs/rclaude/index)"
+fi
 new=$(g rev-list -n 1 $refs --not $ok --)
 if [ -z "$new" ]; then rc_say bundle none; rc_say done 1; exit 0; fi
 g bundle create "$T/out.bundle" $refs --not $ok >"$T/bundle.out" 2>&1 || rc_die "git bundle create failed in the sandbox: $(tail -n 4 "$T/bundle.out" | tr '\n' ' ')" 12
@@ -373,7 +382,7 @@ rc_say size "$(wc -c < "$RC_OUT" | tr -d ' ')"
 rc_say done 1
 "#;
 
-pub(super) const RESTORE: &str = r#"rc_check_git
+pub(crate) const RESTORE: &str = r#"rc_check_git
 cd "$W" 2>/dev/null || rc_die "the sandbox work directory $W is missing; run \`rclaude up\` again" 4
 [ -d "$GIT_DIR" ] || rc_die "the sandbox repository $W is not initialised; run \`rclaude up\` again" 4
 rc_id=$(cat "$R/identity" 2>/dev/null || true)

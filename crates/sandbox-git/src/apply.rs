@@ -1,0 +1,99 @@
+//! The apply step: verify and fetch the laptop's bundle, save sandbox work, install the
+//! laptop's state.
+
+use std::collections::BTreeMap;
+
+use git2::Oid;
+use rclaude_sandbox::provider::Sandbox;
+
+use crate::StepError;
+use crate::scripts::APPLY;
+use crate::step::{parse_oid, run_step};
+
+/// Parameters of the apply step.
+#[derive(Debug, Clone)]
+pub struct ApplyParams {
+    pub identity: String,
+    /// Path of the uploaded bundle in the sandbox, if objects were sent.
+    pub bundle: Option<String>,
+    pub snapshot: Oid,
+    pub index: Oid,
+    pub head: Option<Oid>,
+    /// Branch to check out (short name); `None` = detached at `head`.
+    pub branch: Option<String>,
+    /// Commits the laptop has (its new state and the sandbox tips it knows).
+    pub known: Vec<Oid>,
+    /// Content of the sandbox's `.git/info/exclude`.
+    pub excludes: String,
+    pub excludes_id: String,
+    /// The laptop repository's shallow boundary (`.git/shallow`), when it is shallow.
+    pub shallow: Vec<Oid>,
+}
+
+/// A ref the apply step created to keep sandbox work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedInSandbox {
+    pub name: String,
+    pub oid: Oid,
+    /// `worktree`, `commits`, `index`, `branch`.
+    pub kinds: Vec<String>,
+}
+
+/// The apply step's answer.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    pub saved: Vec<SavedInSandbox>,
+    pub recovered: bool,
+}
+
+/// Verify and fetch the bundle, save sandbox work, install the laptop's state.
+pub async fn apply(sandbox: &dyn Sandbox, p: &ApplyParams) -> Result<Applied, StepError> {
+    const STEP: &str = "apply";
+    let mut env = BTreeMap::new();
+    env.insert("RC_IDENTITY".into(), p.identity.clone());
+    env.insert("RC_BUNDLE".into(), p.bundle.clone().unwrap_or_default());
+    env.insert("RC_SNAPSHOT".into(), p.snapshot.to_string());
+    env.insert("RC_INDEX".into(), p.index.to_string());
+    env.insert(
+        "RC_HEAD".into(),
+        p.head.map(|o| o.to_string()).unwrap_or_default(),
+    );
+    env.insert("RC_BRANCH".into(), p.branch.clone().unwrap_or_default());
+    let known: Vec<String> = p.known.iter().map(|o| o.to_string()).collect();
+    env.insert("RC_KNOWN".into(), known.join(" "));
+    env.insert("RC_EXCLUDES".into(), p.excludes.clone());
+    env.insert("RC_EXCLUDES_ID".into(), p.excludes_id.clone());
+    let shallow: Vec<String> = p.shallow.iter().map(|o| o.to_string()).collect();
+    env.insert("RC_SHALLOW".into(), shallow.join(" "));
+    let a = run_step(sandbox, STEP, APPLY, env).await?;
+    let mut saved = Vec::new();
+    for line in a.all("saved") {
+        let mut parts = line.split(' ');
+        let (Some(name), Some(oid)) = (parts.next(), parts.next()) else {
+            return Err(StepError::Protocol {
+                step: STEP,
+                detail: format!("bad saved line {line:?}"),
+            });
+        };
+        let oid = parse_oid(oid).ok_or_else(|| StepError::Protocol {
+            step: STEP,
+            detail: format!("bad saved line {line:?}"),
+        })?;
+        let kinds = parts
+            .next()
+            .unwrap_or("")
+            .split(',')
+            .filter(|k| !k.is_empty())
+            .map(str::to_string)
+            .collect();
+        saved.push(SavedInSandbox {
+            name: name.to_string(),
+            oid,
+            kinds,
+        });
+    }
+    Ok(Applied {
+        saved,
+        recovered: a.get("recovered") == Some("1"),
+    })
+}
