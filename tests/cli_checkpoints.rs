@@ -436,3 +436,130 @@ fn down_keeps_the_last_state_on_the_server() {
     t.ok(&["pull", "--session", &session, "--branch", "after-down"]);
     assert_eq!(t.git(&["show", "after-down:last.txt"]), "last\n");
 }
+
+/// A pause the server makes itself (idle auto-pause of a managed session) checkpoints the
+/// sandbox's work first, so a sandbox lost while paused loses nothing: `pull` takes the
+/// server's checkpoint back although this machine never took one. A pause whose work the
+/// newest checkpoint already holds stores no second copy.
+#[test]
+fn a_server_made_pause_checkpoints_the_work_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("server.db").display());
+    let sandboxes = dir.path().join("sandboxes");
+    let server = common::server::Server::start_with(
+        &db,
+        "127.0.0.1:0",
+        &[
+            "--sandboxes-dir",
+            sandboxes.to_str().unwrap(),
+            "--agent-bin",
+            common::bin(),
+            "--idle-pause",
+            "2s",
+        ],
+    );
+    let token = server.create_account("acme");
+    let t = TestRepo::new("[sandbox]\nmanaged = true\n");
+    t.write("a.txt", "base\n");
+    t.commit_all("init");
+    server.login(&t, &token);
+    t.ok(&["up", "--quiet"]);
+    let session = t.session_record()["session_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    t.ok(&[
+        "exec",
+        "--no-sync",
+        "--",
+        "sh",
+        "-c",
+        "echo made > made.txt && git add made.txt && git -c user.name=a -c user.email=a@x commit -qm 'sandbox: made' && echo draft > draft.txt && echo edited >> a.txt",
+    ]);
+    let detail = |p: &str| server.get(&token, &format!("/v1/sessions/{session}{p}"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while detail("")["session"]["state"] != "paused" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the idle session was not paused: {}",
+            detail("")
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let stored = detail("/checkpoints")["checkpoints"].clone();
+    let stored = stored.as_array().unwrap();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    let cp = &stored[0];
+    assert_eq!(cp["info"]["by"], "server", "{cp}");
+    assert_eq!(cp["info"]["checkpoint"]["reason"], "idle-pause", "{cp}");
+    assert_eq!(cp["info"]["checkpoint"]["wip"], true, "{cp}");
+    assert_eq!(cp["info"]["checkpoint"]["label"], "main", "{cp}");
+    assert_eq!(cp["anchor"], true, "{cp}");
+    // It holds the sandbox's commit, which this machine does not have.
+    let sandbox_head = t.ok(&["exec", "--no-sync", "--", "git", "rev-parse", "HEAD"]);
+    assert_eq!(
+        cp["info"]["checkpoint"]["sandbox_head"],
+        sandbox_head.stdout().trim(),
+        "{cp}"
+    );
+
+    // The CLI's own pause checkpoint comes next; the server's pause after it finds the same
+    // work and stores nothing more.
+    t.ok(&["pause"]);
+    let after = detail("/checkpoints")["checkpoints"].clone();
+    let after = after.as_array().unwrap();
+    assert_eq!(after.len(), 2, "{after:?}");
+    assert_ne!(after[1]["info"]["by"], "server", "{after:?}");
+
+    // A server-made checkpoint is what `pull` falls back to: this clone's own were removed,
+    // the sandbox is then lost while paused.
+    t.ok(&[
+        "exec",
+        "--no-sync",
+        "--",
+        "sh",
+        "-c",
+        "echo late > late.txt",
+    ]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while detail("/checkpoints")["checkpoints"]
+        .as_array()
+        .unwrap()
+        .len()
+        < 3
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint at the second idle pause: {}",
+            detail("/checkpoints")
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let third = detail("/checkpoints")["checkpoints"][2].clone();
+    assert_eq!(third["info"]["by"], "server", "{third}");
+    assert!(third["base"].is_string(), "it builds on an anchor: {third}");
+    let git_dir = t.path().join(".git/rclaude/checkpoints");
+    std::fs::remove_dir_all(&git_dir).unwrap();
+    for r in t
+        .git(&[
+            "for-each-ref",
+            "--format=%(refname)",
+            "refs/rclaude/checkpoints",
+        ])
+        .lines()
+    {
+        t.git(&["update-ref", "-d", r]);
+    }
+    std::fs::remove_dir_all(&sandboxes).unwrap();
+    let r = t.rclaude(&["pull", "--branch", "recovered"]);
+    assert_eq!(r.code(), 0, "{}", r.all());
+    assert!(
+        r.all().contains(third["name"].as_str().unwrap()),
+        "{}",
+        r.all()
+    );
+    assert_eq!(t.git(&["show", "recovered:late.txt"]), "late\n");
+    assert_eq!(t.git(&["show", "recovered:draft.txt"]), "draft\n");
+    assert_eq!(t.git(&["show", "recovered:made.txt"]), "made\n");
+    assert_eq!(t.git(&["show", "recovered:a.txt"]), "base\nedited\n");
+}

@@ -645,3 +645,72 @@ fn a_server_runs_managed_sessions_on_e2b() {
         "a request without the server's key"
     );
 }
+
+/// A managed E2B sandbox is created with E2B's 5-minute timeout; the server's reconciler moves
+/// that timeout past the moment its own idle pause would come (the last activity + the idle
+/// pause + a margin), so E2B never pauses a session before the server has checkpointed it.
+/// An idle session costs one such call, not one per round.
+#[test]
+fn the_server_keeps_e2b_from_pausing_a_managed_sandbox_before_its_own_idle_pause() {
+    let vm = tempfile::tempdir().unwrap();
+    let root = vm.path().canonicalize().unwrap();
+    let workdir = format!("{}/home/user/workspace", root.display());
+    let fake = FakeE2b::start_with(FakeOptions {
+        shared_root: Some(root),
+        ..FakeOptions::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("server.db").display());
+    let server = common::server::Server::start_with_env(
+        &db,
+        "127.0.0.1:0",
+        &[
+            "--sandbox-provider",
+            "e2b",
+            "--sandbox-workdir",
+            &workdir,
+            "--idle-pause",
+            "1h",
+            "--reconcile-every",
+            "1s",
+        ],
+        &fake.env(),
+    );
+    let token = server.create_account("alice");
+    let repo = TestRepo::new("");
+    repo.write("README.md", "hello\n");
+    repo.commit_all("initial");
+    let mut c = repo.cmd(&["login", "--server", &server.base]);
+    c.env("RCLAUDE_TOKEN", &token);
+    assert_eq!(Run(c.output().unwrap()).code(), 0);
+    let mut c = repo.cmd(&["up", "--quiet"]);
+    for var in [
+        "E2B_API_KEY",
+        "E2B_API_URL",
+        "E2B_SANDBOX_URL",
+        "E2B_DOMAIN",
+    ] {
+        c.env_remove(var);
+    }
+    let r = Run(c.output().unwrap());
+    assert_eq!(r.code(), 0, "{}", r.all());
+    let id = fake.sandboxes()[0].id.clone();
+    let path = format!("/sandboxes/{id}/timeout");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while fake.requests_to("POST", &path).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server never extended the sandbox's timeout"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let left =
+        (fake.sandbox(&id).unwrap().end_at - time::OffsetDateTime::now_utc()).whole_seconds();
+    assert!(
+        (3600..=3600 + 600 + 30).contains(&left),
+        "E2B's timeout ends in {left} s, not just after the server's 1 h idle pause"
+    );
+    // An idle session: later rounds leave it alone.
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    assert_eq!(fake.requests_to("POST", &path).len(), 1);
+}

@@ -5,7 +5,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::storage::CheckpointRow;
+use crate::checkpoint_store::BlobStore;
+use crate::clock::Now;
+use crate::storage::{CheckpointRow, Store, StoreError};
 
 pub use crate::config::{
     CheckpointSettings, DEFAULT_KEEP, DEFAULT_KEEP_AFTER_STOP, DEFAULT_MAX_BYTES,
@@ -31,6 +33,39 @@ pub fn to_drop(all: &[CheckpointRow], keep: usize) -> Vec<String> {
         .filter(|c| !kept.contains(c.name.as_str()))
         .map(|c| c.id.clone())
         .collect()
+}
+
+/// Where checkpoint `name`'s bundle is stored (unique per upload, so a lost race never
+/// overwrites the winner's object).
+pub fn object_key(account: &str, session: &str, name: &str) -> String {
+    format!(
+        "{account}/{session}/{name}-{}.bundle",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
+/// Drop what retention no longer keeps: records first, then their objects (an object whose
+/// delete fails is removed by the start-up sweep).
+pub async fn retain(
+    store: &Store,
+    blobs: &BlobStore,
+    account: &str,
+    session: &str,
+    keep: usize,
+    now: Now,
+) -> Result<(), StoreError> {
+    let all = store.list_checkpoints(account, session).await?;
+    let drop = to_drop(&all, keep);
+    if drop.is_empty() {
+        return Ok(());
+    }
+    store.mark_checkpoints_deleted(&drop, now.ms()).await?;
+    for row in all.iter().filter(|r| drop.contains(&r.id)) {
+        if let Err(e) = blobs.delete(&row.object_key).await {
+            tracing::warn!(key = %row.object_key, error = %e, "deleting a dropped checkpoint failed");
+        }
+    }
+    Ok(())
 }
 
 /// A checkpoint name: 1 to 64 of `A-Z a-z 0-9 - _ .`, not starting with `.`.

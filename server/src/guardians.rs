@@ -14,8 +14,9 @@ use tokio::sync::watch;
 
 use crate::clock::Now;
 use crate::model::EventKind;
-use crate::sandboxes::{self, Sandboxes};
-use crate::storage::{Store, StoreError};
+use crate::safekeeping::Safekeeper;
+use crate::sandboxes;
+use crate::storage::{RunningManaged, Store, StoreError};
 
 /// The advisory lock key of the idle auto-pause job.
 const IDLE_PAUSE_LOCK: i64 = 0x0072_636c_6175_6401;
@@ -25,19 +26,14 @@ const RECONCILE_LOCK: i64 = 0x0072_636c_6175_6402;
 const CHECKPOINT_EXPIRY_LOCK: i64 = 0x0072_636c_6175_6403;
 
 /// Pause idle managed sessions until `shutdown` turns true.
-pub async fn idle_pause(
-    store: Store,
-    sandboxes: Sandboxes,
-    idle: Duration,
-    mut shutdown: watch::Receiver<bool>,
-) {
+pub async fn idle_pause(keeper: Safekeeper, idle: Duration, mut shutdown: watch::Receiver<bool>) {
     let every = (idle / 4).clamp(Duration::from_millis(250), Duration::from_secs(30));
     loop {
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = shutdown.wait_for(|s| *s) => return,
         }
-        match idle_round(&store, &sandboxes, idle).await {
+        match idle_round(&keeper, idle).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(paused = n, "paused idle managed sessions"),
             Err(e) => tracing::warn!(error = %e, "idle auto-pause round failed"),
@@ -46,12 +42,9 @@ pub async fn idle_pause(
 }
 
 /// One round: pause every running managed session idle for longer than its `idle_pause`
-/// (`idle` when it has none).
-pub async fn idle_round(
-    store: &Store,
-    sandboxes: &Sandboxes,
-    idle: Duration,
-) -> Result<usize, StoreError> {
+/// (`idle` when it has none), each after a checkpoint of its work.
+pub async fn idle_round(keeper: &Safekeeper, idle: Duration) -> Result<usize, StoreError> {
+    let (store, sandboxes) = (&keeper.store, &keeper.sandboxes);
     let Some(lock) = store.try_job_lock(IDLE_PAUSE_LOCK).await? else {
         return Ok(0); // another replica is on it
     };
@@ -59,6 +52,9 @@ pub async fn idle_round(
     let mut paused = 0;
     let idle_ms = i64::try_from(idle.as_millis()).unwrap_or(i64::MAX);
     for (account, session, sandbox) in store.idle_managed_sessions(now.ms(), idle_ms).await? {
+        keeper
+            .checkpoint(&account, &session, &sandbox, "idle-pause")
+            .await;
         if let Err(e) = sandboxes.pause(&sandbox).await {
             tracing::warn!(
                 session,
@@ -79,40 +75,66 @@ pub async fn idle_round(
 
 /// Reconcile the database with the provider every `every` until `shutdown` turns true. A
 /// sandbox no session owns is killed once it has been seen so for `3 × every` (a create in
-/// flight records its session well within that).
+/// flight records its session well within that). With idle auto-pause on (`idle`), each
+/// running session's provider timeout is kept beyond the moment the server would pause it, so
+/// the server's pause, checkpoint first, comes before the provider's own.
 pub async fn reconcile(
-    store: Store,
-    sandboxes: Sandboxes,
+    keeper: Safekeeper,
     every: Duration,
+    idle: Option<Duration>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut orphans: HashMap<String, std::time::Instant> = HashMap::new();
+    let mut rounds = Rounds {
+        idle,
+        ..Rounds::default()
+    };
     loop {
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = shutdown.wait_for(|s| *s) => return,
         }
-        if let Err(e) = reconcile_round(&store, &sandboxes, every * 3, &mut orphans).await {
+        if let Err(e) = reconcile_round(&keeper, every * 3, &mut rounds).await {
             tracing::warn!(error = %e, "reconciler round failed");
         }
     }
 }
 
+/// What the reconciler remembers between rounds.
+#[derive(Debug, Default)]
+pub struct Rounds {
+    /// The deployment's idle pause (`None`: off).
+    pub idle: Option<Duration>,
+    /// Sandboxes no session owns, and since when.
+    pub orphans: HashMap<String, std::time::Instant>,
+    /// Until when (ms) each sandbox's provider timeout was last set.
+    pub extended: HashMap<String, i64>,
+}
+
+/// How far past the server's own idle pause a provider's timeout is set.
+pub const TIMEOUT_MARGIN: Duration = Duration::from_secs(10 * 60);
+
 /// One round of [`reconcile`].
 pub async fn reconcile_round(
-    store: &Store,
-    sandboxes: &Sandboxes,
+    keeper: &Safekeeper,
     orphan_grace: Duration,
-    orphans: &mut HashMap<String, std::time::Instant>,
+    rounds: &mut Rounds,
 ) -> Result<(), StoreError> {
+    let orphans = &mut rounds.orphans;
+    let (store, sandboxes) = (&keeper.store, &keeper.sandboxes);
     let Some(lock) = store.try_job_lock(RECONCILE_LOCK).await? else {
         return Ok(());
     };
     let now = Now::system();
-    for (account, session, sandbox) in store.running_managed_sessions().await? {
-        let (kind, reason) = match sandboxes.state(&sandbox).await {
+    let running = store.running_managed_sessions().await?;
+    let live: std::collections::HashSet<&str> =
+        running.iter().map(|r| r.sandbox_id.as_str()).collect();
+    rounds.extended.retain(|id, _| live.contains(id.as_str()));
+    for r in &running {
+        let (account, session, sandbox) = (&r.account_id, &r.session_id, &r.sandbox_id);
+        let (kind, reason) = match sandboxes.state(sandbox).await {
             Ok(Some(SandboxState::Running)) => {
-                store.touch_session(&session, now.s()).await?;
+                store.touch_session(session, now.s()).await?;
+                outlast_idle_pause(sandboxes, r, rounds.idle, &mut rounds.extended, now).await;
                 continue;
             }
             Ok(Some(_)) => (EventKind::Paused, "lost"),
@@ -129,7 +151,7 @@ pub async fn reconcile_round(
             "the provider no longer runs this session's sandbox"
         );
         let data = serde_json::json!({ "by": "server", "reason": reason });
-        if let Err(e) = sandboxes::record(store, &account, &session, kind, now, data).await {
+        if let Err(e) = sandboxes::record(store, account, session, kind, now, data).await {
             tracing::warn!(session, error = %e, "cannot record a lost sandbox");
         }
     }
@@ -139,6 +161,9 @@ pub async fn reconcile_round(
             continue;
         }
         for (session, sandbox) in store.running_managed_of(&account).await? {
+            keeper
+                .checkpoint(&account, &session, &sandbox, "budget-pause")
+                .await;
             if let Err(e) = sandboxes.pause(&sandbox).await {
                 tracing::warn!(session, error = e.message, "cannot pause at the budget cap");
                 continue;
@@ -175,6 +200,42 @@ pub async fn reconcile_round(
     }
     lock.release().await;
     Ok(())
+}
+
+/// Keep `r`'s provider timeout [`TIMEOUT_MARGIN`] past the moment the idle job pauses it
+/// (its last activity plus its idle pause), so a provider never pauses an idle sandbox before
+/// the server has checkpointed it. Only asks the provider when that moment moved by more than
+/// half the margin: an idle session costs one call, an active one one every few minutes.
+async fn outlast_idle_pause(
+    sandboxes: &sandboxes::Sandboxes,
+    r: &RunningManaged,
+    idle: Option<Duration>,
+    extended: &mut HashMap<String, i64>,
+    now: Now,
+) {
+    let Some(idle_ms) = r.idle_pause_ms.or(idle.map(|d| d.as_millis() as i64)) else {
+        return; // the provider's own timeout is the only pause
+    };
+    let margin = TIMEOUT_MARGIN.as_millis() as i64;
+    // Past due, the idle job pauses it within a round: the margin covers that.
+    let want = r.active_at_ms.saturating_add(idle_ms).max(now.ms()) + margin;
+    if extended
+        .get(&r.sandbox_id)
+        .is_some_and(|until| *until >= want - margin / 2)
+    {
+        return;
+    }
+    let lifetime = Duration::from_millis((want - now.ms()) as u64);
+    match sandboxes.keep_alive(&r.sandbox_id, lifetime).await {
+        Ok(()) => {
+            extended.insert(r.sandbox_id.clone(), want);
+        }
+        Err(e) => tracing::warn!(
+            session = r.session_id,
+            error = e.message,
+            "cannot extend the sandbox's provider timeout"
+        ),
+    }
 }
 
 /// Delete the checkpoints of sessions stopped longer than `after` ago (they would otherwise be

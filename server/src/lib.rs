@@ -28,6 +28,7 @@ pub mod redact;
 pub mod responses;
 pub mod revocations;
 pub mod routes;
+pub mod safekeeping;
 pub mod sandboxes;
 pub mod server;
 pub mod state;

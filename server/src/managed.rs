@@ -82,7 +82,11 @@ pub async fn pause(
     if session.state == "paused" {
         return Ok(session);
     }
-    sandboxes(state)?.pause(sandbox_id(&session)?).await?;
+    let sandbox = sandbox_id(&session)?;
+    if let Some(keeper) = state.safekeeper() {
+        keeper.checkpoint(account, &sid, sandbox, "pause").await;
+    }
+    sandboxes(state)?.pause(sandbox).await?;
     record(state, account, &sid, EventKind::Paused, now).await
 }
 
@@ -114,6 +118,14 @@ pub async fn delete(
     now: Now,
 ) -> Result<Session, ApiError> {
     let (sid, session) = managed_session(state, account, id, now).await?;
-    sandboxes(state)?.kill(sandbox_id(&session)?).await?;
+    let sandbox = sandbox_id(&session)?;
+    // A paused sandbox is resumed by the export only to be killed: its pause checkpoint holds
+    // its work already.
+    if session.state == "running"
+        && let Some(keeper) = state.safekeeper()
+    {
+        keeper.checkpoint(account, &sid, sandbox, "down").await;
+    }
+    sandboxes(state)?.kill(sandbox).await?;
     record(state, account, &sid, EventKind::Stopped, now).await
 }

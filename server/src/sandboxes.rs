@@ -42,6 +42,23 @@ pub struct Size {
     pub memory_mb: Option<u32>,
 }
 
+/// A sandbox's work as [`Sandboxes::export_work`] brought it home.
+#[derive(Debug)]
+pub struct Work {
+    /// The sandbox's HEAD, or a WIP commit of its uncommitted edits on top of it.
+    pub tip: git2::Oid,
+    pub head: Option<git2::Oid>,
+    /// The branch HEAD is on (`None`: detached).
+    pub branch: Option<String>,
+    pub wip: bool,
+    /// The (snapshot, index) commits the last sync from a laptop installed.
+    pub synced: Option<(git2::Oid, git2::Oid)>,
+    /// The bundle builds on the `base` asked for (else it is whole but for published history).
+    pub base_used: bool,
+    /// The bundle and its length (`None`: the bases already hold every commit).
+    pub bundle: Option<(tempfile::TempPath, u64)>,
+}
+
 /// A sandbox just created or resumed, and how clients reach it.
 #[derive(Debug, Clone)]
 pub struct Reached {
@@ -227,6 +244,100 @@ impl Sandboxes {
             .filter(|i| i.metadata.contains_key("rclaude.account"))
             .map(|i| i.id)
             .collect())
+    }
+
+    /// Snapshot a sandbox's work (its commits and a WIP commit of its uncommitted edits, made
+    /// without touching its index, HEAD or branches) and bring home a bundle of what `base` and
+    /// the sandbox's remote-tracking branches do not hold. `Ok(None)`: no commits and an empty
+    /// work tree, or no repository there yet.
+    pub async fn export_work(
+        &self,
+        sandbox_id: &str,
+        base: Option<git2::Oid>,
+    ) -> Result<Option<Work>, ApiError> {
+        use rclaude_sandbox_git::{ExportMode, RepoState, StepError};
+        let sandbox = self
+            .provider()?
+            .connect(sandbox_id)
+            .await
+            .map_err(provider_error)?;
+        let step_failed = |e: StepError| {
+            tracing::warn!(sandbox = sandbox_id, error = %e, "checkpoint export failed");
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "checkpoint_export",
+                format!("cannot snapshot the sandbox's work: {e}"),
+            )
+        };
+        let q = rclaude_sandbox_git::query(&*sandbox)
+            .await
+            .map_err(step_failed)?;
+        if q.state != RepoState::Ready {
+            return Ok(None);
+        }
+        let out = rclaude_sandbox_git::remote_tmp_path(
+            &*sandbox,
+            &format!("checkpoint-{}.bundle", uuid::Uuid::new_v4()),
+        );
+        let bases: Vec<git2::Oid> = base.into_iter().collect();
+        let e = rclaude_sandbox_git::export(
+            &*sandbox,
+            &ExportMode::Worktree,
+            &bases,
+            &["refs/remotes"],
+            &out,
+        )
+        .await
+        .map_err(step_failed)?;
+        let Some(tip) = e.tip else {
+            return Ok(None);
+        };
+        let bundle = match &e.bundle {
+            None => None,
+            Some((path, size)) => {
+                let tmp = tempfile::NamedTempFile::new()
+                    .map_err(|e| ApiError::internal(format!("creating a temporary file: {e}")))?
+                    .into_temp_path();
+                let got = sandbox.download(path, &tmp, None).await;
+                let _ = sandbox.remove(path).await;
+                let got = got.map_err(|err| {
+                    ApiError::new(
+                        StatusCode::BAD_GATEWAY,
+                        "checkpoint_export",
+                        format!("cannot download the checkpoint bundle from the sandbox: {err}"),
+                    )
+                })?;
+                if got != *size {
+                    return Err(ApiError::new(
+                        StatusCode::BAD_GATEWAY,
+                        "checkpoint_export",
+                        format!("the checkpoint bundle arrived with {got} of {size} bytes"),
+                    ));
+                }
+                Some((tmp, got))
+            }
+        };
+        Ok(Some(Work {
+            tip,
+            head: e.head,
+            branch: e.branch,
+            wip: e.wip,
+            synced: e.synced,
+            base_used: base.is_some_and(|b| e.bases_found.contains(&b)),
+            bundle,
+        }))
+    }
+
+    /// Keep a running sandbox from being paused by its provider for `lifetime` more.
+    pub async fn keep_alive(
+        &self,
+        sandbox_id: &str,
+        lifetime: std::time::Duration,
+    ) -> Result<(), ApiError> {
+        self.provider()?
+            .keep_alive(sandbox_id, lifetime)
+            .await
+            .map_err(provider_error)
     }
 
     pub async fn pause(&self, sandbox_id: &str) -> Result<(), ApiError> {

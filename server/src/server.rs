@@ -75,26 +75,34 @@ pub async fn serve_until(
     if let Some(s) = &sandboxes {
         tracing::info!(provider = s.kind().as_str(), "managed sessions enabled");
     }
-    let idle_task = match (&sandboxes, cfg.sandboxes.idle_pause) {
-        (Some(s), Some(idle)) => Some(tokio::spawn(crate::guardians::idle_pause(
-            store.clone(),
-            s.clone(),
+    let checkpoints = crate::checkpoint_store::BlobStore::open(&cfg.checkpoints.store)?;
+    tracing::info!(store = %checkpoints.describe(), "checkpoint store ready");
+    // Pauses the server makes checkpoint the session's work first.
+    let keeper = sandboxes
+        .clone()
+        .map(|sandboxes| crate::safekeeping::Safekeeper {
+            store: store.clone(),
+            sandboxes,
+            blobs: checkpoints.clone(),
+            settings: cfg.checkpoints.clone(),
+        });
+    let idle_task = match (&keeper, cfg.sandboxes.idle_pause) {
+        (Some(k), Some(idle)) => Some(tokio::spawn(crate::guardians::idle_pause(
+            k.clone(),
             idle,
             shutdown_rx.clone(),
         ))),
         _ => None,
     };
-    let reconcile_task = match (&sandboxes, cfg.sandboxes.reconcile_every) {
-        (Some(s), Some(every)) => Some(tokio::spawn(crate::guardians::reconcile(
-            store.clone(),
-            s.clone(),
+    let reconcile_task = match (&keeper, cfg.sandboxes.reconcile_every) {
+        (Some(k), Some(every)) => Some(tokio::spawn(crate::guardians::reconcile(
+            k.clone(),
             every,
+            cfg.sandboxes.idle_pause,
             shutdown_rx.clone(),
         ))),
         _ => None,
     };
-    let checkpoints = crate::checkpoint_store::BlobStore::open(&cfg.checkpoints.store)?;
-    tracing::info!(store = %checkpoints.describe(), "checkpoint store ready");
     // What an upload a crash interrupted left behind (never recorded, so never answered).
     {
         let (store, blobs) = (store.clone(), checkpoints.clone());

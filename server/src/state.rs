@@ -30,6 +30,21 @@ pub struct AppState {
     pub checkpoints: crate::checkpoint_store::BlobStore,
 }
 
+impl AppState {
+    /// What checkpoints managed sessions before the server pauses or stops them (`None`: this
+    /// deployment manages no sandboxes).
+    pub fn safekeeper(&self) -> Option<crate::safekeeping::Safekeeper> {
+        self.sandboxes
+            .clone()
+            .map(|sandboxes| crate::safekeeping::Safekeeper {
+                store: self.store.clone(),
+                sandboxes,
+                blobs: self.checkpoints.clone(),
+                settings: self.config.checkpoints.clone(),
+            })
+    }
+}
+
 impl FromRef<AppState> for Arc<ServerConfig> {
     fn from_ref(state: &AppState) -> Self {
         state.config.clone()

@@ -74,6 +74,41 @@ pub fn list(ctx: &Ctx, record: &SessionRecord) -> CliResult<Vec<Checkpoint>> {
     Ok(checkpoint::list(&ctx.repo.root, &record.session_id)?)
 }
 
+/// The session's newest checkpoint: `here` (this machine's newest), unless the server keeps a
+/// newer one (one the server took before pausing the session, or another machine's), which is
+/// then taken back. `None`: neither has one.
+pub async fn newest(ctx: &Ctx, session_id: &str, here: Option<Checkpoint>) -> Option<Checkpoint> {
+    let on_server = match super::checkpoint_server::list(ctx, session_id).await {
+        Ok(Some(list)) => list.into_iter().last(),
+        Ok(None) => None,
+        Err(e) => {
+            tracing::debug!("cannot list the server's checkpoints: {}", e.message);
+            None
+        }
+    };
+    let newer = match (&here, &on_server) {
+        (_, None) => false,
+        (None, Some(_)) => true,
+        (Some(h), Some(s)) => s.id > h.id,
+    };
+    if !newer {
+        return here;
+    }
+    match super::checkpoint_server::recover(ctx, session_id, None).await {
+        Ok(cp) => {
+            ctx.ui.info(format!(
+                "Took checkpoint {} (taken at {}) back from the server",
+                cp.id, cp.reason
+            ));
+            Some(cp)
+        }
+        Err(e) => {
+            tracing::debug!("no checkpoint from the server: {}", e.message);
+            here
+        }
+    }
+}
+
 /// Make the pull branch from checkpoint `id` (default: the latest). One this machine does not
 /// have is taken back from the server, when one is configured.
 pub async fn pull_from(
@@ -85,7 +120,7 @@ pub async fn pull_from(
     let all = list(ctx, record)?;
     let here = match id {
         Some(id) => all.into_iter().find(|c| c.id == id),
-        None => all.into_iter().last(),
+        None => newest(ctx, &record.session_id, all.into_iter().last()).await,
     };
     let cp = match here {
         Some(cp) => cp,

@@ -28,20 +28,12 @@ pub enum Rebuilt {
     Superseded(Checkpoint),
 }
 
-/// The newest checkpoint of `old`'s session: this machine's, else the server's.
+/// The newest checkpoint of `old`'s session, this machine's or the server's.
 async fn latest(ctx: &Ctx, old: &SessionRecord) -> Option<Checkpoint> {
-    if let Ok(mut here) = super::checkpoint::list(ctx, old)
-        && let Some(cp) = here.pop()
-    {
-        return Some(cp);
-    }
-    match super::checkpoint_server::recover(ctx, &old.session_id, None).await {
-        Ok(cp) => Some(cp),
-        Err(e) => {
-            tracing::debug!("no checkpoint from the server: {}", e.message);
-            None
-        }
-    }
+    let here = super::checkpoint::list(ctx, old)
+        .ok()
+        .and_then(|mut l| l.pop());
+    super::checkpoint::newest(ctx, &old.session_id, here).await
 }
 
 /// Give the new sandbox of `record` the work of `old`'s sandbox from its newest checkpoint,

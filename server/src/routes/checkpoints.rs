@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 
 use crate::auth::Auth;
 use crate::checkpoint_store::BlobStore;
-use crate::checkpoints::{to_drop, valid_name};
+use crate::checkpoints::{object_key, retain, valid_name};
 use crate::clock::Now;
 use crate::error::{ApiError, ApiPath, ErrorBody};
 use crate::model::rfc3339_ms;
@@ -265,13 +265,7 @@ pub async fn upload(
             format!("base checkpoint {base:?} is not stored for this session"),
         ));
     }
-    let key = format!(
-        "{}/{}/{}-{}.bundle",
-        p.account_id,
-        id,
-        meta.name,
-        &uuid::Uuid::new_v4().simple().to_string()[..12]
-    );
+    let key = object_key(&p.account_id, &id, &meta.name);
     let bundle = next_field(&mut form, "bundle").await?;
     receive(&state.checkpoints, &key, bundle, &meta).await?;
     let info = meta
@@ -304,8 +298,17 @@ pub async fn upload(
         }
     };
     let keep = meta.keep.unwrap_or(limits.keep).clamp(1, limits.keep) as usize;
-    if let Err(e) = retain(&state, &p.account_id, &id, keep, now).await {
-        tracing::warn!(session = %id, error = %e.message, "checkpoint retention failed");
+    if let Err(e) = retain(
+        &state.store,
+        &state.checkpoints,
+        &p.account_id,
+        &id,
+        keep,
+        now,
+    )
+    .await
+    {
+        tracing::warn!(session = %id, error = %e, "checkpoint retention failed");
     }
     Ok((
         StatusCode::CREATED,
@@ -454,30 +457,4 @@ fn size_mismatch(want: u64, got: u64, more: bool) -> ApiError {
             if more { "over " } else { "" }
         ),
     )
-}
-
-/// Drop what retention no longer keeps: records first, then their objects.
-async fn retain(
-    state: &AppState,
-    account: &str,
-    session: &str,
-    keep: usize,
-    now: Now,
-) -> Result<(), ApiError> {
-    let all = state.store.list_checkpoints(account, session).await?;
-    let drop = to_drop(&all, keep);
-    if drop.is_empty() {
-        return Ok(());
-    }
-    state
-        .store
-        .mark_checkpoints_deleted(&drop, now.ms())
-        .await?;
-    for row in all.iter().filter(|r| drop.contains(&r.id)) {
-        if let Err(e) = state.checkpoints.delete(&row.object_key).await {
-            // The start-up sweep removes it later.
-            tracing::warn!(key = %row.object_key, error = %e, "deleting a dropped checkpoint failed");
-        }
-    }
-    Ok(())
 }

@@ -214,6 +214,7 @@ use event_batch::{Job, Outcome};
 mod checkpoints;
 pub use checkpoints::{CheckpointRow, NewCheckpoint};
 mod sessions;
+pub use sessions::RunningManaged;
 mod stripe_export;
 mod usage;
 

@@ -117,16 +117,24 @@ impl Store {
             .transpose()
     }
 
-    /// Every running managed session: `(account_id, session_id, sandbox_id)`.
-    pub async fn running_managed_sessions(&self) -> Result<Vec<(String, String, String)>> {
+    /// Every running managed session.
+    pub async fn running_managed_sessions(&self) -> Result<Vec<RunningManaged>> {
         let rows = sqlx::query(
-            "SELECT account_id, id, sandbox_id FROM sessions \
+            "SELECT account_id, id, sandbox_id, updated_at_ms, idle_pause_ms FROM sessions \
              WHERE managed = 1 AND state = 'running' AND sandbox_id IS NOT NULL",
         )
         .fetch_all(&self.db.read)
         .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .map(|r| {
+                Ok(RunningManaged {
+                    account_id: r.try_get(0)?,
+                    session_id: r.try_get(1)?,
+                    sandbox_id: r.try_get(2)?,
+                    active_at_ms: r.try_get(3)?,
+                    idle_pause_ms: r.try_get(4)?,
+                })
+            })
             .collect()
     }
 
@@ -568,4 +576,16 @@ impl Store {
             live_event(account_id, &event, &session).message.to_string(),
         ))
     }
+}
+
+/// A running managed session, as the reconciler sees it.
+#[derive(Debug, Clone)]
+pub struct RunningManaged {
+    pub account_id: String,
+    pub session_id: String,
+    pub sandbox_id: String,
+    /// Its last activity (what idle auto-pause counts from).
+    pub active_at_ms: i64,
+    /// Its own idle pause, when it has one.
+    pub idle_pause_ms: Option<i64>,
 }
