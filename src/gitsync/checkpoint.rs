@@ -112,6 +112,16 @@ pub async fn take(
 /// File naming the checkpoint taken at the session's last pause (removed by [`verify`]).
 const PAUSED: &str = "PAUSED";
 
+/// Make checkpoint `id` (one this machine has) the state [`verify`] compares the next resume
+/// with: the checkpoint the server took when it paused the session itself.
+pub fn mark_paused(repo_path: &Path, session: &str, id: &str) -> Result<(), SyncError> {
+    let repo = open_repo(repo_path)?;
+    let dir = meta_dir(&repo, session);
+    std::fs::create_dir_all(&dir).map_err(SyncError::io(format!("creating {}", dir.display())))?;
+    let marker = dir.join(PAUSED);
+    std::fs::write(&marker, id).map_err(SyncError::io(format!("writing {}", marker.display())))
+}
+
 fn record(
     repo_path: &Path,
     session: &str,

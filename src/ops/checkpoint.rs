@@ -137,12 +137,44 @@ pub async fn pull_from(
     Ok((cp, report))
 }
 
+/// When the server paused the session itself (idle, budget, the dashboard) after this
+/// machine's last checkpoint, the checkpoint it took first is what the resume is compared with:
+/// take it back and mark it as the state at pause.
+async fn adopt_server_pause(ctx: &Ctx, record: &SessionRecord) {
+    let Ok(Some(on_server)) = super::checkpoint_server::list(ctx, &record.session_id).await else {
+        return;
+    };
+    let Some(last) = on_server.last() else {
+        return;
+    };
+    // The server names its own `<stamp>-server…`, and takes one only before a pause or a stop.
+    let server_pause = last.id.contains("-server") && last.reason.ends_with("pause");
+    let here = list(ctx, record).unwrap_or_default();
+    if !server_pause || here.last().is_some_and(|h| h.id >= last.id) {
+        return;
+    }
+    let id = last.id.clone();
+    if !here.iter().any(|h| h.id == id)
+        && let Err(e) = super::checkpoint_server::recover(ctx, &record.session_id, Some(&id)).await
+    {
+        tracing::debug!(
+            "cannot take the server's pause checkpoint back: {}",
+            e.message
+        );
+        return;
+    }
+    if let Err(e) = checkpoint::mark_paused(&ctx.repo.root, &record.session_id, &id) {
+        tracing::debug!("cannot mark the server's pause checkpoint: {e}");
+    }
+}
+
 /// Right after a resume: compare the sandbox's files with the checkpoint taken at pause and
 /// say loudly when they differ (a provider that lost files), offering the checkpoint back.
 pub async fn verify_after_resume(ctx: &Ctx, record: &SessionRecord, sandbox: &dyn Sandbox) {
     if !ctx.local_checkout {
         return;
     }
+    adopt_server_pause(ctx, record).await;
     let state = super::sync::sync_state(record);
     let drift = checkpoint::verify(
         &ctx.repo.root,

@@ -78,6 +78,13 @@ pub async fn upload_latest(ctx: &Ctx, record: &SessionRecord) -> CliResult<Kept>
     if remote.iter().any(|r| r["name"] == cp.id.as_str()) {
         return Ok(Kept::Already(cp.id));
     }
+    // The server's newest holds the same work (it took it itself before a pause).
+    if let Some(newest) = remote.last().and_then(checkpoint_of)
+        && newest.tip == cp.tip
+        && newest.sandbox_head == cp.sandbox_head
+    {
+        return Ok(Kept::Already(newest.id));
+    }
     // Build on the newest anchor whose commits are here.
     let repo = crate::gitsync::open_work_tree(&ctx.repo.root)
         .map_err(|e| CliError::internal(format!("opening the repository: {e}")))?;
