@@ -3,47 +3,11 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::TestRepo;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Until `port` on 127.0.0.1 accepts connections (or 20 s).
-fn wait_for(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-struct Bg(Child);
-impl Drop for Bg {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn http_get(port: u16) -> String {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(b"GET /hello.txt HTTP/1.0\r\nHost: x\r\n\r\n")
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
-}
+use common::net::{Bg, free_port, http_get, wait_for, ws_echo_round_trip};
 
 #[test]
 fn sandbox_servers_are_reached_through_rclaude_port_http_and_websockets() {
@@ -97,7 +61,7 @@ fn sandbox_servers_are_reached_through_rclaude_port_http_and_websockets() {
         .spawn()
         .unwrap());
     wait_for(l_web);
-    let reply = http_get(l_web);
+    let reply = http_get(l_web, "/hello.txt");
     assert!(reply.starts_with("HTTP/1.0 200"), "{reply}");
     assert!(reply.ends_with("hello from the sandbox\n"), "{reply}");
 
@@ -109,25 +73,10 @@ fn sandbox_servers_are_reached_through_rclaude_port_http_and_websockets() {
         .spawn()
         .unwrap());
     wait_for(l_ws);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        use futures::{SinkExt, StreamExt};
-        use tokio_tungstenite::tungstenite::Message;
-        let (mut sock, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{l_ws}/"))
-            .await
-            .unwrap();
-        for text in ["hello", "through rclaude port"] {
-            sock.send(Message::text(text)).await.unwrap();
-            let back = sock.next().await.unwrap().unwrap();
-            assert_eq!(back, Message::text(text));
-        }
-        let big = vec![7u8; 200_000];
-        sock.send(Message::binary(big.clone())).await.unwrap();
-        assert_eq!(sock.next().await.unwrap().unwrap(), Message::binary(big));
-    });
+    ws_echo_round_trip(
+        &format!("ws://127.0.0.1:{l_ws}/"),
+        &["hello", "through rclaude port"],
+    );
 
     // Bad input: a port out of range, a local port already bound.
     let r = t.rclaude(&["port", "70000"]);

@@ -714,3 +714,124 @@ fn the_server_keeps_e2b_from_pausing_a_managed_sandbox_before_its_own_idle_pause
     std::thread::sleep(std::time::Duration::from_secs(4));
     assert_eq!(fake.requests_to("POST", &path).len(), 1);
 }
+
+/// `rclaude port --local` on E2B. A sandbox whose `[ports]` are all private (none says
+/// `public = true`) is created with `allowPublicTraffic: false`, so the edge answers its ports
+/// only to requests carrying the sandbox's traffic token. The local forwarder adds it: an HTTP
+/// server and a WebSocket echo in the sandbox are reached through it, while the same request
+/// without the token is refused.
+#[test]
+fn private_e2b_ports_are_reached_through_rclaude_port_with_the_traffic_token() {
+    use common::net::{Bg, free_port, http_get, wait_for, ws_echo_round_trip};
+    use std::process::Stdio;
+    let (web, ws) = (free_port(), free_port());
+    let t = setup(
+        "",
+        &format!("[ports]\n{web} = \"web\"\n{ws} = {{ label = \"echo\" }}\n"),
+    );
+    t.repo.write("hello.txt", "hello from the sandbox\n");
+    t.repo.write("ws_echo.py", include_str!("ports/ws_echo.py"));
+    t.repo.commit_all("servers");
+    t.ok(&["up", "--quiet"]);
+    let create = t.fake.requests_to("POST", "/v2/sandboxes");
+    assert_eq!(
+        create[0].body.as_ref().unwrap()["network"]["allowPublicTraffic"],
+        false,
+        "{:?}",
+        create[0].body
+    );
+    t.ok(&[
+        "exec",
+        "--no-sync",
+        "--",
+        "sh",
+        "-c",
+        &format!(
+            "nohup python3 -m http.server {web} --bind 127.0.0.1 >/dev/null 2>&1 & \
+             nohup python3 ws_echo.py {ws} >/dev/null 2>&1 &"
+        ),
+    ]);
+    wait_for(web);
+    wait_for(ws);
+
+    // The URL is printed with a word on the token.
+    let r = t.ok(&["port", &web.to_string()]);
+    assert!(r.stderr().contains("traffic token"), "{}", r.all());
+
+    // The edge refuses a request without the token.
+    let id = t.fake.sandboxes()[0].id.clone();
+    let edge = t.fake.env()[2].1.clone();
+    let edge = edge.trim_start_matches("http://").to_string();
+    let refused = {
+        use std::io::{Read, Write};
+        let mut c = std::net::TcpStream::connect(&edge).unwrap();
+        write!(
+            c,
+            "GET /hello.txt HTTP/1.0\r\nHost: x\r\ne2b-sandbox-id: {id}\r\ne2b-sandbox-port: {web}\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        c.read_to_string(&mut out).unwrap();
+        out
+    };
+    assert!(refused.starts_with("HTTP/1.0 403"), "{refused}");
+
+    // Through `rclaude port --local`: HTTP, then a WebSocket.
+    let (l_web, l_ws) = (free_port(), free_port());
+    let fwd = |port: u16, local: u16| {
+        Bg(
+            t.cmd(&["port", &port.to_string(), "--local", &local.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let _fwd_web = fwd(web, l_web);
+    wait_for(l_web);
+    let reply = http_get(l_web, "/hello.txt");
+    assert!(reply.starts_with("HTTP/1.0 200"), "{reply}");
+    assert!(reply.ends_with("hello from the sandbox\n"), "{reply}");
+    let _fwd_ws = fwd(ws, l_ws);
+    wait_for(l_ws);
+    ws_echo_round_trip(
+        &format!("ws://127.0.0.1:{l_ws}/"),
+        &["hello", "through E2B's edge"],
+    );
+    // A missing path is the sandbox server's own 404, not a refusal.
+    assert!(http_get(l_web, "/nope").starts_with("HTTP/1.0 404"));
+
+    // `open` cannot hand a browser the token: it opens a forwarder of its own, on a free
+    // local port, and the page loads through it.
+    let fetched = t.repo.path().join("fetched");
+    let browser = t.repo.path().join("browser.sh");
+    std::fs::write(
+        &browser,
+        format!(
+            "#!/bin/sh\nsleep 1\npython3 -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1] + \"/hello.txt\").read().decode())' \"$1\" > {}.part && mv {0}.part {0}\n",
+            fetched.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&browser, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let _open = Bg(t
+        .cmd(&["open", &web.to_string()])
+        .env("BROWSER", &browser)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !fetched.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the page never loaded through `open`"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(
+        std::fs::read_to_string(&fetched).unwrap(),
+        "hello from the sandbox\n"
+    );
+}

@@ -1,7 +1,7 @@
 //! `rclaude port PORT [--local LOCAL]`: reach a port the sandbox serves from this machine.
 
 use super::GlobalArgs;
-use crate::error::{CliError, CliResult};
+use crate::error::CliResult;
 use crate::ops::ports::{self, Reach};
 
 /// Reach a port the sandbox serves (the web app the agent is building) from this machine.
@@ -47,36 +47,26 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
                     "Sandbox port {}{label}: the local sandbox shares this machine's network, so it is at",
                     args.port
                 ));
+            } else if ports::private(&ctx.config) {
+                ctx.ui.info(format!(
+                    "Sandbox port {}{label} is served at the address below, to requests carrying the sandbox's traffic token only (no [ports] entry is `public = true`); `rclaude port {} --local PORT` adds it",
+                    args.port, args.port
+                ));
             } else {
                 ctx.ui
                     .info(format!("Sandbox port {}{label} is served at", args.port));
             }
             return super::output::write_stdout(format!("{}\n", reach.url()).as_bytes());
         }
-        (Reach::Url { .. }, Some(_)) => {
-            return Err(CliError::usage(format!(
-                "--local is not available for this provider yet: open {} directly",
-                reach.url()
-            )));
+        (Reach::Url { .. }, Some(local)) => {
+            let listener = ports::bind(local).await?;
+            return ports::serve_through_edge(&ctx, &record, args.port, listener, &label).await;
         }
     };
     let local = args.local.expect("matched above");
     let sandbox = ctx.connect(&record).await?;
-    if !ports::listening(&*sandbox).await?.contains(&args.port) {
-        ctx.ui.warn(format!(
-            "nothing listens on port {} in the sandbox yet; connections wait for it",
-            args.port
-        ));
-    }
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", local))
-        .await
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::AddrInUse => CliError::usage(format!(
-                "local port {local} is already in use by another program"
-            ))
-            .hint("pick another one with --local"),
-            _ => CliError::io(format!("listening on 127.0.0.1:{local}"), e),
-        })?;
+    ports::warn_if_not_listening(&ctx, &*sandbox, args.port).await?;
+    let listener = ports::bind(local).await?;
     ctx.ui.info(format!(
         "Forwarding http://127.0.0.1:{local} → sandbox port {}{label} (Ctrl-C stops)",
         args.port

@@ -63,6 +63,22 @@ pub fn reach(
     }
 }
 
+/// Whether the sandbox's ports are served without a traffic token, as a new sandbox is
+/// created (E2B decides for the whole sandbox): public when a `[ports]` entry says
+/// `public = true`, private when `[ports]` lists ports and none is public, the provider's
+/// default (public) without `[ports]`.
+pub fn public_ports(config: &crate::config::Config) -> Option<bool> {
+    if config.ports.is_empty() {
+        return None;
+    }
+    Some(config.ports.values().any(|p| p.public()))
+}
+
+/// The sandbox's ports need its traffic token (see [`public_ports`]).
+pub fn private(config: &crate::config::Config) -> bool {
+    public_ports(config) == Some(false)
+}
+
 /// Ports one `ports` event lists (the server's limit).
 const REPORTED_PORTS: usize = 32;
 
@@ -174,6 +190,63 @@ fn parse_listening(text: &str) -> Vec<u16> {
         }
     }
     ports.into_iter().collect()
+}
+
+/// Serve `port` of the session's sandbox on `listener` through the provider's edge (E2B) until
+/// Ctrl-C: a local HTTP proxy that adds the routing headers and, for a private sandbox, the
+/// traffic token to every request (HTTP and WebSockets).
+pub async fn serve_through_edge(
+    ctx: &Ctx,
+    record: &SessionRecord,
+    port: u16,
+    listener: tokio::net::TcpListener,
+    label: &str,
+) -> CliResult {
+    let sandbox = ctx.connect(record).await?;
+    let Some(access) = sandbox.port_access(port) else {
+        return Err(CliError::usage(format!(
+            "ports of a {} sandbox cannot be forwarded from here yet",
+            record.provider
+        ))
+        .hint("run the client inside the sandbox (`rclaude exec -- curl localhost:PORT`)"));
+    };
+    warn_if_not_listening(ctx, &*sandbox, port).await?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| CliError::io("reading the local address", e))?;
+    ctx.ui.info(format!(
+        "Forwarding http://{local} → sandbox port {port}{label} through {}'s edge (HTTP and WebSockets; Ctrl-C stops)",
+        record.provider
+    ));
+    rclaude_sandbox::port_proxy::serve(listener, access, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await
+    .map_err(|e| CliError::io(format!("serving {local}"), e))?;
+    Ok(0)
+}
+
+/// Say so when nothing listens on `port` in the sandbox (yet).
+pub async fn warn_if_not_listening(ctx: &Ctx, sandbox: &dyn Sandbox, port: u16) -> CliResult<()> {
+    if !listening(sandbox).await?.contains(&port) {
+        ctx.ui.warn(format!(
+            "nothing listens on port {port} in the sandbox yet; connections wait for it"
+        ));
+    }
+    Ok(())
+}
+
+/// Listen on 127.0.0.1:`local` (0: any free port); a port in use is the user's to change.
+pub async fn bind(local: u16) -> CliResult<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(("127.0.0.1", local))
+        .await
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AddrInUse => CliError::usage(format!(
+                "local port {local} is already in use by another program"
+            ))
+            .hint("pick another one with --local"),
+            _ => CliError::io(format!("listening on 127.0.0.1:{local}"), e),
+        })
 }
 
 #[cfg(test)]

@@ -402,6 +402,7 @@ async fn create(
             .network
             .policy()
             .also_allowing(&crate::claude::api_host()),
+        public_ports: super::ports::public_ports(&ctx.config),
     };
     let step = ctx.ui.step(format!("Creating {} sandbox", provider.name()));
     let info = match provider.create(&spec).await {

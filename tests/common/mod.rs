@@ -1,6 +1,7 @@
 //! Test harness: a real temporary git repository, a private RCLAUDE_HOME, and the real binary.
 #![allow(dead_code)]
 
+pub mod net;
 pub mod server;
 
 use std::path::{Path, PathBuf};

@@ -210,6 +210,9 @@ struct Sbx {
     paused: bool,
     paused_with_memory: Option<bool>,
     token: String,
+    /// Set when it was created with `network.allowPublicTraffic: false`: its ports answer only
+    /// requests carrying it in `e2b-traffic-access-token`.
+    traffic_token: Option<String>,
     /// Where its files are on this host.
     root: PathBuf,
     /// Where its processes see them: `root`, or for a fork the source's `seen_at`.
@@ -739,6 +742,12 @@ async fn create(State(shared): St, headers: HeaderMap, body: Bytes) -> Response 
             let Some(o) = v.as_object() else {
                 return Err(schema_error("network", "value must be an object"));
             };
+            if o.get("allowPublicTraffic").is_some_and(|v| !v.is_boolean()) {
+                return Err(schema_error(
+                    "network",
+                    "property \"allowPublicTraffic\" must be a boolean",
+                ));
+            }
             for list in ["allowOut", "denyOut"] {
                 if let Some(l) = o.get(list)
                     && !l.as_array().is_some_and(|a| {
@@ -756,6 +765,12 @@ async fn create(State(shared): St, headers: HeaderMap, body: Bytes) -> Response 
         let env_vars = opt_string_map(&m, "envVars")?;
         Ok((auto_pause, metadata, env_vars))
     })();
+    let private = m
+        .get("network")
+        .and_then(|n| n.get("allowPublicTraffic"))
+        .and_then(Value::as_bool)
+        == Some(false);
+    let traffic_token = private.then(|| uuid::Uuid::new_v4().simple().to_string());
     let (auto_pause, metadata, env_vars) = match checks {
         Ok(v) => v,
         Err(r) => return r.into_response(),
@@ -800,6 +815,7 @@ async fn create(State(shared): St, headers: HeaderMap, body: Bytes) -> Response 
             paused: false,
             paused_with_memory: None,
             token: token.clone(),
+            traffic_token: traffic_token.clone(),
             root: root.clone(),
             seen_at: root.clone(),
             in_shared_root: shared.opts.shared_root.is_some(),
@@ -826,7 +842,7 @@ async fn create(State(shared): St, headers: HeaderMap, body: Bytes) -> Response 
             return error(500, &format!("failed to start the sandbox: {e}"));
         }
     }
-    let body = sandbox_json(&id, &template_id, &alias, &token);
+    let body = sandbox_json(&id, &template_id, &alias, &token, traffic_token.as_deref());
     if let Some(k) = key {
         shared
             .state
@@ -850,7 +866,13 @@ fn resolve_template(opts: &FakeOptions, name: &str) -> Option<(String, String)> 
         .cloned()
 }
 
-fn sandbox_json(id: &str, template_id: &str, alias: &str, token: &str) -> Value {
+fn sandbox_json(
+    id: &str,
+    template_id: &str,
+    alias: &str,
+    token: &str,
+    traffic_token: Option<&str>,
+) -> Value {
     json!({
         "templateID": template_id,
         "sandboxID": id,
@@ -858,7 +880,7 @@ fn sandbox_json(id: &str, template_id: &str, alias: &str, token: &str) -> Value 
         "clientID": "6532622b",
         "envdVersion": ENVD_VERSION,
         "envdAccessToken": token,
-        "trafficAccessToken": null,
+        "trafficAccessToken": traffic_token,
         "domain": null,
     })
 }
@@ -1121,7 +1143,13 @@ async fn connect(
             if wanted_end > s.end_at {
                 s.end_at = wanted_end;
             }
-            let body = sandbox_json(&s.id, &s.template_id, &s.alias, &s.token);
+            let body = sandbox_json(
+                &s.id,
+                &s.template_id,
+                &s.alias,
+                &s.token,
+                s.traffic_token.as_deref(),
+            );
             return (StatusCode::OK, axum::Json(body)).into_response();
         }
         (
@@ -1141,7 +1169,13 @@ async fn connect(
             s.agent = Some(agent);
             s.paused = false;
             s.end_at = wanted_end;
-            let body = sandbox_json(&s.id, &s.template_id, &s.alias, &s.token);
+            let body = sandbox_json(
+                &s.id,
+                &s.template_id,
+                &s.alias,
+                &s.token,
+                s.traffic_token.as_deref(),
+            );
             (StatusCode::CREATED, axum::Json(body)).into_response()
         }
         Err(e) => error(500, &format!("failed to resume the sandbox: {e}")),
@@ -1302,6 +1336,7 @@ async fn fork(
                 paused: false,
                 paused_with_memory: None,
                 token: token.clone(),
+                traffic_token: None,
                 root: root.clone(),
                 seen_at: seen_at.clone(),
                 in_shared_root: false,
@@ -1316,7 +1351,7 @@ async fn fork(
                     s.agent = Some(agent);
                 }
                 results.push(
-                    json!({ "sandbox": sandbox_json(&new_id, &template_id, &alias, &token) }),
+                    json!({ "sandbox": sandbox_json(&new_id, &template_id, &alias, &token, None) }),
                 );
             }
             Err(e) => {
@@ -1659,6 +1694,51 @@ const HOP_BY_HOP: [&str; 8] = [
     "upgrade",
 ];
 
+/// A user port (not envd's) through the edge: a running sandbox's processes share this host's
+/// network here, so the port is 127.0.0.1:PORT. A sandbox created with
+/// `allowPublicTraffic: false` answers 403 to a request without its traffic token. WebSockets
+/// pass through (the same proxy `rclaude port --local` uses, with no headers added).
+async fn user_port_proxy(shared: &Arc<Shared>, id: &str, port: u16, mut req: Request) -> Response {
+    let wanted = {
+        let st = shared.state.lock().unwrap();
+        match st.sandboxes.get(id) {
+            None => return error(404, &format!("The sandbox {id} was not found")),
+            Some(s) if s.paused => return error(502, &format!("The sandbox {id} is paused")),
+            Some(s) => s.traffic_token.clone(),
+        }
+    };
+    let given = req
+        .headers()
+        .get("e2b-traffic-access-token")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    if let Some(want) = wanted
+        && given.as_deref() != Some(want.as_str())
+    {
+        return error(
+            403,
+            "the sandbox's ports are not public: send its traffic access token in e2b-traffic-access-token",
+        );
+    }
+    for h in [
+        "e2b-traffic-access-token",
+        "e2b-sandbox-id",
+        "e2b-sandbox-port",
+    ] {
+        req.headers_mut().remove(h);
+    }
+    let access = rclaude_sandbox::provider::PortAccess {
+        url: format!("http://127.0.0.1:{port}"),
+        headers: Default::default(),
+        secret_headers: Vec::new(),
+    };
+    use tower::ServiceExt;
+    match rclaude_sandbox::port_proxy::router(access) {
+        Ok(r) => r.oneshot(req).await.into_response(),
+        Err(e) => error(500, &e.to_string()),
+    }
+}
+
 async fn envd_proxy(
     shared: Arc<Shared>,
     id: String,
@@ -1683,12 +1763,21 @@ async fn envd_proxy(
                 status,
             });
     };
-    if port.parse::<u16>() != Ok(ENVD_PORT) {
-        record(502);
-        return error(
-            502,
-            &format!("The sandbox {id} is running but port {port} is not open"),
-        );
+    match port.parse::<u16>() {
+        Ok(ENVD_PORT) => {}
+        Ok(user_port) if shared.opts.agents => {
+            let status_of = |r: &Response| r.status().as_u16();
+            let resp = user_port_proxy(&shared, &id, user_port, req).await;
+            record(status_of(&resp));
+            return resp;
+        }
+        _ => {
+            record(502);
+            return error(
+                502,
+                &format!("The sandbox {id} is running but port {port} is not open"),
+            );
+        }
     }
     let target = {
         let st = shared.state.lock().unwrap();

@@ -14,6 +14,7 @@ pub mod envd;
 pub mod host;
 mod kind;
 pub mod network;
+pub mod port_proxy;
 pub mod provider;
 pub mod shell;
 pub mod time;

@@ -14,7 +14,8 @@ use crate::envd::proto::{
 };
 use crate::provider::{
     Command, Entry, EnvdAccess, ExecEvent, ExecRequest, ExecStream, ExitStatus, FileUpload,
-    ProcessEntry, Progress, PtyInput, PtyRequest, PtySession, Sandbox, SandboxError,
+    PortAccess, PortRouter, ProcessEntry, Progress, PtyInput, PtyRequest, PtySession, Sandbox,
+    SandboxError,
 };
 
 /// A sandbox reached through an envd endpoint.
@@ -24,6 +25,8 @@ pub struct EnvdSandbox {
     id: String,
     workdir: String,
     login_shell: bool,
+    /// How the provider's edge reaches its ports (E2B), if it does.
+    ports: Option<std::sync::Arc<dyn PortRouter>>,
 }
 
 impl EnvdSandbox {
@@ -39,7 +42,14 @@ impl EnvdSandbox {
             id: id.into(),
             workdir: workdir.into(),
             login_shell,
+            ports: None,
         }
+    }
+
+    /// Its ports are reached through `ports` (see [`Sandbox::port_access`]).
+    pub fn with_ports(mut self, ports: std::sync::Arc<dyn PortRouter>) -> Self {
+        self.ports = Some(ports);
+        self
     }
 
     /// The underlying protocol client (PTY, re-attach, process list).
@@ -156,6 +166,10 @@ impl Sandbox for EnvdSandbox {
 
     fn workdir(&self) -> &str {
         &self.workdir
+    }
+
+    fn port_access(&self, port: u16) -> Option<PortAccess> {
+        self.ports.as_ref().map(|p| p.access(port))
     }
 
     fn envd_access(&self) -> Option<EnvdAccess> {

@@ -30,6 +30,44 @@ pub enum ClientAccess {
     },
 }
 
+/// How this machine reaches a port a sandbox serves through the provider's edge: the URL to
+/// send requests to and the headers each must carry (routing, and a traffic token when the
+/// sandbox is not public: secret, never shown).
+#[derive(Clone, PartialEq, Eq)]
+pub struct PortAccess {
+    /// Base URL without a trailing slash.
+    pub url: String,
+    pub headers: BTreeMap<String, String>,
+    /// Header names in `headers` whose values are secret.
+    pub secret_headers: Vec<String>,
+}
+
+impl std::fmt::Debug for PortAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown: BTreeMap<&str, &str> = self
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                let v = if self.secret_headers.contains(k) {
+                    "<redacted>"
+                } else {
+                    v.as_str()
+                };
+                (k.as_str(), v)
+            })
+            .collect();
+        f.debug_struct("PortAccess")
+            .field("url", &self.url)
+            .field("headers", &shown)
+            .finish()
+    }
+}
+
+/// How a provider's edge reaches each port of one sandbox (see [`Sandbox::port_access`]).
+pub trait PortRouter: Send + Sync + std::fmt::Debug {
+    fn access(&self, port: u16) -> PortAccess;
+}
+
 /// Where a sandbox's envd listens and the token it requires.
 #[derive(Clone, PartialEq, Eq)]
 pub struct EnvdAccess {
@@ -107,6 +145,9 @@ pub struct SandboxSpec {
     /// Where the sandbox's processes may connect to (`[network]`). A provider that cannot
     /// enforce a restricted policy refuses to create the sandbox.
     pub network: crate::network::NetworkPolicy,
+    /// Whether its ports are served without a traffic token (E2B's `allowPublicTraffic`, for
+    /// the whole sandbox); `None`: the provider's default (public on E2B).
+    pub public_ports: Option<bool>,
 }
 
 /// Lifecycle state as the provider reports it.
@@ -447,6 +488,12 @@ pub trait Sandbox: Send + Sync {
     /// How a client reaches this sandbox's envd directly (URL and access token), when it speaks
     /// envd: what a server hands to the clients of a sandbox it manages.
     fn envd_access(&self) -> Option<EnvdAccess> {
+        None
+    }
+    /// How this machine reaches `port` of this sandbox through the provider's edge (E2B:
+    /// `https://PORT-<id>.<domain>`, with the traffic token of a sandbox that is not public);
+    /// `None` when the provider serves no ports that way.
+    fn port_access(&self, _port: u16) -> Option<PortAccess> {
         None
     }
     /// Start a process and stream its events.

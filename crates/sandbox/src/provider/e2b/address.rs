@@ -69,6 +69,78 @@ pub fn envd_address(
     })
 }
 
+/// Header carrying a private sandbox's traffic access token to its ports.
+pub const TRAFFIC_TOKEN_HEADER: &str = "e2b-traffic-access-token";
+
+/// How one sandbox's ports are reached, following the SDK's `get_host(port)`:
+/// `E2B_SANDBOX_URL` set: that URL, routed by the two headers; debug: `http://localhost:PORT`;
+/// otherwise `https://PORT-<sandboxID>.<domain>`. A sandbox that is not public needs its
+/// traffic access token on every request.
+#[derive(Clone)]
+pub struct E2bPorts {
+    settings: std::sync::Arc<E2bSettings>,
+    sandbox_id: String,
+    domain: Option<String>,
+    traffic_token: Option<String>,
+}
+
+impl std::fmt::Debug for E2bPorts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("E2bPorts")
+            .field("sandbox_id", &self.sandbox_id)
+            .field("domain", &self.domain)
+            .field(
+                "traffic_token",
+                &self.traffic_token.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+impl E2bPorts {
+    pub fn new(
+        settings: std::sync::Arc<E2bSettings>,
+        sandbox_id: &str,
+        domain: Option<&str>,
+        traffic_token: Option<String>,
+    ) -> Result<E2bPorts, ProviderError> {
+        check_sandbox_id(sandbox_id)?;
+        Ok(E2bPorts {
+            settings,
+            sandbox_id: sandbox_id.to_string(),
+            domain: domain.filter(|d| !d.is_empty()).map(str::to_string),
+            traffic_token: traffic_token.filter(|t| !t.is_empty()),
+        })
+    }
+}
+
+impl crate::provider::PortRouter for E2bPorts {
+    fn access(&self, port: u16) -> crate::provider::PortAccess {
+        let domain = self.domain.as_deref().unwrap_or(&self.settings.domain);
+        let url = if let Some(url) = &self.settings.sandbox_url {
+            url.trim_end_matches('/').to_string()
+        } else if self.settings.debug {
+            format!("http://localhost:{port}")
+        } else {
+            format!("https://{port}-{}.{domain}", self.sandbox_id)
+        };
+        let mut headers = std::collections::BTreeMap::from([
+            (SANDBOX_ID_HEADER.to_string(), self.sandbox_id.clone()),
+            (SANDBOX_PORT_HEADER.to_string(), port.to_string()),
+        ]);
+        let mut secret_headers = Vec::new();
+        if let Some(t) = &self.traffic_token {
+            headers.insert(TRAFFIC_TOKEN_HEADER.to_string(), t.clone());
+            secret_headers.push(TRAFFIC_TOKEN_HEADER.to_string());
+        }
+        crate::provider::PortAccess {
+            url,
+            headers,
+            secret_headers,
+        }
+    }
+}
+
 /// Sandbox ids go into URL paths and host names: letters, digits, `-` and `_` only.
 pub fn check_sandbox_id(id: &str) -> Result<(), ProviderError> {
     if id.is_empty()
@@ -90,6 +162,51 @@ mod tests {
 
     fn header(a: &EnvdAddress, name: &str) -> String {
         a.headers.get(name).unwrap().to_str().unwrap().to_string()
+    }
+
+    #[test]
+    fn ports_use_the_sdks_host_form_and_carry_the_traffic_token() {
+        use crate::provider::PortRouter;
+        let s = std::sync::Arc::new(E2bSettings::new("k"));
+        let public = E2bPorts::new(s.clone(), "sbx1", None, None).unwrap();
+        let a = public.access(3000);
+        assert_eq!(a.url, "https://3000-sbx1.e2b.app");
+        assert_eq!(a.headers["e2b-sandbox-port"], "3000");
+        assert!(!a.headers.contains_key(TRAFFIC_TOKEN_HEADER));
+        let private = E2bPorts::new(s, "sbx1", Some("e2b.dev"), Some("tok-123".into())).unwrap();
+        let a = private.access(8080);
+        assert_eq!(a.url, "https://8080-sbx1.e2b.dev");
+        assert_eq!(a.headers[TRAFFIC_TOKEN_HEADER], "tok-123");
+        // Never shown.
+        assert!(!format!("{a:?} {private:?}").contains("tok-123"));
+        let mut over = E2bSettings::new("k");
+        over.sandbox_url = Some("http://127.0.0.1:9/".into());
+        let a = E2bPorts::new(over.into(), "sbx1", None, None)
+            .unwrap()
+            .access(5173);
+        assert_eq!(a.url, "http://127.0.0.1:9");
+        assert_eq!(a.headers["e2b-sandbox-id"], "sbx1");
+        assert!(
+            E2bPorts::new(
+                std::sync::Arc::new(E2bSettings::new("k")),
+                "a b",
+                None,
+                None
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn private_ports_ask_for_allow_public_traffic_false() {
+        use crate::network::NetworkPolicy;
+        let (_, n) = super::super::api::network_options(&NetworkPolicy::Open, None);
+        assert!(n.is_none());
+        let (_, n) = super::super::api::network_options(&NetworkPolicy::Open, Some(false));
+        assert_eq!(
+            serde_json::to_value(n.unwrap()).unwrap(),
+            serde_json::json!({ "allowPublicTraffic": false })
+        );
     }
 
     #[test]

@@ -36,11 +36,17 @@ pub struct NewSandbox {
     pub network: Option<NetworkOptions>,
 }
 
-/// `network` of NewSandboxV2: outbound traffic denied to `deny_out` except to `allow_out`.
-#[derive(Debug, Clone, Serialize)]
+/// `network` of NewSandboxV2: outbound traffic denied to `deny_out` except to `allow_out`;
+/// `allow_public_traffic: false` makes its ports answer only requests carrying the sandbox's
+/// traffic access token.
+#[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NetworkOptions {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_public_traffic: Option<bool>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub allow_out: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub deny_out: Vec<String>,
 }
 
@@ -49,23 +55,31 @@ impl NetworkOptions {
     pub const ALL_TRAFFIC: &'static str = "0.0.0.0/0";
 }
 
-/// `[network]` as E2B's create options: nothing (open), no internet at all (`deny_all`), or
-/// everything denied but the allowed hosts, domains and blocks.
+/// `[network]` and whether ports are public as E2B's create options: nothing (open, the
+/// default), no internet at all (`deny_all`), or everything denied but the allowed hosts,
+/// domains and blocks; `allowPublicTraffic` when `public_ports` says.
 pub fn network_options(
     policy: &crate::network::NetworkPolicy,
+    public_ports: Option<bool>,
 ) -> (Option<bool>, Option<NetworkOptions>) {
     use crate::network::NetworkPolicy;
-    match policy {
-        NetworkPolicy::Open => (None, None),
-        NetworkPolicy::Restricted { allow } if allow.is_empty() => (Some(false), None),
+    let (internet, mut options) = match policy {
+        NetworkPolicy::Open => (None, NetworkOptions::default()),
+        NetworkPolicy::Restricted { allow } if allow.is_empty() => {
+            (Some(false), NetworkOptions::default())
+        }
         NetworkPolicy::Restricted { allow } => (
             None,
-            Some(NetworkOptions {
+            NetworkOptions {
                 allow_out: allow.iter().map(|r| r.as_config()).collect(),
                 deny_out: vec![NetworkOptions::ALL_TRAFFIC.to_string()],
-            }),
+                ..NetworkOptions::default()
+            },
         ),
-    }
+    };
+    options.allow_public_traffic = public_ports;
+    let any = options.allow_public_traffic.is_some() || !options.deny_out.is_empty();
+    (internet, any.then_some(options))
 }
 
 /// `Sandbox`: what create and connect return.
@@ -76,6 +90,10 @@ pub struct SandboxHandle {
     pub sandbox_id: String,
     #[serde(default)]
     pub envd_access_token: Option<String>,
+    /// Present when the sandbox's ports are not public: requests to them carry it in
+    /// `e2b-traffic-access-token`.
+    #[serde(default)]
+    pub traffic_access_token: Option<String>,
     #[serde(default)]
     pub domain: Option<String>,
 }

@@ -251,7 +251,8 @@ impl Provider for E2bProvider {
         metadata.insert(MANAGED_KEY.into(), "true".into());
         metadata.insert(WORKDIR_KEY.into(), spec.workdir.clone());
         metadata.insert(TIMEOUT_KEY.into(), timeout.to_string());
-        let (allow_internet_access, network) = api::network_options(&spec.network);
+        let (allow_internet_access, network) =
+            api::network_options(&spec.network, spec.public_ports);
         let body = NewSandbox {
             template_id: template.to_string(),
             timeout,
@@ -317,12 +318,15 @@ impl Provider for E2bProvider {
         let token = handle.envd_access_token.or(detail.envd_access_token);
         let domain = handle.domain.or(detail.domain);
         let client = self.envd_client(id, token, domain.as_deref())?;
-        Ok(Arc::new(EnvdSandbox::new(
-            client,
-            id.to_string(),
-            workdir,
-            true,
-        )))
+        let ports = address::E2bPorts::new(
+            self.settings.clone(),
+            id,
+            domain.as_deref(),
+            handle.traffic_access_token,
+        )?;
+        Ok(Arc::new(
+            EnvdSandbox::new(client, id.to_string(), workdir, true).with_ports(Arc::new(ports)),
+        ))
     }
 
     async fn info(&self, id: &str) -> Result<Option<SandboxInfo>, ProviderError> {
