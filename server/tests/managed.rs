@@ -66,20 +66,25 @@ async fn act(
     c.send(method, path, None, Some(at)).await
 }
 
-/// Run a shell command in the sandbox through its envd, as a client of the session would.
-async fn exec(sandbox: &Value, cmd: &str) -> Result<String, String> {
+/// The session's sandbox as its client reaches it (envd URL and token from the answer).
+fn envd_sandbox(sandbox: &Value) -> Result<EnvdSandbox, String> {
     let client = EnvdClient::new(
         sandbox["envd_url"].as_str().unwrap(),
         sandbox["access_token"].as_str().map(str::to_string),
         Default::default(),
     )
     .map_err(|e| e.to_string())?;
-    let sbx = EnvdSandbox::new(
+    Ok(EnvdSandbox::new(
         client,
         sandbox["id"].as_str().unwrap(),
         sandbox["workdir"].as_str().unwrap(),
         false,
-    );
+    ))
+}
+
+/// Run a shell command in the sandbox through its envd, as a client of the session would.
+async fn exec(sandbox: &Value, cmd: &str) -> Result<String, String> {
+    let sbx = envd_sandbox(sandbox)?;
     let out = run(&sbx, ExecRequest::shell(cmd))
         .await
         .map_err(|e| e.to_string())?;
@@ -666,6 +671,17 @@ async fn account_limits_refuse_and_pause() {
         .post(&format!("/v1/sessions/{a_id}/resume"), json!({}))
         .await;
     assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{v}");
+    // Work that lives only in b's sandbox: a repository (as a first sync makes it) with a
+    // commit and an uncommitted file.
+    rclaude_sandbox_git::init_sandbox(&envd_sandbox(&b["sandbox"]).unwrap())
+        .await
+        .unwrap();
+    exec(
+        &b["sandbox"],
+        "git -c user.name=a -c user.email=a@x commit -q --allow-empty -m first && echo draft > notes.txt",
+    )
+    .await
+    .unwrap();
 
     // A budget already spent (the month's storage alone costs more than a micro-dollar).
     let (ok, out, err) = common::admin(
@@ -694,6 +710,13 @@ async fn account_limits_refuse_and_pause() {
     };
     let last = paused["events"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(last["data"]["reason"], "budget", "{paused}");
+    // The server checkpointed b's work before pausing it.
+    let (_, cps) = c.get(&format!("/v1/sessions/{b_id}/checkpoints")).await;
+    let cps = cps["checkpoints"].as_array().unwrap().clone();
+    assert_eq!(cps.len(), 1, "{cps:?}");
+    assert_eq!(cps[0]["info"]["checkpoint"]["reason"], "budget-pause");
+    assert_eq!(cps[0]["info"]["checkpoint"]["wip"], true);
+    assert!(cps[0]["size_bytes"].as_i64().unwrap() > 0);
     assert!(
         exec(&b["sandbox"], "true").await.is_err(),
         "still running at the cap"

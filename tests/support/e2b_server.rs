@@ -164,6 +164,8 @@ pub struct SandboxView {
     pub root: PathBuf,
     pub agent_pid: Option<u32>,
     pub token: String,
+    /// Its traffic access token, when its ports are not public.
+    pub traffic_token: Option<String>,
     /// Whether the last pause kept memory.
     pub paused_with_memory: Option<bool>,
     /// Where its processes see `root` (the source's path, for a fork).
@@ -271,7 +273,15 @@ impl FakeE2b {
                     .build()
                     .unwrap();
                 rt.block_on(async move {
-                    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                    use axum::serve::ListenerExt;
+                    // Like E2B's edge (Go's net/http sets it by default): no Nagle delay on a
+                    // response's second write.
+                    let listener =
+                        tokio::net::TcpListener::from_std(listener)
+                            .unwrap()
+                            .tap_io(|tcp| {
+                                let _ = tcp.set_nodelay(true);
+                            });
                     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
                         let _ = stop_rx.await;
                     });
@@ -397,6 +407,7 @@ fn view(s: &Sbx) -> SandboxView {
         root: s.root.clone(),
         agent_pid: s.agent.as_ref().map(|a| a.child.id()),
         token: s.token.clone(),
+        traffic_token: s.traffic_token.clone(),
         paused_with_memory: s.paused_with_memory,
         seen_at: s.seen_at.clone(),
         forked_from: s.forked_from.clone(),

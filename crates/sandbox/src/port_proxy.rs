@@ -41,7 +41,13 @@ pub async fn serve(
     access: PortAccess,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
     let router = router(access).map_err(std::io::Error::other)?;
+    // A response's head and body go out as separate writes: without TCP_NODELAY the second
+    // waits for the client's delayed ACK (40 ms).
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, router)
         .with_graceful_shutdown(stop)
         .await
@@ -111,8 +117,14 @@ async fn handle(State(p): State<Arc<Proxy>>, mut req: Request) -> Response {
             Some(hyper::upgrade::on(&mut req))
         }
         None => {
-            let body = req.into_body().into_data_stream();
-            out = out.body(reqwest::Body::wrap_stream(body));
+            // A request without a body stays one (a streamed body would go out chunked, and
+            // a GET with a chunked body is not what the client sent).
+            let has_body = req.headers().contains_key(header::CONTENT_LENGTH)
+                || req.headers().contains_key(header::TRANSFER_ENCODING);
+            if has_body {
+                let body = req.into_body().into_data_stream();
+                out = out.body(reqwest::Body::wrap_stream(body));
+            }
             None
         }
     };
