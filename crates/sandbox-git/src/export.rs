@@ -104,17 +104,7 @@ pub async fn export(
                 detail: format!("bad base {b:?}"),
             })?);
     }
-    for line in a.all("ref") {
-        let (oid, name) = line.split_once(' ').ok_or_else(|| StepError::Protocol {
-            step: STEP,
-            detail: format!("bad ref line {line:?}"),
-        })?;
-        let oid = parse_oid(oid).ok_or_else(|| StepError::Protocol {
-            step: STEP,
-            detail: format!("bad ref line {line:?}"),
-        })?;
-        e.refs.push((name.to_string(), oid));
-    }
+    e.refs = a.refs(STEP)?;
     match a.get("bundle") {
         None | Some("none") => {}
         Some(path) => {

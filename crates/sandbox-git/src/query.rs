@@ -8,7 +8,7 @@ use rclaude_sandbox::provider::Sandbox;
 use crate::StepError;
 use crate::init::check_workdir;
 use crate::scripts::QUERY;
-use crate::step::{check_identity, parse_oid, run_step};
+use crate::step::{check_identity, run_step};
 
 /// State of the sandbox repository as the query step reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,18 +90,7 @@ pub async fn query(sandbox: &dyn Sandbox) -> Result<Query, StepError> {
         });
     }
     let identity = check_identity(STEP, a.get("identity").unwrap_or(""))?;
-    let mut refs = Vec::new();
-    for line in a.all("ref") {
-        let (oid, name) = line.split_once(' ').ok_or_else(|| StepError::Protocol {
-            step: STEP,
-            detail: format!("bad ref line {line:?}"),
-        })?;
-        let oid = parse_oid(oid).ok_or_else(|| StepError::Protocol {
-            step: STEP,
-            detail: format!("bad ref line {line:?}"),
-        })?;
-        refs.push((name.to_string(), oid));
-    }
+    let refs = a.refs(STEP)?;
     let synced = Synced {
         snapshot: a.oid(STEP, "synced_snapshot")?,
         index: a.oid(STEP, "synced_index")?,

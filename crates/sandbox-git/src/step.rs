@@ -42,6 +42,20 @@ impl Answer {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Every `ref=<oid> <name>` line, as `(name, oid)`.
+    pub(crate) fn refs(&self, step: &'static str) -> Result<Vec<(String, Oid)>, StepError> {
+        self.all("ref")
+            .map(|line| {
+                line.split_once(' ')
+                    .and_then(|(oid, name)| Some((name.to_string(), parse_oid(oid)?)))
+                    .ok_or_else(|| StepError::Protocol {
+                        step,
+                        detail: format!("bad ref line {line:?}"),
+                    })
+            })
+            .collect()
+    }
+
     pub(crate) fn oid(&self, step: &'static str, key: &str) -> Result<Option<Oid>, StepError> {
         match self.get(key) {
             None | Some("") => Ok(None),
