@@ -45,6 +45,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures::TryStreamExt;
+use rclaude_sandbox::port_proxy::HOP_BY_HOP;
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 
@@ -1693,17 +1694,6 @@ fn random_id(len: usize) -> String {
 
 // ---------------------------------------------------------------------------------------------
 // The envd edge
-
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
 
 /// A user port (not envd's) through the edge: a running sandbox's processes share this host's
 /// network here, so the port is 127.0.0.1:PORT. A sandbox created with

@@ -19,7 +19,7 @@ use futures::TryStreamExt;
 use crate::provider::PortAccess;
 
 /// Headers that describe one hop's connection, not the request (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [&str; 8] = [
+pub const HOP_BY_HOP: [&str; 8] = [
     "connection",
     "keep-alive",
     "proxy-authenticate",
@@ -67,26 +67,29 @@ pub fn router(access: PortAccess) -> Result<axum::Router, reqwest::Error> {
         .with_state(Arc::new(Proxy { access, http })))
 }
 
-fn upgrade_of(headers: &HeaderMap) -> Option<HeaderValue> {
-    let asks = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-    asks.then(|| headers.get(header::UPGRADE).cloned())
-        .flatten()
-}
-
-/// Copy end-to-end headers (those not named by `Connection` or hop-by-hop).
-fn end_to_end(from: &HeaderMap) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
-    let named: Vec<String> = from
+/// The lower-cased tokens of the `Connection` headers.
+fn connection_tokens(headers: &HeaderMap) -> Vec<String> {
+    headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(|t| t.trim().to_ascii_lowercase())
-        .collect();
+        .collect()
+}
+
+/// The protocol a request asks to upgrade to (`Connection: upgrade` and `Upgrade`).
+fn upgrade_of(headers: &HeaderMap) -> Option<HeaderValue> {
+    connection_tokens(headers)
+        .iter()
+        .any(|t| t == "upgrade")
+        .then(|| headers.get(header::UPGRADE).cloned())
+        .flatten()
+}
+
+/// Copy end-to-end headers (those not named by `Connection` or hop-by-hop).
+fn end_to_end(from: &HeaderMap) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
+    let named = connection_tokens(from);
     from.iter().filter(move |(k, _)| {
         let k = k.as_str();
         !HOP_BY_HOP.contains(&k) && k != "host" && !named.iter().any(|n| n == k)
