@@ -148,9 +148,12 @@ impl Safekeeper {
             .await
         {
             Ok(Ok(_)) => {}
-            Ok(Err(_)) | Err(_) => {
+            failed => {
                 let _ = self.blobs.delete(&key).await;
-                return Err(format!("recording checkpoint {name} failed"));
+                return Err(match failed {
+                    Err(e) => format!("recording checkpoint {name} failed: {e}"),
+                    _ => format!("checkpoint {name} was recorded by another replica first"),
+                });
             }
         }
         let keep = self.settings.keep as usize;
