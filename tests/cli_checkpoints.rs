@@ -287,10 +287,7 @@ fn another_machine_recovers_a_dead_sessions_work_through_the_server() {
     t.git(&["push", "-q", "-u", "origin", "main"]);
     server.login(&t, &token);
     t.ok(&["up", "--quiet"]);
-    let session = t.session_record()["session_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let session = t.session_id();
     // Work in the sandbox: a commit and an uncommitted edit; paused: checkpointed.
     t.ok(&["exec", "--no-sync", "--", "sh", "-c",
         "echo first > first.txt && git add first.txt && git -c user.name=c -c user.email=c@x commit -qm 'sandbox: first' && echo draft > draft.md"]);
@@ -415,10 +412,7 @@ fn down_keeps_the_last_state_on_the_server() {
     t.commit_all("init");
     server.login(&t, &token);
     t.ok(&["up", "--quiet"]);
-    let session = t.session_record()["session_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let session = t.session_id();
     t.ok(&[
         "exec",
         "--no-sync",
@@ -464,10 +458,7 @@ fn a_server_made_pause_checkpoints_the_work_first() {
     t.commit_all("init");
     server.login(&t, &token);
     t.ok(&["up", "--quiet"]);
-    let session = t.session_record()["session_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let session = t.session_id();
     t.ok(&[
         "exec",
         "--no-sync",

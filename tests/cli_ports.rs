@@ -7,7 +7,9 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::TestRepo;
-use common::net::{Bg, free_port, http_get, wait_for, ws_echo_round_trip};
+use common::net::{
+    Bg, WS_ECHO_PY, free_port, http_get, serve_web_and_echo, wait_for, ws_echo_round_trip,
+};
 
 #[test]
 fn sandbox_servers_are_reached_through_rclaude_port_http_and_websockets() {
@@ -16,14 +18,7 @@ fn sandbox_servers_are_reached_through_rclaude_port_http_and_websockets() {
         "[sandbox]\nprovider = \"local\"\n[ports]\n{web} = \"web\"\n{ws} = {{ label = \"echo\" }}\n"
     ));
     t.write("hello.txt", "hello from the sandbox\n");
-    t.write(
-        "ws_echo.py",
-        &std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/ports/ws_echo.py"
-        ))
-        .unwrap(),
-    );
+    t.write("ws_echo.py", WS_ECHO_PY);
     t.commit_all("init");
     t.ok(&["up", "--quiet"]);
     t.ok(&[
@@ -32,10 +27,7 @@ fn sandbox_servers_are_reached_through_rclaude_port_http_and_websockets() {
         "--",
         "sh",
         "-c",
-        &format!(
-            "nohup python3 -m http.server {web} --bind 127.0.0.1 >/dev/null 2>&1 & \
-             nohup python3 ws_echo.py {ws} >/dev/null 2>&1 &"
-        ),
+        &serve_web_and_echo(web, ws),
     ]);
     wait_for(web);
     wait_for(ws);

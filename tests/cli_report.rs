@@ -403,10 +403,7 @@ fn a_secret_a_task_prints_is_redacted_in_the_servers_events_and_in_logs() {
     assert!(run.stdout().contains("split=***API_KEY"), "{}", run.all());
 
     // What the server stored: the task's output tail, redacted.
-    let session = t.session_record()["session_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let session = t.session_id();
     let detail = server.get(&token, &format!("/v1/sessions/{session}"));
     let stored = detail.to_string();
     assert!(
@@ -456,10 +453,7 @@ fn the_end_of_a_detached_run_reaches_the_server_once() {
     assert_eq!(r.code(), 0, "{}", r.all());
     assert!(r.stderr().contains("reported to the server"), "{}", r.all());
     let run = r.stdout().trim().to_string();
-    let session = t.session_record()["session_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let session = t.session_id();
     let finished = |detail: &serde_json::Value| -> Vec<serde_json::Value> {
         detail["events"]
             .as_array()
@@ -517,10 +511,7 @@ fn up_reports_where_the_labelled_ports_are_for_the_dashboard() {
     t.commit_all("init");
     server.login(&t, &token);
     t.ok(&["up"]);
-    let session = t.session_record()["session_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let session = t.session_id();
     let detail = server.get(&token, &format!("/v1/sessions/{session}"));
     let ports = detail["events"]
         .as_array()

@@ -332,10 +332,7 @@ fn a_server_runs_managed_sessions_on_daytona() {
     assert_eq!(sbx.labels["rclaude.managed"], "true", "{sbx:?}");
     assert_eq!(sbx.state, "started");
     assert_eq!(ok(&["run", "hello"]).stdout(), "hello from the laptop\n");
-    let session = repo.session_record()["session_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let session = repo.session_id();
     let state = |id: &str| fake.sandboxes().into_iter().find(|s| s.id == id);
 
     ok(&["pause"]);

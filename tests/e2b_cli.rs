@@ -555,41 +555,44 @@ fn up_provider_moves_the_session_with_its_work_and_back() {
     assert_eq!(t.repo.git(&["show", "moved:one.txt"]), "one\n");
 }
 
-/// A server whose managed sessions run on E2B (the fake): the server holds the E2B key, the CLI
-/// none; `up` creates the session through the server and syncs straight into the E2B sandbox's
-/// envd; pause, resume and down act on E2B through the server.
-#[test]
-fn a_server_runs_managed_sessions_on_e2b() {
-    let vm = tempfile::tempdir().unwrap();
-    let root = vm.path().canonicalize().unwrap();
-    let workdir = format!("{}/home/user/workspace", root.display());
-    let fake = FakeE2b::start_with(FakeOptions {
-        shared_root: Some(root),
-        ..FakeOptions::default()
-    });
-    let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}", dir.path().join("server.db").display());
-    let server = common::server::Server::start_with_env(
-        &db,
-        "127.0.0.1:0",
-        &[
-            "--sandbox-provider",
-            "e2b",
-            "--sandbox-workdir",
-            &workdir,
-            "--idle-pause",
-            "off",
-        ],
-        &fake.env(),
-    );
-    let token = server.create_account("alice");
+/// A real server whose managed sessions run on the E2B stand-in (the server holds the E2B key),
+/// started with `flags` besides the provider's, and an account's token.
+struct ManagedE2b {
+    fake: FakeE2b,
+    server: common::server::Server,
+    token: String,
+    _vm: tempfile::TempDir,
+    _dir: tempfile::TempDir,
+}
 
-    let repo = TestRepo::new("[tasks.hello]\nrun = \"cat README.md\"\n");
-    repo.write("README.md", "hello from the laptop\n");
-    repo.commit_all("initial");
-    let cmd = |args: &[&str]| {
+impl ManagedE2b {
+    fn start(flags: &[&str]) -> ManagedE2b {
+        let vm = tempfile::tempdir().unwrap();
+        let root = vm.path().canonicalize().unwrap();
+        let workdir = format!("{}/home/user/workspace", root.display());
+        let fake = FakeE2b::start_with(FakeOptions {
+            shared_root: Some(root),
+            ..FakeOptions::default()
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let db = format!("sqlite://{}", dir.path().join("server.db").display());
+        let mut all = vec!["--sandbox-provider", "e2b", "--sandbox-workdir", &workdir];
+        all.extend_from_slice(flags);
+        let server = common::server::Server::start_with_env(&db, "127.0.0.1:0", &all, &fake.env());
+        let token = server.create_account("alice");
+        ManagedE2b {
+            fake,
+            server,
+            token,
+            _vm: vm,
+            _dir: dir,
+        }
+    }
+
+    /// `rclaude args` in `repo` as a client of the server: it holds the account's token and no
+    /// E2B key or address.
+    fn cmd(&self, repo: &TestRepo, args: &[&str]) -> std::process::Command {
         let mut c = repo.cmd(args);
-        // The CLI holds no E2B key: only the server does.
         for var in [
             "E2B_API_KEY",
             "E2B_API_URL",
@@ -598,9 +601,22 @@ fn a_server_runs_managed_sessions_on_e2b() {
         ] {
             c.env_remove(var);
         }
-        c.env("RCLAUDE_TOKEN", &token);
+        c.env("RCLAUDE_TOKEN", &self.token);
         c
-    };
+    }
+}
+
+/// A server whose managed sessions run on E2B (the fake): the server holds the E2B key, the CLI
+/// none; `up` creates the session through the server and syncs straight into the E2B sandbox's
+/// envd; pause, resume and down act on E2B through the server.
+#[test]
+fn a_server_runs_managed_sessions_on_e2b() {
+    let m = ManagedE2b::start(&["--idle-pause", "off"]);
+    let (fake, server, token) = (&m.fake, &m.server, &m.token);
+    let repo = TestRepo::new("[tasks.hello]\nrun = \"cat README.md\"\n");
+    repo.write("README.md", "hello from the laptop\n");
+    repo.commit_all("initial");
+    let cmd = |args: &[&str]| m.cmd(&repo, args);
     let ok = |args: &[&str]| {
         let r = Run(cmd(args).output().unwrap());
         assert_eq!(r.code(), 0, "rclaude {args:?}:\n{}", r.all());
@@ -616,14 +632,11 @@ fn a_server_runs_managed_sessions_on_e2b() {
     };
     assert_eq!(sbx.metadata["rclaude.managed"], "true", "{sbx:?}");
     assert_eq!(ok(&["run", "hello"]).stdout(), "hello from the laptop\n");
-    let session = repo.session_record()["session_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let session = repo.session_id();
 
     ok(&["pause"]);
     assert_eq!(fake.sandbox(&sbx.id).unwrap().state, "paused");
-    let detail = server.get(&token, &format!("/v1/sessions/{session}"));
+    let detail = server.get(token, &format!("/v1/sessions/{session}"));
     assert_eq!(detail["session"]["state"], "paused", "{detail:#}");
     assert_eq!(detail["session"]["provider"], "e2b");
     // The next command resumes it through the server.
@@ -635,7 +648,7 @@ fn a_server_runs_managed_sessions_on_e2b() {
 
     ok(&["down", "--yes"]);
     assert!(fake.sandbox(&sbx.id).is_none(), "the E2B sandbox is killed");
-    let detail = server.get(&token, &format!("/v1/sessions/{session}"));
+    let detail = server.get(token, &format!("/v1/sessions/{session}"));
     assert_eq!(detail["session"]["state"], "stopped", "{detail:#}");
     // Every call to E2B carried the server's key; none came from the CLI's environment.
     assert!(
@@ -652,46 +665,17 @@ fn a_server_runs_managed_sessions_on_e2b() {
 /// An idle session costs one such call, not one per round.
 #[test]
 fn the_server_keeps_e2b_from_pausing_a_managed_sandbox_before_its_own_idle_pause() {
-    let vm = tempfile::tempdir().unwrap();
-    let root = vm.path().canonicalize().unwrap();
-    let workdir = format!("{}/home/user/workspace", root.display());
-    let fake = FakeE2b::start_with(FakeOptions {
-        shared_root: Some(root),
-        ..FakeOptions::default()
-    });
-    let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}", dir.path().join("server.db").display());
-    let server = common::server::Server::start_with_env(
-        &db,
-        "127.0.0.1:0",
-        &[
-            "--sandbox-provider",
-            "e2b",
-            "--sandbox-workdir",
-            &workdir,
-            "--idle-pause",
-            "1h",
-            "--reconcile-every",
-            "1s",
-        ],
-        &fake.env(),
-    );
-    let token = server.create_account("alice");
+    let m = ManagedE2b::start(&["--idle-pause", "1h", "--reconcile-every", "1s"]);
+    let fake = &m.fake;
     let repo = TestRepo::new("");
     repo.write("README.md", "hello\n");
     repo.commit_all("initial");
-    let mut c = repo.cmd(&["login", "--server", &server.base]);
-    c.env("RCLAUDE_TOKEN", &token);
-    assert_eq!(Run(c.output().unwrap()).code(), 0);
-    let mut c = repo.cmd(&["up", "--quiet"]);
-    for var in [
-        "E2B_API_KEY",
-        "E2B_API_URL",
-        "E2B_SANDBOX_URL",
-        "E2B_DOMAIN",
-    ] {
-        c.env_remove(var);
-    }
+    let login = Run(m
+        .cmd(&repo, &["login", "--server", &m.server.base])
+        .output()
+        .unwrap());
+    assert_eq!(login.code(), 0, "{}", login.all());
+    let mut c = m.cmd(&repo, &["up", "--quiet"]);
     let r = Run(c.output().unwrap());
     assert_eq!(r.code(), 0, "{}", r.all());
     let id = fake.sandboxes()[0].id.clone();
@@ -722,7 +706,9 @@ fn the_server_keeps_e2b_from_pausing_a_managed_sandbox_before_its_own_idle_pause
 /// without the token is refused.
 #[test]
 fn private_e2b_ports_are_reached_through_rclaude_port_with_the_traffic_token() {
-    use common::net::{Bg, free_port, http_get, wait_for, ws_echo_round_trip};
+    use common::net::{
+        Bg, WS_ECHO_PY, free_port, http_get, serve_web_and_echo, wait_for, ws_echo_round_trip,
+    };
     use std::process::Stdio;
     let (web, ws) = (free_port(), free_port());
     let t = setup(
@@ -730,7 +716,7 @@ fn private_e2b_ports_are_reached_through_rclaude_port_with_the_traffic_token() {
         &format!("[ports]\n{web} = \"web\"\n{ws} = {{ label = \"echo\" }}\n"),
     );
     t.repo.write("hello.txt", "hello from the sandbox\n");
-    t.repo.write("ws_echo.py", include_str!("ports/ws_echo.py"));
+    t.repo.write("ws_echo.py", WS_ECHO_PY);
     t.repo.commit_all("servers");
     t.ok(&["up", "--quiet"]);
     let create = t.fake.requests_to("POST", "/v2/sandboxes");
@@ -746,10 +732,7 @@ fn private_e2b_ports_are_reached_through_rclaude_port_with_the_traffic_token() {
         "--",
         "sh",
         "-c",
-        &format!(
-            "nohup python3 -m http.server {web} --bind 127.0.0.1 >/dev/null 2>&1 & \
-             nohup python3 ws_echo.py {ws} >/dev/null 2>&1 &"
-        ),
+        &serve_web_and_echo(web, ws),
     ]);
     wait_for(web);
     wait_for(ws);

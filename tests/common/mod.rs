@@ -111,6 +111,14 @@ impl TestRepo {
         serde_json::from_slice(&std::fs::read(f.path()).unwrap()).unwrap()
     }
 
+    /// The repository's session id (from its session record).
+    pub fn session_id(&self) -> String {
+        self.session_record()["session_id"]
+            .as_str()
+            .expect("a session record names its session")
+            .to_string()
+    }
+
     /// Run `rclaude ARGS` and return its output.
     pub fn rclaude(&self, args: &[&str]) -> Run {
         Run(self.cmd(args).output().unwrap())

@@ -33,6 +33,18 @@ pub fn http_get(port: u16, path: &str) -> String {
     out
 }
 
+/// The `ws_echo.py` a test commits to its repository for [`serve_web_and_echo`].
+pub const WS_ECHO_PY: &str = include_str!("../ports/ws_echo.py");
+
+/// A shell line that starts, in the background, `python3 -m http.server` on port `web` and the
+/// committed `ws_echo.py` on port `ws` (both on 127.0.0.1).
+pub fn serve_web_and_echo(web: u16, ws: u16) -> String {
+    format!(
+        "nohup python3 -m http.server {web} --bind 127.0.0.1 >/dev/null 2>&1 & \
+         nohup python3 ws_echo.py {ws} >/dev/null 2>&1 &"
+    )
+}
+
 /// A child process killed when dropped.
 pub struct Bg(pub std::process::Child);
 

@@ -878,6 +878,17 @@ fn resolve_template(opts: &FakeOptions, name: &str) -> Option<(String, String)> 
         .cloned()
 }
 
+/// What create and connect answer for `s`.
+fn sbx_json(s: &Sbx) -> Value {
+    sandbox_json(
+        &s.id,
+        &s.template_id,
+        &s.alias,
+        &s.token,
+        s.traffic_token.as_deref(),
+    )
+}
+
 fn sandbox_json(
     id: &str,
     template_id: &str,
@@ -1155,13 +1166,7 @@ async fn connect(
             if wanted_end > s.end_at {
                 s.end_at = wanted_end;
             }
-            let body = sandbox_json(
-                &s.id,
-                &s.template_id,
-                &s.alias,
-                &s.token,
-                s.traffic_token.as_deref(),
-            );
+            let body = sbx_json(s);
             return (StatusCode::OK, axum::Json(body)).into_response();
         }
         (
@@ -1181,13 +1186,7 @@ async fn connect(
             s.agent = Some(agent);
             s.paused = false;
             s.end_at = wanted_end;
-            let body = sandbox_json(
-                &s.id,
-                &s.template_id,
-                &s.alias,
-                &s.token,
-                s.traffic_token.as_deref(),
-            );
+            let body = sbx_json(s);
             (StatusCode::CREATED, axum::Json(body)).into_response()
         }
         Err(e) => error(500, &format!("failed to resume the sandbox: {e}")),
