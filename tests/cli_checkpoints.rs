@@ -438,20 +438,8 @@ fn down_keeps_the_last_state_on_the_server() {
 #[test]
 fn a_server_made_pause_checkpoints_the_work_first() {
     let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}", dir.path().join("server.db").display());
-    let sandboxes = dir.path().join("sandboxes");
-    let server = common::server::Server::start_with(
-        &db,
-        "127.0.0.1:0",
-        &[
-            "--sandboxes-dir",
-            sandboxes.to_str().unwrap(),
-            "--agent-bin",
-            common::bin(),
-            "--idle-pause",
-            "2s",
-        ],
-    );
+    let (server, sandboxes) =
+        common::server::Server::managed_local(dir.path(), &["--idle-pause", "2s"]);
     let token = server.create_account("acme");
     let t = TestRepo::new("[sandbox]\nmanaged = true\n");
     t.write("a.txt", "base\n");

@@ -142,18 +142,7 @@ fn usage_months_out_of_range_are_usage_errors() {
 /// A server that runs managed sandboxes on the local provider under `dir`, and an account's
 /// token.
 fn managed_server(dir: &std::path::Path) -> (Server, PathBuf, String) {
-    let db = format!("sqlite://{}", dir.join("server.db").display());
-    let sandboxes = dir.join("sandboxes");
-    let server = Server::start_with(
-        &db,
-        "127.0.0.1:0",
-        &[
-            "--sandboxes-dir",
-            sandboxes.to_str().unwrap(),
-            "--agent-bin",
-            common::bin(),
-        ],
-    );
+    let (server, sandboxes) = Server::managed_local(dir, &[]);
     let token = server.create_account("alice");
     (server, sandboxes, token)
 }

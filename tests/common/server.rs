@@ -35,6 +35,21 @@ impl Server {
         Server::start_with_env(db, listen, extra, &[])
     }
 
+    /// A server on SQLite in `dir` that runs managed sandboxes on the local provider (under
+    /// `dir/sandboxes`, returned), started with `extra` flags besides.
+    pub fn managed_local(dir: &std::path::Path, extra: &[&str]) -> (Server, std::path::PathBuf) {
+        let db = format!("sqlite://{}", dir.join("server.db").display());
+        let sandboxes = dir.join("sandboxes");
+        let mut flags = vec![
+            "--sandboxes-dir",
+            sandboxes.to_str().unwrap(),
+            "--agent-bin",
+            super::bin(),
+        ];
+        flags.extend_from_slice(extra);
+        (Server::start_with(&db, "127.0.0.1:0", &flags), sandboxes)
+    }
+
     /// [`Server::start_with`] with these environment variables (a provider's credentials).
     pub fn start_with_env(
         db: &str,
