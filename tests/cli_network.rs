@@ -2,8 +2,8 @@
 //! network namespace whose only way out is the agent's allow-listing proxy. A listener on this
 //! machine's loopback stands for "outside"; probes run in the sandbox with python3.
 //!
-//! Enforcement needs bubblewrap and root (the agent enters the sandbox's network namespace);
-//! elsewhere the restricted tests check that the sandbox is refused instead.
+//! Enforcement needs bubblewrap, as root or as an ordinary user (then bubblewrap's namespaces
+//! belong to a user namespace of its own, which the agent's helpers join first).
 
 mod common;
 
@@ -41,7 +41,7 @@ fn host_server() -> u16 {
     port
 }
 
-fn enforceable() -> bool {
+fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
 }
@@ -69,16 +69,6 @@ fn probe(t: &TestRepo, args: &str) -> String {
 fn an_allowed_host_is_reached_through_the_proxy_and_nothing_else() {
     let port = host_server();
     let t = repo("allow = [\"127.0.0.1\"]");
-    if !enforceable() {
-        let r = t.rclaude(&["up"]);
-        assert_eq!(r.code(), 78, "{}", r.all());
-        assert!(
-            r.stderr().contains("need rclaude to run as root"),
-            "{}",
-            r.all()
-        );
-        return;
-    }
     t.ok(&["up"]);
     // Plain HTTP (absolute-form) and CONNECT tunnels to the allowed address work.
     assert_eq!(
@@ -132,10 +122,6 @@ fn an_allowed_host_is_reached_through_the_proxy_and_nothing_else() {
 fn deny_all_lets_no_connection_out() {
     let port = host_server();
     let t = repo("deny_all = true");
-    if !enforceable() {
-        assert_eq!(t.rclaude(&["up"]).code(), 78);
-        return;
-    }
     t.ok(&["up"]);
     let direct = probe(&t, &format!("direct 127.0.0.1 {port}"));
     assert!(direct.starts_with("refused"), "{direct}");
@@ -183,4 +169,97 @@ fn a_policy_that_cannot_be_enforced_is_refused_before_a_sandbox_exists() {
             r.all()
         );
     }
+}
+
+/// The user every command of [`an_ordinary_user_gets_the_same_enforcement`] runs as.
+const NOBODY: u32 = 65534;
+
+/// `rclaude ARGS` as [`NOBODY`], with a copy of the binary that user can run.
+fn as_nobody(t: &TestRepo, bin: &std::path::Path, args: &[&str]) -> common::Run {
+    use std::os::unix::process::CommandExt;
+    let mut c = t.cmd_of(bin, args);
+    c.uid(NOBODY).gid(NOBODY).env("HOME", t.home.path());
+    let r = common::Run(c.output().unwrap());
+    assert_eq!(r.code(), 0, "rclaude {args:?} as nobody:\n{}", r.all());
+    r
+}
+
+/// Most people run rclaude as themselves, not root. Then bubblewrap builds the sandbox inside
+/// a user namespace of its own, and the agent joins that before entering the sandbox's network
+/// namespace (for the proxy's listener and for every command). Run as root, this test drops to
+/// `nobody` for every rclaude command; run as an ordinary user, the tests above are this case
+/// already and it has nothing to add.
+#[test]
+fn an_ordinary_user_gets_the_same_enforcement() {
+    if !is_root() {
+        return;
+    }
+    let port = host_server();
+    let t = repo("allow = [\"127.0.0.1\"]");
+    // The test's directories are root's 0700 temporary directories: hand them over, with a
+    // copy of the binary where nobody can run it.
+    let bin_dir = tempfile::tempdir().unwrap();
+    let bin = bin_dir.path().join("rclaude");
+    std::fs::copy(common::bin(), &bin).unwrap();
+    for p in [bin_dir.path(), t.home.path(), t.path()] {
+        let ok = std::process::Command::new("chown")
+            .args(["-R", &format!("{NOBODY}:{NOBODY}")])
+            .arg(p)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "chown {}", p.display());
+    }
+    as_nobody(&t, &bin, &["up"]);
+    let probe = |args: &str| {
+        as_nobody(
+            &t,
+            &bin,
+            &[
+                "exec",
+                "--no-sync",
+                "--",
+                &format!("python3 probe.py {args}"),
+            ],
+        )
+        .stdout()
+    };
+    assert_eq!(
+        probe(&format!("get http://127.0.0.1:{port}/x")),
+        "200 hello from the host\n"
+    );
+    assert_eq!(
+        probe(&format!("tunnel 127.0.0.1 {port}")),
+        "200 hello from the host\n"
+    );
+    let direct = probe(&format!("direct 127.0.0.1 {port}"));
+    assert!(direct.starts_with("refused"), "{direct}");
+    let other = probe(&format!("get http://10.255.255.1:{port}/"));
+    assert!(
+        other.contains("not in this sandbox's [network] allow list"),
+        "{other}"
+    );
+    // The agent really is unprivileged, and the sandbox's processes see their own PID
+    // namespace and a network namespace with nothing but its loopback.
+    let agents = std::process::Command::new("pgrep")
+        .args(["-u", &NOBODY.to_string(), "-f", "rclaude agent"])
+        .output()
+        .unwrap();
+    assert!(!agents.stdout.is_empty(), "no agent runs as nobody");
+    let inside = as_nobody(
+        &t,
+        &bin,
+        &[
+            "exec",
+            "--no-sync",
+            "--",
+            "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '; ls /proc | grep -c '^[0-9]'",
+        ],
+    )
+    .stdout();
+    let mut lines = inside.lines();
+    assert_eq!(lines.next(), Some("lo"), "{inside}");
+    let procs: usize = lines.last().unwrap_or("").parse().unwrap_or(usize::MAX);
+    assert!(procs < 10, "the sandbox sees {procs} processes:\n{inside}");
+    as_nobody(&t, &bin, &["down", "--yes", "--discard"]);
 }

@@ -89,7 +89,12 @@ impl TestRepo {
 
     /// The `rclaude` command, set up to run in this repository with a private home.
     pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(bin());
+        self.cmd_of(Path::new(bin()), args)
+    }
+
+    /// [`Self::cmd`] with another copy of the `rclaude` binary.
+    pub fn cmd_of(&self, program: &Path, args: &[&str]) -> Command {
+        let mut c = Command::new(program);
         c.args(args)
             .current_dir(self.path())
             .env("RCLAUDE_HOME", self.home.path())

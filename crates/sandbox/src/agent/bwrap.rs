@@ -169,25 +169,41 @@ impl Bwrap {
     ) -> io::Result<tokio::process::Command> {
         let ns = self.namespace()?;
         let mut c = tokio::process::Command::new(&self.path);
+        let net = ns.net.as_ref().map(|f| f.as_raw_fd());
+        // Entering the network namespace of an unprivileged sandbox takes its owning user
+        // namespace first; the forked child (single-threaded) joins it before bubblewrap starts,
+        // so bubblewrap is not asked to join it again.
+        let join_user = ns
+            .userns
+            .as_ref()
+            .filter(|_| net.is_some())
+            .map(|f| f.as_raw_fd());
         c.args(self.command_args(
             root,
             cwd,
             program,
             args,
             tty,
-            (ns.userns.is_some(), ns.userns2.is_some()),
+            (
+                ns.userns.is_some() && join_user.is_none(),
+                ns.userns2.is_some(),
+            ),
         ))
         .current_dir(cwd);
         let fds: Vec<RawFd> = std::iter::once(ns.pid.as_raw_fd())
             .chain(ns.userns.as_ref().map(|f| f.as_raw_fd()))
             .chain(ns.userns2.as_ref().map(|f| f.as_raw_fd()))
             .collect();
-        let net = ns.net.as_ref().map(|f| f.as_raw_fd());
         // SAFETY: the closure only makes async-signal-safe calls (setns, fcntl, dup2); `ns`
         // keeps the descriptors open until the command has been spawned and dropped.
         unsafe {
             c.pre_exec(move || {
                 let _keep = &ns;
+                if let Some(user) = join_user
+                    && libc::setns(user, libc::CLONE_NEWUSER) != 0
+                {
+                    return Err(io::Error::last_os_error());
+                }
                 if let Some(net) = net
                     && libc::setns(net, libc::CLONE_NEWNET) != 0
                 {
@@ -312,7 +328,7 @@ impl Bwrap {
         };
         let started = namespace_fds(init_pid, restricted).and_then(|ns| {
             let proxy = match &ns.net {
-                Some(net) => Some(self.start_proxy(net)?),
+                Some(net) => Some(self.start_proxy(net, ns.userns.as_ref())?),
                 None => None,
             };
             Ok((ns, proxy))
@@ -348,17 +364,21 @@ impl Bwrap {
         })
     }
 
-    /// Serve the egress proxy inside the network namespace `net`.
-    fn start_proxy(&self, net: &OwnedFd) -> io::Result<ProxyTask> {
+    /// Serve the egress proxy inside the network namespace `net` (owned by `userns` when that
+    /// is not ours).
+    fn start_proxy(&self, net: &OwnedFd, userns: Option<&OwnedFd>) -> io::Result<ProxyTask> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
             io::Error::other("the egress proxy needs the agent's runtime to run on")
         })?;
-        let listener = super::egress::listen_in(net).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("cannot serve the egress proxy in the sandbox's network namespace: {e}"),
-            )
-        })?;
+        let listener =
+            super::netns::listen_in(net, userns, super::egress::PROXY_PORT).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!(
+                        "cannot serve the egress proxy in the sandbox's network namespace: {e}"
+                    ),
+                )
+            })?;
         let policy = Arc::new(self.view.network.clone());
         let task = runtime.spawn(super::egress::serve(listener, policy));
         Ok(ProxyTask(task.abort_handle()))

@@ -4,7 +4,7 @@
 //! interface: nothing outside is reachable, neither the internet nor this machine's own
 //! loopback services. The one way out is this proxy, which the agent (in the host's network
 //! namespace) serves on `127.0.0.1:3128` *inside* the sandbox's namespace (the listening socket
-//! is created by a thread that entered it). Processes find it through `HTTP_PROXY` /
+//! is created there by a helper process, [`super::netns`]). Processes find it through `HTTP_PROXY` /
 //! `HTTPS_PROXY`.
 //!
 //! It speaks the two forms of HTTP proxying every client uses: `CONNECT host:port` (HTTPS and
@@ -18,7 +18,6 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,37 +49,6 @@ pub fn proxy_env() -> Vec<(String, String)> {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect()
-}
-
-/// Bind the proxy's listener on `127.0.0.1:PROXY_PORT` inside the network namespace `netns`.
-pub fn listen_in(netns: &OwnedFd) -> io::Result<std::net::TcpListener> {
-    let fd = netns.try_clone()?;
-    std::thread::spawn(move || {
-        // SAFETY: setns changes the network namespace of this thread only; the thread ends
-        // right after creating the socket, which stays in that namespace.
-        if unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // bubblewrap brings the namespace's loopback up right after reporting it: until then
-        // the address cannot be bound.
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        let l = loop {
-            match std::net::TcpListener::bind(("127.0.0.1", PROXY_PORT)) {
-                Ok(l) => break l,
-                Err(e)
-                    if e.kind() == io::ErrorKind::AddrNotAvailable
-                        && std::time::Instant::now() < deadline =>
-                {
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err(e) => return Err(e),
-            }
-        };
-        l.set_nonblocking(true)?;
-        Ok(l)
-    })
-    .join()
-    .map_err(|_| io::Error::other("the thread binding the proxy panicked"))?
 }
 
 /// Serve the proxy on `listener` until the task is dropped.

@@ -23,6 +23,7 @@ mod filesystem;
 pub mod fuzzing;
 mod isolation;
 mod leader;
+mod netns;
 pub mod paths;
 mod process;
 mod pty;
@@ -75,8 +76,8 @@ pub struct AgentOptions {
     pub groups_file: Option<PathBuf>,
     /// Keepalive interval on process streams when the client does not ask for one.
     pub keepalive_default: Duration,
-    /// Where the sandbox's processes may connect to. Restricted policies need bubblewrap and
-    /// an agent allowed to enter the network namespace it makes (root).
+    /// Where the sandbox's processes may connect to. Restricted policies need bubblewrap (the
+    /// sandbox's own network namespace).
     pub network: crate::network::NetworkPolicy,
 }
 
@@ -161,18 +162,10 @@ pub async fn bind(opts: AgentOptions) -> Result<Agent, AgentError> {
     )?);
     let isolation = opts.isolation;
     let restricted = !opts.network.is_open();
-    if restricted {
-        if isolation == Isolation::None {
-            return Err(AgentError::Network(
-                "it needs isolation = \"bwrap\" (the sandbox's own network namespace)".into(),
-            ));
-        }
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            return Err(AgentError::Network(
-                "entering the sandbox's network namespace needs the agent to run as root on this version; use the e2b provider, or remove [network]".into(),
-            ));
-        }
+    if restricted && isolation == Isolation::None {
+        return Err(AgentError::Network(
+            "it needs isolation = \"bwrap\" (the sandbox's own network namespace)".into(),
+        ));
     }
     let view = isolation::View {
         network: opts.network.clone(),

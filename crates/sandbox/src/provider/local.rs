@@ -625,8 +625,8 @@ fn agent_binary() -> Result<PathBuf, ProviderError> {
     std::env::current_exe().map_err(|e| io_err("locating the rclaude executable", e))
 }
 
-/// A restricted `[network]` needs the sandbox's own network namespace: bubblewrap, and an agent
-/// that may enter the namespace (root). Refused here rather than run open.
+/// A restricted `[network]` needs the sandbox's own network namespace: bubblewrap. Refused here
+/// rather than run open.
 fn check_network(spec: &SandboxSpec) -> Result<(), ProviderError> {
     if spec.network.is_open() {
         return Ok(());
@@ -634,12 +634,6 @@ fn check_network(spec: &SandboxSpec) -> Result<(), ProviderError> {
     if spec.isolation == Isolation::None {
         return Err(ProviderError::Config(
             "[network] restrictions need isolation = \"bwrap\" on the local provider (the sandbox gets its own network namespace): set [sandbox] isolation, or remove [network]".into(),
-        ));
-    }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Err(ProviderError::Config(
-            "[network] restrictions on the local provider need rclaude to run as root on this version (the agent enters the sandbox's network namespace): use the e2b provider, or remove [network]".into(),
         ));
     }
     Ok(())
