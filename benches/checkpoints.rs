@@ -5,6 +5,9 @@
 //! - one file changed in the sandbox, then `checkpoints --take` (fetch off the sandbox, record,
 //!   upload the new objects to the server): time, and the bytes the server stored;
 //! - `checkpoints --take` again with nothing changed;
+//! - the same two checkpoints taken in this process on a connection already open (what the
+//!   checkpoints at the end of `run` and `claude` and before a pause pay: no process start, no
+//!   listing afterwards; kept on this machine, not uploaded);
 //! - `pull` from the live sandbox;
 //! - the same work taken back on another clone (its own home, logged in to the same account)
 //!   with `pull --session ID` from the server's checkpoint, while the sandbox still runs (so
@@ -130,16 +133,55 @@ fn main() {
     };
     in_sandbox("echo start > start.txt");
     rc(&repo, &home, &["checkpoints", "--take"]);
+    // The sandbox, connected once, for the in-process checkpoints.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let provider =
+        rclaude::provider::local::LocalProvider::at(home.join("data/sandboxes"), rclaude.clone());
+    let record: rclaude::session::SessionRecord =
+        serde_json::from_value(record.clone()).expect("a session record");
+    let sandbox = {
+        use rclaude::provider::Provider;
+        runtime
+            .block_on(provider.connect(&record.sandbox_id))
+            .expect("connecting to the sandbox")
+    };
+    let take_open = |what: &str| -> Duration {
+        let sync = rclaude::ops::sync::sync_state(&record);
+        let t = Instant::now();
+        let taken = runtime
+            .block_on(rclaude::gitsync::checkpoint::take(
+                &repo,
+                &*sandbox,
+                sync.as_ref(),
+                &session,
+                "manual",
+                Vec::new(),
+                rclaude::gitsync::checkpoint::KEEP,
+                &rclaude::gitsync::NoProgress,
+            ))
+            .expect("a checkpoint");
+        let took = t.elapsed();
+        use rclaude::gitsync::checkpoint::Taken;
+        match (what, &taken) {
+            ("new", Taken::New(_)) | ("unchanged", Taken::Unchanged(_)) => {}
+            _ => panic!("expected a {what} checkpoint, got {taken:?}"),
+        }
+        took
+    };
 
     let mut take_one = Vec::new();
     let mut take_none = Vec::new();
     let mut live = Vec::new();
     let mut recover = Vec::new();
     let mut stored = Vec::new();
+    let (mut open_one, mut open_none) = (Vec::new(), Vec::new());
     for i in 0..runs {
         in_sandbox(&format!("echo 'edit {i}' >> d07/f7.txt"));
         take_one.push(rc(&repo, &home, &["checkpoints", "--take"]).0);
         take_none.push(rc(&repo, &home, &["checkpoints", "--take"]).0);
+        in_sandbox(&format!("echo 'open edit {i}' >> d08/f8.txt"));
+        open_one.push(take_open("new"));
+        open_none.push(take_open("unchanged"));
         let listed = http_get(&url, &token, &format!("/v1/sessions/{session}/checkpoints"));
         let last = listed["checkpoints"]
             .as_array()
@@ -178,6 +220,7 @@ fn main() {
     let _ = child.kill();
     let _ = child.wait();
     stored.sort();
+    let (open_one_m, open_none_m) = (median(&mut open_one), median(&mut open_none));
     let (one, none, live_m, rec_m) = (
         median(&mut take_one),
         median(&mut take_none),
@@ -190,13 +233,21 @@ fn main() {
     );
     println!("| step | time | bytes | target |\n|---|---|---|---|");
     println!(
-        "| checkpoint, one file changed (take + upload) | {:.0} ms | {} B stored | < 50 ms, a few KiB |",
+        "| checkpoint, one file changed (`checkpoints --take`: take + upload) | {:.0} ms | {} B stored | < 50 ms, a few KiB |",
         ms(one),
         stored[stored.len() / 2]
     );
     println!(
-        "| checkpoint, nothing changed | {:.0} ms | 0 | < 10 ms |",
+        "| checkpoint, nothing changed (`checkpoints --take`) | {:.0} ms | 0 | < 10 ms |",
         ms(none)
+    );
+    println!(
+        "| checkpoint on an open connection, one file changed (to this machine) | {:.1} ms | | < 50 ms |",
+        ms(open_one_m)
+    );
+    println!(
+        "| checkpoint on an open connection, nothing changed | {:.1} ms | 0 | < 10 ms |",
+        ms(open_none_m)
     );
     println!(
         "| `pull` from the live sandbox | {:.0} ms | | baseline |",

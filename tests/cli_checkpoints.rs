@@ -577,3 +577,65 @@ fn a_server_made_pause_checkpoints_the_work_first() {
     assert_eq!(t.git(&["show", "recovered:made.txt"]), "made\n");
     assert_eq!(t.git(&["show", "recovered:a.txt"]), "base\nedited\n");
 }
+
+/// When the sandbox's agent reports no change since the newest checkpoint (its change token is
+/// the same), a checkpoint runs nothing in the sandbox: the sync lock that every sandbox-side
+/// step takes is not touched. Any change — one made just before the checkpoint, a file in a
+/// brand-new directory tree, a commit — is taken all the same.
+#[test]
+fn an_unchanged_sandbox_is_not_exported_again_and_every_change_is() {
+    let t = TestRepo::new("[sandbox]\nprovider = \"local\"\n");
+    t.write("a.txt", "one\n");
+    t.commit_all("init");
+    t.ok(&["up"]);
+    in_sandbox(&t, "echo two > a.txt");
+    let taken = t.ok(&["checkpoints", "--take"]);
+    assert!(taken.stderr().contains("taken"), "{}", taken.all());
+    let lock = find_files(&t.sandboxes_dir(), "lock")
+        .into_iter()
+        .find(|p| p.ends_with(".git/rclaude/lock"))
+        .expect("the sandbox's sync lock");
+    let stamp = |p: &std::path::Path| std::fs::metadata(p).unwrap().modified().unwrap();
+    let before = stamp(&lock);
+    let again = t.ok(&["checkpoints", "--take"]);
+    assert!(
+        again.stderr().contains("Nothing changed"),
+        "{}",
+        again.all()
+    );
+    assert_eq!(stamp(&lock), before, "a sandbox-side step ran for nothing");
+    let count = checkpoints(&t).len();
+
+    // Each change, with the checkpoint right after it (no pause in between).
+    let newest_has = |path: &str, want: &str| {
+        let all = checkpoints(&t);
+        let id = all.last().unwrap()["id"].as_str().unwrap().to_string();
+        let r = format!("refs/rclaude/checkpoints/{}/{id}:{path}", t.session_id());
+        assert_eq!(t.git(&["show", &r]), want, "{path} in checkpoint {id}");
+        all.len()
+    };
+    in_sandbox(&t, "echo three > a.txt");
+    t.ok(&["checkpoints", "--take"]);
+    let n = newest_has("a.txt", "three\n");
+    assert_eq!(n, count + 1);
+    in_sandbox(&t, "mkdir -p new/deep/er && echo x > new/deep/er/f.txt");
+    t.ok(&["checkpoints", "--take"]);
+    assert_eq!(newest_has("new/deep/er/f.txt", "x\n"), n + 1);
+    // The new directories are watched now: a change deep inside them counts.
+    in_sandbox(&t, "echo y > new/deep/er/f.txt");
+    t.ok(&["checkpoints", "--take"]);
+    assert_eq!(newest_has("new/deep/er/f.txt", "y\n"), n + 2);
+    in_sandbox(
+        &t,
+        "git add -A && git -c user.name=s -c user.email=s@x commit -qm 'in the sandbox'",
+    );
+    t.ok(&["checkpoints", "--take"]);
+    let all = checkpoints(&t);
+    assert_eq!(all.len(), n + 3, "a commit is a change");
+    let head = in_sandbox(&t, "git rev-parse HEAD");
+    assert_eq!(
+        all.last().unwrap()["sandbox_head"].as_str(),
+        Some(head.trim())
+    );
+    t.ok(&["down", "--yes", "--discard"]);
+}

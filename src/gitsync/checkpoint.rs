@@ -40,6 +40,11 @@ pub struct Checkpoint {
     pub pushed: Option<(String, String)>,
     /// Bytes that crossed the wire for it.
     pub received_bytes: u64,
+    /// The sandbox's change token read just before it was taken (with the ignore rules it was
+    /// taken with): while the sandbox answers the same, nothing changed since, and no export
+    /// is needed to tell ([`Sandbox::change_token`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes: Option<String>,
 }
 
 /// What [`take`] did.
@@ -80,6 +85,40 @@ pub async fn take(
             format!("{session:?} cannot name a checkpoint ref"),
         ));
     }
+    // Read before the export looks at the tree: a change made after this moves the token, so
+    // the next checkpoint looks again.
+    let changes = match sandbox.change_token(sandbox.workdir()).await {
+        Ok(Some(token)) => Some(format!("{token}/{:016x}", fingerprint(&extra_ignores))),
+        Ok(None) => None,
+        Err(e) => {
+            tracing::debug!("no change token from the sandbox: {e}");
+            None
+        }
+    };
+    let (path, session, reason) = (
+        repo_path.to_path_buf(),
+        session.to_string(),
+        reason.to_string(),
+    );
+    if let Some(token) = &changes {
+        let (path, session, reason, token) =
+            (path.clone(), session.clone(), reason.clone(), token.clone());
+        let unchanged = blocking(progress, move |_| {
+            let repo = open_repo(&path)?;
+            let Some(last) = list_in(&repo, &session).pop() else {
+                return Ok(None);
+            };
+            if last.changes.as_deref() != Some(token.as_str()) {
+                return Ok(None);
+            }
+            mark_if_pause(&repo, &session, &reason, &last)?;
+            Ok(Some(Taken::Unchanged(last)))
+        })
+        .await?;
+        if let Some(taken) = unchanged {
+            return Ok(taken);
+        }
+    }
     let opts = PullOptions {
         extra_ignores,
         ..PullOptions::default()
@@ -88,25 +127,37 @@ pub async fn take(
         Fetch::Nothing { .. } => return Ok(Taken::Empty),
         Fetch::Got(f) => f,
     };
-    let (path, session, reason) = (
-        repo_path.to_path_buf(),
-        session.to_string(),
-        reason.to_string(),
-    );
     blocking(progress, move |_| {
-        let taken = record(&path, &session, &reason, &fetched, keep)?;
-        // The state at pause is what a resume is compared with.
-        if reason == "pause"
-            && let Taken::New(cp) | Taken::Unchanged(cp) = &taken
-        {
-            let repo = open_repo(&path)?;
-            let marker = meta_dir(&repo, &session).join(PAUSED);
-            std::fs::write(&marker, &cp.id)
-                .map_err(SyncError::io(format!("writing {}", marker.display())))?;
+        let taken = record(&path, &session, &reason, &fetched, keep, changes)?;
+        if let Taken::New(cp) | Taken::Unchanged(cp) = &taken {
+            mark_if_pause(&open_repo(&path)?, &session, &reason, cp)?;
         }
         Ok(taken)
     })
     .await
+}
+
+/// The state at pause is what a resume is compared with: note which checkpoint that is.
+fn mark_if_pause(
+    repo: &git2::Repository,
+    session: &str,
+    reason: &str,
+    cp: &Checkpoint,
+) -> Result<(), SyncError> {
+    if reason != "pause" {
+        return Ok(());
+    }
+    let marker = meta_dir(repo, session).join(PAUSED);
+    std::fs::write(&marker, &cp.id).map_err(SyncError::io(format!("writing {}", marker.display())))
+}
+
+/// A stable summary of the ignore rules a checkpoint was taken with (part of its change token:
+/// other rules can make another checkpoint of the same tree).
+fn fingerprint(ignores: &[String]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    ignores.hash(&mut h);
+    h.finish()
 }
 
 /// File naming the checkpoint taken at the session's last pause (removed by [`verify`]).
@@ -128,6 +179,7 @@ fn record(
     reason: &str,
     f: &Fetched,
     keep: usize,
+    changes: Option<String>,
 ) -> Result<Taken, SyncError> {
     let repo = open_repo(repo_path)?;
     let tree_of = |o: Oid| repo.find_commit(o).and_then(|c| c.tree()).map(|t| t.id());
@@ -139,6 +191,16 @@ fn record(
             .is_some_and(|t| t == tip_tree);
         let same_head = last.sandbox_head == f.pulled.sandbox_head.map(|o| o.to_string());
         if same_tree && same_head {
+            // Remember the newer token, so that the next checkpoint can skip the export.
+            let mut last = last;
+            if changes.is_some() && last.changes != changes {
+                last.changes = changes;
+                let json = serde_json::to_vec_pretty(&last).expect("a checkpoint serializes");
+                let file = meta_dir(&repo, session).join(format!("{}.json", last.id));
+                crate::session::write_atomic(&file, &json).map_err(|e| {
+                    SyncError::Internal(format!("writing the checkpoint record: {e}"))
+                })?;
+            }
             return Ok(Taken::Unchanged(last));
         }
     }
@@ -163,6 +225,7 @@ fn record(
         sandbox_branch: f.sandbox_branch.clone(),
         pushed: f.pushed.map(|(a, b)| (a.to_string(), b.to_string())),
         received_bytes: f.received_bytes,
+        changes,
     };
     repo.reference(
         &format!("{}{id}", ref_prefix(session)),

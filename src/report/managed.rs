@@ -151,7 +151,12 @@ impl ManagedProvider {
         };
         // E2B's envd runs commands in a login shell, as its SDK does; the local agent does not.
         let login_shell = answer["session"]["provider"] == "e2b";
-        Ok(Arc::new(EnvdSandbox::new(client, id, workdir, login_shell)))
+        let sandbox = EnvdSandbox::new(client, id, workdir, login_shell);
+        Ok(Arc::new(if answer["session"]["provider"] == "local" {
+            sandbox.rclaude_agent()
+        } else {
+            sandbox
+        }))
     }
 
     fn info(session: &Value, workdir: &str) -> Option<SandboxInfo> {

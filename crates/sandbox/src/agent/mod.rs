@@ -15,6 +15,7 @@
 
 mod auth;
 mod bwrap;
+mod changes;
 mod egress;
 mod fdio;
 mod files;
@@ -127,6 +128,7 @@ pub(crate) struct AgentState {
     conf: Arc<paths::Confinement>,
     processes: Arc<process::Processes>,
     watchers: Arc<watch::Watchers>,
+    changes: changes::Changes,
     env: BTreeMap<String, String>,
 }
 
@@ -236,6 +238,7 @@ pub async fn bind(opts: AgentOptions) -> Result<Agent, AgentError> {
         conf,
         processes,
         watchers,
+        changes: changes::Changes::default(),
         env: opts.env,
     });
     Ok(Agent {
@@ -313,6 +316,7 @@ fn router(state: Arc<AgentState>) -> Router {
         .route("/files", get(files::download).post(files::upload))
         .route("/process.Process/{method}", post(process_rpc))
         .route("/filesystem.Filesystem/{method}", post(filesystem_rpc))
+        .route("/rclaude/changes", post(change_token))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -325,6 +329,36 @@ fn router(state: Arc<AgentState>) -> Router {
 /// `GET /envs`: the default environment added to every process (the options' `env`).
 async fn envs(State(state): State<Arc<AgentState>>) -> Response {
     axum::Json(state.env.clone()).into_response()
+}
+
+/// `POST /rclaude/changes` `{"path": DIR}`: `{"token": T}`, where two equal tokens mean nothing
+/// under DIR changed between the two requests (rclaude's own bookkeeping under `.git` aside);
+/// `{"token": null}` when that cannot be told (see [`changes`]). An rclaude extension to the
+/// envd protocol.
+async fn change_token(
+    State(state): State<Arc<AgentState>>,
+    axum::Json(req): axum::Json<ChangesRequest>,
+) -> Response {
+    let dir = match state.conf.resolve(&req.path, paths::Follow::Yes) {
+        Ok(d) => d,
+        Err(e) => {
+            let body = HttpError {
+                code: 400,
+                message: e.to_string(),
+            };
+            return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
+        }
+    };
+    let token = tokio::task::spawn_blocking(move || state.changes.token(&dir))
+        .await
+        .ok()
+        .flatten();
+    axum::Json(serde_json::json!({ "token": token })).into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct ChangesRequest {
+    path: String,
 }
 
 async fn process_rpc(

@@ -284,6 +284,27 @@ impl EnvdClient {
         }
     }
 
+    /// `POST /rclaude/changes` (rclaude's own agent only): a token for the state of the tree
+    /// at `path`; equal tokens mean nothing there changed in between. `None`: it cannot tell.
+    pub async fn change_token(&self, path: &str) -> Result<Option<String>, SandboxError> {
+        let url = self.url("/rclaude/changes");
+        let resp = self
+            .send(
+                self.request(reqwest::Method::POST, &url)
+                    .json(&serde_json::json!({ "path": path })),
+                &url,
+            )
+            .await?;
+        if !resp.status().is_success() {
+            return Err(Self::failure(resp).await);
+        }
+        let v: serde_json::Value = resp
+            .json()
+            .await
+            .map_err(|e| SandboxError::Protocol(format!("{url}: {e}")))?;
+        Ok(v["token"].as_str().map(str::to_string))
+    }
+
     /// Start a process; `timeout` (Connect-Timeout-Ms) bounds its lifetime.
     pub async fn start(
         &self,

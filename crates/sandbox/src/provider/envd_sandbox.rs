@@ -27,6 +27,8 @@ pub struct EnvdSandbox {
     login_shell: bool,
     /// How the provider's edge reaches its ports (E2B), if it does.
     ports: Option<std::sync::Arc<dyn PortRouter>>,
+    /// The endpoint is rclaude's own agent, which answers [`Sandbox::change_token`].
+    rclaude_agent: bool,
 }
 
 impl EnvdSandbox {
@@ -43,7 +45,14 @@ impl EnvdSandbox {
             workdir: workdir.into(),
             login_shell,
             ports: None,
+            rclaude_agent: false,
         }
+    }
+
+    /// The endpoint is rclaude's own agent (`rclaude agent`), with its extensions.
+    pub fn rclaude_agent(mut self) -> Self {
+        self.rclaude_agent = true;
+        self
     }
 
     /// Its ports are reached through `ports` (see [`Sandbox::port_access`]).
@@ -178,6 +187,13 @@ impl Sandbox for EnvdSandbox {
             access_token: self.client.access_token().map(str::to_string),
             headers: self.client.routing_headers(),
         })
+    }
+
+    async fn change_token(&self, dir: &str) -> Result<Option<String>, SandboxError> {
+        if !self.rclaude_agent {
+            return Ok(None);
+        }
+        self.client.change_token(dir).await
     }
 
     async fn exec(&self, req: ExecRequest) -> Result<ExecStream, SandboxError> {

@@ -515,12 +515,9 @@ impl Provider for LocalProvider {
             }
         };
         let workdir = dir.join("root/workspace").to_string_lossy().into_owned();
-        Ok(Arc::new(EnvdSandbox::new(
-            client,
-            id.to_string(),
-            workdir,
-            false,
-        )))
+        Ok(Arc::new(
+            EnvdSandbox::new(client, id.to_string(), workdir, false).rclaude_agent(),
+        ))
     }
 
     async fn info(&self, id: &str) -> Result<Option<SandboxInfo>, ProviderError> {

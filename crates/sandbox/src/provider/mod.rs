@@ -496,6 +496,12 @@ pub trait Sandbox: Send + Sync {
     fn port_access(&self, _port: u16) -> Option<PortAccess> {
         None
     }
+    /// A token for the state of the tree at `dir` now: two equal tokens mean nothing under it
+    /// changed in between (so a checkpoint need not be taken again). `None` (the default, and
+    /// whenever the sandbox cannot tell): look at the tree itself.
+    async fn change_token(&self, _dir: &str) -> Result<Option<String>, SandboxError> {
+        Ok(None)
+    }
     /// Start a process and stream its events.
     async fn exec(&self, req: ExecRequest) -> Result<ExecStream, SandboxError>;
     /// Send a signal (`SIGTERM` or `SIGKILL`) to a process.
