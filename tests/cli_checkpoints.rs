@@ -190,25 +190,9 @@ fn up_rebuilds_a_lost_sandbox_from_its_latest_checkpoint() {
 }
 
 /// Every file under `dir` (symlinks not followed).
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_symlink() {
-            continue;
-        }
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
-
 /// Every file named `name` under `dir`.
 fn find_files(dir: &std::path::Path, name: &str) -> Vec<std::path::PathBuf> {
-    walk(dir)
+    common::walk(dir)
         .into_iter()
         .filter(|p| p.file_name().is_some_and(|n| n == name))
         .collect()
@@ -345,7 +329,7 @@ fn another_machine_recovers_a_dead_sessions_work_through_the_server() {
 
     // The newest copy is damaged in the store: it is caught, and the one before is used.
     let store = dir.path().join("checkpoints");
-    let newest = walk(&store)
+    let newest = common::walk(&store)
         .into_iter()
         .find(|p| p.to_string_lossy().contains(&latest))
         .expect("the newest checkpoint's object");

@@ -473,3 +473,92 @@ fn with_bubblewrap_a_crashed_agents_processes_end_with_it() {
         "a process of the crashed agent survived it"
     );
 }
+
+/// The sandbox-side steps a command ran (from rclaude's debug log).
+fn sandbox_steps(t: &TestRepo, args: &[&str]) -> Vec<String> {
+    let out = t
+        .cmd(args)
+        .env("RCLAUDE_LOG", "rclaude_sandbox_git=debug")
+        .output()
+        .unwrap();
+    let r = common::Run(out);
+    assert_eq!(r.code(), 0, "rclaude {args:?}: {}", r.all());
+    // The log may be coloured: drop the escape sequences.
+    let mut plain = String::new();
+    let mut escape = false;
+    for c in r.stderr().chars() {
+        match (escape, c) {
+            (false, '\u{1b}') => escape = true,
+            (true, 'm') => escape = false,
+            (true, _) => {}
+            (false, c) => plain.push(c),
+        }
+    }
+    plain
+        .lines()
+        .filter(|l| l.contains("running a sandbox-side step"))
+        .filter_map(|l| l.split("step=").nth(1))
+        .map(|s| {
+            s.split_whitespace()
+                .next()
+                .unwrap_or("")
+                .trim_matches('"')
+                .to_string()
+        })
+        .collect()
+}
+
+/// With nothing changed on either side, a sync asks the sandbox nothing once a query has
+/// confirmed its state: the agent's change token says it is still as it was. Any change in the
+/// sandbox — a new file, a commit, a sync from elsewhere — brings the query back, and a change
+/// here is sent as before.
+#[test]
+fn an_unchanged_sync_asks_the_sandbox_nothing_until_something_changes() {
+    let t = TestRepo::new("[sandbox]\nprovider = \"local\"\n");
+    t.write("a.txt", "one\n");
+    t.commit_all("init");
+    t.ok(&["up"]);
+    // The first sync with nothing new confirms the sandbox's state with a query...
+    assert_eq!(sandbox_steps(&t, &["sync"]), ["query"]);
+    // ...after which nothing runs in the sandbox to find that nothing changed.
+    assert!(sandbox_steps(&t, &["sync"]).is_empty());
+    assert!(sandbox_steps(&t, &["exec", "--", "true"]).is_empty());
+    // A file made in the sandbox, even right before the sync.
+    t.ok(&[
+        "exec",
+        "--no-sync",
+        "--",
+        "sh",
+        "-c",
+        "echo x > made-there.txt",
+    ]);
+    assert_eq!(sandbox_steps(&t, &["sync"]), ["query"]);
+    assert!(sandbox_steps(&t, &["sync"]).is_empty());
+    // A commit in the sandbox.
+    t.ok(&[
+        "exec",
+        "--no-sync",
+        "--",
+        "sh",
+        "-c",
+        "git add -A && git -c user.name=s -c user.email=s@x commit -qm there",
+    ]);
+    assert_eq!(sandbox_steps(&t, &["sync"]), ["query"]);
+    // A change here is sent and applied; the next sync confirms, the one after asks nothing.
+    t.write("a.txt", "two\n");
+    let sent = sandbox_steps(&t, &["sync"]);
+    assert!(sent.contains(&"apply".to_string()), "{sent:?}");
+    assert_eq!(
+        t.ok(&["exec", "--no-sync", "--", "cat", "a.txt"]).stdout(),
+        "two\n"
+    );
+    assert_eq!(sandbox_steps(&t, &["sync"]), ["query"]);
+    assert!(sandbox_steps(&t, &["sync"]).is_empty());
+    // Another session's record of the same sandbox is not ours: a sync from elsewhere (here:
+    // the sandbox's sync record rewritten) brings the query back.
+    let synced = common::find_in(&t.sandboxes_dir(), ".git/rclaude/synced");
+    let text = std::fs::read_to_string(&synced).unwrap();
+    std::fs::write(&synced, format!("{text}\n")).unwrap();
+    assert_eq!(sandbox_steps(&t, &["sync"]), ["query"]);
+    t.ok(&["down", "--yes", "--discard"]);
+}

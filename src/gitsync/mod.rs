@@ -81,6 +81,12 @@ pub struct SyncState {
     /// deleted locally after review is not fetched again.
     #[serde(default)]
     pub fetched_saved: std::collections::BTreeMap<String, String>,
+    /// `(change token, ignore rules id)`: the sandbox's change token read just before a query
+    /// found it holding exactly this state (with these ignore rules) and no saved work to bring
+    /// back. While the sandbox answers the same token, nothing there changed since that query,
+    /// so a push of the same work needs none ([`crate::provider::Sandbox::change_token`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmed: Option<(String, String)>,
 }
 
 impl SyncState {

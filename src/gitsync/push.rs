@@ -91,8 +91,20 @@ async fn push_from(
     progress.stage("snapshot");
     let path = repo_path.to_path_buf();
     let ignores = opts.extra_ignores.clone();
+    let replaying = recorded.is_some();
     let recorded = recorded.cloned();
-    let local = blocking(progress, move |_| {
+    // The sandbox's change token, read before anything looks at the sandbox (see
+    // `SyncState::confirmed`), while the snapshot is taken.
+    let token = async {
+        match sandbox.change_token(sandbox.workdir()).await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::debug!("no change token from the sandbox: {e}");
+                None
+            }
+        }
+    };
+    let snapshot = blocking(progress, move |_| {
         let repo = open_repo(&path)?;
         let snap = match &recorded {
             Some(r) => snapshot::from_recorded(&repo, r)?,
@@ -110,13 +122,44 @@ async fn push_from(
             info_exclude,
             shallow,
         })
-    })
-    .await?;
+    });
+    let (local, token) = tokio::join!(snapshot, token);
+    let local = local?;
     let snap = local.snap.clone();
     let excludes = excludes_file(&opts.extra_ignores, &local.info_exclude);
     let excludes_id = Oid::hash_object(ObjectType::Blob, excludes.as_bytes())
         .map_err(SyncError::git("hashing the ignore patterns"))?
         .to_string();
+    let head = snap.head.oid();
+    let branch = snap.head.branch().map(str::to_string);
+    // Nothing changed here since the last sync, nor in the sandbox since a query confirmed it
+    // held exactly that: nothing to ask it, nothing to send.
+    if let (Some(t), Some(s)) = (&token, state)
+        && !replaying
+        && !opts.force_full
+        && s.confirmed.as_ref() == Some(&(t.clone(), excludes_id.clone()))
+        && s.snapshot_oid() == Some(snap.commit)
+        && s.index.as_deref() == Some(snap.index_commit.to_string().as_str())
+        && s.head == head.map(|o| o.to_string())
+        && s.branch == branch
+    {
+        return Ok(PushReport {
+            skipped_nothing_new: true,
+            sent_bytes: 0,
+            objects: 0,
+            commits: 0,
+            prerequisites: 0,
+            saved: Vec::new(),
+            state: s.clone(),
+            head_desc: snap.head.describe(),
+            files_changed: 0,
+            sandbox_recreated: false,
+            recovered_interrupted_apply: false,
+            index_conflicts: snap.index_conflicts,
+            skipped_nested: snap.skipped_nested.clone(),
+            submodules: snap.submodules.clone(),
+        });
+    }
 
     progress.stage("query");
     let mut q = remote::query(sandbox).await?;
@@ -130,8 +173,6 @@ async fn push_from(
             });
         }
     }
-    let head = snap.head.oid();
-    let branch = snap.head.branch().map(str::to_string);
     let decision = push_plan::decide(
         &push_plan::Facts {
             snapshot: snap.commit,
@@ -157,6 +198,7 @@ async fn push_from(
         head: head.map(|o| o.to_string()),
         branch: branch.clone(),
         fetched_saved,
+        confirmed: None,
     };
     let report = |sent: Sent, saved: Vec<SavedRef>, state: SyncState| PushReport {
         skipped_nothing_new: sent.skipped,
@@ -178,6 +220,7 @@ async fn push_from(
     let (force_full, prev) = match action {
         Action::Skip => {
             let mut saved = Vec::new();
+            let nothing_left = leftovers.is_empty();
             if !leftovers.is_empty() {
                 let known: Vec<Oid> = [Some(snap.commit), Some(snap.index_commit), head]
                     .into_iter()
@@ -200,7 +243,12 @@ async fn push_from(
                 skipped: true,
                 ..Sent::default()
             };
-            return Ok(report(sent, saved, new_state(fetched_saved)));
+            let mut state = new_state(fetched_saved);
+            // The query just confirmed the sandbox holds this state, with nothing left over.
+            if nothing_left {
+                state.confirmed = token.map(|t| (t, excludes_id.clone()));
+            }
+            return Ok(report(sent, saved, state));
         }
         Action::Send {
             full,

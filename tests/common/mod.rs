@@ -205,3 +205,30 @@ while [ ! -e "$HOME/go" ]; do sleep 0.05; done
 printf '{"type":"result","subtype":"success","is_error":false,"num_turns":1,"duration_ms":5,"usage":{},"result":"done"}\n'
 exit "$(cat "$HOME/code" 2>/dev/null || echo 0)"
 "#;
+
+/// Every file under `dir` (symlinks not followed).
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_symlink() {
+            continue;
+        }
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// The one file under `dir` whose path ends with `suffix` (e.g. `.git/rclaude/synced`).
+pub fn find_in(dir: &Path, suffix: &str) -> PathBuf {
+    let found: Vec<PathBuf> = walk(dir)
+        .into_iter()
+        .filter(|p| p.ends_with(suffix))
+        .collect();
+    assert_eq!(found.len(), 1, "files ending with {suffix}: {found:?}");
+    found.into_iter().next().unwrap()
+}

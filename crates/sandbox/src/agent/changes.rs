@@ -14,9 +14,10 @@
 //!   per-user limit), or the tree itself went away, the watcher is dropped: no token until a new
 //!   one has watched the whole tree again, and the new one has a new id.
 //!
-//! rclaude's own bookkeeping under `.git` (objects, `refs/rclaude`, its temporary files) is not
-//! watched: exporting a checkpoint writes there and must not count as a change. Everything else,
-//! ignored files included, counts (a change to `.gitignore` changes what a checkpoint holds).
+//! What exporting writes under `.git` (objects, rclaude's scratch files and lock, the exported
+//! ref) is not watched: taking a checkpoint must not count as a change. Everything else counts:
+//! ignored files (a change to `.gitignore` changes what a checkpoint holds), and what a sync
+//! records in the sandbox (a push from another machine changes what the next push must do).
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -28,12 +29,15 @@ use std::time::Duration;
 
 use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
 
-/// Paths under a tree that are rclaude's bookkeeping, not work.
+/// What exporting a checkpoint or a pull writes in a tree (objects, its scratch files and
+/// lock, the ref it exports), and nothing that says what the tree holds or what a sync last
+/// installed there (`.git/rclaude/synced`, `identity`, `refs/rclaude/snapshot`, ... are watched).
 const NOT_WORK: &[&str] = &[
     ".git/objects",
-    ".git/rclaude",
-    ".git/refs/rclaude",
-    ".git/logs/refs/rclaude",
+    ".git/rclaude/tmp",
+    ".git/rclaude/lock",
+    ".git/refs/rclaude/pull",
+    ".git/logs/refs/rclaude/pull",
 ];
 
 /// How often a watcher's queue is read when nobody asks (keeps the kernel's queue from
@@ -278,6 +282,7 @@ mod tests {
         std::fs::create_dir_all(d.path().join(".git/objects/ab")).unwrap();
         std::fs::create_dir_all(d.path().join(".git/refs/rclaude/pull")).unwrap();
         std::fs::create_dir_all(d.path().join(".git/refs/heads")).unwrap();
+        std::fs::create_dir_all(d.path().join(".git/rclaude")).unwrap();
         std::fs::write(d.path().join("src/deep/a.txt"), "a").unwrap();
         (d, Changes::default())
     }
@@ -300,7 +305,7 @@ mod tests {
     }
 
     #[test]
-    fn rclaudes_own_bookkeeping_is_not_a_change() {
+    fn what_an_export_writes_is_not_a_change_but_what_a_sync_records_is() {
         let (d, c) = tree();
         let t0 = c.token(d.path()).unwrap();
         std::fs::write(d.path().join(".git/objects/ab/cdef"), "obj").unwrap();
@@ -308,7 +313,13 @@ mod tests {
         std::fs::write(d.path().join(".git/refs/rclaude/pull/tip"), "x").unwrap();
         std::fs::create_dir_all(d.path().join(".git/rclaude/tmp/run.1")).unwrap();
         std::fs::write(d.path().join(".git/rclaude/tmp/run.1/index"), "i").unwrap();
+        std::fs::write(d.path().join(".git/rclaude/lock"), "").unwrap();
         assert_eq!(c.token(d.path()).unwrap(), t0);
+        std::fs::write(d.path().join(".git/rclaude/synced"), "snapshot=x").unwrap();
+        let t1 = c.token(d.path()).unwrap();
+        assert_ne!(t1, t0);
+        std::fs::write(d.path().join(".git/refs/rclaude/snapshot"), "y").unwrap();
+        assert_ne!(c.token(d.path()).unwrap(), t1);
     }
 
     #[test]
