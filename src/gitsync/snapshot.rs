@@ -329,18 +329,13 @@ fn worktree_tree(
             0
         }
     };
+    // One walk of the work tree: libgit2's add_all applies a diff of the index against it, so
+    // files gone from the work tree leave the index too (as `git add -A` does; an
+    // `update_all` after it would walk the tree a second time to find nothing new).
     index
         .add_all(["*"], IndexAddOption::DEFAULT, Some(&mut skip_nested))
         .map_err(SyncError::git(
             "adding work-tree files to the temporary index",
-        ))?;
-    let mut keep_sparse = |path: &Path, _spec: &[u8]| -> i32 {
-        i32::from(sparse.contains(path.as_os_str().as_encoded_bytes()))
-    };
-    index
-        .update_all(["*"], Some(&mut keep_sparse))
-        .map_err(SyncError::git(
-            "recording deleted files in the temporary index",
         ))?;
     if let Some(filtered) = filtered {
         filtered.apply(&handle, workdir, &mut index)?;
