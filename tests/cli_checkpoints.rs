@@ -114,8 +114,7 @@ fn pull_recovers_every_byte_from_the_checkpoint_when_the_sandbox_is_gone() {
 
 /// `exec --no-sync -- sh -c SCRIPT` in the sandbox; its stdout.
 fn in_sandbox(t: &TestRepo, script: &str) -> String {
-    t.ok(&["exec", "--no-sync", "--", "sh", "-c", script])
-        .stdout()
+    t.sh(script)
 }
 
 /// What the sandbox's repository looks like: branch, last commit, status, file contents.

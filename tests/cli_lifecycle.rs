@@ -524,34 +524,17 @@ fn an_unchanged_sync_asks_the_sandbox_nothing_until_something_changes() {
     assert!(sandbox_steps(&t, &["sync"]).is_empty());
     assert!(sandbox_steps(&t, &["exec", "--", "true"]).is_empty());
     // A file made in the sandbox, even right before the sync.
-    t.ok(&[
-        "exec",
-        "--no-sync",
-        "--",
-        "sh",
-        "-c",
-        "echo x > made-there.txt",
-    ]);
+    t.sh("echo x > made-there.txt");
     assert_eq!(sandbox_steps(&t, &["sync"]), ["query"]);
     assert!(sandbox_steps(&t, &["sync"]).is_empty());
     // A commit in the sandbox.
-    t.ok(&[
-        "exec",
-        "--no-sync",
-        "--",
-        "sh",
-        "-c",
-        "git add -A && git -c user.name=s -c user.email=s@x commit -qm there",
-    ]);
+    t.sh("git add -A && git -c user.name=s -c user.email=s@x commit -qm there");
     assert_eq!(sandbox_steps(&t, &["sync"]), ["query"]);
     // A change here is sent and applied; the next sync confirms, the one after asks nothing.
     t.write("a.txt", "two\n");
     let sent = sandbox_steps(&t, &["sync"]);
     assert!(sent.contains(&"apply".to_string()), "{sent:?}");
-    assert_eq!(
-        t.ok(&["exec", "--no-sync", "--", "cat", "a.txt"]).stdout(),
-        "two\n"
-    );
+    assert_eq!(t.sh("cat a.txt"), "two\n");
     assert_eq!(sandbox_steps(&t, &["sync"]), ["query"]);
     assert!(sandbox_steps(&t, &["sync"]).is_empty());
     // Another session's record of the same sandbox is not ours: a sync from elsewhere (here:

@@ -124,6 +124,13 @@ impl TestRepo {
             .to_string()
     }
 
+    /// Run the shell `script` in the sandbox (`exec --no-sync -- sh -c SCRIPT`), asserting
+    /// success; returns its stdout.
+    pub fn sh(&self, script: &str) -> String {
+        self.ok(&["exec", "--no-sync", "--", "sh", "-c", script])
+            .stdout()
+    }
+
     /// Run `rclaude ARGS` and return its output.
     pub fn rclaude(&self, args: &[&str]) -> Run {
         Run(self.cmd(args).output().unwrap())

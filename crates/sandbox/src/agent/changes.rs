@@ -44,10 +44,17 @@ const NOT_WORK: &[&str] = &[
 /// overflowing during bursts of changes, such as a build).
 const DRAIN_EVERY: Duration = Duration::from_millis(500);
 
+/// After a tree could not be watched (typically more directories than the per-user inotify
+/// limit allows), how long to answer "cannot tell" before trying again: a failed attempt walks
+/// the whole tree, which must not happen on every question.
+const RETRY_AFTER: Duration = Duration::from_secs(600);
+
 /// The change generations of the trees asked about so far.
 #[derive(Default)]
 pub(crate) struct Changes {
     trees: Mutex<HashMap<PathBuf, Arc<Tree>>>,
+    /// Trees that could not be watched, and when that was found.
+    failed: Mutex<HashMap<PathBuf, std::time::Instant>>,
 }
 
 impl Changes {
@@ -61,13 +68,24 @@ impl Changes {
                 Some(t) if !t.state.lock().unwrap().broken => t.clone(),
                 _ => {
                     trees.remove(dir);
+                    let mut failed = self.failed.lock().unwrap();
+                    if failed.get(dir).is_some_and(|at| at.elapsed() < RETRY_AFTER) {
+                        return None;
+                    }
                     match Tree::watch(dir) {
                         Ok(t) => {
+                            failed.remove(dir);
                             trees.insert(dir.to_path_buf(), t.clone());
                             t
                         }
                         Err(e) => {
-                            tracing::debug!(dir = %dir.display(), "cannot watch the tree: {e}");
+                            tracing::info!(
+                                dir = %dir.display(),
+                                "cannot watch the work tree for changes ({e}); syncs and checkpoints look at the tree instead"
+                            );
+                            if matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EMFILE)) {
+                                failed.insert(dir.to_path_buf(), std::time::Instant::now());
+                            }
                             return None;
                         }
                     }
