@@ -22,16 +22,26 @@ export GIT_AUTHOR_NAME GIT_AUTHOR_EMAIL GIT_COMMITTER_NAME GIT_COMMITTER_EMAIL
 g() { git -c core.hooksPath=/dev/null -c gc.auto=0 -c maintenance.auto=false -c 'safe.directory=*' -c core.quotePath=false "$@"; }
 rc_commit() { g rev-parse -q --verify "$1^{commit}" 2>/dev/null || true; }
 rc_tree() { g rev-parse -q --verify "$1^{tree}" 2>/dev/null || true; }
+# Every process a step starts costs milliseconds: what the shell can do itself, it does.
 rc_check_git() {
   command -v git >/dev/null 2>&1 || rc_die "git is not installed in the sandbox; add git 2.30 or newer to the sandbox image" 6
-  rc_v=$(git version 2>/dev/null | sed -n 's/^git version \([0-9][0-9]*\)\.\([0-9][0-9]*\).*/\1.\2/p')
-  [ -n "$rc_v" ] || rc_die "cannot tell which git the sandbox has; rclaude needs git 2.30 or newer there" 6
+  rc_v=$(git version 2>/dev/null || true)
+  case "$rc_v" in "git version "*) rc_v=${rc_v#git version } ;; *) rc_v= ;; esac
   rc_maj=${rc_v%%.*}
   rc_min=${rc_v#*.}
+  rc_min=${rc_min%%[!0-9]*}
+  case "$rc_maj" in ''|*[!0-9]*) rc_die "cannot tell which git the sandbox has; rclaude needs git 2.30 or newer there" 6 ;; esac
+  [ -n "$rc_min" ] || rc_die "cannot tell which git the sandbox has; rclaude needs git 2.30 or newer there" 6
+  rc_v="$rc_maj.$rc_min"
   if [ "$rc_maj" -lt 2 ] || { [ "$rc_maj" -eq 2 ] && [ "$rc_min" -lt 30 ]; }; then
     rc_die "the sandbox has git $rc_v; rclaude needs git 2.30 or newer in the sandbox image" 6
   fi
   rc_say git_version "$rc_v"
+}
+# rc_read_identity: rc_id = the sandbox identity (empty when there is none).
+rc_read_identity() {
+  rc_id=
+  if [ -r "$R/identity" ]; then IFS= read -r rc_id < "$R/identity" || true; fi
 }
 rc_lock() {
   mkdir -p "$R/tmp"
@@ -79,7 +89,8 @@ if [ ! -s "$R/identity" ]; then
   if [ -e "$R/identity" ]; then mv -f "$R/identity.$$" "$R/identity"; else ln "$R/identity.$$" "$R/identity" 2>/dev/null || true; fi
   rm -f "$R/identity.$$"
 fi
-rc_say identity "$(cat "$R/identity")"
+rc_read_identity
+rc_say identity "$rc_id"
 rc_say done 1
 "#;
 
@@ -88,7 +99,8 @@ if [ ! -d "$W" ]; then rc_say state missing; rc_say done 1; exit 0; fi
 cd "$W"
 if [ ! -d "$GIT_DIR" ] || [ ! -s "$R/identity" ]; then rc_say state uninitialized; rc_say done 1; exit 0; fi
 rc_say state ready
-rc_say identity "$(cat "$R/identity")"
+rc_read_identity
+rc_say identity "$rc_id"
 mkdir -p "$R/tmp"
 find "$R/tmp" -mindepth 1 -maxdepth 1 -mmin +120 -exec rm -rf {} + 2>/dev/null || true
 rc_say head_ref "$(g symbolic-ref -q HEAD || true)"
@@ -102,7 +114,7 @@ rc_say done 1
 pub(crate) const APPLY: &str = r#"rc_check_git
 cd "$W" 2>/dev/null || rc_die "the sandbox work directory $W is missing; run the sync again" 4
 [ -d "$GIT_DIR" ] || rc_die "the sandbox repository $W is not initialised; run the sync again" 4
-rc_id=$(cat "$R/identity" 2>/dev/null || true)
+rc_read_identity
 [ "$rc_id" = "$RC_IDENTITY" ] || rc_die "the sandbox identity changed during the sync (expected $RC_IDENTITY, found ${rc_id:-none}); run the sync again" 4
 rc_lock
 rc_tmpdir
@@ -324,7 +336,8 @@ rc_say done 1
 pub(crate) const EXPORT: &str = r#"rc_check_git
 cd "$W" 2>/dev/null || rc_die "the sandbox work directory $W is missing" 4
 if [ ! -d "$GIT_DIR" ] || [ ! -s "$R/identity" ]; then rc_die "the sandbox repository $W is not initialised; push to it first (rclaude sync)" 4; fi
-rc_say identity "$(cat "$R/identity")"
+rc_read_identity
+rc_say identity "$rc_id"
 rc_lock
 rc_tmpdir
 if [ "$RC_MODE" = worktree ]; then
@@ -364,10 +377,16 @@ fi
 if [ -n "${RC_BASE_REFS:-}" ]; then
   RC_BASES="$RC_BASES $(g for-each-ref --format='%(objectname)' $RC_BASE_REFS | tr '\n' ' ')"
 fi
+# The bases the sandbox has, checked by one git process whatever their number.
 ok=
-for b in $RC_BASES; do
-  if g cat-file -e "$b^{commit}" 2>/dev/null; then ok="$ok $b"; fi
-done
+rc_nb=
+for b in $RC_BASES; do printf '%s^{commit}\n' "$b"; rc_nb=1; done > "$T/bases"
+if [ -n "$rc_nb" ]; then
+  g cat-file --batch-check='%(objectname)' < "$T/bases" > "$T/found" 2>/dev/null || true
+  while IFS= read -r l; do
+    case "$l" in ''|*[!0-9a-f]*) ;; *) ok="$ok $l" ;; esac
+  done < "$T/found"
+fi
 rc_say bases "$ok"
 if [ "$RC_MODE" = worktree ]; then
   rc_say synced_snapshot "$(rc_commit refs/rclaude/snapshot)"
@@ -385,7 +404,7 @@ rc_say done 1
 pub(crate) const RESTORE: &str = r#"rc_check_git
 cd "$W" 2>/dev/null || rc_die "the sandbox work directory $W is missing; run \`rclaude up\` again" 4
 [ -d "$GIT_DIR" ] || rc_die "the sandbox repository $W is not initialised; run \`rclaude up\` again" 4
-rc_id=$(cat "$R/identity" 2>/dev/null || true)
+rc_read_identity
 [ "$rc_id" = "$RC_IDENTITY" ] || rc_die "the sandbox identity changed (expected $RC_IDENTITY, found ${rc_id:-none}); run \`rclaude up\` again" 4
 rc_lock
 rc_tmpdir
@@ -437,3 +456,51 @@ rc_worktree_tree "$T/check"
 rc_say tree "$RC_WT"
 rc_say done 1
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::PRELUDE;
+
+    /// The prelude's git check with a `git` that answers `version` as given: (exit code, output).
+    fn check_git(version: &str) -> (i32, String) {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let git = dir.path().join("git");
+        std::fs::write(&git, format!("#!/bin/sh\necho '{version}'\n")).unwrap();
+        std::fs::set_permissions(&git, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let out = std::process::Command::new("sh")
+            .args(["-c", &format!("{PRELUDE}rc_check_git")])
+            .env("RC_WORKDIR", dir.path())
+            .env("PATH", format!("{}:/usr/bin:/bin", dir.path().display()))
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+
+    #[test]
+    fn the_sandboxs_git_version_is_read_without_other_tools() {
+        for (version, want) in [
+            ("git version 2.47.3", "2.47"),
+            ("git version 2.39.5 (Apple Git-154)", "2.39"),
+            ("git version 2.30", "2.30"),
+            ("git version 3.0.0", "3.0"),
+        ] {
+            let (code, out) = check_git(version);
+            assert_eq!(code, 0, "{version}: {out}");
+            assert_eq!(out, format!("RCLAUDE:git_version={want}\n"), "{version}");
+        }
+        for (version, why) in [
+            ("git version 2.29.2", "needs git 2.30 or newer"),
+            ("git version 1.8.3.1", "needs git 2.30 or newer"),
+            ("git version x.y", "cannot tell which git"),
+            ("something else", "cannot tell which git"),
+        ] {
+            let (code, out) = check_git(version);
+            assert_eq!(code, 6, "{version}: {out}");
+            assert!(out.contains(why), "{version}: {out}");
+        }
+    }
+}
