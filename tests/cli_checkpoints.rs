@@ -112,11 +112,6 @@ fn pull_recovers_every_byte_from_the_checkpoint_when_the_sandbox_is_gone() {
     assert_eq!(r.code(), 64, "{}", r.all());
 }
 
-/// `exec --no-sync -- sh -c SCRIPT` in the sandbox; its stdout.
-fn in_sandbox(t: &TestRepo, script: &str) -> String {
-    t.sh(script)
-}
-
 /// What the sandbox's repository looks like: branch, last commit, status, file contents.
 const LOOK: &str = "git rev-parse --abbrev-ref HEAD; git log --format=%s -2; git status --porcelain; \
     cat a.txt notes.md sub/untracked.txt; test ! -e gone.txt && echo gone.txt-absent";
@@ -138,12 +133,10 @@ fn up_rebuilds_a_lost_sandbox_from_its_latest_checkpoint() {
             .unwrap(),
     );
     assert_eq!(r.code(), 0, "{}", r.all());
-    in_sandbox(
-        &t,
-        "git checkout -q -b sandbox-work && mkdir -p sub && echo fresh > sub/untracked.txt && rm gone.txt",
+    t.sh("git checkout -q -b sandbox-work && mkdir -p sub && echo fresh > sub/untracked.txt && rm gone.txt",
     );
     t.ok(&["checkpoints", "--take"]);
-    let before = in_sandbox(&t, LOOK);
+    let before = t.sh(LOOK);
     assert!(before.contains("sandbox-work\n"), "{before}");
     assert!(before.contains("gone.txt-absent"), "{before}");
 
@@ -156,8 +149,8 @@ fn up_rebuilds_a_lost_sandbox_from_its_latest_checkpoint() {
         r.all()
     );
     // The same branch, commits, status and files; [setup] ran again in the new sandbox.
-    assert_eq!(in_sandbox(&t, LOOK), before);
-    in_sandbox(&t, "test -x \"$HOME/.local/bin/claude\"");
+    assert_eq!(t.sh(LOOK), before);
+    t.sh("test -x \"$HOME/.local/bin/claude\"");
     // Its work still counts as the sandbox's: pull brings it back.
     t.ok(&["pull", "--branch", "rebuilt"]);
     assert_eq!(t.git(&["show", "rebuilt:notes.md"]), "uncommitted\nedit\n");
@@ -185,7 +178,7 @@ fn up_rebuilds_a_lost_sandbox_from_its_latest_checkpoint() {
         "{}",
         r.all()
     );
-    assert_eq!(in_sandbox(&t, "cat laptop.txt"), "from the laptop\n");
+    assert_eq!(t.sh("cat laptop.txt"), "from the laptop\n");
 }
 
 /// Every file under `dir` (symlinks not followed).
@@ -203,14 +196,7 @@ fn a_provider_that_drops_files_while_paused_is_caught_at_resume_and_the_pause_st
     t.write("a.txt", "base\n");
     t.commit_all("init");
     t.ok(&["up", "--quiet"]);
-    t.ok(&[
-        "exec",
-        "--no-sync",
-        "--",
-        "sh",
-        "-c",
-        "echo precious > keep-me.txt && echo other > other.txt",
-    ]);
+    t.sh("echo precious > keep-me.txt && echo other > other.txt");
 
     // A clean pause and resume: no alarm.
     t.ok(&["pause"]);
@@ -272,22 +258,14 @@ fn another_machine_recovers_a_dead_sessions_work_through_the_server() {
     t.ok(&["up", "--quiet"]);
     let session = t.session_id();
     // Work in the sandbox: a commit and an uncommitted edit; paused: checkpointed.
-    t.ok(&["exec", "--no-sync", "--", "sh", "-c",
-        "echo first > first.txt && git add first.txt && git -c user.name=c -c user.email=c@x commit -qm 'sandbox: first' && echo draft > draft.md"]);
+    t.sh("echo first > first.txt && git add first.txt && git -c user.name=c -c user.email=c@x commit -qm 'sandbox: first' && echo draft > draft.md");
     t.ok(&["pause"]);
     let cps = checkpoints(&t);
     assert_eq!(cps.len(), 1, "{cps:?}");
     assert_eq!(cps[0]["on_server"], true, "{cps:?}");
     // More work, checkpointed by hand: only what is new goes to the server.
     t.ok(&["resume"]);
-    t.ok(&[
-        "exec",
-        "--no-sync",
-        "--",
-        "sh",
-        "-c",
-        "head -c 300000 /dev/urandom > second.bin",
-    ]);
+    t.sh("head -c 300000 /dev/urandom > second.bin");
     t.ok(&["checkpoints", "--take"]);
     let cps = checkpoints(&t);
     assert_eq!(cps.len(), 2, "{cps:?}");
@@ -396,14 +374,7 @@ fn down_keeps_the_last_state_on_the_server() {
     server.login(&t, &token);
     t.ok(&["up", "--quiet"]);
     let session = t.session_id();
-    t.ok(&[
-        "exec",
-        "--no-sync",
-        "--",
-        "sh",
-        "-c",
-        "echo last > last.txt",
-    ]);
+    t.sh("echo last > last.txt");
     t.ok(&["down", "--yes"]);
     let r = t.ok(&["checkpoints", "--session", &session, "--json"]);
     let cps: Vec<serde_json::Value> = serde_json::from_str(&r.stdout()).unwrap();
@@ -430,14 +401,7 @@ fn a_server_made_pause_checkpoints_the_work_first() {
     server.login(&t, &token);
     t.ok(&["up", "--quiet"]);
     let session = t.session_id();
-    t.ok(&[
-        "exec",
-        "--no-sync",
-        "--",
-        "sh",
-        "-c",
-        "echo made > made.txt && git add made.txt && git -c user.name=a -c user.email=a@x commit -qm 'sandbox: made' && echo draft > draft.txt && echo edited >> a.txt",
-    ]);
+    t.sh("echo made > made.txt && git add made.txt && git -c user.name=a -c user.email=a@x commit -qm 'sandbox: made' && echo draft > draft.txt && echo edited >> a.txt");
     let detail = |p: &str| server.get(&token, &format!("/v1/sessions/{session}{p}"));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while detail("")["session"]["state"] != "paused" {
@@ -477,14 +441,7 @@ fn a_server_made_pause_checkpoints_the_work_first() {
     );
     t.ok(&["pull", "--checkpoint", name, "--branch", "at-idle-pause"]);
     assert_eq!(t.git(&["show", "at-idle-pause:draft.txt"]), "draft\n");
-    t.ok(&[
-        "exec",
-        "--no-sync",
-        "--",
-        "sh",
-        "-c",
-        "printf 'draft\\nmore\\n' > draft.txt",
-    ]);
+    t.sh("printf 'draft\\nmore\\n' > draft.txt");
     // It holds the sandbox's commit, which this machine does not have.
     let sandbox_head = t.ok(&["exec", "--no-sync", "--", "git", "rev-parse", "HEAD"]);
     assert_eq!(
@@ -515,14 +472,7 @@ fn a_server_made_pause_checkpoints_the_work_first() {
 
     // A server-made checkpoint is what `pull` falls back to: this clone's own were removed,
     // the sandbox is then lost while paused.
-    t.ok(&[
-        "exec",
-        "--no-sync",
-        "--",
-        "sh",
-        "-c",
-        "echo late > late.txt",
-    ]);
+    t.sh("echo late > late.txt");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while tips().len() <= before || detail("")["session"]["state"] != "paused" {
         assert!(
@@ -571,7 +521,7 @@ fn an_unchanged_sandbox_is_not_exported_again_and_every_change_is() {
     t.write("a.txt", "one\n");
     t.commit_all("init");
     t.ok(&["up"]);
-    in_sandbox(&t, "echo two > a.txt");
+    t.sh("echo two > a.txt");
     let taken = t.ok(&["checkpoints", "--take"]);
     assert!(taken.stderr().contains("taken"), "{}", taken.all());
     let lock = find_files(&t.sandboxes_dir(), "lock")
@@ -597,25 +547,22 @@ fn an_unchanged_sandbox_is_not_exported_again_and_every_change_is() {
         assert_eq!(t.git(&["show", &r]), want, "{path} in checkpoint {id}");
         all.len()
     };
-    in_sandbox(&t, "echo three > a.txt");
+    t.sh("echo three > a.txt");
     t.ok(&["checkpoints", "--take"]);
     let n = newest_has("a.txt", "three\n");
     assert_eq!(n, count + 1);
-    in_sandbox(&t, "mkdir -p new/deep/er && echo x > new/deep/er/f.txt");
+    t.sh("mkdir -p new/deep/er && echo x > new/deep/er/f.txt");
     t.ok(&["checkpoints", "--take"]);
     assert_eq!(newest_has("new/deep/er/f.txt", "x\n"), n + 1);
     // The new directories are watched now: a change deep inside them counts.
-    in_sandbox(&t, "echo y > new/deep/er/f.txt");
+    t.sh("echo y > new/deep/er/f.txt");
     t.ok(&["checkpoints", "--take"]);
     assert_eq!(newest_has("new/deep/er/f.txt", "y\n"), n + 2);
-    in_sandbox(
-        &t,
-        "git add -A && git -c user.name=s -c user.email=s@x commit -qm 'in the sandbox'",
-    );
+    t.sh("git add -A && git -c user.name=s -c user.email=s@x commit -qm 'in the sandbox'");
     t.ok(&["checkpoints", "--take"]);
     let all = checkpoints(&t);
     assert_eq!(all.len(), n + 3, "a commit is a change");
-    let head = in_sandbox(&t, "git rev-parse HEAD");
+    let head = t.sh("git rev-parse HEAD");
     assert_eq!(
         all.last().unwrap()["sandbox_head"].as_str(),
         Some(head.trim())

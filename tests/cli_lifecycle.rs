@@ -483,18 +483,7 @@ fn sandbox_steps(t: &TestRepo, args: &[&str]) -> Vec<String> {
         .unwrap();
     let r = common::Run(out);
     assert_eq!(r.code(), 0, "rclaude {args:?}: {}", r.all());
-    // The log may be coloured: drop the escape sequences.
-    let mut plain = String::new();
-    let mut escape = false;
-    for c in r.stderr().chars() {
-        match (escape, c) {
-            (false, '\u{1b}') => escape = true,
-            (true, 'm') => escape = false,
-            (true, _) => {}
-            (false, c) => plain.push(c),
-        }
-    }
-    plain
+    r.stderr()
         .lines()
         .filter(|l| l.contains("running a sandbox-side step"))
         .filter_map(|l| l.split("step=").nth(1))

@@ -21,14 +21,7 @@ fn sandbox_servers_are_reached_through_rclaude_port_http_and_websockets() {
     t.write("ws_echo.py", WS_ECHO_PY);
     t.commit_all("init");
     t.ok(&["up", "--quiet"]);
-    t.ok(&[
-        "exec",
-        "--no-sync",
-        "--",
-        "sh",
-        "-c",
-        &serve_web_and_echo(web, ws),
-    ]);
+    t.sh(&serve_web_and_echo(web, ws));
     wait_for(web);
     wait_for(ws);
 

@@ -455,7 +455,7 @@ fn the_end_of_a_detached_run_reaches_the_server_once() {
     assert!(finished(&server.get(&token, &format!("/v1/sessions/{session}"))).is_empty());
 
     // The run ends: the background wait alone reports it.
-    t.ok(&["exec", "--no-sync", "--", "sh", "-c", "touch \"$HOME/go\""]);
+    t.sh("touch \"$HOME/go\"");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while finished(&server.get(&token, &format!("/v1/sessions/{session}"))).is_empty() {
         assert!(

@@ -49,14 +49,7 @@ fn named_sessions_run_side_by_side_and_come_back_on_their_own_branches() {
         "-c",
         "echo beta > beta.txt",
     ]);
-    t.ok(&[
-        "exec",
-        "--no-sync",
-        "--",
-        "sh",
-        "-c",
-        "echo default > default.txt",
-    ]);
+    t.sh("echo default > default.txt");
     assert!(
         long.try_wait().unwrap().is_none(),
         "alpha's command ended before the others ran: they waited for it"
@@ -251,7 +244,7 @@ fn fork_carries_dependencies_and_edits_without_running_setup_again() {
     t.write("a.txt", "base\n");
     t.commit_all("init");
     t.ok(&["up", "--quiet"]);
-    t.ok(&["exec", "--no-sync", "--", "sh", "-c", "echo edited > a.txt"]);
+    t.sh("echo edited > a.txt");
 
     let r = t.ok(&["fork", "f1"]);
     assert!(r.stderr().contains("Forking sandbox"), "{}", r.all());
@@ -299,16 +292,11 @@ fn a_fresh_fork_rebuilds_the_work_in_a_new_sandbox_and_runs_setup_there() {
     t.ok(&["up", "--quiet"]);
     // The source's work: a branch with a commit, an edit, an untracked file; and something
     // outside the work tree that only a copy of the whole sandbox would carry.
-    t.ok(&[
-        "exec",
-        "--no-sync",
-        "--",
-        "sh",
-        "-c",
+    t.sh(
         "git checkout -qb topic && echo one > one.txt && git add one.txt && \
          git -c user.name=s -c user.email=s@x commit -qm 'sandbox: one' && \
          echo edited > a.txt && echo new > new.txt && echo cached > $HOME/cache",
-    ]);
+    );
 
     let r = t.ok(&["fork", "f2", "--fresh"]);
     assert!(
@@ -412,14 +400,7 @@ fn a_finished_run_is_announced_once_to_the_webhook() {
     );
     assert!(!env.contains("RCLAUDE_NOTIFY_WEBHOOK"), "{env}");
     assert!(got.lock().unwrap().is_empty(), "announced before the end");
-    t.ok(&[
-        "exec",
-        "--no-sync",
-        "--",
-        "sh",
-        "-c",
-        "echo 3 > \"$HOME/code\" && touch \"$HOME/go\"",
-    ]);
+    t.sh("echo 3 > \"$HOME/code\" && touch \"$HOME/go\"");
     assert_eq!(t.rclaude(&["wait"]).code(), 3);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while got.lock().unwrap().is_empty() && std::time::Instant::now() < deadline {
@@ -559,14 +540,7 @@ fn a_detached_run_ends_with_a_desktop_notification_and_a_checkpoint() {
     assert!(desktop.shown().is_empty(), "notified before the end");
 
     // The run edits a file and ends: the background wait notices, checkpoints, notifies.
-    t.ok(&[
-        "exec",
-        "--no-sync",
-        "--",
-        "sh",
-        "-c",
-        "echo edited > from-claude.txt && echo 0 > \"$HOME/code\" && touch \"$HOME/go\"",
-    ]);
+    t.sh("echo edited > from-claude.txt && echo 0 > \"$HOME/code\" && touch \"$HOME/go\"");
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while desktop.shown().is_empty() && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
@@ -591,7 +565,7 @@ fn a_detached_run_ends_with_a_desktop_notification_and_a_checkpoint() {
     assert_eq!(t.git(&["show", "rclaude/main:from-claude.txt"]), "edited\n");
 
     // Turned off, or without a graphical session: no background wait, nothing shown.
-    t.ok(&["exec", "--no-sync", "--", "sh", "-c", "rm -f \"$HOME/go\""]);
+    t.sh("rm -f \"$HOME/go\"");
     let mut c = t.cmd(&["claude", "--detach", "again"]);
     on_desktop(&mut c);
     let r = common::Run(
@@ -602,7 +576,7 @@ fn a_detached_run_ends_with_a_desktop_notification_and_a_checkpoint() {
     );
     assert_eq!(r.code(), 0, "{}", r.all());
     assert!(!r.stderr().contains("desktop notification"), "{}", r.all());
-    t.ok(&["exec", "--no-sync", "--", "sh", "-c", "touch \"$HOME/go\""]);
+    t.sh("touch \"$HOME/go\"");
     assert_eq!(t.rclaude(&["wait"]).code(), 0);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(desktop.shown().len(), 1);

@@ -368,9 +368,14 @@ fn init_logging(command: &Command) {
         .flatten()
         .or_else(|| EnvFilter::try_from_env("RCLAUDE_LOG").ok())
         .unwrap_or_else(|| EnvFilter::new(default));
+    // Colours only for a terminal: a log read from a pipe or a file (the agent's log, CI) is
+    // plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none();
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(ansi)
         .try_init();
 }

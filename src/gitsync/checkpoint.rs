@@ -40,9 +40,10 @@ pub struct Checkpoint {
     pub pushed: Option<(String, String)>,
     /// Bytes that crossed the wire for it.
     pub received_bytes: u64,
-    /// The sandbox's change token read just before it was taken (with the ignore rules it was
-    /// taken with): while the sandbox answers the same, nothing changed since, and no export
-    /// is needed to tell ([`Sandbox::change_token`]).
+    /// The sandbox's change token read just before it was taken: while the sandbox answers the
+    /// same, nothing changed since, and no export is needed to tell
+    /// ([`Sandbox::change_token`]). What an export takes depends only on the sandbox (its own
+    /// `.git/info/exclude`, which the token covers), not on this machine's ignore rules.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub changes: Option<String>,
 }
@@ -88,8 +89,7 @@ pub async fn take(
     // Read before the export looks at the tree: a change made after this moves the token, so
     // the next checkpoint looks again.
     let changes = match sandbox.change_token(sandbox.workdir()).await {
-        Ok(Some(token)) => Some(format!("{token}/{:016x}", fingerprint(&extra_ignores))),
-        Ok(None) => None,
+        Ok(token) => token,
         Err(e) => {
             tracing::debug!("no change token from the sandbox: {e}");
             None
@@ -149,15 +149,6 @@ fn mark_if_pause(
     }
     let marker = meta_dir(repo, session).join(PAUSED);
     std::fs::write(&marker, &cp.id).map_err(SyncError::io(format!("writing {}", marker.display())))
-}
-
-/// A stable summary of the ignore rules a checkpoint was taken with (part of its change token:
-/// other rules can make another checkpoint of the same tree).
-fn fingerprint(ignores: &[String]) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    ignores.hash(&mut h);
-    h.finish()
 }
 
 /// File naming the checkpoint taken at the session's last pause (removed by [`verify`]).

@@ -132,6 +132,22 @@ async fn push_from(
         .to_string();
     let head = snap.head.oid();
     let branch = snap.head.branch().map(str::to_string);
+    let report = |sent: Sent, saved: Vec<SavedRef>, state: SyncState, recreated: bool| PushReport {
+        skipped_nothing_new: sent.skipped,
+        sent_bytes: sent.bytes,
+        objects: sent.objects,
+        commits: sent.commits,
+        prerequisites: sent.prerequisites,
+        saved,
+        state,
+        head_desc: snap.head.describe(),
+        files_changed: sent.files_changed,
+        sandbox_recreated: recreated,
+        recovered_interrupted_apply: sent.recovered,
+        index_conflicts: snap.index_conflicts,
+        skipped_nested: snap.skipped_nested.clone(),
+        submodules: snap.submodules.clone(),
+    };
     // Nothing changed here since the last sync, nor in the sandbox since a query confirmed it
     // held exactly that: nothing to ask it, nothing to send.
     if let (Some(t), Some(s)) = (&token, state)
@@ -139,26 +155,15 @@ async fn push_from(
         && !opts.force_full
         && s.confirmed.as_ref() == Some(&(t.clone(), excludes_id.clone()))
         && s.snapshot_oid() == Some(snap.commit)
-        && s.index.as_deref() == Some(snap.index_commit.to_string().as_str())
+        && s.index_oid() == Some(snap.index_commit)
         && s.head == head.map(|o| o.to_string())
         && s.branch == branch
     {
-        return Ok(PushReport {
-            skipped_nothing_new: true,
-            sent_bytes: 0,
-            objects: 0,
-            commits: 0,
-            prerequisites: 0,
-            saved: Vec::new(),
-            state: s.clone(),
-            head_desc: snap.head.describe(),
-            files_changed: 0,
-            sandbox_recreated: false,
-            recovered_interrupted_apply: false,
-            index_conflicts: snap.index_conflicts,
-            skipped_nested: snap.skipped_nested.clone(),
-            submodules: snap.submodules.clone(),
-        });
+        let sent = Sent {
+            skipped: true,
+            ..Sent::default()
+        };
+        return Ok(report(sent, Vec::new(), s.clone(), false));
     }
 
     progress.stage("query");
@@ -200,22 +205,6 @@ async fn push_from(
         fetched_saved,
         confirmed: None,
     };
-    let report = |sent: Sent, saved: Vec<SavedRef>, state: SyncState| PushReport {
-        skipped_nothing_new: sent.skipped,
-        sent_bytes: sent.bytes,
-        objects: sent.objects,
-        commits: sent.commits,
-        prerequisites: sent.prerequisites,
-        saved,
-        state,
-        head_desc: snap.head.describe(),
-        files_changed: sent.files_changed,
-        sandbox_recreated: recreated,
-        recovered_interrupted_apply: sent.recovered,
-        index_conflicts: snap.index_conflicts,
-        skipped_nested: snap.skipped_nested.clone(),
-        submodules: snap.submodules.clone(),
-    };
 
     let (force_full, prev) = match action {
         Action::Skip => {
@@ -248,7 +237,7 @@ async fn push_from(
             if nothing_left {
                 state.confirmed = token.map(|t| (t, excludes_id.clone()));
             }
-            return Ok(report(sent, saved, state));
+            return Ok(report(sent, saved, state, recreated));
         }
         Action::Send {
             full,
@@ -342,7 +331,7 @@ async fn push_from(
         fetched_saved.insert(r.sandbox_name.clone(), r.oid.clone());
     }
     sent.recovered = applied.recovered;
-    Ok(report(sent, saved, new_state(fetched_saved)))
+    Ok(report(sent, saved, new_state(fetched_saved), recreated))
 }
 
 /// What a push sent, for its report.
