@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::process::Command;
+
 use common::TestRepo;
 
 const CONFIG: &str = "[sandbox]\nprovider = \"local\"\n\
@@ -551,6 +553,14 @@ fn an_unchanged_sandbox_is_not_exported_again_and_every_change_is() {
     t.ok(&["checkpoints", "--take"]);
     let n = newest_has("a.txt", "three\n");
     assert_eq!(n, count + 1);
+    // rclaude's agent exported it itself, from the paths it saw change: its export index's
+    // stamp (the script path keeps none).
+    assert!(
+        find_files(&t.sandboxes_dir(), "stamp")
+            .iter()
+            .any(|p| p.ends_with(".git/rclaude/export/stamp")),
+        "the agent's own export was not used"
+    );
     t.sh("mkdir -p new/deep/er && echo x > new/deep/er/f.txt");
     t.ok(&["checkpoints", "--take"]);
     assert_eq!(newest_has("new/deep/er/f.txt", "x\n"), n + 1);
@@ -562,6 +572,20 @@ fn an_unchanged_sandbox_is_not_exported_again_and_every_change_is() {
     t.ok(&["checkpoints", "--take"]);
     let all = checkpoints(&t);
     assert_eq!(all.len(), n + 3, "a commit is a change");
+    t.sh("rm -r new && echo four > a.txt");
+    t.ok(&["checkpoints", "--take"]);
+    assert_eq!(newest_has("a.txt", "four\n"), n + 4);
+    let id = checkpoints(&t).last().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let gone = format!("refs/rclaude/checkpoints/{}/{id}:new", t.session_id());
+    let has = Command::new("git")
+        .args(["cat-file", "-e", &gone])
+        .current_dir(t.path())
+        .status()
+        .unwrap();
+    assert!(!has.success(), "a removed tree is gone");
     let head = t.sh("git rev-parse HEAD");
     assert_eq!(
         all.last().unwrap()["sandbox_head"].as_str(),

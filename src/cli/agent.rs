@@ -56,7 +56,7 @@ pub struct Args {
     pub groups_file: Option<PathBuf>,
     /// Egress policy as JSON (`{"mode":"restricted","allow":["*.github.com"]}`); default open.
     /// Restricted: processes get their own network namespace and reach out only through an
-    /// allow-listing proxy (needs bubblewrap and root).
+    /// allow-listing proxy (needs bubblewrap).
     #[arg(long, value_name = "JSON", value_parser = parse_network)]
     pub network: Option<crate::network::NetworkPolicy>,
 }
@@ -113,6 +113,7 @@ pub async fn run(_g: &GlobalArgs, args: Args) -> CliResult {
         expose: args.expose,
         groups_file: args.groups_file,
         network: args.network.unwrap_or_default(),
+        native_export: true,
         ..AgentOptions::new(PathBuf::new())
     };
     let agent = bind(opts)

@@ -25,6 +25,7 @@ mod pr;
 mod pull;
 mod resume;
 mod run;
+mod sandbox_export;
 mod schema;
 mod server;
 mod shell;
@@ -262,6 +263,9 @@ pub enum Command {
 
 /// Entry point of the `rclaude` binary; returns the process exit code.
 pub fn main() -> i32 {
+    if std::env::args_os().nth(1).as_deref() == Some(crate::agent::export::HELPER.as_ref()) {
+        return sandbox_export::run();
+    }
     completions::complete_if_asked();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

@@ -4,11 +4,11 @@
 use std::collections::BTreeMap;
 
 use git2::Oid;
-use rclaude_sandbox::provider::Sandbox;
+use rclaude_sandbox::provider::{Sandbox, WorktreeExportRequest};
 
 use crate::StepError;
 use crate::scripts::EXPORT;
-use crate::step::{check_identity, parse_oid, run_step};
+use crate::step::{Answer, check_identity, parse_oid, run_step};
 
 /// What the export step bundles.
 #[derive(Debug, Clone)]
@@ -38,6 +38,33 @@ pub struct Exported {
     pub bases_found: Vec<Oid>,
     /// Worktree mode: the (snapshot, index) commits the last sync installed, when there was one.
     pub synced: Option<(Oid, Oid)>,
+}
+
+/// The work-tree export done by the sandbox itself, when it offers to
+/// ([`Sandbox::export_worktree`]); `None`: run the script.
+async fn native(
+    sandbox: &dyn Sandbox,
+    bases: &[String],
+    base_refs: &[&str],
+    out: &str,
+) -> Option<Answer> {
+    let req = WorktreeExportRequest {
+        workdir: sandbox.workdir().to_string(),
+        out: out.to_string(),
+        bases: bases.to_vec(),
+        base_refs: base_refs.iter().map(|s| s.to_string()).collect(),
+    };
+    match sandbox.export_worktree(&req).await {
+        Ok(Some(text)) => {
+            let a = Answer::parse(text.as_bytes());
+            (a.get("done") == Some("1")).then_some(a)
+        }
+        Ok(None) => None,
+        Err(e) => {
+            tracing::debug!("the sandbox's own export failed, running the script: {e}");
+            None
+        }
+    }
 }
 
 /// Snapshot the sandbox (or take refs) and bundle what the receiver lacks (`bases` = commits it
@@ -82,7 +109,14 @@ pub async fn export(
     }
     env.insert("RC_BASE_REFS".into(), base_refs.join(" "));
     env.insert("RC_OUT".into(), out.to_string());
-    let a = run_step(sandbox, STEP, EXPORT, env).await?;
+    let native = match mode {
+        ExportMode::Worktree => native(sandbox, &bases, base_refs, out).await,
+        ExportMode::Refs(_) => None,
+    };
+    let a = match native {
+        Some(a) => a,
+        None => run_step(sandbox, STEP, EXPORT, env).await?,
+    };
     let mut e = Exported {
         identity: check_identity(STEP, a.get("identity").unwrap_or(""))?,
         head: a.oid(STEP, "head")?,

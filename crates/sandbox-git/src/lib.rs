@@ -12,6 +12,7 @@
 //! * `rclaude/synced`: what the last complete apply installed (snapshot, index, head, branch);
 //! * `rclaude/applying`: marker present while an apply touches HEAD, index and work tree;
 //! * `rclaude/lock`: `flock` lock serialising apply/export steps;
+//! * `rclaude/export/`: the index and stamp of the agent's in-process export ([`native`]);
 //! * `rclaude/tmp/`: uploads (`*.part` renamed when complete), bundles, temporary indexes;
 //! * refs: `refs/rclaude/{snapshot,index,head}` (last applied), `refs/rclaude/push/*` (incoming),
 //!   `refs/rclaude/saved/<UTC stamp>` (sandbox work saved before a sync),
@@ -21,6 +22,7 @@ mod apply;
 mod error;
 mod export;
 mod init;
+pub mod native;
 mod query;
 mod restore;
 mod scripts;

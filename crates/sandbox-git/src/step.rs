@@ -16,7 +16,7 @@ pub(crate) struct Answer {
 }
 
 impl Answer {
-    fn parse(stdout: &[u8]) -> Answer {
+    pub(crate) fn parse(stdout: &[u8]) -> Answer {
         let text = String::from_utf8_lossy(stdout);
         let lines = text
             .lines()

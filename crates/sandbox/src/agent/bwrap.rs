@@ -35,6 +35,8 @@ const SYSTEM_DIRS: &[&str] = &["/usr", "/etc", "/opt"];
 const SYSTEM_LINKS: &[&str] = &["/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"];
 /// Where a PTY process finds a private devpts for terminals it opens itself (`script`, tmux).
 const PRIVATE_PTS: &str = "/dev/.rclaude-pts";
+/// Where a helper executable of rclaude's is seen inside the sandbox.
+pub(crate) const HELPER_PATH: &str = "/.rclaude-helper";
 /// `ioctl(NS_GET_USERNS)`: the user namespace that owns a namespace.
 const NS_GET_USERNS: libc::c_ulong = 0xb701;
 
@@ -113,9 +115,20 @@ impl Bwrap {
 
     /// Arguments that build the file system for a process rooted at `root` (writable), in
     /// `cwd`, with the PTY slave `tty` when it has a terminal.
-    fn fs_args(&self, root: &Path, cwd: &Path, tty: Option<&Path>) -> Vec<OsString> {
+    fn fs_args(
+        &self,
+        root: &Path,
+        cwd: &Path,
+        tty: Option<&Path>,
+        helper: Option<&Path>,
+    ) -> Vec<OsString> {
         let mut a = Args::default();
         let bound = system_view(&mut a);
+        if let Some(exe) = helper {
+            a.push(["--ro-bind"]);
+            a.path(exe);
+            a.push([HELPER_PATH]);
+        }
         // Private temporary directories first, so that an exposed path or the root living under
         // the host's `/tmp` is bound on top of them rather than hidden by them.
         a.push(["--proc", "/proc", "--tmpfs", "/tmp", "--tmpfs", "/var/tmp"]);
@@ -167,6 +180,30 @@ impl Bwrap {
         args: &[String],
         tty: Option<&Path>,
     ) -> io::Result<tokio::process::Command> {
+        self.command_with(root, cwd, program, args, tty, None)
+    }
+
+    /// The command that runs the host executable `exe` in the sandbox (seen there read-only
+    /// at [`HELPER_PATH`]) with `args`: rclaude's own helpers, which the sandbox need not have.
+    pub fn helper_command(
+        &self,
+        root: &Path,
+        cwd: &Path,
+        exe: &Path,
+        args: &[String],
+    ) -> io::Result<tokio::process::Command> {
+        self.command_with(root, cwd, HELPER_PATH, args, None, Some(exe))
+    }
+
+    fn command_with(
+        &self,
+        root: &Path,
+        cwd: &Path,
+        program: &str,
+        args: &[String],
+        tty: Option<&Path>,
+        helper: Option<&Path>,
+    ) -> io::Result<tokio::process::Command> {
         let ns = self.namespace()?;
         let mut c = tokio::process::Command::new(&self.path);
         let net = ns.net.as_ref().map(|f| f.as_raw_fd());
@@ -181,9 +218,8 @@ impl Bwrap {
         c.args(self.command_args(
             root,
             cwd,
-            program,
-            args,
-            tty,
+            (program, args),
+            (tty, helper),
             (
                 ns.userns.is_some() && join_user.is_none(),
                 ns.userns2.is_some(),
@@ -221,9 +257,8 @@ impl Bwrap {
         &self,
         root: &Path,
         cwd: &Path,
-        program: &str,
-        args: &[String],
-        tty: Option<&Path>,
+        (program, args): (&str, &[String]),
+        (tty, helper): (Option<&Path>, Option<&Path>),
         userns: (bool, bool),
     ) -> Vec<OsString> {
         let mut a = Args::default();
@@ -239,7 +274,7 @@ impl Bwrap {
         if userns.1 {
             a.push(["--userns2", "5"]);
         }
-        a.0.extend(self.fs_args(root, cwd, tty));
+        a.0.extend(self.fs_args(root, cwd, tty, helper));
         a.push(["--", program]);
         a.0.extend(args.iter().map(OsString::from));
         a.0
@@ -557,9 +592,8 @@ mod tests {
         let args = b.command_args(
             Path::new("/"),
             Path::new("/"),
-            "true",
-            &[],
-            None,
+            ("true", &[]),
+            (None, None),
             (true, true),
         );
         let pos_of = |s: &str| args.iter().position(|a| a == s);
@@ -588,7 +622,7 @@ mod tests {
                 ..View::default()
             },
         );
-        let args = b.fs_args(&root, &root, None);
+        let args = b.fs_args(&root, &root, None, None);
         let s = |p: &Path| p.to_str().unwrap().to_string();
         let expose = pos(&args, &["--ro-bind-try", &s(&exposed), &s(&exposed)]).unwrap();
         let hide = pos(&args, &["--tmpfs", &s(&state)]).expect("the data dir is hidden");

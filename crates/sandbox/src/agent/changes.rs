@@ -19,7 +19,7 @@
 //! ignored files (a change to `.gitignore` changes what a checkpoint holds), and what a sync
 //! records in the sandbox (a push from another machine changes what the next push must do).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::ffi::OsStr;
 use std::io;
 use std::os::fd::AsRawFd;
@@ -34,11 +34,16 @@ use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
 /// installed there (`.git/rclaude/synced`, `identity`, `refs/rclaude/snapshot`, ... are watched).
 const NOT_WORK: &[&str] = &[
     ".git/objects",
+    ".git/rclaude/export",
     ".git/rclaude/tmp",
     ".git/rclaude/lock",
     ".git/refs/rclaude/pull",
     ".git/logs/refs/rclaude/pull",
 ];
+
+/// Changed paths remembered between two exports at most; past that, the next export looks at the
+/// whole tree.
+const DIRTY_LIMIT: usize = 4096;
 
 /// How often a watcher's queue is read when nobody asks (keeps the kernel's queue from
 /// overflowing during bursts of changes, such as a build).
@@ -62,38 +67,58 @@ impl Changes {
     /// when this is the first question about it. `None`: no trustworthy answer (the tree is
     /// missing or cannot be watched); the caller must look at the tree itself. Blocking.
     pub fn token(&self, dir: &Path) -> Option<String> {
-        let tree = {
-            let mut trees = self.trees.lock().unwrap();
-            match trees.get(dir) {
-                Some(t) if !t.state.lock().unwrap().broken => t.clone(),
-                _ => {
-                    trees.remove(dir);
-                    let mut failed = self.failed.lock().unwrap();
-                    if failed.get(dir).is_some_and(|at| at.elapsed() < RETRY_AFTER) {
-                        return None;
-                    }
-                    match Tree::watch(dir) {
-                        Ok(t) => {
-                            failed.remove(dir);
-                            trees.insert(dir.to_path_buf(), t.clone());
-                            t
-                        }
-                        Err(e) => {
-                            tracing::info!(
-                                dir = %dir.display(),
-                                "cannot watch the work tree for changes ({e}); syncs and checkpoints look at the tree instead"
-                            );
-                            if matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EMFILE)) {
-                                failed.insert(dir.to_path_buf(), std::time::Instant::now());
-                            }
-                            return None;
-                        }
-                    }
-                }
-            }
-        };
-        tree.token()
+        self.tree(dir)?.token()
     }
+
+    /// The paths changed under `dir` since the last call (relative to `dir`, as named in the
+    /// events: a new or removed directory is one path), with the tokens the change set runs
+    /// between; the next call starts where this one ends. `None` as [`Changes::token`]. Blocking.
+    pub fn take_changed(&self, dir: &Path) -> Option<ChangedPaths> {
+        self.tree(dir)?.take_changed()
+    }
+
+    /// The watcher of `dir`, started on the first question.
+    fn tree(&self, dir: &Path) -> Option<Arc<Tree>> {
+        let mut trees = self.trees.lock().unwrap();
+        if let Some(t) = trees.get(dir)
+            && !t.state.lock().unwrap().broken
+        {
+            return Some(t.clone());
+        }
+        trees.remove(dir);
+        let mut failed = self.failed.lock().unwrap();
+        if failed.get(dir).is_some_and(|at| at.elapsed() < RETRY_AFTER) {
+            return None;
+        }
+        match Tree::watch(dir) {
+            Ok(t) => {
+                failed.remove(dir);
+                trees.insert(dir.to_path_buf(), t.clone());
+                Some(t)
+            }
+            Err(e) => {
+                tracing::info!(
+                    dir = %dir.display(),
+                    "cannot watch the work tree for changes ({e}); syncs and checkpoints look at the tree instead"
+                );
+                if matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EMFILE)) {
+                    failed.insert(dir.to_path_buf(), std::time::Instant::now());
+                }
+                None
+            }
+        }
+    }
+}
+
+/// What changed in a tree between two tokens ([`Changes::take_changed`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ChangedPaths {
+    /// The token at the previous take (the watcher's start for the first).
+    pub since: String,
+    /// The token now.
+    pub now: String,
+    /// Paths relative to the tree; `None` when there were too many to keep.
+    pub paths: Option<Vec<PathBuf>>,
 }
 
 /// One watched tree.
@@ -108,6 +133,9 @@ struct State {
     dirs: HashMap<WatchDescriptor, PathBuf>,
     generation: u64,
     broken: bool,
+    /// Generation at the last [`Changes::take_changed`], and the paths changed since.
+    mark: u64,
+    dirty: Option<BTreeSet<PathBuf>>,
 }
 
 impl Tree {
@@ -121,6 +149,8 @@ impl Tree {
             dirs: HashMap::new(),
             generation: 0,
             broken: false,
+            mark: 0,
+            dirty: Some(BTreeSet::new()),
         };
         state.add_tree(root)?;
         let tree = Arc::new(Tree {
@@ -138,6 +168,24 @@ impl Tree {
         let mut s = self.state.lock().unwrap();
         s.drain();
         (!s.broken).then(|| format!("{}.{}", self.id, s.generation))
+    }
+
+    fn take_changed(&self) -> Option<ChangedPaths> {
+        let mut s = self.state.lock().unwrap();
+        s.drain();
+        if s.broken {
+            return None;
+        }
+        let taken = ChangedPaths {
+            since: format!("{}.{}", self.id, s.mark),
+            now: format!("{}.{}", self.id, s.generation),
+            paths: s
+                .dirty
+                .replace(BTreeSet::new())
+                .map(|d| d.into_iter().collect()),
+        };
+        s.mark = s.generation;
+        Some(taken)
     }
 }
 
@@ -172,6 +220,17 @@ impl State {
     fn not_work(&self, path: &Path) -> bool {
         path.strip_prefix(&self.root)
             .is_ok_and(|rel| NOT_WORK.iter().any(|p| rel.starts_with(p)))
+    }
+
+    fn note_dirty(&mut self, path: &Path) {
+        let Some(dirty) = &mut self.dirty else { return };
+        let Ok(rel) = path.strip_prefix(&self.root) else {
+            return;
+        };
+        dirty.insert(rel.to_path_buf());
+        if dirty.len() > DIRTY_LIMIT {
+            self.dirty = None;
+        }
     }
 
     /// Watch `dir` and every directory under it (not following symlinks). Each directory is
@@ -270,6 +329,9 @@ impl State {
                     continue;
                 }
                 changed = true;
+                if ev.name.is_some() {
+                    self.note_dirty(&path);
+                }
                 if ev.mask.contains(EventMask::ISDIR)
                     && ev.mask.intersects(EventMask::CREATE | EventMask::MOVED_TO)
                 {
@@ -372,5 +434,46 @@ mod tests {
         std::fs::create_dir_all(&root).unwrap();
         let t1 = c.token(&root).unwrap();
         assert_ne!(t1.split('.').next(), t0.split('.').next());
+    }
+
+    #[test]
+    fn the_changed_paths_are_handed_over_once_and_chain_by_token() {
+        let (d, c) = tree();
+        let first = c.take_changed(d.path()).unwrap();
+        assert_eq!(first.paths, Some(vec![]));
+        std::fs::write(d.path().join("src/deep/a.txt"), "b").unwrap();
+        std::fs::create_dir_all(d.path().join("new/x")).unwrap();
+        std::fs::write(d.path().join("new/x/f"), "1").unwrap();
+        std::fs::write(d.path().join(".git/objects/ab/cd"), "not work").unwrap();
+        let second = c.take_changed(d.path()).unwrap();
+        assert_eq!(
+            second.since, first.now,
+            "each change set starts where the last ended"
+        );
+        assert_ne!(second.now, second.since);
+        let paths = second.paths.unwrap();
+        assert!(
+            paths.contains(&PathBuf::from("src/deep/a.txt")),
+            "{paths:?}"
+        );
+        assert!(paths.contains(&PathBuf::from("new")), "{paths:?}");
+        assert!(
+            !paths.iter().any(|p| p.starts_with(".git/objects")),
+            "{paths:?}"
+        );
+        let third = c.take_changed(d.path()).unwrap();
+        assert_eq!(
+            (third.since, third.paths),
+            (second.now.clone(), Some(vec![]))
+        );
+        assert_eq!(c.token(d.path()).unwrap(), second.now);
+        // Too many to remember: the next change set says so.
+        for i in 0..=DIRTY_LIMIT {
+            std::fs::write(d.path().join(format!("src/f{i}")), "x").unwrap();
+        }
+        // (On a loaded machine the kernel's queue may overflow first: no change set at all.)
+        let over = c.take_changed(d.path());
+        assert!(over.is_none_or(|o| o.paths.is_none()));
+        assert_eq!(c.take_changed(d.path()).unwrap().paths, Some(vec![]));
     }
 }

@@ -111,6 +111,26 @@ impl Launcher {
         }
     }
 
+    /// Build the command that runs the host executable `exe` (an rclaude helper) with `args`
+    /// the way `command` runs a sandbox program: inside bubblewrap it sees what the sandbox's
+    /// processes see, and `exe` read-only.
+    pub fn helper_command(
+        &self,
+        root: &Path,
+        cwd: &Path,
+        exe: &Path,
+        args: &[String],
+    ) -> std::io::Result<tokio::process::Command> {
+        match self {
+            Launcher::Plain => {
+                let mut c = tokio::process::Command::new(exe);
+                c.args(args).current_dir(cwd);
+                Ok(c)
+            }
+            Launcher::Bwrap(b) => b.helper_command(root, cwd, exe, args),
+        }
+    }
+
     pub fn is_isolated(&self) -> bool {
         matches!(self, Launcher::Bwrap(_))
     }

@@ -17,6 +17,7 @@ mod auth;
 mod bwrap;
 mod changes;
 mod egress;
+pub mod export;
 mod fdio;
 mod files;
 mod filesystem;
@@ -80,6 +81,9 @@ pub struct AgentOptions {
     /// Where the sandbox's processes may connect to. Restricted policies need bubblewrap (the
     /// sandbox's own network namespace).
     pub network: crate::network::NetworkPolicy,
+    /// Serve `POST /rclaude/export` by running this executable as the export helper
+    /// ([`export::HELPER`]); only for an executable that implements it (`rclaude agent`).
+    pub native_export: bool,
 }
 
 impl AgentOptions {
@@ -97,6 +101,7 @@ impl AgentOptions {
             groups_file: None,
             keepalive_default: Duration::from_secs(90),
             network: crate::network::NetworkPolicy::Open,
+            native_export: false,
         }
     }
 }
@@ -129,6 +134,8 @@ pub(crate) struct AgentState {
     processes: Arc<process::Processes>,
     watchers: Arc<watch::Watchers>,
     changes: changes::Changes,
+    native_export: bool,
+    launcher: Launcher,
     env: BTreeMap<String, String>,
 }
 
@@ -239,6 +246,8 @@ pub async fn bind(opts: AgentOptions) -> Result<Agent, AgentError> {
         processes,
         watchers,
         changes: changes::Changes::default(),
+        native_export: opts.native_export,
+        launcher: launcher.clone(),
         env: opts.env,
     });
     Ok(Agent {
@@ -317,6 +326,7 @@ fn router(state: Arc<AgentState>) -> Router {
         .route("/process.Process/{method}", post(process_rpc))
         .route("/filesystem.Filesystem/{method}", post(filesystem_rpc))
         .route("/rclaude/changes", post(change_token))
+        .route("/rclaude/export", post(export::handle))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -305,6 +305,29 @@ impl EnvdClient {
         Ok(v["token"].as_str().map(str::to_string))
     }
 
+    /// `POST /rclaude/export` (rclaude's own agent only): the export step's answer, or `None`
+    /// when the agent declines (the caller runs the script).
+    pub async fn export_worktree(
+        &self,
+        req: &crate::provider::WorktreeExportRequest,
+    ) -> Result<Option<String>, SandboxError> {
+        let url = self.url("/rclaude/export");
+        let resp = self
+            .send(self.request(reqwest::Method::POST, &url).json(req), &url)
+            .await?;
+        if !resp.status().is_success() {
+            return Err(Self::failure(resp).await);
+        }
+        let v: serde_json::Value = resp
+            .json()
+            .await
+            .map_err(|e| SandboxError::Protocol(format!("{url}: {e}")))?;
+        if let Some(reason) = v["declined"].as_str() {
+            tracing::debug!("the agent declined the export: {reason}");
+        }
+        Ok(v["answer"].as_str().map(str::to_string))
+    }
+
     /// Start a process; `timeout` (Connect-Timeout-Ms) bounds its lifetime.
     pub async fn start(
         &self,

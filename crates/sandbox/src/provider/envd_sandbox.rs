@@ -196,6 +196,16 @@ impl Sandbox for EnvdSandbox {
         self.client.change_token(dir).await
     }
 
+    async fn export_worktree(
+        &self,
+        req: &crate::provider::WorktreeExportRequest,
+    ) -> Result<Option<String>, SandboxError> {
+        if !self.rclaude_agent {
+            return Ok(None);
+        }
+        self.client.export_worktree(req).await
+    }
+
     async fn exec(&self, req: ExecRequest) -> Result<ExecStream, SandboxError> {
         let start = self.start_request(&req)?;
         let mut events = self.client.start(&start, req.timeout).await?;

@@ -479,6 +479,21 @@ pub trait Provider: Send + Sync {
     }
 }
 
+/// The export step's work-tree mode, asked of a sandbox that does it itself
+/// ([`Sandbox::export_worktree`]; `POST /rclaude/export` on rclaude's agent). Paths as the
+/// sandbox names them.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct WorktreeExportRequest {
+    pub workdir: String,
+    /// Where the bundle goes.
+    pub out: String,
+    /// Commits the receiver has.
+    pub bases: Vec<String>,
+    /// Ref prefixes (`refs/...`) whose commits the receiver has too.
+    #[serde(default)]
+    pub base_refs: Vec<String>,
+}
+
 /// Work inside one sandbox: processes and files.
 #[async_trait]
 pub trait Sandbox: Send + Sync {
@@ -500,6 +515,15 @@ pub trait Sandbox: Send + Sync {
     /// changed in between (so a checkpoint need not be taken again). `None` (the default, and
     /// whenever the sandbox cannot tell): look at the tree itself.
     async fn change_token(&self, _dir: &str) -> Result<Option<String>, SandboxError> {
+        Ok(None)
+    }
+    /// The sync's export step in work-tree mode done by the sandbox itself (rclaude's own
+    /// agent): the `RCLAUDE:key=value` answer its script would print. `None` (the default, and
+    /// whenever the sandbox declines): run the script.
+    async fn export_worktree(
+        &self,
+        _req: &WorktreeExportRequest,
+    ) -> Result<Option<String>, SandboxError> {
         Ok(None)
     }
     /// Start a process and stream its events.

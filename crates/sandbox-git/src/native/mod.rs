@@ -1,0 +1,256 @@
+//! The export step's work-tree mode as one process: the helper rclaude's agent runs inside the
+//! sandbox (`POST /rclaude/export`, `rclaude_sandbox::agent::export`). The same answer as the
+//! script ([`crate::scripts::EXPORT`]), made with libgit2 instead of a shell and some twenty
+//! git processes, and from the paths the agent saw change instead of a walk of the whole tree
+//! ([`worktree`]). It runs where the script would (inside bubblewrap for a local sandbox), so it
+//! sees only what the sandbox's own processes see.
+//!
+//! The script stays the reference: whatever this does not reproduce exactly (a busy lock,
+//! conflicts, submodules, sparse checkouts, clean/process filter drivers, large histories or
+//! files, any error) is declined, and the client runs the script, which also gives the errors
+//! their wording.
+
+mod bundle;
+mod worktree;
+
+use std::fmt::Write as _;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use git2::{ConfigLevel, Oid, Repository, Signature, Time};
+use rclaude_sandbox::agent::export::ExportJob;
+
+pub use worktree::Made;
+
+/// The empty tree's id.
+const EMPTY_TREE: &str = "4b825dc642cb6eb9a060e54bf8d69288fbee4904";
+
+/// The helper's work (`rclaude __rclaude-sandbox-export`, a fresh process per export): the
+/// step's answer, or why it is left to the script. Reads the git configuration of the sandbox's
+/// `HOME`, as the sandbox's git does.
+pub fn run(job: &ExportJob) -> Result<String, String> {
+    // SAFETY: called once, before this process uses libgit2 for anything else.
+    unsafe {
+        git2::opts::set_search_path(ConfigLevel::Global, &job.home)
+            .and_then(|()| git2::opts::set_search_path(ConfigLevel::XDG, job.home.join(".config")))
+            .map_err(|e| e.message().to_string())?;
+    }
+    let (answer, made) = export(job)?;
+    eprintln!("export index {made:?}");
+    Ok(answer)
+}
+
+/// Do the export of `job`: the answer lines and how the tree was made.
+pub fn export(job: &ExportJob) -> Result<(String, Made), String> {
+    let git_dir = job.work.join(".git");
+    let r = git_dir.join("rclaude");
+    let mut identity = String::new();
+    if let Ok(s) = std::fs::read_to_string(r.join("identity")) {
+        identity = s.lines().next().unwrap_or("").to_string();
+    }
+    if !git_dir.is_dir() || identity.is_empty() {
+        return Err("the sandbox repository is not initialised".into());
+    }
+    std::fs::create_dir_all(r.join("tmp"))
+        .map_err(|e| format!("creating {}/tmp: {e}", r.display()))?;
+    let _lock = Lock::try_take(&r.join("lock"))?;
+    let repo = Repository::open(&job.work).map_err(|e| e.message().to_string())?;
+    let same = |a: &Path, b: &Path| a.canonicalize().ok() == b.canonicalize().ok();
+    if !repo.workdir().is_some_and(|w| same(w, &job.work)) || !same(repo.path(), &git_dir) {
+        return Err("the repository or its work tree is elsewhere".into());
+    }
+    let config = repo
+        .config()
+        .and_then(|mut c| c.snapshot())
+        .map_err(|e| e.message().to_string())?;
+    if config
+        .entries(Some("filter\\..*\\.(clean|process)"))
+        .map_err(|e| e.message().to_string())?
+        .next()
+        .is_some()
+    {
+        return Err("a filter driver is configured".into());
+    }
+    let mut out = Answer::default();
+    out.say("identity", &identity);
+    let head = repo
+        .revparse_single("HEAD")
+        .ok()
+        .and_then(|o| o.peel_to_commit().ok());
+    out.say(
+        "head",
+        &head
+            .as_ref()
+            .map(|c| c.id().to_string())
+            .unwrap_or_default(),
+    );
+    let branch = repo
+        .find_reference("HEAD")
+        .ok()
+        .and_then(|h| h.symbolic_target().ok().flatten().map(str::to_string))
+        .map(|t| t.strip_prefix("refs/heads/").unwrap_or(&t).to_string())
+        .unwrap_or_default();
+    out.say("branch", &branch);
+
+    let fingerprint = fingerprint(&job.home, &config);
+    let (wt, made) = worktree::tree(&repo, &job.work, job.changed.as_ref(), &fingerprint)?;
+    let empty = Oid::from_str(EMPTY_TREE).expect("a valid id");
+    let ct = head.as_ref().map(|c| c.tree_id()).unwrap_or(empty);
+    let git = |e: git2::Error| e.message().to_string();
+    let tip = if wt == ct {
+        let Some(c) = &head else {
+            out.say("empty", "1");
+            out.say("done", "1");
+            return Ok((out.0, made));
+        };
+        out.say("wip", "0");
+        c.id()
+    } else {
+        let when = head
+            .as_ref()
+            .map(|c| c.committer().when().seconds())
+            .unwrap_or(0);
+        let sig = Signature::new("rclaude (sandbox)", "rclaude@sandbox", &Time::new(when, 0))
+            .map_err(git)?;
+        let tree = repo.find_tree(wt).map_err(git)?;
+        let parents: Vec<&git2::Commit> = head.iter().collect();
+        let tip = repo
+            .commit(
+                None,
+                &sig,
+                &sig,
+                "rclaude: uncommitted sandbox edits\n",
+                &tree,
+                &parents,
+            )
+            .map_err(git)?;
+        out.say("wip", "1");
+        tip
+    };
+    repo.reference("refs/rclaude/pull/tip", tip, true, "rclaude: pull")
+        .map_err(git)?;
+    out.say("tip", &tip.to_string());
+
+    let mut candidates: Vec<String> = job.bases.clone();
+    if !job.base_refs.is_empty() {
+        for r in repo.references().map_err(git)?.flatten() {
+            let Ok(name) = r.name() else { continue };
+            let under = job.base_refs.iter().any(|p| {
+                name.strip_prefix(p.trim_end_matches('/'))
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+            });
+            if let (true, Ok(resolved)) = (under, r.resolve())
+                && let Some(o) = resolved.target()
+            {
+                candidates.push(o.to_string());
+            }
+        }
+    }
+    let mut found: Vec<Oid> = Vec::new();
+    for b in &candidates {
+        let commit = Oid::from_str(b)
+            .ok()
+            .filter(|_| b.len() == 40)
+            .and_then(|o| repo.find_object(o, None).ok())
+            .and_then(|o| o.peel_to_commit().ok());
+        if let Some(c) = commit {
+            found.push(c.id());
+        }
+    }
+    let list: String = found.iter().map(|o| format!(" {o}")).collect();
+    out.say("bases", &list);
+    let peeled = |name: &str| {
+        repo.revparse_single(name)
+            .ok()
+            .and_then(|o| o.peel_to_commit().ok())
+            .map(|c| c.id().to_string())
+            .unwrap_or_default()
+    };
+    out.say("synced_snapshot", &peeled("refs/rclaude/snapshot"));
+    out.say("synced_index", &peeled("refs/rclaude/index"));
+
+    let tmp = r
+        .join("tmp")
+        .join(format!("native-{}.bundle", uuid::Uuid::new_v4()));
+    match bundle::write(&repo, tip, "refs/rclaude/pull/tip", &found, &tmp) {
+        Ok(None) => out.say("bundle", "none"),
+        Ok(Some(size)) => {
+            std::fs::rename(&tmp, &job.out).map_err(|e| {
+                let _ = std::fs::remove_file(&tmp);
+                format!("moving the bundle to {}: {e}", job.out.display())
+            })?;
+            out.say("bundle", &job.out_name);
+            out.say("size", &size.to_string());
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+    }
+    out.say("done", "1");
+    Ok((out.0, made))
+}
+
+/// `RCLAUDE:key=value` lines.
+#[derive(Default)]
+struct Answer(String);
+
+impl Answer {
+    fn say(&mut self, key: &str, value: &str) {
+        let _ = writeln!(self.0, "RCLAUDE:{key}={value}");
+    }
+}
+
+/// The sandbox's git configuration outside the work tree (which the agent does not watch), by
+/// file size and modification time: when it changes, the export index is rebuilt.
+fn fingerprint(home: &Path, config: &git2::Config) -> String {
+    let mut files: Vec<PathBuf> = vec![
+        home.join(".gitconfig"),
+        home.join(".config/git/config"),
+        home.join(".config/git/ignore"),
+        home.join(".config/git/attributes"),
+        PathBuf::from("/etc/gitconfig"),
+    ];
+    if let Ok(p) = config.get_path("core.excludesFile") {
+        files.push(p);
+    }
+    if let Ok(p) = config.get_path("core.attributesFile") {
+        files.push(p);
+    }
+    let mut s = String::new();
+    for f in files {
+        let stamp = std::fs::metadata(&f)
+            .ok()
+            .map(|m| {
+                use std::os::unix::fs::MetadataExt;
+                format!("{}.{}:{}", m.mtime(), m.mtime_nsec(), m.size())
+            })
+            .unwrap_or_else(|| "-".into());
+        let _ = write!(s, "{}={stamp};", f.display());
+    }
+    s
+}
+
+/// The sandbox's sync lock (`.git/rclaude/lock`, what the scripts take with `flock`), taken
+/// without waiting: a busy lock leaves the export to the script, which waits and says so.
+struct Lock {
+    _file: std::fs::File,
+}
+
+impl Lock {
+    fn try_take(path: &Path) -> Result<Lock, String> {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| format!("opening {}: {e}", path.display()))?;
+        // SAFETY: a valid descriptor, owned by `f` for the lock's lifetime.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return Err("another sync holds the sandbox's lock".into());
+        }
+        Ok(Lock { _file: f })
+    }
+}
+
+#[cfg(test)]
+mod tests;
