@@ -534,3 +534,24 @@ fn an_unchanged_sync_asks_the_sandbox_nothing_until_something_changes() {
     assert_eq!(sandbox_steps(&t, &["sync"]), ["query"]);
     t.ok(&["down", "--yes", "--discard"]);
 }
+
+/// `git init` in a sandbox subdirectory, with no commit yet, stopped `git add -A` and with it
+/// every sync, pull and checkpoint of that sandbox. Such a repository is left out and left
+/// alone, like one with commits.
+#[test]
+fn a_repository_made_in_the_sandbox_without_a_commit_stops_nothing() {
+    let t = repo();
+    t.ok(&["up"]);
+    t.sh("mkdir inner && cd inner && git init -q && echo kept > work.txt");
+    t.write("src/main.txt", "edited on the laptop\n");
+    t.ok(&["sync"]);
+    assert_eq!(
+        t.sh("cat src/main.txt inner/work.txt"),
+        "edited on the laptop\nkept\n"
+    );
+    t.sh("echo sandbox edit > src/main.txt");
+    let pulled = t.ok(&["pull"]);
+    assert!(pulled.stderr().contains("rclaude/"), "{}", pulled.all());
+    t.ok(&["checkpoints", "--take"]);
+    t.ok(&["down", "--yes", "--discard"]);
+}

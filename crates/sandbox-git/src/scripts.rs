@@ -59,13 +59,51 @@ rc_tmpdir() {
   trap 'exit 130' INT
   trap 'exit 143' TERM
 }
+# rc_peel VAR SPEC [VAR SPEC...] (after rc_tmpdir): each VAR = the object SPEC names (`X^{commit}`,
+# `X^{tree}`), empty when there is none, all read by one git process.
+rc_peel() {
+  rc_pv=
+  : > "$T/peel.in"
+  while [ $# -ge 2 ]; do
+    rc_pv="$rc_pv $1"
+    case "$2" in *"
+"*) printf 'none\n' ;; *) printf '%s\n' "$2" ;; esac >> "$T/peel.in"
+    shift 2
+  done
+  g cat-file --batch-check='%(objectname)' < "$T/peel.in" > "$T/peel.out" 2>/dev/null || : > "$T/peel.out"
+  exec 8< "$T/peel.out"
+  for rc_v in $rc_pv; do
+    IFS= read -r rc_l <&8 || rc_l=
+    case "$rc_l" in ''|*[!0-9a-f]*) rc_l= ;; esac
+    eval "$rc_v=\$rc_l"
+  done
+  exec 8<&-
+}
+# rc_add_all INDEX: `git add -A` into INDEX. An embedded repository without a commit stops it
+# ("does not have a commit checked out"); like those with commits (dropped by rc_worktree_tree),
+# it is not part of this repository, so the add is made again around it.
+rc_add_all() {
+  GIT_INDEX_FILE="$1" g -c advice.addEmbeddedRepo=false ${RC_EXCLUDES_FILE:+-c "core.excludesFile=$RC_EXCLUDES_FILE"} add -A >/dev/null 2>"$1.err" && return 0
+  printf '.\000' > "$1.ps"
+  rc_nx=
+  while IFS= read -r rc_l; do
+    case "$rc_l" in
+      "error: '"*"/' does not have a commit checked out")
+        rc_l=${rc_l#"error: '"}
+        printf ':(exclude,literal)%s\000' "${rc_l%"/' does not have a commit checked out"}" >> "$1.ps"
+        rc_nx=1 ;;
+    esac
+  done < "$1.err"
+  [ -n "$rc_nx" ] || return 1
+  GIT_INDEX_FILE="$1" g -c advice.addEmbeddedRepo=false ${RC_EXCLUDES_FILE:+-c "core.excludesFile=$RC_EXCLUDES_FILE"} add -A --pathspec-from-file="$1.ps" --pathspec-file-nul >/dev/null 2>"$1.err"
+}
 # rc_worktree_tree INDEX: RC_WT = tree of the work tree (tracked and untracked files, ignored
 # ones left out) built in a copy of the index (the copy keeps the stat cache and its mtime);
 # RC_IT = tree of the index itself (empty when it has conflicts).
 rc_worktree_tree() {
   if [ -f "$GIT_DIR/index" ]; then cp -p "$GIT_DIR/index" "$1"; else rm -f "$1"; fi
   RC_IT=$(GIT_INDEX_FILE="$1" g write-tree 2>/dev/null || true)
-  GIT_INDEX_FILE="$1" g -c advice.addEmbeddedRepo=false ${RC_EXCLUDES_FILE:+-c "core.excludesFile=$RC_EXCLUDES_FILE"} add -A >/dev/null 2>"$1.err" || rc_die "cannot snapshot the sandbox work tree $W: $(tail -n 3 "$1.err" | tr '\n' ' ')" 9
+  rc_add_all "$1" || rc_die "cannot snapshot the sandbox work tree $W: $(tail -n 3 "$1.err" | tr '\n' ' ')" 9
   RC_WT=$(GIT_INDEX_FILE="$1" g write-tree 2>"$1.err") || rc_die "cannot snapshot the sandbox work tree $W: $(tail -n 3 "$1.err" | tr '\n' ' ')" 9
   # New entries that are directories are gitlinks of embedded repositories (clones made in the
   # work tree, not submodules): not part of this repository, so neither saved nor touched.
@@ -135,13 +173,11 @@ if [ -n "$RC_SHALLOW" ]; then
 fi
 if [ -n "$RC_BUNDLE" ]; then
   [ -f "$RC_BUNDLE" ] || rc_die "the uploaded bundle $RC_BUNDLE is missing in the sandbox; run the sync again" 7
-  if ! g bundle verify "$RC_BUNDLE" >"$T/verify.out" 2>&1; then
-    rm -f "$RC_BUNDLE"
-    rc_die "git in the sandbox rejected the bundle, nothing was applied: $(tail -n 4 "$T/verify.out" | tr '\n' ' ')" 7
-  fi
+  # The fetch verifies the bundle (its header, and that the sandbox has every prerequisite)
+  # before reading it, as `git bundle verify` would.
   if ! g fetch --quiet --no-tags --no-write-fetch-head --no-recurse-submodules "$RC_BUNDLE" '+refs/rclaude/push/*:refs/rclaude/push/*' >"$T/fetch.out" 2>&1; then
     rm -f "$RC_BUNDLE"
-    rc_die "git in the sandbox could not read the bundle, nothing was applied: $(tail -n 4 "$T/fetch.out" | tr '\n' ' ')" 7
+    rc_die "git in the sandbox rejected the bundle, nothing was applied: $(tail -n 4 "$T/fetch.out" | tr '\n' ' ')" 7
   fi
   rm -f "$RC_BUNDLE"
 fi
@@ -149,17 +185,17 @@ S="$RC_SNAPSHOT"
 I="$RC_INDEX"
 H="$RC_HEAD"
 B="$RC_BRANCH"
-[ -n "$(rc_commit "$S")" ] || rc_die "the sandbox lacks snapshot commit $S; run the sync again" 8
-[ -n "$(rc_commit "$I")" ] || rc_die "the sandbox lacks index commit $I; run the sync again" 8
-if [ -n "$H" ]; then [ -n "$(rc_commit "$H")" ] || rc_die "the sandbox lacks commit $H; run the sync again" 8; fi
-St=$(rc_tree "$S")
-It=$(rc_tree "$I")
+# The commits and trees this step compares, with one git: what the laptop sent, what the last
+# complete apply installed (3.), the sandbox's HEAD (4.) and its branch of the laptop's name (5.).
+rc_peel Sc "$S^{commit}" Ic "$I^{commit}" Hc "${H:-none}^{commit}" St "$S^{tree}" It "$I^{tree}" \
+  Ts "refs/rclaude/snapshot^{tree}" Xs "refs/rclaude/index^{tree}" Hs "refs/rclaude/head^{commit}" \
+  C "HEAD^{commit}" Ct "HEAD^{tree}" O "refs/heads/$B^{commit}"
+[ -n "$Sc" ] || rc_die "the sandbox lacks snapshot commit $S; run the sync again" 8
+[ -n "$Ic" ] || rc_die "the sandbox lacks index commit $I; run the sync again" 8
+if [ -n "$H" ]; then [ -n "$Hc" ] || rc_die "the sandbox lacks commit $H; run the sync again" 8; fi
 
 # 3. What the last complete apply installed, and an interrupted apply, if any.
-Ts=$(rc_tree refs/rclaude/snapshot)
 [ -n "$Ts" ] || Ts=$EMPTY_TREE
-Xs=$(rc_tree refs/rclaude/index)
-Hs=$(rc_commit refs/rclaude/head)
 recover=0
 Mft=
 Mfh=
@@ -176,10 +212,8 @@ if [ -f "$R/applying" ]; then
   rc_say recovered 1
 fi
 
-# 4. The sandbox as it is now: HEAD, index, work tree.
-C=$(rc_commit HEAD)
-Ct=$EMPTY_TREE
-[ -z "$C" ] || Ct=$(rc_tree "$C")
+# 4. The sandbox as it is now: HEAD (read above), index, work tree.
+[ -n "$C" ] || Ct=$EMPTY_TREE
 # Ignore rules for reading the work tree: the sandbox's own, plus the incoming snapshot's root
 # .gitignore (patterns the laptop just added leave matching sandbox files alone, unsaved).
 RC_EXCLUDES_FILE="$T/excludes"
@@ -218,13 +252,17 @@ for p do
       printf "%s\n" "$p" >> "$RC_BLOCKED"
     fi
   fi
-done' sh | GIT_INDEX_FILE="$ti" g update-index --add -z --stdin 2>"$T/ui.err"; then
-  rc_die "cannot record sandbox files the sync would overwrite: $(tail -n 3 "$T/ui.err" | tr '\n' ' ')" 9
+done' sh > "$T/in_way"; then
+  rc_die "cannot look for sandbox files the sync would overwrite" 9
 fi
 if [ -s "$RC_BLOCKED" ]; then
   rc_die "the sandbox has directories with untracked or ignored files where the laptop now has files: $(head -n 5 "$RC_BLOCKED" | tr '\n' ' ')- nothing was changed and nothing was lost; move or delete them in the sandbox, then sync again" 11
 fi
-Wt=$(GIT_INDEX_FILE="$ti" g write-tree)
+Wt=$W0
+if [ -s "$T/in_way" ]; then
+  GIT_INDEX_FILE="$ti" g update-index --add -z --stdin < "$T/in_way" 2>"$T/ui.err" || rc_die "cannot record sandbox files the sync would overwrite: $(tail -n 3 "$T/ui.err" | tr '\n' ' ')" 9
+  Wt=$(GIT_INDEX_FILE="$ti" g write-tree)
+fi
 
 # 5. Anything the laptop does not have is committed to refs/rclaude/saved/<stamp> first.
 rc_known() {
@@ -267,8 +305,11 @@ if [ -n "$X" ] && [ "$X" != "$Wt" ] && [ "$X" != "$Ct" ] && [ "$X" != "${Xs:-non
   why="$why index"
   idx_save=1
 fi
-stamp=$(date -u +%Y%m%dT%H%M%SZ)
+# The time that names saved refs, read only when something is saved.
+stamp=
+rc_stamp() { [ -n "$stamp" ] || stamp=$(date -u +%Y%m%dT%H%M%SZ); }
 if [ -n "$why" ]; then
+  rc_stamp
   tip=$C
   if [ "$idx_save" = 1 ]; then
     rc_commit_tree "$X" "$tip" "rclaude: changes staged in the sandbox, saved before a sync ($stamp)"
@@ -289,8 +330,8 @@ match the laptop. Parent: the sandbox HEAD at that time."
   rc_say saved "$rc_n $tip $(printf '%s' "$why" | sed 's/^ //; s/ /,/g')"
 fi
 if [ -n "$B" ]; then
-  O=$(rc_commit "refs/heads/$B")
   if [ -n "$O" ] && [ "$O" != "$C" ] && [ "$O" != "$Hs" ] && [ "$O" != "${Mth:-none}" ] && ! rc_known "$O"; then
+    rc_stamp
     rc_free_saved "$stamp-branch-$(printf '%s' "$B" | tr '/' '-')"
     g update-ref -m "rclaude: saved before sync" "$rc_n" "$O" "" || rc_die "cannot create $rc_n in the sandbox; nothing was changed" 10
     rc_say saved "$rc_n $O branch"
@@ -341,13 +382,12 @@ rc_say identity "$rc_id"
 rc_lock
 rc_tmpdir
 if [ "$RC_MODE" = worktree ]; then
-  C=$(rc_commit HEAD)
+  rc_peel C "HEAD^{commit}" Ct "HEAD^{tree}" rc_ss "refs/rclaude/snapshot^{commit}" rc_si "refs/rclaude/index^{commit}"
+  [ -n "$C" ] || Ct=$EMPTY_TREE
   rc_say head "$C"
   rc_say branch "$(g symbolic-ref -q --short HEAD || true)"
   rc_worktree_tree "$T/index"
   Wt=$RC_WT
-  Ct=$EMPTY_TREE
-  [ -z "$C" ] || Ct=$(rc_tree "$C")
   if [ "$Wt" = "$Ct" ]; then
     if [ -z "$C" ]; then rc_say empty 1; rc_say done 1; exit 0; fi
     tip=$C
@@ -389,8 +429,8 @@ if [ -n "$rc_nb" ]; then
 fi
 rc_say bases "$ok"
 if [ "$RC_MODE" = worktree ]; then
-  rc_say synced_snapshot "$(rc_commit refs/rclaude/snapshot)"
-  rc_say synced_index "$(rc_commit refs/rclaude/index)"
+  rc_say synced_snapshot "$rc_ss"
+  rc_say synced_index "$rc_si"
 fi
 new=$(g rev-list -n 1 $refs --not $ok --)
 if [ -z "$new" ]; then rc_say bundle none; rc_say done 1; exit 0; fi

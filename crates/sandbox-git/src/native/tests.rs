@@ -209,6 +209,13 @@ fn the_native_export_makes_the_scripts_commit_after_every_kind_of_change() {
     assert!(!s.tree_has(&s.script().0, "nested"));
     std::fs::remove_dir_all(s.work.join("nested")).unwrap();
     s.check("an embedded repository removed", &["nested"]);
+    // One without a commit stops `git add -A`; left out all the same.
+    s.write("fresh/f.txt", "f\n");
+    s.git(&["-C", "fresh", "init", "-q"]);
+    s.check("an embedded repository without a commit", &["fresh"]);
+    assert!(!s.tree_has(&s.script().0, "fresh"));
+    std::fs::remove_dir_all(s.work.join("fresh")).unwrap();
+    s.check("that one removed", &["fresh"]);
 
     std::fs::rename(s.work.join("src/deep"), s.work.join("src/moved")).unwrap();
     s.check("a moved directory", &["src/deep", "src/moved"]);
