@@ -44,7 +44,7 @@ rc_read_identity() {
   if [ -r "$R/identity" ]; then IFS= read -r rc_id < "$R/identity" || true; fi
 }
 rc_lock() {
-  mkdir -p "$R/tmp"
+  [ -d "$R/tmp" ] || mkdir -p "$R/tmp"
   if command -v flock >/dev/null 2>&1; then
     exec 9>"$R/lock"
     flock -w "${RC_LOCK_WAIT:-600}" 9 || rc_die "another rclaude sync is still running in the sandbox (lock $R/lock); wait for it to finish and retry" 5
@@ -52,8 +52,8 @@ rc_lock() {
 }
 rc_tmpdir() {
   T="$R/tmp/run.$$"
-  rm -rf "$T"
-  mkdir -p "$T"
+  [ ! -e "$T" ] || rm -rf "$T"
+  mkdir "$T"
   trap 'rm -rf "$T"' EXIT
   trap 'exit 129' HUP
   trap 'exit 130' INT
@@ -158,7 +158,7 @@ rc_lock
 rc_tmpdir
 
 # 1. The same extra ignore patterns as on the laptop.
-mkdir -p "$GIT_DIR/info"
+[ -d "$GIT_DIR/info" ] || mkdir -p "$GIT_DIR/info"
 printf '%s' "$RC_EXCLUDES" > "$T/exclude"
 if ! cmp -s "$T/exclude" "$GIT_DIR/info/exclude"; then
   cp "$T/exclude" "$GIT_DIR/info/exclude.rclaude"
