@@ -42,6 +42,8 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
             (ctx, record)
         }
     };
+    // The server's checkpoints, when keeping the newest there just read them.
+    let mut server_listed = None;
     if args.take {
         let sandbox = ctx.connect(&record).await?;
         use crate::gitsync::checkpoint::Taken;
@@ -52,10 +54,14 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
                 .info(format!("Nothing changed since checkpoint {}", cp.id)),
             Taken::Empty => ctx.ui.info("The sandbox has nothing to keep"),
         }
-        crate::ops::checkpoint::keep_on_server(&ctx, &record).await;
+        server_listed = crate::ops::checkpoint::keep_on_server(&ctx, &record).await;
     }
     let here = crate::ops::checkpoint::list(&ctx, &record)?;
-    let server = match crate::ops::checkpoint_server::list(&ctx, &record.session_id).await {
+    let listed = match server_listed {
+        Some(list) => Ok(Some(list)),
+        None => crate::ops::checkpoint_server::list(&ctx, &record.session_id).await,
+    };
+    let server = match listed {
         Ok(s) => s.unwrap_or_default(),
         Err(e) => {
             ctx.ui.warn(format!(

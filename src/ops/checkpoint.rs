@@ -26,25 +26,33 @@ pub async fn take(ctx: &Ctx, record: &SessionRecord, sandbox: &dyn Sandbox, reas
             return;
         }
     }
-    keep_on_server(ctx, record).await;
+    let _ = keep_on_server(ctx, record).await;
 }
 
 /// Copy the newest checkpoint to the server when one is configured, best effort: a failure
-/// is a warning (the checkpoint is on this machine; the next one tries again).
-pub async fn keep_on_server(ctx: &Ctx, record: &SessionRecord) {
+/// is a warning (the checkpoint is on this machine; the next one tries again). Returns the
+/// server's checkpoints of the session when it read them and nothing was uploaded, so that a
+/// caller listing them need not ask again.
+pub async fn keep_on_server(ctx: &Ctx, record: &SessionRecord) -> Option<Vec<Checkpoint>> {
+    use super::checkpoint_server::Kept;
     match super::checkpoint_server::upload_latest(ctx, record).await {
-        Ok(super::checkpoint_server::Kept::Uploaded { name, bytes, base }) => {
-            tracing::debug!(%name, bytes, ?base, "checkpoint kept on the server")
+        Ok(Kept::Uploaded { name, bytes, base }) => {
+            tracing::debug!(%name, bytes, ?base, "checkpoint kept on the server");
+            None
         }
-        Ok(_) => {}
-        Err(e) => ctx.ui.warn(format!(
-            "the checkpoint is on this machine but not on the server: {}{}",
-            e.message,
-            e.hint
-                .as_deref()
-                .map(|h| format!("\n  hint: {h}"))
-                .unwrap_or_default()
-        )),
+        Ok(Kept::Already { server, .. }) => Some(server),
+        Ok(Kept::Nothing) => None,
+        Err(e) => {
+            ctx.ui.warn(format!(
+                "the checkpoint is on this machine but not on the server: {}{}",
+                e.message,
+                e.hint
+                    .as_deref()
+                    .map(|h| format!("\n  hint: {h}"))
+                    .unwrap_or_default()
+            ));
+            None
+        }
     }
 }
 

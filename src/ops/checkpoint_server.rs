@@ -26,8 +26,9 @@ pub const ANCHOR_BYTES: u64 = 256 * 1024;
 pub enum Kept {
     /// No server configured, or no checkpoint here.
     Nothing,
-    /// The server already had it.
-    Already(String),
+    /// The server already had it; `server` is its list of the session's checkpoints (read to
+    /// find out, and unchanged since), oldest first.
+    Already { id: String, server: Vec<Checkpoint> },
     /// Uploaded: its name, bytes sent, and what it builds on.
     Uploaded {
         name: String,
@@ -75,15 +76,22 @@ pub async fn upload_latest(ctx: &Ctx, record: &SessionRecord) -> CliResult<Kept>
         .list_checkpoints(&record.session_id)
         .await
         .map_err(server_err)?;
+    let listed = || remote.iter().filter_map(checkpoint_of).collect();
     if remote.iter().any(|r| r["name"] == cp.id.as_str()) {
-        return Ok(Kept::Already(cp.id));
+        return Ok(Kept::Already {
+            id: cp.id,
+            server: listed(),
+        });
     }
     // The server's newest holds the same work (it took it itself before a pause).
     if let Some(newest) = remote.last().and_then(checkpoint_of)
         && newest.tip == cp.tip
         && newest.sandbox_head == cp.sandbox_head
     {
-        return Ok(Kept::Already(newest.id));
+        return Ok(Kept::Already {
+            id: newest.id,
+            server: listed(),
+        });
     }
     // Build on the newest anchor whose commits are here.
     let repo = crate::gitsync::open_work_tree(&ctx.repo.root)
