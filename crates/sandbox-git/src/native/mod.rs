@@ -44,46 +44,23 @@ pub fn run(job: &ExportJob) -> Result<String, String> {
 pub fn export(job: &ExportJob) -> Result<(String, Made), String> {
     let git_dir = job.work.join(".git");
     let r = git_dir.join("rclaude");
-    let mut identity = String::new();
-    if let Ok(s) = std::fs::read_to_string(r.join("identity")) {
-        identity = s.lines().next().unwrap_or("").to_string();
-    }
+    let identity = std::fs::read_to_string(r.join("identity"))
+        .ok()
+        .and_then(|s| s.lines().next().map(str::to_string))
+        .unwrap_or_default();
     if !git_dir.is_dir() || identity.is_empty() {
         return Err("the sandbox repository is not initialised".into());
     }
     std::fs::create_dir_all(r.join("tmp"))
         .map_err(|e| format!("creating {}/tmp: {e}", r.display()))?;
     let _lock = Lock::try_take(&r.join("lock"))?;
-    let repo = Repository::open(&job.work).map_err(|e| e.message().to_string())?;
-    let same = |a: &Path, b: &Path| a.canonicalize().ok() == b.canonicalize().ok();
-    if !repo.workdir().is_some_and(|w| same(w, &job.work)) || !same(repo.path(), &git_dir) {
-        return Err("the repository or its work tree is elsewhere".into());
-    }
-    let config = repo
-        .config()
-        .and_then(|mut c| c.snapshot())
-        .map_err(|e| e.message().to_string())?;
-    if config
-        .entries(Some("filter\\..*\\.(clean|process)"))
-        .map_err(|e| e.message().to_string())?
-        .next()
-        .is_some()
-    {
-        return Err("a filter driver is configured".into());
-    }
+    let (repo, config) = open(job, &git_dir)?;
+    let git = |e: git2::Error| e.message().to_string();
+
     let mut out = Answer::default();
     out.say("identity", &identity);
-    let head = repo
-        .revparse_single("HEAD")
-        .ok()
-        .and_then(|o| o.peel_to_commit().ok());
-    out.say(
-        "head",
-        &head
-            .as_ref()
-            .map(|c| c.id().to_string())
-            .unwrap_or_default(),
-    );
+    let head = peeled(&repo, "HEAD");
+    out.say("head", &head.map(|c| c.to_string()).unwrap_or_default());
     let branch = repo
         .find_reference("HEAD")
         .ok()
@@ -94,80 +71,26 @@ pub fn export(job: &ExportJob) -> Result<(String, Made), String> {
 
     let fingerprint = fingerprint(&job.home, &config);
     let (wt, made) = worktree::tree(&repo, &job.work, job.changed.as_ref(), &fingerprint)?;
-    let empty = Oid::from_str(EMPTY_TREE).expect("a valid id");
-    let ct = head.as_ref().map(|c| c.tree_id()).unwrap_or(empty);
-    let git = |e: git2::Error| e.message().to_string();
-    let tip = if wt == ct {
-        let Some(c) = &head else {
-            out.say("empty", "1");
-            out.say("done", "1");
-            return Ok((out.0, made));
-        };
-        out.say("wip", "0");
-        c.id()
-    } else {
-        let when = head
-            .as_ref()
-            .map(|c| c.committer().when().seconds())
-            .unwrap_or(0);
-        let sig = Signature::new("rclaude (sandbox)", "rclaude@sandbox", &Time::new(when, 0))
-            .map_err(git)?;
-        let tree = repo.find_tree(wt).map_err(git)?;
-        let parents: Vec<&git2::Commit> = head.iter().collect();
-        let tip = repo
-            .commit(
-                None,
-                &sig,
-                &sig,
-                "rclaude: uncommitted sandbox edits\n",
-                &tree,
-                &parents,
-            )
-            .map_err(git)?;
-        out.say("wip", "1");
-        tip
+    let Some((tip, wip)) = tip(&repo, head, wt).map_err(git)? else {
+        out.say("empty", "1");
+        out.say("done", "1");
+        return Ok((out.0, made));
     };
+    out.say("wip", if wip { "1" } else { "0" });
     repo.reference("refs/rclaude/pull/tip", tip, true, "rclaude: pull")
         .map_err(git)?;
     out.say("tip", &tip.to_string());
 
-    let mut candidates: Vec<String> = job.bases.clone();
-    if !job.base_refs.is_empty() {
-        for r in repo.references().map_err(git)?.flatten() {
-            let Ok(name) = r.name() else { continue };
-            let under = job.base_refs.iter().any(|p| {
-                name.strip_prefix(p.trim_end_matches('/'))
-                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-            });
-            if let (true, Ok(resolved)) = (under, r.resolve())
-                && let Some(o) = resolved.target()
-            {
-                candidates.push(o.to_string());
-            }
-        }
-    }
-    let mut found: Vec<Oid> = Vec::new();
-    for b in &candidates {
-        let commit = Oid::from_str(b)
-            .ok()
-            .filter(|_| b.len() == 40)
-            .and_then(|o| repo.find_object(o, None).ok())
-            .and_then(|o| o.peel_to_commit().ok());
-        if let Some(c) = commit {
-            found.push(c.id());
-        }
-    }
+    let found = bases(&repo, job).map_err(git)?;
     let list: String = found.iter().map(|o| format!(" {o}")).collect();
     out.say("bases", &list);
-    let peeled = |name: &str| {
-        repo.revparse_single(name)
-            .ok()
-            .and_then(|o| o.peel_to_commit().ok())
-            .map(|c| c.id().to_string())
+    let synced = |name| {
+        peeled(&repo, name)
+            .map(|c| c.to_string())
             .unwrap_or_default()
     };
-    out.say("synced_snapshot", &peeled("refs/rclaude/snapshot"));
-    out.say("synced_index", &peeled("refs/rclaude/index"));
+    out.say("synced_snapshot", &synced("refs/rclaude/snapshot"));
+    out.say("synced_index", &synced("refs/rclaude/index"));
 
     let tmp = r
         .join("tmp")
@@ -189,6 +112,93 @@ pub fn export(job: &ExportJob) -> Result<(String, Made), String> {
     }
     out.say("done", "1");
     Ok((out.0, made))
+}
+
+/// The repository of `job` and a snapshot of its configuration, when the export can be done
+/// here: the repository and its work tree where the job says (not moved elsewhere by a
+/// `.git` file or `core.worktree`), and no filter driver that `git add` would run.
+fn open(job: &ExportJob, git_dir: &Path) -> Result<(Repository, git2::Config), String> {
+    let repo = Repository::open(&job.work).map_err(|e| e.message().to_string())?;
+    let same = |a: &Path, b: &Path| a.canonicalize().ok() == b.canonicalize().ok();
+    if !repo.workdir().is_some_and(|w| same(w, &job.work)) || !same(repo.path(), git_dir) {
+        return Err("the repository or its work tree is elsewhere".into());
+    }
+    let config = repo
+        .config()
+        .and_then(|mut c| c.snapshot())
+        .map_err(|e| e.message().to_string())?;
+    let filters = config
+        .entries(Some("filter\\..*\\.(clean|process)"))
+        .map_err(|e| e.message().to_string())?
+        .next()
+        .is_some();
+    if filters {
+        return Err("a filter driver is configured".into());
+    }
+    Ok((repo, config))
+}
+
+/// The commit `spec` names, if any (`git rev-parse --verify SPEC^{commit}`).
+fn peeled(repo: &Repository, spec: &str) -> Option<Oid> {
+    let o = repo.revparse_single(spec).ok()?;
+    o.peel_to_commit().ok().map(|c| c.id())
+}
+
+/// What the export takes: HEAD when the work tree's tree `wt` is HEAD's, else a WIP commit of
+/// it on HEAD (dated as HEAD, so the same edits make the same commit); with whether it is a
+/// WIP commit. `None`: no commits and an empty work tree.
+fn tip(repo: &Repository, head: Option<Oid>, wt: Oid) -> Result<Option<(Oid, bool)>, git2::Error> {
+    let head = head.map(|h| repo.find_commit(h)).transpose()?;
+    let empty = Oid::from_str(EMPTY_TREE)?;
+    if wt == head.as_ref().map(|c| c.tree_id()).unwrap_or(empty) {
+        return Ok(head.map(|c| (c.id(), false)));
+    }
+    let when = head
+        .as_ref()
+        .map(|c| c.committer().when().seconds())
+        .unwrap_or(0);
+    let sig = Signature::new("rclaude (sandbox)", "rclaude@sandbox", &Time::new(when, 0))?;
+    let tree = repo.find_tree(wt)?;
+    let parents: Vec<&git2::Commit> = head.iter().collect();
+    let tip = repo.commit(
+        None,
+        &sig,
+        &sig,
+        "rclaude: uncommitted sandbox edits\n",
+        &tree,
+        &parents,
+    )?;
+    Ok(Some((tip, true)))
+}
+
+/// The commits of `job.bases`, and of the refs under `job.base_refs`, that the sandbox has:
+/// what the bundle leaves out.
+fn bases(repo: &Repository, job: &ExportJob) -> Result<Vec<Oid>, git2::Error> {
+    let mut candidates: Vec<Oid> = job
+        .bases
+        .iter()
+        .filter(|b| b.len() == 40)
+        .filter_map(|b| Oid::from_str(b).ok())
+        .collect();
+    if !job.base_refs.is_empty() {
+        for r in repo.references()?.flatten() {
+            let Ok(name) = r.name() else { continue };
+            let under = job.base_refs.iter().any(|p| {
+                name.strip_prefix(p.trim_end_matches('/'))
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+            });
+            if let (true, Ok(resolved)) = (under, r.resolve())
+                && let Some(o) = resolved.target()
+            {
+                candidates.push(o);
+            }
+        }
+    }
+    Ok(candidates
+        .into_iter()
+        .filter_map(|o| repo.find_object(o, None).ok()?.peel_to_commit().ok())
+        .map(|c| c.id())
+        .collect())
 }
 
 /// `RCLAUDE:key=value` lines.

@@ -279,3 +279,106 @@ fn unsupported_states_are_left_to_the_script() {
     assert!(export(&job(&s)).unwrap_err().contains("lock"));
     drop(lock);
 }
+
+#[test]
+fn the_bundle_leaves_out_what_the_receiver_has_and_git_reads_it() {
+    let s = Sandbox::new();
+    s.write("a", "1\n");
+    s.git(&["add", "a"]);
+    s.git(&["commit", "-q", "-m", "one"]);
+    let one = String::from_utf8(
+        Command::new("git")
+            .args(["rev-parse", "HEAD"])
+            .current_dir(&s.work)
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_string();
+    s.write("a", "2\n");
+    s.git(&["commit", "-q", "-am", "two"]);
+    s.write("b", "uncommitted\n");
+    let missing = "0123456789abcdef0123456789abcdef01234567";
+    let bases = format!("{one} {missing}");
+    let out = s.work.join(".git/rclaude/tmp/script.bundle");
+    let script = Command::new("sh")
+        .args(["-c", &format!("{PRELUDE}{EXPORT}")])
+        .env("RC_WORKDIR", &s.work)
+        .env("RC_MODE", "worktree")
+        .env("RC_REFS", "")
+        .env("RC_BASES", &bases)
+        .env("RC_BASE_REFS", "")
+        .env("RC_OUT", &out)
+        .env("HOME", &s.home)
+        .output()
+        .unwrap();
+    let script = String::from_utf8_lossy(&script.stdout).into_owned();
+    let job = ExportJob {
+        work: s.work.clone(),
+        out: s.work.join(".git/rclaude/tmp/native.bundle"),
+        out_name: "native.bundle".into(),
+        bases: bases.split(' ').map(str::to_string).collect(),
+        base_refs: Vec::new(),
+        home: s.home.clone(),
+        changed: None,
+    };
+    let (native, _) = export(&job).unwrap();
+    for key in ["bases", "tip", "wip", "head", "branch", "identity"] {
+        assert_eq!(
+            field(&native, key).trim(),
+            field(&script, key).trim(),
+            "{key}"
+        );
+    }
+    assert_eq!(
+        field(&native, "bases").trim(),
+        one,
+        "a missing base is left out"
+    );
+    // A repository that has only the base takes the bundle: two commits, the WIP one on top.
+    let other = tempfile::tempdir().unwrap();
+    let run = |args: &[&str], dir: &std::path::Path| {
+        let o = Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    };
+    run(&["init", "-q"], other.path());
+    run(
+        &[
+            "fetch",
+            "-q",
+            s.work.to_str().unwrap(),
+            &format!("{one}:refs/heads/base"),
+        ],
+        other.path(),
+    );
+    let bundle = s.work.join(".git/rclaude/tmp/native.bundle");
+    run(
+        &["bundle", "verify", bundle.to_str().unwrap()],
+        other.path(),
+    );
+    run(
+        &[
+            "fetch",
+            "-q",
+            bundle.to_str().unwrap(),
+            "refs/rclaude/pull/tip:refs/heads/got",
+        ],
+        other.path(),
+    );
+    assert_eq!(run(&["show", "got:b"], other.path()), "uncommitted\n");
+    assert_eq!(
+        run(&["rev-list", "--count", "base..got"], other.path()).trim(),
+        "2"
+    );
+}
