@@ -123,7 +123,22 @@ async fn push_from(
             shallow,
         })
     });
-    let (local, token) = tokio::join!(snapshot, token);
+    // When the token already says the sandbox changed since a query last confirmed its state,
+    // the query is needed whatever the snapshot finds: it runs while the snapshot is taken.
+    let confirmed = state
+        .and_then(|s| s.confirmed.as_ref())
+        .map(|(t, _)| t.clone());
+    let token_then_query = async {
+        let token = token.await;
+        let unconfirmed = token.is_none() || token != confirmed;
+        let early = if unconfirmed || replaying || opts.force_full {
+            Some(remote::query(sandbox).await)
+        } else {
+            None
+        };
+        (token, early)
+    };
+    let (local, (token, early_query)) = tokio::join!(snapshot, token_then_query);
     let local = local?;
     let snap = local.snap.clone();
     let excludes = excludes_file(&opts.extra_ignores, &local.info_exclude);
@@ -167,7 +182,10 @@ async fn push_from(
     }
 
     progress.stage("query");
-    let mut q = remote::query(sandbox).await?;
+    let mut q = match early_query {
+        Some(q) => q?,
+        None => remote::query(sandbox).await?,
+    };
     if q.state != RepoState::Ready {
         remote::init_sandbox(sandbox).await?;
         q = remote::query(sandbox).await?;
