@@ -241,8 +241,11 @@ fn fingerprint(home: &Path, config: &git2::Config) -> String {
     s
 }
 
+/// Tries, 10 ms apart, before a busy lock is left to the script.
+const BUSY_TRIES: u32 = 20;
+
 /// The sandbox's sync lock (`.git/rclaude/lock`, what the scripts take with `flock`), taken
-/// without waiting: a busy lock leaves the export to the script, which waits and says so.
+/// without waiting long: a busy lock leaves the export to the script, which waits and says so.
 struct Lock {
     _file: std::fs::File,
 }
@@ -254,11 +257,16 @@ impl Lock {
             .append(true)
             .open(path)
             .map_err(|e| format!("opening {}: {e}", path.display()))?;
-        // SAFETY: a valid descriptor, owned by `f` for the lock's lifetime.
-        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            return Err("another sync holds the sandbox's lock".into());
+        // Briefly: a process forked elsewhere shares the descriptor of a lock just released
+        // until it executes.
+        for _ in 0..BUSY_TRIES {
+            // SAFETY: a valid descriptor, owned by `f` for the lock's lifetime.
+            if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+                return Ok(Lock { _file: f });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
         }
-        Ok(Lock { _file: f })
+        Err("another sync holds the sandbox's lock".into())
     }
 }
 

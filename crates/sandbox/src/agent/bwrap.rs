@@ -553,7 +553,20 @@ fn system_view(a: &mut Args) -> Vec<PathBuf> {
 /// Find bubblewrap and check that it can build the sandbox we use (user namespaces may be off).
 pub fn probe() -> Result<PathBuf, String> {
     let bwrap = crate::host::find_on_path("bwrap").ok_or("bubblewrap (bwrap) is not installed")?;
-    let b = Bwrap::new(bwrap.clone(), View::default());
+    // A second try before giving up: on a loaded machine an unprivileged bubblewrap joining the
+    // namespaces has been seen to fail once ("Can't send pid: Invalid argument") and work at once
+    // after; a sandbox should not lose its isolation to that.
+    match probe_once(&bwrap) {
+        Ok(()) => Ok(bwrap),
+        Err(first) => {
+            tracing::debug!("bubblewrap probe failed, trying again: {first}");
+            probe_once(&bwrap).map(|()| bwrap)
+        }
+    }
+}
+
+fn probe_once(bwrap: &Path) -> Result<(), String> {
+    let b = Bwrap::new(bwrap.to_path_buf(), View::default());
     // The holder exercises the namespaces; a command in it exercises the file system view.
     let tmp = std::env::temp_dir();
     let probe = (|| -> io::Result<std::process::Output> {
@@ -566,7 +579,7 @@ pub fn probe() -> Result<PathBuf, String> {
     })();
     b.shutdown();
     match probe {
-        Ok(out) if out.status.success() => Ok(bwrap),
+        Ok(out) if out.status.success() => Ok(()),
         Ok(out) => Err(format!(
             "{} does not work here ({}): {}",
             bwrap.display(),
