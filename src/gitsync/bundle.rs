@@ -121,19 +121,8 @@ pub fn write<'a>(
     }
     prereqs.sort();
 
-    let mut header = String::from("# v2 git bundle\n");
-    for p in &prereqs {
-        let subject = repo
-            .find_commit(*p)
-            .ok()
-            .and_then(|c| c.summary().ok().flatten().map(one_line))
-            .unwrap_or_default();
-        header.push_str(&format!("-{p} {subject}\n"));
-    }
-    for r in refs {
-        header.push_str(&format!("{} {}\n", r.oid, r.name));
-    }
-    header.push('\n');
+    let named: Vec<(Oid, &str)> = refs.iter().map(|r| (r.oid, r.name.as_str())).collect();
+    let header = rclaude_sandbox_git::native::bundle::header(repo, &prereqs, &named);
     out.write_all(header.as_bytes())
         .map_err(SyncError::io("writing the bundle header"))?;
 
@@ -323,13 +312,6 @@ fn pack_with_git(
     }
     out.flush().map_err(SyncError::io("writing the bundle"))?;
     Ok((objects, total))
-}
-
-fn one_line(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(200)
-        .collect()
 }
 
 /// A parsed bundle header.

@@ -14,6 +14,33 @@ const MAX_COMMITS: usize = 100;
 /// A new blob larger than this: left to git (libgit2's pack builder holds it in memory twice).
 const MAX_BLOB: usize = 16 * 1024 * 1024;
 
+/// A v2 bundle header: the prerequisites (each with its commit's subject, as git writes it)
+/// and the refs, then the blank line before the pack.
+pub fn header(repo: &Repository, prereqs: &[Oid], refs: &[(Oid, &str)]) -> String {
+    let mut header = String::from("# v2 git bundle\n");
+    for p in prereqs {
+        let subject = repo
+            .find_commit(*p)
+            .ok()
+            .and_then(|c| c.summary().ok().flatten().map(one_line))
+            .unwrap_or_default();
+        header.push_str(&format!("-{p} {subject}\n"));
+    }
+    for (oid, name) in refs {
+        header.push_str(&format!("{oid} {name}\n"));
+    }
+    header.push('\n');
+    header
+}
+
+/// A commit subject on one header line (control characters blanked, at most 200 characters).
+fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(200)
+        .collect()
+}
+
 /// Write the bundle of `tip` (as `name`) without what `hidden` reaches to `path`; its size, or
 /// `None` when `hidden` already reaches `tip`.
 pub(crate) fn write(
@@ -65,21 +92,7 @@ pub(crate) fn write(
         }
     }
     prereqs.sort();
-    let mut header = String::from("# v2 git bundle\n");
-    for p in &prereqs {
-        let subject = repo
-            .find_commit(*p)
-            .ok()
-            .and_then(|c| {
-                c.summary()
-                    .ok()
-                    .flatten()
-                    .map(|s| s.replace(['\n', '\r'], " "))
-            })
-            .unwrap_or_default();
-        header.push_str(&format!("-{p} {subject}\n"));
-    }
-    header.push_str(&format!("{tip} {name}\n\n"));
+    let header = header(repo, &prereqs, &[(tip, name)]);
 
     let mut pb = repo.packbuilder().map_err(git)?;
     pb.insert_walk(&mut walk()?).map_err(git)?;

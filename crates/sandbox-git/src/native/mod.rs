@@ -10,7 +10,7 @@
 //! files, any error) is declined, and the client runs the script, which also gives the errors
 //! their wording.
 
-mod bundle;
+pub mod bundle;
 mod worktree;
 
 use std::fmt::Write as _;

@@ -193,16 +193,7 @@ fn the_native_export_makes_the_scripts_commit_after_every_kind_of_change() {
 
     s.write("nested/inner.txt", "x\n");
     for args in [&["init", "-q"][..], &["add", "."], &["commit", "-qm", "n"]] {
-        let st = Command::new("git")
-            .args(args)
-            .current_dir(s.work.join("nested"))
-            .env("GIT_AUTHOR_NAME", "t")
-            .env("GIT_AUTHOR_EMAIL", "t@t")
-            .env("GIT_COMMITTER_NAME", "t")
-            .env("GIT_COMMITTER_EMAIL", "t@t")
-            .status()
-            .unwrap();
-        assert!(st.success());
+        s.git(&[&["-C", "nested"][..], args].concat());
     }
     s.write("nested/more.txt", "y\n");
     s.check("an embedded repository", &["nested", "nested/more.txt"]);

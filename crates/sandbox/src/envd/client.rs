@@ -287,21 +287,9 @@ impl EnvdClient {
     /// `POST /rclaude/changes` (rclaude's own agent only): a token for the state of the tree
     /// at `path`; equal tokens mean nothing there changed in between. `None`: it cannot tell.
     pub async fn change_token(&self, path: &str) -> Result<Option<String>, SandboxError> {
-        let url = self.url("/rclaude/changes");
-        let resp = self
-            .send(
-                self.request(reqwest::Method::POST, &url)
-                    .json(&serde_json::json!({ "path": path })),
-                &url,
-            )
+        let v = self
+            .post_rclaude("/rclaude/changes", &serde_json::json!({ "path": path }))
             .await?;
-        if !resp.status().is_success() {
-            return Err(Self::failure(resp).await);
-        }
-        let v: serde_json::Value = resp
-            .json()
-            .await
-            .map_err(|e| SandboxError::Protocol(format!("{url}: {e}")))?;
         Ok(v["token"].as_str().map(str::to_string))
     }
 
@@ -311,21 +299,29 @@ impl EnvdClient {
         &self,
         req: &crate::provider::WorktreeExportRequest,
     ) -> Result<Option<String>, SandboxError> {
-        let url = self.url("/rclaude/export");
-        let resp = self
-            .send(self.request(reqwest::Method::POST, &url).json(req), &url)
-            .await?;
-        if !resp.status().is_success() {
-            return Err(Self::failure(resp).await);
-        }
-        let v: serde_json::Value = resp
-            .json()
-            .await
-            .map_err(|e| SandboxError::Protocol(format!("{url}: {e}")))?;
+        let v = self.post_rclaude("/rclaude/export", req).await?;
         if let Some(reason) = v["declined"].as_str() {
             tracing::debug!("the agent declined the export: {reason}");
         }
         Ok(v["answer"].as_str().map(str::to_string))
+    }
+
+    /// POST `body` to one of rclaude's extensions of the protocol; its JSON answer.
+    async fn post_rclaude(
+        &self,
+        path: &str,
+        body: &impl serde::Serialize,
+    ) -> Result<serde_json::Value, SandboxError> {
+        let url = self.url(path);
+        let resp = self
+            .send(self.request(reqwest::Method::POST, &url).json(body), &url)
+            .await?;
+        if !resp.status().is_success() {
+            return Err(Self::failure(resp).await);
+        }
+        resp.json()
+            .await
+            .map_err(|e| SandboxError::Protocol(format!("{url}: {e}")))
     }
 
     /// Start a process; `timeout` (Connect-Timeout-Ms) bounds its lifetime.
