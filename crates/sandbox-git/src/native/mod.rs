@@ -35,9 +35,7 @@ pub fn run(job: &ExportJob) -> Result<String, String> {
             .and_then(|()| git2::opts::set_search_path(ConfigLevel::XDG, job.home.join(".config")))
             .map_err(|e| e.message().to_string())?;
     }
-    let (answer, made) = export(job)?;
-    eprintln!("export index {made:?}");
-    Ok(answer)
+    export(job).map(|(answer, _)| answer)
 }
 
 /// Do the export of `job`: the answer lines and how the tree was made.

@@ -37,8 +37,9 @@ impl Sandbox {
         s
     }
 
-    fn git(&self, args: &[&str]) {
-        let st = Command::new("git")
+    /// Run git in the work tree (another repository with `-C DIR`); its stdout.
+    fn git(&self, args: &[&str]) -> String {
+        let out = Command::new("git")
             .args(args)
             .current_dir(&self.work)
             .env("HOME", &self.home)
@@ -47,9 +48,14 @@ impl Sandbox {
             .env("GIT_AUTHOR_EMAIL", "t@t")
             .env("GIT_COMMITTER_NAME", "t")
             .env("GIT_COMMITTER_EMAIL", "t@t")
-            .status()
+            .output()
             .unwrap();
-        assert!(st.success(), "git {args:?}");
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
     }
 
     fn write(&self, p: &str, text: &str) {
@@ -58,14 +64,14 @@ impl Sandbox {
         std::fs::write(f, text).unwrap();
     }
 
-    /// The script's answer: (tip, wip).
-    fn script(&self) -> (String, String) {
+    /// The script's answer, the receiver having `bases` (space-separated).
+    fn script_answer(&self, bases: &str) -> String {
         let out = Command::new("sh")
             .args(["-c", &format!("{PRELUDE}{EXPORT}")])
             .env("RC_WORKDIR", &self.work)
             .env("RC_MODE", "worktree")
             .env("RC_REFS", "")
-            .env("RC_BASES", "")
+            .env("RC_BASES", bases)
             .env("RC_BASE_REFS", "")
             .env("RC_OUT", self.work.join(".git/rclaude/tmp/script.bundle"))
             .env("HOME", &self.home)
@@ -78,7 +84,26 @@ impl Sandbox {
             "script: {text} {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        text
+    }
+
+    /// The script's (tip, wip).
+    fn script(&self) -> (String, String) {
+        let text = self.script_answer("");
         (field(&text, "tip"), field(&text, "wip"))
+    }
+
+    /// A native export job, the receiver having `bases`.
+    fn job(&self, bases: &[&str], changed: Option<ChangedPaths>) -> ExportJob {
+        ExportJob {
+            work: self.work.clone(),
+            out: self.work.join(".git/rclaude/tmp/native.bundle"),
+            out_name: "native.bundle".into(),
+            bases: bases.iter().map(|b| b.to_string()).collect(),
+            base_refs: Vec::new(),
+            home: self.home.clone(),
+            changed,
+        }
     }
 
     /// The native answer after `paths` changed ((tip, wip), how the tree was made); `None`
@@ -86,20 +111,12 @@ impl Sandbox {
     fn native(&mut self, paths: Option<&[&str]>) -> ((String, String), Made) {
         let since = format!("w.{}", self.token);
         self.token += 1;
-        let job = ExportJob {
-            work: self.work.clone(),
-            out: self.work.join(".git/rclaude/tmp/native.bundle"),
-            out_name: "native.bundle".into(),
-            bases: Vec::new(),
-            base_refs: Vec::new(),
-            home: self.home.clone(),
-            changed: Some(ChangedPaths {
-                since,
-                now: format!("w.{}", self.token),
-                paths: paths.map(|p| p.iter().map(PathBuf::from).collect()),
-            }),
+        let changed = ChangedPaths {
+            since,
+            now: format!("w.{}", self.token),
+            paths: paths.map(|p| p.iter().map(PathBuf::from).collect()),
         };
-        let (text, made) = export(&job).unwrap();
+        let (text, made) = export(&self.job(&[], Some(changed))).unwrap();
         ((field(&text, "tip"), field(&text, "wip")), made)
     }
 
@@ -251,23 +268,15 @@ fn unsupported_states_are_left_to_the_script() {
     s.git(&["add", "a"]);
     s.git(&["commit", "-q", "-m", "one"]);
     s.git(&["config", "filter.lfs.clean", "git-lfs clean -- %f"]);
-    let job = |s: &Sandbox| ExportJob {
-        work: s.work.clone(),
-        out: s.work.join(".git/rclaude/tmp/n.bundle"),
-        out_name: "n".into(),
-        bases: Vec::new(),
-        base_refs: Vec::new(),
-        home: s.home.clone(),
-        changed: None,
-    };
-    assert!(export(&job(&s)).unwrap_err().contains("filter"));
+    let job = s.job(&[], None);
+    assert!(export(&job).unwrap_err().contains("filter"));
     s.git(&["config", "--unset", "filter.lfs.clean"]);
-    assert!(export(&job(&s)).is_ok());
+    assert!(export(&job).is_ok());
     // A sync holding the lock: the script waits for it, the native export does not.
     let lock = std::fs::File::create(s.work.join(".git/rclaude/lock")).unwrap();
     use std::os::fd::AsRawFd;
     assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
-    assert!(export(&job(&s)).unwrap_err().contains("lock"));
+    assert!(export(&job).unwrap_err().contains("lock"));
     drop(lock);
 }
 
@@ -277,45 +286,13 @@ fn the_bundle_leaves_out_what_the_receiver_has_and_git_reads_it() {
     s.write("a", "1\n");
     s.git(&["add", "a"]);
     s.git(&["commit", "-q", "-m", "one"]);
-    let one = String::from_utf8(
-        Command::new("git")
-            .args(["rev-parse", "HEAD"])
-            .current_dir(&s.work)
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap()
-    .trim()
-    .to_string();
+    let one = s.git(&["rev-parse", "HEAD"]).trim().to_string();
     s.write("a", "2\n");
     s.git(&["commit", "-q", "-am", "two"]);
     s.write("b", "uncommitted\n");
     let missing = "0123456789abcdef0123456789abcdef01234567";
-    let bases = format!("{one} {missing}");
-    let out = s.work.join(".git/rclaude/tmp/script.bundle");
-    let script = Command::new("sh")
-        .args(["-c", &format!("{PRELUDE}{EXPORT}")])
-        .env("RC_WORKDIR", &s.work)
-        .env("RC_MODE", "worktree")
-        .env("RC_REFS", "")
-        .env("RC_BASES", &bases)
-        .env("RC_BASE_REFS", "")
-        .env("RC_OUT", &out)
-        .env("HOME", &s.home)
-        .output()
-        .unwrap();
-    let script = String::from_utf8_lossy(&script.stdout).into_owned();
-    let job = ExportJob {
-        work: s.work.clone(),
-        out: s.work.join(".git/rclaude/tmp/native.bundle"),
-        out_name: "native.bundle".into(),
-        bases: bases.split(' ').map(str::to_string).collect(),
-        base_refs: Vec::new(),
-        home: s.home.clone(),
-        changed: None,
-    };
-    let (native, _) = export(&job).unwrap();
+    let script = s.script_answer(&format!("{one} {missing}"));
+    let (native, _) = export(&s.job(&[&one, missing], None)).unwrap();
     for key in ["bases", "tip", "wip", "head", "branch", "identity"] {
         assert_eq!(
             field(&native, key).trim(),
@@ -330,46 +307,32 @@ fn the_bundle_leaves_out_what_the_receiver_has_and_git_reads_it() {
     );
     // A repository that has only the base takes the bundle: two commits, the WIP one on top.
     let other = tempfile::tempdir().unwrap();
-    let run = |args: &[&str], dir: &std::path::Path| {
-        let o = Command::new("git")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8(o.stdout).unwrap()
-    };
-    run(&["init", "-q"], other.path());
-    run(
-        &[
-            "fetch",
-            "-q",
-            s.work.to_str().unwrap(),
-            &format!("{one}:refs/heads/base"),
-        ],
-        other.path(),
-    );
+    let other = other.path().to_str().unwrap();
+    s.git(&["-C", other, "init", "-q"]);
+    let work = s.work.to_str().unwrap();
+    s.git(&[
+        "-C",
+        other,
+        "fetch",
+        "-q",
+        work,
+        &format!("{one}:refs/heads/base"),
+    ]);
     let bundle = s.work.join(".git/rclaude/tmp/native.bundle");
-    run(
-        &["bundle", "verify", bundle.to_str().unwrap()],
-        other.path(),
-    );
-    run(
-        &[
-            "fetch",
-            "-q",
-            bundle.to_str().unwrap(),
-            "refs/rclaude/pull/tip:refs/heads/got",
-        ],
-        other.path(),
-    );
-    assert_eq!(run(&["show", "got:b"], other.path()), "uncommitted\n");
+    let bundle = bundle.to_str().unwrap();
+    s.git(&["-C", other, "bundle", "verify", bundle]);
+    s.git(&[
+        "-C",
+        other,
+        "fetch",
+        "-q",
+        bundle,
+        "refs/rclaude/pull/tip:refs/heads/got",
+    ]);
+    assert_eq!(s.git(&["-C", other, "show", "got:b"]), "uncommitted\n");
     assert_eq!(
-        run(&["rev-list", "--count", "base..got"], other.path()).trim(),
+        s.git(&["-C", other, "rev-list", "--count", "base..got"])
+            .trim(),
         "2"
     );
 }

@@ -11,14 +11,12 @@ use std::process::Stdio;
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use tokio::io::AsyncWriteExt;
 
 use super::AgentState;
 pub use super::changes::ChangedPaths;
 use super::paths::Follow;
-use crate::envd::proto::HttpError;
 use crate::provider::WorktreeExportRequest;
 
 /// First argument that makes the agent's executable the export helper: it reads an
@@ -62,13 +60,7 @@ pub(super) async fn handle(
         .and_then(|work| Ok((work, state.conf.resolve(&req.out, Follow::No)?)));
     let (work, out) = match resolved {
         Ok(p) => p,
-        Err(e) => {
-            let body = HttpError {
-                code: 400,
-                message: e.to_string(),
-            };
-            return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
-        }
+        Err(e) => return super::files::bad(e.to_string()).into_response(),
     };
     let changes = state.clone();
     let dir = work.clone();

@@ -47,7 +47,7 @@ impl IntoResponse for HttpFail {
     }
 }
 
-fn bad(msg: impl Into<String>) -> HttpFail {
+pub(super) fn bad(msg: impl Into<String>) -> HttpFail {
     HttpFail(StatusCode::BAD_REQUEST, msg.into())
 }
 

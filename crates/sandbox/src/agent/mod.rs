@@ -351,13 +351,7 @@ async fn change_token(
 ) -> Response {
     let dir = match state.conf.resolve(&req.path, paths::Follow::Yes) {
         Ok(d) => d,
-        Err(e) => {
-            let body = HttpError {
-                code: 400,
-                message: e.to_string(),
-            };
-            return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
-        }
+        Err(e) => return files::bad(e.to_string()).into_response(),
     };
     let token = tokio::task::spawn_blocking(move || state.changes.token(&dir))
         .await
