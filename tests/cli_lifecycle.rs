@@ -555,3 +555,111 @@ fn a_repository_made_in_the_sandbox_without_a_commit_stops_nothing() {
     t.ok(&["checkpoints", "--take"]);
     t.ok(&["down", "--yes", "--discard"]);
 }
+
+/// The one-process apply (the agent's step helper) killed half-way together with the CLI and
+/// the agent (SIGKILL to all three while it writes the work tree): the next `sync` restarts
+/// the agent and recovers, the sandbox's own work comes back to the laptop, and both sides end
+/// in sync.
+#[test]
+fn a_sync_killed_with_its_agent_mid_apply_loses_nothing() {
+    const FILES: usize = 6000;
+    let t = repo();
+    t.ok(&["up"]);
+    let dir = std::fs::read_dir(t.sandboxes_dir())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let rc = common::find_in(&dir, ".git/rclaude/identity")
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let work = rc.parent().unwrap().parent().unwrap().to_path_buf();
+    t.ok(&["exec", "--", "echo made in the sandbox > sandbox.txt"]);
+    for n in 0..FILES {
+        t.write(&format!("many/{n:05}.txt"), &format!("{n}\n").repeat(300));
+    }
+    let mut cli = t.cmd(&["sync"]).spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !rc.join("applying").exists() {
+        assert!(
+            cli.try_wait().unwrap().is_none(),
+            "the sync ended before its apply's marker was seen"
+        );
+        assert!(std::time::Instant::now() < deadline, "no apply started");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("agent.json")).unwrap()).unwrap();
+    let agent = state["pid"].as_i64().unwrap() as i32;
+    let mut victims = vec![cli.id() as i32, agent];
+    victims.extend(
+        processes_running("__rclaude-sandbox-step")
+            .into_iter()
+            .filter(|p| descends_from(*p, agent)),
+    );
+    assert!(victims.len() > 2, "the apply runs in the step helper");
+    for pid in victims {
+        // SAFETY: kill(2) on this test's own CLI, its sandbox's agent and that agent's helper.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    let _ = cli.wait();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let written = std::fs::read_dir(work.join("many"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert!(written < FILES, "the apply was cut short ({written} files)");
+    assert!(rc.join("applying").exists(), "its marker stays");
+
+    let r = t.ok(&["sync"]);
+    assert!(!rc.join("applying").exists(), "{}", r.all());
+    let count = t.ok(&["exec", "--", "ls many | wc -l"]);
+    assert_eq!(count.stdout().trim(), FILES.to_string());
+    let saved = t.git(&["for-each-ref", "--format=%(refname)", "refs/rclaude/saved"]);
+    let back = saved.lines().any(|r| {
+        t.git(&["ls-tree", "--name-only", r, "sandbox.txt"]).trim() == "sandbox.txt"
+            && t.show_bytes(&format!("{r}:sandbox.txt")) == b"made in the sandbox\n"
+    });
+    assert!(back, "the sandbox's file came back: {saved:?}\n{}", r.all());
+    let status = t.ok(&["exec", "--", "git status --porcelain"]);
+    assert_eq!(
+        status.stdout(),
+        t.git(&["status", "--porcelain"]),
+        "the sandbox matches the laptop"
+    );
+}
+
+/// Whether process `pid` is `ancestor` or one of its descendants.
+fn descends_from(mut pid: i32, ancestor: i32) -> bool {
+    while pid > 1 {
+        if pid == ancestor {
+            return true;
+        }
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            return false;
+        };
+        // `pid (comm) state ppid ...`; comm may hold spaces and parentheses.
+        let after = &stat[stat.rfind(')').map_or(0, |i| i + 1)..];
+        pid = after
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+    }
+    false
+}
+
+/// Pids of processes whose command line contains `needle`.
+fn processes_running(needle: &str) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            cmd.contains(needle).then_some(pid)
+        })
+        .collect()
+}

@@ -350,3 +350,68 @@ async fn saved_work_not_brought_back_is_fetched_by_the_next_sync() {
     let r4 = env.push(Some(&r3.state)).await;
     assert!(r4.saved.is_empty());
 }
+
+/// The one-process apply (the step helper rclaude's agent runs) killed while it writes the
+/// work tree, the CLI gone with it: the apply's marker is left, the next sync recovers, the
+/// sandbox work it saved first comes back, and both sides end in sync.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_step_helper_killed_mid_apply_with_the_cli_loses_nothing() {
+    const FILES: usize = 6000;
+    let env = Env::new();
+    let r1 = env.push(None).await;
+    // Sandbox work the laptop lacks...
+    env.swrite("src/main.rs", "edited in the sandbox\n");
+    // ...and enough new files on the laptop that writing them takes a while.
+    for n in 0..FILES {
+        env.write(&format!("many/{n:05}.txt"), format!("{n}\n").repeat(300));
+    }
+    let env = Arc::new(env);
+    let env2 = env.clone();
+    let state = r1.state.clone();
+    let task = tokio::spawn(async move {
+        gitsync::push(
+            &env2.local,
+            &env2.sandbox,
+            Some(&state),
+            &PushOptions::default(),
+            &NoProgress,
+        )
+        .await
+    });
+    while !marker(&env).exists() {
+        assert!(
+            !task.is_finished(),
+            "the apply ended before its marker was seen: {:?}",
+            task.await
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    let helper = env
+        .sandbox
+        .helper_pid
+        .load(std::sync::atomic::Ordering::SeqCst);
+    assert_ne!(helper, 0, "the apply ran in the step helper");
+    // SAFETY: signalling a child process of this test.
+    unsafe { libc::kill(helper as i32, libc::SIGKILL) };
+    task.abort();
+    let _ = task.await;
+    let written = std::fs::read_dir(env.sbx.join("many"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert!(written < FILES, "the apply was cut short ({written} files)");
+    assert!(marker(&env).exists(), "the marker stays");
+
+    let r2 = env.push(Some(&r1.state)).await;
+    assert!(r2.recovered_interrupted_apply, "{}", r2.summary());
+    let edit = r2
+        .saved
+        .iter()
+        .find(|s| show(&env.local, &s.name, "src/main.rs") == b"edited in the sandbox\n");
+    assert!(
+        edit.is_some(),
+        "the sandbox edit came back: {}",
+        r2.summary()
+    );
+    env.assert_in_sync();
+    assert!(!marker(&env).exists());
+}

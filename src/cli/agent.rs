@@ -113,7 +113,7 @@ pub async fn run(_g: &GlobalArgs, args: Args) -> CliResult {
         expose: args.expose,
         groups_file: args.groups_file,
         network: args.network.unwrap_or_default(),
-        native_export: true,
+        step_helper: true,
         ..AgentOptions::new(PathBuf::new())
     };
     let agent = bind(opts)

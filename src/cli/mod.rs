@@ -25,7 +25,7 @@ mod pr;
 mod pull;
 mod resume;
 mod run;
-mod sandbox_export;
+mod sandbox_step;
 mod schema;
 mod server;
 mod shell;
@@ -263,8 +263,8 @@ pub enum Command {
 
 /// Entry point of the `rclaude` binary; returns the process exit code.
 pub fn main() -> i32 {
-    if std::env::args_os().nth(1).as_deref() == Some(crate::agent::export::HELPER.as_ref()) {
-        return sandbox_export::run();
+    if std::env::args_os().nth(1).as_deref() == Some(crate::agent::helper::HELPER.as_ref()) {
+        return sandbox_step::run();
     }
     completions::complete_if_asked();
     let cli = match Cli::try_parse() {

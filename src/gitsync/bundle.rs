@@ -22,8 +22,7 @@
 //! are thin). Refs are not touched here: the caller updates them once the pack is in.
 
 use std::collections::HashSet;
-use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use git2::{Oid, Repository};
@@ -314,134 +313,8 @@ fn pack_with_git(
     Ok((objects, total))
 }
 
-/// A parsed bundle header.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Header {
-    /// 2 or 3.
-    pub version: u32,
-    pub prerequisites: Vec<Oid>,
-    /// `(refname, oid)` in file order.
-    pub refs: Vec<(String, Oid)>,
-    /// Length of the header in bytes (the pack starts here).
-    pub len: u64,
-}
-
-impl Header {
-    /// The oid of `name` in the bundle.
-    pub fn get(&self, name: &str) -> Option<Oid> {
-        self.refs.iter().find(|(n, _)| n == name).map(|(_, o)| *o)
-    }
-}
-
-const MAX_LINE: u64 = 64 * 1024;
-const MAX_LINES: usize = 1_000_000;
-
-/// Parse and validate a bundle header from the start of `r`.
-pub fn parse_header(r: &mut impl BufRead, path: &Path) -> Result<Header, SyncError> {
-    let bad = |reason: String| SyncError::BadBundle {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let mut len = 0u64;
-    let mut read_line = |r: &mut dyn BufRead| -> Result<Option<String>, SyncError> {
-        let mut buf = Vec::new();
-        let n = r
-            .take(MAX_LINE)
-            .read_until(b'\n', &mut buf)
-            .map_err(SyncError::io(format!(
-                "reading the bundle {}",
-                path.display()
-            )))?;
-        if n == 0 {
-            return Ok(None);
-        }
-        len += n as u64;
-        if len == n as u64
-            && !(buf.starts_with(b"# v2 git bundle") || buf.starts_with(b"# v3 git bundle"))
-        {
-            let shown: String = String::from_utf8_lossy(&buf).chars().take(40).collect();
-            return Err(bad(format!("not a git bundle (it starts with {shown:?})")));
-        }
-        if buf.last() != Some(&b'\n') {
-            return Err(bad("the header is truncated or has an overlong line".into()));
-        }
-        buf.pop();
-        String::from_utf8(buf)
-            .map(Some)
-            .map_err(|_| bad("the header is not valid UTF-8".into()))
-    };
-
-    let first = read_line(r)?.ok_or_else(|| bad("the file is empty".into()))?;
-    let version = match first.as_str() {
-        "# v2 git bundle" => 2,
-        "# v3 git bundle" => 3,
-        other => {
-            let shown: String = other.chars().take(40).collect();
-            return Err(bad(format!("not a git bundle (first line {shown:?})")));
-        }
-    };
-    let mut prerequisites = Vec::new();
-    let mut refs = Vec::new();
-    let mut in_caps = version == 3;
-    let mut lines = 0usize;
-    loop {
-        lines += 1;
-        if lines > MAX_LINES {
-            return Err(bad("the header has too many lines".into()));
-        }
-        let line = read_line(r)?.ok_or_else(|| bad("the header ends before the pack".into()))?;
-        if line.is_empty() {
-            break;
-        }
-        let cap = if in_caps {
-            line.strip_prefix('@')
-        } else {
-            None
-        };
-        if let Some(cap) = cap {
-            match cap {
-                "object-format=sha1" => continue,
-                c if c.starts_with("object-format=") => {
-                    return Err(bad(format!(
-                        "it uses {c}; rclaude supports SHA-1 repositories only"
-                    )));
-                }
-                c => return Err(bad(format!("unsupported bundle capability @{c}"))),
-            }
-        }
-        in_caps = false;
-        if let Some(rest) = line.strip_prefix('-') {
-            let hex = rest.split(' ').next().unwrap_or("");
-            let oid = oid_of(hex).ok_or_else(|| bad(format!("bad prerequisite line {line:?}")))?;
-            prerequisites.push(oid);
-        } else {
-            let (hex, name) = line
-                .split_once(' ')
-                .ok_or_else(|| bad(format!("bad ref line {line:?}")))?;
-            let oid =
-                oid_of(hex).ok_or_else(|| bad(format!("bad object id in ref line {line:?}")))?;
-            if name != "HEAD" && !git2::Reference::is_valid_name(name) {
-                return Err(bad(format!("bad ref name {name:?}")));
-            }
-            refs.push((name.to_string(), oid));
-        }
-    }
-    if refs.is_empty() {
-        return Err(bad("it names no refs".into()));
-    }
-    Ok(Header {
-        version,
-        prerequisites,
-        refs,
-        len,
-    })
-}
-
-fn oid_of(hex: &str) -> Option<Oid> {
-    (hex.len() == 40 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
-        .then(|| Oid::from_str(hex).ok())
-        .flatten()
-}
+pub use rclaude_sandbox_git::native::bundle::Header;
+use rclaude_sandbox_git::native::bundle::{self as shared, Read as Progress, ReadError};
 
 /// Read the bundle at `path` into `repo`'s object store: validate the header, check the
 /// prerequisites, index and verify the pack, and check that every ref's object arrived.
@@ -451,70 +324,20 @@ pub fn read<'a>(
     path: &Path,
     progress: &'a dyn SyncProgress,
 ) -> Result<Header, SyncError> {
-    let file = File::open(path).map_err(SyncError::io(format!(
-        "opening the bundle {}",
-        path.display()
-    )))?;
-    let total = file.metadata().map(|m| m.len()).ok();
-    let mut reader = BufReader::with_capacity(256 * 1024, file);
-    let header = parse_header(&mut reader, path)?;
-    let odb = repo
-        .odb()
-        .map_err(SyncError::git("opening the object database"))?;
-    for p in &header.prerequisites {
-        if !odb.exists(*p) {
-            return Err(SyncError::MissingPrerequisite {
-                path: path.to_path_buf(),
-                oid: p.to_string(),
-            });
-        }
-    }
-
-    let pack_dir: PathBuf = repo.commondir().join("objects").join("pack");
-    std::fs::create_dir_all(&pack_dir)
-        .map_err(SyncError::io(format!("creating {}", pack_dir.display())))?;
-    let bad = |reason: String| SyncError::BadBundle {
-        path: path.to_path_buf(),
-        reason,
+    let report = |p: Progress| match p {
+        Progress::Objects(done, total) => progress.objects(done, total),
+        Progress::Bytes(done, total) => progress.bytes(done, total),
     };
-    {
-        let mut indexer = git2::Indexer::new(Some(&odb), &pack_dir, 0, true)
-            .map_err(SyncError::git("starting the pack indexer"))?;
-        indexer.progress(|p| {
-            progress.objects(p.indexed_objects() as u64, p.total_objects() as u64);
-            true
-        });
-        let mut done = header.len;
-        let mut buf = vec![0u8; 256 * 1024];
-        loop {
-            let n = reader.read(&mut buf).map_err(SyncError::io(format!(
-                "reading the bundle {}",
-                path.display()
-            )))?;
-            if n == 0 {
-                break;
-            }
-            indexer
-                .write_all(&buf[..n])
-                .map_err(|e| bad(format!("its pack is corrupt ({e})")))?;
-            done += n as u64;
-            progress.bytes(done, total);
-        }
-        indexer.commit().map_err(|e| {
-            bad(format!(
-                "its pack is truncated or corrupt ({})",
-                e.message()
-            ))
-        })?;
-    }
-    odb.refresh()
-        .map_err(SyncError::git("refreshing the object database"))?;
-    for (name, oid) in &header.refs {
-        if !odb.exists(*oid) {
-            return Err(bad(format!(
-                "its ref {name} points at {oid}, which is not in the bundle"
-            )));
-        }
-    }
-    Ok(header)
+    shared::read(repo, path, &report).map_err(|e| match e {
+        ReadError::Io { context, source } => SyncError::Io { context, source },
+        ReadError::Git { context, source } => SyncError::Git { context, source },
+        ReadError::Bad(reason) => SyncError::BadBundle {
+            path: path.to_path_buf(),
+            reason,
+        },
+        ReadError::MissingPrerequisite(oid) => SyncError::MissingPrerequisite {
+            path: path.to_path_buf(),
+            oid: oid.to_string(),
+        },
+    })
 }

@@ -11,9 +11,12 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use rclaude::agent::apply::ApplyJob;
+use rclaude::agent::export::ExportJob;
+use rclaude::agent::helper::{HELPER, HELPER_DECLINED, Job};
 use rclaude::provider::{
-    Command, Entry, EntryKind, ExecEvent, ExecRequest, ExecStream, ExitStatus, FileUpload,
-    Progress, Sandbox, SandboxError,
+    ApplySyncRequest, Command, Entry, EntryKind, ExecEvent, ExecRequest, ExecStream, ExitStatus,
+    FileUpload, Progress, Sandbox, SandboxError, WorktreeExportRequest,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
@@ -43,6 +46,8 @@ pub struct DirSandbox {
     pub uploads: AtomicUsize,
     /// Environment of every exec, in order (steps are told apart by their variables).
     pub exec_log: Mutex<Vec<BTreeMap<String, String>>>,
+    /// The process id of the last step helper started.
+    pub helper_pid: std::sync::atomic::AtomicU32,
 }
 
 impl DirSandbox {
@@ -54,6 +59,7 @@ impl DirSandbox {
             faults: Mutex::new(Faults::default()),
             uploads: AtomicUsize::new(0),
             exec_log: Mutex::new(Vec::new()),
+            helper_pid: Default::default(),
         }
     }
 
@@ -74,6 +80,74 @@ impl DirSandbox {
             .iter()
             .filter(|e| e.contains_key(key))
             .count()
+    }
+
+    /// The sandbox's `HOME`: set for its processes, or this process's.
+    fn home(&self) -> PathBuf {
+        self.env
+            .lock()
+            .unwrap()
+            .get("HOME")
+            .cloned()
+            .or_else(|| std::env::var("HOME").ok())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/nonexistent"))
+    }
+
+    /// A sync step done by rclaude's step helper (`rclaude __rclaude-sandbox-step`, as the
+    /// agent runs it), logged as an exec with `vars` (how steps are told apart); `None` when it
+    /// declines. `DIRSANDBOX_STEPS=script` leaves every step to its script, as does a sandbox
+    /// whose git is the kill shim of the interruption tests (`RC_TEST_KILL_AT`: they interrupt
+    /// the script at its git calls).
+    async fn step(
+        &self,
+        job: &Job,
+        vars: BTreeMap<String, String>,
+    ) -> Result<Option<String>, SandboxError> {
+        if std::env::var("DIRSANDBOX_STEPS").as_deref() == Ok("script")
+            || self.env.lock().unwrap().contains_key("RC_TEST_KILL_AT")
+        {
+            return Ok(None);
+        }
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_rclaude"))
+            .arg(HELPER)
+            .env("HOME", self.home())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| io("starting the step helper", e))?;
+        self.helper_pid
+            .store(child.id().unwrap_or(0), Ordering::SeqCst);
+        let input = serde_json::to_vec(job).expect("a job serializes");
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        stdin
+            .write_all(&input)
+            .await
+            .map_err(|e| io("writing to the step helper", e))?;
+        drop(stdin);
+        let out = child
+            .wait_with_output()
+            .await
+            .map_err(|e| io("waiting for the step helper", e))?;
+        if out.status.code() == Some(HELPER_DECLINED) {
+            eprintln!(
+                "the step helper declined: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            return Ok(None);
+        }
+        if !out.status.success() {
+            return Err(SandboxError::Protocol(format!(
+                "the step helper failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        let mut logged = self.env.lock().unwrap().clone();
+        logged.extend(vars);
+        logged.insert("RC_NATIVE".into(), "1".into());
+        self.exec_log.lock().unwrap().push(logged);
+        Ok(Some(String::from_utf8_lossy(&out.stdout).into_owned()))
     }
 
     fn faults<T>(&self, f: impl FnOnce(&mut Faults) -> T) -> T {
@@ -121,6 +195,41 @@ impl Sandbox for DirSandbox {
 
     fn workdir(&self) -> &str {
         &self.workdir
+    }
+
+    async fn export_worktree(
+        &self,
+        req: &WorktreeExportRequest,
+    ) -> Result<Option<String>, SandboxError> {
+        let job = Job::Export(ExportJob {
+            work: PathBuf::from(&req.workdir),
+            out: PathBuf::from(&req.out),
+            out_name: req.out.clone(),
+            bases: req.bases.clone(),
+            base_refs: req.base_refs.clone(),
+            home: self.home(),
+            changed: None,
+        });
+        self.step(
+            &job,
+            BTreeMap::from([("RC_MODE".into(), "worktree".into())]),
+        )
+        .await
+    }
+
+    async fn apply_sync(&self, req: &ApplySyncRequest) -> Result<Option<String>, SandboxError> {
+        let job = Job::Apply(ApplyJob {
+            work: PathBuf::from(&req.workdir),
+            bundle: req.bundle.as_ref().map(PathBuf::from),
+            home: self.home(),
+            changed: None,
+            request: req.clone(),
+        });
+        self.step(
+            &job,
+            BTreeMap::from([("RC_SNAPSHOT".into(), req.snapshot.clone())]),
+        )
+        .await
     }
 
     async fn exec(&self, req: ExecRequest) -> Result<ExecStream, SandboxError> {

@@ -4,11 +4,11 @@
 use std::collections::BTreeMap;
 
 use git2::Oid;
-use rclaude_sandbox::provider::Sandbox;
+use rclaude_sandbox::provider::{ApplySyncRequest, Sandbox};
 
 use crate::StepError;
 use crate::scripts::APPLY;
-use crate::step::{parse_oid, run_step};
+use crate::step::{Answer, parse_oid, run_step};
 
 /// Parameters of the apply step.
 #[derive(Debug, Clone)]
@@ -46,9 +46,49 @@ pub struct Applied {
     pub recovered: bool,
 }
 
+/// The apply done by the sandbox itself ([`Sandbox::apply_sync`]); `None`: run the script (as
+/// for a shallow repository, which it never does).
+async fn native(sandbox: &dyn Sandbox, p: &ApplyParams) -> Option<Answer> {
+    if !p.shallow.is_empty() {
+        return None;
+    }
+    let req = ApplySyncRequest {
+        workdir: sandbox.workdir().to_string(),
+        identity: p.identity.clone(),
+        bundle: p.bundle.clone(),
+        snapshot: p.snapshot.to_string(),
+        index: p.index.to_string(),
+        head: p.head.map(|o| o.to_string()),
+        branch: p.branch.clone(),
+        known: p.known.iter().map(|o| o.to_string()).collect(),
+        excludes: p.excludes.clone(),
+        excludes_id: p.excludes_id.clone(),
+    };
+    match sandbox.apply_sync(&req).await {
+        Ok(Some(text)) => {
+            // Logged as the script's run is (once, by whichever did the step).
+            tracing::debug!(
+                step = "apply",
+                sandbox = sandbox.id(),
+                helper = true,
+                "running a sandbox-side step"
+            );
+            let a = Answer::parse(text.as_bytes());
+            (a.get("done") == Some("1")).then_some(a)
+        }
+        Ok(None) => None,
+        Err(e) => {
+            tracing::debug!("the sandbox's own apply failed, running the script: {e}");
+            None
+        }
+    }
+}
+
 /// Verify and fetch the bundle, save sandbox work, install the laptop's state.
 pub async fn apply(sandbox: &dyn Sandbox, p: &ApplyParams) -> Result<Applied, StepError> {
-    const STEP: &str = "apply";
+    if let Some(a) = native(sandbox, p).await {
+        return answered(&a);
+    }
     let mut env = BTreeMap::new();
     env.insert("RC_IDENTITY".into(), p.identity.clone());
     env.insert("RC_BUNDLE".into(), p.bundle.clone().unwrap_or_default());
@@ -65,7 +105,12 @@ pub async fn apply(sandbox: &dyn Sandbox, p: &ApplyParams) -> Result<Applied, St
     env.insert("RC_EXCLUDES_ID".into(), p.excludes_id.clone());
     let shallow: Vec<String> = p.shallow.iter().map(|o| o.to_string()).collect();
     env.insert("RC_SHALLOW".into(), shallow.join(" "));
-    let a = run_step(sandbox, STEP, APPLY, env).await?;
+    answered(&run_step(sandbox, "apply", APPLY, env).await?)
+}
+
+/// What the step's answer says.
+fn answered(a: &Answer) -> Result<Applied, StepError> {
+    const STEP: &str = "apply";
     let mut saved = Vec::new();
     for line in a.all("saved") {
         let mut parts = line.split(' ');

@@ -56,6 +56,13 @@ async fn native(
     };
     match sandbox.export_worktree(&req).await {
         Ok(Some(text)) => {
+            // Logged as the script's run is (once, by whichever did the step).
+            tracing::debug!(
+                step = "export",
+                sandbox = sandbox.id(),
+                helper = true,
+                "running a sandbox-side step"
+            );
             let a = Answer::parse(text.as_bytes());
             (a.get("done") == Some("1")).then_some(a)
         }

@@ -4,7 +4,7 @@
 //! git's delta search and streaming.
 
 use std::collections::HashSet;
-use std::io::Write;
+use std::io::{BufRead, Read as _, Write};
 use std::path::Path;
 
 use git2::{Oid, Repository};
@@ -120,4 +120,225 @@ pub(crate) fn write(
     file.flush()
         .map_err(|e| format!("writing {}: {e}", path.display()))?;
     Ok(Some(size))
+}
+
+/// A parsed bundle header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// 2 or 3.
+    pub version: u32,
+    pub prerequisites: Vec<Oid>,
+    /// `(refname, oid)` in file order.
+    pub refs: Vec<(String, Oid)>,
+    /// Length of the header in bytes (the pack starts here).
+    pub len: u64,
+}
+
+impl Header {
+    /// The oid of `name` in the bundle.
+    pub fn get(&self, name: &str) -> Option<Oid> {
+        self.refs.iter().find(|(n, _)| n == name).map(|(_, o)| *o)
+    }
+}
+
+/// Why a bundle could not be read; nothing from it was applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{context}: {source}")]
+    Git {
+        context: String,
+        #[source]
+        source: git2::Error,
+    },
+    /// Malformed, truncated or corrupt.
+    #[error("{0}")]
+    Bad(String),
+    /// It builds on a commit the repository lacks.
+    #[error("it builds on commit {0}, which the repository does not have")]
+    MissingPrerequisite(Oid),
+}
+
+/// Progress of [`read()`].
+#[derive(Debug, Clone, Copy)]
+pub enum Read {
+    /// Objects indexed out of the pack's total.
+    Objects(u64, u64),
+    /// Bytes read out of the file's size, when known.
+    Bytes(u64, Option<u64>),
+}
+
+const MAX_LINE: u64 = 64 * 1024;
+const MAX_LINES: usize = 1_000_000;
+
+/// Parse and validate a bundle header (v2, or v3 with only `@object-format=sha1`) from the start
+/// of `r`.
+pub fn parse_header(r: &mut impl BufRead) -> Result<Header, ReadError> {
+    let bad = ReadError::Bad;
+    let mut len = 0u64;
+    let mut read_line = |r: &mut dyn BufRead| -> Result<Option<String>, ReadError> {
+        let mut buf = Vec::new();
+        let n = r
+            .take(MAX_LINE)
+            .read_until(b'\n', &mut buf)
+            .map_err(|source| ReadError::Io {
+                context: "reading the bundle".into(),
+                source,
+            })?;
+        if n == 0 {
+            return Ok(None);
+        }
+        len += n as u64;
+        if len == n as u64
+            && !(buf.starts_with(b"# v2 git bundle") || buf.starts_with(b"# v3 git bundle"))
+        {
+            let shown: String = String::from_utf8_lossy(&buf).chars().take(40).collect();
+            return Err(bad(format!("not a git bundle (it starts with {shown:?})")));
+        }
+        if buf.last() != Some(&b'\n') {
+            return Err(bad("the header is truncated or has an overlong line".into()));
+        }
+        buf.pop();
+        String::from_utf8(buf)
+            .map(Some)
+            .map_err(|_| bad("the header is not valid UTF-8".into()))
+    };
+
+    let first = read_line(r)?.ok_or_else(|| bad("the file is empty".into()))?;
+    let version = match first.as_str() {
+        "# v2 git bundle" => 2,
+        "# v3 git bundle" => 3,
+        other => {
+            let shown: String = other.chars().take(40).collect();
+            return Err(bad(format!("not a git bundle (first line {shown:?})")));
+        }
+    };
+    let mut prerequisites = Vec::new();
+    let mut refs = Vec::new();
+    let mut in_caps = version == 3;
+    let mut lines = 0usize;
+    loop {
+        lines += 1;
+        if lines > MAX_LINES {
+            return Err(bad("the header has too many lines".into()));
+        }
+        let line = read_line(r)?.ok_or_else(|| bad("the header ends before the pack".into()))?;
+        if line.is_empty() {
+            break;
+        }
+        let cap = if in_caps {
+            line.strip_prefix('@')
+        } else {
+            None
+        };
+        if let Some(cap) = cap {
+            match cap {
+                "object-format=sha1" => continue,
+                c if c.starts_with("object-format=") => {
+                    return Err(bad(format!(
+                        "it uses {c}; rclaude supports SHA-1 repositories only"
+                    )));
+                }
+                c => return Err(bad(format!("unsupported bundle capability @{c}"))),
+            }
+        }
+        in_caps = false;
+        if let Some(rest) = line.strip_prefix('-') {
+            let hex = rest.split(' ').next().unwrap_or("");
+            let oid = oid_of(hex).ok_or_else(|| bad(format!("bad prerequisite line {line:?}")))?;
+            prerequisites.push(oid);
+        } else {
+            let (hex, name) = line
+                .split_once(' ')
+                .ok_or_else(|| bad(format!("bad ref line {line:?}")))?;
+            let oid =
+                oid_of(hex).ok_or_else(|| bad(format!("bad object id in ref line {line:?}")))?;
+            if name != "HEAD" && !git2::Reference::is_valid_name(name) {
+                return Err(bad(format!("bad ref name {name:?}")));
+            }
+            refs.push((name.to_string(), oid));
+        }
+    }
+    if refs.is_empty() {
+        return Err(bad("it names no refs".into()));
+    }
+    Ok(Header {
+        version,
+        prerequisites,
+        refs,
+        len,
+    })
+}
+
+fn oid_of(hex: &str) -> Option<Oid> {
+    (hex.len() == 40 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| Oid::from_str(hex).ok())
+        .flatten()
+}
+
+/// Read the bundle at `path` into `repo`'s object store: validate the header, check that every
+/// prerequisite is there, stream the pack through libgit2's indexer (which verifies it and
+/// completes thin packs, as git's own bundles are), and check that every ref's object arrived.
+/// Returns the header; refs are for the caller to update.
+pub fn read(repo: &Repository, path: &Path, progress: &dyn Fn(Read)) -> Result<Header, ReadError> {
+    let io = |context: String| move |source| ReadError::Io { context, source };
+    let git = |context: &str| {
+        let context = context.to_string();
+        move |source| ReadError::Git { context, source }
+    };
+    let file = std::fs::File::open(path).map_err(io(format!("opening {}", path.display())))?;
+    let total = file.metadata().map(|m| m.len()).ok();
+    let mut reader = std::io::BufReader::with_capacity(256 * 1024, file);
+    let header = parse_header(&mut reader)?;
+    let odb = repo.odb().map_err(git("opening the object database"))?;
+    if let Some(p) = header.prerequisites.iter().find(|p| !odb.exists(**p)) {
+        return Err(ReadError::MissingPrerequisite(*p));
+    }
+    let pack_dir = repo.commondir().join("objects").join("pack");
+    std::fs::create_dir_all(&pack_dir).map_err(io(format!("creating {}", pack_dir.display())))?;
+    {
+        let mut indexer = git2::Indexer::new(Some(&odb), &pack_dir, 0, true)
+            .map_err(git("starting the pack indexer"))?;
+        indexer.progress(|p| {
+            progress(Read::Objects(
+                p.indexed_objects() as u64,
+                p.total_objects() as u64,
+            ));
+            true
+        });
+        let mut done = header.len;
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = reader
+                .read(&mut buf)
+                .map_err(io(format!("reading {}", path.display())))?;
+            if n == 0 {
+                break;
+            }
+            indexer
+                .write_all(&buf[..n])
+                .map_err(|e| ReadError::Bad(format!("its pack is corrupt ({e})")))?;
+            done += n as u64;
+            progress(Read::Bytes(done, total));
+        }
+        indexer.commit().map_err(|e| {
+            ReadError::Bad(format!(
+                "its pack is truncated or corrupt ({})",
+                e.message()
+            ))
+        })?;
+    }
+    odb.refresh()
+        .map_err(git("refreshing the object database"))?;
+    if let Some((name, oid)) = header.refs.iter().find(|(_, o)| !odb.exists(*o)) {
+        return Err(ReadError::Bad(format!(
+            "its ref {name} points at {oid}, which is not in the bundle"
+        )));
+    }
+    Ok(header)
 }

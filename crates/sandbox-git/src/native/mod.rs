@@ -1,15 +1,18 @@
-//! The export step's work-tree mode as one process: the helper rclaude's agent runs inside the
-//! sandbox (`POST /rclaude/export`, `rclaude_sandbox::agent::export`). The same answer as the
-//! script ([`crate::scripts::EXPORT`]), made with libgit2 instead of a shell and some twenty
-//! git processes, and from the paths the agent saw change instead of a walk of the whole tree
-//! ([`worktree`]). It runs where the script would (inside bubblewrap for a local sandbox), so it
-//! sees only what the sandbox's own processes see.
+//! Sync steps as one process: the step helper rclaude's agent runs inside the sandbox
+//! (`rclaude_sandbox::agent::helper`) for the export step's work-tree mode (`POST
+//! /rclaude/export`) and the apply step ([`apply`], `POST /rclaude/apply`). The same answers as
+//! the scripts ([`crate::scripts::EXPORT`], [`crate::scripts::APPLY`]), made with libgit2
+//! instead of a shell and some twenty to forty git processes, and from the paths the agent saw
+//! change instead of a walk of the whole tree ([`worktree`]). The helper runs where the scripts
+//! would (inside bubblewrap for a local sandbox), so it sees only what the sandbox's own
+//! processes see.
 //!
-//! The script stays the reference: whatever this does not reproduce exactly (a busy lock,
-//! conflicts, submodules, sparse checkouts, clean/process filter drivers, large histories or
-//! files, any error) is declined, and the client runs the script, which also gives the errors
-//! their wording.
+//! The scripts stay the reference: whatever this does not reproduce exactly (a busy lock,
+//! conflicts, submodules, sparse checkouts, filter drivers, large histories or files, an
+//! interrupted apply, a shallow repository, any error) is declined, and the client runs the
+//! script, which also gives the errors their wording.
 
+mod apply;
 pub mod bundle;
 mod worktree;
 
@@ -19,40 +22,45 @@ use std::path::{Path, PathBuf};
 
 use git2::{ConfigLevel, Oid, Repository, Signature, Time};
 use rclaude_sandbox::agent::export::ExportJob;
+use rclaude_sandbox::agent::helper::Job;
 
 pub use worktree::Made;
 
 /// The empty tree's id.
 const EMPTY_TREE: &str = "4b825dc642cb6eb9a060e54bf8d69288fbee4904";
 
-/// The helper's work (`rclaude __rclaude-sandbox-export`, a fresh process per export): the
-/// step's answer, or why it is left to the script. Reads the git configuration of the sandbox's
+/// The helper's work (`rclaude __rclaude-sandbox-step`, a fresh process per step): the step's
+/// answer, or why it is left to the script. Reads the git configuration of the sandbox's
 /// `HOME`, as the sandbox's git does.
-pub fn run(job: &ExportJob) -> Result<String, String> {
+pub fn run(job: &Job) -> Result<String, String> {
+    let home = match job {
+        Job::Export(j) => &j.home,
+        Job::Apply(j) => &j.home,
+    };
     // SAFETY: called once, before this process uses libgit2 for anything else.
     unsafe {
-        git2::opts::set_search_path(ConfigLevel::Global, &job.home)
-            .and_then(|()| git2::opts::set_search_path(ConfigLevel::XDG, job.home.join(".config")))
+        git2::opts::set_search_path(ConfigLevel::Global, home)
+            .and_then(|()| git2::opts::set_search_path(ConfigLevel::XDG, home.join(".config")))
             .map_err(|e| e.message().to_string())?;
     }
-    export(job).map(|(answer, _)| answer)
+    match job {
+        Job::Export(j) => export(j).map(|(answer, _)| answer),
+        Job::Apply(j) => apply::apply(j).map(|(answer, _)| answer),
+    }
 }
 
 /// Do the export of `job`: the answer lines and how the tree was made.
 pub fn export(job: &ExportJob) -> Result<(String, Made), String> {
     let git_dir = job.work.join(".git");
     let r = git_dir.join("rclaude");
-    let identity = std::fs::read_to_string(r.join("identity"))
-        .ok()
-        .and_then(|s| s.lines().next().map(str::to_string))
-        .unwrap_or_default();
+    let identity = identity(&r);
     if !git_dir.is_dir() || identity.is_empty() {
         return Err("the sandbox repository is not initialised".into());
     }
     std::fs::create_dir_all(r.join("tmp"))
         .map_err(|e| format!("creating {}/tmp: {e}", r.display()))?;
     let _lock = Lock::try_take(&r.join("lock"))?;
-    let (repo, config) = open(job, &git_dir)?;
+    let (repo, config) = open(&job.work, &git_dir)?;
     let git = |e: git2::Error| e.message().to_string();
 
     let mut out = Answer::default();
@@ -112,13 +120,21 @@ pub fn export(job: &ExportJob) -> Result<(String, Made), String> {
     Ok((out.0, made))
 }
 
-/// The repository of `job` and a snapshot of its configuration, when the export can be done
-/// here: the repository and its work tree where the job says (not moved elsewhere by a
-/// `.git` file or `core.worktree`), and no filter driver that `git add` would run.
-fn open(job: &ExportJob, git_dir: &Path) -> Result<(Repository, git2::Config), String> {
-    let repo = Repository::open(&job.work).map_err(|e| e.message().to_string())?;
+/// The sandbox identity in `.git/rclaude` (`r`); empty when there is none.
+fn identity(r: &Path) -> String {
+    std::fs::read_to_string(r.join("identity"))
+        .ok()
+        .and_then(|s| s.lines().next().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// The repository at `work` and a snapshot of its configuration, when a step can be done here:
+/// the repository and its work tree where the job says (not moved elsewhere by a `.git` file
+/// or `core.worktree`), and no filter driver that `git add` would run.
+fn open(work: &Path, git_dir: &Path) -> Result<(Repository, git2::Config), String> {
+    let repo = Repository::open(work).map_err(|e| e.message().to_string())?;
     let same = |a: &Path, b: &Path| a.canonicalize().ok() == b.canonicalize().ok();
-    if !repo.workdir().is_some_and(|w| same(w, &job.work)) || !same(repo.path(), git_dir) {
+    if !repo.workdir().is_some_and(|w| same(w, work)) || !same(repo.path(), git_dir) {
         return Err("the repository or its work tree is elsewhere".into());
     }
     let config = repo
@@ -268,5 +284,7 @@ impl Lock {
     }
 }
 
+#[cfg(test)]
+mod apply_tests;
 #[cfg(test)]
 mod tests;

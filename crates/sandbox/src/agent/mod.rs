@@ -13,9 +13,11 @@
 //! # }
 //! ```
 
+pub mod apply;
 mod auth;
 mod bwrap;
 mod changes;
+use changes::ChangedPaths;
 mod egress;
 pub mod export;
 mod fdio;
@@ -23,6 +25,7 @@ mod files;
 mod filesystem;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod helper;
 mod isolation;
 mod leader;
 mod netns;
@@ -81,9 +84,10 @@ pub struct AgentOptions {
     /// Where the sandbox's processes may connect to. Restricted policies need bubblewrap (the
     /// sandbox's own network namespace).
     pub network: crate::network::NetworkPolicy,
-    /// Serve `POST /rclaude/export` by running this executable as the export helper
-    /// ([`export::HELPER`]); only for an executable that implements it (`rclaude agent`).
-    pub native_export: bool,
+    /// Serve `POST /rclaude/export` and `POST /rclaude/apply` by running this executable as
+    /// the step helper ([`helper::HELPER`]); only for an executable that implements it
+    /// (`rclaude agent`).
+    pub step_helper: bool,
 }
 
 impl AgentOptions {
@@ -101,7 +105,7 @@ impl AgentOptions {
             groups_file: None,
             keepalive_default: Duration::from_secs(90),
             network: crate::network::NetworkPolicy::Open,
-            native_export: false,
+            step_helper: false,
         }
     }
 }
@@ -134,9 +138,21 @@ pub(crate) struct AgentState {
     processes: Arc<process::Processes>,
     watchers: Arc<watch::Watchers>,
     changes: changes::Changes,
-    native_export: bool,
+    step_helper: bool,
     launcher: Launcher,
     env: BTreeMap<String, String>,
+}
+
+impl AgentState {
+    /// The paths changed under `work` since the last step asked (see `changes::Changes`).
+    async fn changed_under(self: &Arc<Self>, work: &std::path::Path) -> Option<ChangedPaths> {
+        let state = self.clone();
+        let dir = work.to_path_buf();
+        tokio::task::spawn_blocking(move || state.changes.take_changed(&dir))
+            .await
+            .ok()
+            .flatten()
+    }
 }
 
 /// A bound, not yet serving agent.
@@ -246,7 +262,7 @@ pub async fn bind(opts: AgentOptions) -> Result<Agent, AgentError> {
         processes,
         watchers,
         changes: changes::Changes::default(),
-        native_export: opts.native_export,
+        step_helper: opts.step_helper,
         launcher: launcher.clone(),
         env: opts.env,
     });
@@ -327,6 +343,7 @@ fn router(state: Arc<AgentState>) -> Router {
         .route("/filesystem.Filesystem/{method}", post(filesystem_rpc))
         .route("/rclaude/changes", post(change_token))
         .route("/rclaude/export", post(export::handle))
+        .route("/rclaude/apply", post(apply::handle))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -299,9 +299,27 @@ impl EnvdClient {
         &self,
         req: &crate::provider::WorktreeExportRequest,
     ) -> Result<Option<String>, SandboxError> {
-        let v = self.post_rclaude("/rclaude/export", req).await?;
+        self.step("/rclaude/export", req).await
+    }
+
+    /// `POST /rclaude/apply` (rclaude's own agent only): the apply step's answer, or `None`
+    /// when the agent declines (the caller runs the script).
+    pub async fn apply_sync(
+        &self,
+        req: &crate::provider::ApplySyncRequest,
+    ) -> Result<Option<String>, SandboxError> {
+        self.step("/rclaude/apply", req).await
+    }
+
+    /// A step done by the agent's step helper: its answer, or `None` when it declined.
+    async fn step(
+        &self,
+        path: &str,
+        req: &impl serde::Serialize,
+    ) -> Result<Option<String>, SandboxError> {
+        let v = self.post_rclaude(path, req).await?;
         if let Some(reason) = v["declined"].as_str() {
-            tracing::debug!("the agent declined the export: {reason}");
+            tracing::debug!("the agent declined {path}: {reason}");
         }
         Ok(v["answer"].as_str().map(str::to_string))
     }

@@ -206,6 +206,16 @@ impl Sandbox for EnvdSandbox {
         self.client.export_worktree(req).await
     }
 
+    async fn apply_sync(
+        &self,
+        req: &crate::provider::ApplySyncRequest,
+    ) -> Result<Option<String>, SandboxError> {
+        if !self.rclaude_agent {
+            return Ok(None);
+        }
+        self.client.apply_sync(req).await
+    }
+
     async fn exec(&self, req: ExecRequest) -> Result<ExecStream, SandboxError> {
         let start = self.start_request(&req)?;
         let mut events = self.client.start(&start, req.timeout).await?;

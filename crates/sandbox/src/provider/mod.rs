@@ -494,6 +494,29 @@ pub struct WorktreeExportRequest {
     pub base_refs: Vec<String>,
 }
 
+/// The sync's apply step done by the sandbox itself ([`Sandbox::apply_sync`]; `POST
+/// /rclaude/apply` on rclaude's agent). Object ids in hex, paths as the sandbox names them; the
+/// fields are the apply script's inputs (a shallow repository is left to the script).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ApplySyncRequest {
+    pub workdir: String,
+    /// The sandbox identity the client expects.
+    pub identity: String,
+    /// The uploaded bundle, when objects were sent.
+    pub bundle: Option<String>,
+    pub snapshot: String,
+    pub index: String,
+    /// The laptop's HEAD commit; `None` when it has none.
+    pub head: Option<String>,
+    /// Branch to check out (short name); `None`: detached at `head`.
+    pub branch: Option<String>,
+    /// Commits the laptop has.
+    pub known: Vec<String>,
+    /// Content of the sandbox's `.git/info/exclude`, and its id.
+    pub excludes: String,
+    pub excludes_id: String,
+}
+
 /// Work inside one sandbox: processes and files.
 #[async_trait]
 pub trait Sandbox: Send + Sync {
@@ -524,6 +547,12 @@ pub trait Sandbox: Send + Sync {
         &self,
         _req: &WorktreeExportRequest,
     ) -> Result<Option<String>, SandboxError> {
+        Ok(None)
+    }
+    /// The sync's apply step done by the sandbox itself (rclaude's own agent): the
+    /// `RCLAUDE:key=value` answer its script would print. `None` (the default, and whenever the
+    /// sandbox declines): run the script.
+    async fn apply_sync(&self, _req: &ApplySyncRequest) -> Result<Option<String>, SandboxError> {
         Ok(None)
     }
     /// Start a process and stream its events.

@@ -1,22 +1,22 @@
-//! The export helper the agent runs inside the sandbox (`rclaude __rclaude-sandbox-export`, see
-//! `agent::export`): one export job (JSON) on stdin, the export step's answer on stdout. Not a
-//! user command: dispatched before argument parsing, with no runtime and no logging set up.
+//! The step helper the agent runs inside the sandbox (`rclaude __rclaude-sandbox-step`, see
+//! `agent::helper`): one step's job (JSON) on stdin, the step's answer on stdout. Not a user
+//! command: dispatched before argument parsing, with no runtime and no logging set up.
 
 use std::io::{Read, Write};
 
-use crate::agent::export::{ExportJob, HELPER_DECLINED};
+use crate::agent::helper::{HELPER_DECLINED, Job};
 
 /// Run the helper; returns the process exit code.
 pub fn run() -> i32 {
     let mut input = Vec::new();
     if let Err(e) = std::io::stdin().read_to_end(&mut input) {
-        eprintln!("reading the export job: {e}");
+        eprintln!("reading the step's job: {e}");
         return HELPER_DECLINED;
     }
-    let job: ExportJob = match serde_json::from_slice(&input) {
+    let job: Job = match serde_json::from_slice(&input) {
         Ok(j) => j,
         Err(e) => {
-            eprintln!("not an export job: {e}");
+            eprintln!("not a step job: {e}");
             return HELPER_DECLINED;
         }
     };
