@@ -14,9 +14,10 @@ use bytes::Bytes;
 use rclaude::agent::apply::ApplyJob;
 use rclaude::agent::export::ExportJob;
 use rclaude::agent::helper::{HELPER, HELPER_DECLINED, Job};
+use rclaude::agent::query::QueryJob;
 use rclaude::provider::{
     ApplySyncRequest, Command, Entry, EntryKind, ExecEvent, ExecRequest, ExecStream, ExitStatus,
-    FileUpload, Progress, Sandbox, SandboxError, WorktreeExportRequest,
+    FileUpload, Progress, QuerySyncRequest, Sandbox, SandboxError, WorktreeExportRequest,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
@@ -230,6 +231,18 @@ impl Sandbox for DirSandbox {
             BTreeMap::from([("RC_SNAPSHOT".into(), req.snapshot.clone())]),
         )
         .await
+    }
+
+    async fn query_sync(&self, req: &QuerySyncRequest) -> Result<Option<String>, SandboxError> {
+        if !Path::new(&req.workdir).is_dir() {
+            return Ok(None);
+        }
+        let job = Job::Query(QueryJob {
+            work: PathBuf::from(&req.workdir),
+            home: self.home(),
+        });
+        self.step(&job, BTreeMap::from([("RC_QUERY".into(), "1".into())]))
+            .await
     }
 
     async fn exec(&self, req: ExecRequest) -> Result<ExecStream, SandboxError> {

@@ -3,12 +3,12 @@
 use std::collections::BTreeMap;
 
 use git2::Oid;
-use rclaude_sandbox::provider::Sandbox;
+use rclaude_sandbox::provider::{QuerySyncRequest, Sandbox};
 
 use crate::StepError;
 use crate::init::check_workdir;
 use crate::scripts::QUERY;
-use crate::step::{check_identity, run_step};
+use crate::step::{Answer, check_identity, run_step};
 
 /// State of the sandbox repository as the query step reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,11 +48,40 @@ impl Query {
     }
 }
 
+/// The query done by the sandbox itself ([`Sandbox::query_sync`]); `None`: run the script.
+async fn native(sandbox: &dyn Sandbox) -> Option<Answer> {
+    let req = QuerySyncRequest {
+        workdir: sandbox.workdir().to_string(),
+    };
+    match sandbox.query_sync(&req).await {
+        Ok(Some(text)) => {
+            // Logged as the script's run is (once, by whichever did the step).
+            tracing::debug!(
+                step = "query",
+                sandbox = sandbox.id(),
+                helper = true,
+                "running a sandbox-side step"
+            );
+            let a = Answer::parse(text.as_bytes());
+            (a.get("done") == Some("1")).then_some(a)
+        }
+        Ok(None) => None,
+        Err(e) => {
+            tracing::debug!("the sandbox's own query failed, running the script: {e}");
+            None
+        }
+    }
+}
+
 /// Ask the sandbox for its identity, HEAD, refs and sync records (read only).
 pub async fn query(sandbox: &dyn Sandbox) -> Result<Query, StepError> {
     check_workdir(sandbox)?;
     const STEP: &str = "query";
-    let a = match run_step(sandbox, STEP, QUERY, BTreeMap::new()).await {
+    let answered = match native(sandbox).await {
+        Some(a) => Ok(a),
+        None => run_step(sandbox, STEP, QUERY, BTreeMap::new()).await,
+    };
+    let a = match answered {
         Ok(a) => a,
         // A process cannot start in a workdir that does not exist yet.
         Err(e @ StepError::Sandbox { .. }) => match sandbox.stat(sandbox.workdir()).await {

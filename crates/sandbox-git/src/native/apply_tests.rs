@@ -1,15 +1,17 @@
 //! The native apply against the script it replaces, on real repositories: twin sandboxes get
 //! the same bundle and the same sandbox-side edits, one applies with the script, the other with
 //! the helper's code; after every step both must hold the same HEAD, branches, sync refs, work
-//! tree (files, modes, symlinks, nothing left over), index, and saved work.
+//! tree (files, modes, symlinks, nothing left over), index, and saved work; and the native
+//! query must answer what the query script does.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use rclaude_sandbox::agent::apply::ApplyJob;
+use rclaude_sandbox::agent::query::QueryJob;
 use rclaude_sandbox::provider::ApplySyncRequest;
 
-use crate::scripts::{APPLY, PRELUDE};
+use crate::scripts::{APPLY, PRELUDE, QUERY};
 
 fn git(dir: &Path, args: &[&str]) -> String {
     git_env(dir, args, &[])
@@ -248,6 +250,28 @@ impl Twins {
     fn assert_same(&self, what: &str) {
         let [a, b] = &self.sandboxes;
         assert_eq!(Twins::state(a), Twins::state(b), "{what}");
+        // The native query answers what the script does, line for line.
+        let out = Command::new("sh")
+            .args(["-c", &format!("{PRELUDE}{QUERY}")])
+            .env("RC_WORKDIR", b)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .output()
+            .unwrap();
+        let script: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.starts_with("RCLAUDE:git_version="))
+            .map(str::to_string)
+            .collect();
+        let job = QueryJob {
+            work: b.clone(),
+            home: self.dir.path().to_path_buf(),
+        };
+        let native: Vec<String> = super::query::query(&job)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        assert_eq!(native, script, "{what}: query");
         let status = |d: &Path| git(d, &["status", "--porcelain"]);
         assert_eq!(status(b), status(a), "{what}: status");
         assert_eq!(status(b), status(&self.laptop), "{what}: status");

@@ -1,6 +1,7 @@
 //! Sync steps as one process: the step helper rclaude's agent runs inside the sandbox
 //! (`rclaude_sandbox::agent::helper`) for the export step's work-tree mode (`POST
-//! /rclaude/export`) and the apply step ([`apply`], `POST /rclaude/apply`). The same answers as
+//! /rclaude/export`), the apply step ([`apply`], `POST /rclaude/apply`) and the query step
+//! ([`query`], `POST /rclaude/query`). The same answers as
 //! the scripts ([`crate::scripts::EXPORT`], [`crate::scripts::APPLY`]), made with libgit2
 //! instead of a shell and some twenty to forty git processes, and from the paths the agent saw
 //! change instead of a walk of the whole tree ([`worktree`]). The helper runs where the scripts
@@ -14,6 +15,7 @@
 
 mod apply;
 pub mod bundle;
+mod query;
 mod worktree;
 
 use std::fmt::Write as _;
@@ -33,10 +35,7 @@ const EMPTY_TREE: &str = "4b825dc642cb6eb9a060e54bf8d69288fbee4904";
 /// answer, or why it is left to the script. Reads the git configuration of the sandbox's
 /// `HOME`, as the sandbox's git does.
 pub fn run(job: &Job) -> Result<String, String> {
-    let home = match job {
-        Job::Export(j) => &j.home,
-        Job::Apply(j) => &j.home,
-    };
+    let home = job.home();
     // SAFETY: called once, before this process uses libgit2 for anything else.
     unsafe {
         git2::opts::set_search_path(ConfigLevel::Global, home)
@@ -46,6 +45,7 @@ pub fn run(job: &Job) -> Result<String, String> {
     match job {
         Job::Export(j) => export(j).map(|(answer, _)| answer),
         Job::Apply(j) => apply::apply(j).map(|(answer, _)| answer),
+        Job::Query(j) => query::query(j),
     }
 }
 

@@ -14,6 +14,7 @@ use tokio::io::AsyncWriteExt;
 use super::AgentState;
 use super::apply::ApplyJob;
 use super::export::ExportJob;
+use super::query::QueryJob;
 
 /// First argument that makes the agent's executable the step helper.
 pub const HELPER: &str = "__rclaude-sandbox-step";
@@ -28,6 +29,18 @@ pub const HELPER_DECLINED: i32 = 3;
 pub enum Job {
     Export(ExportJob),
     Apply(ApplyJob),
+    Query(QueryJob),
+}
+
+impl Job {
+    /// The sandbox's `HOME` (its git configuration), as the job names it.
+    pub fn home(&self) -> &std::path::Path {
+        match self {
+            Job::Export(j) => &j.home,
+            Job::Apply(j) => &j.home,
+            Job::Query(j) => &j.home,
+        }
+    }
 }
 
 /// Run the helper on `job` in `work`: its answer, or why there is none.

@@ -32,6 +32,7 @@ mod netns;
 pub mod paths;
 mod process;
 mod pty;
+pub mod query;
 mod reaper;
 mod rpc;
 mod watch;
@@ -344,6 +345,7 @@ fn router(state: Arc<AgentState>) -> Router {
         .route("/rclaude/changes", post(change_token))
         .route("/rclaude/export", post(export::handle))
         .route("/rclaude/apply", post(apply::handle))
+        .route("/rclaude/query", post(query::handle))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

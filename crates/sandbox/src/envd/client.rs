@@ -311,6 +311,15 @@ impl EnvdClient {
         self.step("/rclaude/apply", req).await
     }
 
+    /// `POST /rclaude/query` (rclaude's own agent only): the query step's answer, or `None`
+    /// when the agent declines (the caller runs the script).
+    pub async fn query_sync(
+        &self,
+        req: &crate::provider::QuerySyncRequest,
+    ) -> Result<Option<String>, SandboxError> {
+        self.step("/rclaude/query", req).await
+    }
+
     /// A step done by the agent's step helper: its answer, or `None` when it declined.
     async fn step(
         &self,

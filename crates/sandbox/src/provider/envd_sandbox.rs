@@ -216,6 +216,16 @@ impl Sandbox for EnvdSandbox {
         self.client.apply_sync(req).await
     }
 
+    async fn query_sync(
+        &self,
+        req: &crate::provider::QuerySyncRequest,
+    ) -> Result<Option<String>, SandboxError> {
+        if !self.rclaude_agent {
+            return Ok(None);
+        }
+        self.client.query_sync(req).await
+    }
+
     async fn exec(&self, req: ExecRequest) -> Result<ExecStream, SandboxError> {
         let start = self.start_request(&req)?;
         let mut events = self.client.start(&start, req.timeout).await?;

@@ -517,6 +517,13 @@ pub struct ApplySyncRequest {
     pub excludes_id: String,
 }
 
+/// The sync's query step done by the sandbox itself ([`Sandbox::query_sync`]; `POST
+/// /rclaude/query` on rclaude's agent).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct QuerySyncRequest {
+    pub workdir: String,
+}
+
 /// Work inside one sandbox: processes and files.
 #[async_trait]
 pub trait Sandbox: Send + Sync {
@@ -553,6 +560,12 @@ pub trait Sandbox: Send + Sync {
     /// `RCLAUDE:key=value` answer its script would print. `None` (the default, and whenever the
     /// sandbox declines): run the script.
     async fn apply_sync(&self, _req: &ApplySyncRequest) -> Result<Option<String>, SandboxError> {
+        Ok(None)
+    }
+    /// The sync's query step done by the sandbox itself (rclaude's own agent): the
+    /// `RCLAUDE:key=value` answer its script would print. `None` (the default, and whenever the
+    /// sandbox declines): run the script.
+    async fn query_sync(&self, _req: &QuerySyncRequest) -> Result<Option<String>, SandboxError> {
         Ok(None)
     }
     /// Start a process and stream its events.
