@@ -236,16 +236,7 @@ fn an_agent_that_cannot_start_is_a_clear_unavailable_error() {
 fn an_agent_killed_behind_our_back_is_restarted() {
     let t = repo();
     t.ok(&["up"]);
-    let dir = std::fs::read_dir(t.sandboxes_dir())
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let state: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("agent.json")).unwrap()).unwrap();
-    let pid = state["pid"].as_i64().unwrap() as i32;
-    unsafe { libc::kill(pid, libc::SIGKILL) };
+    unsafe { libc::kill(t.agent_pid(), libc::SIGKILL) };
     std::thread::sleep(std::time::Duration::from_millis(100));
     let r = t.ok(&["exec", "--", "echo back"]);
     assert_eq!(r.stdout(), "back\n");
@@ -424,16 +415,8 @@ fn crash_agent_leaving(t: &TestRepo, marker: &str) {
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    let dir = std::fs::read_dir(t.sandboxes_dir())
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let state: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("agent.json")).unwrap()).unwrap();
     // SAFETY: kill(2) on the agent this test's sandbox runs.
-    unsafe { libc::kill(state["pid"].as_i64().unwrap() as i32, libc::SIGKILL) };
+    unsafe { libc::kill(t.agent_pid(), libc::SIGKILL) };
     std::thread::sleep(std::time::Duration::from_millis(300));
 }
 
@@ -565,13 +548,7 @@ fn a_sync_killed_with_its_agent_mid_apply_loses_nothing() {
     const FILES: usize = 6000;
     let t = repo();
     t.ok(&["up"]);
-    let dir = std::fs::read_dir(t.sandboxes_dir())
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let rc = common::find_in(&dir, ".git/rclaude/identity")
+    let rc = common::find_in(&t.sandbox_dir(), ".git/rclaude/identity")
         .parent()
         .unwrap()
         .to_path_buf();
@@ -590,9 +567,7 @@ fn a_sync_killed_with_its_agent_mid_apply_loses_nothing() {
         assert!(std::time::Instant::now() < deadline, "no apply started");
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
-    let state: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("agent.json")).unwrap()).unwrap();
-    let agent = state["pid"].as_i64().unwrap() as i32;
+    let agent = t.agent_pid();
     let mut victims = vec![cli.id() as i32, agent];
     victims.extend(
         processes_running("__rclaude-sandbox-step")

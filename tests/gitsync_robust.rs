@@ -66,6 +66,25 @@ fn noise(n: usize) -> Vec<u8> {
         .collect()
 }
 
+/// A sync from the laptop as a task of its own, to abort as a killed CLI would end.
+fn spawn_push(
+    env: &Arc<Env>,
+    state: &gitsync::SyncState,
+) -> tokio::task::JoinHandle<Result<gitsync::PushReport, SyncError>> {
+    let env = env.clone();
+    let state = state.clone();
+    tokio::spawn(async move {
+        gitsync::push(
+            &env.local,
+            &env.sandbox,
+            Some(&state),
+            &PushOptions::default(),
+            &NoProgress,
+        )
+        .await
+    })
+}
+
 fn marker(env: &Env) -> PathBuf {
     env.sbx.join(".git/rclaude/applying")
 }
@@ -238,18 +257,7 @@ async fn cli_killed_during_apply_then_next_sync_waits_and_completes() {
     let flag = install_kill_shim(&env, "hang-read-tree");
     let reached = PathBuf::from(format!("{}.reached", flag.display()));
     let env = Arc::new(env);
-    let env2 = env.clone();
-    let state = r1.state.clone();
-    let task = tokio::spawn(async move {
-        gitsync::push(
-            &env2.local,
-            &env2.sandbox,
-            Some(&state),
-            &PushOptions::default(),
-            &NoProgress,
-        )
-        .await
-    });
+    let task = spawn_push(&env, &r1.state);
     while !reached.exists() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
@@ -358,6 +366,9 @@ async fn saved_work_not_brought_back_is_fetched_by_the_next_sync() {
 async fn the_step_helper_killed_mid_apply_with_the_cli_loses_nothing() {
     const FILES: usize = 6000;
     let env = Env::new();
+    env.sandbox
+        .always_helper
+        .store(true, std::sync::atomic::Ordering::SeqCst);
     let r1 = env.push(None).await;
     // Sandbox work the laptop lacks...
     env.swrite("src/main.rs", "edited in the sandbox\n");
@@ -366,18 +377,7 @@ async fn the_step_helper_killed_mid_apply_with_the_cli_loses_nothing() {
         env.write(&format!("many/{n:05}.txt"), format!("{n}\n").repeat(300));
     }
     let env = Arc::new(env);
-    let env2 = env.clone();
-    let state = r1.state.clone();
-    let task = tokio::spawn(async move {
-        gitsync::push(
-            &env2.local,
-            &env2.sandbox,
-            Some(&state),
-            &PushOptions::default(),
-            &NoProgress,
-        )
-        .await
-    });
+    let task = spawn_push(&env, &r1.state);
     while !marker(&env).exists() {
         assert!(
             !task.is_finished(),

@@ -175,6 +175,24 @@ impl TestRepo {
     pub fn sandboxes_dir(&self) -> PathBuf {
         self.home.path().join("data/sandboxes")
     }
+
+    /// The directory of this test's (first) local sandbox.
+    pub fn sandbox_dir(&self) -> PathBuf {
+        std::fs::read_dir(self.sandboxes_dir())
+            .unwrap()
+            .next()
+            .expect("a local sandbox")
+            .unwrap()
+            .path()
+    }
+
+    /// The process id of the agent of this test's local sandbox (its `agent.json`).
+    pub fn agent_pid(&self) -> i32 {
+        let state: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(self.sandbox_dir().join("agent.json")).unwrap())
+                .unwrap();
+        state["pid"].as_i64().unwrap() as i32
+    }
 }
 
 impl Drop for TestRepo {

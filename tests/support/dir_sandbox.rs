@@ -49,6 +49,8 @@ pub struct DirSandbox {
     pub exec_log: Mutex<Vec<BTreeMap<String, String>>>,
     /// The process id of the last step helper started.
     pub helper_pid: std::sync::atomic::AtomicU32,
+    /// Run the step helper even under `DIRSANDBOX_STEPS=script` (tests of the helper itself).
+    pub always_helper: std::sync::atomic::AtomicBool,
 }
 
 impl DirSandbox {
@@ -61,6 +63,7 @@ impl DirSandbox {
             uploads: AtomicUsize::new(0),
             exec_log: Mutex::new(Vec::new()),
             helper_pid: Default::default(),
+            always_helper: Default::default(),
         }
     }
 
@@ -105,9 +108,9 @@ impl DirSandbox {
         job: &Job,
         vars: BTreeMap<String, String>,
     ) -> Result<Option<String>, SandboxError> {
-        if std::env::var("DIRSANDBOX_STEPS").as_deref() == Ok("script")
-            || self.env.lock().unwrap().contains_key("RC_TEST_KILL_AT")
-        {
+        let scripts = std::env::var("DIRSANDBOX_STEPS").as_deref() == Ok("script")
+            && !self.always_helper.load(Ordering::SeqCst);
+        if scripts || self.env.lock().unwrap().contains_key("RC_TEST_KILL_AT") {
             return Ok(None);
         }
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_rclaude"))

@@ -8,7 +8,7 @@ use rclaude_sandbox::provider::{ApplySyncRequest, Sandbox};
 
 use crate::StepError;
 use crate::scripts::APPLY;
-use crate::step::{Answer, parse_oid, run_step};
+use crate::step::{Answer, helper_answer, parse_oid, run_step};
 
 /// Parameters of the apply step.
 #[derive(Debug, Clone)]
@@ -64,24 +64,7 @@ async fn native(sandbox: &dyn Sandbox, p: &ApplyParams) -> Option<Answer> {
         excludes: p.excludes.clone(),
         excludes_id: p.excludes_id.clone(),
     };
-    match sandbox.apply_sync(&req).await {
-        Ok(Some(text)) => {
-            // Logged as the script's run is (once, by whichever did the step).
-            tracing::debug!(
-                step = "apply",
-                sandbox = sandbox.id(),
-                helper = true,
-                "running a sandbox-side step"
-            );
-            let a = Answer::parse(text.as_bytes());
-            (a.get("done") == Some("1")).then_some(a)
-        }
-        Ok(None) => None,
-        Err(e) => {
-            tracing::debug!("the sandbox's own apply failed, running the script: {e}");
-            None
-        }
-    }
+    helper_answer(sandbox, "apply", sandbox.apply_sync(&req).await)
 }
 
 /// Verify and fetch the bundle, save sandbox work, install the laptop's state.

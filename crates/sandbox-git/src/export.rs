@@ -8,7 +8,7 @@ use rclaude_sandbox::provider::{Sandbox, WorktreeExportRequest};
 
 use crate::StepError;
 use crate::scripts::EXPORT;
-use crate::step::{Answer, check_identity, parse_oid, run_step};
+use crate::step::{Answer, check_identity, helper_answer, parse_oid, run_step};
 
 /// What the export step bundles.
 #[derive(Debug, Clone)]
@@ -54,24 +54,7 @@ async fn native(
         bases: bases.to_vec(),
         base_refs: base_refs.iter().map(|s| s.to_string()).collect(),
     };
-    match sandbox.export_worktree(&req).await {
-        Ok(Some(text)) => {
-            // Logged as the script's run is (once, by whichever did the step).
-            tracing::debug!(
-                step = "export",
-                sandbox = sandbox.id(),
-                helper = true,
-                "running a sandbox-side step"
-            );
-            let a = Answer::parse(text.as_bytes());
-            (a.get("done") == Some("1")).then_some(a)
-        }
-        Ok(None) => None,
-        Err(e) => {
-            tracing::debug!("the sandbox's own export failed, running the script: {e}");
-            None
-        }
-    }
+    helper_answer(sandbox, "export", sandbox.export_worktree(&req).await)
 }
 
 /// Snapshot the sandbox (or take refs) and bundle what the receiver lacks (`bases` = commits it

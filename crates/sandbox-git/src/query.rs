@@ -8,7 +8,7 @@ use rclaude_sandbox::provider::{QuerySyncRequest, Sandbox};
 use crate::StepError;
 use crate::init::check_workdir;
 use crate::scripts::QUERY;
-use crate::step::{Answer, check_identity, run_step};
+use crate::step::{Answer, check_identity, helper_answer, run_step};
 
 /// State of the sandbox repository as the query step reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,24 +53,7 @@ async fn native(sandbox: &dyn Sandbox) -> Option<Answer> {
     let req = QuerySyncRequest {
         workdir: sandbox.workdir().to_string(),
     };
-    match sandbox.query_sync(&req).await {
-        Ok(Some(text)) => {
-            // Logged as the script's run is (once, by whichever did the step).
-            tracing::debug!(
-                step = "query",
-                sandbox = sandbox.id(),
-                helper = true,
-                "running a sandbox-side step"
-            );
-            let a = Answer::parse(text.as_bytes());
-            (a.get("done") == Some("1")).then_some(a)
-        }
-        Ok(None) => None,
-        Err(e) => {
-            tracing::debug!("the sandbox's own query failed, running the script: {e}");
-            None
-        }
-    }
+    helper_answer(sandbox, "query", sandbox.query_sync(&req).await)
 }
 
 /// Ask the sandbox for its identity, HEAD, refs and sync records (read only).

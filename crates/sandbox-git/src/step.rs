@@ -136,3 +136,31 @@ pub(crate) fn parse_oid(s: &str) -> Option<Oid> {
     }
     Oid::from_str(s).ok()
 }
+
+/// The answer of a step the sandbox did itself (rclaude's step helper, e.g.
+/// [`Sandbox::apply_sync`]), when it did; `None` when it declined or failed: the caller runs the
+/// step's script.
+pub(crate) fn helper_answer(
+    sandbox: &dyn Sandbox,
+    step: &'static str,
+    result: Result<Option<String>, rclaude_sandbox::provider::SandboxError>,
+) -> Option<Answer> {
+    match result {
+        Ok(Some(text)) => {
+            // Logged as the script's run is (once, by whichever did the step).
+            tracing::debug!(
+                step,
+                sandbox = sandbox.id(),
+                helper = true,
+                "running a sandbox-side step"
+            );
+            let a = Answer::parse(text.as_bytes());
+            (a.get("done") == Some("1")).then_some(a)
+        }
+        Ok(None) => None,
+        Err(e) => {
+            tracing::debug!("the sandbox's own {step} step failed, running the script: {e}");
+            None
+        }
+    }
+}
