@@ -129,7 +129,7 @@ pub(super) fn apply(job: &ApplyJob) -> Result<(String, Made), String> {
     };
     let fp = fingerprint(&job.home, &config);
     let changed = job.changed.as_ref().filter(|_| !excludes_changed && !extra);
-    let (wt, made) = worktree::tree(&repo, &job.work, changed, &fp)?;
+    let (wt, made, read) = worktree::tree(&repo, &job.work, changed, &fp)?;
     let wt_tree = repo.find_tree(wt).map_err(git)?;
     let changes = plan(&repo, &job.work, &wt_tree, &st_tree)?;
 
@@ -218,7 +218,7 @@ pub(super) fn apply(job: &ApplyJob) -> Result<(String, Made), String> {
         branch.unwrap_or("")
     );
     write_file(&r.join("applying"), marker.as_bytes(), &tmp)?;
-    checkout(&repo, &job.work, &tmp, &changes)?;
+    checkout(&repo, &job.work, &tmp, &changes, &read)?;
     let mut real = Index::open(&index_file).map_err(git)?;
     // Entries that stay as they were keep their stat data (git's `read-tree --reset` does the
     // same); the others are hashed again by the next `git status`.
@@ -268,7 +268,7 @@ fn checkout_config(config: &git2::Config) -> Result<(), String> {
 }
 
 /// One change to the work tree.
-enum Change {
+pub(super) enum Change {
     Remove(PathBuf),
     Write(PathBuf, Oid, FileMode),
 }
@@ -351,10 +351,51 @@ fn converts(repo: &Repository, p: &Path) -> Result<(), String> {
 }
 
 /// Bring the work tree to the laptop's state: removals first (and the directories they leave
-/// empty), then each new or changed file written beside and renamed into place.
-fn checkout(repo: &Repository, work: &Path, tmp: &Path, changes: &[Change]) -> Result<(), String> {
+/// empty), then each new or changed file written beside and renamed into place. Each file is
+/// replaced only while it is still what `read` (the index the work tree's tree was made from)
+/// says, and a new path only while nothing is there: a file changed in the sandbox since
+/// stops the apply (as `git read-tree -u` stops on a file that is not up to date), and the
+/// script's recovery saves it.
+pub(super) fn checkout(
+    repo: &Repository,
+    work: &Path,
+    tmp: &Path,
+    changes: &[Change],
+    read: &Index,
+) -> Result<(), String> {
+    let unchanged = |p: &Path| -> Result<(), String> {
+        let meta = std::fs::symlink_metadata(work.join(p)).ok();
+        let entry = read.get_path(p, 0);
+        let same = match (&meta, &entry) {
+            (None, None) => true,
+            (Some(m), Some(e)) => {
+                use std::os::unix::fs::MetadataExt;
+                e.mtime.seconds() as i64 == m.mtime()
+                    && e.mtime.nanoseconds() as i64 == m.mtime_nsec()
+                    && u64::from(e.file_size) == m.size() & 0xffff_ffff
+                    && u64::from(e.ino) == m.ino() & 0xffff_ffff
+            }
+            _ => false,
+        };
+        // A stat that differs (a file touched, or an entry with no stat data yet): what it
+        // holds decides, as in git.
+        let same = same
+            || match (&meta, &entry) {
+                (Some(m), Some(e)) => content_id(&work.join(p), m) == Some(e.id),
+                _ => false,
+            };
+        if same {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} changed in the sandbox during the sync",
+                p.display()
+            ))
+        }
+    };
     for c in changes {
         if let Change::Remove(p) = c {
+            unchanged(p)?;
             match std::fs::remove_file(work.join(p)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -372,6 +413,7 @@ fn checkout(repo: &Repository, work: &Path, tmp: &Path, changes: &[Change]) -> R
         let Change::Write(p, oid, mode) = c else {
             continue;
         };
+        unchanged(p)?;
         let dest = work.join(p);
         if let Some(parent) = dest.parent() {
             std::fs::create_dir_all(parent)
@@ -398,6 +440,18 @@ fn checkout(repo: &Repository, work: &Path, tmp: &Path, changes: &[Change]) -> R
         std::fs::rename(&scratch, &dest).map_err(|e| format!("writing {}: {e}", p.display()))?;
     }
     Ok(())
+}
+
+/// The blob id of what the file (or symlink) at `path` holds, unfiltered.
+fn content_id(path: &Path, meta: &std::fs::Metadata) -> Option<Oid> {
+    if meta.is_symlink() {
+        let target = std::fs::read_link(path).ok()?;
+        Oid::hash_object(git2::ObjectType::Blob, target.as_os_str().as_bytes()).ok()
+    } else if meta.is_file() {
+        Oid::hash_file(git2::ObjectType::Blob, path).ok()
+    } else {
+        None
+    }
 }
 
 /// HEAD, the branch and the sync's own refs as the laptop's state says.

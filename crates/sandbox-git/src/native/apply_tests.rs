@@ -392,3 +392,51 @@ fn the_native_apply_leaves_what_the_script_leaves() {
     assert_eq!(saved[1], ["branch"]);
     t.assert_same("branch switch");
 }
+
+/// A file the sandbox changes after the apply read the work tree is not overwritten (nor a
+/// file deleted): the apply stops, as `git read-tree -u` does on a file that is not up to date,
+/// and leaves the edit where it was for the script's recovery to save. A file only touched
+/// (same content, new stat) is replaced.
+#[test]
+fn a_file_changed_after_the_apply_read_it_is_left_alone() {
+    let t = Twins::new();
+    let s = &t.sandboxes[1];
+    write(s, "a.txt", "a\n");
+    write(s, "b.txt", "b\n");
+    write(s, "c.txt", "c\n");
+    git(s, &["add", "-A"]);
+    git(s, &["commit", "-q", "-m", "one"]);
+    let repo = git2::Repository::open(s).unwrap();
+    let (_, _, read) = super::worktree::tree(&repo, s, None, "").unwrap();
+    let blob = repo.blob(b"from the laptop\n").unwrap();
+    let tmp = s.join(".git/rclaude/tmp");
+    let write_a = [super::apply::Change::Write(
+        PathBuf::from("a.txt"),
+        blob,
+        git2::FileMode::Blob,
+    )];
+    let remove_b = [super::apply::Change::Remove(PathBuf::from("b.txt"))];
+
+    // Touched only: replaced.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::write(s.join("a.txt"), "a\n").unwrap();
+    super::apply::checkout(&repo, s, &tmp, &write_a, &read).unwrap();
+    assert_eq!(
+        std::fs::read(s.join("a.txt")).unwrap(),
+        b"from the laptop\n"
+    );
+
+    // Edited since it was read: kept, for both a write and a removal.
+    let (_, _, read) = super::worktree::tree(&repo, s, None, "").unwrap();
+    std::fs::write(s.join("a.txt"), "edited in the sandbox\n").unwrap();
+    std::fs::write(s.join("b.txt"), "edited too\n").unwrap();
+    let err = super::apply::checkout(&repo, s, &tmp, &write_a, &read).unwrap_err();
+    assert!(err.contains("a.txt changed"), "{err}");
+    let err = super::apply::checkout(&repo, s, &tmp, &remove_b, &read).unwrap_err();
+    assert!(err.contains("b.txt changed"), "{err}");
+    assert_eq!(
+        std::fs::read(s.join("a.txt")).unwrap(),
+        b"edited in the sandbox\n"
+    );
+    assert_eq!(std::fs::read(s.join("b.txt")).unwrap(), b"edited too\n");
+}

@@ -36,15 +36,16 @@ pub enum Made {
     Updated,
 }
 
-/// The tree of the work tree of `repo` (opened on `work`), and how it was made. `fingerprint`
-/// names the state of the configuration outside the tree. `Err`: a reason to leave it to the
-/// script.
+/// The tree of the work tree of `repo` (opened on `work`), how it was made, and the index it
+/// was made from (its entries' stat data say what each file was when it was read).
+/// `fingerprint` names the state of the configuration outside the tree. `Err`: a reason to
+/// leave it to the script.
 pub(crate) fn tree(
     repo: &Repository,
     work: &Path,
     changed: Option<&ChangedPaths>,
     fingerprint: &str,
-) -> Result<(Oid, Made), String> {
+) -> Result<(Oid, Made, Index), String> {
     let git_dir = repo.path().to_path_buf();
     let real = if git_dir.join("index").exists() {
         Index::open(&git_dir.join("index")).map_err(|e| format!("reading the index: {e}"))?
@@ -133,7 +134,7 @@ pub(crate) fn tree(
         std::fs::write(&stamp_file, stamp_line(&c.now, fingerprint))
             .map_err(|e| format!("writing {}: {e}", stamp_file.display()))?;
     }
-    Ok((tree, made))
+    Ok((tree, made, idx))
 }
 
 fn stamp_line(token: &str, fingerprint: &str) -> String {
