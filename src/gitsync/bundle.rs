@@ -328,7 +328,7 @@ pub fn read<'a>(
         Progress::Objects(done, total) => progress.objects(done, total),
         Progress::Bytes(done, total) => progress.bytes(done, total),
     };
-    shared::read(repo, path, &report).map_err(|e| match e {
+    shared::read(repo, path, true, &report).map_err(|e| match e {
         ReadError::Io { context, source } => SyncError::Io { context, source },
         ReadError::Git { context, source } => SyncError::Git { context, source },
         ReadError::Bad(reason) => SyncError::BadBundle {

@@ -51,6 +51,8 @@ struct Twins {
     /// (script's sandbox, native's sandbox)
     sandboxes: [PathBuf; 2],
     known: Vec<String>,
+    /// The commits the sandboxes had before the last [`Twins::send`] (its bundle's bases).
+    known_before: String,
     round: usize,
 }
 
@@ -82,6 +84,7 @@ impl Twins {
             laptop,
             sandboxes,
             known: Vec::new(),
+            known_before: String::new(),
             round: 0,
         }
     }
@@ -123,6 +126,7 @@ impl Twins {
             "refs/rclaude/push/index".into(),
             "refs/rclaude/push/head".into(),
         ];
+        self.known_before = self.known.join(" ");
         if !self.known.is_empty() {
             args.push("--not".into());
             args.extend(self.known.iter().cloned());
@@ -141,6 +145,29 @@ impl Twins {
             index,
             head,
             branch,
+        }
+    }
+
+    /// The helper's job for `r` in the second sandbox.
+    fn job(&self, r: &Round) -> ApplyJob {
+        let native = &self.sandboxes[1];
+        ApplyJob {
+            work: native.clone(),
+            bundle: Some(native.join(".git/rclaude/tmp/in.bundle")),
+            home: self.dir.path().to_path_buf(),
+            changed: None,
+            request: ApplySyncRequest {
+                workdir: native.to_str().unwrap().into(),
+                identity: "twin".into(),
+                bundle: None,
+                snapshot: r.snapshot.clone(),
+                index: r.index.clone(),
+                head: Some(r.head.clone()),
+                branch: Some(r.branch.clone()),
+                known: r.known.clone(),
+                excludes: String::new(),
+                excludes_id: "none".into(),
+            },
         }
     }
 
@@ -171,25 +198,7 @@ impl Twins {
             "script: {script_answer} {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let native = &self.sandboxes[1];
-        let job = ApplyJob {
-            work: native.clone(),
-            bundle: Some(bundle(native)),
-            home: self.dir.path().to_path_buf(),
-            changed: None,
-            request: ApplySyncRequest {
-                workdir: native.to_str().unwrap().into(),
-                identity: "twin".into(),
-                bundle: None,
-                snapshot: r.snapshot.clone(),
-                index: r.index.clone(),
-                head: Some(r.head.clone()),
-                branch: Some(r.branch.clone()),
-                known: r.known.clone(),
-                excludes: String::new(),
-                excludes_id: "none".into(),
-            },
-        };
+        let job = self.job(r);
         let (native_answer, _) = super::apply::apply(&job).expect("the helper applies");
         [script_answer, native_answer].map(|a| {
             a.lines()
@@ -439,4 +448,66 @@ fn a_file_changed_after_the_apply_read_it_is_left_alone() {
         b"edited in the sandbox\n"
     );
     assert_eq!(std::fs::read(s.join("b.txt")).unwrap(), b"edited too\n");
+}
+
+/// A bundle whose pack lacks an object its new commit names (a blob) is not applied: the
+/// indexer accepts such a pack (every object in it is sound), and the apply's own check of what
+/// the new commits bring turns it down before anything changes.
+#[test]
+fn a_bundle_missing_an_object_is_turned_down_before_anything_changes() {
+    let mut t = Twins::new();
+    let l = t.laptop.clone();
+    write(&l, "a.txt", "a\n");
+    git(&l, &["add", "-A"]);
+    git(&l, &["commit", "-q", "-m", "one"]);
+    let r = t.send();
+    t.apply(&r);
+    let before = Twins::state(&t.sandboxes[1]);
+
+    write(&l, "b.txt", "a blob the pack leaves out\n");
+    git(&l, &["add", "-A"]);
+    git(&l, &["commit", "-q", "-m", "two"]);
+    let r = t.send();
+    // The same bundle's header over a pack of everything new but the blob.
+    let blob = git(&l, &["rev-parse", "HEAD:b.txt"]);
+    let mut args = vec![
+        "rev-list",
+        "--objects",
+        "refs/rclaude/push/snapshot",
+        "refs/rclaude/push/index",
+        "refs/rclaude/push/head",
+        "--not",
+    ];
+    args.extend(t.known_before.split(' '));
+    let objects = git(&l, &args);
+    let list: String = objects
+        .lines()
+        .map(|l| l.split(' ').next().unwrap())
+        .filter(|o| *o != blob)
+        .map(|o| format!("{o}\n"))
+        .collect();
+    let mut pack = Command::new("git")
+        .args(["pack-objects", "--stdout"])
+        .current_dir(&l)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    pack.stdin
+        .take()
+        .unwrap()
+        .write_all(list.as_bytes())
+        .unwrap();
+    let pack = pack.wait_with_output().unwrap().stdout;
+    let path = t.sandboxes[1].join(".git/rclaude/tmp/in.bundle");
+    let full = std::fs::read(&path).unwrap();
+    let header_len = full.windows(2).position(|w| w == b"\n\n").unwrap() + 2;
+    let mut bundle = full[..header_len].to_vec();
+    bundle.extend_from_slice(&pack);
+    std::fs::write(&path, bundle).unwrap();
+
+    let err = super::apply::apply(&t.job(&r)).unwrap_err();
+    assert!(err.contains(&blob), "{err}");
+    assert_eq!(Twins::state(&t.sandboxes[1]), before, "nothing changed");
 }

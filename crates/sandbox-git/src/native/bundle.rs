@@ -282,10 +282,17 @@ fn oid_of(hex: &str) -> Option<Oid> {
 }
 
 /// Read the bundle at `path` into `repo`'s object store: validate the header, check that every
-/// prerequisite is there, stream the pack through libgit2's indexer (which verifies it and
-/// completes thin packs, as git's own bundles are), and check that every ref's object arrived.
-/// Returns the header; refs are for the caller to update.
-pub fn read(repo: &Repository, path: &Path, progress: &dyn Fn(Read)) -> Result<Header, ReadError> {
+/// prerequisite is there, stream the pack through libgit2's indexer (which checks every
+/// object's checksum and completes thin packs, as git's own bundles are), and check that every
+/// ref's object arrived. With `connectivity`, the indexer also checks that every object the
+/// pack's objects name is there (all of them: about as long again as the indexing); without,
+/// the caller checks what it uses. Returns the header; refs are for the caller to update.
+pub fn read(
+    repo: &Repository,
+    path: &Path,
+    connectivity: bool,
+    progress: &dyn Fn(Read),
+) -> Result<Header, ReadError> {
     let io = |context: String| move |source| ReadError::Io { context, source };
     let git = |context: &str| {
         let context = context.to_string();
@@ -302,7 +309,7 @@ pub fn read(repo: &Repository, path: &Path, progress: &dyn Fn(Read)) -> Result<H
     let pack_dir = repo.commondir().join("objects").join("pack");
     std::fs::create_dir_all(&pack_dir).map_err(io(format!("creating {}", pack_dir.display())))?;
     {
-        let mut indexer = git2::Indexer::new(Some(&odb), &pack_dir, 0, true)
+        let mut indexer = git2::Indexer::new(Some(&odb), &pack_dir, 0, connectivity)
             .map_err(git("starting the pack indexer"))?;
         indexer.progress(|p| {
             progress(Read::Objects(

@@ -553,16 +553,23 @@ fn system_view(a: &mut Args) -> Vec<PathBuf> {
 /// Find bubblewrap and check that it can build the sandbox we use (user namespaces may be off).
 pub fn probe() -> Result<PathBuf, String> {
     let bwrap = crate::host::find_on_path("bwrap").ok_or("bubblewrap (bwrap) is not installed")?;
-    // A second try before giving up: on a loaded machine an unprivileged bubblewrap joining the
-    // namespaces has been seen to fail once ("Can't send pid: Invalid argument") and work at once
-    // after; a sandbox should not lose its isolation to that.
-    match probe_once(&bwrap) {
-        Ok(()) => Ok(bwrap),
-        Err(first) => {
-            tracing::debug!("bubblewrap probe failed, trying again: {first}");
-            probe_once(&bwrap).map(|()| bwrap)
+    // More tries before giving up: on a loaded machine an unprivileged bubblewrap joining the
+    // namespaces has been seen to fail ("Can't send pid: Invalid argument"), twice in a row
+    // once, and work right after; a sandbox should not lose its isolation to that.
+    let mut last = String::new();
+    for (attempt, pause_ms) in [0u64, 25, 100, 250].into_iter().enumerate() {
+        std::thread::sleep(std::time::Duration::from_millis(pause_ms));
+        match probe_once(&bwrap) {
+            Ok(()) => return Ok(bwrap),
+            // Other failures (no user namespaces, say) do not pass with time.
+            Err(e) if !e.contains("Can't send pid") && !e.contains("short read") => return Err(e),
+            Err(e) => {
+                tracing::debug!(attempt, "bubblewrap probe failed: {e}");
+                last = e;
+            }
         }
     }
+    Err(last)
 }
 
 fn probe_once(bwrap: &Path) -> Result<(), String> {
