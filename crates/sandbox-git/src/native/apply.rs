@@ -8,8 +8,9 @@
 //! written, so an apply killed half-way is recovered by the next (which the script does).
 //! Declined, for the script: an interrupted apply to recover, a shallow repository, files in
 //! the way of new paths, type changes, submodules, `.gitattributes` changes, checkout filters
-//! or line-ending conversion, a laptop `.gitignore` the work tree does not have yet, long
-//! histories (a first sync), any error before the marker.
+//! or line-ending conversion, long histories (a first sync), any error before the marker. A
+//! laptop `.gitignore` the work tree does not have yet joins the ignore rules, as the script
+//! adds it to its excludes.
 
 use std::ffi::OsStr;
 use std::io::Write as _;
@@ -106,12 +107,9 @@ pub(super) fn apply(job: &ApplyJob) -> Result<(String, Made), String> {
 
     // 4. The sandbox as it is now: its index's tree and its work tree's.
     let index_file = git_dir.join("index");
-    let x = if index_file.exists() {
-        let mut real = Index::open(&index_file).map_err(git)?;
-        real.write_tree_to(&repo).map_err(git)?
-    } else {
-        empty
-    };
+    // Read once, for its tree and for the work tree's (none: the empty tree).
+    let mut real = worktree::real_index(&repo)?;
+    let x = real.write_tree_to(&repo).map_err(git)?;
     // The work tree is read with the incoming root .gitignore added to the ignore rules (so
     // patterns the laptop just added leave matching sandbox files alone): nothing to add when
     // the work tree has that .gitignore already; otherwise the index is rebuilt with them.
@@ -132,7 +130,7 @@ pub(super) fn apply(job: &ApplyJob) -> Result<(String, Made), String> {
     };
     let fp = fingerprint(&job.home, &config);
     let changed = job.changed.as_ref().filter(|_| !excludes_changed && !extra);
-    let (wt, made, read) = worktree::tree(&repo, &job.work, changed, &fp)?;
+    let (wt, made, read) = worktree::tree(&repo, &real, &job.work, changed, &fp)?;
     let wt_tree = repo.find_tree(wt).map_err(git)?;
     let changes = plan(&repo, &job.work, &wt_tree, &st_tree)?;
 
@@ -222,6 +220,7 @@ pub(super) fn apply(job: &ApplyJob) -> Result<(String, Made), String> {
     );
     write_file(&r.join("applying"), marker.as_bytes(), &tmp)?;
     checkout(&repo, &job.work, &tmp, &changes, &read)?;
+    // Read again: the sandbox's own git may have changed it since (the lock is rclaude's).
     let mut real = Index::open(&index_file).map_err(git)?;
     // Entries that stay as they were keep their stat data (git's `read-tree --reset` does the
     // same); the others are hashed again by the next `git status`.

@@ -76,7 +76,9 @@ pub fn export(job: &ExportJob) -> Result<(String, Made), String> {
     out.say("branch", &branch);
 
     let fingerprint = fingerprint(&job.home, &config);
-    let (wt, made, _) = worktree::tree(&repo, &job.work, job.changed.as_ref(), &fingerprint)?;
+    let real = worktree::real_index(&repo)?;
+    let (wt, made, _) =
+        worktree::tree(&repo, &real, &job.work, job.changed.as_ref(), &fingerprint)?;
     let Some((tip, wip)) = tip(&repo, head, wt).map_err(git)? else {
         out.say("empty", "1");
         out.say("done", "1");

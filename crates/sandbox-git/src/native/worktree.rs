@@ -36,22 +36,28 @@ pub enum Made {
     Updated,
 }
 
-/// The tree of the work tree of `repo` (opened on `work`), how it was made, and the index it
+/// The repository's own index (`.git/index`; empty when there is none).
+pub(crate) fn real_index(repo: &Repository) -> Result<Index, String> {
+    let path = repo.path().join("index");
+    if path.exists() {
+        Index::open(&path).map_err(|e| format!("reading the index: {e}"))
+    } else {
+        Index::new().map_err(|e| e.to_string())
+    }
+}
+
+/// The tree of the work tree of `repo` (opened on `work`; `real` its index), how it was made, and the index it
 /// was made from (its entries' stat data say what each file was when it was read).
 /// `fingerprint` names the state of the configuration outside the tree. `Err`: a reason to
 /// leave it to the script.
 pub(crate) fn tree(
     repo: &Repository,
+    real: &Index,
     work: &Path,
     changed: Option<&ChangedPaths>,
     fingerprint: &str,
 ) -> Result<(Oid, Made, Index), String> {
     let git_dir = repo.path().to_path_buf();
-    let real = if git_dir.join("index").exists() {
-        Index::open(&git_dir.join("index")).map_err(|e| format!("reading the index: {e}"))?
-    } else {
-        Index::new().map_err(|e| e.to_string())?
-    };
     if real.has_conflicts() {
         return Err("the index has conflicts".into());
     }
@@ -99,11 +105,7 @@ pub(crate) fn tree(
     let git = |e: git2::Error| e.message().to_string();
     match plan {
         Some(update) => {
-            let u = Updater {
-                repo,
-                work,
-                real: &real,
-            };
+            let u = Updater { repo, work, real };
             for p in &update.paths {
                 u.apply(&mut idx, p).map_err(git)?;
             }
