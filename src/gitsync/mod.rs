@@ -45,6 +45,7 @@ pub mod bundle;
 /// The sandbox-side steps (a crate of their own: the server runs them too).
 pub use rclaude_sandbox_git as remote;
 pub mod snapshot;
+mod snapshot_memo;
 
 use std::path::{Path, PathBuf};
 

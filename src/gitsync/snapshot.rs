@@ -10,6 +10,7 @@ use std::path::Path;
 
 use git2::{ErrorCode, Index, IndexAddOption, Oid, Repository, Signature, Time};
 
+use super::snapshot_memo as memo;
 use super::{EMPTY_TREE, SyncError, local_tmp_dir};
 
 /// Where HEAD is.
@@ -185,6 +186,38 @@ pub fn from_recorded(repo: &Repository, state: &super::SyncState) -> Result<Snap
 /// gitignore patterns applied on top of `.gitignore` and `.git/info/exclude`; like those, they do
 /// not hide files that are tracked.
 pub fn create(repo: &Repository, extra_ignores: &[String]) -> Result<Snapshot, SyncError> {
+    create_with(repo, extra_ignores, true).map(|(snap, _)| snap)
+}
+
+/// Where a snapshot's work-tree tree came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TreeSource {
+    /// A walk of the work tree (libgit2's `add_all` on a copy of the index).
+    Walked,
+    /// The memo of the last snapshot: nothing it was computed from had changed (one `lstat`
+    /// per path, see `snapshot_memo`).
+    Memo,
+}
+
+/// [`create`], also telling where the work tree's tree came from.
+pub fn create_traced(
+    repo: &Repository,
+    extra_ignores: &[String],
+) -> Result<(Snapshot, TreeSource), SyncError> {
+    create_with(repo, extra_ignores, true)
+}
+
+/// [`create`] without the memo of the last snapshot: the work tree is always walked, and no
+/// memo is read or written. What the memo's answers are checked against.
+pub fn create_fresh(repo: &Repository, extra_ignores: &[String]) -> Result<Snapshot, SyncError> {
+    create_with(repo, extra_ignores, false).map(|(snap, _)| snap)
+}
+
+fn create_with(
+    repo: &Repository,
+    extra_ignores: &[String],
+    use_memo: bool,
+) -> Result<(Snapshot, TreeSource), SyncError> {
     validate_ignores(extra_ignores)?;
     let workdir = repo.workdir().ok_or_else(|| SyncError::NotARepository {
         path: repo.path().to_path_buf(),
@@ -201,18 +234,13 @@ pub fn create(repo: &Repository, extra_ignores: &[String]) -> Result<Snapshot, S
         None => Oid::from_str(EMPTY_TREE).expect("valid oid"),
     };
 
-    // The user's index as a tree (read only; write_tree writes objects, never the index file).
-    let (index_tree, index_conflicts) = match repo.index() {
-        Ok(mut idx) if !idx.has_conflicts() => (
-            idx.write_tree()
-                .map_err(SyncError::git("writing the index as a tree"))?,
-            false,
-        ),
-        Ok(_) => (head_tree, true),
-        Err(_) => (head_tree, false),
+    let worktree = worktree_tree(repo, workdir, extra_ignores, head_tree, use_memo)?;
+    // The user's index as a tree: taken from the same copy of the index file, read once.
+    let (index_tree, index_conflicts) = match worktree.index_tree {
+        Some(read) => read,
+        None => user_index_tree(repo, head_tree)?,
     };
-
-    let (tree, skipped_nested) = worktree_tree(repo, workdir, extra_ignores, head_tree)?;
+    let (tree, skipped_nested) = (worktree.tree, worktree.nested);
 
     let sig = snapshot_signature(repo, head_oid)?;
     let parent = match head_oid {
@@ -230,10 +258,10 @@ pub fn create(repo: &Repository, extra_ignores: &[String]) -> Result<Snapshot, S
         repo.commit(None, &sig, &sig, msg, &t, &parents)
             .map_err(SyncError::git("writing a snapshot commit"))
     };
-    let submodules = gitlinks(repo, tree)?;
+    let submodules = worktree.gitlinks;
     let index_commit = commit_of(index_tree, "rclaude: snapshot of the index\n")?;
     let commit = commit_of(tree, "rclaude: snapshot of the work tree\n")?;
-    Ok(Snapshot {
+    let snap = Snapshot {
         commit,
         tree,
         index_commit,
@@ -242,7 +270,37 @@ pub fn create(repo: &Repository, extra_ignores: &[String]) -> Result<Snapshot, S
         index_conflicts,
         skipped_nested,
         submodules,
+    };
+    Ok((snap, worktree.source))
+}
+
+/// The user's index as a tree, read through the repository (when no copy of its file could be
+/// read): `(tree, conflicts)`, HEAD's tree when it has conflicts or cannot be read. Read only:
+/// `write_tree` writes objects, never the index file.
+fn user_index_tree(repo: &Repository, head_tree: Oid) -> Result<(Oid, bool), SyncError> {
+    Ok(match repo.index() {
+        Ok(mut idx) if !idx.has_conflicts() => (
+            idx.write_tree()
+                .map_err(SyncError::git("writing the index as a tree"))?,
+            false,
+        ),
+        Ok(_) => (head_tree, true),
+        Err(_) => (head_tree, false),
     })
+}
+
+/// What one pass over the temporary index gives.
+struct WorktreeTree {
+    /// The work tree's tree.
+    tree: Oid,
+    /// The user's index as a tree and whether it has conflicts, from the same copy (`None` when
+    /// the index file could not be copied and read).
+    index_tree: Option<(Oid, bool)>,
+    /// Embedded repositories left out.
+    nested: Vec<String>,
+    /// Submodule paths (gitlinks) in `tree`.
+    gitlinks: Vec<String>,
+    source: TreeSource,
 }
 
 /// Paths of the submodules (gitlink entries) in `tree`.
@@ -262,13 +320,39 @@ fn gitlinks(repo: &Repository, tree: Oid) -> Result<Vec<String>, SyncError> {
 }
 
 /// The tree of the work tree (tracked + untracked non-ignored files), through a temporary copy
-/// of the index on a second repository handle; also the embedded repositories left out.
+/// of the index on a second repository handle; also the user's index as a tree (from the same
+/// copy, so the index file is read once), the embedded repositories left out and the gitlinks.
+/// With `use_memo`, the memo of the last snapshot answers when nothing it depends on changed.
 fn worktree_tree(
     repo: &Repository,
     workdir: &Path,
     extra_ignores: &[String],
     head_tree: Oid,
-) -> Result<(Oid, Vec<String>), SyncError> {
+    use_memo: bool,
+) -> Result<WorktreeTree, SyncError> {
+    let walk_ns = memo::now_ns();
+    let index_id = memo::IndexId::of(repo);
+    let last = if use_memo {
+        memo::load(repo, extra_ignores)
+    } else {
+        None
+    };
+    let mut work_tree_unchanged = None;
+    if let Some(m) = &last
+        && m.same_index(index_id.as_ref())
+    {
+        if m.work_tree_unchanged(workdir) {
+            tracing::debug!("snapshot: the work tree and index are as the memo has them");
+            return Ok(WorktreeTree {
+                tree: m.tree,
+                index_tree: Some((m.index_tree, false)),
+                nested: m.nested.clone(),
+                gitlinks: Vec::new(),
+                source: TreeSource::Memo,
+            });
+        }
+        work_tree_unchanged = Some(false);
+    }
     let handle = super::open_work_tree(workdir)
         .map_err(SyncError::git("opening a second repository handle"))?;
     if !extra_ignores.is_empty() {
@@ -287,8 +371,8 @@ fn worktree_tree(
     let user_index = repo.path().join("index");
     let copied = copy_preserving_mtime(&user_index, tmp.path()).unwrap_or(false);
 
-    let mut index = match Index::open(tmp.path()) {
-        Ok(i) if copied => i,
+    let (mut index, is_copy) = match Index::open(tmp.path()) {
+        Ok(i) if copied => (i, true),
         _ => {
             // No usable index (none yet, or a format libgit2 cannot read): start from HEAD's tree
             // so tracked files stay tracked even when ignored; everything is hashed afresh.
@@ -300,12 +384,42 @@ fn worktree_tree(
                 .map_err(SyncError::git("reading HEAD's tree"))?;
             i.read_tree(&t)
                 .map_err(SyncError::git("filling the temporary index"))?;
-            i
+            (i, false)
         }
     };
     handle
         .set_index(&mut index)
         .map_err(SyncError::git("attaching the temporary index"))?;
+    // Before the work tree goes in, the copy is the user's index: its tree (its cached trees
+    // make this cheap) is the index snapshot.
+    let index_tree = match (is_copy, index.has_conflicts()) {
+        (false, _) => None,
+        (true, true) => Some((head_tree, true)),
+        (true, false) => Some((
+            index
+                .write_tree()
+                .map_err(SyncError::git("writing the index as a tree"))?,
+            false,
+        )),
+    };
+    let tracked = memo::tracked_hash(&index);
+    if let (Some(m), Some((index_tree, false))) = (&last, index_tree)
+        && m.same_tracked(tracked)
+        && *work_tree_unchanged.get_or_insert_with(|| m.work_tree_unchanged(workdir))
+    {
+        tracing::debug!("snapshot: the work tree and tracked set are as the memo has them");
+        let (tree, nested) = (m.tree, m.nested.clone());
+        if let Some(m) = last {
+            m.renew_index(repo, extra_ignores, index_id, index_tree);
+        }
+        return Ok(WorktreeTree {
+            tree,
+            index_tree: Some((index_tree, false)),
+            nested,
+            gitlinks: Vec::new(),
+            source: TreeSource::Memo,
+        });
+    }
     // Untracked directories reach the callback only when they hold another repository (an
     // embedded clone that is not a submodule): its files belong to that repository, skip it.
     // Sparse checkout: files outside the cone are absent from the work tree on purpose
@@ -337,16 +451,50 @@ fn worktree_tree(
         .map_err(SyncError::git(
             "adding work-tree files to the temporary index",
         ))?;
-    if let Some(filtered) = filtered {
+    if let Some(filtered) = &filtered {
         filtered.apply(&handle, workdir, &mut index)?;
     }
     let tree = index
         .write_tree()
         .map_err(SyncError::git("writing the work tree as a tree"))?;
+    tracing::debug!(entries = index.len(), "snapshot: work tree walked");
+    // The tree's gitlinks are the index's (in the same order as a walk of the tree).
+    let gitlinks: Vec<String> = index
+        .iter()
+        .filter(|e| e.mode == 0o160000)
+        .map(|e| String::from_utf8_lossy(&e.path).into_owned())
+        .collect();
+    match index_tree {
+        Some((index_tree, false))
+            if use_memo && filtered.is_none() && sparse.is_empty() && gitlinks.is_empty() =>
+        {
+            let taken = memo::Taken {
+                walk_ns,
+                index_id,
+                tracked,
+                ignores: extra_ignores,
+                tree,
+                index_tree,
+                nested: &nested,
+                index: &index,
+                handle: &handle,
+            };
+            memo::record(repo, workdir, taken);
+            tracing::debug!("snapshot: memo recorded");
+        }
+        _ if use_memo => memo::forget(repo),
+        _ => {}
+    }
     drop(index);
     drop(handle);
     drop(tmp);
-    Ok((tree, nested))
+    Ok(WorktreeTree {
+        tree,
+        index_tree,
+        nested,
+        gitlinks,
+        source: TreeSource::Walked,
+    })
 }
 
 /// `GIT_INDEX_ENTRY_SKIP_WORKTREE`, in an index entry's extended flags.
