@@ -462,70 +462,10 @@ pub(crate) fn count_changes(
     let to_tree = repo
         .find_tree(to)
         .map_err(SyncError::git("reading a snapshot tree"))?;
-    changed_files(repo, &from_tree, &to_tree).map_err(SyncError::git("comparing snapshots"))
-}
-
-/// Files that differ between two trees, as a diff without rename detection counts them (a
-/// file whose type changes counts twice: removed and added). Subtrees with the same id are not
-/// read, so the cost follows what changed, not the size of the tree.
-fn changed_files(
-    repo: &Repository,
-    a: &git2::Tree<'_>,
-    b: &git2::Tree<'_>,
-) -> Result<usize, git2::Error> {
-    use std::cmp::Ordering;
-    // Tree order: a subtree sorts as its name followed by '/'.
-    fn key(e: &git2::TreeEntry<'_>) -> Vec<u8> {
-        let mut k = e.name_bytes().to_vec();
-        if e.kind() == Some(git2::ObjectType::Tree) {
-            k.push(b'/');
-        }
-        k
-    }
-    fn kind(mode: i32) -> i32 {
-        if mode == 0o100755 { 0o100644 } else { mode }
-    }
-    fn side(repo: &Repository, e: &git2::TreeEntry<'_>) -> Result<usize, git2::Error> {
-        if e.kind() != Some(git2::ObjectType::Tree) {
-            return Ok(1);
-        }
-        let mut n = 0;
-        repo.find_tree(e.id())?
-            .walk(git2::TreeWalkMode::PreOrder, |_, e| {
-                if e.kind() != Some(git2::ObjectType::Tree) {
-                    n += 1;
-                }
-                git2::TreeWalkResult::Ok
-            })?;
-        Ok(n)
-    }
-    let (mut ia, mut ib) = (a.iter().peekable(), b.iter().peekable());
-    let mut n = 0;
-    loop {
-        let order = match (ia.peek(), ib.peek()) {
-            (None, None) => return Ok(n),
-            (Some(_), None) => Ordering::Less,
-            (None, Some(_)) => Ordering::Greater,
-            (Some(x), Some(y)) => key(x).cmp(&key(y)),
-        };
-        match order {
-            Ordering::Less => n += side(repo, &ia.next().expect("peeked"))?,
-            Ordering::Greater => n += side(repo, &ib.next().expect("peeked"))?,
-            Ordering::Equal => {
-                let (x, y) = (ia.next().expect("peeked"), ib.next().expect("peeked"));
-                if x.id() == y.id() && x.filemode() == y.filemode() {
-                    continue;
-                }
-                if x.kind() == Some(git2::ObjectType::Tree) {
-                    n += changed_files(repo, &repo.find_tree(x.id())?, &repo.find_tree(y.id())?)?;
-                } else if kind(x.filemode()) == kind(y.filemode()) {
-                    n += 1;
-                } else {
-                    n += 2;
-                }
-            }
-        }
-    }
+    // Only the subtrees that differ are read (libgit2's diff reads every tree of both).
+    super::remote::native::treediff::changes(repo, Some(&from_tree), &to_tree)
+        .map(|c| c.len())
+        .map_err(SyncError::git("comparing snapshots"))
 }
 
 /// Write a bundle of `refs` (leaving out what `hidden` reaches) to a new file named
@@ -671,63 +611,6 @@ pub(crate) async fn transfer(
                 } else {
                     watching = false;
                 }
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The tree of `dir`'s work tree as it is now.
-    fn tree_now(repo: &Repository) -> Oid {
-        let mut index = repo.index().unwrap();
-        index.clear().unwrap();
-        index
-            .add_all(["*"], git2::IndexAddOption::DEFAULT, None)
-            .unwrap();
-        index.write_tree().unwrap()
-    }
-
-    #[test]
-    fn changed_files_counts_as_a_tree_diff_does() {
-        let tmp = tempfile::tempdir().unwrap();
-        let d = tmp.path();
-        let repo = Repository::init(d).unwrap();
-        let w = |p: &str, t: &str| {
-            std::fs::create_dir_all(d.join(p).parent().unwrap()).unwrap();
-            std::fs::write(d.join(p), t).unwrap();
-        };
-        use std::os::unix::fs::PermissionsExt;
-        let mut trees = Vec::new();
-        w("a.txt", "a");
-        w("dir/b.txt", "b");
-        w("dir/sub/c.txt", "c");
-        w("keep/k.txt", "k");
-        trees.push(tree_now(&repo));
-        w("dir/b.txt", "b2"); // modified, deep
-        std::fs::set_permissions(d.join("a.txt"), std::fs::Permissions::from_mode(0o755)).unwrap(); // mode only
-        trees.push(tree_now(&repo));
-        std::fs::remove_dir_all(d.join("dir/sub")).unwrap(); // a subtree gone
-        w("new/x/y.txt", "y"); // a subtree added
-        trees.push(tree_now(&repo));
-        std::fs::remove_file(d.join("a.txt")).unwrap();
-        std::os::unix::fs::symlink("keep/k.txt", d.join("a.txt")).unwrap(); // file -> symlink
-        std::fs::remove_dir_all(d.join("keep")).unwrap();
-        w("keep", "now a file"); // directory -> file
-        trees.push(tree_now(&repo));
-        let empty = repo.treebuilder(None).unwrap().write().unwrap();
-        trees.push(empty);
-        for a in &trees {
-            for b in &trees {
-                let (ta, tb) = (repo.find_tree(*a).unwrap(), repo.find_tree(*b).unwrap());
-                let want = repo
-                    .diff_tree_to_tree(Some(&ta), Some(&tb), None)
-                    .unwrap()
-                    .deltas()
-                    .len();
-                assert_eq!(changed_files(&repo, &ta, &tb).unwrap(), want, "{a} -> {b}");
             }
         }
     }

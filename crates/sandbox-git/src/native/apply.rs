@@ -18,9 +18,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use git2::{Delta, FileMode, Index, Oid, Repository, Signature, Tree};
+use git2::{FileMode, Index, Oid, Repository, Signature, Tree};
 use rclaude_sandbox::agent::apply::ApplyJob;
 
+use super::treediff;
 use super::worktree::{self, Made};
 use super::{Answer, EMPTY_TREE, Lock, bundle, fingerprint, identity, open, peeled};
 
@@ -283,37 +284,49 @@ fn plan(
     wt: &Tree<'_>,
     st: &Tree<'_>,
 ) -> Result<Vec<Change>, String> {
-    let diff = repo
-        .diff_tree_to_tree(Some(wt), Some(st), None)
-        .map_err(|e| e.message().to_string())?;
+    let git = |e: git2::Error| e.message().to_string();
     let mut changes = Vec::new();
-    for d in diff.deltas() {
-        let (old, new) = (d.old_file(), d.new_file());
-        let path = new
-            .path()
-            .or(old.path())
-            .ok_or("a change without a path")?
-            .to_path_buf();
-        if old.mode() == FileMode::Commit || new.mode() == FileMode::Commit {
+    for d in treediff::changes(repo, Some(wt), st).map_err(git)? {
+        let path = path_of(&d.path);
+        let gitlink = |s: Option<treediff::Side>| s.is_some_and(|s| s.mode == GITLINK);
+        if gitlink(d.old) || gitlink(d.new) {
             return Err("a submodule changes".into());
         }
         if path.file_name() == Some(OsStr::new(".gitattributes")) {
             return Err("attributes change".into());
         }
-        match d.status() {
-            Delta::Deleted => changes.push(Change::Remove(path)),
-            Delta::Added | Delta::Modified => {
-                if d.status() == Delta::Added {
+        match (d.old, d.new) {
+            (Some(_), None) => changes.push(Change::Remove(path)),
+            (old, Some(new)) => {
+                if old.is_none() {
                     in_the_way(work, &path)?;
                 }
                 converts(repo, &path)?;
-                changes.push(Change::Write(path, new.id(), new.mode()));
+                changes.push(Change::Write(path, new.id, file_mode(new.mode)?));
             }
-            other => return Err(format!("a change of kind {other:?}")),
+            (None, None) => return Err("a change without a side".into()),
         }
     }
     Ok(changes)
 }
+
+/// `git2`'s name for a tree entry's mode.
+fn file_mode(mode: i32) -> Result<FileMode, String> {
+    match mode {
+        0o100644 => Ok(FileMode::Blob),
+        0o100755 => Ok(FileMode::BlobExecutable),
+        0o120000 => Ok(FileMode::Link),
+        other => Err(format!("a file of mode {other:o}")),
+    }
+}
+
+/// A tree path as a file-system path.
+fn path_of(bytes: &[u8]) -> PathBuf {
+    PathBuf::from(OsStr::from_bytes(bytes))
+}
+
+/// A submodule's mode.
+const GITLINK: i32 = 0o160000;
 
 /// Whether anything (a file, even an ignored one, or a directory) is at new path `p`, or a
 /// file or symlink where one of its directories goes: the script saves or refuses those.
@@ -546,13 +559,13 @@ fn check_new(repo: &Repository, header: &bundle::Header) -> Result<(), String> {
             .transpose()
             .map_err(git)?;
         let tree = c.tree().map_err(git)?;
-        let diff = repo
-            .diff_tree_to_tree(old.as_ref(), Some(&tree), None)
-            .map_err(git)?;
-        for d in diff.deltas() {
-            let f = d.new_file();
-            if !f.id().is_zero() && f.mode() != FileMode::Commit && !odb.exists(f.id()) {
-                return Err(format!("the bundle lacks object {}", f.id()));
+        // Subtrees the parent has are skipped: what the parent reaches is in the repository.
+        for d in treediff::changes(repo, old.as_ref(), &tree).map_err(git)? {
+            match d.new {
+                Some(n) if n.mode != GITLINK && !odb.exists(n.id) => {
+                    return Err(format!("the bundle lacks object {}", n.id));
+                }
+                _ => {}
             }
         }
     }

@@ -16,6 +16,7 @@
 mod apply;
 pub mod bundle;
 mod query;
+pub mod treediff;
 mod worktree;
 
 use std::fmt::Write as _;
