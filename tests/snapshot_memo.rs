@@ -3,30 +3,17 @@
 //! (always a walk), and checks that the memo did answer when nothing had changed. The memo
 //! trusts only stat data older than two seconds, hence the pauses.
 
+mod support;
+
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use rclaude::gitsync::snapshot::{self, Snapshot, TreeSource};
+use support::git;
 
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .current_dir(dir)
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
-        .args(args)
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
+/// `text` at `rel` under `dir`, directories made as needed.
 fn write(dir: &Path, rel: &str, text: &str) {
-    let p = dir.join(rel);
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, text).unwrap();
+    support::write(&dir.join(rel), text);
 }
 
 /// Let the racy window pass: what exists now is older than two seconds.

@@ -403,19 +403,16 @@ fn worktree_tree(
         )),
     };
     let tracked = memo::tracked_hash(&index);
-    if let (Some(m), Some((index_tree, false))) = (&last, index_tree)
+    if let (Some(mut m), Some((index_tree, false))) = (last, index_tree)
         && m.same_tracked(tracked)
         && *work_tree_unchanged.get_or_insert_with(|| m.work_tree_unchanged(workdir))
     {
         tracing::debug!("snapshot: the work tree and tracked set are as the memo has them");
-        let (tree, nested) = (m.tree, m.nested.clone());
-        if let Some(m) = last {
-            m.renew_index(repo, extra_ignores, index_id, index_tree);
-        }
+        m.renew_index(repo, extra_ignores, index_id, index_tree);
         return Ok(WorktreeTree {
-            tree,
+            tree: m.tree,
             index_tree: Some((index_tree, false)),
-            nested,
+            nested: m.nested,
             gitlinks: Vec::new(),
             source: TreeSource::Memo,
         });
@@ -465,9 +462,9 @@ fn worktree_tree(
         .map(|e| String::from_utf8_lossy(&e.path).into_owned())
         .collect();
     match index_tree {
-        Some((index_tree, false))
-            if use_memo && filtered.is_none() && sparse.is_empty() && gitlinks.is_empty() =>
-        {
+        // The memo itself refuses what it cannot check (submodules, sparse entries...);
+        // clean filters it cannot see.
+        Some((index_tree, false)) if use_memo && filtered.is_none() => {
             let taken = memo::Taken {
                 walk_ns,
                 index_id,

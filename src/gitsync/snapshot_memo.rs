@@ -154,6 +154,7 @@ fn setting_hash(ignores: &[String]) -> u64 {
     ] {
         std::env::var_os(var).hash(&mut h);
     }
+    // GIT_CONFIG_GLOBAL, GIT_CONFIG_SYSTEM, GIT_CONFIG_NOSYSTEM, GIT_CONFIG_COUNT...
     for (k, v) in std::env::vars_os() {
         if k.as_bytes().starts_with(b"GIT_CONFIG") {
             (k, v).hash(&mut h);
@@ -269,7 +270,7 @@ impl Memo {
     /// Remember that the index is now `index_id`, whose tree is `index_tree` (the tracked set
     /// and the work tree being as the memo has them).
     pub(super) fn renew_index(
-        mut self,
+        &mut self,
         repo: &Repository,
         ignores: &[String],
         index_id: Option<IndexId>,
@@ -277,7 +278,7 @@ impl Memo {
     ) {
         self.index_id = index_id;
         self.index_tree = index_tree;
-        write(repo, &encode(&self, setting_hash(ignores)));
+        write(repo, &encode(self, setting_hash(ignores)));
     }
 
     /// Every directory and file the memo's tree was read from is as it was.

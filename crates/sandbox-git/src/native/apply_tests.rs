@@ -416,14 +416,12 @@ fn a_file_changed_after_the_apply_read_it_is_left_alone() {
     git(s, &["add", "-A"]);
     git(s, &["commit", "-q", "-m", "one"]);
     let repo = git2::Repository::open(s).unwrap();
-    let (_, _, read) = super::worktree::tree(
-        &repo,
-        &super::worktree::real_index(&repo).unwrap(),
-        s,
-        None,
-        "",
-    )
-    .unwrap();
+    // What the apply reads of the work tree before it writes.
+    let read_now = || {
+        let real = super::worktree::real_index(&repo).unwrap();
+        super::worktree::tree(&repo, &real, s, None, "").unwrap().2
+    };
+    let read = read_now();
     let blob = repo.blob(b"from the laptop\n").unwrap();
     let tmp = s.join(".git/rclaude/tmp");
     let write_a = [super::apply::Change::Write(
@@ -443,14 +441,7 @@ fn a_file_changed_after_the_apply_read_it_is_left_alone() {
     );
 
     // Edited since it was read: kept, for both a write and a removal.
-    let (_, _, read) = super::worktree::tree(
-        &repo,
-        &super::worktree::real_index(&repo).unwrap(),
-        s,
-        None,
-        "",
-    )
-    .unwrap();
+    let read = read_now();
     std::fs::write(s.join("a.txt"), "edited in the sandbox\n").unwrap();
     std::fs::write(s.join("b.txt"), "edited too\n").unwrap();
     let err = super::apply::checkout(&repo, s, &tmp, &write_a, &read).unwrap_err();
