@@ -18,18 +18,8 @@ mod support;
 use support::{load_average, median, ms};
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let arg = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
-    let runs: usize = arg("--runs")
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(5)
-        .max(1);
-    let sizes: Vec<usize> = arg("--sizes")
+    let runs = support::arg("--runs", 5).max(1);
+    let sizes: Vec<usize> = support::arg_value("--sizes")
         .unwrap_or_else(|| "1000,10000,100000".into())
         .split(',')
         .map(|s| {

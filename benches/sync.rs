@@ -9,37 +9,22 @@
 //! repository is generated from the crate sources in `~/.cargo/registry` (real files, synthetic
 //! history). Prints a Markdown table with medians and ratios (rclaude ÷ baseline).
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use support::history::{append, count, git, git_out, pick_file, run, source};
+
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let arg = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
-    let runs: usize = arg("--runs").and_then(|r| r.parse().ok()).unwrap_or(5);
-    let source = arg("--repo")
-        .or_else(|| std::env::var("RCLAUDE_BENCH_REPO").ok())
-        .map(PathBuf::from);
+    let runs = support::arg("--runs", 5);
     let rclaude = PathBuf::from(env!("CARGO_BIN_EXE_rclaude"));
     let scratch = tempfile::tempdir().expect("tempdir");
     let base = scratch.path();
 
     let src = base.join("src");
-    let described = match &source {
-        Some(p) => {
-            run(Command::new("git")
-                .args(["clone", "-q", "--no-local"])
-                .arg(p)
-                .arg(&src));
-            format!("clone of {}", p.display())
-        }
-        None => generate(&src),
-    };
+    let described = source(&src);
     std::fs::write(
         src.join(".rclaude.toml"),
         "[sandbox]\nprovider = \"local\"\n",
@@ -244,97 +229,4 @@ fn main() {
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
-}
-
-fn run(cmd: &mut Command) {
-    let out = cmd.output().expect("spawn");
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    run(Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "bench")
-        .env("GIT_AUTHOR_EMAIL", "bench@example.com")
-        .env("GIT_COMMITTER_NAME", "bench")
-        .env("GIT_COMMITTER_EMAIL", "bench@example.com"));
-}
-
-fn git_out(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("git");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn count(dir: &Path, args: &[&str]) -> usize {
-    git_out(dir, args).lines().count()
-}
-
-fn append(path: &Path, text: &str) {
-    use std::io::Write;
-    std::fs::OpenOptions::new()
-        .append(true)
-        .open(path)
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-}
-
-/// A tracked text file of moderate size to edit.
-fn pick_file(repo: &Path) -> String {
-    let files = git_out(repo, &["ls-files"]);
-    files
-        .lines()
-        .find(|f| {
-            (f.ends_with(".c") || f.ends_with(".rs") || f.ends_with(".md") || f.ends_with(".txt"))
-                && std::fs::metadata(repo.join(f))
-                    .map(|m| m.len() > 1000 && m.len() < 200_000)
-                    .unwrap_or(false)
-        })
-        .or_else(|| files.lines().next())
-        .expect("the repository has files")
-        .to_string()
-}
-
-/// A repository from the crate sources in the cargo registry: real files, 1,500 commits.
-fn generate(dst: &Path) -> String {
-    let home = std::env::var("CARGO_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cargo"));
-    let registry = std::fs::read_dir(home.join("registry/src")).expect("cargo registry sources");
-    let root = registry.flatten().next().expect("a registry index").path();
-    std::fs::create_dir_all(dst).unwrap();
-    git(dst, &["init", "-q", "-b", "main"]);
-    let mut crates: Vec<PathBuf> = std::fs::read_dir(&root)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    crates.sort();
-    let mut n = 0;
-    for c in crates.iter().take(60) {
-        let name = c.file_name().unwrap();
-        run(Command::new("cp").arg("-R").arg(c).arg(dst.join(name)));
-        n += 1;
-        git(dst, &["add", "-A"]);
-        git(
-            dst,
-            &["commit", "-qm", &format!("add {}", name.to_string_lossy())],
-        );
-    }
-    // A longer history: many small commits on top.
-    let file = pick_file(dst);
-    for i in 0..1500 {
-        append(&dst.join(&file), &format!("// history {i}\n"));
-        git(dst, &["commit", "-qam", &format!("history {i}")]);
-    }
-    format!("generated from {n} crate sources in the cargo registry")
 }

@@ -18,6 +18,7 @@
 
 #[path = "../tests/support/git_http.rs"]
 mod git_http;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -27,15 +28,8 @@ use std::time::{Duration, Instant};
 const TOKEN: &str = "bench-push-token";
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let arg = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
-    let runs: usize = arg("--runs").and_then(|r| r.parse().ok()).unwrap_or(3);
-    let branch = arg("--branch").unwrap_or_else(|| "master".into());
+    let runs = support::arg("--runs", 3);
+    let branch = support::arg_value("--branch").unwrap_or_else(|| "master".into());
     let Ok(source) = std::env::var("RCLAUDE_BENCH_REPO") else {
         eprintln!(
             "set RCLAUDE_BENCH_REPO to a git repository to serve (e.g. a clone of git.git); \

@@ -638,3 +638,81 @@ fn processes_running(needle: &str) -> Vec<i32> {
         })
         .collect()
 }
+
+/// A history longer than the step helper takes (`native::MAX_NEW_COMMITS`) goes straight to
+/// the script's `git fetch`, whose `index-pack` uses every core where libgit2's indexer uses
+/// one: the helper is not asked (before, it read the whole pack, then declined).
+/// The next sync, of one new commit, is the helper's again.
+#[test]
+fn a_long_history_goes_straight_to_git_and_a_short_one_to_the_helper() {
+    let t = repo();
+    // 1,100 commits on top, written by `git fast-import` in one go.
+    let mut stream = String::new();
+    let head = t.git(&["rev-parse", "HEAD"]);
+    for n in 0..1100 {
+        let from = if n == 0 {
+            format!("from {}\n", head.trim())
+        } else {
+            String::new()
+        };
+        let data = format!("line {n}\n");
+        stream.push_str(&format!(
+            "commit refs/heads/main\ncommitter t <t@example.com> {} +0000\ndata 5\nc{:03}\n{from}M 100644 inline history.txt\ndata {}\n{data}\n",
+            1_700_000_000 + n,
+            n % 1000,
+            data.len()
+        ));
+    }
+    let mut fi = std::process::Command::new("git")
+        .args(["fast-import", "--quiet"])
+        .current_dir(t.path())
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    fi.stdin
+        .take()
+        .unwrap()
+        .write_all(stream.as_bytes())
+        .unwrap();
+    assert!(fi.wait().unwrap().success());
+    t.git(&["reset", "-q", "--hard", "main"]);
+
+    let logged = |args: &[&str]| {
+        let out = t.cmd(args).env("RCLAUDE_LOG", "debug").output().unwrap();
+        let text = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{text}");
+        text
+    };
+    let applied = |log: &str| -> Vec<String> {
+        log.lines()
+            .filter(|l| l.contains("running a sandbox-side step") && l.contains("step=\"apply\""))
+            .map(str::to_string)
+            .collect()
+    };
+    let up = logged(&["up", "--no-setup"]);
+    let steps = applied(&up);
+    assert_eq!(steps.len(), 1, "{up}");
+    assert!(
+        !steps[0].contains("helper=true"),
+        "the script applied: {up}"
+    );
+    assert!(
+        !up.contains("declined /rclaude/apply"),
+        "the helper was not asked: {up}"
+    );
+    let n = t.sh("git log --oneline | wc -l");
+    assert_eq!(n.trim(), "1101");
+
+    t.write("history.txt", "one more\n");
+    t.commit_all("one more");
+    let sync = logged(&["sync"]);
+    let steps = applied(&sync);
+    assert_eq!(steps.len(), 1, "{sync}");
+    assert!(
+        steps[0].contains("helper=true"),
+        "the helper applied: {sync}"
+    );
+    assert_eq!(t.sh("cat history.txt"), "one more\n");
+    t.ok(&["down", "--yes", "--discard"]);
+}

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)] // each bench uses part of it
 
+pub mod history;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -80,12 +82,18 @@ pub fn find(dir: &Path, name: &str) -> Option<PathBuf> {
 
 /// The value of `--NAME N` on the command line, else `default`.
 pub fn arg(name: &str, default: usize) -> usize {
+    arg_value(name)
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The value of `--NAME VALUE` on the command line, if given.
+pub fn arg_value(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
     args.iter()
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1))
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(default)
+        .cloned()
 }
 
 /// `rclaude-server` beside `rclaude` (built in the same profile when missing).

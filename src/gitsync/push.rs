@@ -318,6 +318,7 @@ async fn push_from(
         excludes,
         excludes_id,
         shallow: local.shallow.clone(),
+        bundle_commits: sent.commits,
     };
     let applied = remote::apply(sandbox, &params).await?;
 
@@ -469,7 +470,7 @@ pub(crate) fn count_changes(
 }
 
 /// Write a bundle of `refs` (leaving out what `hidden` reaches) to a new file named
-/// `<prefix>….bundle` in the repository's temporary directory, flushed and synced.
+/// `<prefix>….bundle` in the repository's temporary directory, flushed.
 pub(crate) fn write_temp_bundle(
     repo: &Repository,
     prefix: &str,
@@ -493,9 +494,7 @@ pub(crate) fn write_temp_bundle(
             .map_err(SyncError::io("writing the bundle file"))?;
         w
     };
-    tmp.as_file()
-        .sync_all()
-        .map_err(SyncError::io("writing the bundle file"))?;
+    // Not synced to disk: the file is read back at once and is worthless after a crash.
     Ok((tmp.into_temp_path(), written))
 }
 

@@ -28,6 +28,10 @@ pub struct ApplyParams {
     pub excludes_id: String,
     /// The laptop repository's shallow boundary (`.git/shallow`), when it is shallow.
     pub shallow: Vec<Oid>,
+    /// How many commits the bundle carries (0 without one): past
+    /// [`crate::native::MAX_NEW_COMMITS`] the script's `git fetch` reads it, and the step
+    /// helper is not asked.
+    pub bundle_commits: u64,
 }
 
 /// A ref the apply step created to keep sandbox work.
@@ -47,9 +51,9 @@ pub struct Applied {
 }
 
 /// The apply done by the sandbox itself ([`Sandbox::apply_sync`]); `None`: run the script (as
-/// for a shallow repository, which it never does).
+/// for a shallow repository or a long history, which it never does).
 async fn native(sandbox: &dyn Sandbox, p: &ApplyParams) -> Option<Answer> {
-    if !p.shallow.is_empty() {
+    if !p.shallow.is_empty() || p.bundle_commits > crate::native::MAX_NEW_COMMITS as u64 {
         return None;
     }
     let req = ApplySyncRequest {

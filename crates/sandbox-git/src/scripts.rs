@@ -344,8 +344,16 @@ mv -f "$T/marker" "$R/applying"
 if [ "$Wt" != "$St" ]; then
   GIT_INDEX_FILE="$ti" g read-tree -m -u "$Wt" "$St" 2>"$T/rt.err" || rc_die "cannot update the sandbox work tree (nothing was lost; fix the cause and run the sync again): $(tail -n 4 "$T/rt.err" | tr '\n' ' ')" 10
 fi
-g read-tree --reset "$It" 2>"$T/ri.err" || rc_die "cannot set the sandbox index: $(tail -n 3 "$T/ri.err" | tr '\n' ' ')" 10
-g update-index -q --refresh >/dev/null 2>&1 || true
+if [ "$It" = "$St" ] && [ ! -e "$GIT_DIR/index.lock" ]; then
+  # The laptop's index is its work tree (nothing unstaged, nothing untracked): the temporary
+  # index holds that tree with the stat data of every file (read above or just written), so it
+  # becomes the index. A reset and a refresh would read every file just written again (a first
+  # sync's whole checkout).
+  mv -f "$ti" "$GIT_DIR/index" || rc_die "cannot set the sandbox index" 10
+else
+  g read-tree --reset "$It" 2>"$T/ri.err" || rc_die "cannot set the sandbox index: $(tail -n 3 "$T/ri.err" | tr '\n' ' ')" 10
+  g update-index -q --refresh >/dev/null 2>&1 || true
+fi
 if [ -n "$H" ]; then
   if [ -n "$B" ]; then
     g update-ref -m "rclaude: sync from the laptop" "refs/heads/$B" "$H" 2>"$T/ur.err" || rc_die "cannot update branch $B in the sandbox: $(tail -n 3 "$T/ur.err" | tr '\n' ' ')" 10

@@ -25,8 +25,7 @@ use super::treediff;
 use super::worktree::{self, Made};
 use super::{Answer, EMPTY_TREE, Lock, bundle, fingerprint, identity, open, peeled};
 
-/// New commits in a bundle past which the script's `git fetch` reads it.
-const MAX_NEW_COMMITS: usize = 1000;
+use super::MAX_NEW_COMMITS;
 
 /// Attributes that change what a checkout writes (besides `eol=crlf`).
 const CONVERTING: [&str; 4] = ["filter", "ident", "working-tree-encoding", "crlf"];
