@@ -26,6 +26,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::history::{count, git, git_out, run, source};
+use support::{load_average, median, ms};
 
 fn main() {
     let runs = support::arg("--runs", 5);
@@ -86,22 +87,18 @@ fn main() {
             ms(fetch[i])
         );
     }
-    let up = median(up);
-    let create = median(create);
-    let clone = median(clone);
-    let fetch = median(fetch);
+    let up = median(&mut up);
+    let create = median(&mut create);
+    let clone = median(&mut clone);
+    let fetch = median(&mut fetch);
     let synced = up.saturating_sub(create);
     cli_rss.sort();
     child_rss.sort();
 
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
         "Repository: {described} — {files} files, {commits} commits, no upstream; median of \
          {runs} runs; load average {}.\n",
-        load.split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
+        load_average()
     );
     println!(
         "| step | median | ÷ bundle --all + clone | ÷ bundle + fetch + checkout |\n|---|---|---|---|"
@@ -244,13 +241,4 @@ fn remove(paths: &[&Path]) {
     for p in paths {
         let _ = std::fs::remove_dir_all(p).or_else(|_| std::fs::remove_file(p));
     }
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }

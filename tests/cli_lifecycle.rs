@@ -459,25 +459,35 @@ fn with_bubblewrap_a_crashed_agents_processes_end_with_it() {
 
 /// The sandbox-side steps a command ran (from rclaude's debug log).
 fn sandbox_steps(t: &TestRepo, args: &[&str]) -> Vec<String> {
+    logged_steps(t, args).0.into_iter().map(|s| s.0).collect()
+}
+
+/// The sandbox-side steps a command ran, each with whether the agent's step helper did it,
+/// and the debug log (of the sync steps and the provider library) they were read from.
+fn logged_steps(t: &TestRepo, args: &[&str]) -> (Vec<(String, bool)>, String) {
     let out = t
         .cmd(args)
-        .env("RCLAUDE_LOG", "rclaude_sandbox_git=debug")
+        .env(
+            "RCLAUDE_LOG",
+            "rclaude_sandbox_git=debug,rclaude_sandbox=debug",
+        )
         .output()
         .unwrap();
     let r = common::Run(out);
     assert_eq!(r.code(), 0, "rclaude {args:?}: {}", r.all());
-    r.stderr()
+    let log = r.stderr();
+    let steps = log
         .lines()
         .filter(|l| l.contains("running a sandbox-side step"))
-        .filter_map(|l| l.split("step=").nth(1))
-        .map(|s| {
-            s.split_whitespace()
-                .next()
-                .unwrap_or("")
-                .trim_matches('"')
-                .to_string()
+        .filter_map(|l| {
+            let name = l.split("step=").nth(1)?.split_whitespace().next()?;
+            Some((
+                name.trim_matches('"').to_string(),
+                l.contains("helper=true"),
+            ))
         })
-        .collect()
+        .collect();
+    (steps, log)
 }
 
 /// With nothing changed on either side, a sync asks the sandbox nothing once a query has
@@ -678,25 +688,18 @@ fn a_long_history_goes_straight_to_git_and_a_short_one_to_the_helper() {
     assert!(fi.wait().unwrap().success());
     t.git(&["reset", "-q", "--hard", "main"]);
 
-    let logged = |args: &[&str]| {
-        let out = t.cmd(args).env("RCLAUDE_LOG", "debug").output().unwrap();
-        let text = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(out.status.success(), "{text}");
-        text
+    // Whether the helper did each apply step.
+    let applies = |args: &[&str]| {
+        let (steps, log) = logged_steps(&t, args);
+        let by_helper: Vec<bool> = steps
+            .into_iter()
+            .filter(|(name, _)| name == "apply")
+            .map(|(_, helper)| helper)
+            .collect();
+        (by_helper, log)
     };
-    let applied = |log: &str| -> Vec<String> {
-        log.lines()
-            .filter(|l| l.contains("running a sandbox-side step") && l.contains("step=\"apply\""))
-            .map(str::to_string)
-            .collect()
-    };
-    let up = logged(&["up", "--no-setup"]);
-    let steps = applied(&up);
-    assert_eq!(steps.len(), 1, "{up}");
-    assert!(
-        !steps[0].contains("helper=true"),
-        "the script applied: {up}"
-    );
+    let (by_helper, up) = applies(&["up", "--no-setup"]);
+    assert_eq!(by_helper, [false], "the script applied, once: {up}");
     assert!(
         !up.contains("declined /rclaude/apply"),
         "the helper was not asked: {up}"
@@ -706,13 +709,8 @@ fn a_long_history_goes_straight_to_git_and_a_short_one_to_the_helper() {
 
     t.write("history.txt", "one more\n");
     t.commit_all("one more");
-    let sync = logged(&["sync"]);
-    let steps = applied(&sync);
-    assert_eq!(steps.len(), 1, "{sync}");
-    assert!(
-        steps[0].contains("helper=true"),
-        "the helper applied: {sync}"
-    );
+    let (by_helper, sync) = applies(&["sync"]);
+    assert_eq!(by_helper, [true], "the helper applied, once: {sync}");
     assert_eq!(t.sh("cat history.txt"), "one more\n");
     t.ok(&["down", "--yes", "--discard"]);
 }
