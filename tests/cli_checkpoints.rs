@@ -308,9 +308,17 @@ fn another_machine_recovers_a_dead_sessions_work_through_the_server() {
 
     // The newest copy is damaged in the store: it is caught, and the one before is used.
     let store = dir.path().join("checkpoints");
+    // Stored as `<name>-<12 hex>.bundle`: match the whole name, since two checkpoints taken
+    // in one second are `<stamp>` and `<stamp>-2`, and `<stamp>-<hex>` may begin with `2`.
+    let is_latest = |p: &std::path::Path| {
+        let name = p.file_name().unwrap().to_string_lossy();
+        name.strip_prefix(&format!("{latest}-"))
+            .and_then(|rest| rest.strip_suffix(".bundle"))
+            .is_some_and(|u| u.len() == 12 && u.bytes().all(|b| b.is_ascii_hexdigit()))
+    };
     let newest = common::walk(&store)
         .into_iter()
-        .find(|p| p.to_string_lossy().contains(&latest))
+        .find(|p| is_latest(p))
         .expect("the newest checkpoint's object");
     let good = std::fs::read(&newest).unwrap();
     let mut bad = good.clone();
