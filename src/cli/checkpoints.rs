@@ -80,7 +80,7 @@ pub async fn run(g: &GlobalArgs, args: Args) -> CliResult {
             None => all.push((cp, false, true)),
         }
     }
-    all.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+    all.sort_by(|a, b| crate::gitsync::checkpoint::id_order(&a.0.id, &b.0.id));
     if args.json {
         let list: Vec<serde_json::Value> = all
             .iter()

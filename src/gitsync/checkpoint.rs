@@ -290,8 +290,21 @@ fn list_in(repo: &git2::Repository, session: &str) -> Vec<Checkpoint> {
             (target.to_string() == cp.tip && repo.find_commit(target).is_ok()).then_some(cp)
         })
         .collect();
-    out.sort_by(|a, b| a.id.cmp(&b.id));
+    out.sort_by(|a, b| id_order(&a.id, &b.id));
     out
+}
+
+/// Checkpoint ids in the order they were taken: `<stamp>`, `<stamp>-2`, … `<stamp>-10` within
+/// one second (a plain string order puts `-10` before `-2`), the server's `<stamp>-server`,
+/// `<stamp>-server2`, … after this machine's of the same second.
+pub fn id_order(a: &str, b: &str) -> std::cmp::Ordering {
+    fn key(id: &str) -> (&str, &str, u64, &str) {
+        let (stamp, rest) = id.split_once('-').unwrap_or((id, ""));
+        let kind = rest.trim_end_matches(|c: char| c.is_ascii_digit());
+        let n = rest[kind.len()..].parse().unwrap_or(1);
+        (stamp, kind, n, id)
+    }
+    key(a).cmp(&key(b))
 }
 
 /// The checkpoints of `session`, oldest first.
@@ -413,4 +426,35 @@ pub async fn verify(
         })
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::id_order;
+
+    #[test]
+    fn ids_sort_in_the_order_they_were_taken() {
+        let mut ids = vec![
+            "20261206T050949Z",
+            "20261206T050948Z-server",
+            "20261206T050948Z-10",
+            "20261206T050948Z-server2",
+            "20261206T050948Z-2",
+            "20261206T050948Z",
+            "20261206T050948Z-9",
+        ];
+        ids.sort_by(|a, b| id_order(a, b));
+        assert_eq!(
+            ids,
+            [
+                "20261206T050948Z",
+                "20261206T050948Z-2",
+                "20261206T050948Z-9",
+                "20261206T050948Z-10",
+                "20261206T050948Z-server",
+                "20261206T050948Z-server2",
+                "20261206T050949Z",
+            ]
+        );
+    }
 }

@@ -97,7 +97,7 @@ pub async fn newest(ctx: &Ctx, session_id: &str, here: Option<Checkpoint>) -> Op
     let newer = match (&here, &on_server) {
         (_, None) => false,
         (None, Some(_)) => true,
-        (Some(h), Some(s)) => s.id > h.id,
+        (Some(h), Some(s)) => checkpoint::id_order(&s.id, &h.id).is_gt(),
     };
     if !newer {
         return here;
@@ -158,7 +158,11 @@ async fn adopt_server_pause(ctx: &Ctx, record: &SessionRecord) {
     // The server names its own `<stamp>-server…`, and takes one only before a pause or a stop.
     let server_pause = last.id.contains("-server") && last.reason.ends_with("pause");
     let here = list(ctx, record).unwrap_or_default();
-    if !server_pause || here.last().is_some_and(|h| h.id >= last.id) {
+    if !server_pause
+        || here
+            .last()
+            .is_some_and(|h| checkpoint::id_order(&h.id, &last.id).is_ge())
+    {
         return;
     }
     let id = last.id.clone();
