@@ -414,6 +414,9 @@ impl Provider for LocalProvider {
 
     async fn create(&self, spec: &SandboxSpec) -> Result<SandboxInfo, ProviderError> {
         check_network(spec)?;
+        // Asking the host's npm takes a few hundred milliseconds (node starting): it runs while
+        // the sandbox is made and its agent starts, and is written before any command runs.
+        let npm = tokio::task::spawn_blocking(super::npmrc::host_settings);
         let id = format!("local-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let dir = self.dir(&id)?;
         std::fs::create_dir_all(&dir)
@@ -430,11 +433,6 @@ impl Provider for LocalProvider {
             uuid::Uuid::new_v4().simple()
         );
         write_private(&dir.join("agent.token"), token.as_bytes())?;
-        let npm = tokio::task::spawn_blocking(super::npmrc::host_settings)
-            .await
-            .unwrap_or_default();
-        super::npmrc::write_into(&dir.join("root/home"), &npm)
-            .map_err(|e| io_err(format!("writing {}/root/home/.npmrc", dir.display()), e))?;
         let file = SandboxFile {
             id: id.clone(),
             name: spec.name.clone(),
@@ -452,6 +450,15 @@ impl Provider for LocalProvider {
         if let Err(e) = self.start_agent(&dir, &file).await {
             let _ = std::fs::remove_dir_all(&dir);
             return Err(e);
+        }
+        let npm = npm.await.unwrap_or_default();
+        if let Err(e) = super::npmrc::write_into(&dir.join("root/home"), &npm) {
+            self.stop_agent(&dir).await;
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(io_err(
+                format!("writing {}/root/home/.npmrc", dir.display()),
+                e,
+            ));
         }
         Ok(self.info_from(&dir, &file, true))
     }
