@@ -39,13 +39,41 @@ fn sandbox_npm_uses_the_hosts_registry_and_ca_file_but_not_its_tokens() {
          //registry.corp.invalid:4873/:_authToken=npm_host_only_secret\n",
     )
     .unwrap();
+    // A slow host npm: the new sandbox's agent asks it beside the first sync, and the first
+    // command must still find the settings written (commands wait for them).
+    let real_npm = std::process::Command::new("sh")
+        .args(["-c", "command -v npm"])
+        .output()
+        .unwrap();
+    let real_npm = String::from_utf8(real_npm.stdout).unwrap();
+    let shims = repo.home.path().join("slow-npm");
+    std::fs::create_dir_all(&shims).unwrap();
+    let shim = shims.join("npm");
+    std::fs::write(
+        &shim,
+        format!("#!/bin/sh\nsleep 2\nexec {} \"$@\"\n", real_npm.trim()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&shim, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        shims.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let mut up = repo.cmd(&["up"]);
-    up.env("NPM_CONFIG_GLOBALCONFIG", &npmrc);
+    up.env("NPM_CONFIG_GLOBALCONFIG", &npmrc).env("PATH", &path);
     let out = up.output().unwrap();
     assert!(
         out.status.success(),
         "up failed: {}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    let first = repo
+        .ok(&["exec", "--", "sh", "-c", "cat ~/.npmrc"])
+        .stdout();
+    assert!(
+        first.contains("registry=http://registry.corp.invalid:4873/"),
+        "the first command ran before the sandbox's .npmrc was written:\n{first}"
     );
     let npm_get = |key: &str| {
         repo.ok(&["exec", "--", "npm", "config", "get", key])

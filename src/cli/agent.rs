@@ -59,6 +59,10 @@ pub struct Args {
     /// allow-listing proxy (needs bubblewrap).
     #[arg(long, value_name = "JSON", value_parser = parse_network)]
     pub network: Option<crate::network::NetworkPolicy>,
+    /// Copy this machine's npm network settings (registry, CA file, proxies; never
+    /// credentials) into HOME/.npmrc unless it has one; commands wait until it is written.
+    #[arg(long)]
+    pub copy_npm_settings: bool,
 }
 
 fn parse_network(s: &str) -> Result<crate::network::NetworkPolicy, String> {
@@ -114,6 +118,7 @@ pub async fn run(_g: &GlobalArgs, args: Args) -> CliResult {
         groups_file: args.groups_file,
         network: args.network.unwrap_or_default(),
         step_helper: true,
+        copy_npm_settings: args.copy_npm_settings,
         ..AgentOptions::new(PathBuf::new())
     };
     let agent = bind(opts)

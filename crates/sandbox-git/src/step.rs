@@ -75,6 +75,7 @@ pub(crate) async fn run_step(
     mut env: BTreeMap<String, String>,
 ) -> Result<Answer, StepError> {
     env.insert("RC_WORKDIR".into(), sandbox.workdir().to_string());
+    env.insert(rclaude_sandbox::agent::SYNC_STEP_VAR.into(), step.into());
     tracing::debug!(step, sandbox = sandbox.id(), "running a sandbox-side step");
     let script = format!("{PRELUDE}{body}");
     // cwd: the provider's default (the workdir); scripts `cd` there themselves.

@@ -29,6 +29,7 @@ pub mod helper;
 mod isolation;
 mod leader;
 mod netns;
+mod npmrc;
 pub mod paths;
 mod process;
 mod pty;
@@ -53,6 +54,11 @@ use axum::routing::{get, post};
 
 pub use auth::sign as sign_file_url;
 pub use isolation::{IsolationReport, Launcher};
+
+/// Set in the environment of rclaude's own sync steps (the scripts that init, query and apply
+/// the sandbox's repository): they do not wait for the sandbox's preparation (the npm
+/// settings a new local sandbox's agent copies in), which they do not use.
+pub const SYNC_STEP_VAR: &str = "RCLAUDE_SYNC_STEP";
 
 use crate::Isolation;
 use crate::envd::ENVD_PORT;
@@ -89,6 +95,10 @@ pub struct AgentOptions {
     /// the step helper ([`helper::HELPER`]); only for an executable that implements it
     /// (`rclaude agent`).
     pub step_helper: bool,
+    /// Copy this machine's npm network settings (registry, CA file, proxies; never
+    /// credentials) into the sandbox's `~/.npmrc` unless it has one. Asking npm takes a few
+    /// hundred milliseconds, so it runs beside everything else; commands wait for it.
+    pub copy_npm_settings: bool,
 }
 
 impl AgentOptions {
@@ -107,6 +117,7 @@ impl AgentOptions {
             keepalive_default: Duration::from_secs(90),
             network: crate::network::NetworkPolicy::Open,
             step_helper: false,
+            copy_npm_settings: false,
         }
     }
 }
@@ -249,12 +260,18 @@ pub async fn bind(opts: AgentOptions) -> Result<Agent, AgentError> {
             "agent on {local_addr} accepts requests without an access token (no-auth mode)"
         );
     }
+    let ready = if opts.copy_npm_settings {
+        npmrc::copy_in_background(conf.home().to_path_buf())
+    } else {
+        tokio::sync::watch::channel(true).1
+    };
     let processes = Arc::new(process::Processes::new(
         conf.clone(),
         launcher.clone(),
         &opts.env,
         opts.keepalive_default,
         group_log,
+        ready,
     ));
     let watchers = watch::Watchers::new(conf.clone(), opts.keepalive_default);
     let state = Arc::new(AgentState {

@@ -178,6 +178,9 @@ pub struct Processes {
     launcher: Launcher,
     base_env: BTreeMap<String, String>,
     keepalive_default: Duration,
+    /// True once the sandbox is ready for commands (its `~/.npmrc` written, when the agent
+    /// copies one in); every command waits for it.
+    ready: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Processes {
@@ -187,6 +190,7 @@ impl Processes {
         extra_env: &BTreeMap<String, String>,
         keepalive_default: Duration,
         group_log: Option<GroupLog>,
+        ready: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
         let mut base_env = BTreeMap::new();
         let path = std::env::var("PATH").unwrap_or_else(|_| {
@@ -208,6 +212,7 @@ impl Processes {
             launcher,
             base_env,
             keepalive_default,
+            ready,
         }
     }
 
@@ -550,6 +555,10 @@ impl Processes {
             Ok(r) => r,
             Err(e) => return rpc::stream_error(e),
         };
+        // A closed channel (the preparing task gone) counts as ready: never wait forever.
+        if !req.process.envs.contains_key(super::SYNC_STEP_VAR) {
+            let _ = self.ready.clone().wait_for(|ready| *ready).await;
+        }
         let timeout = match headers
             .get("connect-timeout-ms")
             .map(|v| v.to_str().map(|s| s.trim().parse::<u64>()))

@@ -199,6 +199,7 @@ impl LocalProvider {
         &self,
         dir: &Path,
         file: &SandboxFile,
+        copy_npm_settings: bool,
     ) -> Result<EnvdClient, ProviderError> {
         let root = dir.join("root");
         let home = root.join("home");
@@ -263,6 +264,7 @@ impl LocalProvider {
             .arg("--env")
             .arg(format!("RCLAUDE_SANDBOX_ID={}", file.id))
             .args(toolchain_args(&file.expose))
+            .args(copy_npm_settings.then_some("--copy-npm-settings"))
             .env_remove("RCLAUDE_AGENT_TOKEN")
             .stdin(std::process::Stdio::null())
             .stdout(
@@ -414,9 +416,6 @@ impl Provider for LocalProvider {
 
     async fn create(&self, spec: &SandboxSpec) -> Result<SandboxInfo, ProviderError> {
         check_network(spec)?;
-        // Asking the host's npm takes a few hundred milliseconds (node starting): it runs while
-        // the sandbox is made and its agent starts, and is written before any command runs.
-        let npm = tokio::task::spawn_blocking(super::npmrc::host_settings);
         let id = format!("local-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let dir = self.dir(&id)?;
         std::fs::create_dir_all(&dir)
@@ -447,18 +446,10 @@ impl Provider for LocalProvider {
             serde_json::to_vec_pretty(&file).map_err(|e| ProviderError::Config(e.to_string()))?;
         std::fs::write(dir.join("sandbox.json"), json)
             .map_err(|e| io_err(format!("writing {}", dir.display()), e))?;
-        if let Err(e) = self.start_agent(&dir, &file).await {
+        // The new sandbox's agent copies the host's npm settings in while the first sync runs.
+        if let Err(e) = self.start_agent(&dir, &file, true).await {
             let _ = std::fs::remove_dir_all(&dir);
             return Err(e);
-        }
-        let npm = npm.await.unwrap_or_default();
-        if let Err(e) = super::npmrc::write_into(&dir.join("root/home"), &npm) {
-            self.stop_agent(&dir).await;
-            let _ = std::fs::remove_dir_all(&dir);
-            return Err(io_err(
-                format!("writing {}/root/home/.npmrc", dir.display()),
-                e,
-            ));
         }
         Ok(self.info_from(&dir, &file, true))
     }
@@ -502,7 +493,7 @@ impl Provider for LocalProvider {
             serde_json::to_vec_pretty(&file).map_err(|e| ProviderError::Config(e.to_string()))?;
         std::fs::write(dir.join("sandbox.json"), json)
             .map_err(|e| io_err(format!("writing {}", dir.display()), e))?;
-        if let Err(e) = self.start_agent(&dir, &file).await {
+        if let Err(e) = self.start_agent(&dir, &file, false).await {
             let _ = std::fs::remove_dir_all(&dir);
             return Err(e);
         }
@@ -516,7 +507,7 @@ impl Provider for LocalProvider {
         let client = match self.live_client(&dir).await {
             Some(client) => client,
             None => {
-                let client = self.start_agent(&dir, &file).await?;
+                let client = self.start_agent(&dir, &file, false).await?;
                 self.answered.record(&dir, &client);
                 client
             }

@@ -98,7 +98,6 @@ mod entry;
 pub mod envd_sandbox;
 pub mod local;
 pub mod northflank;
-pub mod npmrc;
 pub mod retry;
 pub mod select;
 pub mod shellwrap;

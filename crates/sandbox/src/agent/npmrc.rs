@@ -3,9 +3,11 @@
 //! A local sandbox has its own `HOME` and its own npm prefix (`~/.local`), so npm inside it
 //! reads neither the user's `~/.npmrc` nor the machine's global npmrc (which npm looks up
 //! under the prefix). Behind a TLS-inspecting proxy that loses the CA file and every install
-//! fails with "self-signed certificate in certificate chain". At creation the local provider
-//! asks the host's npm for the effective network settings and writes them into the sandbox's
-//! `~/.npmrc`. Only these keys are copied: auth tokens and other credentials never are.
+//! fails with "self-signed certificate in certificate chain". A new local sandbox's agent
+//! (`--copy-npm-settings`) asks the host's npm for the effective network settings and writes
+//! them into the sandbox's `~/.npmrc`, beside the sandbox's first sync (node takes a few hundred
+//! milliseconds to start); commands wait until it is written. Only these keys are copied: auth
+//! tokens and other credentials never are.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -70,17 +72,41 @@ fn parse(out: &str) -> Vec<(String, String)> {
 }
 
 /// Write `settings` as `home/.npmrc` unless the sandbox already has one (the user's own edits
-/// inside the sandbox win).
+/// inside the sandbox win). Never through a symlink: the file is created, not opened.
 pub fn write_into(home: &Path, settings: &[(String, String)]) -> std::io::Result<()> {
-    let path = home.join(".npmrc");
-    if settings.is_empty() || path.exists() {
+    if settings.is_empty() {
         return Ok(());
     }
     let mut text = String::from("# Copied by rclaude from this machine's npm configuration.\n");
     for (k, v) in settings {
         text.push_str(&format!("{k}={v}\n"));
     }
-    std::fs::write(path, text)
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(home.join(".npmrc"));
+    match file {
+        Ok(mut f) => std::io::Write::write_all(&mut f, text.as_bytes()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Ask the host's npm and write the sandbox's `home/.npmrc` on a blocking thread; the
+/// receiver turns true when that is done (or failed: a sandbox without the settings still
+/// works, behind a TLS-inspecting proxy its npm cannot reach the registry).
+pub fn copy_in_background(home: std::path::PathBuf) -> tokio::sync::watch::Receiver<bool> {
+    let (done, ready) = tokio::sync::watch::channel(false);
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = write_into(&home, &host_settings()) {
+            tracing::warn!(
+                "cannot write {}: {e}; npm in the sandbox goes without this machine's registry and proxy settings",
+                home.join(".npmrc").display()
+            );
+        }
+        let _ = done.send(true);
+    });
+    ready
 }
 
 #[cfg(test)]
